@@ -1,0 +1,5 @@
+import sys
+
+from onnxprobe.cli import main
+
+sys.exit(main())

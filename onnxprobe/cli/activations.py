@@ -1,0 +1,60 @@
+"""`onnxprobe activations MODEL IMAGE`: activations to .npz and the toolbox's layer grid to PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from onnxprobe.cli.common import add_model_args, load_model_from_args
+from onnxprobe.errors import UsageError
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("activations", help="save the activations of layers for one image")
+    add_model_args(parser)
+    parser.add_argument("image", help="image file (any size and channel count)")
+    parser.add_argument("--layer", action="append", default=None, help="layer to save (repeatable; default: all)")
+    parser.add_argument("--out", required=True, help="output .npz, keyed by layer name")
+    parser.add_argument("--grid", help="also draw the layer pane of the (first) chosen layer as PNG")
+    parser.add_argument("--boost-indiv", type=float, default=0.0, help="per-unit boost exponent (toolbox key T): 0..1")
+    parser.add_argument("--boost-gamma", type=float, default=1.0, help="gamma boost (toolbox key t): e.g. 1, .7, .5, .3")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from onnxprobe.fsutil import atomic_save_npz
+    from onnxprobe.preprocess import read_image
+
+    if not 0 <= args.boost_indiv <= 1:
+        raise UsageError("--boost-indiv must be between 0 and 1")
+    if args.boost_gamma <= 0:
+        raise UsageError("--boost-gamma must be positive")
+    model = load_model_from_args(args)
+    image = read_image(args.image)
+    names = [model.layer(name).name for name in args.layer] if args.layer else None
+    x = model.preprocess(image)
+    acts = model.activations(x, names, with_outputs=False)
+    atomic_save_npz(args.out, {name: value[0] for name, value in acts.items()})
+    print(f"wrote {len(acts)} activations to {args.out}")
+    if args.grid:
+        layer = model.layer(names[0]) if names else _default_grid_layer(model)
+        path = write_layer_grid(model, layer, acts.get(layer.name, None) if layer.name in acts else
+                                model.activations(x, [layer.name])[layer.name], args.grid,
+                                args.boost_indiv, args.boost_gamma)
+        print(f"wrote the grid of '{layer.name}' ({layer.units} units) to {path}")
+    return 0
+
+
+def _default_grid_layer(model):
+    spatial = [layer for layer in model.layers if layer.is_spatial]
+    return spatial[0] if spatial else model.layers[0]
+
+
+def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
+    from onnxprobe.render.grid import layer_grid, units_first
+    from onnxprobe.render.images import write_png
+
+    tiles = units_first(activation[0], layer.channel_axis, layer.spatial_axes)
+    image, _ = layer_grid(tiles, boost_indiv, boost_gamma, min_tile=16 if layer.is_spatial else 8)
+    return write_png(path, image)

@@ -1,0 +1,42 @@
+"""`onnxprobe layers MODEL`: every probeable tensor with its op, shape, units and receptive field."""
+
+from __future__ import annotations
+
+import json
+
+from onnxprobe.cli.common import add_model_args, load_model_from_args
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("layers", help="list the probeable layers of a model")
+    add_model_args(parser, device=False)
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model = load_model_from_args(args, device="cpu")
+    layers = model.layers
+    if args.json:
+        print(json.dumps([layer.to_json() for layer in layers], indent=1))
+        return 0
+    print(f"{model.path}: input '{model.input_name}' {list(model.input_shape)} ({model.spec.layout}, "
+          f"{model.spec.channels} channel(s)); shapes by {model.shape_source}; {len(layers)} layers")
+    rows = [("name", "op", "shape", "units", "receptive field (size / stride / offset)", "grad")]
+    for layer in layers:
+        rf = layer.receptive_field
+        rf_text = "-" if rf is None else " / ".join("x".join(_num(v) for v in part) for part in (rf.size, rf.stride, rf.offset))
+        grad = {True: "yes", False: "no", None: "?"}[layer.differentiable]
+        shape = "x".join("N" if d is None else str(d) for d in layer.shape)
+        rows.append((layer.name, layer.op, shape, str(layer.units), rf_text, grad))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    blocked = [layer.name for layer in layers if layer.differentiable is False]
+    if blocked:
+        print(f"{len(blocked)} layer(s) cannot be differentiated back to the input (an op without a backward rule lies between)")
+    return 0
+
+
+def _num(value) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

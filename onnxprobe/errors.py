@@ -1,0 +1,31 @@
+"""User-facing errors: each carries one line that the CLI prints before exiting with status 2."""
+
+
+class ProbeError(Exception):
+    """A problem with what the user gave us (a file, a flag, a layer name): never a bug."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))  # always one line
+
+
+class ModelError(ProbeError):
+    """The model file is missing, unreadable, invalid or uses something we cannot run."""
+
+
+class UnsupportedOpsError(ModelError):
+    """Ops on the path to the requested gradient that have no backward rule."""
+
+    def __init__(self, ops: list[tuple[str, str]]):
+        self.ops = sorted(set(ops))
+        listed = ", ".join(f"{op} (node '{name}')" for op, name in self.ops)
+        super().__init__(f"no backward rule for {len(self.ops)} op(s) on the path to the input: {listed}")
+
+
+class InputError(ProbeError):
+    """An image, video, camera, array or shape given by the user does not fit."""
+
+
+class UsageError(ProbeError):
+    """A flag or name that does not exist or does not fit the model."""

@@ -1,0 +1,79 @@
+"""Probeable layers: float intermediate tensors with a batch axis, with units and receptive fields."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import onnx
+
+from onnxprobe.errors import UsageError
+from onnxprobe.graph.receptive import ReceptiveField, TensorGeometry, analyze_geometry
+from onnxprobe.graph.shapes import TensorInfo
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    op: str
+    shape: tuple[int | None, ...]  # None is the batch axis
+    channel_axis: int
+    spatial_axes: tuple[int, ...]
+    receptive_field: ReceptiveField | None
+    differentiable: bool | None = None  # can a gradient flow from here back to the input?
+
+    @property
+    def units(self) -> int:
+        return int(self.shape[self.channel_axis])
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(int(self.shape[a]) for a in self.spatial_axes)
+
+    @property
+    def is_spatial(self) -> bool:
+        return bool(self.spatial_axes)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "op": self.op,
+            "shape": list(self.shape),
+            "units": self.units,
+            "channel_axis": self.channel_axis,
+            "receptive_field": self.receptive_field.to_json() if self.receptive_field else None,
+            "differentiable": self.differentiable,
+        }
+
+
+def probeable_layers(model: onnx.ModelProto, infos: dict[str, TensorInfo], input_name: str, layout: str,
+                     differentiable: set[str] | None = None) -> list[LayerInfo]:
+    shapes = {name: info.shape for name, info in infos.items()}
+    geometry = analyze_geometry(model, input_name, layout=layout, shapes=shapes)
+    layers = []
+    seen = set()
+    for node in model.graph.node:
+        for name in node.output:
+            info = infos.get(name)
+            if not name or name in seen or info is None or not info.is_float or not info.has_batch_axis or len(info.shape) < 2:
+                continue
+            seen.add(name)
+            geo = geometry.get(name) or TensorGeometry(None, (), None)
+            channel_axis = geo.channel_axis if geo.channel_axis is not None else 1
+            spatial = tuple(a for a in geo.spatial_axes if a != channel_axis and a < len(info.shape))
+            layers.append(LayerInfo(
+                name=name, op=info.op, shape=info.shape, channel_axis=channel_axis, spatial_axes=spatial,
+                receptive_field=geo.receptive_field if spatial else None,
+                differentiable=None if differentiable is None else name in differentiable,
+            ))
+    return layers
+
+
+def find_layer(layers: list[LayerInfo], name: str) -> LayerInfo:
+    for layer in layers:
+        if layer.name == name:
+            return layer
+    names = [layer.name for layer in layers]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f"; run 'onnxprobe layers' to list the {len(names)} layers"
+    raise UsageError(f"no layer named '{name}'{hint}")

@@ -1,0 +1,163 @@
+"""Loading, validating and normalising ONNX models: one opset, one IR version, fixed input dims."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+from onnx import helper, version_converter
+
+from onnxprobe.errors import ModelError, UsageError
+
+WORKING_OPSET = 18
+MAX_IR_VERSION = 10  # ONNX Runtime 1.31 reads IR <= 13; onnx 1.23 writes 14 unless told otherwise
+BATCH_DIM = "N"
+# Domains whose ops ONNX Runtime runs without custom kernels (ai.onnx.ml ops never appear in CNNs,
+# but harmless preprocessing nodes from converters may use them).
+KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
+
+
+def load_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read a model file (with external data next to it), validate it, and normalise its opset."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelError(f"model path is a directory, not an ONNX file: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=True)
+    except Exception as exc:  # protobuf raises DecodeError, external data raises OSError/ValueError
+        raise ModelError(f"not a readable ONNX model: {path} ({_short(exc)})") from None
+    if not model.graph.node and not model.graph.input:
+        raise ModelError(f"not an ONNX model (empty graph): {path}")
+    check_model(model, str(path))
+    return normalize_opset(model)
+
+
+def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
+    custom = sorted({(n.domain, n.op_type, n.name) for n in model.graph.node if n.domain not in KNOWN_DOMAINS})
+    if custom:
+        listed = ", ".join(f"{d}::{op} (node '{name}')" for d, op, name in custom[:5])
+        more = f" and {len(custom) - 5} more" if len(custom) > 5 else ""
+        raise ModelError(f"{origin} uses ops from custom domains that ONNX Runtime cannot run: {listed}{more}")
+    try:
+        # full_check would run strict shape inference, which many real exports fail; we infer later.
+        onnx.checker.check_model(model, full_check=False)
+    except Exception as exc:
+        raise ModelError(f"{origin} is not a valid ONNX model: {_short(exc)}") from None
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    raise ModelError("model imports no default-domain opset")
+
+
+def normalize_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Convert models below WORKING_OPSET up to it; newer ones keep their opset."""
+    if default_opset(model) < WORKING_OPSET:
+        try:
+            model = version_converter.convert_version(model, WORKING_OPSET)
+        except Exception as exc:
+            raise ModelError(
+                f"cannot convert the model from opset {default_opset(model)} to {WORKING_OPSET}: {_short(exc)}"
+            ) from None
+    return finalize_model(model)
+
+
+def finalize_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Set an IR version ONNX Runtime accepts (call on every model we build or rewrite)."""
+    opsets = [(imp.domain, imp.version) for imp in model.opset_import]
+    try:
+        needed = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    except Exception:
+        needed = 8
+    model.ir_version = max(needed, min(model.ir_version or needed, MAX_IR_VERSION))
+    return model
+
+
+def image_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
+    """The one real input of the graph (initializers listed as inputs in old exports don't count)."""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise ModelError(f"onnxprobe needs a model with exactly one image input; this one has {len(inputs)}: {names}")
+    return inputs[0]
+
+
+def input_dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
+    dims = []
+    for d in value.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return dims
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise UsageError(f"--input-shape must be comma-separated integers like 1,3,224,224, got '{text}'") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise UsageError(f"--input-shape must be positive integers like 1,3,224,224, got '{text}'")
+    return dims
+
+
+def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+    """Fix every input dim but the batch axis (kept symbolic); returns the model and the shape used
+    (with batch 1). Dynamic dims without a user shape are an error naming them."""
+    value = image_input(model)
+    dims = input_dims(value)
+    elem = value.type.tensor_type.elem_type
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
+        raise ModelError(
+            f"input '{value.name}' has element type {onnx.TensorProto.DataType.Name(elem)}; "
+            "onnxprobe needs a float image input"
+        )
+    if len(dims) < 3:
+        raise ModelError(f"input '{value.name}' has rank {len(dims)}; onnxprobe needs an image input (N,C,H,W or N,H,W,C)")
+    if shape is not None:
+        if len(shape) != len(dims):
+            raise UsageError(
+                f"--input-shape {','.join(map(str, shape))} has {len(shape)} dims but input '{value.name}' "
+                f"has {len(dims)} ({_dims_text(dims)})"
+            )
+        for axis, (want, have) in enumerate(zip(shape, dims)):
+            if axis > 0 and isinstance(have, int) and have != want:
+                raise UsageError(
+                    f"--input-shape {','.join(map(str, shape))} does not fit input '{value.name}' "
+                    f"({_dims_text(dims)}): axis {axis} is fixed at {have}"
+                )
+        fixed = [1] + list(shape[1:])
+    else:
+        unknown = [axis for axis, d in enumerate(dims) if axis > 0 and not isinstance(d, int)]
+        if unknown:
+            raise UsageError(
+                f"input '{value.name}' has dynamic dims ({_dims_text(dims)}); give --input-shape, e.g. 1,3,224,224"
+            )
+        fixed = [1] + [int(d) for d in dims[1:]]
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    new_value = image_input(model)
+    for axis, d in enumerate(new_value.type.tensor_type.shape.dim):
+        d.Clear()
+        if axis == 0:
+            d.dim_param = BATCH_DIM
+        else:
+            d.dim_value = fixed[axis]
+    return model, tuple(fixed)
+
+
+def _dims_text(dims) -> str:
+    return "x".join("?" if d is None else str(d) for d in dims)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."

@@ -1,0 +1,307 @@
+"""How images become a model's input tensor and back.
+
+A `PreprocessSpec` comes from, in order of precedence: command-line flags, a sidecar file next to
+the model (`<model stem>.onnxprobe.json`), the model's `metadata_props` (keys `onnxprobe.<key>`,
+JSON values), and defaults derived from the input shape. The format is documented in README.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from onnxprobe.errors import InputError, ModelError, UsageError
+
+SIDECAR_SUFFIX = ".onnxprobe.json"
+METADATA_PREFIX = "onnxprobe."
+KEYS = ("input_size", "layout", "channels", "channel_order", "value_range", "mean", "std", "labels", "resize", "invert")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    input_size: tuple[int, int]  # H, W
+    layout: str = "NCHW"  # or "NHWC" (tf2onnx exports)
+    channels: int = 3  # 1 (grayscale) or 3
+    channel_order: str = "RGB"  # or "BGR" (Caffe-era models)
+    value_range: tuple[float, float] = (0.0, 1.0)  # pixel 0..255 maps linearly onto this range
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    labels: tuple[str, ...] | None = None
+    resize: str = "crop"  # "crop": centre-crop to the aspect ratio, then resize; "stretch": resize
+    invert: bool = False  # 255 - pixel before scaling (white-on-black digit models)
+    sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> where it came from
+
+    # ---- image -> tensor -------------------------------------------------------------------
+    def to_tensor(self, image: np.ndarray) -> np.ndarray:
+        """An image of any size and channel count (as OpenCV reads it: HxW, HxWx1, BGR or BGRA,
+        uint8 or uint16 or float 0..1) -> a (1, ...) float32 input tensor."""
+        pixels = self.model_pixels(image)
+        return self.pixels_to_tensor(pixels)[None]
+
+    def model_pixels(self, image: np.ndarray) -> np.ndarray:
+        """Resized, channel-converted pixels in 0..255 float32, HxWxC in the model's channel order."""
+        pixels = _as_float255(image)
+        pixels = _convert_channels(pixels, self.channels, bgr_to_rgb=self.channel_order == "RGB")
+        pixels = fit_to_size(pixels, self.input_size, self.resize)
+        if self.invert:
+            pixels = 255.0 - pixels
+        return pixels
+
+    def pixels_to_tensor(self, pixels: np.ndarray) -> np.ndarray:
+        lo, hi = self.value_range
+        x = pixels * ((hi - lo) / 255.0) + lo
+        x = (x - self._vec(self.mean)) / self._vec(self.std)
+        if self.layout == "NCHW":
+            x = np.transpose(x, (2, 0, 1))
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    # ---- tensor -> display -----------------------------------------------------------------
+    def tensor_to_pixels(self, x: np.ndarray) -> np.ndarray:
+        """One input tensor (without batch axis) -> HxWxC float pixels in 0..255 (model channel order)."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.layout == "NCHW":
+            x = np.transpose(x, (1, 2, 0))
+        lo, hi = self.value_range
+        x = x * self._vec(self.std) + self._vec(self.mean)
+        pixels = (x - lo) * (255.0 / (hi - lo))
+        if self.invert:
+            pixels = 255.0 - pixels
+        return pixels
+
+    def to_display(self, x: np.ndarray) -> np.ndarray:
+        """One input tensor (without batch axis) -> HxWx3 uint8 RGB, preprocessing undone."""
+        pixels = np.clip(self.tensor_to_pixels(x), 0, 255).astype(np.uint8)
+        if pixels.shape[2] == 1:
+            return np.repeat(pixels, 3, axis=2)
+        return pixels if self.channel_order == "RGB" else pixels[:, :, ::-1].copy()
+
+    def valid_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (low, high) of the input tensor for pixels 0..255, broadcastable to one
+        input tensor (without batch axis) in the model's layout."""
+        low = self.pixels_to_tensor(np.zeros((1, 1, self.channels), np.float32))
+        high = self.pixels_to_tensor(np.full((1, 1, self.channels), 255.0, np.float32))
+        return np.minimum(low, high), np.maximum(low, high)
+
+    def input_shape(self) -> tuple[int, ...]:
+        h, w = self.input_size
+        return (1, self.channels, h, w) if self.layout == "NCHW" else (1, h, w, self.channels)
+
+    def _vec(self, values) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float32)
+        if v.size == 1:
+            v = np.repeat(v, self.channels)
+        return v.reshape(1, 1, self.channels)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("sources")
+        return data
+
+
+# ---- building a spec --------------------------------------------------------------------------
+
+def sidecar_path(model_path: str | Path) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + SIDECAR_SUFFIX)
+
+
+def resolve_spec(model_path: str | Path, input_shape: tuple[int, ...], metadata: dict[str, str],
+                 overrides: dict[str, Any] | None = None) -> PreprocessSpec:
+    """Merge flags > sidecar > metadata_props > defaults, validate, and check against the input shape."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    layers = [("defaults", _defaults(input_shape)), ("metadata", _from_metadata(metadata))]
+    path = sidecar_path(model_path)
+    if path.exists():
+        layers.append((f"sidecar {path.name}", _from_sidecar(path)))
+    layers.append(("flags", {k: v for k, v in (overrides or {}).items() if v is not None}))
+    for source, layer in layers:
+        for key, value in layer.items():
+            values[key] = value
+            sources[key] = source
+    if isinstance(values.get("labels"), (str, Path)):
+        values["labels"] = _read_labels(values["labels"], path.parent if sources["labels"].startswith("sidecar") else Path.cwd())
+    spec = _validated(values, sources)
+    _check_fits(spec, input_shape)
+    return spec
+
+
+def _defaults(input_shape: tuple[int, ...]) -> dict[str, Any]:
+    layout = guess_layout(input_shape)
+    if layout == "NCHW":
+        channels, h, w = input_shape[1], input_shape[2], input_shape[3]
+    else:
+        h, w, channels = input_shape[1], input_shape[2], input_shape[3]
+    imagenet = channels == 3
+    return {
+        "input_size": (h, w),
+        "layout": layout,
+        "channels": channels,
+        "channel_order": "RGB",
+        "value_range": (0.0, 1.0),
+        "mean": (0.485, 0.456, 0.406) if imagenet else (0.0,),
+        "std": (0.229, 0.224, 0.225) if imagenet else (1.0,),
+        "resize": "crop",
+        "invert": False,
+    }
+
+
+def guess_layout(input_shape: tuple[int, ...]) -> str:
+    if len(input_shape) != 4:
+        raise ModelError(f"onnxprobe needs a 4-D image input (N,C,H,W or N,H,W,C), got shape {input_shape}")
+    if input_shape[1] in (1, 3) or input_shape[3] not in (1, 3):
+        return "NCHW"
+    return "NHWC"
+
+
+def _from_metadata(metadata: dict[str, str]) -> dict[str, Any]:
+    out = {}
+    for key, raw in metadata.items():
+        if key.startswith(METADATA_PREFIX) and key[len(METADATA_PREFIX):] in KEYS:
+            try:
+                out[key[len(METADATA_PREFIX):]] = json.loads(raw)
+            except json.JSONDecodeError:
+                out[key[len(METADATA_PREFIX):]] = raw
+    return out
+
+
+def _from_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read preprocessing sidecar {path}: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"preprocessing sidecar {path} must hold a JSON object")
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ModelError(f"preprocessing sidecar {path} has unknown keys: {', '.join(unknown)} (known: {', '.join(KEYS)})")
+    return data
+
+
+def _read_labels(path: str | Path, base: Path) -> tuple[str, ...]:
+    path = Path(path)
+    if not path.is_absolute():
+        path = base / path
+    try:
+        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except OSError as exc:
+        raise UsageError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+
+
+def _validated(values: dict[str, Any], sources: dict[str, str]) -> PreprocessSpec:
+    def bad(key, why):
+        raise UsageError(f"preprocessing '{key}' from {sources.get(key, 'defaults')}: {why}")
+
+    try:
+        size = tuple(int(v) for v in values["input_size"])
+    except (TypeError, ValueError):
+        bad("input_size", f"must be [height, width], got {values['input_size']!r}")
+    layout = str(values["layout"]).upper()
+    if layout not in ("NCHW", "NHWC"):
+        bad("layout", f"must be NCHW or NHWC, got {values['layout']!r}")
+    channels = int(values["channels"])
+    if channels not in (1, 3):
+        bad("channels", f"must be 1 or 3, got {channels}")
+    order = str(values["channel_order"]).upper()
+    if order not in ("RGB", "BGR"):
+        bad("channel_order", f"must be RGB or BGR, got {values['channel_order']!r}")
+    value_range = tuple(float(v) for v in values["value_range"])
+    if len(value_range) != 2 or value_range[0] == value_range[1]:
+        bad("value_range", f"must be [low, high], got {values['value_range']!r}")
+    mean = tuple(float(v) for v in np.atleast_1d(values["mean"]))
+    std = tuple(float(v) for v in np.atleast_1d(values["std"]))
+    for key, vec in (("mean", mean), ("std", std)):
+        if len(vec) not in (1, channels):
+            bad(key, f"needs 1 or {channels} values, got {len(vec)}")
+    if any(s == 0 for s in std):
+        bad("std", "must not contain 0")
+    resize = str(values["resize"]).lower()
+    if resize not in ("crop", "stretch"):
+        bad("resize", f"must be crop or stretch, got {values['resize']!r}")
+    labels = values.get("labels")
+    return PreprocessSpec(
+        input_size=size, layout=layout, channels=channels, channel_order=order, value_range=value_range,
+        mean=mean, std=std, labels=tuple(str(x) for x in labels) if labels else None, resize=resize,
+        invert=bool(values.get("invert", False)), sources=dict(sources),
+    )
+
+
+def _check_fits(spec: PreprocessSpec, input_shape: tuple[int, ...]) -> None:
+    expected = spec.input_shape()[1:]
+    if tuple(input_shape[1:]) != expected:
+        raise UsageError(
+            f"preprocessing (layout {spec.layout}, {spec.channels} channel(s), size {spec.input_size[0]}x{spec.input_size[1]}) "
+            f"does not fit the model input shape {tuple(input_shape)}"
+        )
+
+
+def with_overrides(spec: PreprocessSpec, **changes) -> PreprocessSpec:
+    return replace(spec, **changes)
+
+
+# ---- pixels ----------------------------------------------------------------------------------
+
+def _as_float255(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"expected an image HxW, HxWx1, HxWx3 or HxWx4, got an array of shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32)
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 257.0
+    image = image.astype(np.float32)
+    return image * 255.0 if image.max(initial=0) <= 1.0 else image
+
+
+def _convert_channels(pixels: np.ndarray, channels: int, bgr_to_rgb: bool) -> np.ndarray:
+    if pixels.shape[2] == 4:
+        pixels = pixels[:, :, :3]
+    if pixels.shape[2] == 3 and channels == 1:
+        gray = pixels @ np.array([0.114, 0.587, 0.299], np.float32)  # BGR luma weights
+        return gray[:, :, None]
+    if pixels.shape[2] == 1 and channels == 3:
+        return np.repeat(pixels, 3, axis=2)
+    if bgr_to_rgb and pixels.shape[2] == 3:
+        return pixels[:, :, ::-1]
+    return pixels
+
+
+def fit_to_size(pixels: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    """Resize HxWxC pixels to `size` (H, W): "stretch" directly, "crop" after a centre crop to the aspect."""
+    h, w = pixels.shape[:2]
+    th, tw = size
+    if mode == "crop":
+        scale = min(h / th, w / tw)
+        ch, cw = max(1, round(th * scale)), max(1, round(tw * scale))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        pixels = pixels[top:top + ch, left:left + cw]
+    if pixels.shape[:2] != (th, tw):
+        shrinking = pixels.shape[0] > th or pixels.shape[1] > tw
+        channels = pixels.shape[2]
+        pixels = cv2.resize(np.ascontiguousarray(pixels), (tw, th),
+                            interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        assert pixels.shape[2] == channels
+    return np.ascontiguousarray(pixels, dtype=np.float32)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as OpenCV does (BGR / gray, any depth); one-line error if unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputError(f"expected an image file, got a directory: {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise InputError(f"cannot read image (unsupported or corrupt file): {path}")
+    return image

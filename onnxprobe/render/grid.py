@@ -1,0 +1,112 @@
+"""The toolbox's layer pane: every unit of a layer tiled into one image, with its boosts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PER_CHANNEL_BOOSTS = (0.0, 0.3, 0.5, 0.8, 1.0)  # key T
+GAMMA_BOOSTS = (1.0, 0.7, 0.5, 0.3)  # key t
+NEG_POS_COLORS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))  # back diffs: negative red, positive green
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where each unit's tile sits in the grid image (for drawing selections and mouse picking)."""
+
+    count: int
+    rows: int
+    columns: int
+    tile_h: int
+    tile_w: int
+    pad: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.rows * (self.tile_h + self.pad) - self.pad, self.columns * (self.tile_w + self.pad) - self.pad)
+
+    def tile_rect(self, unit: int) -> tuple[int, int, int, int]:
+        """(y, x, h, w) of the unit's tile in grid pixels."""
+        r, c = divmod(unit, self.columns)
+        return r * (self.tile_h + self.pad), c * (self.tile_w + self.pad), self.tile_h, self.tile_w
+
+    def unit_at(self, y: float, x: float) -> int | None:
+        """The unit under a grid pixel, or None (padding or outside)."""
+        if y < 0 or x < 0:
+            return None
+        r, ry = divmod(int(y), self.tile_h + self.pad)
+        c, rx = divmod(int(x), self.tile_w + self.pad)
+        if ry >= self.tile_h or rx >= self.tile_w or c >= self.columns:
+            return None
+        unit = r * self.columns + c
+        return unit if unit < self.count else None
+
+
+def grid_shape(count: int, aspect: float = 1.0) -> tuple[int, int]:
+    """Rows and columns for `count` tiles, as close to square (in tiles of `aspect` h/w) as possible."""
+    columns = max(1, int(np.ceil(np.sqrt(count * aspect))))
+    rows = int(np.ceil(count / columns))
+    return rows, columns
+
+
+def units_first(activation: np.ndarray, channel_axis: int, spatial_axes: tuple[int, ...]) -> np.ndarray:
+    """One batch element's activation (without batch axis) -> (units, H, W) (non-spatial: (units, 1, 1))."""
+    act = np.asarray(activation, dtype=np.float32)
+    c = channel_axis - 1
+    spatial = [a - 1 for a in spatial_axes]
+    others = [a for a in range(act.ndim) if a != c and a not in spatial]
+    act = np.transpose(act, [c] + spatial + others)
+    if others:  # extra axes (e.g. tokens) are folded by their max so each unit still gets one tile
+        act = act.reshape(act.shape[: 1 + len(spatial)] + (-1,)).max(axis=-1)
+    while act.ndim < 3:
+        act = act[..., None]
+    if act.ndim > 3:
+        act = act.reshape(act.shape[0], act.shape[1], -1)
+    return act
+
+
+def normalize_tiles(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: float = 1.0,
+                    neg_pos_colors=None) -> np.ndarray:
+    """The original toolbox's tile_images_normalize: (units, H, W) -> (units, H, W, 3) in 0..1.
+
+    The whole layer is scaled to 0..1 (so units compare), then each unit is divided by its own
+    max ** boost_indiv (1 = every unit normalised on its own), then raised to boost_gamma.
+    """
+    data = np.array(tiles, dtype=np.float32, copy=True)
+    if neg_pos_colors is not None:
+        neg, pos = (np.asarray(c, np.float32) for c in neg_pos_colors)
+        data /= max(float(data.max(initial=0)), float(-data.min(initial=0))) + 1e-10
+        data = (np.maximum(data, 0)[..., None] * pos) + (np.maximum(-data, 0)[..., None] * neg)
+    data -= data.min(initial=0) if data.size else 0
+    data *= 1.0 / (data.max(initial=0) + 1e-10)
+    if boost_indiv > 0:
+        peaks = data.reshape(data.shape[0], -1).max(axis=1) + 1e-10
+        data = data * (peaks ** -boost_indiv).reshape((-1,) + (1,) * (data.ndim - 1))
+    if boost_gamma != 1.0:
+        data = np.clip(data, 0, None) ** boost_gamma
+    if data.ndim == 3:
+        data = np.repeat(data[..., None], 3, axis=-1)
+    return np.clip(data, 0, 1)
+
+
+def layer_grid(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: float = 1.0, min_tile: int = 1,
+               pad: int = 1, neg_pos_colors=None, images: np.ndarray | None = None) -> tuple[np.ndarray, GridLayout]:
+    """Tile (units, H, W) activations into one RGB uint8 image; or tile ready RGB `images`
+    (units, H, W, 3 uint8, pattern mode) instead. Returns the image and its layout."""
+    if images is None:
+        rgb = (normalize_tiles(tiles, boost_indiv, boost_gamma, neg_pos_colors) * 255).astype(np.uint8)
+    else:
+        rgb = np.asarray(images, dtype=np.uint8)
+    count, h, w = rgb.shape[:3]
+    scale = max(1, int(np.ceil(min_tile / max(1, min(h, w)))))
+    if scale > 1:
+        rgb = np.repeat(np.repeat(rgb, scale, axis=1), scale, axis=2)
+        h, w = h * scale, w * scale
+    rows, columns = grid_shape(count, aspect=h / w)
+    layout = GridLayout(count, rows, columns, h, w, pad)
+    out = np.zeros((*layout.size, 3), np.uint8)
+    for unit in range(count):
+        y, x, _, _ = layout.tile_rect(unit)
+        out[y:y + h, x:x + w] = rgb[unit]
+    return out, layout

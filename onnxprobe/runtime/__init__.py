@@ -1,0 +1,3 @@
+from onnxprobe.runtime.session import Session, SessionCache, create_session, resolve_device
+
+__all__ = ["Session", "SessionCache", "create_session", "resolve_device"]

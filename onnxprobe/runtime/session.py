@@ -1,0 +1,144 @@
+"""ONNX Runtime sessions: provider choice, threads, IO binding on CUDA, and a session cache."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from onnxprobe.errors import ProbeError, UsageError
+
+DEVICES = ("auto", "cpu", "cuda")
+_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+_TINY_MODEL = None
+
+ort.set_default_logger_severity(3)  # provider-load chatter is not the user's problem; errors still surface
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """True only when a CUDA session really starts (the GPU wheel lists CUDA even without a GPU)."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    previous = 3
+    ort.set_default_logger_severity(4)
+    try:
+        session = ort.InferenceSession(_tiny_model(), providers=_PROVIDERS["cuda"])
+        return "CUDAExecutionProvider" in session.get_providers()
+    except Exception:
+        return False
+    finally:
+        ort.set_default_logger_severity(previous)
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device not in DEVICES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got '{device}'")
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda" and not cuda_available():
+        raise ProbeError("--device cuda: no usable CUDA device (onnxruntime-gpu found no GPU or no CUDA 13/cuDNN 9 libraries)")
+    return device
+
+
+def default_threads() -> int:
+    env = os.environ.get("ONNXPROBE_THREADS")
+    return int(env) if env else 0  # 0: ONNX Runtime picks one per physical core
+
+
+class Session:
+    """One InferenceSession with dict-in, dict-out runs; on CUDA, inputs and outputs go through IO
+    binding so that outputs asked to stay on the device are never copied back."""
+
+    def __init__(self, model: onnx.ModelProto | bytes | str, device: str = "auto", threads: int | None = None):
+        self.device = resolve_device(device)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = default_threads() if threads is None else threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+        try:
+            self._session = ort.InferenceSession(payload, sess_options=options, providers=_PROVIDERS[self.device])
+        except Exception as exc:
+            raise ProbeError(f"ONNX Runtime cannot load the model: {' '.join(str(exc).split())[:300]}") from None
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        self._input_types = {i.name: i.type for i in self._session.get_inputs()}
+        self._lock = threading.Lock()  # InferenceSession.run is thread-safe; IO binding objects are not
+
+    @property
+    def providers(self) -> list[str]:
+        return self._session.get_providers()
+
+    def input_dtype(self, name: str) -> np.dtype:
+        return {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}.get(
+            self._input_types[name], np.float32
+        )
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: Iterable[str] | None = None, keep_on_device: Iterable[str] = ()) -> dict:
+        names = list(outputs) if outputs is not None else self.output_names
+        if self.device == "cpu":
+            values = self._session.run(names, feeds)
+            return dict(zip(names, values))
+        return self._run_bound(feeds, names, set(keep_on_device))
+
+    def _run_bound(self, feeds, names, keep) -> dict:
+        binding = self._session.io_binding()
+        for name, value in feeds.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in names:
+            binding.bind_output(name, "cuda" if name in keep else "cpu")
+        with self._lock:
+            self._session.run_with_iobinding(binding)
+        values = binding.get_outputs()
+        return {name: (value if name in keep else value.numpy()) for name, value in zip(names, values)}
+
+
+def create_session(model, device: str = "auto", threads: int | None = None) -> Session:
+    return Session(model, device=device, threads=threads)
+
+
+class SessionCache:
+    """Sessions keyed by what they were built from (model identity, exposed set, gradient spec)."""
+
+    def __init__(self, capacity: int = 8):
+        self.capacity = capacity
+        self._items: OrderedDict[Hashable, Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, build: Callable[[], Session]) -> Session:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        session = build()
+        with self._lock:
+            self._items[key] = session
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return session
+
+
+def _tiny_model() -> bytes:
+    global _TINY_MODEL
+    if _TINY_MODEL is None:
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        _TINY_MODEL = model.SerializeToString()
+    return _TINY_MODEL

@@ -1,0 +1,82 @@
+"""Layer grids (the toolbox's boosts), back-map filters and montages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnxprobe.render.backmaps import FILTERS, render_backmap
+from onnxprobe.render.grid import GridLayout, layer_grid, normalize_tiles, units_first
+from onnxprobe.render.images import montage
+
+
+def test_whole_layer_normalisation_without_boost():
+    tiles = np.array([[[0.0, 2.0]], [[1.0, 4.0]]], np.float32)  # 2 units of 1x2
+    out = normalize_tiles(tiles)[..., 0]
+    np.testing.assert_allclose(out, [[[0.0, 0.5]], [[0.25, 1.0]]], atol=1e-6)
+
+
+@pytest.mark.parametrize("boost_indiv", [0.0, 0.3, 0.5, 0.8, 1.0])
+def test_per_unit_boost_follows_the_toolbox_formula(boost_indiv):
+    tiles = np.array([[[0.0, 2.0]], [[1.0, 4.0]]], np.float32)
+    out = normalize_tiles(tiles, boost_indiv=boost_indiv)[..., 0]
+    scaled = tiles / 4.0
+    peaks = np.array([0.5, 1.0])
+    expected = scaled * (peaks ** -boost_indiv)[:, None, None]
+    np.testing.assert_allclose(out, np.clip(expected, 0, 1), atol=1e-5)
+    if boost_indiv == 1.0:  # each unit normalised on its own
+        assert out[0].max() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.7, 0.5, 0.3])
+def test_gamma_boost(gamma):
+    tiles = np.array([[[0.0, 1.0, 4.0]]], np.float32)
+    out = normalize_tiles(tiles, boost_gamma=gamma)[..., 0]
+    np.testing.assert_allclose(out, np.array([[[0, 0.25, 1.0]]]) ** gamma, atol=1e-5)
+
+
+def test_grid_layout_picks_the_unit_under_the_mouse():
+    tiles = np.random.default_rng(0).random((10, 5, 7)).astype(np.float32)
+    image, layout = layer_grid(tiles, pad=1)
+    assert image.shape[:2] == layout.size
+    for unit in range(10):
+        y, x, h, w = layout.tile_rect(unit)
+        assert layout.unit_at(y + h // 2, x + w // 2) == unit
+        np.testing.assert_array_equal(image[y:y + h, x:x + w, 0], (normalize_tiles(tiles)[unit, ..., 0] * 255).astype(np.uint8))
+    assert layout.unit_at(layout.tile_h, 0) is None  # padding row
+    assert layout.unit_at(*layout.size) is None
+
+
+def test_units_first_handles_nchw_nhwc_and_vectors():
+    act = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    assert units_first(act, 1, (2, 3)).shape == (2, 3, 4)
+    nhwc = np.transpose(act, (1, 2, 0))
+    np.testing.assert_array_equal(units_first(nhwc, 3, (1, 2)), act)
+    assert units_first(np.arange(10.0), 1, ()).shape == (10, 1, 1)
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_back_filters_render_rgb(name):
+    grad = np.random.default_rng(1).standard_normal((12, 9, 3)).astype(np.float32)
+    out = render_backmap(grad, name)
+    assert out.shape == (12, 9, 3) and out.dtype == np.uint8
+    if name in ("norm", "normblur"):
+        assert out.max() == 255
+    if name == "raw":  # zero gradient stays mid-gray
+        assert render_backmap(np.zeros_like(grad), "raw").max() == 127
+
+
+def test_gray_filter_is_the_channel_mean():
+    grad = np.zeros((2, 2, 3), np.float32)
+    grad[0, 0] = [1, 1, 1]
+    grad[1, 1] = [-3, 0, 0]
+    out = render_backmap(grad, "gray")[..., 0].astype(int)
+    assert out[0, 0] == 127 + 127 // 2 + 1 or abs(out[0, 0] - 191) <= 1  # +1/1 -> 0.75
+    assert abs(out[1, 1] - 63) <= 1 and abs(out[0, 1] - 127) <= 1
+
+
+def test_montage_places_tiles():
+    tiles = [np.full((4, 4, 3), i * 20, np.uint8) for i in range(9)]
+    out = montage(tiles, columns=3, pad=2)
+    assert out.shape == (16, 16, 3)
+    assert out[6, 6, 0] == 80 and out[14, 14, 0] == 160
