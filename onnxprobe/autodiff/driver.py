@@ -156,14 +156,13 @@ def unsupported_ops(model: onnx.ModelProto, targets: Sequence[str], wrt: Sequenc
 
 # ---- building -----------------------------------------------------------------------------------
 
-def _value_info(name: str, info: TensorInfo, batch_dynamic: bool = True) -> onnx.ValueInfoProto:
+def _value_info(name: str, info: TensorInfo) -> onnx.ValueInfoProto:
     elem = info.elem.get(name, onnx.TensorProto.FLOAT)
     dims = info.shape(name)
-    if dims is None:
-        return helper.make_tensor_value_info(name, elem, None)
-    shape = [d if d is not None else f"d{i}" for i, d in enumerate(dims)]
-    if dims and batch_dynamic:
-        shape[0] = "N"
+    if dims is None:  # ONNX requires a shape (a rank) on graph inputs and outputs
+        raise ModelError(f"the rank of tensor '{name}' is unknown (run shape inference or fix the input shape)")
+    # rank only: static dims from shape inference can disagree with the runtime (ceil-mode pools)
+    shape = ["N" if i == 0 else f"{name}_d{i}" for i in range(len(dims))]
     return helper.make_tensor_value_info(name, elem, shape)
 
 

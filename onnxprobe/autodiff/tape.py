@@ -155,9 +155,13 @@ class Tape:
         """
         x_dims = self.info.shape(x) if x_dims is None else x_dims
         g_rank = self.info.rank(g) if g_rank is None else g_rank
-        if x_dims is not None and g_rank is not None:
+        g_dims = self.info.shape(g) if g_rank is None or self.info.rank(g) == g_rank else None
+        g_dims = g_dims or [None] * (g_rank or 0)
+        static = x_dims is not None and g_rank is not None and all(
+            d is not None or (i == 0 and len(x_dims) == g_rank and g_dims[0] is None)  # the batch axis
+            for i, d in enumerate(x_dims))
+        if static:
             lead = g_rank - len(x_dims)
-            g_dims = self.info.shape(g) or [None] * g_rank
             axes = list(range(lead))
             for i, d in enumerate(x_dims):
                 if d == 1 and g_dims[lead + i] != 1:

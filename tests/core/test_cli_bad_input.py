@@ -58,7 +58,7 @@ CASES = [
     ("activations {d}/good.onnx {d}/nothere.png --out {d}/a.npz", "image not found"),
     ("activations {d}/good.onnx {d}/broken.png --layer relu --out {d}/a.npz", "cannot read image"),
     ("layers {d}/good.onnx --mean 1,2", "mean"),
-    ("layers {d}/good.onnx --device tpu", "invalid choice"),
+    ("activations {d}/good.onnx {d}/broken.png --out {d}/a.npz --device tpu", "invalid choice"),
 ]
 
 

@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     activations,
     conv_pool,
     elementwise,
+    matmul,
     nondiff,
     normalization,
     reduce,

@@ -48,7 +48,7 @@ def explicit_pads(c: Ctx, kernel, strides, dilations) -> tuple[list[int], list[i
 
 
 def adjoint_window(c: Ctx, g: str, w: str, x: str, strides, dilations, group: int, pb, kernel,
-                   g_dims=None) -> str:
+                   g_dims=None, static: bool = True) -> str:
     """The adjoint of a strided window op (Conv/pool with forward begin pads `pb`) applied to g.
 
     ConvTranspose with begin pads `pb` yields the gradient for input positions 0 .. L-pb-1 where
@@ -62,7 +62,7 @@ def adjoint_window(c: Ctx, g: str, w: str, x: str, strides, dilations, group: in
     g_dims = t.info.shape(g) if g_dims is None else g_dims
     h_in = x_dims[2:] if x_dims else None
     h_out = g_dims[2:] if g_dims else None
-    if h_in and h_out and all(v is not None for v in list(h_in) + list(h_out)) and len(h_in) == n:
+    if static and h_in and h_out and all(v is not None for v in list(h_in) + list(h_out)) and len(h_in) == n:
         pe, op = [], []
         for h, ho, k, s, d, b in zip(h_in, h_out, kernel, strides, dilations, pb):
             covered = s * (ho - 1) + d * (k - 1) + 1 - b
@@ -180,7 +180,8 @@ def _average_pool(c: Ctx):
     folded = t.op("Reshape", scaled, t.op("Concat", t.i64([-1, 1]), t.shape(g, start=2), axis=0))
     kern = t.const(np.ones([1, 1] + kernel, dtype=t.np_dtype(x)))
     gx = adjoint_window(c, folded, kern, x, strides, dilations, 1, pb, kernel,
-                        g_dims=None if not g_dims else [None, 1] + list(g_dims[2:]))
+                        g_dims=None if not g_dims else [None, 1] + list(g_dims[2:]),
+                        static=not ceil)  # ceil-mode output sizes differ between ONNX and runtimes
     return [t.reshape_like(gx, x)]
 
 

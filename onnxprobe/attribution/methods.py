@@ -1,0 +1,279 @@
+"""The attribution methods. Each takes a `ProbeModel`, one input `x` (batch 1) and an `Objective`
+and returns a map without the batch axis: input-shaped, or HxW for Grad-CAM and occlusion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxprobe.attribution.objective import Objective
+from onnxprobe.errors import UsageError
+
+IG_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+IG_BASELINES = ("zero", "black", "white")
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+def _gradient(model, x: np.ndarray, objective: Objective, mode: str = "gradient") -> np.ndarray:
+    session = model.gradient_session([objective.tensor], mode=mode)
+    return session.run(x, {objective.tensor: objective.seed})["grad"]
+
+
+def _batched_gradient(model, inputs: np.ndarray, objective: Objective, batch_size: int) -> np.ndarray:
+    """Input gradients of the objective for each row of `inputs`, `batch_size` rows at a time."""
+    session = model.gradient_session([objective.tensor])
+    out = np.empty(inputs.shape, np.float32)
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start:start + batch_size]
+        out[start:start + len(chunk)] = session.run(chunk, {objective.tensor: objective.seed})["grad"]
+    return out
+
+
+def _positive_int(name: str, value) -> int:
+    if int(value) != value or value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def _spatial(model) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(H, W) of the input and the input tensor's axes (without batch) that hold them."""
+    axes = (1, 2) if model.spec.layout == "NCHW" else (0, 1)
+    shape = model.input_shape[1:]
+    return (int(shape[axes[0]]), int(shape[axes[1]])), axes
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
+    """Resize a 2-D map like torch.nn.functional.interpolate (align_corners=False): "nearest" picks
+    floor(i * in / out); "bilinear" samples at half-pixel centres, clamped at the borders."""
+    values = np.asarray(values, dtype=np.float32)
+    for axis, out_size in enumerate(size):
+        in_size = values.shape[axis]
+        if in_size == out_size:
+            continue
+        scale = np.float32(in_size / out_size)
+        dst = np.arange(out_size, dtype=np.float32)
+        if interpolation == "nearest":
+            values = np.take(values, np.minimum(np.floor(dst * scale).astype(int), in_size - 1), axis=axis)
+            continue
+        if interpolation != "bilinear":
+            raise UsageError(f"unknown interpolation '{interpolation}' (use bilinear or nearest)")
+        src = np.maximum((dst + 0.5) * scale - 0.5, 0)
+        lo = np.minimum(np.floor(src).astype(int), in_size - 1)
+        hi = np.minimum(lo + 1, in_size - 1)
+        frac = (src - lo).astype(np.float32)
+        shape = [1, 1]
+        shape[axis] = out_size
+        frac = frac.reshape(shape)
+        values = np.take(values, lo, axis=axis) * (1 - frac) + np.take(values, hi, axis=axis) * frac
+    return values
+
+
+# ---- gradient methods ---------------------------------------------------------------------------
+
+def saliency(model, x, objective):
+    """|d objective / d x| (Simonyan et al. 2014)."""
+    return np.abs(_gradient(model, x, objective)[0])
+
+
+def gradient_x_input(model, x, objective):
+    """x * d objective / d x."""
+    return (x * _gradient(model, x, objective))[0]
+
+
+def guided_backprop(model, x, objective):
+    """Guided backpropagation (Springenberg et al. 2015): ReLUs pass relu(G) * (X > 0)."""
+    return _gradient(model, x, objective, mode="guided")[0]
+
+
+def deconvnet(model, x, objective):
+    """Deconvnet (Zeiler and Fergus 2014): ReLUs pass relu(G); max pooling keeps its switches."""
+    return _gradient(model, x, objective, mode="deconv")[0]
+
+
+def _ancestors(graph, tensor: str) -> set[str]:
+    producer = {out: node for node in graph.node for out in node.output}
+    seen, todo = set(), [tensor]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in producer:
+            todo.extend(i for i in producer[name].input if i)
+    return seen
+
+
+def _default_cam_layer(model, objective: Objective) -> str:
+    """The last spatial layer on the path to the objective (the "last convolutional layer")."""
+    upstream = _ancestors(model.proto.graph, objective.tensor)
+    candidates = [layer for layer in model.layers if layer.is_spatial and np.prod(layer.spatial_shape) > 1
+                  and layer.name in upstream and layer.differentiable is not False]
+    if not candidates:
+        raise UsageError(f"no spatial layer lies before '{objective.tensor}': Grad-CAM needs one (choose it with cam_layer)")
+    return candidates[-1].name
+
+
+def gradcam_layer_map(model, x, objective, cam_layer: str | None = None, relu: bool = True) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017) at the resolution of `cam_layer`: the layer's channels
+    weighted by their spatially averaged gradients, summed, then (by default) rectified."""
+    layer = model.layer(cam_layer) if cam_layer else model.layer(_default_cam_layer(model, objective))
+    if not layer.is_spatial:
+        raise UsageError(f"Grad-CAM needs a spatial layer; '{layer.name}' has shape "
+                         f"{'x'.join('N' if d is None else str(d) for d in layer.shape)}")
+    session = model.gradient_session([objective.tensor], wrt=[layer.name])
+    grad = session.run(x, {objective.tensor: objective.seed})[f"grad:{layer.name}"][0]
+    activation = model.activations(x, [layer.name], with_outputs=False)[layer.name][0]
+    spatial = tuple(a - 1 for a in layer.spatial_axes)
+    channel = layer.channel_axis - 1
+    weights = grad.mean(axis=spatial, keepdims=True)
+    cam = (weights * activation).sum(axis=channel)
+    return np.maximum(cam, 0) if relu else cam
+
+
+def gradcam(model, x, objective, cam_layer: str | None = None, relu: bool = True, interpolation: str = "bilinear"):
+    """Grad-CAM upsampled to the input's HxW (`interpolation=None` keeps the layer's resolution)."""
+    cam = gradcam_layer_map(model, x, objective, cam_layer, relu)
+    if interpolation is None:
+        return cam
+    return resize_map(cam, _spatial(model)[0], interpolation)
+
+
+def guided_gradcam(model, x, objective, cam_layer: str | None = None, interpolation: str = "nearest"):
+    """Guided backprop times the rectified Grad-CAM upsampled to the input (as Captum does)."""
+    cam = gradcam(model, x, objective, cam_layer, relu=True, interpolation=interpolation)
+    guided = guided_backprop(model, x, objective)
+    axis = 0 if model.spec.layout == "NCHW" else 2
+    return guided * np.expand_dims(cam, axis)
+
+
+def _ig_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(alphas, weights) of the quadrature; the same points and weights as Captum's methods."""
+    n = steps
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(n)
+        return 0.5 * (1 + nodes), 0.5 * weights
+    if n < 2:
+        raise UsageError(f"the {rule} rule needs at least 2 steps")
+    weights = np.full(n, 1.0 / n)
+    if rule == "riemann_trapezoid":
+        weights[[0, -1]] /= 2  # Captum keeps 1/n (not 1/(n-1)) as the interior step
+        return np.linspace(0, 1, n), weights
+    if rule == "riemann_left":
+        return np.linspace(0, 1 - 1 / n, n), weights
+    if rule == "riemann_right":
+        return np.linspace(1 / n, 1, n), weights
+    if rule == "riemann_middle":
+        return np.linspace(1 / (2 * n), 1 - 1 / (2 * n), n), weights
+    raise UsageError(f"unknown integration rule '{rule}' (choose from {', '.join(IG_RULES)})")
+
+
+def ig_baseline(model, x: np.ndarray, baseline) -> np.ndarray:
+    """"zero" (the zero tensor), "black" / "white" (images of pixel value 0 / 255), or an array."""
+    if isinstance(baseline, str):
+        if baseline == "zero":
+            return np.zeros_like(x)
+        if baseline in ("black", "white"):
+            value = 0.0 if baseline == "black" else 255.0
+            h, w = model.spec.input_size
+            pixels = np.full((h, w, model.spec.channels), value, np.float32)
+            return np.broadcast_to(model.spec.pixels_to_tensor(pixels)[None], x.shape).copy()
+        raise UsageError(f"unknown baseline '{baseline}' (choose from {', '.join(IG_BASELINES)}, or give an array)")
+    return model.check_input(baseline)
+
+
+def integrated_gradients(model, x, objective, steps: int = 50, rule: str = "gausslegendre", baseline="zero",
+                         batch_size: int = 16):
+    """(x - baseline) * the integral of the gradient along the straight path (Sundararajan et al.
+    2017), by the quadrature `rule` with `steps` points; memory is bounded by `batch_size` points."""
+    steps = _positive_int("steps", steps)
+    batch_size = _positive_int("batch size", batch_size)
+    alphas, weights = _ig_rule(rule, steps)
+    base = ig_baseline(model, x, baseline)
+    delta = x - base
+    session = model.gradient_session([objective.tensor])
+    total = np.zeros(x.shape[1:], np.float64)
+    for start in range(0, steps, batch_size):
+        a = alphas[start:start + batch_size].astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))
+        points = base + a * delta
+        grads = session.run(points, {objective.tensor: objective.seed})["grad"]
+        total += np.tensordot(weights[start:start + batch_size], grads.astype(np.float64), axes=1)
+    return (total * delta[0]).astype(np.float32)
+
+
+def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15, seed: int = 0,
+               batch_size: int = 16):
+    """The mean input gradient over `samples` noisy copies of x (Smilkov et al. 2017). The noise is
+    `np.random.default_rng(seed).normal(0, sigma, (samples, *x.shape[1:]))` with
+    sigma = noise_level * (x.max() - x.min())."""
+    samples = _positive_int("samples", samples)
+    batch_size = _positive_int("batch size", batch_size)
+    if not noise_level >= 0:
+        raise UsageError(f"noise level must be >= 0, got {noise_level}")
+    sigma = float(noise_level) * float(x.max() - x.min())
+    noise = np.random.default_rng(seed).normal(0.0, sigma, (samples, *x.shape[1:])).astype(np.float32)
+    grads = _batched_gradient(model, x + noise, objective, batch_size)
+    return grads.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Window offsets every `stride` pixels, plus one flush with the far edge so every pixel is covered."""
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+def occlusion(model, x, objective, window=(8, 8), stride=(4, 4), baseline: float = 0.0, batch_size: int = 32):
+    """How much the objective drops when a window (all channels) is replaced by `baseline`: each
+    pixel gets the mean drop over the windows that cover it (Zeiler and Fergus 2014). HxW."""
+    (h, w), (ay, ax) = _spatial(model)
+    window = tuple(int(v) for v in (window if np.ndim(window) else (window, window)))
+    stride = tuple(int(v) for v in (stride if np.ndim(stride) else (stride, stride)))
+    if len(window) != 2 or len(stride) != 2 or min(window + stride) < 1:
+        raise UsageError("occlusion window and stride take one or two positive integers")
+    if window[0] > h or window[1] > w:
+        raise UsageError(f"occlusion window {window[0]}x{window[1]} is larger than the input {h}x{w}")
+    batch_size = _positive_int("batch size", batch_size)
+    boxes = [(y, x0) for y in window_starts(h, window[0], stride[0]) for x0 in window_starts(w, window[1], stride[1])]
+    reference = objective.value(model.activations(x, [objective.tensor], with_outputs=False)[objective.tensor])[0]
+    total = np.zeros((h, w), np.float64)
+    count = np.zeros((h, w), np.int64)
+    for start in range(0, len(boxes), batch_size):
+        chunk = boxes[start:start + batch_size]
+        batch = np.repeat(x, len(chunk), axis=0)
+        for row, (y, x0) in enumerate(chunk):
+            index = [row, slice(None), slice(None), slice(None)]
+            index[1 + ay] = slice(y, y + window[0])
+            index[1 + ax] = slice(x0, x0 + window[1])
+            batch[tuple(index)] = baseline
+        values = objective.value(model.activations(batch, [objective.tensor], with_outputs=False)[objective.tensor])
+        for (y, x0), value in zip(chunk, values):
+            total[y:y + window[0], x0:x0 + window[1]] += reference - value
+            count[y:y + window[0], x0:x0 + window[1]] += 1
+    return (total / count).astype(np.float32)
+
+
+# ---- the table ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable
+    signed: bool  # is the sign of the map meaningful (diverging colours) or a magnitude?
+    options: tuple[str, ...] = ()
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("saliency", saliency, signed=False),
+    Method("gradient_x_input", gradient_x_input, signed=True),
+    Method("guided_backprop", guided_backprop, signed=True),
+    Method("deconvnet", deconvnet, signed=True),
+    Method("gradcam", gradcam, signed=False, options=("cam_layer", "relu", "interpolation")),
+    Method("guided_gradcam", guided_gradcam, signed=True, options=("cam_layer", "interpolation")),
+    Method("integrated_gradients", integrated_gradients, signed=True, options=("steps", "rule", "baseline", "batch_size")),
+    Method("smoothgrad", smoothgrad, signed=False, options=("samples", "noise_level", "seed", "batch_size")),
+    Method("occlusion", occlusion, signed=True, options=("window", "stride", "baseline", "batch_size")),
+)}

@@ -1,0 +1,125 @@
+"""`onnxprobe attribute MODEL IMAGE --method NAME`: an attribution map as PNG (and raw .npy)."""
+
+from __future__ import annotations
+
+from onnxprobe.cli.common import add_model_args, load_model_from_args
+from onnxprobe.errors import InputError, UsageError
+
+# flags that carry a method option of the same name; their default None means "not given"
+METHOD_FLAGS = ("cam_layer", "interpolation", "steps", "rule", "baseline", "batch_size", "samples", "noise_level",
+                "seed", "window", "stride")
+
+
+def register(sub) -> None:
+    from onnxprobe.attribution import IG_RULES, METHODS
+
+    parser = sub.add_parser("attribute", help="attribution map (saliency, Grad-CAM, integrated gradients, ...)")
+    add_model_args(parser)
+    parser.add_argument("image", nargs="?", help="image file (or give --input-npy)")
+    parser.add_argument("--input-npy", metavar="FILE", help="a ready input tensor (.npy) instead of IMAGE")
+    parser.add_argument("--method", required=True, choices=tuple(METHODS), help="attribution method")
+    what = parser.add_argument_group("objective (default: the logit of the predicted class)")
+    what.add_argument("--target", type=int, metavar="CLASS", help="class index whose logit to explain")
+    what.add_argument("--layer", help="explain a unit of this layer instead of a class")
+    what.add_argument("--unit", type=int, help="unit (channel) of --layer")
+    what.add_argument("--position", metavar="Y,X", help="one position of a spatial --layer (default: the channel mean)")
+    opts = parser.add_argument_group("method options")
+    opts.add_argument("--cam-layer", help="gradcam, guided_gradcam: layer to weight (default: last spatial layer)")
+    opts.add_argument("--interpolation", choices=("bilinear", "nearest"), help="gradcam, guided_gradcam: upsampling")
+    opts.add_argument("--steps", type=int, help="integrated_gradients: integration points (default 50)")
+    opts.add_argument("--rule", choices=IG_RULES, help="integrated_gradients: quadrature (default gausslegendre)")
+    opts.add_argument("--baseline", help="integrated_gradients: zero, black, white or FILE.npy (default zero); "
+                                         "occlusion: the value of occluded pixels (default 0)")
+    opts.add_argument("--samples", type=int, help="smoothgrad: noisy samples (default 25)")
+    opts.add_argument("--noise-level", type=float, help="smoothgrad: noise sigma / input value range (default 0.15)")
+    opts.add_argument("--seed", type=int, help="smoothgrad: random seed (default 0)")
+    opts.add_argument("--window", metavar="H[,W]", help="occlusion: window in pixels (default 8)")
+    opts.add_argument("--stride", metavar="S[,S]", help="occlusion: stride in pixels (default 4)")
+    opts.add_argument("--batch-size", type=int, help="integrated_gradients, smoothgrad, occlusion: inputs per run")
+    parser.add_argument("--out", required=True, help="output PNG: the map as a heat map")
+    parser.add_argument("--overlay", action="store_true", help="blend the heat map over the input image")
+    parser.add_argument("--npy", metavar="FILE", help="also save the raw map as .npy")
+    parser.set_defaults(func=run)
+
+
+def load_input(model, args):
+    """The input tensor from IMAGE or --input-npy (exactly one of them)."""
+    import numpy as np
+
+    if (args.image is None) == (args.input_npy is None):
+        raise UsageError("give either IMAGE or --input-npy FILE (exactly one)")
+    if args.image is not None:
+        from onnxprobe.preprocess import read_image
+
+        return model.preprocess(read_image(args.image))
+    try:
+        x = np.load(args.input_npy, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read --input-npy {args.input_npy}: {exc}") from None
+    if not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"--input-npy {args.input_npy} holds {x.dtype}, not numbers")
+    x = model.check_input(x)
+    if x.shape[0] != 1:
+        raise InputError(f"--input-npy holds a batch of {x.shape[0]} inputs; give one")
+    return x
+
+
+def _ints(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} takes one or two integers like 8 or 8,16, got '{text}'") from None
+    if len(values) not in (1, 2):
+        raise UsageError(f"{flag} takes one or two integers like 8 or 8,16, got '{text}'")
+    return values if len(values) == 2 else values * 2
+
+
+def method_options(args, model, method: str) -> dict:
+    """The method flags the user gave, converted; a flag the method does not take is an error."""
+    import numpy as np
+
+    from onnxprobe.attribution import METHODS
+
+    given = {name: getattr(args, name) for name in METHOD_FLAGS if getattr(args, name) is not None}
+    unknown = sorted(set(given) - set(METHODS[method].options))
+    if unknown:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+        raise UsageError(f"{flags} do(es) not apply to --method {method}")
+    for name in ("window", "stride"):
+        if name in given:
+            given[name] = _ints("--" + name, given[name])
+    if "baseline" in given:
+        text = given["baseline"]
+        if method == "occlusion":
+            try:
+                given["baseline"] = float(text)
+            except ValueError:
+                raise UsageError(f"--baseline for occlusion is a number, got '{text}'") from None
+        elif text.endswith(".npy"):
+            try:
+                given["baseline"] = model.check_input(np.load(text, allow_pickle=False))
+            except (OSError, ValueError) as exc:
+                raise InputError(f"cannot read --baseline {text}: {exc}") from None
+    return given
+
+
+def run(args) -> int:
+    from onnxprobe.attribution import attribute, make_objective, render_attribution
+    from onnxprobe.attribution.objective import parse_position
+    from onnxprobe.fsutil import atomic_save_npy
+    from onnxprobe.render.images import write_png
+
+    if args.npy is not None and not args.npy.endswith(".npy"):
+        raise UsageError(f"--npy needs a .npy file name, got '{args.npy}'")
+    model = load_model_from_args(args)
+    x = load_input(model, args)
+    options = method_options(args, model, args.method)
+    objective = make_objective(model, x, args.target, args.layer, args.unit, parse_position(args.position))
+    values = attribute(model, x, args.method, objective=objective, **options)
+    image = render_attribution(model, x, args.method, values, overlay=args.overlay)
+    path = write_png(args.out, image)
+    print(f"{args.method} of the {objective.description}: wrote {path}")
+    if args.npy:
+        atomic_save_npy(args.npy, values)
+        print(f"wrote the raw map {values.shape} to {args.npy}")
+    return 0

@@ -1,0 +1,51 @@
+"""`onnxprobe backprop MODEL IMAGE --layer L --unit C`: the toolbox's back map of one unit."""
+
+from __future__ import annotations
+
+from onnxprobe.cli.common import add_model_args, load_model_from_args
+from onnxprobe.errors import UsageError
+
+MODES = ("gradient", "deconv", "guided")
+
+
+def register(sub) -> None:
+    from onnxprobe.render.backmaps import FILTERS
+
+    parser = sub.add_parser("backprop", help="gradient / deconv / guided backprop of one unit back to the input")
+    add_model_args(parser)
+    parser.add_argument("image", nargs="?", help="image file (or give --input-npy)")
+    parser.add_argument("--input-npy", metavar="FILE", help="a ready input tensor (.npy) instead of IMAGE")
+    parser.add_argument("--layer", required=True, help="layer of the unit")
+    parser.add_argument("--unit", required=True, type=int, help="unit (channel) index")
+    parser.add_argument("--position", metavar="Y,X", help="position in a spatial layer (default: its centre)")
+    parser.add_argument("--mode", choices=MODES, default="gradient",
+                        help="gradient (exact), deconv (Zeiler-Fergus), guided (guided backprop)")
+    parser.add_argument("--filter", choices=FILTERS, default="raw", help="display filter of the toolbox's back pane")
+    parser.add_argument("--out", required=True, help="output PNG")
+    parser.add_argument("--npy", metavar="FILE", help="also save the raw gradient w.r.t. the input tensor")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from onnxprobe.attribution.objective import parse_position, unit_objective
+    from onnxprobe.cli.attribute import load_input
+    from onnxprobe.fsutil import atomic_save_npy
+    from onnxprobe.render.backmaps import gradient_hwc, render_backmap
+    from onnxprobe.render.images import write_png
+
+    if args.npy is not None and not args.npy.endswith(".npy"):
+        raise UsageError(f"--npy needs a .npy file name, got '{args.npy}'")
+    model = load_model_from_args(args)
+    x = load_input(model, args)
+    position = parse_position(args.position)
+    objective = unit_objective(model, args.layer, args.unit, "centre" if position is None else position)
+    session = model.gradient_session([objective.tensor], mode=args.mode)
+    grad = session.run(x, {objective.tensor: objective.seed})["grad"]
+    image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
+                           rgb_order=model.spec.channel_order == "RGB")
+    path = write_png(args.out, image)
+    print(f"{args.mode} of the {objective.description} ({args.filter} filter): wrote {path}")
+    if args.npy:
+        atomic_save_npy(args.npy, grad)
+        print(f"wrote the raw gradient {grad.shape} to {args.npy}")
+    return 0

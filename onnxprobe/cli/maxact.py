@@ -1,0 +1,50 @@
+"""`onnxprobe maxact MODEL DATA --layer L --out DIR`: the top-k dataset images and patches of every unit."""
+
+from __future__ import annotations
+
+from onnxprobe.cli.common import Progress, add_model_args, load_model_from_args
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("maxact", help="find the top-k dataset images and patches of every unit of layers")
+    add_model_args(parser)
+    parser.add_argument("data", help="image folder (recursive), text file listing images, or video file")
+    parser.add_argument("--layer", action="append", required=True, help="layer to scan (repeatable)")
+    parser.add_argument("--top", type=int, default=9, metavar="K", help="images kept per unit (default 9)")
+    parser.add_argument("--by", choices=("max", "mean"), default="max",
+                        help="rank images by the unit's spatial max (default) or its spatial mean")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (records, montages, resumable state)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
+    parser.add_argument("--crops", action="store_true", help="write the patch montage of every unit")
+    parser.add_argument("--deconv", action="store_true", help="also the deconv and backprop montages (implies --crops)")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="video: use every N-th frame")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resume and distribution)")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime threads per session (cluster default: 1 per task)")
+    parser.add_argument("--ship-data", action="store_true", help="send image bytes to the workers (no shared path)")
+    parser.add_argument("--fresh", action="store_true", help="discard the saved state in DIR and start over")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from onnxprobe.maxact import run_maxact
+    from onnxprobe.maxact.job import check_settings
+
+    check_settings(args.layer, args.top, args.by, args.batch_size, args.shard_size)
+    model = load_model_from_args(args)
+    for name in args.layer:
+        model.layer(name)
+    result = run_maxact(model, args.data, args.layer, top=args.top, by=args.by, out_dir=args.out,
+                        scheduler=args.scheduler, crops=args.crops or args.deconv, deconv=args.deconv,
+                        batch_size=args.batch_size, shard_size=args.shard_size, every=args.every,
+                        threads=args.threads, fresh=args.fresh, ship_data=args.ship_data,
+                        progress=lambda total, label: Progress(total, unit="img" if label.startswith("scan") else "unit",
+                                                               label=label))
+    summary = result.summary
+    print(f"scanned {summary['images_used']} of {summary['images']} images into {args.out}: "
+          + ", ".join(f"{name} -> {file}" for name, file in summary["layers"].items()))
+    if summary["skipped"]:
+        print(f"skipped {len(summary['skipped'])} unreadable file(s), listed in {args.out}/maxact.json")
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    return 0

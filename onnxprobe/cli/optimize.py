@@ -1,0 +1,86 @@
+"""`onnxprobe optimize MODEL --layer L --unit C --out DIR`: feature visualization per unit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onnxprobe.cli.common import Progress, add_model_args, load_model_from_args, parse_units
+from onnxprobe.errors import UsageError
+
+
+def register(sub) -> None:
+    from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
+
+    parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
+    add_model_args(parser)
+    parser.add_argument("--layer", help="layer (ONNX tensor name); not needed for --objective logit")
+    parser.add_argument("--unit", action="append", required=True,
+                        help="unit index, range like 0-15, or 'all' (repeatable)")
+    parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
+                        help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
+    parser.add_argument("--position", metavar="Y,X", help="spatial position for --objective neuron")
+    parser.add_argument("--preset", default=None, help=f"hyperparameters: {', '.join(PRESETS)} (default {DEFAULT_PRESET}, or lucid with --param fft)")
+    parser.add_argument("--param", choices=PARAMS, help="pixel (the paper) or fft (Lucid's spectrum parameterization)")
+    parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit")
+    parser.add_argument("--steps", type=int, help="override the preset's number of steps")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (each unit/restart derives its own)")
+    parser.add_argument("--batch", type=int, default=8, help="images optimised together in one run of the gradient graph")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _position(text):
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--position takes Y,X integers, got '{text}'") from None
+
+
+def run(args) -> int:
+    from onnxprobe.fsutil import atomic_write_json, inside, safe_name
+    from onnxprobe.optimize import render_units
+    from onnxprobe.optimize.objectives import logit_layer
+    from onnxprobe.optimize.presets import DEFAULT_PRESET, get_preset, resolve_param
+    from onnxprobe.render.images import montage, upscale, write_png
+
+    preset = get_preset(args.preset or ("lucid" if args.param == "fft" else DEFAULT_PRESET), args.steps)
+    param = resolve_param(preset, args.param)
+    for name, value in (("--restarts", args.restarts), ("--batch", args.batch)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}")
+    position = _position(args.position)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a folder, got the file {out}")
+    model = load_model_from_args(args)
+    layer_name = logit_layer(model) if args.objective == "logit" else args.layer
+    if layer_name is None:
+        raise UsageError(f"--objective {args.objective} needs --layer")
+    layer = model.layer(layer_name)
+    if layer.differentiable is False:
+        raise UsageError(f"layer '{layer.name}' cannot be differentiated w.r.t. the input (no gradient path)")
+    units = parse_units(args.unit, layer.units)
+    progress = Progress(len(units) * args.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
+                        label=f"{layer.name} ")
+    try:
+        results = render_units(model, layer.name if args.objective != "logit" else None, units, preset=preset,
+                               restarts=args.restarts, seed=args.seed, batch=args.batch, param=param,
+                               objective=args.objective, position=position, on_step=progress.update)
+    finally:
+        progress.close()
+    folder = inside(out, safe_name(layer.name))
+    for result in results:
+        stem = f"unit{result.unit:04d}"
+        for r, image in enumerate(result.images):
+            write_png(inside(folder, f"{stem}_restart{r:02d}.png"), image)
+        tiles = [upscale(im, 64) for im in result.images]
+        write_png(inside(folder, f"{stem}_montage.png"), montage(tiles))
+        atomic_write_json(inside(folder, f"{stem}.json"), result.to_json())
+        best = max(result.best_activation)
+        print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  best {best:.4g}  "
+              f"({result.seconds:.2f} s)")
+    print(f"wrote {len(results)} unit(s) x {args.restarts} restart(s) to {folder}")
+    return 0

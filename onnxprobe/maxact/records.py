@@ -1,0 +1,229 @@
+"""Output of the top-k job: one JSON record per layer, per-unit montages, and `MaxactResult`
+(the reader the atlas uses). Layout of DIR:
+
+    maxact.json                      summary: model, dataset, layers -> record file, skipped files
+    <safe layer name>.json           per unit: statistics, hits (image, score, location, box), montages
+    <safe layer name>/unit_00007_patches.png | _deconv.png | _backprop.png
+    .maxact/                         resumable job state (see job.py)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from onnxprobe.errors import InputError
+from onnxprobe.fsutil import atomic_write_json, inside, safe_name
+from onnxprobe.maxact.crops import backmap_patch, crop_box, crop_padded, unit_montage, unit_seed
+from onnxprobe.maxact.datasets import Dataset, read_item
+from onnxprobe.maxact.topk import LayerState
+from onnxprobe.render.images import write_png
+
+SUMMARY = "maxact.json"
+UNITS_PER_CHUNK = 64  # images of this many units are held in memory at once while cropping
+GRADIENT_MODES = (("deconv", "deconv"), ("backprop", "gradient"))
+
+
+def layer_paths(out_dir: Path, layer: str) -> tuple[Path, Path]:
+    """(record file, image folder) of a layer, both inside out_dir whatever the layer is called."""
+    stem = safe_name(layer)
+    return inside(out_dir, stem + ".json"), inside(out_dir, stem)
+
+
+def hits_of(state: LayerState, rf, image_hw) -> list[list[dict]]:
+    out = []
+    filled = state.filled()
+    for unit in range(state.units):
+        hits = []
+        for rank in range(state.k):
+            if not filled[unit, rank]:
+                break
+            location = [int(v) for v in state.location[unit, rank]]
+            hits.append({"rank": rank, "index": int(state.index[unit, rank]), "score": float(state.score[unit, rank]),
+                         "location": location, "box": list(crop_box(rf, location, image_hw))})
+        out.append(hits)
+    return out
+
+
+def write_layer_images(model, layer, hits: list[list[dict]], k: int, dataset: Dataset, out_dir: Path, deconv: bool,
+                       notes: list[str], progress=None) -> list[dict]:
+    """Patch (and deconv / backprop) montages of every unit; returns the per-unit file names."""
+    _, image_dir = layer_paths(out_dir, layer.name)
+    image_dir.mkdir(parents=True, exist_ok=True)
+    sessions = _gradient_sessions(model, layer, notes) if deconv else {}
+    files: list[dict] = [{} for _ in hits]
+    for start in range(0, len(hits), UNITS_PER_CHUNK):
+        units = range(start, min(start + UNITS_PER_CHUNK, len(hits)))
+        needed = sorted({hit["index"] for u in units for hit in hits[u]})
+        tensors, displays = {}, {}
+        for index in needed:
+            image = read_item(dataset.items[index], dataset.video)
+            if image is not None:
+                tensors[index] = model.preprocess(image)[0]
+                displays[index] = model.spec.to_display(tensors[index])
+        rows = [(u, hit) for u in units for hit in hits[u] if hit["index"] in tensors]
+        maps = {name: _gradient_maps(model, layer, session, rows, tensors) for name, session in sessions.items()}
+        by_unit: dict[int, list[int]] = {}
+        for row, (unit, _) in enumerate(rows):
+            by_unit.setdefault(unit, []).append(row)
+        for unit, row_ids in by_unit.items():
+            patches = [crop_padded(displays[rows[r][1]["index"]], tuple(rows[r][1]["box"]))
+                       for r in row_ids]
+            files[unit]["patches"] = _write(image_dir, unit, "patches", unit_montage(patches, k))
+            for name, grads in maps.items():
+                tiles = [backmap_patch(grads[r], model.spec.layout, tuple(rows[r][1]["box"])) for r in row_ids]
+                files[unit][name] = _write(image_dir, unit, name, unit_montage(tiles, k))
+        if progress is not None:
+            progress.update(len(units))
+    return files
+
+
+def _write(image_dir: Path, unit: int, kind: str, image: np.ndarray) -> str:
+    path = image_dir / f"unit_{unit:05d}_{kind}.png"
+    write_png(path, image)
+    return f"{image_dir.name}/{path.name}"
+
+
+def _gradient_sessions(model, layer, notes: list[str]) -> dict:
+    from onnxprobe.errors import ProbeError
+
+    if layer.differentiable is False:
+        notes.append(f"{layer.name}: no gradient path to the input, deconv/backprop maps skipped")
+        return {}
+    try:
+        return {name: model.gradient_session([layer.name], mode=mode) for name, mode in GRADIENT_MODES}
+    except (ImportError, ProbeError, NotImplementedError) as exc:
+        notes.append(f"{layer.name}: deconv/backprop maps skipped ({' '.join(str(exc).split())[:200]})")
+        return {}
+
+
+def _gradient_maps(model, layer, session, rows, tensors, batch_size: int = 16) -> list[np.ndarray]:
+    """Input gradient of each row's unit at its location, seeded with the unit's activation."""
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        x = np.stack([tensors[hit["index"]] for _, hit in chunk])
+        units = np.array([u for u, _ in chunk])
+        locations = [hit["location"] for _, hit in chunk]
+        acts = model.activations(x, [layer.name], with_outputs=False)[layer.name]
+        values = np.array([acts[b][_index(layer, u, loc)] for b, (u, loc) in enumerate(zip(units, locations))], np.float32)
+        seed = unit_seed(layer, units, locations, values)
+        grads = session.run(x, {layer.name: seed})["grad"]
+        out.extend(grads)
+    return out
+
+
+def _index(layer, unit, location) -> tuple:
+    index: list = [0] * (len(layer.shape) - 1)
+    index[layer.channel_axis - 1] = int(unit)
+    for axis, position in zip(layer.spatial_axes, location):
+        index[axis - 1] = int(position)
+    return tuple(index)
+
+
+def write_records(out_dir: Path, model, dataset: Dataset, states: dict[str, LayerState], skipped: list,
+                  crops: bool, deconv: bool, summary_extra: dict, progress=None) -> Path:
+    notes: list[str] = []
+    layers_summary = {}
+    image_hw = tuple(model.spec.input_size)
+    for name, state in states.items():
+        layer = model.layer(name)
+        record_path, _ = layer_paths(out_dir, name)
+        hits = hits_of(state, layer.receptive_field, image_hw)
+        for unit_hits in hits:
+            for hit in unit_hits:
+                item = dataset.items[hit["index"]]
+                hit["image"] = item.source
+                if item.frame is not None:
+                    hit["frame"] = item.frame
+        files = write_layer_images(model, layer, hits, state.k, dataset, out_dir, deconv, notes, progress) if crops else \
+            [{} for _ in hits]
+        units = []
+        for unit in range(state.units):
+            units.append({
+                "unit": unit,
+                "mean": _num(state.mean_activation()[unit]), "max": _num(state.max[unit]),
+                "mean_max": _num(state.mean_max()[unit]), "fire_rate": _num(state.fire_rate()[unit]),
+                "hits": hits[unit], "images": files[unit],
+            })
+        rf = layer.receptive_field
+        atomic_write_json(record_path, {
+            "layer": name, "shape": list(layer.shape), "units": state.units, "top": state.k, "by": state.by,
+            "images_seen": state.count, "receptive_field": rf.to_json() if rf else None,
+            "input_size": list(image_hw), "box_format": "[y0, x0, y1, x1] input pixels, half-open, unclipped",
+            "unit_records": units,
+        })
+        layers_summary[name] = record_path.name
+    summary_path = inside(out_dir, SUMMARY)
+    atomic_write_json(summary_path, {
+        **summary_extra, "layers": layers_summary,
+        "images": len(dataset), "images_used": next(iter(states.values())).count if states else 0,
+        "skipped": [{"index": i, "source": s, "reason": r} for i, s, r in skipped], "notes": notes,
+    })
+    return summary_path
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+# ---- reading results back ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UnitRecord:
+    layer: str
+    unit: int
+    mean: float | None  # mean over images of the unit's spatial mean
+    max: float | None  # max over images and positions
+    mean_max: float | None  # mean over images of the unit's spatial max
+    fire_rate: float | None  # fraction of images whose spatial max is > 0
+    hits: tuple[dict, ...]  # rank, index, image, score, location, box (+ frame)
+    patches: Path | None
+    deconv: Path | None
+    backprop: Path | None
+
+
+class MaxactResult:
+    """The records of a finished job in `out_dir` (see `load_result`)."""
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        try:
+            self.summary = json.loads(inside(self.out_dir, SUMMARY).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"no maxact result in {self.out_dir}: {exc}") from None
+        self._records: dict[str, dict] = {}
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.summary["layers"])
+
+    @property
+    def skipped(self) -> list[dict]:
+        return self.summary["skipped"]
+
+    def record(self, layer: str) -> dict:
+        if layer not in self.summary["layers"]:
+            from onnxprobe.errors import UsageError
+
+            raise UsageError(f"layer '{layer}' is not in this maxact result (it has {', '.join(self.layers)})")
+        if layer not in self._records:
+            self._records[layer] = json.loads(inside(self.out_dir, self.summary["layers"][layer]).read_text())
+        return self._records[layer]
+
+    def unit(self, layer: str, unit: int) -> UnitRecord:
+        data = self.record(layer)["unit_records"][unit]
+        path = lambda kind: inside(self.out_dir, data["images"][kind]) if kind in data["images"] else None  # noqa: E731
+        return UnitRecord(layer, unit, data["mean"], data["max"], data["mean_max"], data["fire_rate"],
+                          tuple(data["hits"]), path("patches"), path("deconv"), path("backprop"))
+
+    def units(self, layer: str) -> list[UnitRecord]:
+        return [self.unit(layer, u) for u in range(self.record(layer)["units"])]
+
+
+def load_result(out_dir: str | Path) -> MaxactResult:
+    return MaxactResult(out_dir)

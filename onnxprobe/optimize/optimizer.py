@@ -1,0 +1,347 @@
+"""`Optimizer`: feature visualization one step at a time (what a live viewer needs).
+
+Three engines run the same loop: "graph" (the seed's whole step inside ONNX Runtime, state kept
+on the device on CUDA), "numpy" (the seed's step with the priors in numpy, the reference and the
+path for non-linear objectives) and "lucid" (the modern parameterization, see lucid.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxprobe.errors import UsageError
+from onnxprobe.optimize import lucid as lucid_mod
+from onnxprobe.optimize.objectives import Objective
+from onnxprobe.optimize.presets import Preset, get_preset, resolve_param
+from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
+from onnxprobe.optimize.stepgraph import OUTPUTS, blur_feeds, build_step_model, percentile_feeds
+
+ENGINES = ("auto", "graph", "numpy")
+
+
+def _rngs(seed, batch: int) -> list[np.random.Generator]:
+    if isinstance(seed, (int, np.integer)):
+        return [np.random.default_rng(np.random.SeedSequence([int(seed), i])) for i in range(batch)]
+    return [s if isinstance(s, np.random.Generator) else np.random.default_rng(s) for s in seed]
+
+
+class Optimizer:
+    """Maximise `objective` for a batch of images.
+
+    `seed` is an int (row i uses SeedSequence([seed, i])) or one seed / SeedSequence / Generator
+    per batch row, in which case `batch` is their count. `param` defaults to the preset's own.
+    After `start()`, `step(n)` advances; `image(i)` is the current image of row i (display RGB
+    uint8), `activation` the objective per row at the latest step (of the image that step
+    started from), `best_image(i)` / `best_activation` the best so far, `history` one array per
+    step.
+    """
+
+    def __init__(self, model, objective: Objective, preset: str | Preset = "set3", seed=0, batch: int = 1,
+                 param: str | None = None, steps: int | None = None, engine: str = "auto"):
+        self.model = model
+        self.objective = objective
+        self.preset = get_preset(preset, steps)
+        self.param = resolve_param(self.preset, param)
+        if engine not in ENGINES:
+            raise UsageError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
+        self.rngs = _rngs(seed, batch)
+        self.batch = len(self.rngs)
+        if self.batch < 1:
+            raise UsageError("the batch needs at least one image")
+        for target in objective.targets:
+            info = model.layer(target)
+            if info.differentiable is False:
+                raise UsageError(f"layer '{target}' cannot be differentiated w.r.t. the input (no gradient path)")
+        self.space = PixelSpace.from_spec(model.spec)
+        if self.preset.method == "lucid":
+            self.engine_name = "lucid"
+        elif engine == "auto":
+            self.engine_name = "graph" if objective.linear and _graph_blur_fits(self.preset, model.spec.input_size) else "numpy"
+        else:
+            self.engine_name = engine
+        if self.engine_name == "graph" and not objective.linear:
+            raise UsageError(f"objective '{objective.description}' is not linear: it needs engine 'numpy'")
+        self._engine = None
+        self.history: list[np.ndarray] = []
+        self.steps_done = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        return self.preset.steps
+
+    @property
+    def done(self) -> bool:
+        return self.steps_done >= self.steps
+
+    def start(self) -> "Optimizer":
+        cls = {"graph": _GraphEngine, "numpy": _NumpyEngine, "lucid": _LucidEngine}[self.engine_name]
+        self._engine = cls(self)
+        self.history = []
+        self.steps_done = 0
+        return self
+
+    def step(self, n: int = 1) -> "Optimizer":
+        if self._engine is None:
+            self.start()
+        for _ in range(n):
+            if self.done:
+                break
+            value = self._engine.step(self.steps_done, last=self.steps_done == self.steps - 1)
+            self.history.append(np.asarray(value, np.float64))
+            self.steps_done += 1
+        return self
+
+    def run(self, on_step=None) -> "Optimizer":
+        if self._engine is None:
+            self.start()
+        while not self.done:
+            self.step()
+            if on_step is not None:
+                on_step(self)
+        return self
+
+    # ---- results -----------------------------------------------------------------------------
+    def _require_started(self):
+        if self._engine is None:
+            raise RuntimeError("call start() first")
+        return self._engine
+
+    def image(self, i: int = 0) -> np.ndarray:
+        return self._require_started().display(i, best=False)
+
+    def best_image(self, i: int = 0) -> np.ndarray:
+        return self._require_started().display(i, best=True)
+
+    def images(self, best: bool = True) -> list[np.ndarray]:
+        return [self._require_started().display(i, best=best) for i in range(self.batch)]
+
+    @property
+    def activation(self) -> np.ndarray | None:
+        return self.history[-1] if self.history else None
+
+    @property
+    def initial_activation(self) -> np.ndarray | None:
+        return self.history[0] if self.history else None
+
+    @property
+    def best_activation(self) -> np.ndarray | None:
+        return self._require_started().best_value() if self.history else None
+
+    def current_input(self, best: bool = False) -> np.ndarray:
+        """The model input tensors (N, ...) of the current (or best) images."""
+        return self._require_started().model_input(best)
+
+    def hyperparameters(self) -> dict:
+        data = self.preset.to_json()
+        data.update(param=self.param, engine=self.engine_name, batch=self.batch)
+        return data
+
+
+def _graph_blur_fits(preset: Preset, size: tuple[int, int]) -> bool:
+    radius = int(BLUR_TRUNCATE * preset.blur_radius + 0.5)
+    return preset.blur_radius <= 0 or preset.blur_every <= 0 or radius < min(size)
+
+
+def _linear_seeds(opt: Optimizer, batch: int) -> dict[str, np.ndarray]:
+    seeds = opt.objective.seeds(None, batch)
+    return {t: np.ascontiguousarray(np.broadcast_to(s, (batch, *s.shape[1:])), np.float32) for t, s in seeds.items()}
+
+
+class _SeedState:
+    """The paper's start: the model's mean pixel (input zero) plus N(0, sd) pixel noise per row."""
+
+    def __init__(self, opt: Optimizer):
+        self.opt = opt
+        self.space = opt.space
+        c = opt.model.spec.channels
+        h, w = opt.model.spec.input_size
+        self.q0 = np.stack([rng.normal(0.0, opt.preset.init_sd, (c, h, w)) for rng in opt.rngs]).astype(np.float32)
+
+    def display_q(self, q_row):
+        return self.space.to_display(self.space.clip(q_row[None])[0])
+
+
+class _NumpyEngine(_SeedState):
+    def __init__(self, opt: Optimizer):
+        super().__init__(opt)
+        self.session = opt.model.gradient_session(list(opt.objective.targets))
+        self.q = self.q0.copy()
+        self.best_q = self.space.clip(self.q0)
+        self.best = np.full(opt.batch, -np.inf)
+
+    def step(self, index: int, last: bool) -> np.ndarray:
+        opt = self.opt
+        q = self.space.clip(self.q)
+        x = self.space.to_input(q)
+        targets = list(opt.objective.targets)
+        if opt.objective.linear:
+            out = self.session.run(x, _linear_seeds(opt, opt.batch))
+        else:
+            acts = opt.model.activations(x, targets, with_outputs=False)
+            out = self.session.run(x, opt.objective.seeds(acts, opt.batch))
+        value = opt.objective.value({t: out[t] for t in targets})
+        better = value > self.best
+        self.best = np.where(better, value, self.best)
+        self.best_q[better] = q[better]
+        grad = self.space.gradient_to_q(out["grad"])
+        self.q = q if last else seed_update(q, grad, opt.preset, index)
+        return value
+
+    def display(self, i, best):
+        return self.display_q(self.best_q[i] if best else self.q[i])
+
+    def best_value(self):
+        return self.best.copy()
+
+    def model_input(self, best):
+        return self.space.to_input(self.best_q if best else self.space.clip(self.q))
+
+
+class _GraphEngine(_SeedState):
+    def __init__(self, opt: Optimizer):
+        super().__init__(opt)
+        model, preset = opt.model, opt.preset
+        from onnxprobe.autodiff import build_gradient_model, grad_name, seed_name
+
+        targets = tuple(opt.objective.targets)
+        seeds = {t: seed_name(t) for t in targets}
+        ranks = {t: len(s) for t, s in opt.objective.shapes.items()}
+        space = self.space
+
+        def build():
+            gradient = build_gradient_model(model.proto, list(targets), wrt=[model.input_name])
+            return build_step_model(gradient, model.input_name, grad_name(model.input_name), seeds, ranks,
+                                    space.slope, space.low, space.high, space.nhwc)
+
+        self.session = model.session(("optimize-step", targets), build)
+        self.on_device = self.session.device == "cuda"
+        h, w = model.spec.input_size
+        c = model.spec.channels
+        constant = {
+            "lr": np.array([preset.lr], np.float32), "max_lr": np.array([preset.max_lr], np.float32),
+            "desired_progress": np.array([preset.desired_progress], np.float32),
+            "progress": np.array(preset.lr_policy == "progress"), "keep": np.array([1.0 - preset.decay], np.float32),
+            **blur_feeds(preset.blur_radius, c), **percentile_feeds("norm_", h * w, preset.norm_pct),
+            **percentile_feeds("contrib_", h * w, preset.contrib_pct),
+        }
+        constant.update({seeds[t]: s for t, s in _linear_seeds(opt, opt.batch).items()})
+        self.blurs = preset.blur_every > 0 and preset.blur_radius > 0
+        flags = {(name, v): np.array(v) for name in ("update", "blur_now") for v in (False, True)}
+        self.constant = {k: self._device(v) for k, v in constant.items()}
+        self.flags = {k: self._device(v) for k, v in flags.items()}
+        self.state = {"q": self._device(self.q0), "best_q": self._device(space.clip(self.q0)),
+                      "best_value": self._device(np.full(opt.batch, -np.inf, np.float32))}
+        self._best_value = np.full(opt.batch, -np.inf)
+
+    def _device(self, array):
+        if not self.on_device:
+            return array
+        import onnxruntime as ort
+
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", 0)
+
+    def step(self, index: int, last: bool) -> np.ndarray:
+        feeds = dict(self.constant)
+        feeds.update(self.state)
+        feeds["update"] = self.flags[("update", not last)]
+        feeds["blur_now"] = self.flags[("blur_now", bool(self.blurs and index % self.opt.preset.blur_every == 0))]
+        out = self.session.run(feeds, outputs=OUTPUTS, keep_on_device=("q_next", "best_q_next", "best_value_next"))
+        self.state = {"q": out["q_next"], "best_q": out["best_q_next"], "best_value": out["best_value_next"]}
+        value = np.asarray(out["value"], np.float64)
+        self._best_value = np.maximum(self._best_value, value)
+        return value
+
+    def _host(self, value) -> np.ndarray:
+        return value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else value
+
+    def display(self, i, best):
+        return self.display_q(self._host(self.state["best_q" if best else "q"])[i])
+
+    def best_value(self):
+        return self._host(self.state["best_value"]).astype(np.float64)
+
+    def model_input(self, best):
+        q = self._host(self.state["best_q" if best else "q"])
+        return self.space.to_input(q if best else self.space.clip(q))
+
+
+class _LucidEngine:
+    def __init__(self, opt: Optimizer):
+        self.opt = opt
+        spec = opt.model.spec
+        self.spec = spec
+        self.size = spec.input_size
+        self.image_fn = lucid_mod.LucidImage(spec.channels, self.size, opt.param, opt.preset.decorrelate)
+        self.params = np.stack([self.image_fn.init(rng, opt.preset.init_sd) for rng in opt.rngs])
+        self.adam = lucid_mod.Adam(self.params.shape, opt.preset.lr)
+        self.session = opt.model.gradient_session(list(opt.objective.targets))
+        lo, hi = spec.value_range
+        std = np.broadcast_to(np.asarray(spec.std, np.float32), (spec.channels,))
+        mean = np.broadcast_to(np.asarray(spec.mean, np.float32), (spec.channels,))
+        self.slope = ((hi - lo) / 255.0 / std).reshape(1, -1, 1, 1).astype(np.float32)
+        self.offset = ((lo - mean) / std).reshape(1, -1, 1, 1).astype(np.float32)
+        self.flip = spec.channels == 3 and spec.channel_order == "BGR"
+        self.current = self.image_fn.forward(self.params)
+        self.best_images = self.current.copy()
+        self.best = np.full(opt.batch, -np.inf)
+
+    def _to_model(self, display01: np.ndarray) -> np.ndarray:
+        pixels = display01 * 255.0
+        if self.flip:
+            pixels = pixels[:, ::-1]
+        if self.spec.invert:
+            pixels = 255.0 - pixels
+        x = pixels * self.slope + self.offset
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self.spec.layout == "NHWC" else x, np.float32)
+
+    def _from_model_grad(self, grad_x: np.ndarray) -> np.ndarray:
+        g = grad_x.transpose(0, 3, 1, 2) if self.spec.layout == "NHWC" else grad_x
+        g = g * self.slope
+        if self.spec.invert:
+            g = -g
+        if self.flip:
+            g = g[:, ::-1]
+        return np.ascontiguousarray(g * 255.0, np.float32)
+
+    def step(self, index: int, last: bool) -> np.ndarray:
+        opt = self.opt
+        image = self.image_fn.forward(self.params)
+        self.current = image
+        matrices = np.stack([lucid_mod.random_transform(opt.preset, self.size, rng) for rng in opt.rngs])[:, :2, :]
+        sampler = lucid_mod.AffineSampler(matrices, self.size, self.size, fill=0.5)
+        x = self._to_model(sampler.forward(image))
+        targets = list(opt.objective.targets)
+        if opt.objective.linear:
+            out = self.session.run(x, _linear_seeds(opt, opt.batch))
+        else:
+            acts = opt.model.activations(x, targets, with_outputs=False)
+            out = self.session.run(x, opt.objective.seeds(acts, opt.batch))
+        value = opt.objective.value({t: out[t] for t in targets})
+        better = value > self.best
+        self.best = np.where(better, value, self.best)
+        self.best_images[better] = image[better]
+        grad_image = sampler.backward(self._from_model_grad(out["grad"]))
+        grad_params = self.image_fn.backward(self.params, image, grad_image)
+        self.params = self.adam.ascend(self.params, grad_params)
+        return value
+
+    def display(self, i, best):
+        image = (self.best_images if best else self.current)[i]
+        rgb = np.clip(np.rint(image.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+
+    def best_value(self):
+        return self.best.copy()
+
+    def model_input(self, best):
+        return self._to_model(self.best_images if best else self.current)
+
+
+def optimize(model, objective: Objective, preset: str | Preset = "set3", seed=0, batch: int = 1,
+             param: str | None = None, steps: int | None = None, engine: str = "auto") -> Optimizer:
+    """Run an `Optimizer` to the end and return it."""
+    return Optimizer(model, objective, preset, seed, batch, param, steps, engine).run()
+
+
+__all__ = ["ENGINES", "Optimizer", "optimize"]

@@ -1,0 +1,99 @@
+"""Rendering many units: batches of (unit, restart) rows, each row reproducible on its own."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnxprobe.errors import UsageError
+from onnxprobe.optimize.objectives import logit_layer, make_objective, stack
+from onnxprobe.optimize.optimizer import Optimizer
+from onnxprobe.optimize.presets import get_preset, resolve_param
+
+
+def row_seed(seed: int, layer: str, unit: int, restart: int) -> np.random.SeedSequence:
+    """The random stream of one (unit, restart): independent of batching, order and process."""
+    layer_key = int.from_bytes(hashlib.blake2b(layer.encode("utf-8"), digest_size=8).digest(), "little")
+    return np.random.SeedSequence([int(seed), layer_key, int(unit), int(restart)])
+
+
+@dataclass
+class UnitResult:
+    """One unit's visualizations: `images[r]` is restart r's best image (display RGB uint8)."""
+
+    layer: str
+    unit: int
+    objective: str
+    preset: str
+    param: str
+    hyperparameters: dict
+    seed: int
+    steps: int
+    images: list[np.ndarray] = field(default_factory=list)
+    final_images: list[np.ndarray] = field(default_factory=list)
+    initial_activation: list[float] = field(default_factory=list)
+    best_activation: list[float] = field(default_factory=list)
+    final_activation: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def restarts(self) -> int:
+        return len(self.images)
+
+    def to_json(self) -> dict:
+        return {
+            "layer": self.layer, "unit": self.unit, "objective": self.objective, "preset": self.preset,
+            "param": self.param, "hyperparameters": self.hyperparameters, "seed": self.seed, "steps": self.steps,
+            "restarts": self.restarts, "initial_activation": self.initial_activation,
+            "best_activation": self.best_activation, "final_activation": self.final_activation,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def render_units(model, layer: str | None, units: Sequence[int], preset: str = "set3", restarts: int = 1,
+                 steps: int | None = None, seed: int = 0, batch: int = 8, param: str | None = None,
+                 objective: str = "neuron", position: Sequence[int] | None = None, engine: str = "auto",
+                 on_step: Callable[[int], None] | None = None) -> list[UnitResult]:
+    """Visualize `units` of `layer` (see the package docstring); one UnitResult per unit, in order.
+
+    `on_step(rows)` is called after every optimisation step with the number of rows stepped
+    (for progress bars: total work is len(units) * restarts * steps)."""
+    chosen = get_preset(preset, steps)
+    param = resolve_param(chosen, param)
+    if restarts < 1:
+        raise UsageError(f"--restarts must be at least 1, got {restarts}")
+    if batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    if objective == "logit":
+        layer = logit_layer(model)
+    elif layer is None:
+        raise UsageError(f"--objective {objective} needs --layer")
+    layer = model.layer(layer).name
+    objectives = {u: make_objective(model, objective, layer, u, position) for u in units}
+    jobs = [(u, r) for u in units for r in range(restarts)]
+    results: dict[int, UnitResult] = {}
+    for start in range(0, len(jobs), batch):
+        chunk = jobs[start:start + batch]
+        began = time.perf_counter()
+        opt = Optimizer(model, stack([objectives[u] for u, _ in chunk]), chosen,
+                        seed=[row_seed(seed, layer, u, r) for u, r in chunk], param=param, engine=engine)
+        opt.run(on_step=(lambda o: on_step(len(chunk))) if on_step else None)
+        share = (time.perf_counter() - began) / len(chunk)
+        best = opt.best_activation
+        for i, (unit, restart) in enumerate(chunk):
+            result = results.get(unit)
+            if result is None:
+                result = results[unit] = UnitResult(
+                    layer=layer, unit=unit, objective=objectives[unit].description, preset=chosen.name, param=param,
+                    hyperparameters=opt.hyperparameters() | {"batch": batch}, seed=seed, steps=chosen.steps)
+            result.images.append(opt.best_image(i))
+            result.final_images.append(opt.image(i))
+            result.initial_activation.append(float(opt.initial_activation[i]))
+            result.best_activation.append(float(best[i]))
+            result.final_activation.append(float(opt.activation[i]))
+            result.seconds += share
+    return [results[u] for u in units]

@@ -1,0 +1,178 @@
+"""The seed's whole optimisation step as one ONNX graph: clip -> forward/backward -> update ->
+decay -> blur -> clip small norms -> clip small contributions -> best-so-far.
+
+The gradient graph (onnxprobe.autodiff) is wrapped by standard default-domain ops, so a step runs
+on any execution provider; on CUDA with IO binding the state (image, best image, best value)
+stays on the GPU between steps. Hyperparameters are inputs, so one compiled graph serves every
+preset. The numpy reference of the same step is `priors.seed_update`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxprobe.graph.loading import finalize_model
+
+P = "onnxprobe.step:"
+INT64_MIN = np.iinfo(np.int64).min
+
+# graph inputs besides the seeds (name -> (element type, shape))
+STATE = ("q", "best_q", "best_value")
+OUTPUTS = ("q_next", "best_q_next", "best_value_next", "value")
+
+
+def step_inputs(channels: int, height: int, width: int) -> dict[str, tuple[int, list]]:
+    img = ["N", channels, height, width]
+    f, i, b = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+    return {
+        "q": (f, img), "best_q": (f, img), "best_value": (f, ["N"]),
+        "lr": (f, [1]), "max_lr": (f, [1]), "desired_progress": (f, [1]), "progress": (b, []), "keep": (f, [1]),
+        "update": (b, []), "blur_now": (b, []), "blur_v": (f, [channels, 1, None, 1]), "blur_h": (f, [channels, 1, 1, None]),
+        "blur_lo_start": (i, [1]), "blur_hi_end": (i, [1]),
+        "norm_k": (i, [1]), "norm_i0": (i, [1]), "norm_i1": (i, [1]), "norm_t": (f, [1]),
+        "contrib_k": (i, [1]), "contrib_i0": (i, [1]), "contrib_i1": (i, [1]), "contrib_t": (f, [1]),
+    }
+
+
+class _Builder:
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{P}{hint}.{self._count}"
+
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs) -> str:
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def const(self, value, dtype=np.float32, hint: str = "c") -> str:
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def percentile_mask(self, values: str, prefix: str) -> str:
+        """values (N,1,H,W) -> bool mask values < row percentile (np.percentile's linear rule)."""
+        flat = self.op("Reshape", values, self.const([0, -1], np.int64))
+        smallest, _ = self.topk(flat, prefix + "k")
+        a = self.op("Gather", smallest, prefix + "i0", axis=1)
+        b = self.op("Gather", smallest, prefix + "i1", axis=1)
+        t = prefix + "t"
+        diff = self.op("Sub", b, a)
+        low_side = self.op("Add", a, self.op("Mul", diff, t))
+        high_side = self.op("Sub", b, self.op("Mul", diff, self.op("Sub", self.const([1.0]), t)))
+        threshold = self.op("Where", self.op("GreaterOrEqual", t, self.const([0.5])), high_side, low_side)
+        threshold = self.op("Reshape", threshold, self.const([-1, 1, 1, 1], np.int64))
+        return self.op("Less", values, threshold)
+
+    def topk(self, values: str, k: str) -> tuple[str, str]:
+        out, idx = self.name("topk"), self.name("topk_idx")
+        self.nodes.append(helper.make_node("TopK", [values, k], [out, idx], name=out, axis=1, largest=0, sorted=1))
+        return out, idx
+
+    def symmetric_pad(self, x: str, axis: int) -> str:
+        """Mirror-pad including the edge pixel (scipy's "reflect"), by a run-time radius r."""
+        axes, back = self.const([axis], np.int64), self.const([-1], np.int64)
+        low = self.op("Slice", x, "blur_lo_start", self.const([INT64_MIN], np.int64), axes, back)
+        high = self.op("Slice", x, self.const([-1], np.int64), "blur_hi_end", axes, back)
+        return self.op("Concat", low, x, high, axis=axis)
+
+
+def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_output: str,
+                     seeds: dict[str, str], ranks: dict[str, int], slope: np.ndarray, low: np.ndarray, high: np.ndarray,
+                     nhwc: bool) -> onnx.ModelProto:
+    """Wrap `gradient_model` (inputs: `input_name` and the seeds; outputs: the targets and
+    `grad_output`) into the step graph. `seeds` maps target -> seed input name, `ranks` target ->
+    rank; `slope`, `low`,
+    `high` are (1, C, 1, 1) (see priors.PixelSpace)."""
+    channels = int(slope.shape[1])
+    graph = gradient_model.graph
+    image_value = next(v for v in graph.input if v.name == input_name)
+    dims = [d.dim_value for d in image_value.type.tensor_type.shape.dim]
+    height, width = (dims[1], dims[2]) if nhwc else (dims[2], dims[3])
+    b = _Builder()
+
+    q = b.op("Max", b.op("Min", "q", b.const(high)), b.const(low), hint="q_clipped")
+    x = b.op("Mul", q, b.const(slope))
+    if nhwc:
+        x = b.op("Transpose", x, perm=[0, 2, 3, 1])
+    b.nodes.append(helper.make_node("Identity", [x], [input_name], name=P + "to_model"))
+    prefix_nodes, b.nodes = b.nodes, []
+
+    # objective value per row: sum over the targets of sum(seed * activation)
+    value = None
+    for target, seed in seeds.items():
+        axes = b.const(list(range(1, ranks[target])), np.int64)
+        part = b.op("ReduceSum", b.op("Mul", seed, target), axes, keepdims=0)
+        value = part if value is None else b.op("Add", value, part)
+    value = b.op("Identity", value, hint="value")
+
+    g = grad_output
+    if nhwc:
+        g = b.op("Transpose", g, perm=[0, 3, 1, 2])
+    g = b.op("Mul", g, b.const(slope), hint="grad_q")
+    spatial = b.const([1, 2, 3], np.int64)
+    squared = b.op("ReduceSumSquare", g, spatial, keepdims=0)
+    progress_lr = b.op("Min", "max_lr", b.op("Div", "desired_progress", squared))
+    lr = b.op("Where", "progress", progress_lr, b.op("Expand", "lr", b.op("Shape", squared)))
+    out = b.op("Add", q, b.op("Mul", b.op("Reshape", lr, b.const([-1, 1, 1, 1], np.int64)), g))
+    out = b.op("Mul", out, "keep")
+
+    blurred = b.op("Conv", b.symmetric_pad(out, 2), "blur_v", group=channels)
+    blurred = b.op("Conv", b.symmetric_pad(blurred, 3), "blur_h", group=channels)
+    out = b.op("Where", "blur_now", blurred, out)
+
+    zero = b.const([0.0])
+    channel_axis = b.const([1], np.int64)
+    norms = b.op("Sqrt", b.op("ReduceSumSquare", out, channel_axis, keepdims=1))
+    out = b.op("Where", b.percentile_mask(norms, "norm_"), zero, out)
+    contribution = b.op("Abs", b.op("ReduceSum", b.op("Mul", g, b.op("Neg", out)), channel_axis, keepdims=1))
+    out = b.op("Where", b.percentile_mask(contribution, "contrib_"), zero, out)
+
+    moving = b.op("And", b.op("Greater", squared, b.const([0.0])), "update")
+    moving4 = b.op("Reshape", moving, b.const([-1, 1, 1, 1], np.int64))
+    b.nodes.append(helper.make_node("Where", [moving4, out, q], ["q_next"], name=P + "q_next"))
+
+    better = b.op("Greater", value, "best_value")
+    b.nodes.append(helper.make_node("Where", [better, value, "best_value"], ["best_value_next"], name=P + "best_value"))
+    better4 = b.op("Reshape", better, b.const([-1, 1, 1, 1], np.int64))
+    b.nodes.append(helper.make_node("Where", [better4, q, "best_q"], ["best_q_next"], name=P + "best_q"))
+    b.nodes.append(helper.make_node("Identity", [value], ["value"], name=P + "value_out"))
+
+    inputs = [helper.make_tensor_value_info(n, t, s) for n, (t, s) in step_inputs(channels, height, width).items()]
+    inputs += [v for v in graph.input if v.name in seeds.values()]
+    img = ["N", channels, height, width]
+    outputs = [helper.make_tensor_value_info("q_next", TensorProto.FLOAT, img),
+               helper.make_tensor_value_info("best_q_next", TensorProto.FLOAT, img),
+               helper.make_tensor_value_info("best_value_next", TensorProto.FLOAT, ["N"]),
+               helper.make_tensor_value_info("value", TensorProto.FLOAT, ["N"])]
+    step = helper.make_graph(prefix_nodes + list(graph.node) + b.nodes, "onnxprobe_step", inputs, outputs,
+                             list(graph.initializer) + b.inits)
+    model = helper.make_model(step, opset_imports=list(gradient_model.opset_import))
+    return finalize_model(model)
+
+
+def blur_feeds(sigma: float, channels: int) -> dict[str, np.ndarray]:
+    from onnxprobe.optimize.priors import gaussian_kernel
+
+    taps = gaussian_kernel(sigma) if sigma > 0 else np.array([0.0, 1.0, 0.0], np.float32)
+    r = len(taps) // 2
+    return {
+        "blur_v": np.ascontiguousarray(np.broadcast_to(taps.reshape(1, 1, -1, 1), (channels, 1, len(taps), 1))),
+        "blur_h": np.ascontiguousarray(np.broadcast_to(taps.reshape(1, 1, 1, -1), (channels, 1, 1, len(taps)))),
+        "blur_lo_start": np.array([r - 1], np.int64),
+        "blur_hi_end": np.array([-1 - r], np.int64),
+    }
+
+
+def percentile_feeds(prefix: str, count: int, pct: float) -> dict[str, np.ndarray]:
+    from onnxprobe.optimize.priors import percentile_indices
+
+    i0, i1, t = percentile_indices(count, pct)
+    return {f"{prefix}k": np.array([i1 + 1], np.int64), f"{prefix}i0": np.array([i0], np.int64),
+            f"{prefix}i1": np.array([i1], np.int64), f"{prefix}t": np.array([t], np.float32)}

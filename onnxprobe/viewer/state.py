@@ -1,0 +1,257 @@
+"""The viewer's state: what the user selected, the modes, and the latest results. Qt-free.
+
+Only the GUI thread mutates it (workers hand their results over through `LatestSlots`); every
+change emits an event naming what changed, and widgets repaint from the state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnxprobe.render.backmaps import FILTERS
+from onnxprobe.render.grid import GAMMA_BOOSTS, PER_CHANNEL_BOOSTS, GridLayout
+from onnxprobe.viewer.events import Emitter
+
+BACK_MODES = ("off", "gradient", "deconv", "guided")
+QUICK_BACK_LOOP = (("off", "raw"), ("gradient", "raw"), ("gradient", "norm"), ("deconv", "raw"))
+ZOOMS = ("none", "unit", "back")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of what the workers need from the state (immutable, safe to hand to threads)."""
+
+    layer: str
+    unit: int
+    boost_indiv: float
+    boost_gamma: float
+    pattern: bool
+    back_mode: str
+    back_filter: str
+    origin: tuple[str, int]  # (layer, unit) the backward pass starts from
+    diffs: bool
+    resize: str
+    label_overlay: bool
+
+
+@dataclass
+class LayerEntry:
+    name: str
+    units: int
+    spatial: bool
+    channel_axis: int
+    spatial_axes: tuple[int, ...]
+
+
+@dataclass
+class Panes:
+    """The latest display images (HxWx3 uint8 RGB) and what they were computed from."""
+
+    input: np.ndarray | None = None
+    grid: np.ndarray | None = None
+    grid_layout: GridLayout | None = None
+    grid_layer: str | None = None
+    diff_grid: np.ndarray | None = None
+    diff_layout: GridLayout | None = None
+    unit: np.ndarray | None = None
+    predictions: list[tuple[str, float]] = field(default_factory=list)
+    predictions_image: np.ndarray | None = None
+    back: np.ndarray | None = None
+    back_stale: bool = False
+    visuals: np.ndarray | None = None
+    optimized: np.ndarray | None = None
+    frame_seq: int = -1
+
+
+class ViewerState:
+    def __init__(self, layers: list[LayerEntry], default_layer: int = 0, has_atlas: bool = False):
+        if not layers:
+            raise ValueError("the viewer needs at least one layer")
+        self.layers = layers
+        self.default_layer = default_layer
+        self.has_atlas = has_atlas
+        self.events = Emitter()
+        self.panes = Panes()
+        self.messages: deque[tuple[float, str]] = deque(maxlen=4)
+        self.source_label = ""
+        self.fps = 0.0
+        self._shown_at: deque[float] = deque(maxlen=120)
+        self.quit_requested = False
+        self._reset_modes()
+
+    def _reset_modes(self) -> None:
+        self.layer_index = self.default_layer
+        self.unit = 0
+        self.pattern = False
+        self.back_mode = "off"
+        self.back_filter = "raw"
+        self.diffs = False
+        self.boost_indiv_index = 0
+        self.boost_gamma_index = 0
+        self.origin_frozen: tuple[str, int] | None = None
+        self.frame_frozen = False
+        self.help_visible = False
+        self.zoom = "none"
+        self.resize = "crop"
+        self.label_overlay = False
+        self.unit_images = True
+        self.columns = 1  # grid columns of the current layer (for up/down moves)
+
+    # ---- reading ------------------------------------------------------------------------------
+    @property
+    def layer(self) -> LayerEntry:
+        return self.layers[self.layer_index]
+
+    @property
+    def origin(self) -> tuple[str, int]:
+        return self.origin_frozen or (self.layer.name, self.unit)
+
+    def settings(self) -> Settings:
+        return Settings(
+            layer=self.layer.name, unit=self.unit, boost_indiv=PER_CHANNEL_BOOSTS[self.boost_indiv_index],
+            boost_gamma=GAMMA_BOOSTS[self.boost_gamma_index], pattern=self.pattern, back_mode=self.back_mode,
+            back_filter=self.back_filter, origin=self.origin, diffs=self.diffs, resize=self.resize,
+            label_overlay=self.label_overlay,
+        )
+
+    def status_line(self) -> str:
+        mode = "pattern" if self.pattern else ("back diffs" if self.diffs else "forward")
+        back = "back off" if self.back_mode == "off" else f"back {self.back_mode} {self.back_filter}"
+        if self.origin_frozen:
+            back += f" (origin frozen at {self.origin_frozen[0]}:{self.origin_frozen[1]})"
+        parts = [mode, f"{self.layer.name}:{self.unit}", back,
+                 f"boost T={PER_CHANNEL_BOOSTS[self.boost_indiv_index]:g} t={GAMMA_BOOSTS[self.boost_gamma_index]:g}",
+                 f"{self.fps:.1f} fps"]
+        if self.frame_frozen:
+            parts.append("frozen")
+        if self.source_label:
+            parts.append(self.source_label)
+        now = time.monotonic()
+        recent = [text for stamp, text in self.messages if now - stamp < 8.0]
+        if recent:
+            parts.append(recent[-1])
+        return " | ".join(parts)
+
+    # ---- changing (each emits what changed) ----------------------------------------------------
+    def message(self, text: str) -> None:
+        self.messages.append((time.monotonic(), " ".join(str(text).split())))
+        self.events.emit("status")
+
+    def select_layer(self, index: int) -> None:
+        index = int(np.clip(index, 0, len(self.layers) - 1))
+        if index != self.layer_index:
+            self.layer_index = index
+            self.unit = min(self.unit, self.layer.units - 1)
+            self.events.emit("selection")
+
+    def select_unit(self, unit: int) -> None:
+        unit = int(np.clip(unit, 0, self.layer.units - 1))
+        if unit != self.unit:
+            self.unit = unit
+            self.events.emit("selection")
+
+    def move(self, dx: int = 0, dy: int = 0) -> None:
+        self.select_unit(self.unit + dx + dy * max(1, self.columns))
+
+    def left(self): self.move(dx=-1)
+    def right(self): self.move(dx=1)
+    def up(self): self.move(dy=-1)
+    def down(self): self.move(dy=1)
+    def left3(self): self.move(dx=-3)
+    def right3(self): self.move(dx=3)
+    def up3(self): self.move(dy=-3)
+    def down3(self): self.move(dy=3)
+
+    def previous_layer(self): self.select_layer(self.layer_index - 1)
+    def next_layer(self): self.select_layer(self.layer_index + 1)
+
+    def _set(self, event: str, **values) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+        self.events.emit(event)
+
+    def back_mode_next(self) -> None:
+        self._set("modes", back_mode=BACK_MODES[(BACK_MODES.index(self.back_mode) + 1) % len(BACK_MODES)])
+
+    def back_filter_next(self) -> None:
+        self._set("modes", back_filter=FILTERS[(FILTERS.index(self.back_filter) + 1) % len(FILTERS)])
+
+    def quick_back(self) -> None:
+        current = (self.back_mode, self.back_filter)
+        step = QUICK_BACK_LOOP.index(current) + 1 if current in QUICK_BACK_LOOP else 1
+        mode, filt = QUICK_BACK_LOOP[step % len(QUICK_BACK_LOOP)]
+        self._set("modes", back_mode=mode, back_filter=filt)
+
+    def gamma_boost(self) -> None:
+        self._set("modes", boost_gamma_index=(self.boost_gamma_index + 1) % len(GAMMA_BOOSTS))
+
+    def channel_boost(self) -> None:
+        self._set("modes", boost_indiv_index=(self.boost_indiv_index + 1) % len(PER_CHANNEL_BOOSTS))
+
+    def pattern_mode(self) -> None:
+        if not self.has_atlas and not self.pattern:
+            self.message("pattern mode needs unit images: start with --atlas DIR")
+            return
+        self._set("modes", pattern=not self.pattern)
+
+    def toggle_diffs(self) -> None:
+        self._set("modes", diffs=not self.diffs)
+        if self.diffs and self.back_mode == "off":
+            self.message("back diffs need a back mode: press n")
+
+    def freeze_origin(self) -> None:
+        self._set("modes", origin_frozen=None if self.origin_frozen else (self.layer.name, self.unit))
+
+    def freeze_frame(self) -> None:
+        self._set("modes", frame_frozen=not self.frame_frozen)
+
+    def toggle_help(self) -> None:
+        self._set("help", help_visible=not self.help_visible)
+
+    def zoom_next(self) -> None:
+        self._set("modes", zoom=ZOOMS[(ZOOMS.index(self.zoom) + 1) % len(ZOOMS)])
+
+    def toggle_resize(self) -> None:
+        self._set("modes", resize="stretch" if self.resize == "crop" else "crop")
+
+    def toggle_label_overlay(self) -> None:
+        self._set("modes", label_overlay=not self.label_overlay)
+
+    def toggle_unit_images(self) -> None:
+        self._set("modes", unit_images=not self.unit_images)
+
+    def reset(self) -> None:
+        self._reset_modes()
+        self.events.emit("selection")
+        self.events.emit("modes")
+
+    def quit(self) -> None:
+        self._set("quit", quit_requested=True)
+
+    # ---- results from the workers ----------------------------------------------------------------
+    def frame_shown(self, now: float | None = None) -> None:
+        """Count one displayed frame for the frames-per-second figure (over the last 2 s)."""
+        now = time.monotonic() if now is None else now
+        self._shown_at.append(now)
+        while self._shown_at and now - self._shown_at[0] > 2.0:
+            self._shown_at.popleft()
+        span = now - self._shown_at[0] if len(self._shown_at) > 1 else 0.0
+        self.fps = (len(self._shown_at) - 1) / span if span > 0 else 0.0
+
+    def update_panes(self, event: str, **values) -> None:
+        for key, value in values.items():
+            setattr(self.panes, key, value)
+        if values.get("grid_layout") is not None and values.get("grid_layer") == self.layer.name:
+            self.columns = values["grid_layout"].columns
+        self.events.emit(event)
+
+
+# keys -> state methods whose name differs from the action
+ACTION_ALIASES = {
+    "back_mode": "back_mode_next", "back_filter": "back_filter_next", "zoom": "zoom_next",
+    "label_overlay": "toggle_label_overlay", "unit_images": "toggle_unit_images",
+}

@@ -1,0 +1,282 @@
+"""The Qt-free viewer driven by hand: frames in, panes out, checked against independent references
+(ONNX Runtime on a hand-exposed graph for activations, PyTorch autograd for the back maps)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from scipy import ndimage
+
+from onnxprobe.model import ProbeModel
+from onnxprobe.viewer.atlas_source import AtlasSource
+from onnxprobe.viewer.controller import Viewer
+from onnxprobe.viewer.sources import ImageFilesSource, VideoSource
+from tests.conftest import make_conv_model
+from tests.viewer.conftest import FakeCapture, atlas_color, poll_until, write_atlas, write_video
+
+
+def reference_activation(model_path, x, name):
+    """The tensor `name` for input x, by ONNX Runtime on the model with `name` added as an output."""
+    model = onnx.load(str(model_path))
+    model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run([name], {model.graph.input[0].name: x})[0]
+
+
+def select(viewer, layer: str) -> None:
+    viewer.select_layer([entry.name for entry in viewer.state.layers].index(layer))
+
+
+def start_viewer(model_path, source, **kwargs) -> Viewer:
+    return Viewer(ProbeModel.load(model_path, device="cpu"), source, **kwargs).start()
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    make_conv_model(path)
+    return path
+
+
+@pytest.fixture
+def still(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "still.png"
+    cv2.imwrite(str(path), (rng.random((30, 40, 3)) * 255).astype(np.uint8))
+    return ImageFilesSource.single(path)
+
+
+MODELS = [dict(channels=3, size=(20, 24)), dict(channels=1, size=(16, 16)), dict(channels=3, size=(12, 18), nhwc=True)]
+
+
+@pytest.mark.parametrize("options", MODELS, ids=["rgb-nonsquare", "gray", "nhwc"])
+def test_grid_follows_the_frames(tmp_path, options):
+    path = tmp_path / "m.onnx"
+    make_conv_model(path, **options)
+    viewer = start_viewer(path, VideoSource(write_video(tmp_path / "v.avi", frames=12), pace=False))
+    try:
+        seqs, grids = set(), []
+        def enough():
+            if viewer.last_forward is not None and viewer.last_forward.frame.seq not in seqs:
+                seqs.add(viewer.last_forward.frame.seq)
+                grids.append(viewer.state.panes.grid.copy())
+            return len(seqs) >= 4
+        poll_until(viewer, enough)
+        assert any(not np.array_equal(grids[0], g) for g in grids[1:]), "the grid did not change with the frames"
+        result = viewer.last_forward
+        layer = viewer.model.layer(result.settings.layer)
+        ref = reference_activation(path, result.frame.x, layer.name)[0]
+        ref = np.moveaxis(ref, layer.channel_axis - 1, 0)  # units first
+        # the toolbox's normalisation: the whole layer scaled to 0..255 (no boosts by default)
+        expected = (ref - ref.min()) / (ref.max() - ref.min()) * 255
+        grid, layout = viewer.state.panes.grid, viewer.state.panes.grid_layout
+        scale = layout.tile_h // ref.shape[1]
+        for unit in range(layout.count):
+            y, x, h, w = layout.tile_rect(unit)
+            assert np.abs(grid[y:y + h:scale, x:x + w:scale, 0].astype(float) - expected[unit]).max() <= 1.0
+        assert viewer.state.panes.input.shape[2] == 3 and viewer.state.fps > 0
+    finally:
+        viewer.stop()
+
+
+class _Relu:
+    """ReLU with the toolbox's backward variants (the oracle for the back maps)."""
+
+    @staticmethod
+    def make(mode):
+        import torch
+
+        class Fn(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x.clamp(min=0)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                if mode == "gradient":
+                    return g * (x > 0)
+                if mode == "deconv":
+                    return g.clamp(min=0)
+                return g.clamp(min=0) * (x > 0)  # guided
+
+        return Fn.apply
+
+
+def torch_back_map(model_path, x, mode, unit):
+    """d/dx of sum(seed * relu2) with seed = relu2's channel `unit` (others zero), in PyTorch."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    weights = {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy()) for t in onnx.load(str(model_path)).graph.initializer}
+    relu = _Relu.make(mode)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    h = relu(F.conv2d(xt, weights["w1"], weights["b1"], padding=1))
+    h = F.max_pool2d(h, 2)
+    out = relu(F.conv2d(h, weights["w2"]))
+    seed = torch.zeros_like(out)
+    seed[:, unit] = out[:, unit].detach()
+    (seed * out).sum().backward()
+    return xt.grad.numpy()[0].transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("mode,key_presses", [("gradient", 1), ("deconv", 2), ("guided", 3)])
+def test_back_map_matches_pytorch(tiny, still, mode, key_presses):
+    viewer = start_viewer(tiny, still)
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        select(viewer, "relu2")
+        for key in "ll" + "n" * key_presses:  # unit 2
+            viewer.handle_key(key)
+        assert viewer.state.settings().origin == ("relu2", 2) and viewer.state.back_mode == mode
+        poll_until(viewer, lambda: viewer.last_back is not None and viewer.last_back.settings.back_mode == mode)
+        ref = torch_back_map(tiny, viewer.last_forward.frame.x, mode, 2)
+        assert np.abs(ref).max() > 0
+        np.testing.assert_allclose(viewer.last_back.grad, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+        assert not viewer.state.panes.back_stale
+    finally:
+        viewer.stop()
+
+
+def _signed(v):
+    return 0.5 + 0.5 * v / np.abs(v).max()
+
+
+FILTER_REFERENCES = {  # back filter -> HxWx3 display in 0..1 from the HxWxC gradient (toolbox definitions)
+    "raw": lambda g: _signed(g),
+    "gray": lambda g: np.repeat(_signed(g.mean(axis=2))[:, :, None], 3, axis=2),
+    "norm": lambda g: np.repeat((np.sqrt((g ** 2).sum(axis=2)) / np.sqrt((g ** 2).sum(axis=2)).max())[:, :, None], 3, axis=2),
+    "normblur": lambda g: np.repeat((lambda n: n / n.max())(ndimage.gaussian_filter(np.sqrt((g ** 2).sum(axis=2)), 4.0, mode="mirror"))[:, :, None], 3, axis=2),
+}
+
+
+@pytest.mark.parametrize("presses,name", [(0, "raw"), (1, "gray"), (2, "norm"), (3, "normblur")])
+def test_back_filters(tiny, still, presses, name):
+    viewer = start_viewer(tiny, still)
+    try:
+        viewer.handle_key("n")
+        for _ in range(presses):
+            viewer.handle_key("m")
+        poll_until(viewer, lambda: viewer.last_back is not None and viewer.last_back.settings.back_filter == name)
+        expected = FILTER_REFERENCES[name](viewer.last_back.grad.astype(np.float64))
+        assert np.abs(viewer.state.panes.back / 255.0 - expected).max() <= 0.02
+    finally:
+        viewer.stop()
+
+
+def test_frozen_origin_and_stale_back_pane(tiny, still):
+    viewer = start_viewer(tiny, still)
+    try:
+        viewer.handle_key("n")
+        poll_until(viewer, lambda: viewer.last_back is not None)
+        viewer.handle_key("d")
+        viewer.handle_key("l")
+        viewer.handle_key("o")
+        assert viewer.state.settings().origin == ("conv1", 0)
+        assert not viewer.state.panes.back_stale  # the origin did not move
+        viewer.handle_key("d")  # unfreeze: the origin jumps to relu1:1, the shown map is now stale
+        assert viewer.state.panes.back_stale
+        poll_until(viewer, lambda: viewer.last_back.settings.origin == ("relu1", 1) and not viewer.state.panes.back_stale)
+    finally:
+        viewer.stop()
+
+
+def test_back_diffs_grid(tiny, still):
+    viewer = start_viewer(tiny, still)
+    try:
+        select(viewer, "relu2")
+        for key in "ll" "n" "d" "uu" "a":  # origin relu2:2 frozen, grid on pool1, back diffs
+            viewer.handle_key(key)
+        poll_until(viewer, lambda: viewer.state.panes.diff_grid is not None and viewer.last_back.settings.layer == "pool1")
+        grid, layout = viewer.state.panes.diff_grid, viewer.state.panes.diff_layout
+        assert layout.count == 4 and grid[..., 2].max() == 0  # only red (negative) and green (positive)
+        assert grid[..., :2].max() > 0
+    finally:
+        viewer.stop()
+
+
+def test_camera_failure_and_switching_back_to_files(tiny, still):
+    capture = FakeCapture(good=6)
+    viewer = start_viewer(tiny, still, open_capture=lambda index: capture)
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        viewer.handle_key("c")
+        poll_until(viewer, lambda: viewer.last_forward.frame.label == "camera 0")
+        poll_until(viewer, lambda: "camera 0 stopped delivering frames" in viewer.state.status_line())
+        assert capture.released and viewer.grabber.is_alive()
+        viewer.handle_key("c")  # no camera: back to the files
+        poll_until(viewer, lambda: viewer.last_forward.frame.label == "still.png")
+        viewer.handle_key("c")
+        capture.opened = False
+        capture.reads = 0
+        poll_until(viewer, lambda: "camera 0 cannot be opened" in viewer.state.status_line())
+    finally:
+        viewer.stop()
+
+
+def test_pattern_mode_and_unit_visuals(tiny, still, tmp_path):
+    atlas = AtlasSource(write_atlas(tmp_path / "atlas", "relu1", 4))
+    viewer = start_viewer(tiny, still, atlas=atlas)
+    try:
+        viewer.handle_key("o")  # relu1
+        viewer.handle_key("l")
+        viewer.handle_key("l")
+        poll_until(viewer, lambda: viewer.last_forward.settings.unit == 2 and viewer.last_forward.settings.layer == "relu1")
+        visuals = viewer.state.panes.visuals
+        assert tuple(visuals[5, 5]) == atlas_color(2, 0)  # the optimized image on top
+        viewer.handle_key("s")
+        poll_until(viewer, lambda: viewer.last_forward.settings.pattern)
+        grid, layout = viewer.state.panes.grid, viewer.state.panes.grid_layout
+        for unit in (0, 2, 3):
+            y, x, h, w = layout.tile_rect(unit)
+            assert tuple(grid[y + h // 2, x + w // 2]) == atlas_color(unit)
+        y, x, h, w = layout.tile_rect(1)
+        assert tuple(grid[y + h // 2, x + w // 2]) == (24, 24, 24)  # no image for unit 1
+    finally:
+        viewer.stop()
+
+
+def test_next_previous_and_resize(tiny, tmp_path):
+    for i in range(3):
+        image = np.zeros((20, 60, 3), np.uint8)
+        image[:, :20] = 255 if i == 1 else 0  # image 1: a white left third
+        cv2.imwrite(str(tmp_path / f"{i}.png"), image)
+    viewer = start_viewer(tiny, ImageFilesSource.folder(tmp_path))
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        viewer.handle_key("e")
+        poll_until(viewer, lambda: viewer.last_forward.frame.label == "1.png (2/3)")
+        cropped = viewer.last_forward.frame.display
+        assert cropped.max() == 0  # the centre crop misses the white third
+        viewer.handle_key("0")
+        poll_until(viewer, lambda: viewer.last_forward.frame.display.max() > 0)
+        viewer.handle_key("w")
+        viewer.handle_key("w")
+        poll_until(viewer, lambda: viewer.last_forward.frame.label == "2.png (3/3)")
+    finally:
+        viewer.stop()
+
+
+def test_save_panes(tiny, still, tmp_path):
+    viewer = start_viewer(tiny, still, save_dir=tmp_path / "snaps")
+    try:
+        viewer.handle_key("n")
+        poll_until(viewer, lambda: viewer.last_back is not None)
+        viewer.handle_key("p")
+        viewer.handle_key("p")
+        names = sorted(p.name for p in (tmp_path / "snaps").iterdir())
+        panes = ("back", "grid", "input", "predictions", "unit")
+        assert names == sorted([f"view-000{n}-conv1-0-{p}.png" for n in (1, 2) for p in panes] +
+                               ["view-0001-conv1-0.json", "view-0002-conv1-0.json"])
+        grid = cv2.imread(str(tmp_path / "snaps" / "view-0001-conv1-0-grid.png"))[:, :, ::-1]
+        assert grid.shape == viewer.state.panes.grid.shape and (grid[0, 0] == (255, 255, 0)).all()  # selection
+        info = json.loads((tmp_path / "snaps" / "view-0001-conv1-0.json").read_text())
+        assert info["settings"]["back_mode"] == "gradient" and len(info["predictions"]) == 5
+        assert "saved 6 files" in viewer.state.status_line()
+    finally:
+        viewer.stop()
