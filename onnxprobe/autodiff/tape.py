@@ -37,11 +37,11 @@ class TensorInfo:
             if tt.HasField("shape"):
                 self.dims[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         self.consts: dict[str, np.ndarray] = {}
+        self._lazy: dict[str, onnx.TensorProto] = {}  # weights are converted only when a rule asks
         for init in model.graph.initializer:
-            arr = numpy_helper.to_array(init)
-            self.consts[init.name] = arr
+            self._lazy[init.name] = init
             self.elem[init.name] = init.data_type
-            self.dims[init.name] = list(arr.shape)
+            self.dims[init.name] = list(init.dims)
         for node in model.graph.node:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 for a in node.attribute:
@@ -65,6 +65,8 @@ class TensorInfo:
         return self.dims.get(name)
 
     def const(self, name: str) -> np.ndarray | None:
+        if name not in self.consts and name in self._lazy:
+            self.consts[name] = numpy_helper.to_array(self._lazy[name])
         return self.consts.get(name)
 
 

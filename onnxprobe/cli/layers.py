@@ -18,7 +18,7 @@ def run(args) -> int:
     model = load_model_from_args(args, device="cpu")
     layers = model.layers
     if args.json:
-        print(json.dumps([layer.to_json() for layer in layers], indent=1))
+        print("[\n" + ",\n".join(json.dumps(layer.to_json()) for layer in layers) + "\n]")
         return 0
     print(f"{model.path}: input '{model.input_name}' {list(model.input_shape)} ({model.spec.layout}, "
           f"{model.spec.channels} channel(s)); shapes by {model.shape_source}; {len(layers)} layers")

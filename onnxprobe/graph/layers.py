@@ -21,6 +21,9 @@ class LayerInfo:
     spatial_axes: tuple[int, ...]
     receptive_field: ReceptiveField | None
     differentiable: bool | None = None  # can a gradient flow from here back to the input?
+    # True when the unit also depends on statistics of the whole image (squeeze-excitation gates,
+    # instance norm): the receptive field is then the local support only.
+    global_context: bool = False
 
     @property
     def units(self) -> int:
@@ -43,13 +46,15 @@ class LayerInfo:
             "channel_axis": self.channel_axis,
             "receptive_field": self.receptive_field.to_json() if self.receptive_field else None,
             "differentiable": self.differentiable,
+            "global_context": self.global_context,
         }
 
 
 def probeable_layers(model: onnx.ModelProto, infos: dict[str, TensorInfo], input_name: str, layout: str,
                      differentiable: set[str] | None = None) -> list[LayerInfo]:
     shapes = {name: info.shape for name, info in infos.items()}
-    geometry = analyze_geometry(model, input_name, layout=layout, shapes=shapes)
+    strict = analyze_geometry(model, input_name, layout=layout, shapes=shapes)
+    local = analyze_geometry(model, input_name, layout=layout, shapes=shapes, approximate=True)
     layers = []
     seen = set()
     for node in model.graph.node:
@@ -58,13 +63,18 @@ def probeable_layers(model: onnx.ModelProto, infos: dict[str, TensorInfo], input
             if not name or name in seen or info is None or not info.is_float or not info.has_batch_axis or len(info.shape) < 2:
                 continue
             seen.add(name)
-            geo = geometry.get(name) or TensorGeometry(None, (), None)
+            geo = strict.get(name) or TensorGeometry(None, (), None)
+            approx = local.get(name)
+            global_context = geo.receptive_field is None and approx is not None and approx.receptive_field is not None
+            if global_context:
+                geo = approx
             channel_axis = geo.channel_axis if geo.channel_axis is not None else 1
             spatial = tuple(a for a in geo.spatial_axes if a != channel_axis and a < len(info.shape))
             layers.append(LayerInfo(
                 name=name, op=info.op, shape=info.shape, channel_axis=channel_axis, spatial_axes=spatial,
                 receptive_field=geo.receptive_field if spatial else None,
                 differentiable=None if differentiable is None else name in differentiable,
+                global_context=global_context and bool(spatial),
             ))
     return layers
 

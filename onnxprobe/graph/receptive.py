@@ -309,10 +309,7 @@ def _only_dep(ctx: _Ctx, node: onnx.NodeProto, allowed: Sequence[int]) -> None:
        "Dropout", "CastLike", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 def _unary(ctx, node):
     _only_dep(ctx, node, [0])
-    g = ctx.geos[node.input[0]]
-    if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 1:
-        # per-axis scales are constants along one axis: pointwise either way
-        pass
+    g = ctx.geos[node.input[0]]  # (De)QuantizeLinear: constant per-axis scales keep it pointwise
     if node.op_type == "DynamicQuantizeLinear":  # scale and zero point are computed from the whole tensor
         return [_global_context(ctx, g), _UNKNOWN, _UNKNOWN]
     return g
@@ -1295,6 +1292,9 @@ def _public(geo: _Geo, nsp: int) -> TensorGeometry:
         return TensorGeometry(None, (), None)
     labels = geo.labels
     channel = labels.index("C") if labels.count("C") == 1 else None
+    if channel is None and "C" not in labels and labels.count(None) == 1 and labels.count("N") == 1 \
+            and all(labels.count(k) == 1 for k in range(nsp)):
+        channel = labels.index(None)  # batch and image axes identified: the one left holds the units
     if all(labels.count(k) == 1 for k in range(nsp)):
         spatial = tuple(labels.index(k) for k in range(nsp))
     else:

@@ -54,7 +54,7 @@ def run_shards_on_cluster(address: str, spec: JobSpec, shards: list[Shard], stor
         futures = [client.submit(process_shard, spec, with_payload(shard) if ship_data else shard, model_ref, key=f"maxact-{run_id}-{shard.id:06d}",
                                  pure=False, retries=3) for shard in shards]
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 result = future.result()
                 store.add(result)
                 future.release()

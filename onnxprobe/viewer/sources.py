@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -157,16 +159,33 @@ class ImageFilesSource(FrameSource):
         self.position = (self.position + delta) % len(self.paths)
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def check_video(path: str | Path) -> VideoSource:
     """A VideoSource for a file that exists and opens; one-line InputError otherwise."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video not found: {path}")
-    capture = cv2.VideoCapture(str(path))
-    try:
-        ok, _ = capture.read() if capture.isOpened() else (False, None)
-    finally:
-        capture.release()
+    with _quiet_stderr():  # FFmpeg prints its own complaint about a bad file; ours is the one line
+        capture = cv2.VideoCapture(str(path))
+        try:
+            ok, _ = capture.read() if capture.isOpened() else (False, None)
+        finally:
+            capture.release()
     if not ok:
         raise InputError(f"cannot read video (unsupported or corrupt file): {path}")
     return VideoSource(path)

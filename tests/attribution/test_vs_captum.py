@@ -72,9 +72,11 @@ def _target(net: Net) -> int:
         return int(net.module(torch.from_numpy(net.x).double()).argmax())
 
 
-def _captum(net: Net, method: str, target: int) -> np.ndarray:
-    x = torch.from_numpy(net.x).double().requires_grad_(True)
+def _captum(net: Net, method: str, target: int, dtype=torch.float64) -> np.ndarray:
+    x = torch.from_numpy(net.x).to(dtype).requires_grad_(True)
     a = captum_attr
+    if dtype != torch.float64:
+        net = Net(net.name, copy.deepcopy(net.module).to(dtype), None, net.model, net.cam_tensor, net.x)
     if method == "saliency":
         out = a.Saliency(net.module).attribute(x, target=target, abs=True)
     elif method == "gradient_x_input":
@@ -121,6 +123,10 @@ def test_matches_captum(net, case, method, options):
     ours = attribute(net.model, net.x, method, **options)  # default target: the predicted class
     ref = _captum(net, case, target)
     assert np.abs(ref).max() > 0, "degenerate reference"
+    if method == "integrated_gradients":
+        # A path point within float32 rounding of a ReLU kink makes any float32 gradient jump away
+        # from the float64 one; the step counts are chosen so that no point is (checked here).
+        assert relative_error(_captum(net, case, target, torch.float32), ref) <= TOLERANCE / 10, "ill-conditioned path"
     assert relative_error(ours, ref) <= TOLERANCE
 
 

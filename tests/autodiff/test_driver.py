@@ -159,3 +159,46 @@ def test_old_opset_model_is_converted():
     x = rng.standard_normal((2, 4)).astype(np.float32)
     out = run(session(gm), {"x": x, seed_name("y"): np.ones(2, np.float32)})
     np.testing.assert_allclose(out[grad_name("x")], np.full((2, 4), 0.25), rtol=1e-6)
+
+
+RELU_FAMILY = [
+    ("Relu", {}, [], lambda x: x > 0),
+    ("LeakyRelu", {"alpha": 0.2}, [], lambda x: x > 0),
+    ("PRelu", {}, [("slope", np.array([0.3], np.float32))], lambda x: x > 0),
+    ("Elu", {}, [], lambda x: x > 0),
+    ("Selu", {}, [], lambda x: x > 0),
+    ("Clip", {}, [("lo", np.array(0.0, np.float32)), ("hi", np.array(0.6, np.float32))],
+     lambda x: (x > 0) & (x < 0.6)),
+]
+
+
+@pytest.mark.parametrize("op,attrs,extra,mask", RELU_FAMILY, ids=[r[0] for r in RELU_FAMILY])
+@pytest.mark.parametrize("mode", ["deconv", "guided"])
+def test_relu_family_modes(op, attrs, extra, mask, mode):
+    node = mk(op, ["x"] + [n for n, _ in extra], ["y"], **attrs)
+    m = graph_model([node], [("x", ["N", 12])], ["y"], extra)
+    x = ((np.arange(24).reshape(2, 12) - 11.5) * 0.1).astype(np.float32)
+    seed = np.random.default_rng(2).standard_normal((2, 12)).astype(np.float32)
+    out = run(session(build_gradient_model(m, ["y"], mode=mode)), {"x": x, seed_name("y"): seed})
+    expected = np.maximum(seed, 0) * (mask(x) if mode == "guided" else 1)
+    np.testing.assert_allclose(out[grad_name("x")], expected, rtol=1e-6)
+
+
+def test_clip_that_is_not_relu6_stays_exact_in_guided_mode():
+    m = graph_model([mk("Clip", ["x", "lo", "hi"], ["y"])], [("x", ["N", 4])], ["y"],
+                    [("lo", np.array(-1.0, np.float32)), ("hi", np.array(1.0, np.float32))])
+    x = np.array([[-2, -0.5, 0.5, 2]], np.float32)
+    seed = np.array([[1, -1, -1, 1]], np.float32)
+    out = run(session(build_gradient_model(m, ["y"], mode="guided")), {"x": x, seed_name("y"): seed})
+    np.testing.assert_array_equal(out[grad_name("x")], [[0, -1, -1, 0]])
+
+
+def test_passes_through_newer_opsets():
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    nodes = [mk("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER"), mk("Gelu", ["c"], ["g"]),
+             mk("ReduceMean", ["g", "axes"], ["y"], keepdims=0)]
+    m = graph_model(nodes, [("x", ["N", 3, 5, 5])], ["y"], [("w", w)], opset=21)
+    m.graph.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
+    gm = build_gradient_model(m, ["y"])
+    assert gm.opset_import[0].version == 21 and gm.ir_version == 10
+    check_vjp(m, {"x": rng.standard_normal((2, 3, 5, 5)).astype(np.float32)}, ["y"], ["x"])

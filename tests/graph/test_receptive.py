@@ -10,8 +10,6 @@ the set of pixels it depends on; its bounding box must equal the analytic box cl
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import onnx
 import pytest
@@ -408,7 +406,7 @@ CASES = [
     (space_to_depth, (3, 16, 16), C, SPATIAL, rf((2, 2), (2, 2), (0, 0)), {}),
     (global_pool, (3, 16, 16), C, (), None, {}),
     (reduce_mean_spatial, (3, 16, 16), C, (), None, {}),
-    (reduce_mean_channels, (3, 16, 16), None, SPATIAL, rf((3, 3), (1, 1), (0, 0)), {}),
+    (reduce_mean_channels, (3, 16, 16), C, SPATIAL, rf((3, 3), (1, 1), (0, 0)), {}),
     (flatten, (3, 16, 16), C, (), None, {}),
     (gemm_head, (3, 16, 16), C, (), None, {}),
     (reshape_head, (3, 16, 16), C, (), None, {}),
@@ -491,6 +489,17 @@ def test_constants_are_not_reported():
     geos = analyze_geometry(net.model(out, shape), net.input)
     assert shape not in geos
     assert not {init.name for init in net.inits} & set(geos)
+
+
+def test_channels_rebuilt_from_unsqueezed_planes():
+    """inception_v3 transform_input: x[:, c] drops the channel axis, Unsqueeze + Concat rebuild it."""
+    net = Net((3, 16, 16))
+    out = transform_input(net)
+    geos = analyze_geometry(net.model(out), net.input)
+    gathered = [n.output[0] for n in net.nodes if n.op_type == "Gather"]
+    concat = next(n.output[0] for n in net.nodes if n.op_type == "Concat")
+    assert geos[gathered[0]] == TensorGeometry(None, (1, 2), ReceptiveField.identity(2))
+    assert geos[concat] == TensorGeometry(1, (2, 3), ReceptiveField.identity(2))
 
 
 def test_upsample_opset9():

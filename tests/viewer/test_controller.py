@@ -226,7 +226,8 @@ def test_pattern_mode_and_unit_visuals(tiny, still, tmp_path):
         viewer.handle_key("o")  # relu1
         viewer.handle_key("l")
         viewer.handle_key("l")
-        poll_until(viewer, lambda: viewer.last_forward.settings.unit == 2 and viewer.last_forward.settings.layer == "relu1")
+        poll_until(viewer, lambda: viewer.last_forward is not None and viewer.last_forward.settings.unit == 2
+                   and viewer.last_forward.settings.layer == "relu1")
         visuals = viewer.state.panes.visuals
         assert tuple(visuals[5, 5]) == atlas_color(2, 0)  # the optimized image on top
         viewer.handle_key("s")

@@ -40,6 +40,7 @@ class ImagePane(QWidget):
         self.stale = False
         self.selection: tuple[int, int, int, int] | None = None  # y, x, h, w in image pixels
         self.placeholder = "waiting for a frame"
+        self.smooth = False  # text panes scale smoothly; pixel panes stay crisp
 
     def set_image(self, image: np.ndarray | None, stale: bool = False) -> None:
         self._image = None if image is None else to_qimage(image)
@@ -73,7 +74,7 @@ class ImagePane(QWidget):
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
             return
         target = self.image_rect()
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # crisp pixels for small inputs
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
         painter.drawImage(target, self._image)
         if self.stale:
             painter.fillRect(target, QColor(0, 0, 0, 150))

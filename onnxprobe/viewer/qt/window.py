@@ -42,6 +42,7 @@ class ViewerWindow(QWidget):
         self.predictions_pane = ImagePane("predictions")
         self.grid_pane = ImagePane("layer", min_size=(320, 240))
         self.visuals_pane = ImagePane("unit visuals", min_size=(160, 240))
+        self.predictions_pane.smooth = True
         self.layer_list = QListWidget()
         self.layer_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.layer_list.addItems([f"{e.name}  ({e.units})" for e in self.state.layers])
