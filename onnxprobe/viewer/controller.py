@@ -10,6 +10,7 @@ into the state, which emits events to the widgets. The GUI thread never waits on
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class Viewer:
     def __init__(self, model, source: FrameSource | None = None, atlas=None, camera_index: int = 0,
                  open_capture=None, save_dir: str | Path = ".", notify=None):
         self.model = model
+        if model.threads is None:  # leave one core to the GUI thread and the grabber (sessions are built lazily)
+            model.threads = max(1, (os.cpu_count() or 2) - 1)
         self.atlas = atlas
         self.save_dir = Path(save_dir)
         self.camera_index = camera_index

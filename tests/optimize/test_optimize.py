@@ -96,7 +96,7 @@ def test_same_seed_same_images_regardless_of_batching(tiny):
 
 @pytest.mark.parametrize("preset, param", [("lucid", "fft"), ("lucid", "pixel")])
 def test_lucid_parameterization_rises(tiny, preset, param):
-    result = render_units(tiny, "conv2", [1, 3], preset=preset, param=param, steps=80, seed=0, batch=2)
+    result = render_units(tiny, "conv1", [1, 3], preset=preset, param=param, steps=80, seed=0, batch=2)
     for r in result:
         assert _rose(r.initial_activation[0], r.best_activation[0]), r.to_json()
         assert r.images[0].shape == (24, 24, 3) and r.images[0].dtype == np.uint8

@@ -1,0 +1,145 @@
+"""The live viewer's frame rate against bare inference, and the GUI event loop's longest stall.
+
+For each model (the bundled digits CNN, or the tiny test CNN while it is missing; a torchvision
+ResNet-18 at 224x224, random weights, exported once and cached under bench/.cache/), in one run:
+  bare fps    the plain model forward on preprocessed frames, back to back, on this thread
+  viewer fps  frames the offscreen viewer window displayed per second, reading a video file as
+              fast as it can (grabber, forward worker and GUI thread all running)
+  ratio       viewer / bare (goal: at least 0.8)
+  stall       the longest gap between ticks of a 2 ms GUI timer while inference runs, minus 2 ms
+              (goal: under 50 ms)
+Each is measured in forward mode and again with the gradient back pane on.
+usage: QT_QPA_PLATFORM=offscreen python bench/bench_viewer.py [--seconds S] [--device auto|cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import BUNDLED, CACHE, ROOT, torchvision_onnx  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+
+from onnxprobe.model import ProbeModel  # noqa: E402
+
+
+def bench_video(size=(320, 240), frames: int = 60) -> str:
+    path = CACHE / f"viewer-clip-{size[0]}x{size[1]}.avi"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+        rng = np.random.default_rng(0)
+        for i in range(frames):
+            frame = (rng.random((size[1], size[0], 3)) * 80).astype(np.uint8)
+            cv2.circle(frame, (40 + 4 * i, size[1] // 2), 30, (30, 200, 250), -1)
+            writer.write(frame)
+        writer.release()
+    return str(path)
+
+
+def bare_fps(model: ProbeModel, video: str, seconds: float) -> float:
+    capture = cv2.VideoCapture(video)
+    tensors = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        tensors.append(model.preprocess(frame))
+    session = model.forward_session()
+    feeds = lambda x: {model.input_name: x}  # noqa: E731
+    for x in tensors[:3]:
+        session.run(feeds(x))
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        session.run(feeds(tensors[count % len(tensors)]))
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def viewer_run(app, model: ProbeModel, video: str, seconds: float, keys: str = "") -> tuple[float, float]:
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+
+    from onnxprobe.viewer.controller import Viewer
+    from onnxprobe.viewer.qt.window import ViewerWindow
+    from onnxprobe.viewer.sources import VideoSource
+
+    viewer = Viewer(model, VideoSource(video, pace=False))
+    window = ViewerWindow(viewer)
+    viewer.start()
+    window.show()
+    for key in keys:
+        viewer.handle_key(key)
+    shown = []
+    viewer.state.events.connect(lambda name: shown.append(time.perf_counter()) if name == "forward" else None)
+    clock = QElapsedTimer()
+    clock.start()
+    gaps = {"last": None, "max": 0.0, "measuring": False}
+
+    def tick():
+        now = clock.nsecsElapsed() / 1e9
+        if gaps["measuring"] and gaps["last"] is not None:
+            gaps["max"] = max(gaps["max"], now - gaps["last"])
+        gaps["last"] = now
+
+    timer = QTimer()
+    timer.setInterval(2)
+    timer.timeout.connect(tick)
+    timer.start()
+    loop = QEventLoop()
+    warmup = min(2.0, seconds / 2)
+
+    def begin():
+        gaps["measuring"] = True
+        gaps["last"] = None
+        shown.clear()
+
+    QTimer.singleShot(int(warmup * 1000), begin)  # session building and first frames are not the steady state
+    QTimer.singleShot(int((warmup + seconds) * 1000), loop.quit)
+    loop.exec()
+    timer.stop()
+    fps = (len(shown) - 1) / (shown[-1] - shown[0]) if len(shown) > 1 else 0.0
+    window.close()
+    return fps, max(0.0, gaps["max"] - 0.002)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = parser.parse_args()
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    models = []
+    if BUNDLED.exists():
+        models.append(("digits (bundled)", BUNDLED))
+    else:
+        from tests.conftest import make_conv_model
+
+        tiny = CACHE / "viewer-tiny.onnx"
+        CACHE.mkdir(parents=True, exist_ok=True)
+        make_conv_model(tiny, size=(32, 32))
+        models.append(("tiny test CNN (bundled model missing)", tiny))
+    models.append(("resnet18 224", torchvision_onnx("resnet18")))
+    video = bench_video()
+    print(f"{'model':<38} {'mode':<9} {'bare fps':>9} {'viewer fps':>11} {'ratio':>6} {'stall ms':>9}")
+    for name, path in models:
+        model = ProbeModel.load(path, device=args.device)
+        for mode, keys in (("forward", ""), ("back", "n")):
+            bare = bare_fps(model, video, args.seconds / 2)
+            shown, stall = viewer_run(app, model, video, args.seconds, keys)
+            print(f"{name:<38} {mode:<9} {bare:9.1f} {shown:11.1f} {shown / bare:6.2f} {stall * 1000:9.1f}"
+                  f"   [{model.device}]", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""`build_atlas`: top-k patches (maxact), optimized images (optimize), then the manifest and site."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, UnitStore, chunks, make_spec, remember_model, \
+    run_locally, run_on_cluster
+from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
+from onnxprobe.errors import UsageError
+from onnxprobe.fsutil import atomic_write_json, inside, remove_temp_files
+
+MAXACT_DIR = "maxact"
+OWNED = (STATE_DIR, UNITS_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what --fresh may delete
+
+
+@dataclass
+class AtlasResult:
+    out_dir: Path
+    manifest: Path
+    layers: list[str]
+    units_total: int  # units in the atlas now
+    units_rendered: int  # of which this run rendered
+    seconds_render: float
+    pages: int
+
+    @property
+    def units_per_second(self) -> float:
+        return self.units_rendered / self.seconds_render if self.seconds_render > 0 else 0.0
+
+
+def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> list[str]:
+    """Layer names as the model spells them; `all_layers`: every layer with a gradient path."""
+    if all_layers:
+        chosen = [layer.name for layer in model.layers if layer.differentiable is not False]
+    else:
+        if not names:
+            raise UsageError("choose at least one --layer, or --all (run 'onnxprobe layers MODEL' to list them)")
+        chosen = [model.layer(name).name for name in names]
+        for name in chosen:
+            if model.layer(name).differentiable is False:
+                raise UsageError(f"layer '{name}' cannot be differentiated w.r.t. the input (no gradient path)")
+    if not chosen:
+        raise UsageError("the model has no layer with a gradient path to its input")
+    return list(dict.fromkeys(chosen))
+
+
+def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False, preset: str = "set3",
+                steps: int | None = None, restarts: int = 1, seed: int = 0, param: str | None = None,
+                units: list[int] | None = None, batch: int = 8, top: int = 9, scheduler=None, device: str = "auto",
+                threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
+                progress=None) -> AtlasResult:
+    """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring."""
+    from onnxprobe.maxact.job import threads_for_workers
+    from onnxprobe.model import ProbeModel
+
+    if not isinstance(model, ProbeModel):
+        model = ProbeModel.load(model, device=device, threads=threads)
+    names = choose_layers(model, layers, all_layers)
+    if scheduler:
+        spec = make_spec(model, preset, steps, restarts, seed, param, batch, device, threads_for_workers(threads))
+    else:
+        spec = make_spec(model, preset, steps, restarts, seed, param, batch, model.device, model.threads)
+        remember_model(spec, model)
+    wanted = {name: _units_of(model.layer(name).units, units) for name in names}
+    if not any(wanted.values()):
+        raise UsageError(f"--units selects no unit of the chosen layer(s): they have "
+                         f"{', '.join(str(model.layer(n).units) for n in names)} units")
+    root = _prepare(Path(out_dir), spec, fresh)
+    state = _load_state(root, spec)
+    state["layers"] = list(dict.fromkeys(state["layers"] + names))
+    if data is not None:
+        state["dataset"] = str(data)
+    _save_state(root, state)
+
+    if data is not None:
+        maxact_dir = _run_maxact(root, model, data, names, top, scheduler, threads, progress)
+        state["maxact"].update({name: maxact_dir for name in names})
+        _save_state(root, state)
+
+    store = UnitStore(root, spec.key())
+    todo = {name: [u for u in wanted[name] if store.record(name, u) is None] for name in names}
+    tasks = [task for name in names for task in chunks(spec, name, todo[name])]
+    count = sum(len(v) for v in todo.values())
+    bar = progress(count, "units ") if progress and count else None
+    started = time.perf_counter()
+    try:
+        on_unit = (lambda record: bar.update(1)) if bar is not None else (lambda record: None)
+        if scheduler:
+            run_on_cluster(scheduler, spec, tasks, store, on_unit, ship_model)
+        else:
+            run_locally(spec, tasks, store, on_unit)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - started
+    entries = _collect(root, model, state, store)
+    info = {"name": Path(model.path).name, "path": str(model.path), "sha256": spec.model_hash}
+    settings = {"preset": spec.preset, "steps": _steps(spec), "restarts": spec.restarts, "seed": spec.seed,
+                "param": spec.param or "default", "objective": "neuron (centre)"}
+    write_manifest(root, info, settings, entries, state.get("dataset"))
+    pages = write_site(root, info["name"], entries, settings, state.get("dataset"))
+    return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
+                       seconds, pages)
+
+
+def _steps(spec: AtlasSpec) -> int:
+    from onnxprobe.optimize import get_preset
+
+    return get_preset(spec.preset, spec.steps).steps
+
+
+def _units_of(count: int, units: list[int] | None) -> list[int]:
+    return list(range(count)) if units is None else sorted({u for u in units if 0 <= u < count})
+
+
+def _prepare(out_dir: Path, spec: AtlasSpec, fresh: bool) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out must be a folder, {out_dir} is a file")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    root = out_dir.resolve()
+    if fresh:
+        for name in OWNED:
+            path = inside(root, name)
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    remove_temp_files(root)  # what a killed run was writing
+    return root
+
+
+def _state_path(root: Path) -> Path:
+    return inside(root, STATE_DIR, "job.json")
+
+
+def _load_state(root: Path, spec: AtlasSpec) -> dict:
+    path = _state_path(root)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"key": spec.key(), "layers": [], "maxact": {}, "dataset": None}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        state = None
+    if not isinstance(state, dict) or not isinstance(state.get("layers"), list) or not isinstance(state.get("maxact"), dict):
+        raise UsageError(f"{path} is not an atlas state file; use another --out or add --fresh")
+    if state.get("key") != spec.key():
+        raise UsageError(f"{root} holds an atlas made with other settings (model, preprocessing, preset, steps, "
+                         "restarts or seed); use another --out or add --fresh to start over")
+    return state
+
+
+def _save_state(root: Path, state: dict) -> None:
+    atomic_write_json(_state_path(root), state)
+
+
+def _run_maxact(root: Path, model, data, names: list[str], top: int, scheduler, threads, progress) -> str:
+    """Top-k patches of the chosen layers in `maxact/<job>/` (run once; maxact resumes by shard)."""
+    from onnxprobe.maxact import load_result, run_maxact
+    from onnxprobe.maxact.records import SUMMARY
+
+    data_path = Path(data)
+    ident = json.dumps([sorted(names), str(data_path.resolve()) if data_path.exists() else str(data), top])
+    relative = f"{MAXACT_DIR}/{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
+    folder = inside(root, relative)
+    if (folder / SUMMARY).is_file():  # written last: the job finished
+        try:
+            result = load_result(folder)
+            if all(name in result.layers for name in names):
+                return relative
+        except (UsageError, OSError, KeyError):
+            pass
+    run_maxact(model, data, names, top=top, out_dir=folder, scheduler=scheduler, crops=True, deconv=True,
+               threads=threads, progress=progress)
+    return relative
+
+
+def _collect(root: Path, model, state: dict, store: UnitStore) -> list[LayerEntry]:
+    """Every finished unit of every layer this atlas holds, with its dataset numbers."""
+    from onnxprobe.maxact import load_result
+
+    results = {}
+    entries = []
+    for name in state["layers"]:
+        try:
+            layer = model.layer(name)
+        except UsageError:
+            continue
+        rf = layer.receptive_field.to_json() if layer.receptive_field else None
+        entry = LayerEntry(name, layer.op, list(layer.shape), layer.units, rf)
+        data = None
+        relative = state["maxact"].get(name)
+        if relative:
+            if relative not in results:
+                try:
+                    results[relative] = load_result(inside(root, relative))
+                except Exception:  # noqa: BLE001 - a missing or broken maxact folder just means no patches
+                    results[relative] = None
+            data = results[relative]
+        for unit in range(layer.units):
+            record = store.record(name, unit)
+            if record is None:
+                continue
+            extra = None
+            if data is not None and name in data.layers:
+                rec = data.unit(name, unit)
+                paths = {key: _relative(root, getattr(rec, attr)) for key, attr, _ in
+                         (("top9", "patches", ""), ("top9_deconv", "deconv", ""), ("top9_backprop", "backprop", ""))}
+                extra = (paths, {"mean": rec.mean, "max": rec.max, "mean_max": rec.mean_max, "fire_rate": rec.fire_rate})
+                entry.hits[unit] = list(rec.hits)
+            entry.units[unit] = unit_entry(record, extra)
+        entries.append(entry)
+    return entries
+
+
+def _relative(root: Path, path) -> str | None:
+    if path is None or not Path(path).is_file():
+        return None
+    return Path(path).resolve().relative_to(root).as_posix()

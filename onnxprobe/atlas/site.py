@@ -1,0 +1,201 @@
+"""The atlas's manifest and static site: plain HTML with inline CSS, no script, no network.
+
+    index.html                         layers: op, shape, units, receptive field
+    layers/<safe layer>.html           every unit's image on one page
+    units/<safe layer>/unit_NNNNN.html one unit: optimized images, top-9 patches and maps, numbers
+    manifest.json                      what the viewer reads (viewer/atlas_source.py)
+
+Every name shown is HTML-escaped; every link and file name is derived with fsutil.safe_name.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from onnxprobe.fsutil import atomic_write_json, atomic_write_text, inside, safe_name
+
+MANIFEST = "manifest.json"
+STAT_KEYS = ("mean", "max", "mean_max", "fire_rate")
+DATA_KINDS = (("top9", "patches", "top-9 patches"), ("top9_deconv", "deconv", "deconv of the top 9"),
+              ("top9_backprop", "backprop", "backprop of the top 9"))
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;background:#16181c;color:#ddd}
+a{color:#8cf}h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
+table{border-collapse:collapse}td,th{padding:.25em .7em;border-bottom:1px solid #333;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.grid{display:flex;flex-wrap:wrap;gap:8px}
+.card{background:#202329;padding:4px;text-align:center;font-size:.8em}
+.card img{display:block;width:96px;height:96px;object-fit:contain;image-rendering:pixelated;margin-bottom:2px}
+.views figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
+.views img{image-rendering:pixelated;max-width:420px;min-width:160px;background:#000}
+figcaption{font-size:.85em;color:#aaa}.nav{margin-bottom:1em}.muted{color:#888}
+"""
+
+
+@dataclass
+class LayerEntry:
+    name: str
+    op: str
+    shape: list
+    units_total: int
+    receptive_field: dict | None
+    units: dict[int, dict] = field(default_factory=dict)  # unit -> manifest entry (paths relative to DIR)
+    hits: dict[int, list] = field(default_factory=dict)
+
+    @property
+    def page(self) -> str:
+        return f"layers/{safe_name(self.name)}.html"
+
+    def unit_page(self, unit: int) -> str:
+        return f"units/{safe_name(self.name)}/unit_{unit:05d}.html"
+
+
+def unit_entry(record: dict, data=None) -> dict:
+    """The manifest entry of one unit from its atlas record and (optional) maxact UnitRecord paths."""
+    files, opt = record["files"], record["optimization"]
+    entry = {"optimized": files["optimized"], "optimized_montage": files.get("montage"),
+             "restarts": list(files.get("restarts", []))}
+    stats = {"best_activation": max(opt["best_activation"]), "initial_activation": max(opt["initial_activation"]),
+             "restart_best_activations": opt["best_activation"]}
+    if data is not None:
+        paths, numbers = data
+        entry.update({k: v for k, v in paths.items() if v})
+        stats.update(numbers)
+    entry["stats"] = stats
+    return entry
+
+
+def write_manifest(root, model: dict, settings: dict, layers: list[LayerEntry], dataset: str | None) -> None:
+    manifest = {
+        "model": model["name"], "model_path": model["path"], "model_sha256": model["sha256"], "format": 1,
+        "settings": settings, "dataset": dataset,
+        "layers": {layer.name: {"op": layer.op, "shape": layer.shape, "count": layer.units_total,
+                                "receptive_field": layer.receptive_field, "page": layer.page,
+                                "units": {str(u): {**e, "page": layer.unit_page(u)} for u, e in sorted(layer.units.items())}}
+                   for layer in layers},
+    }
+    atomic_write_json(inside(root, MANIFEST), manifest)
+
+
+# ---- HTML ----------------------------------------------------------------------------------------
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _href(from_page: str, target: str) -> str:
+    """A relative, percent-encoded link from one file of DIR to another."""
+    rel = posixpath.relpath(target, posixpath.dirname(from_page) or ".")
+    return _e(quote(rel, safe="/"))
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _num(value) -> str:
+    if value is None:
+        return "&ndash;"
+    if isinstance(value, float):
+        return _e(f"{value:.4g}")
+    return _e(value)
+
+
+def _shape(shape: list) -> str:
+    return "&times;".join("N" if d is None else _e(d) for d in shape)
+
+
+def _rf(rf: dict | None) -> str:
+    if not rf:
+        return '<span class="muted">whole input</span>'
+    size = "&times;".join(_e(v) for v in rf["size"])
+    stride = "&times;".join(_e(v) for v in rf["stride"])
+    return f"{size} px, stride {stride}"
+
+
+def write_site(root, model_name: str, layers: list[LayerEntry], settings: dict, dataset: str | None) -> int:
+    """Write every page; returns the number of pages."""
+    pages = {"index.html": _index(model_name, layers, settings, dataset)}
+    for layer in layers:
+        pages[layer.page] = _layer_page(model_name, layer)
+        units = sorted(layer.units)
+        for n, unit in enumerate(units):
+            neighbours = (units[n - 1] if n else None, units[n + 1] if n + 1 < len(units) else None)
+            pages[layer.unit_page(unit)] = _unit_page(model_name, layer, unit, neighbours)
+    for relative, text in pages.items():
+        atomic_write_text(inside(root, relative), text)
+    return len(pages)
+
+
+def _index(model_name: str, layers: list[LayerEntry], settings: dict, dataset: str | None) -> str:
+    rows = "\n".join(
+        f'<tr><td><a href="{_href("index.html", layer.page)}">{_e(layer.name)}</a></td><td>{_e(layer.op)}</td>'
+        f'<td>{_shape(layer.shape)}</td><td class="num">{len(layer.units)} / {layer.units_total}</td>'
+        f"<td>{_rf(layer.receptive_field)}</td></tr>" for layer in layers)
+    opts = ", ".join(f"{_e(k)} {_e(v)}" for k, v in settings.items())
+    data = f"dataset <code>{_e(dataset)}</code>" if dataset else '<span class="muted">no dataset (no top-9 patches)</span>'
+    body = (f"<h1>Unit atlas of {_e(model_name)}</h1>\n<p>{opts}; {data}</p>\n"
+            "<table><tr><th>layer</th><th>op</th><th>shape</th><th>units in atlas</th><th>receptive field</th></tr>\n"
+            f"{rows}\n</table>")
+    return _page(f"Unit atlas: {model_name}", body)
+
+
+def _layer_page(model_name: str, layer: LayerEntry) -> str:
+    page = layer.page
+    cards = []
+    for unit, entry in sorted(layer.units.items()):
+        link = _href(page, layer.unit_page(unit))
+        images = f'<img src="{_href(page, entry["optimized"])}" alt="unit {unit}, optimized">'
+        if entry.get("top9"):
+            images += f'<img src="{_href(page, entry["top9"])}" alt="unit {unit}, top-9 patches">'
+        cards.append(f'<a class="card" href="{link}">{images}{unit}</a>')
+    body = (f'<div class="nav"><a href="{_href(page, "index.html")}">{_e(model_name)}</a> &rsaquo; {_e(layer.name)}</div>\n'
+            f"<h1>{_e(layer.name)}</h1>\n<p>{_e(layer.op)} {_shape(layer.shape)}, {layer.units_total} units, "
+            f"receptive field {_rf(layer.receptive_field)}</p>\n<div class=\"grid\">\n" + "\n".join(cards) + "\n</div>")
+    return _page(f"{layer.name}: {model_name}", body)
+
+
+def _unit_page(model_name: str, layer: LayerEntry, unit: int, neighbours) -> str:
+    page = layer.unit_page(unit)
+    entry = layer.units[unit]
+    stats = entry["stats"]
+    nav = [f'<a href="{_href(page, "index.html")}">{_e(model_name)}</a>',
+           f'<a href="{_href(page, layer.page)}">{_e(layer.name)}</a>', f"unit {unit}"]
+    prev_next = " ".join(f'<a href="{_href(page, layer.unit_page(u))}">{label} (unit {u})</a>'
+                         for u, label in zip(neighbours, ("previous", "next")) if u is not None)
+
+    def figure(path, caption):
+        return f'<figure><img src="{_href(page, path)}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
+
+    views = [figure(entry["optimized"], f"optimized (best of {len(entry['restarts'])} restart(s))")]
+    if len(entry["restarts"]) > 1 and entry.get("optimized_montage"):
+        views.append(figure(entry["optimized_montage"], "all restarts"))
+    activations = stats.get("restart_best_activations", [])
+    views += [figure(path, f"restart {r}: activation {activations[r]:.4g}" if r < len(activations) else f"restart {r}")
+              for r, path in enumerate(entry["restarts"])] if len(entry["restarts"]) > 1 else []
+    data_views = [figure(entry[key], caption) for key, _, caption in DATA_KINDS if entry.get(key)]
+    numbers = [("best activation (optimized)", stats.get("best_activation")),
+               ("initial activation (noise)", stats.get("initial_activation"))]
+    labels = {"mean": "mean activation over the dataset", "max": "max activation over the dataset",
+              "mean_max": "mean of the per-image max", "fire_rate": "fire rate (images with max > 0)"}
+    numbers += [(labels[k], stats[k]) for k in STAT_KEYS if k in stats]
+    table = "\n".join(f'<tr><td>{_e(label)}</td><td class="num">{_num(value)}</td></tr>' for label, value in numbers)
+    hits = layer.hits.get(unit) or []
+    hit_rows = "\n".join(
+        f'<tr><td class="num">{_e(h.get("rank"))}</td><td>{_e(h.get("image"))}'
+        f'{" frame " + _e(h["frame"]) if "frame" in h else ""}</td>'
+        f'<td class="num">{_num(h.get("score"))}</td><td>{_e(h.get("box"))}</td></tr>' for h in hits)
+    body = (f'<div class="nav">{" &rsaquo; ".join(nav)} &nbsp; {prev_next}</div>\n'
+            f"<h1>{_e(layer.name)} &mdash; unit {unit}</h1>\n"
+            f'<h2>Optimized images</h2>\n<div class="views">{"".join(views)}</div>\n'
+            + (f'<h2>Top dataset patches</h2>\n<div class="views">{"".join(data_views)}</div>\n' if data_views else "")
+            + f"<h2>Numbers</h2>\n<table>\n{table}\n</table>\n"
+            + ("<h2>Top images</h2>\n<table><tr><th>rank</th><th>image</th><th>score</th><th>box [y0, x0, y1, x1]</th></tr>\n"
+               f"{hit_rows}\n</table>\n" if hits else ""))
+    return _page(f"{layer.name} unit {unit}: {model_name}", body)
