@@ -73,15 +73,12 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
                          f"{', '.join(str(model.layer(n).units) for n in names)} units")
     root = _prepare(Path(out_dir), spec, fresh)
     state = _load_state(root, spec)
-    state["layers"] = list(dict.fromkeys(state["layers"] + names))
-    if data is not None:
-        state["dataset"] = str(data)
-    _save_state(root, state)
-
-    if data is not None:
+    if data is not None:  # first, so that a bad dataset changes nothing in DIR
         maxact_dir = _run_maxact(root, model, data, names, top, scheduler, threads, progress)
         state["maxact"].update({name: maxact_dir for name in names})
-        _save_state(root, state)
+        state["dataset"] = str(data)
+    state["layers"] = list(dict.fromkeys(state["layers"] + names))
+    _save_state(root, state)
 
     store = UnitStore(root, spec.key())
     todo = {name: [u for u in wanted[name] if store.record(name, u) is None] for name in names}
