@@ -14,6 +14,7 @@ import onnx
 from onnx import helper
 
 from ..errors import ModelError, UnsupportedOpsError, UsageError
+from ..graph.loading import finalize_model
 from . import rules as _rules  # noqa: F401  (fills the registry)
 from .registry import MODES, Ctx, lookup
 from .tape import FLOAT_TYPES, Tape, TensorInfo
@@ -21,7 +22,6 @@ from .tape import FLOAT_TYPES, Tape, TensorInfo
 SEED_PREFIX = "onnxprobe.seed:"
 GRAD_PREFIX = "onnxprobe.grad:"
 MIN_OPSET = 18
-MAX_IR_VERSION = 10
 
 
 def seed_name(target: str) -> str:
@@ -294,11 +294,9 @@ def build_gradient_model(
     new_graph = helper.make_graph(nodes, (graph.name or "graph") + "_grad", inputs, outputs, inits,
                                   value_info=value_info)
     out = helper.make_model(new_graph, opset_imports=list(model.opset_import), producer_name="onnxprobe.autodiff")
-    out.ir_version = min(helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True),
-                         MAX_IR_VERSION)
     for f in model.functions:
         out.functions.append(f)
-    return out
+    return finalize_model(out)
 
 
 def is_float(elem: int) -> bool:

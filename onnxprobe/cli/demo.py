@@ -74,7 +74,7 @@ def _write_backprop(model, x, acts, folder: Path, out: Path) -> str | None:
     try:
         from onnxprobe.autodiff.objectives import pre_softmax_tensor, unit_seed
         from onnxprobe.render.backmaps import gradient_hwc, render_backmap
-        from onnxprobe.render.images import write_png
+        from onnxprobe.render.images import upscale, write_png
     except ImportError:
         return None
     target = pre_softmax_tensor(model.proto, model.class_output)
@@ -85,5 +85,6 @@ def _write_backprop(model, x, acts, folder: Path, out: Path) -> str | None:
     session = model.gradient_session([target], mode="gradient")
     seed = unit_seed((1, *layer.shape[1:]), cls, channel_axis=layer.channel_axis)
     grad = session.run(x, {target: seed})["grad"][0]
-    path = write_png(folder / "backprop-top-class.png", render_backmap(gradient_hwc(grad, model.spec.layout), "norm"))
+    image = upscale(render_backmap(gradient_hwc(grad, model.spec.layout), "norm"), 112)
+    path = write_png(folder / "backprop-top-class.png", image)
     return str(path.relative_to(out.resolve()))
