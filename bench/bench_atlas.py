@@ -87,7 +87,7 @@ def main() -> None:
     print("seconds per unit-step by stage: " + ", ".join(f"{k} {v:.3f}" for k, v in costs.items()))
     print(f"whole network ({layers} layers, {channels} channels, {preset_steps} steps, 1 restart): "
           f"one process {_duration(seconds)}, local 2-worker cluster {_duration(seconds / ratio)}; "
-          f"a cluster of N such machines: about {_duration(seconds / ratio)} / N")
+          f"N such machines (2 workers each): about {_duration(seconds / ratio)} / N")
 
 
 if __name__ == "__main__":

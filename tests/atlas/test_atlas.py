@@ -26,7 +26,7 @@ from tests.atlas.conftest import (SAFE_FILE, TEMP_MARK, assert_all_files_whole, 
                                   page_refs)
 from tests.conftest import ROOT, make_conv_model
 
-DIGIT_LAYERS = ("relu2", "logits")
+DIGIT_LAYERS = ("conv2", "logits")
 TINY_ARGS = dict(steps=40, restarts=2, batch=2, seed=5)  # batch 2 / 2 restarts: one unit per task
 
 
@@ -78,14 +78,14 @@ def test_bundled_model_atlas_is_complete_and_consistent(digits_atlas, digits_mod
             centre = tuple(s // 2 for s in layer.spatial_shape)
             replay = model.activations(model.preprocess(optimized[:, :, ::-1].copy()), [name], with_outputs=False)[name]
             value = replay[(0, u, *centre)]
-            assert abs(value - stats["best_activation"]) <= 0.05 * abs(stats["best_activation"]) + 0.05
+            assert abs(value - stats["best_activation"]) <= 0.02 * abs(stats["best_activation"]) + 0.03
             # dataset statistics of this very unit (the slots are not shuffled)
             assert stats["mean"] == pytest.approx(per_image[:, u].mean(), rel=1e-4, abs=1e-5)
             assert stats["max"] == pytest.approx(per_image[:, u].max(), rel=1e-4, abs=1e-5)
             assert stats["fire_rate"] == pytest.approx((per_image[:, u].max(axis=1) > 0).mean())
     # the viewer's reader sees the same images
     source = AtlasSource(digits_atlas)
-    assert source.image("relu2", 3).shape == (28, 28, 3)
+    assert source.image("conv2", 3).shape == (28, 28, 3)
     assert source.image("logits", 9, "top9") is not None
 
 
@@ -117,8 +117,7 @@ def test_kill_and_resume_gives_the_same_atlas(gray_tiny_path, atlas_digits_dir, 
     argv = [sys.executable, "-m", "onnxprobe", "atlas", str(gray_tiny_path), "--layer", "relu1", "--layer", "relu2",
             "--out", str(out), "--data", str(atlas_digits_dir), "--quiet"]
     argv += [a for k, v in TINY_ARGS.items() for a in (f"--{k}", str(v))]
-    env = dict(os.environ, ONNXPROBE_THREADS="1")
-    job = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    job = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(_unit_records(out)) < 3 and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -130,7 +129,7 @@ def test_kill_and_resume_gives_the_same_atlas(gray_tiny_path, atlas_digits_dir, 
     assert_all_files_whole(out)
     stamps = {p: p.stat().st_mtime_ns for p in _unit_records(out)}
 
-    resumed = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith(f"rendered {10 - done_before} unit(s)")
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished units were not redone
