@@ -27,27 +27,14 @@ class Objective:
         return (activation * self.seed).reshape(activation.shape[0], -1).sum(axis=1)
 
 
-def _one_hot(layer: LayerInfo, unit: int, position: tuple[int, ...] | None) -> np.ndarray:
-    shape = (1, *(int(d) for d in layer.shape[1:]))
-    seed = np.zeros(shape, np.float32)
-    index = [0] + [slice(None)] * (len(shape) - 1)
-    index[layer.channel_axis] = unit
-    if position is not None:
-        for axis, p in zip(layer.spatial_axes, position):
-            index[axis] = p
-    seed[tuple(index)] = 1.0
-    return seed
-
-
-def pre_softmax_tensor(proto, output: str) -> str:
-    for node in proto.graph.node:
-        if output in node.output and node.op_type in ("Softmax", "LogSoftmax"):
-            return node.input[0]
-    return output
+def _seed_shape(layer: LayerInfo) -> tuple[int, ...]:
+    return (1, *(int(d) for d in layer.shape[1:]))
 
 
 def class_objective(model, x: np.ndarray, target: int | None = None) -> Objective:
     """The logit of class `target` (default: the class the model predicts for `x`)."""
+    from onnxprobe.autodiff.objectives import pre_softmax_tensor, unit_seed
+
     if model.class_output is None:
         raise UsageError("the model has no class-score output (N, classes): choose a layer and unit instead of a class")
     layer = model.layer(pre_softmax_tensor(model.proto, model.class_output))
@@ -62,13 +49,16 @@ def class_objective(model, x: np.ndarray, target: int | None = None) -> Objectiv
             raise UsageError(f"class {target} is out of range: the model has {classes} classes (0-{classes - 1})")
     labels = model.spec.labels
     label = f" ({labels[target]})" if labels and target < len(labels) else ""
-    return Objective(layer.name, _one_hot(layer, int(target), None), f"{how} {target}{label}, logit '{layer.name}'")
+    seed = unit_seed(_seed_shape(layer), int(target), channel_axis=layer.channel_axis)
+    return Objective(layer.name, seed, f"{how} {target}{label}, logit '{layer.name}'")
 
 
 def unit_objective(model, layer_name: str, unit: int, position: tuple[int, ...] | str | None = None) -> Objective:
     """Unit `unit` of a layer. For a spatial layer, `position` is (y, x) for one position, "centre"
     for the spatial centre, or None for the channel's mean over all positions; a non-spatial layer
     takes no position."""
+    from onnxprobe.autodiff.objectives import channel_mean_seed, unit_seed
+
     layer = model.layer(layer_name)
     if layer.differentiable is False:
         raise UsageError(f"layer '{layer.name}' cannot be differentiated back to the input "
@@ -79,11 +69,12 @@ def unit_objective(model, layer_name: str, unit: int, position: tuple[int, ...] 
     if not layer.is_spatial:
         if position not in (None, "centre"):
             raise UsageError(f"layer '{layer.name}' is not spatial (shape {_shape_text(layer)}): it takes no position")
-        return Objective(layer.name, _one_hot(layer, unit, None), f"unit {unit} of '{layer.name}'")
+        return Objective(layer.name, unit_seed(_seed_shape(layer), unit, channel_axis=layer.channel_axis),
+                         f"unit {unit} of '{layer.name}'")
     spatial = layer.spatial_shape
     if position is None:
-        seed = _one_hot(layer, unit, None)  # every position of the channel
-        return Objective(layer.name, seed / float(np.prod(spatial)), f"mean of channel {unit} of '{layer.name}'")
+        seed = channel_mean_seed(_seed_shape(layer), unit, channel_axis=layer.channel_axis)
+        return Objective(layer.name, seed, f"mean of channel {unit} of '{layer.name}'")
     if position == "centre":
         position = tuple(s // 2 for s in spatial)
     position = tuple(int(p) for p in position)
@@ -91,7 +82,8 @@ def unit_objective(model, layer_name: str, unit: int, position: tuple[int, ...] 
         limits = ", ".join(f"0-{s - 1}" for s in spatial)
         raise UsageError(f"position {','.join(map(str, position))} is outside layer '{layer.name}' "
                          f"(spatial size {'x'.join(map(str, spatial))}: {limits})")
-    return Objective(layer.name, _one_hot(layer, unit, position),
+    seed = unit_seed(_seed_shape(layer), unit, position, channel_axis=layer.channel_axis)
+    return Objective(layer.name, seed,
                      f"unit {unit} at {','.join(map(str, position))} of '{layer.name}'")
 
 

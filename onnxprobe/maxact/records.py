@@ -101,17 +101,20 @@ def _gradient_sessions(model, layer, notes: list[str]) -> dict:
 
 
 def _gradient_maps(model, layer, session, rows, tensors, batch_size: int = 16) -> list[np.ndarray]:
-    """Input gradient of each row's unit at its location, seeded with the unit's activation."""
+    """Input gradient of each row's unit at its location, seeded with the unit's activation.
+
+    The gradient is linear in the seed, so one run with a unit seed gives both the activation
+    (a graph output) and the gradient, which is then scaled by that activation."""
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         x = np.stack([tensors[hit["index"]] for _, hit in chunk])
         units = np.array([u for u, _ in chunk])
         locations = [hit["location"] for _, hit in chunk]
-        acts = model.activations(x, [layer.name], with_outputs=False)[layer.name]
+        result = session.run(x, {layer.name: unit_seed(layer, units, locations, np.ones(len(chunk), np.float32))})
+        acts = result[layer.name]
         values = np.array([acts[b][_index(layer, u, loc)] for b, (u, loc) in enumerate(zip(units, locations))], np.float32)
-        seed = unit_seed(layer, units, locations, values)
-        grads = session.run(x, {layer.name: seed})["grad"]
+        grads = result["grad"] * values.reshape((-1,) + (1,) * (result["grad"].ndim - 1))
         out.extend(grads)
     return out
 

@@ -29,6 +29,11 @@ def tiny(tiny_path):
 
 
 @pytest.fixture(scope="module")
+def digits(digits_model_path):
+    return ProbeModel.load(digits_model_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
 def resnet():
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
@@ -36,28 +41,41 @@ def resnet():
 
     with seeded(0):
         module = torchvision.models.resnet18(weights=None)
-    example = torch.randn(1, 3, 32, 32)
+    example = torch.randn(1, 3, 64, 64)
     calibrate_batchnorm(module, example)
     return ProbeModel.load(export_module(module, example, name="resnet18"), device="cpu")
 
 
-def _rose(initial: float, best: float, factor: float = 10.0) -> bool:
-    # units that start positive must reach `factor` x; units that start at or below zero must end
-    # positive and gain at least 1 (half the gain the progress policy asks of a single step)
-    return best >= factor * initial if initial > 0 else best > 0 and best - initial >= 1.0
+def _rose_tenfold(initials: list[float], bests: list[float]) -> list[bool]:
+    """Every unit's best activation is at least 10x its start. For a start at or below zero "10x"
+    is meaningless, so such a unit must reach 10x the typical start size of the tested units
+    (median |start|): on the runs below that asks 1.4 to 8.4, while they reach 6 to 18."""
+    typical = float(np.median(np.abs(initials)))
+    return [best >= 10.0 * (initial if initial > 0 else typical) for initial, best in zip(initials, bests)]
 
 
-# The random-init ResNet gets 150 steps (CI budget), in which set4 reaches 5-6x, not 10x: its
-# factor is 5 (a 1000-step run is what the 10x claim needs there).
-@pytest.mark.parametrize("which, layer, units, steps, factor", [
-    ("tiny", "conv2", [0, 1, 2, 3], 100, 10.0),
-    ("resnet", "/layer2/layer2.1/Add_output_0", [0, 1], 150, 5.0),
+# Presets: the seed's constant-lr sets (set2, set3; set1 caps its lr at 100) barely move these
+# models: their per-step gain lr * ||g||^2 is 100 * (0.007..0.05)^2 = 0.005..0.25 in pixel units,
+# and set3's blur (sigma 1 every 4 steps) erases the high-frequency patterns a random-init unit
+# prefers (ResNet-18 layer3.0.conv1 units 0-3, 150 steps: set3 reaches 1.0-1.6x, 0 of 4 negative
+# starts turn positive; the same without blur at lr 1000 reaches > 40). set4's lr is scale-free
+# (progress policy) and reaches 30-120x on the digits model in 100 steps, but on the ResNet its
+# 90th-percentile contribution clipping caps unit 0 at 8.0 from 1.5 (5.3x) even after 300 steps,
+# while the image range allows more (uncapped progress without that clipping: 17.3). Lucid's Adam
+# is scale-free too and reaches 15.8x on that unit in 150 steps (12x in 100).
+@pytest.mark.parametrize("which, preset, layer, units, steps", [
+    ("digits", "set4", "conv2", [0, 1, 2, 3], 100),
+    ("digits", "set4", "fc1", [0, 1, 2, 3], 100),
+    ("digits", "set4", "logits", [0, 1, 2, 3], 100),
+    ("resnet", "lucid", "/layer3/layer3.0/conv1/Conv_output_0", [0, 1, 2, 3], 120),
 ])
-def test_activation_rises(request, which, layer, units, steps, factor):
+def test_activation_rises(request, which, preset, layer, units, steps):
     model = request.getfixturevalue(which)
-    for result in render_units(model, layer, units, preset="set4", steps=steps, seed=1, batch=len(units)):
-        for initial, best in zip(result.initial_activation, result.best_activation):
-            assert _rose(initial, best, factor), f"{which} {layer}:{result.unit} went {initial:.3g} -> {best:.3g}"
+    results = render_units(model, layer, units, preset=preset, steps=steps, seed=1, batch=len(units))
+    initials = [r.initial_activation[0] for r in results]
+    bests = [r.best_activation[0] for r in results]
+    report = ", ".join(f"{r.unit}: {i:.3g} -> {b:.3g}" for r, i, b in zip(results, initials, bests))
+    assert all(_rose_tenfold(initials, bests)), f"{which} {layer} ({preset}, {steps} steps) {report}"
 
 
 def _high_frequency_energy(images: np.ndarray, cutoff: float = 0.5) -> float:
@@ -94,11 +112,23 @@ def test_same_seed_same_images_regardless_of_batching(tiny):
     assert not np.array_equal(other[0].images[0], alone[0].images[0])
 
 
-@pytest.mark.parametrize("preset, param", [("lucid", "fft"), ("lucid", "pixel")])
-def test_lucid_parameterization_rises(tiny, preset, param):
+def _linear_unit_maximum(model: ProbeModel, conv: str, unit: int) -> float:
+    """The exact maximum over the valid input range of a first-layer conv unit away from the border:
+    bias + sum of max(w * low, w * high), from the ONNX weights."""
+    node = next(n for n in model.proto.graph.node if n.output[0] == conv)
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.proto.graph.initializer}
+    w, bias = weights[node.input[1]][unit], weights[node.input[2]][unit]
+    low, high = (np.asarray(v, np.float64).reshape(-1, 1, 1) for v in model.spec.valid_range())
+    return float(bias + np.maximum(w * low, w * high).sum())
+
+
+# Both units start below zero (near-grey start); in 80 steps the fft parameterization reaches
+# 56-63 % of the exact maximum the image range permits, the pixel one 29-32 %.
+@pytest.mark.parametrize("preset, param, share", [("lucid", "fft", 0.4), ("lucid", "pixel", 0.2)])
+def test_lucid_parameterization_rises(tiny, preset, param, share):
     result = render_units(tiny, "conv1", [1, 3], preset=preset, param=param, steps=80, seed=0, batch=2)
     for r in result:
-        assert _rose(r.initial_activation[0], r.best_activation[0]), r.to_json()
+        assert r.best_activation[0] >= share * _linear_unit_maximum(tiny, "conv1", r.unit), r.to_json()
         assert r.images[0].shape == (24, 24, 3) and r.images[0].dtype == np.uint8
 
 

@@ -1,0 +1,296 @@
+#!/usr/bin/env python
+"""One gradient step -- forward + gradient of a logit w.r.t. the input -- in ONNX Runtime with
+onnxprobe's gradient graph vs PyTorch eager autograd (parameters frozen), on the same network.
+
+    python bench/bench_gradient.py                      # CPU, ResNet-18, batch 8, 224x224
+    python bench/bench_gradient.py --threads 4 --reps 10
+    python bench/bench_gradient.py --device cuda        # needs ORT's CUDA provider and torch.cuda
+
+ResNet-18 at random init (seeded, BatchNorm with calibrated running statistics; exported with the
+TorchScript exporter, which folds BatchNorm into the convolutions, as real exports do). Each
+measurement runs in its own subprocess so that peak memory belongs to one framework only:
+  floor  plain ONNX Runtime forward pass of the original model (the lower bound for ours)
+  ours   build_gradient_model(...) in ONNX Runtime: forward + input gradient
+  torch  PyTorch eager: forward + torch.autograd.grad w.r.t. the input, requires_grad False on params
+Times are the median of --reps runs after --warmup runs; both frameworks use the same thread
+count (torch.set_num_threads / ORT intra_op_num_threads). Memory: peak RSS of the process (and
+the growth over the RSS right after the imports); on CUDA also the device memory in use.
+The goal is ours / torch <= 0.65.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "bench" / ".cache"
+CLASSES = (17, 503, 2, 999)  # logits seeded, one per batch row (cycled)
+
+
+def _rss_mib() -> float:
+    """Current RSS in MiB (from /proc; psutil when /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mib() -> float:
+    """Peak RSS of this process. VmHWM first: ru_maxrss survives execve on Linux, so a worker
+    started from a big parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _gpu_used_mib() -> float | None:
+    """Device memory held by this process, from nvidia-smi (ORT's arena never shrinks, so at the
+    end of the run this is its peak)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(os.getpid()):
+            return float(parts[1])
+    return None
+
+
+def _timed(fn, warmup: int, reps: int, sync=lambda: None) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _seed(batch: int, classes: int = 1000):
+    import numpy as np
+
+    seed = np.zeros((batch, classes), np.float32)
+    for row in range(batch):
+        seed[row, CLASSES[row % len(CLASSES)]] = 1.0
+    return seed
+
+
+def _input(args):
+    import numpy as np
+
+    return np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
+
+
+# ---- the model -----------------------------------------------------------------------------------
+
+def _torch_module(args):
+    import torch
+    import torchvision
+
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures_torch import calibrate_batchnorm, seeded
+
+    with seeded(0):
+        module = torchvision.models.resnet18(weights=None)
+    return calibrate_batchnorm(module, torch.zeros(2, 3, args.size, args.size))
+
+
+def export_model(args) -> Path:
+    """Export (once; cached in bench/.cache) the network the workers run."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures_torch import export_module
+
+    module = _torch_module(args)
+    return export_module(module, torch.zeros(1, 3, args.size, args.size),
+                         CACHE / f"resnet18-{args.size}.onnx", dynamic_batch=True)
+
+
+# ---- workers (each in its own process) -------------------------------------------------------------
+
+def _ort_session(model_bytes: bytes, args):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if args.device == "cuda":
+        providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    else:
+        providers = ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(model_bytes, so, providers=providers)
+    if args.device == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
+        raise SystemExit("onnxruntime has no working CUDA provider here")
+    return sess
+
+
+def _ort_runner(sess, feeds: dict, args):
+    """A no-argument callable running `sess` once; on CUDA inputs and outputs stay on the device."""
+    if args.device != "cuda":
+        return lambda: sess.run(None, feeds)
+    import onnxruntime as ort
+
+    binding = sess.io_binding()
+    for name, value in feeds.items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
+    for out in sess.get_outputs():
+        binding.bind_output(out.name, "cuda", 0)
+
+    def run():
+        sess.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+
+    return run
+
+
+def worker_ort(args, which: str) -> dict:
+    import onnx
+
+    base = _rss_mib()
+    model = onnx.load(str(args.model))
+    x = _input(args)
+    t_build = 0.0
+    if which == "ours":
+        sys.path.insert(0, str(ROOT))
+        from onnxprobe.autodiff import build_gradient_model, seed_name
+
+        t0 = time.perf_counter()
+        model = build_gradient_model(model, targets=["logits"], mode="gradient")
+        t_build = time.perf_counter() - t0
+        feeds = {"input": x, seed_name("logits"): _seed(args.batch)}
+    else:
+        feeds = {"input": x}
+    sess = _ort_session(model.SerializeToString(), args)
+    del model
+    run = _ort_runner(sess, feeds, args)
+    times = _timed(run, args.warmup, args.reps)
+    return {"times": times, "base_rss": base, "peak_rss": _peak_rss_mib(), "gpu_mib": _gpu_used_mib(),
+            "build_s": t_build, "providers": sess.get_providers()}
+
+
+def worker_torch(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    base = _rss_mib()
+    dev = torch.device(args.device)
+    module = _torch_module(args).to(dev).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    x = torch.from_numpy(_input(args)).to(dev)
+    seed = torch.from_numpy(_seed(args.batch)).to(dev)
+
+    def step():
+        xx = x.detach().requires_grad_(True)
+        y = module(xx)
+        (g,) = torch.autograd.grad((y * seed).sum(), xx)
+        return y, g
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = _timed(step, args.warmup, args.reps, sync)
+    gpu = None
+    if dev.type == "cuda":
+        gpu = {"max_allocated": torch.cuda.max_memory_allocated() / 2**20,
+               "max_reserved": torch.cuda.max_memory_reserved() / 2**20, "process": _gpu_used_mib()}
+    return {"times": times, "base_rss": base, "peak_rss": _peak_rss_mib(), "gpu_mib": gpu}
+
+
+# ---- driver --------------------------------------------------------------------------------------
+
+def _run_worker(which: str, args, model: Path) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--model", str(model),
+           "--device", args.device, "--threads", str(args.threads), "--batch", str(args.batch),
+           "--size", str(args.size), "--reps", str(args.reps), "--warmup", str(args.warmup)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{which} worker failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both frameworks")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--worker", choices=["floor", "ours", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        result = worker_torch(args) if args.worker == "torch" else worker_ort(args, args.worker)
+        print(json.dumps(result))
+        return 0
+
+    if args.device == "cuda":
+        import onnxruntime as ort
+        import torch
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers() or not torch.cuda.is_available():
+            print("--device cuda needs onnxruntime's CUDAExecutionProvider and torch.cuda", file=sys.stderr)
+            return 2
+    model = export_model(args)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > (os.cpu_count() or 1) - 0.5:
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs; timings (PyTorch's OpenMP threads "
+              "especially) suffer badly from other work on the machine", flush=True)
+    print(f"ResNet-18 random init, batch {args.batch}, {args.size}x{args.size}, device {args.device}, "
+          f"{args.threads} thread(s), median of {args.reps} after {args.warmup} warm-up runs", flush=True)
+    res = {w: _run_worker(w, args, model) for w in ("floor", "ours", "torch")}
+    med = {w: statistics.median(r["times"]) for w, r in res.items()}
+
+    def mem(r):
+        text = f"peak RSS {r['peak_rss']:7.0f} MiB (+{r['peak_rss'] - r['base_rss']:.0f} over imports)"
+        g = r.get("gpu_mib")
+        if isinstance(g, dict):
+            text += f", CUDA max allocated {g['max_allocated']:.0f} MiB, reserved {g['max_reserved']:.0f} MiB"
+            if g.get("process") is not None:
+                text += f", process {g['process']:.0f} MiB"
+        elif g is not None:
+            text += f", CUDA process {g:.0f} MiB"
+        return text
+
+    labels = {"floor": "ORT forward only (floor)", "ours": "onnxprobe gradient (ORT)", "torch": "PyTorch eager autograd"}
+    for w in ("floor", "ours", "torch"):
+        t = res[w]["times"]
+        print(f"{labels[w]:<26} {1000 * med[w]:9.1f} ms  (min {1000 * min(t):.1f}, max {1000 * max(t):.1f})  {mem(res[w])}")
+    print(f"gradient graph built in {res['ours']['build_s']:.2f} s; ORT providers {res['ours']['providers']}")
+    ratio = med["ours"] / med["torch"]
+    print(f"ratio ours / PyTorch = {ratio:.3f}  (goal <= 0.65: {'met' if ratio <= 0.65 else 'NOT met'});"
+          f"  ours / floor = {med['ours'] / med['floor']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
