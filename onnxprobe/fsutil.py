@@ -82,6 +82,21 @@ def atomic_save_npy(path: str | Path, array) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def make_output_folder(path: str | Path) -> Path:
+    """Create the output folder `path` (parents too); a file in its place or a folder that cannot be
+    made is a one-line UsageError about --out."""
+    from onnxprobe.errors import UsageError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out must be a folder, {path} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def remove_temp_files(root: str | Path) -> int:
     """Delete temporaries a killed job left behind (they are never renamed into place)."""
     count = 0

@@ -13,7 +13,7 @@ from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, UnitStore, chun
     run_locally, run_on_cluster
 from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
 from onnxprobe.errors import UsageError
-from onnxprobe.fsutil import atomic_write_json, inside, remove_temp_files
+from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
 
 MAXACT_DIR = "maxact"
 OWNED = (STATE_DIR, UNITS_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what --fresh may delete
@@ -56,7 +56,7 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
                 threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
                 progress=None) -> AtlasResult:
     """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring."""
-    from onnxprobe.maxact.job import threads_for_workers
+    from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
     if not isinstance(model, ProbeModel):
@@ -117,13 +117,7 @@ def _units_of(count: int, units: list[int] | None) -> list[int]:
 
 
 def _prepare(out_dir: Path, spec: AtlasSpec, fresh: bool) -> Path:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out must be a folder, {out_dir} is a file")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
-    root = out_dir.resolve()
+    root = make_output_folder(out_dir).resolve()
     if fresh:
         for name in OWNED:
             path = inside(root, name)

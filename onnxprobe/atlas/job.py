@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
-import threading
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnxprobe.errors import ProbeError, UsageError
+from onnxprobe.distributed import ModelCache, cluster_client, model_fields, run_tasks, share_model
+from onnxprobe.errors import UsageError
 from onnxprobe.fsutil import atomic_write_bytes, atomic_write_json, inside, safe_name
-from onnxprobe.maxact.job import file_hash
 
 ATLAS_FORMAT = 1
 STATE_DIR = ".atlas"
 UNITS_DIR = "units"
-CONNECT_TIMEOUT = "20s"
 
 
 @dataclass(frozen=True)
@@ -72,40 +68,16 @@ def make_spec(model, preset: str, steps: int | None, restarts: int, seed: int, p
         raise UsageError(f"--restarts must be at least 1, got {restarts}")
     if batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
-    preprocess = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in model.spec.to_json().items())
-    return AtlasSpec(str(Path(model.path).resolve()), file_hash(model.path), tuple(model.input_shape), preprocess,
-                     preset, steps, int(restarts), int(seed), param, int(batch), device, threads)
+    return AtlasSpec(*model_fields(model), preset, steps, int(restarts), int(seed), param, int(batch), device, threads)
 
 
-# ---- workers: one model per process ------------------------------------------------------------
-
-_MODELS: dict[tuple, object] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def worker_model(spec: AtlasSpec, model_bytes: bytes | None = None):
-    """The ProbeModel of this job, loaded once per process (its sessions are kept between tasks)."""
-    from onnxprobe.model import ProbeModel
-
-    key = (spec.model_hash, spec.input_shape, spec.preprocess, spec.device, spec.threads)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            path = Path(spec.model_path)
-            if model_bytes is not None and not (path.is_file() and file_hash(path) == spec.model_hash):
-                path = Path(tempfile.gettempdir()) / "onnxprobe-models" / f"{spec.model_hash}.onnx"
-                if not path.is_file():
-                    atomic_write_bytes(path, model_bytes)
-            model = ProbeModel.load(path, input_shape=spec.input_shape, device=spec.device,
-                                    preprocess=dict(spec.preprocess), threads=spec.threads)
-            _MODELS[key] = model
-    return model
+# workers: one model per process
+_MODELS = ModelCache()
 
 
 def remember_model(spec: AtlasSpec, model) -> None:
     """Let this process's tasks use an already loaded model."""
-    with _MODELS_LOCK:
-        _MODELS.setdefault((spec.model_hash, spec.input_shape, spec.preprocess, spec.device, spec.threads), model)
+    _MODELS.remember(spec, model)
 
 
 def render_chunk(spec: AtlasSpec, layer: str, units: tuple[int, ...], model_bytes: bytes | None = None,
@@ -115,7 +87,7 @@ def render_chunk(spec: AtlasSpec, layer: str, units: tuple[int, ...], model_byte
     from onnxprobe.optimize import render_units
     from onnxprobe.render.images import encode_png, montage
 
-    model = worker_model(spec, model_bytes)
+    model = _MODELS.get(spec, model_bytes)
     results = render_units(model, layer, list(units), preset=spec.preset, restarts=spec.restarts, steps=spec.steps,
                            seed=spec.seed, batch=spec.batch, param=spec.param, on_step=on_step)
     out = []
@@ -198,39 +170,16 @@ def run_locally(spec: AtlasSpec, tasks: list[tuple[str, tuple[int, ...]]], store
             on_unit(store.write(item))
 
 
-def _sees_model(path: str, model_hash: str) -> bool:
-    p = Path(path)
-    return p.is_file() and file_hash(p) == model_hash
-
-
 def run_on_cluster(address, spec: AtlasSpec, tasks: list[tuple[str, tuple[int, ...]]], store: UnitStore,
                    on_unit: Callable[[dict], None], ship_model: bool | None = None) -> None:
     """Submit every chunk to the Dask scheduler at `address` and write results as they arrive. A
     chunk whose worker dies is run again by Dask; its result is the same, whoever computes it."""
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise ProbeError("--scheduler needs the 'distributed' package (pip install distributed)") from None
-    try:
-        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ProbeError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(exc).split())[:200]}") from None
-    with client:
-        if not client.scheduler_info().get("workers"):
-            client.wait_for_workers(1, timeout=60)
-        if ship_model is None:
-            ship_model = not all(client.run(_sees_model, spec.model_path, spec.model_hash).values())
-        model_ref = None
-        if ship_model:
-            model_ref = client.scatter(Path(spec.model_path).read_bytes(), broadcast=True, hash=False)
-        run_id = uuid.uuid4().hex[:8]
-        futures = [client.submit(render_chunk, spec, layer, units, model_ref, key=f"atlas-{run_id}-{n:06d}",
-                                 pure=False, retries=3)
-                   for n, (layer, units) in enumerate(tasks)]
-        try:
-            for future in as_completed(futures, loop=client.loop):
-                for item in future.result():
-                    on_unit(store.write(item))
-                future.release()
-        finally:
-            client.cancel(futures)
+
+    def written(items: list[dict]) -> None:
+        for item in items:
+            on_unit(store.write(item))
+
+    with cluster_client(address) as client:
+        model_ref = share_model(client, spec, ship_model)
+        calls = [(n, (spec, layer, units, model_ref)) for n, (layer, units) in enumerate(tasks)]
+        run_tasks(client, render_chunk, calls, "atlas", written)

@@ -87,14 +87,5 @@ def unit_objective(model, layer_name: str, unit: int, position: tuple[int, ...] 
                      f"unit {unit} at {','.join(map(str, position))} of '{layer.name}'")
 
 
-def parse_position(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise UsageError(f"--position takes Y,X integers, got '{text}'") from None
-
-
 def _shape_text(layer: LayerInfo) -> str:
     return "x".join("N" if d is None else str(d) for d in layer.shape)

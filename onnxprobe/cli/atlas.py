@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import Progress, add_model_args, load_model_from_args, parse_units
+from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_units
 
 
 def register(sub) -> None:
-    from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
-
     parser = sub.add_parser("atlas", help="render every unit of layers offline into a static site and a manifest")
     add_model_args(parser)
     parser.add_argument("--layer", action="append", help="layer (ONNX tensor name); repeatable")
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
     parser.add_argument("--out", required=True, metavar="DIR", help="atlas folder (resumed when it already holds one)")
     parser.add_argument("--data", metavar="DATASET", help="images for the top-9 patches and statistics: folder, list file or video")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"hyperparameters: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
-    parser.add_argument("--param", choices=PARAMS, help="pixel (the paper) or fft (with --preset lucid)")
-    parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default 1)")
-    parser.add_argument("--steps", type=int, help="override the preset's number of steps")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (each unit/restart derives its own)")
+    add_render_args(parser, fft_picks_lucid=False)
     parser.add_argument("--units", action="append", metavar="RANGE",
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
-    parser.add_argument("--batch", type=int, default=8, help="(unit, restart) rows optimised together (default 8)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default 9)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--threads", type=int, help="ONNX Runtime threads per session (cluster default: 1 per task)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, load_model_from_args
+from onnxprobe.cli.common import add_model_args, load_model_from_args, parse_position
 from onnxprobe.errors import InputError, UsageError
 
 # flags that carry a method option of the same name; their default None means "not given"
@@ -103,23 +103,33 @@ def method_options(args, model, method: str) -> dict:
     return given
 
 
-def run(args) -> int:
-    from onnxprobe.attribution import attribute, make_objective, render_attribution
-    from onnxprobe.attribution.objective import parse_position
-    from onnxprobe.fsutil import atomic_save_npy
-    from onnxprobe.render.images import write_png
-
+def model_and_input(args):
+    """The model and its input tensor (IMAGE or --input-npy), after checking the --npy name."""
     if args.npy is not None and not args.npy.endswith(".npy"):
         raise UsageError(f"--npy needs a .npy file name, got '{args.npy}'")
     model = load_model_from_args(args)
-    x = load_input(model, args)
+    return model, load_input(model, args)
+
+
+def write_map(args, image, raw, what: str, raw_name: str) -> None:
+    """The PNG at --out, and the raw array at --npy when asked."""
+    from onnxprobe.fsutil import atomic_save_npy
+    from onnxprobe.render.images import write_png
+
+    path = write_png(args.out, image)
+    print(f"{what}: wrote {path}")
+    if args.npy:
+        atomic_save_npy(args.npy, raw)
+        print(f"wrote the raw {raw_name} {raw.shape} to {args.npy}")
+
+
+def run(args) -> int:
+    from onnxprobe.attribution import attribute, make_objective, render_attribution
+
+    model, x = model_and_input(args)
     options = method_options(args, model, args.method)
     objective = make_objective(model, x, args.target, args.layer, args.unit, parse_position(args.position))
     values = attribute(model, x, args.method, objective=objective, **options)
     image = render_attribution(model, x, args.method, values, overlay=args.overlay)
-    path = write_png(args.out, image)
-    print(f"{args.method} of the {objective.description}: wrote {path}")
-    if args.npy:
-        atomic_save_npy(args.npy, values)
-        print(f"wrote the raw map {values.shape} to {args.npy}")
+    write_map(args, image, values, f"{args.method} of the {objective.description}", "map")
     return 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, load_model_from_args
-from onnxprobe.errors import UsageError
+from onnxprobe.cli.common import add_model_args, parse_position
 
 MODES = ("gradient", "deconv", "guided")
 
@@ -27,25 +26,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.attribution.objective import parse_position, unit_objective
-    from onnxprobe.cli.attribute import load_input
-    from onnxprobe.fsutil import atomic_save_npy
+    from onnxprobe.attribution.objective import unit_objective
+    from onnxprobe.cli.attribute import model_and_input, write_map
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
-    from onnxprobe.render.images import write_png
 
-    if args.npy is not None and not args.npy.endswith(".npy"):
-        raise UsageError(f"--npy needs a .npy file name, got '{args.npy}'")
-    model = load_model_from_args(args)
-    x = load_input(model, args)
+    model, x = model_and_input(args)
     position = parse_position(args.position)
     objective = unit_objective(model, args.layer, args.unit, "centre" if position is None else position)
     session = model.gradient_session([objective.tensor], mode=args.mode)
     grad = session.run(x, {objective.tensor: objective.seed})["grad"]
     image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
                            rgb_order=model.spec.channel_order == "RGB")
-    path = write_png(args.out, image)
-    print(f"{args.mode} of the {objective.description} ({args.filter} filter): wrote {path}")
-    if args.npy:
-        atomic_save_npy(args.npy, grad)
-        print(f"wrote the raw gradient {grad.shape} to {args.npy}")
+    write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient")
     return 0

@@ -79,6 +79,39 @@ def parse_units(texts: list[str], count: int) -> list[int]:
     return sorted(dict.fromkeys(units))
 
 
+def parse_position(text: str | None) -> tuple[int, ...] | None:
+    """'--position Y,X' -> (y, x); None when not given."""
+    from onnxprobe.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise UsageError(f"--position takes Y,X integers, got '{text}'") from None
+
+
+def add_render_args(parser: argparse.ArgumentParser, fft_picks_lucid: bool) -> None:
+    """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
+    `optimize.render_units`. `fft_picks_lucid`: without --preset, --param fft means the lucid
+    preset (the default preset is None then); otherwise the default preset is a fixed name."""
+    from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
+
+    if fft_picks_lucid:
+        parser.add_argument("--preset", default=None,
+                            help=f"hyperparameters: {', '.join(PRESETS)} (default {DEFAULT_PRESET}, or lucid with --param fft)")
+    else:
+        parser.add_argument("--preset", default=DEFAULT_PRESET,
+                            help=f"hyperparameters: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    parser.add_argument("--param", choices=PARAMS,
+                        help="pixel (the paper) or fft (Lucid's spectrum parameterization, with the lucid preset)")
+    parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default 1)")
+    parser.add_argument("--steps", type=int, help="override the preset's number of steps")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (each unit/restart derives its own)")
+    parser.add_argument("--batch", type=int, default=8,
+                        help="(unit, restart) rows optimised together in one run of the gradient graph (default 8)")
+
+
 class Progress:
     """A plain-text progress bar on stderr: done/total, rate and ETA (no extra dependency)."""
 

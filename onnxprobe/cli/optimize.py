@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onnxprobe.cli.common import Progress, add_model_args, load_model_from_args, parse_units
+from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
+    parse_units
 from onnxprobe.errors import UsageError
 
 
 def register(sub) -> None:
-    from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
-
     parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
     add_model_args(parser)
     parser.add_argument("--layer", help="layer (ONNX tensor name); not needed for --objective logit")
@@ -19,24 +18,10 @@ def register(sub) -> None:
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
                         help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
     parser.add_argument("--position", metavar="Y,X", help="spatial position for --objective neuron")
-    parser.add_argument("--preset", default=None, help=f"hyperparameters: {', '.join(PRESETS)} (default {DEFAULT_PRESET}, or lucid with --param fft)")
-    parser.add_argument("--param", choices=PARAMS, help="pixel (the paper) or fft (Lucid's spectrum parameterization)")
-    parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit")
-    parser.add_argument("--steps", type=int, help="override the preset's number of steps")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (each unit/restart derives its own)")
-    parser.add_argument("--batch", type=int, default=8, help="images optimised together in one run of the gradient graph")
+    add_render_args(parser, fft_picks_lucid=True)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
-
-
-def _position(text):
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"--position takes Y,X integers, got '{text}'") from None
 
 
 def run(args) -> int:
@@ -51,7 +36,7 @@ def run(args) -> int:
     for name, value in (("--restarts", args.restarts), ("--batch", args.batch)):
         if value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
-    position = _position(args.position)
+    position = parse_position(args.position)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out must be a folder, got the file {out}")

@@ -527,7 +527,15 @@ def _apply_windows(ctx: _Ctx, g: _Geo, out_labels: list, kernel, strides, dilati
 
 @_rule("Conv", "ConvInteger", "QLinearConv")
 def _conv(ctx, node):
-    w_index = 3 if node.op_type == "QLinearConv" else 1
+    x, g, kernel = _conv_geometry(ctx, node, 3 if node.op_type == "QLinearConv" else 1)
+    strides, dilations, begins = _conv_params(ctx, node, x, kernel)
+    out_labels = [g.labels[0], "C"] + list(g.labels[2:])
+    return _apply_windows(ctx, g, out_labels, kernel, strides, dilations, begins)
+
+
+def _conv_geometry(ctx: _Ctx, node, w_index: int):
+    """A convolution's data input, its geometry and the kernel's spatial size (the kernel_shape
+    attribute, else the spatial dims of the shape of the weights, input `w_index`)."""
     _only_dep(ctx, node, [0])
     x = node.input[0]
     g = ctx.geos[x]
@@ -542,9 +550,7 @@ def _conv(ctx, node):
     kernel = list(kernel)
     if len(kernel) != g.rank - 2:
         raise _GiveUp
-    strides, dilations, begins = _conv_params(ctx, node, x, kernel)
-    out_labels = [g.labels[0], "C"] + list(g.labels[2:])
-    return _apply_windows(ctx, g, out_labels, kernel, strides, dilations, begins)
+    return x, g, kernel
 
 
 def _const_shape(ctx: _Ctx, name: str):
@@ -554,21 +560,8 @@ def _const_shape(ctx: _Ctx, name: str):
 
 @_rule("ConvTranspose")
 def _conv_transpose(ctx, node):
-    _only_dep(ctx, node, [0])
-    x = node.input[0]
-    g = ctx.geos[x]
-    if g.rank < 3:
-        raise _GiveUp
-    kernel = _attr(node, "kernel_shape")
-    if kernel is None:
-        wshape = ctx.shape(node.input[1]) or _const_shape(ctx, node.input[1])
-        if wshape is None or any(d is None for d in wshape[2:]):
-            raise _GiveUp
-        kernel = wshape[2:]
-    kernel = list(kernel)
+    x, g, kernel = _conv_geometry(ctx, node, 1)
     n = len(kernel)
-    if n != g.rank - 2:
-        raise _GiveUp
     strides, dilations, begins = _conv_params(ctx, node, x, kernel, transpose=True)
     auto_pad = _attr(node, "auto_pad", "NOTSET")
     output_shape = _attr(node, "output_shape")

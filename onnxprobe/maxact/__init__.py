@@ -28,7 +28,6 @@ Library API (what `onnxprobe maxact` and the atlas call)::
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from onnxprobe.maxact.records import MaxactResult, UnitRecord, load_result
 
@@ -41,12 +40,12 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
                input_shape=None, fresh: bool = False, ship_data: bool = False, ship_model: bool | None = None,
                progress=None, on_shard=None) -> MaxactResult:
     """Run (or resume) the top-k job and write its records and images into `out_dir`."""
+    from onnxprobe.distributed import threads_for_workers
+    from onnxprobe.fsutil import make_output_folder
     from onnxprobe.maxact.datasets import open_dataset
-    from onnxprobe.maxact.job import StateStore, dataset_items_file, make_spec, run_shards_locally, threads_for_workers
+    from onnxprobe.maxact.job import StateStore, check_settings, dataset_items_file, make_spec, run_shards_locally
     from onnxprobe.maxact.records import write_records
     from onnxprobe.model import ProbeModel
-
-    from onnxprobe.maxact.job import check_settings
 
     started = time.monotonic()
     check_settings(layers, top, by, batch_size, shard_size)
@@ -55,8 +54,7 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
     data = open_dataset(dataset, every=every)
     spec = make_spec(model, layers, top, by, batch_size, shard_size,
                      threads_for_workers(threads) if scheduler else threads)
-    out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    out_dir = make_output_folder(out_dir)
     shards = data.shards(shard_size)
     store = StateStore(out_dir, spec.key(data.fingerprint()), spec, len(shards), fresh=fresh)
     dataset_items_file(out_dir, data)
@@ -86,14 +84,3 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
     if bar is not None:
         bar.close()
     return MaxactResult(out_dir)
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    from onnxprobe.errors import UsageError
-
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out must be a folder, {out_dir} is a file")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxprobe.distributed import ModelCache, model_fields
 from onnxprobe.errors import InputError, UsageError
 from onnxprobe.fsutil import atomic_save_npz, atomic_write_json, remove_temp_files
 from onnxprobe.maxact.datasets import Dataset, Shard, load_images
@@ -56,44 +55,8 @@ class JobSpec:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-# ---- workers: one model per process, keyed by its hash -----------------------------------------
-
-_MODELS: dict[tuple, object] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def worker_model(spec: JobSpec, model_bytes: bytes | None = None):
-    """The ProbeModel for this job, loaded once per process and kept (with its sessions)."""
-    from onnxprobe.model import ProbeModel
-
-    key = (spec.model_hash, spec.input_shape, spec.preprocess, spec.device, spec.threads)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            path = Path(spec.model_path)
-            if model_bytes is not None and not (path.is_file() and file_hash(path) == spec.model_hash):
-                path = _cached_model_file(spec.model_hash, model_bytes)
-            model = ProbeModel.load(path, input_shape=spec.input_shape, device=spec.device,
-                                    preprocess=dict(spec.preprocess), threads=spec.threads)
-            _MODELS[key] = model
-    return model
-
-
-def _cached_model_file(model_hash: str, data: bytes) -> Path:
-    from onnxprobe.fsutil import atomic_write_bytes
-
-    path = Path(tempfile.gettempdir()) / "onnxprobe-models" / f"{model_hash}.onnx"
-    if not path.is_file():
-        atomic_write_bytes(path, data)
-    return path
+# workers: one model per process, keyed by its hash
+_MODELS = ModelCache()
 
 
 @dataclass
@@ -167,7 +130,7 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
 def process_shard(spec: JobSpec, shard: Shard, model_bytes: bytes | None = None,
                   on_batch: Callable[[int], None] | None = None) -> ShardResult:
     """Run one shard: batched inference, streaming top-k and statistics per chosen layer."""
-    model = worker_model(spec, model_bytes)
+    model = _MODELS.get(spec, model_bytes)
     layers = [model.layer(name) for name in spec.layers]
     states = {layer.name: LayerState.empty(layer.units, spec.top, len(layer.spatial_axes), spec.by) for layer in layers}
     skipped: list = []
@@ -287,9 +250,7 @@ def check_settings(layers, top: int, by: str, batch_size: int, shard_size: int) 
 def make_spec(model, layers, top: int, by: str, batch_size: int, shard_size: int, threads: int | None) -> JobSpec:
     check_settings(layers, top, by, batch_size, shard_size)
     names = tuple(dict.fromkeys(model.layer(name).name for name in layers))
-    preprocess = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in model.spec.to_json().items())
-    return JobSpec(str(Path(model.path).resolve()), file_hash(model.path), tuple(model.input_shape), preprocess, names,
-                   int(top), by, int(batch_size), int(shard_size), model.device, threads)
+    return JobSpec(*model_fields(model), names, int(top), by, int(batch_size), int(shard_size), model.device, threads)
 
 
 def dataset_items_file(out_dir: Path, dataset: Dataset) -> None:
@@ -297,9 +258,3 @@ def dataset_items_file(out_dir: Path, dataset: Dataset) -> None:
     atomic_write_json(out_dir / STATE_DIR / "items.json",
                       {"kind": dataset.kind, "video": dataset.video, "every": dataset.every,
                        "sources": [item.source for item in dataset.items]})
-
-
-def threads_for_workers(default: int | None) -> int:
-    """ONNX Runtime threads in each task of a cluster: 1 unless asked (a worker's Dask threads are the parallelism)."""
-    env = os.environ.get("ONNXPROBE_THREADS")
-    return default if default is not None else int(env) if env else 1

@@ -33,7 +33,12 @@ Library API (stable; the atlas builds on it)::
 The seed's method in pixel units: images are optimised in 0..255 pixel units whose origin is the
 model's input zero (the mean pixel for a mean-subtracting model: exactly the paper's Caffe input
 space); the model input is `slope * q` per channel, with `slope` from the (linear) preprocessing,
-so lr, decay, blur and percentiles mean what they meant in the paper for every model. Each step:
+so decay, blur and percentiles mean what they meant in the paper for every model. The constant lr
+(set2, set3; set1 caps its lr at 100) is in the paper's units too, but what a step achieves,
+lr * ||g||^2, depends on the model's gradient size: on the bundled 28x28 digits model ||g|| is
+about 0.014 and set3 gains 0.02 logit per step (its class images stay near the start, see
+models/README.md), while the "progress" policy (set4, and set1 below its cap) and lucid's Adam are
+scale-free. Each step:
 clip to the valid pixel range, forward + backward, record the best, then (except on the last
 step) x += lr g, decay, blur every k steps, zero small-norm pixels, zero small-contribution
 pixels; rows whose gradient is exactly zero stop. The start is the mean pixel plus N(0, 10) noise.

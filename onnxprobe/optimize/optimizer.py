@@ -148,6 +148,17 @@ def _linear_seeds(opt: Optimizer, batch: int) -> dict[str, np.ndarray]:
     return {t: np.ascontiguousarray(np.broadcast_to(s, (batch, *s.shape[1:])), np.float32) for t, s in seeds.items()}
 
 
+def _gradient_pass(opt: Optimizer, session, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One run of the gradient graph on the batch `x`: its outputs and the objective of each row."""
+    targets = list(opt.objective.targets)
+    if opt.objective.linear:
+        out = session.run(x, _linear_seeds(opt, opt.batch))
+    else:
+        acts = opt.model.activations(x, targets, with_outputs=False)
+        out = session.run(x, opt.objective.seeds(acts, opt.batch))
+    return out, opt.objective.value({t: out[t] for t in targets})
+
+
 class _SeedState:
     """The paper's start: the model's mean pixel (input zero) plus N(0, sd) pixel noise per row."""
 
@@ -174,13 +185,7 @@ class _NumpyEngine(_SeedState):
         opt = self.opt
         q = self.space.clip(self.q)
         x = self.space.to_input(q)
-        targets = list(opt.objective.targets)
-        if opt.objective.linear:
-            out = self.session.run(x, _linear_seeds(opt, opt.batch))
-        else:
-            acts = opt.model.activations(x, targets, with_outputs=False)
-            out = self.session.run(x, opt.objective.seeds(acts, opt.batch))
-        value = opt.objective.value({t: out[t] for t in targets})
+        out, value = _gradient_pass(opt, self.session, x)
         better = value > self.best
         self.best = np.where(better, value, self.best)
         self.best_q[better] = q[better]
@@ -311,13 +316,7 @@ class _LucidEngine:
         matrices = np.stack([lucid_mod.random_transform(opt.preset, self.size, rng) for rng in opt.rngs])[:, :2, :]
         sampler = lucid_mod.AffineSampler(matrices, self.size, self.size, fill=0.5)
         x = self._to_model(sampler.forward(image))
-        targets = list(opt.objective.targets)
-        if opt.objective.linear:
-            out = self.session.run(x, _linear_seeds(opt, opt.batch))
-        else:
-            acts = opt.model.activations(x, targets, with_outputs=False)
-            out = self.session.run(x, opt.objective.seeds(acts, opt.batch))
-        value = opt.objective.value({t: out[t] for t in targets})
+        out, value = _gradient_pass(opt, self.session, x)
         better = value > self.best
         self.best = np.where(better, value, self.best)
         self.best_images[better] = image[better]

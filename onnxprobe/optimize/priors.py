@@ -4,8 +4,9 @@ Pixel space: the image being optimised is `q`, NCHW, in 0..255 pixel units with 
 model's input zero (for a mean-subtracting model, the mean pixel: exactly Caffe's
 mean-subtracted 0..255 input in which the paper's hyperparameters were set). The model input is
 `x = slope * q` per channel (`slope = (hi - lo) / (255 * std)` from the preprocessing spec, which
-is linear), so lr, decay, blur and the percentiles keep the paper's meaning for any model, and
-the gradient in pixel space is `slope * dx`.
+is linear), so decay, blur and the percentiles keep the paper's meaning for any model (a constant
+lr keeps its units, not its effect: that scales with the model's gradient), and the gradient in
+pixel space is `slope * dx`.
 """
 
 from __future__ import annotations

@@ -401,3 +401,33 @@ def test_converter_ops(name, error_table):
     randomize_norm_affine(module)
     path = export_module(module, x, name=f"grad-zoo-{name}")
     check_logit_gradient(module, x, path, error_table)
+
+
+# ---- gradient w.r.t. an intermediate tensor (what Grad-CAM needs) -------------------------------
+
+@pytest.mark.parametrize("arch,where", [(ARCHS[2], "layer4"), (ARCHS[7], "features.denseblock3")],
+                         ids=["resnet18:layer4", "densenet121:denseblock3"])
+def test_gradient_wrt_intermediate_tensor(arch: Arch, where: str, error_table):
+    from tests.fixtures_torch import ReplayDecisions, ort_decisions
+
+    module, x = build(arch)
+    path = export_module(module, x, name=f"grad-{arch.name}", keep_batchnorm=arch.keep_batchnorm)
+    model = onnx.load(str(path))
+    tensor = onnx_tensor_for_module(model, module, module.get_submodule(where), x)
+    seed = logit_seed(1000)
+    out = ours(model, x.numpy(), {"logits": seed}, wrt=[tensor])
+
+    import copy
+
+    ref = copy.deepcopy(module).double().eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    captured = {}
+    ref.get_submodule(where).register_forward_hook(lambda m, i, o: captured.__setitem__("a", o))
+    xx = x.double().requires_grad_(True)
+    with ReplayDecisions(ort_decisions(model, x.numpy())):
+        y = ref(xx)
+        (g,) = torch.autograd.grad((y * torch.from_numpy(seed).double()).sum(), captured["a"])
+    err = relative_error(out[grad_name(tensor)], g.numpy())
+    error_table(f"d logit / d {where}", err, TOLERANCE)
+    assert err <= TOLERANCE

@@ -1,0 +1,150 @@
+"""What the Dask jobs (maxact, atlas) share: a model's identity in a job spec, the ProbeModel cache
+of a worker process, and the driver's side of a cluster (connect, ship the model, run tasks).
+
+A job spec is any small picklable object with `model_path`, `model_hash`, `input_shape`,
+`preprocess`, `device` and `threads` (see `model_fields`). Workers reach the model by its path when
+they see the same file (same hash); otherwise its bytes are scattered to every worker once and a
+worker keeps them as a file named by the hash. (Dask's package is also called `distributed`; the
+imports below are absolute, so they reach it, not this module.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from onnxprobe.errors import ProbeError
+
+CONNECT_TIMEOUT = "20s"
+WORKERS_TIMEOUT = 60  # seconds to wait for a first worker on a scheduler that has none yet
+TASK_RETRIES = 3  # a task whose worker died is run again elsewhere
+
+
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_fields(model) -> tuple[str, str, tuple[int, ...], tuple[tuple[str, object], ...]]:
+    """A loaded ProbeModel as a spec holds it: (resolved path, sha256, input shape, the resolved
+    preprocessing as hashable overrides)."""
+    preprocess = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in model.spec.to_json().items())
+    return str(Path(model.path).resolve()), file_hash(model.path), tuple(model.input_shape), preprocess
+
+
+def threads_for_workers(default: int | None) -> int:
+    """ONNX Runtime threads in each task of a cluster: 1 unless asked (a worker's Dask threads are the parallelism)."""
+    env = os.environ.get("ONNXPROBE_THREADS")
+    return default if default is not None else int(env) if env else 1
+
+
+# ---- workers: one model per process, keyed by its hash -----------------------------------------
+
+class ModelCache:
+    """The ProbeModels of this process, loaded once per (model hash, input shape, preprocess,
+    device, threads) and kept with their sessions between tasks."""
+
+    def __init__(self):
+        self._models: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    @staticmethod
+    def key(spec) -> tuple:
+        return spec.model_hash, spec.input_shape, spec.preprocess, spec.device, spec.threads
+
+    def get(self, spec, model_bytes: bytes | None = None):
+        """The spec's model; `model_bytes` (shipped by the driver) are used only when the file at
+        `spec.model_path` is missing here or is another model."""
+        from onnxprobe.model import ProbeModel
+
+        key = self.key(spec)
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                path = Path(spec.model_path)
+                if model_bytes is not None and not sees_model(path, spec.model_hash):
+                    path = cached_model_file(spec.model_hash, model_bytes)
+                model = ProbeModel.load(path, input_shape=spec.input_shape, device=spec.device,
+                                        preprocess=dict(spec.preprocess), threads=spec.threads)
+                self._models[key] = model
+        return model
+
+    def remember(self, spec, model) -> None:
+        """Let this process's tasks use an already loaded model."""
+        with self._lock:
+            self._models.setdefault(self.key(spec), model)
+
+
+def cached_model_file(model_hash: str, data: bytes) -> Path:
+    """Shipped model bytes as a file named by their hash (written once per machine)."""
+    from onnxprobe.fsutil import atomic_write_bytes
+
+    path = Path(tempfile.gettempdir()) / "onnxprobe-models" / f"{model_hash}.onnx"
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    return path
+
+
+def sees_model(path: str | Path, model_hash: str) -> bool:
+    """Whether this process sees the model file at `path` (runs on each worker)."""
+    p = Path(path)
+    return p.is_file() and file_hash(p) == model_hash
+
+
+# ---- the driver's side ---------------------------------------------------------------------------
+
+@contextmanager
+def cluster_client(address: str) -> Iterator:
+    """A Dask client of the scheduler at `address` with at least one worker; a scheduler that
+    cannot be reached is a one-line ProbeError."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ProbeError("--scheduler needs the 'distributed' package (pip install distributed)") from None
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ProbeError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(exc).split())[:200]}") from None
+    with client:
+        if not client.scheduler_info().get("workers"):
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+        yield client
+
+
+def share_model(client, spec, ship_model: bool | None = None):
+    """What tasks pass as `model_bytes`: None, or the model's bytes scattered to every worker.
+    `ship_model=None`: ship them only if some worker cannot see the file."""
+    if ship_model is None:
+        ship_model = not all(client.run(sees_model, spec.model_path, spec.model_hash).values())
+    if not ship_model:
+        return None
+    return client.scatter(Path(spec.model_path).read_bytes(), broadcast=True, hash=False)
+
+
+def run_tasks(client, function: Callable, calls: Iterable[tuple[int, tuple]], name: str,
+              on_result: Callable[[object], None]) -> None:
+    """Submit `function(*args)` for each `(number, args)` and hand each result to `on_result` as it
+    completes (in completion order); what has not finished when this returns or raises is cancelled."""
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    futures = [client.submit(function, *args, key=f"{name}-{run_id}-{number:06d}", pure=False, retries=TASK_RETRIES)
+               for number, args in calls]
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            on_result(future.result())
+            future.release()
+    finally:
+        client.cancel(futures)
