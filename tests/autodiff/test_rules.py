@@ -92,6 +92,9 @@ case("Conv", [X((2, 3, 10)), W((4, 3, 3))], {"strides": [2], "pads": [1, 1]}, id
 case("Conv", [X((1, 2, 5, 4, 6)), W((3, 2, 2, 3, 3))], {"strides": [1, 2, 2], "pads": [0, 1, 1, 1, 0, 1]},
      id="Conv-3d")
 case("Conv", [X(CV), W((5, 4, 7, 7))], {"strides": [4, 4], "pads": [2, 2, 2, 2]}, id="Conv-alexnet-like")
+case("Conv", [X(CV), W((6, 2, 3, 3))], {"group": 2, "pads": [0, 1, 2, 1]}, id="Conv-s1-group2-asympad")
+case("Conv", [X((2, 3, 10)), W((4, 3, 5))], {"pads": [1, 3], "dilations": [2]}, id="Conv-s1-1d-dilated")
+case("Conv", [X(CV), W((5, 4, 3, 3))], {"pads": [3, 0, 1, 3]}, id="Conv-s1-pad-beyond-kernel")
 case("ConvTranspose", [X((2, 4, 5, 4)), W((4, 3, 3, 3))], id="ConvT-plain")
 case("ConvTranspose", [X((2, 4, 5, 4)), W((4, 3, 3, 3)), W((3,))], {"strides": [2, 2], "pads": [1, 1, 1, 1],
                                                                      "output_padding": [1, 0]}, id="ConvT-s2-outpad")

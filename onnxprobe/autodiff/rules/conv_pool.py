@@ -87,8 +87,27 @@ def _conv(c: Ctx):
     kernel = _kernel(c, w)
     n = len(kernel)
     strides, dilations = _ints(c, "strides", n, 1), _ints(c, "dilations", n, 1)
-    pb, _ = explicit_pads(c, kernel, strides, dilations)
-    return [adjoint_window(c, c.g(), w, c.x(), strides, dilations, c.attr("group", 1), pb, kernel), None, None]
+    group = c.attr("group", 1)
+    pb, pe = explicit_pads(c, kernel, strides, dilations)
+    weights = c.const(1)
+    reach = [d * (k - 1) for k, d in zip(kernel, dilations)]
+    if weights is not None and all(s == 1 for s in strides) and all(p <= r for p, r in zip(pb + pe, reach + reach)):
+        # Stride 1 with constant weights: the adjoint is a plain Conv with flipped, in/out-swapped
+        # weights, which ONNX Runtime runs 2-3x faster than the equivalent ConvTranspose.
+        flipped = c.t.const(_adjoint_weights(weights, group), hint="w_adj")
+        pads = [r - p for r, p in zip(reach, pb)] + [r - p for r, p in zip(reach, pe)]
+        return [c.t.op("Conv", c.g(), flipped, dilations=dilations, group=group, pads=pads), None, None]
+    return [adjoint_window(c, c.g(), w, c.x(), strides, dilations, group, pb, kernel), None, None]
+
+
+def _adjoint_weights(weights: np.ndarray, group: int) -> np.ndarray:
+    """(Cout, Cin/g, k...) -> (Cin, Cout/g, k...): swap in/out channels within each group, flip space."""
+    cout = weights.shape[0]
+    per_group = np.split(weights, group, axis=0) if group > 1 else [weights]
+    swapped = [np.swapaxes(part, 0, 1) for part in per_group]
+    flipped = np.concatenate(swapped, axis=0)[(slice(None), slice(None)) + (slice(None, None, -1),) * (weights.ndim - 2)]
+    assert flipped.shape[1] == cout // group
+    return np.ascontiguousarray(flipped)
 
 
 @register("ConvTranspose")
