@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "bench" / ".cache"
 CLASSES = (17, 503, 2, 999)  # logits seeded, one per batch row (cycled)
 
 
@@ -127,8 +126,9 @@ def export_model(args) -> Path:
     from tests.fixtures_torch import export_module
 
     module = _torch_module(args)
-    return export_module(module, torch.zeros(1, 3, args.size, args.size),
-                         CACHE / f"resnet18-{args.size}.onnx", dynamic_batch=True)
+    # cached under tests/.cache/onnx, keyed by a fingerprint of the weights (never a stale file)
+    return export_module(module, torch.zeros(1, 3, args.size, args.size), name="bench_gradient-resnet18",
+                         input_names=["input"], output_names=["logits"], dynamic_batch=True)
 
 
 # ---- workers (each in its own process) -------------------------------------------------------------
