@@ -19,7 +19,7 @@ from onnxprobe.runtime.session import Session
 def measure(path, device: str, repeats: int) -> dict:
     model = ProbeModel.load(path, device=device)
     x = np.random.default_rng(0).standard_normal(model.input_shape).astype(np.float32)
-    plain = Session(model.proto, device=model.device, threads=model.threads)
+    plain = Session(model.proto, device=model.device, threads=model.threads)  # same runtime layer, nothing exposed
     feeds = {model.input_name: x}
     model.activations(x)  # builds the exposed session
     times = interleaved_medians({

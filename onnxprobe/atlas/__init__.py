@@ -3,7 +3,7 @@
 Library API (what `onnxprobe atlas` calls)::
 
     from onnxprobe.atlas import build_atlas
-    result = build_atlas("model.onnx", ["relu2", "logits"], "atlas/", data="images/", preset="set3",
+    result = build_atlas("model.onnx", ["relu2", "logits"], "atlas/", data="images/", preset="lucid",
                          steps=None, restarts=2, seed=0, units=None, scheduler=None)
     result.manifest, result.units_total, result.units_rendered, result.units_per_second
 

@@ -50,7 +50,7 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
     return list(dict.fromkeys(chosen))
 
 
-def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False, preset: str = "set3",
+def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False, preset: str = "lucid",
                 steps: int | None = None, restarts: int = 1, seed: int = 0, param: str | None = None,
                 units: list[int] | None = None, batch: int = 8, top: int = 9, scheduler=None, device: str = "auto",
                 threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,

@@ -12,7 +12,9 @@ def register(sub) -> None:
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
     parser.add_argument("--out", required=True, metavar="DIR", help="atlas folder (resumed when it already holds one)")
     parser.add_argument("--data", metavar="DATASET", help="images for the top-9 patches and statistics: folder, list file or video")
-    add_render_args(parser, fft_picks_lucid=False)
+    # lucid: the paper's sets take their lr from CaffeNet's gradient scale and give noise on many
+    # models (see the recognizability table in models/README.md); an atlas should be legible.
+    add_render_args(parser, default_preset="lucid")
     parser.add_argument("--units", action="append", metavar="RANGE",
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default 9)")

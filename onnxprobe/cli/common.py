@@ -91,18 +91,15 @@ def parse_position(text: str | None) -> tuple[int, ...] | None:
         raise UsageError(f"--position takes Y,X integers, got '{text}'") from None
 
 
-def add_render_args(parser: argparse.ArgumentParser, fft_picks_lucid: bool) -> None:
+def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
     """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
-    `optimize.render_units`. `fft_picks_lucid`: without --preset, --param fft means the lucid
-    preset (the default preset is None then); otherwise the default preset is a fixed name."""
+    `optimize.render_units`. `default_preset=None`: the project default (set3), or lucid when
+    --param fft is given without --preset."""
     from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
 
-    if fft_picks_lucid:
-        parser.add_argument("--preset", default=None,
-                            help=f"hyperparameters: {', '.join(PRESETS)} (default {DEFAULT_PRESET}, or lucid with --param fft)")
-    else:
-        parser.add_argument("--preset", default=DEFAULT_PRESET,
-                            help=f"hyperparameters: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    default_text = default_preset or f"{DEFAULT_PRESET}, or lucid with --param fft"
+    parser.add_argument("--preset", default=default_preset,
+                        help=f"hyperparameters: {', '.join(PRESETS)} (default {default_text})")
     parser.add_argument("--param", choices=PARAMS,
                         help="pixel (the paper) or fft (Lucid's spectrum parameterization, with the lucid preset)")
     parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default 1)")

@@ -18,7 +18,7 @@ def register(sub) -> None:
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
                         help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
     parser.add_argument("--position", metavar="Y,X", help="spatial position for --objective neuron")
-    add_render_args(parser, fft_picks_lucid=True)
+    add_render_args(parser, default_preset=None)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

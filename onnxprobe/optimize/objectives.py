@@ -99,7 +99,21 @@ def _add(a, b):
 # ---- building blocks ---------------------------------------------------------------------------
 
 def _layer(model, layer: str):
-    return model.layer(layer)
+    """The tensor to optimise for `layer`: the input of a ReLU when `layer` is a ReLU's output.
+
+    relu(v) and v have the same maximiser wherever the unit fires, but a ReLU that is off at the
+    start (common for a noise or grey start) passes no gradient at all; Lucid optimises such
+    layers "pre_relu" for the same reason. Values reported are then the pre-activation's."""
+    info = model.layer(layer)
+    for node in model.proto.graph.node:
+        if node.op_type == "Relu" and info.name in node.output:
+            try:
+                pre = model.layer(node.input[0])
+            except UsageError:
+                return info
+            if pre.shape == info.shape and pre.channel_axis == info.channel_axis and pre.differentiable is not False:
+                return pre
+    return info
 
 
 def _check_unit(info, unit: int) -> int:
@@ -212,7 +226,7 @@ def diversity(model, layer: str) -> Objective:
     """Lucid's diversity term: mean over rows of the summed cosine similarity between this row's
     Gram matrix (channels x channels) and every other row's. Maximise its negative (e.g.
     `objective - 1e2 * diversity(...)`) to make a batch's images differ."""
-    info = _layer(model, layer)
+    info = model.layer(layer)  # a style statistic of the layer itself, not a maximiser
     axis = info.channel_axis
 
     def grams(act):

@@ -323,6 +323,13 @@ class _LucidEngine:
         grad_image = sampler.backward(self._from_model_grad(out["grad"]))
         grad_params = self.image_fn.backward(self.params, image, grad_image)
         self.params = self.adam.ascend(self.params, grad_params)
+        if last:
+            # Values under random transforms only track progress; as in Lucid the result is the
+            # final image, and its activation is measured on that image as saved (untransformed).
+            self.current = self.image_fn.forward(self.params)
+            _, final = _gradient_pass(opt, self.session, self._to_model(self.current))
+            self.best_images = self.current.copy()
+            self.best = final
         return value
 
     def display(self, i, best):
