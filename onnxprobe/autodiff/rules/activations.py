@@ -19,7 +19,14 @@ def _pos_mask(c: Ctx) -> str:
     return c.t.mask(_pos(c), c.x())
 
 
-relu_family("Relu", lambda c: c.t.op("Mul", c.g(), _pos_mask(c)), _pos_mask)
+def _relu_on(c: Ctx) -> str:
+    # Y > 0 exactly where X > 0; reading the output instead of the input leaves the input free for
+    # ONNX Runtime's Conv+Relu fusion in the forward half of the graph.
+    return c.t.op("Greater", c.y(), c.t.scalar(0, c.y()))
+
+
+relu_family("Relu", lambda c: c.t.op("Where", _relu_on(c), c.g(), c.t.scalar(0, c.g())),
+            lambda c: c.t.mask(_relu_on(c), c.y()))
 relu_family("LeakyRelu", lambda c: c.t.op("Where", _pos(c), c.g(),
                                           c.t.op("Mul", c.g(), c.t.scalar(c.attr("alpha", 0.01), c.x()))),
             _pos_mask)
