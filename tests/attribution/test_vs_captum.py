@@ -129,9 +129,8 @@ def test_matches_captum(net, case, method, options):
     assert relative_error(ours, ref) <= TOLERANCE
 
 
+@pytest.mark.parametrize("net", ["resnet18"], indirect=True)  # its last spatial layer is layer4
 def test_default_cam_layer_is_the_last_spatial_layer(net):
-    if net.name != "resnet18":
-        pytest.skip("the default is checked on ResNet-18, whose last spatial layer is layer4")
     ours = attribute(net.model, net.x, "gradcam")
     assert relative_error(ours, _captum(net, "gradcam", _target(net))) <= TOLERANCE
 
@@ -141,15 +140,15 @@ def _objective_value(net: Net, x: np.ndarray, target: int) -> float:
         return float(net.module(torch.from_numpy(x))[0, target])
 
 
+# Checked on SqueezeNet (and on a small network in test_cli.py): the path integrands of the
+# BatchNorm networks at random init are spiky near the baseline, MNASNet is still 40% off at 256
+# steps (Captum's convergence delta says the same).
+@pytest.mark.parametrize("net", ["squeezenet1_1"], indirect=True)
 @pytest.mark.parametrize("baseline", ["zero", "black"])
 def test_integrated_gradients_completeness(net, baseline):
     """Attributions sum to f(x) - f(baseline) up to the quadrature error, which shrinks with the steps."""
     from onnxprobe.attribution.methods import ig_baseline
 
-    if net.name != "squeezenet1_1":
-        # the path integrands of the BatchNorm networks at random init are spiky near the baseline:
-        # MNASNet is still 40% off at 256 steps (Captum's convergence delta says the same)
-        pytest.skip("checked on SqueezeNet (and on a small network in test_cli.py)")
     target = _target(net)
     base = ig_baseline(net.model, net.x, baseline)
     gap = _objective_value(net, net.x, target) - _objective_value(net, base, target)
@@ -162,10 +161,9 @@ def test_integrated_gradients_completeness(net, baseline):
     assert errors[1] <= errors[0]
 
 
+@pytest.mark.parametrize("net", ["resnet18"], indirect=True)  # one suffices for a forward-only method
 def test_occlusion_against_brute_force(net):
     """Each pixel: the mean drop of the logit over the windows (zeroed, all channels) covering it."""
-    if net.name != "resnet18":
-        pytest.skip("one architecture suffices for a forward-only method")
     target = _target(net)
     window, stride = (12, 20), (8, 10)
     ours = attribute(net.model, net.x, "occlusion", window=window, stride=stride, batch_size=7)
@@ -187,9 +185,8 @@ def test_occlusion_against_brute_force(net):
     assert relative_error(ours, total / count) <= TOLERANCE
 
 
+@pytest.mark.parametrize("net", ["resnet18"], indirect=True)  # the gradients themselves are checked above
 def test_smoothgrad_is_the_mean_gradient_over_the_documented_noise(net):
-    if net.name != "resnet18":
-        pytest.skip("one architecture suffices: the gradients themselves are checked above")
     target = _target(net)
     samples, level = 6, 0.1
     ours = attribute(net.model, net.x, "smoothgrad", samples=samples, noise_level=level, seed=5, batch_size=4)
