@@ -3,7 +3,7 @@
 Captum in the same run, each in its own subprocess (wall time of the attribution call, and the
 process's peak resident memory).
 
-    python bench/bench_attribution.py [--steps 50] [--batch-size 10] [--repeats 2]
+    python bench/bench_attribution.py [--steps 50] [--batch-size N] [--repeats 2]
 
 Prints one line per side and the ratio onnxprobe / Captum of the steady-state wall time (goal:
 at most 0.7). onnxprobe's first call also builds the gradient graph and its session: shown apart.
@@ -86,7 +86,7 @@ def child_captum(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=10, help="onnxprobe: path points per run")
+    parser.add_argument("--batch-size", type=int, default=None, help="onnxprobe: path points per run (default: the library's)")
     parser.add_argument("--repeats", type=int, default=2, help="timed calls after the first")
     parser.add_argument("--child", choices=("onnxprobe", "captum"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -100,7 +100,7 @@ def main() -> int:
     results = {}
     for side in ("onnxprobe", "captum"):
         cmd = [sys.executable, __file__, "--child", side, "--model", str(model), "--steps", str(args.steps),
-               "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
+               "--repeats", str(args.repeats)] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
         done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
         results[side] = json.loads(done.stdout.strip().splitlines()[-1])
         r = results[side]

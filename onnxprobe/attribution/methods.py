@@ -22,6 +22,12 @@ def _gradient(model, x: np.ndarray, objective: Objective, mode: str = "gradient"
     return session.run(x, {objective.tensor: objective.seed})["grad"]
 
 
+def default_gradient_batch(model) -> int:
+    """Gradient rows per run: small batches stay in the CPU's caches (IG, 50 steps, ResNet-18:
+    batch 2 ran at 0.64-0.70 of Captum's time, batch 10 at about 1.0); a GPU wants larger ones."""
+    return 32 if model.device == "cuda" else 2
+
+
 def _batched_gradient(model, inputs: np.ndarray, objective: Objective, batch_size: int) -> np.ndarray:
     """Input gradients of the objective for each row of `inputs`, `batch_size` rows at a time."""
     session = model.gradient_session([objective.tensor])
@@ -185,11 +191,11 @@ def ig_baseline(model, x: np.ndarray, baseline) -> np.ndarray:
 
 
 def integrated_gradients(model, x, objective, steps: int = 50, rule: str = "gausslegendre", baseline="zero",
-                         batch_size: int = 16):
+                         batch_size: int | None = None):
     """(x - baseline) * the integral of the gradient along the straight path (Sundararajan et al.
     2017), by the quadrature `rule` with `steps` points; memory is bounded by `batch_size` points."""
     steps = _positive_int("steps", steps)
-    batch_size = _positive_int("batch size", batch_size)
+    batch_size = _positive_int("batch size", batch_size or default_gradient_batch(model))
     alphas, weights = _ig_rule(rule, steps)
     base = ig_baseline(model, x, baseline)
     delta = x - base
@@ -204,12 +210,12 @@ def integrated_gradients(model, x, objective, steps: int = 50, rule: str = "gaus
 
 
 def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15, seed: int = 0,
-               batch_size: int = 16):
+               batch_size: int | None = None):
     """The mean input gradient over `samples` noisy copies of x (Smilkov et al. 2017). The noise is
     `np.random.default_rng(seed).normal(0, sigma, (samples, *x.shape[1:]))` with
     sigma = noise_level * (x.max() - x.min())."""
     samples = _positive_int("samples", samples)
-    batch_size = _positive_int("batch size", batch_size)
+    batch_size = _positive_int("batch size", batch_size or default_gradient_batch(model))
     if not noise_level >= 0:
         raise UsageError(f"noise level must be >= 0, got {noise_level}")
     sigma = float(noise_level) * float(x.max() - x.min())
