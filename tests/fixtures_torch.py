@@ -331,6 +331,12 @@ class _MaskedRelu(torch.autograd.Function):
         raise ValueError(ctx.mode)
 
 
+def mode_relu(x: "torch.Tensor", mode: str) -> "torch.Tensor":
+    """relu(x) whose backward pass follows `mode` (gradient, deconv, guided): the reference for
+    onnxprobe's backward modes."""
+    return _MaskedRelu.apply(x, (x > 0).to(x.dtype), mode)
+
+
 def ort_decisions(model: onnx.ModelProto, x: np.ndarray) -> dict[str, list[np.ndarray]]:
     """Run ``model`` in ONNX Runtime (CPU, float32) and return, in graph order, the input of every
     Relu node ("relu") and the flat argmax indices of every MaxPool node ("pool", as returned by

@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprobe.autodiff import build_gradient_model, grad_name, seed_name
+from tests.fixtures_torch import mode_relu
 
 from .helpers import finalize, run, session
 
@@ -119,24 +120,6 @@ def test_relu_and_relu6_at_zero_match_torch():
     np.testing.assert_array_equal(out[grad_name("x")], gt6)
 
 
-class _ModeRelu(torch.autograd.Function):
-    mode = "gradient"
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        if _ModeRelu.mode == "deconv":
-            return g.clamp(min=0)
-        if _ModeRelu.mode == "guided":
-            return g.clamp(min=0) * (x > 0)
-        return g * (x > 0)
-
-
 @pytest.mark.parametrize("mode", ["gradient", "deconv", "guided"])
 def test_modes_on_a_conv_net_against_torch(mode):
     rng = np.random.default_rng(7)
@@ -152,10 +135,9 @@ def test_modes_on_a_conv_net_against_torch(mode):
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     seed = rng.standard_normal((2, 5, 2, 2)).astype(np.float32)
     out = run(session(build_gradient_model(m, ["r2"], mode=mode)), {"x": x, seed_name("r2"): seed})
-    _ModeRelu.mode = mode
     t1, t2 = torch.tensor(w1, dtype=torch.float64), torch.tensor(w2, dtype=torch.float64)
-    _, gt = _grad_torch(lambda a: _ModeRelu.apply(F.conv2d(F.max_pool2d(_ModeRelu.apply(F.conv2d(a, t1, padding=1)),
-                                                                          3, 2), t2)), x, seed)
+    relu = lambda v: mode_relu(v, mode)  # noqa: E731
+    _, gt = _grad_torch(lambda a: relu(F.conv2d(F.max_pool2d(relu(F.conv2d(a, t1, padding=1)), 3, 2), t2)), x, seed)
     np.testing.assert_allclose(out[grad_name("x")], gt, rtol=1e-4, atol=1e-4)
 
 

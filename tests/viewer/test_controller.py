@@ -84,37 +84,14 @@ def test_grid_follows_the_frames(tmp_path, options):
         viewer.stop()
 
 
-class _Relu:
-    """ReLU with the toolbox's backward variants (the oracle for the back maps)."""
-
-    @staticmethod
-    def make(mode):
-        import torch
-
-        class Fn(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                ctx.save_for_backward(x)
-                return x.clamp(min=0)
-
-            @staticmethod
-            def backward(ctx, g):
-                (x,) = ctx.saved_tensors
-                if mode == "gradient":
-                    return g * (x > 0)
-                if mode == "deconv":
-                    return g.clamp(min=0)
-                return g.clamp(min=0) * (x > 0)  # guided
-
-        return Fn.apply
-
-
 def torch_back_map(model_path, x, mode, unit):
     """d/dx of sum(seed * relu2) with seed = relu2's channel `unit` (others zero), in PyTorch."""
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
     weights = {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy()) for t in onnx.load(str(model_path)).graph.initializer}
-    relu = _Relu.make(mode)
+    from tests.fixtures_torch import mode_relu
+
+    relu = lambda v: mode_relu(v, mode)  # noqa: E731
     xt = torch.from_numpy(x).requires_grad_(True)
     h = relu(F.conv2d(xt, weights["w1"], weights["b1"], padding=1))
     h = F.max_pool2d(h, 2)
