@@ -53,3 +53,19 @@ def _exit_code(argv) -> int:
         return main(argv)
     except SystemExit as exc:
         return exc.code
+
+
+@pytest.mark.parametrize("command", ["maxact", "atlas"])
+def test_unreachable_scheduler_is_one_line_exit_2(command, tmp_path, capsys, digits_model_path):
+    """Nothing listens on port 1: the connection times out into one line, and nothing is written."""
+    from onnxprobe.cli import main
+
+    samples = digits_model_path.parent / "samples"
+    out = tmp_path / "out"
+    argv = {"maxact": ["maxact", str(digits_model_path), str(samples), "--layer", "relu2"],
+            "atlas": ["atlas", str(digits_model_path), "--layer", "relu2", "--steps", "2"]}[command]
+    assert main(argv + ["--out", str(out), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("onnxprobe: error: cannot reach the Dask scheduler") and "\n" not in err
+    written = [p.relative_to(out).parts[0] for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert set(written) <= {".maxact", ".atlas"}  # only the job's resume state, no results
