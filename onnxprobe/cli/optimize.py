@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import numpy as np
 
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
     parse_units
@@ -68,4 +71,13 @@ def run(args) -> int:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  best {best:.4g}  "
               f"({result.seconds:.2f} s)")
     print(f"wrote {len(results)} unit(s) x {args.restarts} restart(s) to {folder}")
+    if preset.name in ("set1", "set2", "set3") and _barely_moved(results):
+        print(f"note: {preset.name} uses the paper's fixed learning rate, tuned to CaffeNet's gradient scale; "
+              "on this model it barely moved the images: try --preset set4 (adaptive) or --preset lucid", file=sys.stderr)
     return 0
+
+
+def _barely_moved(results) -> bool:
+    """Every unit rose by less than half the typical starting magnitude of the units."""
+    scale = max(float(np.median([abs(max(r.initial_activation)) for r in results])), 1e-3)
+    return all(max(r.best_activation) - max(r.initial_activation) < 0.5 * scale for r in results)
