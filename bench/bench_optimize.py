@@ -121,6 +121,17 @@ def main() -> int:
     diff = float(np.abs(inputs["graph"] - inputs["numpy"]).max() / max(1e-12, np.abs(inputs["numpy"]).max()))
     print(f"in-graph step vs numpy priors ({short} steps, batch {args.batch}): {timings['numpy'] / timings['graph']:.2f}x faster, "
           f"max relative difference {diff:.2e}")
+
+    # throughput against the batch: the same 8 units, a short run each time
+    sweep_units, sweep_steps = list(range(8)), max(10, args.steps // 10)
+    rates = {}
+    for batch in (1, 2, 4, 8):
+        render_units(model, args.layer, sweep_units[:batch], preset="set3", steps=2, seed=0, batch=batch)  # warm-up
+        t = time.perf_counter()
+        render_units(model, args.layer, sweep_units, preset="set3", steps=sweep_steps, seed=0, batch=batch)
+        rates[batch] = len(sweep_units) / (time.perf_counter() - t)
+    print(f"units/s by batch ({len(sweep_units)} units x {sweep_steps} steps): "
+          + ", ".join(f"{b}: {r:.2f}" for b, r in rates.items()) + f"  (batch 8 / batch 1 = {rates[8] / rates[1]:.2f}x)")
     return 0
 
 
