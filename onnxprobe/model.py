@@ -60,8 +60,13 @@ class ProbeModel:
             return None
         return differentiable_tensors(self.proto)
 
+    @functools.cached_property
+    def _layers_by_name(self) -> dict[str, LayerInfo]:
+        return {layer.name: layer for layer in self.layers}
+
     def layer(self, name: str) -> LayerInfo:
-        return find_layer(self.layers, name)
+        found = self._layers_by_name.get(name)
+        return found if found is not None else find_layer(self.layers, name)  # raises, with suggestions
 
     @functools.cached_property
     def class_output(self) -> str | None:
