@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,17 +23,18 @@ def register(sub) -> None:
                         help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
     parser.add_argument("--position", metavar="Y,X", help="spatial position for --objective neuron")
     add_render_args(parser, default_preset=None)
+    parser.add_argument("--fresh", action="store_true", help="redo units already finished in --out by the same settings")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from onnxprobe.fsutil import atomic_write_json, inside, safe_name
+    from onnxprobe.distributed import file_hash
+    from onnxprobe.fsutil import inside, safe_name
     from onnxprobe.optimize import render_units
     from onnxprobe.optimize.objectives import logit_layer
     from onnxprobe.optimize.presets import DEFAULT_PRESET, get_preset, resolve_param
-    from onnxprobe.render.images import montage, upscale, write_png
 
     preset = get_preset(args.preset or ("lucid" if args.param == "fft" else DEFAULT_PRESET), args.steps)
     param = resolve_param(preset, args.param)
@@ -51,30 +53,61 @@ def run(args) -> int:
     if layer.differentiable is False:
         raise UsageError(f"layer '{layer.name}' cannot be differentiated w.r.t. the input (no gradient path)")
     units = parse_units(args.unit, layer.units)
+    folder = inside(out, safe_name(layer.name))
+    settings = {"model_sha256": file_hash(model.path), "objective": args.objective, "position": position,
+                "layer": layer.name, "preset": preset.to_json(), "param": param, "seed": args.seed,
+                "restarts": args.restarts, "preprocess": model.spec.to_json()}
+    finished = [] if args.fresh else [u for u in units if _finished(folder, u, args.restarts, settings)]
+    if finished:
+        print(f"resuming: {len(finished)} unit(s) already finished with these settings are kept (--fresh redoes them)")
+        units = [u for u in units if u not in finished]
     progress = Progress(len(units) * args.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
                         label=f"{layer.name} ")
+    # Units go in chunks of one batch and are written as each chunk ends, so a killed run keeps
+    # what it finished; each row's images depend only on (seed, layer, unit, restart), so the
+    # chunking changes nothing in them.
+    chunk = max(1, args.batch // args.restarts)
+    results = []
     try:
-        results = render_units(model, layer.name if args.objective != "logit" else None, units, preset=preset,
-                               restarts=args.restarts, seed=args.seed, batch=args.batch, param=param,
-                               objective=args.objective, position=position, on_step=progress.update)
+        for start in range(0, len(units), chunk):
+            done = render_units(model, layer.name if args.objective != "logit" else None, units[start:start + chunk],
+                                preset=preset, restarts=args.restarts, seed=args.seed, batch=args.batch, param=param,
+                                objective=args.objective, position=position, on_step=progress.update)
+            for result in done:
+                _write_unit(folder, result, settings)
+            results.extend(done)
     finally:
         progress.close()
-    folder = inside(out, safe_name(layer.name))
     for result in results:
-        stem = f"unit{result.unit:04d}"
-        for r, image in enumerate(result.images):
-            write_png(inside(folder, f"{stem}_restart{r:02d}.png"), image)
-        tiles = [upscale(im, 64) for im in result.images]
-        write_png(inside(folder, f"{stem}_montage.png"), montage(tiles))
-        atomic_write_json(inside(folder, f"{stem}.json"), result.to_json())
-        best = max(result.best_activation)
-        print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  best {best:.4g}  "
-              f"({result.seconds:.2f} s)")
+        print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
+              f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
     print(f"wrote {len(results)} unit(s) x {args.restarts} restart(s) to {folder}")
-    if preset.name in ("set1", "set2", "set3") and _barely_moved(results):
+    if results and preset.name in ("set1", "set2", "set3") and _barely_moved(results):
         print(f"note: {preset.name} uses the paper's fixed learning rate, tuned to CaffeNet's gradient scale; "
               "on this model it barely moved the images: try --preset set4 (adaptive) or --preset lucid", file=sys.stderr)
     return 0
+
+
+def _write_unit(folder: Path, result, settings: dict) -> None:
+    from onnxprobe.fsutil import atomic_write_json, inside
+    from onnxprobe.render.images import montage, upscale, write_png
+
+    stem = f"unit{result.unit:04d}"
+    for r, image in enumerate(result.images):
+        write_png(inside(folder, f"{stem}_restart{r:02d}.png"), image)
+    write_png(inside(folder, f"{stem}_montage.png"), montage([upscale(im, 64) for im in result.images]))
+    # the record is written last: its presence marks the unit finished (every write is atomic)
+    atomic_write_json(inside(folder, f"{stem}.json"), {**result.to_json(), "settings": settings})
+
+
+def _finished(folder: Path, unit: int, restarts: int, settings: dict) -> bool:
+    stem = folder / f"unit{unit:04d}"
+    try:
+        record = json.loads(stem.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return False
+    files = [folder / f"{stem.name}_restart{r:02d}.png" for r in range(restarts)] + [folder / f"{stem.name}_montage.png"]
+    return record.get("settings") == json.loads(json.dumps(settings)) and all(f.is_file() for f in files)
 
 
 def _barely_moved(results) -> bool:
