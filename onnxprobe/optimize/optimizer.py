@@ -144,19 +144,27 @@ def _graph_blur_fits(preset: Preset, size: tuple[int, int]) -> bool:
 
 
 def _linear_seeds(opt: Optimizer, batch: int) -> dict[str, np.ndarray]:
-    seeds = opt.objective.seeds(None, batch)
-    return {t: np.ascontiguousarray(np.broadcast_to(s, (batch, *s.shape[1:])), np.float32) for t, s in seeds.items()}
+    """A linear objective's seeds do not change between steps: built once per optimizer."""
+    cached = getattr(opt, "_linear_seed_cache", None)
+    if cached is None or cached[0] != batch:
+        seeds = opt.objective.seeds(None, batch)
+        cached = (batch, {t: np.ascontiguousarray(np.broadcast_to(s, (batch, *s.shape[1:])), np.float32)
+                          for t, s in seeds.items()})
+        opt._linear_seed_cache = cached
+    return cached[1]
 
 
 def _gradient_pass(opt: Optimizer, session, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One run of the gradient graph on the batch `x`: its outputs and the objective of each row."""
     targets = list(opt.objective.targets)
-    if opt.objective.linear:
-        out = session.run(x, _linear_seeds(opt, opt.batch))
-    else:
+    if not opt.objective.linear:
         acts = opt.model.activations(x, targets, with_outputs=False)
         out = session.run(x, opt.objective.seeds(acts, opt.batch))
-    return out, opt.objective.value({t: out[t] for t in targets})
+        return out, opt.objective.value({t: out[t] for t in targets})
+    seeds = _linear_seeds(opt, opt.batch)
+    out = session.run(x, seeds)
+    value = sum((seeds[t] * out[t]).reshape(opt.batch, -1).sum(axis=1, dtype=np.float64) for t in targets)
+    return out, value
 
 
 class _SeedState:
