@@ -65,6 +65,14 @@ def make_conv_model(path: Path | None = None, channels: int = 3, size=(16, 16), 
     return model
 
 
+@pytest.fixture(scope="session")
+def gray_model_path(tmp_path_factory) -> Path:
+    """The tiny CNN on 1-channel 28x28 input (digits), random weights: relu1 has 4 units, relu2 6."""
+    path = tmp_path_factory.mktemp("gray-model") / "gray.onnx"
+    make_conv_model(path, channels=1, size=(28, 28), seed=3)
+    return path
+
+
 @pytest.fixture
 def tiny_model_path(tmp_path) -> Path:
     path = tmp_path / "tiny.onnx"

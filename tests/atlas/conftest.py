@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import make_conv_model
 from tests.maxact.conftest import write_digits
 
 TEMP_MARK = ".onnxprobe-tmp-"
@@ -25,14 +24,6 @@ def atlas_digits_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("atlas-digits")
     write_digits(folder, 24)
     return folder
-
-
-@pytest.fixture(scope="session")
-def gray_tiny_path(tmp_path_factory) -> Path:
-    """The conftest CNN on 1-channel 28x28 input: relu1 has 4 units, relu2 has 6."""
-    path = tmp_path_factory.mktemp("atlas-model") / "gray.onnx"
-    make_conv_model(path, channels=1, size=(28, 28), seed=3)
-    return path
 
 
 def files_of(root: Path) -> dict[str, Path]:

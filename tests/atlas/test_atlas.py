@@ -44,10 +44,10 @@ def digits_atlas(digits_model_path, atlas_digits_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference_tiny_atlas(gray_tiny_path, atlas_digits_dir, tmp_path_factory) -> Path:
+def reference_tiny_atlas(gray_model_path, atlas_digits_dir, tmp_path_factory) -> Path:
     """The tiny model's atlas built in one uninterrupted run in this process."""
     out = tmp_path_factory.mktemp("reference") / "atlas"
-    build_atlas(str(gray_tiny_path), ["relu1", "relu2"], out, str(atlas_digits_dir), **TINY_ARGS)
+    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), **TINY_ARGS)
     return out
 
 
@@ -112,9 +112,9 @@ def _unit_records(root: Path) -> list[Path]:
     return [p for p in (root / "units").rglob("unit_*.json")] if (root / "units").exists() else []
 
 
-def test_kill_and_resume_gives_the_same_atlas(gray_tiny_path, atlas_digits_dir, reference_tiny_atlas, tmp_path):
+def test_kill_and_resume_gives_the_same_atlas(gray_model_path, atlas_digits_dir, reference_tiny_atlas, tmp_path):
     out = tmp_path / "atlas"
-    argv = [sys.executable, "-m", "onnxprobe", "atlas", str(gray_tiny_path), "--layer", "relu1", "--layer", "relu2",
+    argv = [sys.executable, "-m", "onnxprobe", "atlas", str(gray_model_path), "--layer", "relu1", "--layer", "relu2",
             "--out", str(out), "--data", str(atlas_digits_dir), "--quiet"]
     argv += [a for k, v in TINY_ARGS.items() for a in (f"--{k}", str(v))]
     job = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -137,26 +137,26 @@ def test_kill_and_resume_gives_the_same_atlas(gray_tiny_path, atlas_digits_dir, 
     assert_same_atlas(out, reference_tiny_atlas)
 
 
-def test_stale_temporaries_are_removed_and_a_rerun_renders_nothing(reference_tiny_atlas, gray_tiny_path, tmp_path):
+def test_stale_temporaries_are_removed_and_a_rerun_renders_nothing(reference_tiny_atlas, gray_model_path, tmp_path):
     import shutil
 
     out = tmp_path / "copy"
     shutil.copytree(reference_tiny_atlas, out)
     stale = out / "units" / "relu1" / (TEMP_MARK + "abc")
     stale.write_bytes(b"half a png")
-    result = build_atlas(str(gray_tiny_path), ["relu1"], out, **TINY_ARGS)
+    result = build_atlas(str(gray_model_path), ["relu1"], out, **TINY_ARGS)
     assert result.units_rendered == 0 and not stale.exists()
     assert_same_atlas(out, reference_tiny_atlas)  # relu2 stays in the atlas
 
 
 # ---- distributed ------------------------------------------------------------------------------
 
-def test_local_dask_cluster_makes_the_same_atlas(gray_tiny_path, atlas_digits_dir, reference_tiny_atlas, tmp_path):
+def test_local_dask_cluster_makes_the_same_atlas(gray_model_path, atlas_digits_dir, reference_tiny_atlas, tmp_path):
     from distributed import Client, LocalCluster
 
     out = tmp_path / "atlas"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        result = build_atlas(str(gray_tiny_path), ["relu1", "relu2"], out, str(atlas_digits_dir),
+        result = build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir),
                              scheduler=cluster.scheduler_address, **TINY_ARGS)
         with Client(cluster) as client:
             loaded = client.run(lambda: len(__import__("onnxprobe.atlas.job", fromlist=["_MODELS"])._MODELS))

@@ -74,14 +74,6 @@ def photos_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gray_model_path(tmp_path_factory) -> Path:
-    """The conftest CNN on 1-channel 28x28 input (digits), with random weights."""
-    path = tmp_path_factory.mktemp("model") / "gray.onnx"
-    make_conv_model(path, channels=1, size=(28, 28), seed=3)
-    return path
-
-
-@pytest.fixture(scope="session")
 def color_model_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "color.onnx"
     make_conv_model(path, channels=3, size=(32, 32), seed=4)
