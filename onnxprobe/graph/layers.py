@@ -54,7 +54,9 @@ def probeable_layers(model: onnx.ModelProto, infos: dict[str, TensorInfo], input
                      differentiable: set[str] | None = None) -> list[LayerInfo]:
     shapes = {name: info.shape for name, info in infos.items()}
     strict = analyze_geometry(model, input_name, layout=layout, shapes=shapes)
-    local = analyze_geometry(model, input_name, layout=layout, shapes=shapes, approximate=True)
+    # the approximate pass only matters where the strict one left a spatial tensor without a field
+    gaps = any(g.spatial_axes and g.receptive_field is None for g in strict.values())
+    local = analyze_geometry(model, input_name, layout=layout, shapes=shapes, approximate=True) if gaps else {}
     layers = []
     seen = set()
     for node in model.graph.node:
