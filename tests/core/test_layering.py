@@ -1,43 +1,40 @@
-"""The architecture's import rules: the runtime never imports PyTorch; only viewer/qt imports Qt."""
+"""The architecture's import rules (docs/architecture.md), enforced by import-linter's contracts in
+pyproject.toml: the layers, "onnxprobe never imports PyTorch", "Qt only in onnxprobe/viewer/qt"."""
 
 from __future__ import annotations
 
 import pkgutil
-import subprocess
-import sys
+import tomllib
 from pathlib import Path
+
+import pytest
 
 import onnxprobe
 
 ROOT = Path(onnxprobe.__file__).parent
+PYPROJECT = ROOT.parent / "pyproject.toml"
 
 
-def _modules(exclude_prefix: str) -> list[str]:
-    names = []
-    for info in pkgutil.walk_packages([str(ROOT)], prefix="onnxprobe."):
-        if not info.name.startswith(exclude_prefix) and info.name != "onnxprobe.__main__":
-            names.append(info.name)
-    return names
+def _contracts() -> list[dict]:
+    return tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
 
 
-def _imported_after(modules: list[str]) -> set[str]:
-    code = (
-        "import importlib, sys\n"
-        f"for name in {modules!r}:\n"
-        "    importlib.import_module(name)\n"
-        "print('\\n'.join(sorted(m.split('.')[0] for m in sys.modules)))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return set(result.stdout.split())
+def test_import_contracts_are_kept(monkeypatch):
+    from importlinter.cli import lint_imports
+
+    monkeypatch.chdir(ROOT.parent)
+    assert lint_imports(config_filename=str(PYPROJECT), no_cache=True) == 0, "an import contract is broken (run lint-imports)"
 
 
-def test_no_module_of_onnxprobe_imports_torch():
-    top = _imported_after(_modules(exclude_prefix="onnxprobe.viewer.qt"))
-    assert "torch" not in top and "torchvision" not in top
+def test_every_package_has_a_layer():
+    """A new top-level module or package must be placed in the layers contract, or nothing checks it."""
+    (layers,) = [c for c in _contracts() if c["type"] == "layers"]
+    placed = {name.strip() for layer in layers["layers"] for name in layer.split("|")}
+    present = {f"onnxprobe.{info.name}" for info in pkgutil.iter_modules([str(ROOT)]) if info.name != "__main__"}
+    assert present - placed == set(), f"not in the layers contract: {sorted(present - placed)}"
 
 
-def test_only_viewer_qt_imports_qt():
-    modules = [m for m in _modules(exclude_prefix="onnxprobe.viewer.qt") if m != "onnxprobe.cli.view"]
-    top = _imported_after(modules)
-    assert "PySide6" not in top, "a module outside onnxprobe/viewer/qt imports Qt"
+@pytest.mark.parametrize("forbidden", ["torch", "PySide6"])
+def test_forbidden_contracts_cover_the_whole_package(forbidden):
+    (contract,) = [c for c in _contracts() if forbidden in c.get("forbidden_modules", ())]
+    assert contract["source_modules"] == ["onnxprobe"]
