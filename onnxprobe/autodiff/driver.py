@@ -17,7 +17,7 @@ from ..errors import ModelError, UnsupportedOpsError, UsageError
 from ..graph.loading import finalize_model
 from . import rules as _rules  # noqa: F401  (fills the registry)
 from .registry import MODES, Ctx, lookup
-from .tape import FLOAT_TYPES, Tape, TensorInfo
+from .tape import Tape, TensorInfo
 
 SEED_PREFIX = "onnxprobe.seed:"
 GRAD_PREFIX = "onnxprobe.grad:"
@@ -297,7 +297,3 @@ def build_gradient_model(
     for f in model.functions:
         out.functions.append(f)
     return finalize_model(out)
-
-
-def is_float(elem: int) -> bool:
-    return elem in FLOAT_TYPES

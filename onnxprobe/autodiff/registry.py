@@ -96,7 +96,6 @@ class Rule:
     fn: RuleFn
     diff: tuple | str = (0,)  # indices of inputs that receive a gradient, or ALL
     nodiff: tuple | str = ()  # indices of inputs that never do (indices, shapes, conditions), or ALL
-    relu_family: bool = False
     # static check of whether an output depends differentiably on the inputs (e.g. Cast to int)
     connects: Callable[[onnx.NodeProto], bool] = field(default=lambda node: True)
 
@@ -115,7 +114,7 @@ def _key(op: str) -> tuple[str, str]:
     return ("" if domain in ("", "ai.onnx") else domain, op_type)
 
 
-def register(*ops: str, diff=(0,), nodiff=(), relu_family=False, connects=None):
+def register(*ops: str, diff=(0,), nodiff=(), connects=None):
     """Decorator: register `fn` as the backward rule of ops ("Op" or "domain::Op")."""
 
     def deco(fn: RuleFn) -> RuleFn:
@@ -124,7 +123,7 @@ def register(*ops: str, diff=(0,), nodiff=(), relu_family=False, connects=None):
             if key in REGISTRY:
                 raise RuntimeError(f"duplicate backward rule for {key}")
             kw = {"connects": connects} if connects else {}
-            REGISTRY[key] = Rule(fn, diff=diff, nodiff=nodiff, relu_family=relu_family, **kw)
+            REGISTRY[key] = Rule(fn, diff=diff, nodiff=nodiff, **kw)
         return fn
 
     return deco
@@ -189,4 +188,4 @@ def relu_family(op: str, exact: Callable[[Ctx], str], forward_mask: Callable[[Ct
             gx = c.t.op("Mul", c.t.op("Relu", c.g()), forward_mask(c))
         return [gx] + [None] * (c.n_in - 1)
 
-    register(op, diff=diff, relu_family=True)(rule)
+    register(op, diff=diff)(rule)

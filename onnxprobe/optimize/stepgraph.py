@@ -18,8 +18,6 @@ from onnxprobe.graph.loading import finalize_model
 P = "onnxprobe.step:"
 INT64_MIN = np.iinfo(np.int64).min
 
-# graph inputs besides the seeds (name -> (element type, shape))
-STATE = ("q", "best_q", "best_value")
 OUTPUTS = ("q_next", "best_q_next", "best_value_next", "value")
 
 

@@ -48,11 +48,6 @@ class ImagePane(QWidget):
         self.stale = stale
         self.update()
 
-    def set_stale(self, stale: bool) -> None:
-        if stale != self.stale:
-            self.stale = stale
-            self.update()
-
     def image_rect(self) -> QRectF:
         """Where the image is drawn: scaled to fit below the title, aspect kept, centred."""
         h, w = self._shape
