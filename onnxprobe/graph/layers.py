@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import onnx
 
 from onnxprobe.errors import UsageError
-from onnxprobe.graph.receptive import ReceptiveField, TensorGeometry, analyze_geometry
+from onnxprobe.graph.geometry import ReceptiveField, TensorGeometry, analyze_geometry
 from onnxprobe.graph.shapes import TensorInfo
 
 

@@ -8,7 +8,7 @@ import math
 import cv2
 import numpy as np
 
-from onnxprobe.graph.receptive import ReceptiveField
+from onnxprobe.graph.geometry import ReceptiveField
 from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 from onnxprobe.render.images import montage, to_rgb8
 

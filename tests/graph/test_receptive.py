@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxprobe.graph.receptive import ReceptiveField, TensorGeometry, analyze_geometry
+from onnxprobe.graph.geometry import ReceptiveField, TensorGeometry, analyze_geometry
 
 OPSET = 18
 

@@ -16,7 +16,7 @@ from onnxprobe.maxact import load_result, run_maxact
 from onnxprobe.maxact.crops import crop_box, crop_padded
 from onnxprobe.maxact.datasets import open_dataset
 from onnxprobe.maxact.job import STATE_DIR
-from onnxprobe.graph.receptive import ReceptiveField
+from onnxprobe.graph.geometry import ReceptiveField
 from tests.conftest import make_conv_model
 from tests.maxact.conftest import mnist_digits, write_digits
 

@@ -1,0 +1,287 @@
+"""The walk: every tensor that depends on the image gets its geometry, node by node in topological
+order, from the rule of the node's op (registry.py, rules/*.py). Also the context a rule reads (the
+tensors' geometries, shapes, small constants, the opset) and the shape pass behind it: one ONNX
+shape inference on a copy without large weights, and symbolic values of small int tensors computed
+from shapes (Shape -> Gather/Concat -> Reshape) so that Reshape can follow batch-agnostic targets.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from . import rules as _rules  # noqa: F401  (fills the registry)
+from .field import UNKNOWN, Geo, GiveUp, ReceptiveField, TensorGeometry, public
+from .registry import attr, lookup
+
+
+def _small(dims: Iterable[int]) -> bool:
+    return int(np.prod(list(dims), dtype=np.int64)) <= 4096
+
+
+class Ctx:
+    """What a geometry rule may look at: the geometries so far, shapes, small constants, the opset."""
+
+    def __init__(self, model: onnx.ModelProto, nsp: int, shapes: dict[str, tuple], approximate: bool):
+        self.nsp = nsp
+        self.shapes = shapes
+        self.approximate = approximate
+        self.opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 18)
+        self.consts: dict[str, np.ndarray] = {}
+        for init in model.graph.initializer:
+            if _small(init.dims):
+                try:
+                    self.consts[init.name] = numpy_helper.to_array(init)
+                except Exception:
+                    pass
+        self.geos: dict[str, Geo] = {}
+        self.symdims: dict[str, list] = {}  # int tensors computed from shapes: ints or dim symbols
+
+    def mk(self, labels, rf) -> Geo:
+        """Normalise: the RF only survives while every spatial axis is present exactly once."""
+        if labels is None:
+            return UNKNOWN
+        labels = tuple(labels)
+        if rf is not None:
+            for k in range(self.nsp):
+                if labels.count(k) != 1:
+                    rf = None
+                    break
+        return Geo(labels, rf)
+
+    def global_context(self, g: Geo) -> Geo:
+        """Every unit also depends on statistics over the whole map."""
+        return g if self.approximate else self.mk(g.labels, None)
+
+    def shape(self, name: str) -> tuple | None:
+        shape = self.shapes.get(name)
+        if shape is None:
+            return None
+        return tuple(d if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 else None
+                     for d in shape)
+
+    def dim(self, name: str, axis: int) -> int | None:
+        shape = self.shape(name)
+        if shape is None or not -len(shape) <= axis < len(shape):
+            return None
+        return shape[axis]
+
+    def dim_key(self, name: str, axis: int):
+        """A dim as an int, or a hashable symbol; batch axes (label N) all share one symbol."""
+        d = self.dim(name, axis)
+        if d is not None:
+            return d
+        g = self.geos.get(name)
+        if g is not None and g.labels is not None and g.labels[axis] == "N":
+            return ("N",)
+        return ("dim", name, axis)
+
+    def const(self, name: str) -> np.ndarray | None:
+        if not name:
+            return None
+        return self.consts.get(name)
+
+    def const_shape(self, name: str) -> tuple | None:
+        value = self.const(name)
+        return None if value is None else tuple(value.shape)
+
+    def need_const(self, name: str) -> np.ndarray:
+        value = self.const(name)
+        if value is None:
+            raise GiveUp
+        return value
+
+    def ints(self, node: onnx.NodeProto, name: str, input_index: int | None) -> list[int] | None:
+        """An int list from an attribute, else from a constant input; None if neither is given."""
+        a = attr(node, name)
+        if a is not None:
+            return [int(v) for v in np.atleast_1d(a)]
+        if input_index is not None and len(node.input) > input_index and node.input[input_index]:
+            return [int(v) for v in np.atleast_1d(self.need_const(node.input[input_index]))]
+        return None
+
+    def dep(self, name: str) -> bool:
+        return bool(name) and name in self.geos
+
+    def only_dep(self, node: onnx.NodeProto, allowed: Sequence[int]) -> None:
+        """Inputs other than ``allowed`` must not depend on the image."""
+        for i, name in enumerate(node.input):
+            if i not in allowed and self.dep(name):
+                raise GiveUp
+
+
+def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    produced = {out for node in graph.node for out in node.output if out}
+    ready = set()
+    order, pending = [], list(graph.node)
+    while pending:
+        progress = []
+        rest = []
+        for node in pending:
+            if all(not n or n not in produced or n in ready for n in node.input):
+                progress.append(node)
+            else:
+                rest.append(node)
+        if not progress:  # a cycle (invalid graph): keep the file order for the rest
+            order += rest
+            break
+        for node in progress:
+            ready.update(o for o in node.output if o)
+        order += progress
+        pending = rest
+    return order
+
+
+def _inferred_shapes(model: onnx.ModelProto, overrides: dict[str, tuple]) -> dict[str, tuple]:
+    """Shapes from ONNX shape inference on a copy without large weights (they become typed inputs)."""
+    graph = model.graph
+    light = onnx.GraphProto(name=graph.name)
+    light.node.extend(graph.node)
+    light.output.extend(graph.output)
+    light.value_info.extend(graph.value_info)
+    for value in graph.input:
+        v = light.input.add()
+        v.CopyFrom(value)
+        shape = overrides.get(value.name)
+        if shape is not None and v.type.HasField("tensor_type") and len(shape) == len(v.type.tensor_type.shape.dim):
+            for d, s in zip(v.type.tensor_type.shape.dim, shape):
+                if isinstance(s, (int, np.integer)) and s >= 0:
+                    d.Clear()
+                    d.dim_value = int(s)
+    input_names = {v.name for v in graph.input}
+    for init in graph.initializer:
+        if _small(init.dims):
+            light.initializer.append(init)
+        elif init.name not in input_names:
+            light.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    light_model = onnx.ModelProto(ir_version=model.ir_version, graph=light)
+    light_model.opset_import.extend(model.opset_import)
+    light_model.functions.extend(model.functions)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light_model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:
+        inferred = light_model
+    shapes = {}
+    for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = value.type.tensor_type
+        if value.type.HasField("tensor_type") and tt.HasField("shape"):
+            shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+    for init in graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes
+
+
+def _shape_values(ctx: Ctx, node: onnx.NodeProto) -> list | None:
+    """Values of small int tensors computed from shapes (Shape -> Gather/Slice/Concat/...): ints or symbols."""
+    op = node.op_type
+
+    def vals(name):
+        if name in ctx.symdims:
+            return list(ctx.symdims[name])
+        value = ctx.const(name)
+        return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+    if op == "Shape":
+        rank = len(ctx.geos[node.input[0]].labels) if ctx.dep(node.input[0]) and ctx.geos[node.input[0]].labels \
+            else (len(ctx.shape(node.input[0])) if ctx.shape(node.input[0]) is not None else None)
+        if rank is None:
+            return None
+        start, end = attr(node, "start", 0), attr(node, "end", rank)
+        return [ctx.dim_key(node.input[0], a) for a in range(rank)][slice(start, end)]
+    if op in ("Identity", "Cast", "Squeeze", "Unsqueeze"):
+        return vals(node.input[0])
+    if op == "Concat":
+        parts = [vals(n) for n in node.input]
+        return None if any(p is None for p in parts) else [v for p in parts for v in p]
+    if op == "Gather" and attr(node, "axis", 0) == 0:
+        data, idx = vals(node.input[0]), ctx.const(node.input[1])
+        if data is None or idx is None:
+            return None
+        return [data[int(i)] for i in np.asarray(idx).reshape(-1)]
+    return None
+
+
+def _layout_labels(layout: str) -> tuple[tuple, int]:
+    labels, k = [], 0
+    for ch in layout.upper():
+        if ch == "N":
+            labels.append("N")
+        elif ch == "C":
+            labels.append("C")
+        else:
+            labels.append(k)
+            k += 1
+    if labels.count("C") > 1 or labels.count("N") > 1 or k == 0:
+        raise ValueError(f"layout {layout!r} needs at most one N, at most one C and at least one spatial axis")
+    return tuple(labels), k
+
+
+def analyze_geometry(model: onnx.ModelProto, input_name: str, layout: str = "NCHW",
+                     shapes: dict[str, tuple] | None = None, *, approximate: bool = False) -> dict[str, TensorGeometry]:
+    """Axis roles and receptive fields of every tensor that depends on ``input_name``.
+
+    ``layout`` names the input's axes (``N``, ``C``, anything else spatial in input order: "NCHW",
+    "NHWC", "NCW", "NCDHW"...). ``shapes`` maps tensor names to shapes (ints, None/str for unknown
+    dims); they override ONNX shape inference, which fills in the rest. ``approximate=True`` keeps the
+    local RF through global-context ops (squeeze-excitation gates, instance/group/layer norm statistics
+    over the map) and reflect/edge/wrap padding, where the strict answer is None.
+    """
+    labels, nsp = _layout_labels(layout)
+    overrides = dict(shapes or {})
+    all_shapes = _inferred_shapes(model, overrides)
+    all_shapes.update({k: tuple(v) for k, v in overrides.items() if v is not None})
+    in_shape = all_shapes.get(input_name)
+    if in_shape is not None and len(in_shape) != len(labels):
+        raise ValueError(f"layout {layout!r} has {len(labels)} axes but input {input_name!r} has rank {len(in_shape)}")
+    ctx = Ctx(model, nsp, all_shapes, approximate)
+    ctx.geos[input_name] = Geo(labels, ReceptiveField.identity(nsp))
+    for node in _topological(model.graph):
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+            value = _constant_value(node)
+            if value is not None:
+                ctx.consts[node.output[0]] = value
+            continue
+        if node.op_type in ("Shape", "Identity", "Cast", "Squeeze", "Unsqueeze", "Concat", "Gather") \
+                and node.output and (node.op_type == "Shape" or any(n in ctx.symdims for n in node.input)):
+            try:
+                values = _shape_values(ctx, node)
+            except (GiveUp, IndexError, KeyError, TypeError, ValueError):
+                values = None
+            if values is not None:
+                ctx.symdims[node.output[0]] = values
+                continue
+        if not any(ctx.dep(n) for n in node.input):
+            if node.op_type in ("Identity", "Cast") and node.input and node.input[0] in ctx.consts:
+                ctx.consts[node.output[0]] = ctx.consts[node.input[0]]
+            continue
+        rule = lookup(node.domain, node.op_type)
+        outs: list[Geo | None]
+        if rule is None:
+            outs = [UNKNOWN] * len(node.output)
+        else:
+            try:
+                result = rule(ctx, node)
+            except (GiveUp, IndexError, KeyError, TypeError, ValueError):
+                result = UNKNOWN
+            if result is None:
+                continue
+            outs = result if isinstance(result, list) else [result] * len(node.output)
+        for name, geo in zip(node.output, outs):
+            if name and name != input_name:
+                ctx.geos[name] = geo
+    return {name: public(geo, nsp) for name, geo in ctx.geos.items()}
+
+
+def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
+    for a in node.attribute:
+        if a.name == "value":
+            t = a.t
+            return numpy_helper.to_array(t) if _small(t.dims) else None
+        if a.name in ("value_int", "value_float"):
+            return np.asarray(helper.get_attribute_value(a))
+        if a.name in ("value_ints", "value_floats"):
+            return np.asarray(list(helper.get_attribute_value(a)))
+    return None

@@ -1,0 +1,61 @@
+"""ONE table of geometry rules keyed by (domain, op_type), plus what every rule reads a node with.
+
+A rule is a function ``rule(ctx: Ctx, node) -> Geo | list[Geo] | None``: the geometry of the node's
+outputs (one ``Geo`` for all of them, or one per output), or None when the outputs depend on the
+image's shape only (Shape, Size: constants as far as geometry goes). It raises ``GiveUp`` when it
+lacks something it needs; the driver then marks the outputs unknown (never a wrong RF). The driver
+does the rest: the topological walk, skipping nodes that do not depend on the image, unknown ops.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import onnx
+from onnx import helper
+
+from .field import Geo, GiveUp
+
+if TYPE_CHECKING:
+    from .driver import Ctx
+
+Rule = Callable[["Ctx", onnx.NodeProto], "Geo | list[Geo] | None"]
+REGISTRY: dict[tuple[str, str], Rule] = {}
+
+
+def _key(op: str) -> tuple[str, str]:
+    domain, _, op_type = op.rpartition("::")
+    return ("" if domain in ("", "ai.onnx") else domain, op_type)
+
+
+def register(*ops: str):
+    """Decorator: register ``fn`` as the geometry rule of ops ("Op" or "domain::Op")."""
+
+    def deco(fn: Rule) -> Rule:
+        for op in ops:
+            key = _key(op)
+            if key in REGISTRY:
+                raise RuntimeError(f"duplicate geometry rule for {key}")
+            REGISTRY[key] = fn
+        return fn
+
+    return deco
+
+
+def lookup(domain: str, op_type: str) -> Rule | None:
+    return REGISTRY.get(("" if domain in ("", "ai.onnx") else domain, op_type))
+
+
+def attr(node: onnx.NodeProto, name: str, default=None):
+    """An attribute's value (strings decoded), or ``default``."""
+    for a in node.attribute:
+        if a.name == name:
+            value = helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def norm_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise GiveUp
+    return axis % rank
