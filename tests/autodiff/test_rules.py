@@ -218,6 +218,9 @@ for mode, coord, near in [
          id=f"Resize-{mode}-{coord}-{near}-sizes", opset=19 if coord == "half_pixel_symmetric" else 18)
 case("Resize", [X((2, 3, 4, 5)), None, C(np.array([3, 2], F32))], {"mode": "linear", "axes": [2, 3]},
      id="Resize-axes")
+case("Resize", [X((2, 3, 4, 5)), NOROI, C(np.array([1, 1, 3, 2.5], F32))],  # deprecated since opset 13
+     {"mode": "nearest", "coordinate_transformation_mode": "tf_half_pixel_for_nn", "nearest_mode": "round_prefer_ceil"},
+     id="Resize-nearest-tf_half_pixel_for_nn-x3", opset=11)
 
 # ---- reductions --------------------------------------------------------------------------------------
 for op, dom in [("ReduceSum", "normal"), ("ReduceMean", "normal"), ("ReduceMax", "distinct"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
+from ...graph.opsem import SAME, transposed_window, window_pads
 from ..registry import Ctx, register
 
 
@@ -27,24 +28,14 @@ def _kernel(c: Ctx, w: str | None = None) -> list[int]:
 
 
 def explicit_pads(c: Ctx, kernel, strides, dilations) -> tuple[list[int], list[int]]:
-    """Forward pads (begin, end) per spatial axis, turning auto_pad into numbers."""
-    n = len(kernel)
-    auto = c.attr("auto_pad", "NOTSET")
-    if auto in ("NOTSET", "") or auto is None:
-        p = _ints(c, "pads", 2 * n, 0)
-        return p[:n], p[n:]
-    if auto == "VALID":
-        return [0] * n, [0] * n
+    """Forward pads (begin, end) per spatial axis, turning auto_pad into numbers (graph/opsem.py)."""
     dims = c.dims()
-    if not dims or any(d is None for d in dims[2:]):
-        c.fail(f"auto_pad={auto} needs static spatial sizes of the input")
-    pb, pe = [], []
-    for h, k, s, d in zip(dims[2:], kernel, strides, dilations):
-        total = max(0, (-(-h // s) - 1) * s + d * (k - 1) + 1 - h)
-        small, big = total // 2, total - total // 2
-        pb.append(small if auto == "SAME_UPPER" else big)
-        pe.append(big if auto == "SAME_UPPER" else small)
-    return pb, pe
+    if c.attr("auto_pad") in SAME and (not dims or any(d is None for d in dims[2:])):
+        c.fail(f"auto_pad={c.attr('auto_pad')} needs static spatial sizes of the input")
+    try:
+        return window_pads(c.attr, kernel, strides, dilations, dims[2:] if dims else None)
+    except ValueError as e:
+        c.fail(str(e))
 
 
 def adjoint_window(c: Ctx, g: str, w: str, x: str, strides, dilations, group: int, pb, kernel,
@@ -118,25 +109,16 @@ def _conv_transpose(c: Ctx):
     n = len(kernel)
     strides, dilations = _ints(c, "strides", n, 1), _ints(c, "dilations", n, 1)
     out_pad = _ints(c, "output_padding", n, 0)
-    auto = c.attr("auto_pad", "NOTSET") or "NOTSET"
-    out_shape = c.attr("output_shape")
-    if out_shape or auto not in ("NOTSET", "VALID"):
-        dims = c.dims()
-        if not dims or any(d is None for d in dims[2:]):
-            c.fail("output_shape/auto_pad need static spatial sizes of the input")
-        target = list(out_shape)[-n:] if out_shape else [h * s for h, s in zip(dims[2:], strides)]
-        pb, pe = [], []
-        for h, k, s, d, op, o in zip(dims[2:], kernel, strides, dilations, out_pad, target):
-            total = max(0, s * (h - 1) + op + (k - 1) * d + 1 - o)
-            if auto == "SAME_UPPER":
-                pb.append(total // 2), pe.append(total - total // 2)
-            else:
-                pb.append(total - total // 2), pe.append(total // 2)
-    elif auto == "VALID":
-        pb, pe = [0] * n, [0] * n
-    else:
-        p = _ints(c, "pads", 2 * n, 0)
-        pb, pe = p[:n], p[n:]
+    dims = c.dims()
+    try:
+        win = transposed_window(c.attr, kernel, dims[2:] if dims else None)
+    except ValueError as e:
+        c.fail(str(e))
+    if None in win.begins:
+        c.fail("output_shape/auto_pad need static spatial sizes of the input")
+    pb, pe = list(win.begins), list(win.ends)
+    if win.derived:  # a negative total (output_shape past the windows' reach) pads nothing
+        pb, pe = [max(0, p) for p in pb], [max(0, p) for p in pe]
     gx = t.op("Conv", c.g(), w, strides=strides, dilations=dilations, group=c.attr("group", 1), pads=pb + pe)
     if any(op >= s for op, s in zip(out_pad, strides)):
         gx = t.op("Slice", gx, t.i64([0] * n), t.shape(c.x(), start=2), t.i64(list(range(2, 2 + n))))

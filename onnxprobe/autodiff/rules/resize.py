@@ -9,39 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...graph.opsem import nearest_index, resize_coords
 from ..registry import Ctx, register
-
-
-def source_coords(mode: str, n_out: int, n_in: int, scale: float) -> np.ndarray:
-    x = np.arange(n_out, dtype=np.float64)
-    if mode == "half_pixel":
-        return (x + 0.5) / scale - 0.5
-    if mode == "pytorch_half_pixel":
-        return (x + 0.5) / scale - 0.5 if n_out > 1 else np.zeros_like(x)
-    if mode == "align_corners":
-        return x * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros_like(x)
-    if mode == "asymmetric":
-        return x / scale
-    if mode == "half_pixel_symmetric":
-        adjustment = n_out / (scale * n_in)
-        offset = n_in / 2 * (1 - adjustment)
-        return offset + (x + 0.5) / scale - 0.5
-    raise ValueError(mode)
 
 
 def resize_matrix(mode: str, coord_mode: str, nearest_mode: str, n_out: int, n_in: int, scale: float) -> np.ndarray:
     """A with Y = A @ X along one axis (shape [n_out, n_in])."""
-    src = source_coords(coord_mode, n_out, n_in, scale)
+    src = resize_coords(coord_mode, n_out, n_in, scale)
     a = np.zeros((n_out, n_in), dtype=np.float64)
     rows = np.arange(n_out)
     if mode == "nearest":
-        pick = {
-            "round_prefer_floor": lambda v: np.ceil(v - 0.5),
-            "round_prefer_ceil": lambda v: np.floor(v + 0.5),
-            "floor": np.floor,
-            "ceil": np.ceil,
-        }[nearest_mode](src)
-        a[rows, np.clip(pick, 0, n_in - 1).astype(int)] = 1.0
+        a[rows, np.clip(nearest_index(nearest_mode, src), 0, n_in - 1).astype(int)] = 1.0
         return a
     src = np.clip(src, 0, n_in - 1)
     lo = np.floor(src).astype(int)

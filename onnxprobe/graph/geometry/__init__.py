@@ -12,6 +12,9 @@ proven, the receptive field (RF) of its units. Laid out like the backward rules 
     rules/*.py    one small rule per op or kind of op (each file says what its rules do)
     driver.py     the topological walk, the context a rule reads, the shape pass, analyze_geometry
 
+The op semantics the backward rules need too (Conv/pool windows with SAME padding, Resize coordinate
+maps and nearest modes) have one home, onnxprobe/graph/opsem.py, used by both.
+
 Conventions
 -----------
 * Per input spatial axis, unit index ``i`` of a tensor covers the half-open input-pixel interval

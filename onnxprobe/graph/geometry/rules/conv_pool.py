@@ -15,10 +15,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING
 
-import onnx
-
+from ...opsem import Window, transposed_window, window
 from ..field import Geo, GiveUp, is_spatial
 from ..registry import attr, register
 
@@ -26,70 +27,43 @@ if TYPE_CHECKING:
     from ..driver import Ctx
 
 
-def _conv_params(ctx: Ctx, node: onnx.NodeProto, x_name: str, kernel: Sequence[int], transpose: bool = False):
-    n = len(kernel)
-    strides = list(attr(node, "strides", [1] * n))
-    dilations = list(attr(node, "dilations", [1] * n))
-    pads = list(attr(node, "pads", [0] * (2 * n)))
-    if len(strides) != n or len(dilations) != n or len(pads) != 2 * n:
-        raise GiveUp
-    auto_pad = attr(node, "auto_pad", "NOTSET")
-    begins: list[float | None] = list(pads[:n])
-    if auto_pad == "VALID":
-        begins = [0] * n
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER") and not transpose:
-        for t in range(n):
-            span = (kernel[t] - 1) * dilations[t] + 1
-            if strides[t] == 1:
-                total = span - 1
-            else:
-                size = ctx.dim(x_name, 2 + t)
-                if size is None:
-                    begins[t] = None
-                    continue
-                out = -(-size // strides[t])
-                total = max(0, (out - 1) * strides[t] + span - size)
-            begins[t] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
-    elif auto_pad not in ("NOTSET", "", "VALID") and not transpose:
-        raise GiveUp
-    return strides, dilations, begins
+def _window(ctx: Ctx, node, kernel, transposed: bool = False) -> Window:
+    sizes = [ctx.dim(node.input[0], 2 + t) for t in range(len(kernel))]
+    return (transposed_window if transposed else window)(partial(attr, node), kernel, sizes)
 
 
-def _apply_windows(ctx: Ctx, g: Geo, out_labels: list, kernel, strides, dilations, begins, transpose=False):
+def _apply_window(ctx: Ctx, g: Geo, out_labels: list, w: Window, transpose=False):
     rf = g.rf
-    for t in range(len(kernel)):
+    for t, (k, s, d, p) in enumerate(zip(w.kernel, w.strides, w.dilations, w.begins)):
         axis = 2 + t
         lab = g.labels[axis]
         if is_spatial(lab):
             if rf is None:
                 continue
-            if begins[t] is None:
+            if p is None:
                 rf = None
                 continue
             if transpose:
-                k, s, d, p = kernel[t], strides[t], dilations[t], begins[t]
                 rf = rf._envelope(lab, 1.0 / s, (p - (k - 1) * d) / s, p / s)
             else:
-                rf = rf._window(lab, kernel[t], strides[t], dilations[t], begins[t])
-        elif not (kernel[t] == 1 and strides[t] == 1 and (begins[t] or 0) == 0):
+                rf = rf._window(lab, k, s, d, p)
+        elif not (k == 1 and s == 1 and (p or 0) == 0):
             out_labels[axis] = None  # windowing along a non-image axis: its role is lost
     return ctx.mk(out_labels, rf)
 
 
 @register("Conv", "ConvInteger", "QLinearConv")
 def _conv(ctx, node):
-    x, g, kernel = _conv_geometry(ctx, node, 3 if node.op_type == "QLinearConv" else 1)
-    strides, dilations, begins = _conv_params(ctx, node, x, kernel)
+    g, kernel = _conv_geometry(ctx, node, 3 if node.op_type == "QLinearConv" else 1)
     out_labels = [g.labels[0], "C"] + list(g.labels[2:])
-    return _apply_windows(ctx, g, out_labels, kernel, strides, dilations, begins)
+    return _apply_window(ctx, g, out_labels, _window(ctx, node, kernel))
 
 
 def _conv_geometry(ctx: Ctx, node, w_index: int):
-    """A convolution's data input, its geometry and the kernel's spatial size (the kernel_shape
-    attribute, else the spatial dims of the shape of the weights, input `w_index`)."""
+    """A convolution's input geometry and the kernel's spatial size (the kernel_shape attribute,
+    else the spatial dims of the shape of the weights, input `w_index`)."""
     ctx.only_dep(node, [0])
-    x = node.input[0]
-    g = ctx.geos[x]
+    g = ctx.geos[node.input[0]]
     if g.rank < 3:
         raise GiveUp
     kernel = attr(node, "kernel_shape")
@@ -101,41 +75,27 @@ def _conv_geometry(ctx: Ctx, node, w_index: int):
     kernel = list(kernel)
     if len(kernel) != g.rank - 2:
         raise GiveUp
-    return x, g, kernel
+    return g, kernel
 
 
 @register("ConvTranspose")
 def _conv_transpose(ctx, node):
-    x, g, kernel = _conv_geometry(ctx, node, 1)
-    n = len(kernel)
-    strides, dilations, begins = _conv_params(ctx, node, x, kernel, transpose=True)
-    auto_pad = attr(node, "auto_pad", "NOTSET")
-    output_shape = attr(node, "output_shape")
-    if output_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out_pad = list(attr(node, "output_padding", [0] * n))
-        begins = []
-        for t in range(n):
-            size = ctx.dim(x, 2 + t)
-            if size is None:
-                begins.append(None)
-                continue
-            out = list(output_shape)[-n:][t] if output_shape is not None else size * strides[t]
-            total = strides[t] * (size - 1) + out_pad[t] + (kernel[t] - 1) * dilations[t] + 1 - out
-            begins.append(total // 2 if total >= 0 and total % 2 == 0 else None)
+    g, kernel = _conv_geometry(ctx, node, 1)
+    w = _window(ctx, node, kernel, transposed=True)
+    if w.derived:  # pads from output_shape / SAME_*: only an even, non-negative total splits the same everywhere
+        w = replace(w, begins=tuple(b if b is not None and b == e and b >= 0 else None
+                                    for b, e in zip(w.begins, w.ends)))
     out_labels = [g.labels[0], "C"] + list(g.labels[2:])
-    return _apply_windows(ctx, g, out_labels, kernel, strides, dilations, begins, transpose=True)
+    return _apply_window(ctx, g, out_labels, w, transpose=True)
 
 
 @register("MaxPool", "AveragePool", "LpPool")
 def _pool(ctx, node):
-    x = node.input[0]
-    g = ctx.geos[x]
+    g = ctx.geos[node.input[0]]
     kernel = attr(node, "kernel_shape")
     if kernel is None or len(kernel) != g.rank - 2:
         raise GiveUp
-    kernel = list(kernel)
-    strides, dilations, begins = _conv_params(ctx, node, x, kernel)
-    out = _apply_windows(ctx, g, list(g.labels), kernel, strides, dilations, begins)
+    out = _apply_window(ctx, g, list(g.labels), _window(ctx, node, list(kernel)))
     return [out] * len(node.output)  # MaxPool's indices share the geometry
 
 

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from ...opsem import nearest_index, resize_coords
 from ..field import GiveUp, is_spatial
 from ..registry import attr, norm_axis, register
 
@@ -26,39 +27,16 @@ def _resize_sources(mode: str, ctm: str, nearest_mode: str, in_size: int, out_si
                     cubic: bool = False):
     """For every output index, the (min, max) input index it reads; and the affine slope."""
     j = np.arange(out_size, dtype=np.float64)
-    if ctm == "half_pixel":
-        x = (j + 0.5) / scale - 0.5
-    elif ctm == "half_pixel_symmetric":
-        adjustment = out_size / (scale * in_size)
-        center = in_size / 2
-        x = center * (1 - adjustment) + (j + 0.5) / scale - 0.5
-    elif ctm == "pytorch_half_pixel":
-        x = (j + 0.5) / scale - 0.5 if out_size > 1 else np.zeros_like(j)
-    elif ctm == "align_corners":
-        x = j * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(j)
-    elif ctm == "asymmetric":
-        x = j / scale
-    elif ctm == "tf_half_pixel_for_nn":
-        x = (j + 0.5) / scale
-    else:
-        raise GiveUp
+    x = resize_coords(ctm, out_size, in_size, scale)
     slope = (x[-1] - x[0]) / (out_size - 1) if out_size > 1 else 1.0 / scale
     # exact-arithmetic ties (integers, halves) must not flip with float rounding: snap to them
     halves = np.round(x * 2) / 2
     x = np.where(np.abs(x - halves) <= 1e-9 * np.maximum(1.0, np.abs(x)), halves, x)
     if mode == "nearest":
-        if nearest_mode == "round_prefer_floor":
-            cands = np.ceil(x - 0.5)[None]
-        elif nearest_mode == "round_prefer_ceil":
-            cands = np.floor(x + 0.5)[None]
-        elif nearest_mode == "floor":
-            cands = np.floor(x)[None]
-        elif nearest_mode == "ceil":
-            cands = np.ceil(x)[None]
-        elif nearest_mode == "any":  # Upsample: runtimes differ, take every candidate
+        if nearest_mode == "any":  # Upsample: runtimes differ, take every candidate
             cands = np.stack([np.floor(x), np.ceil(x - 0.5), np.floor(x + 0.5)])
         else:
-            raise GiveUp
+            cands = nearest_index(nearest_mode, x)[None]
     else:
         f = np.floor(x)
         nonzero = x > f  # an integer coordinate gives the right-hand tap weight 0
