@@ -12,7 +12,8 @@
   axis loses the RF). Reshape keeps an axis only where it provably maps 1:1 onto an output axis of the
   same size (from the shapes, or symbolically from Shape -> Gather/Concat targets); Flatten merges axes
   (merged groups holding the channels are the unit axis). Expand/Tile keep axes whose size is kept.
-* Shape, Size and Constant depend on the image's shape at most: constants as far as geometry goes.
+* Shape and Size depend on the image's shape only: constants as far as geometry goes (the driver
+  reads Constant nodes itself).
 """
 
 from __future__ import annotations
@@ -318,8 +319,3 @@ def _expand(ctx, node):
 @register("Shape", "Size")
 def _shape_only(ctx, node):
     return None  # depends on the shape only: a constant as far as geometry goes
-
-
-@register("Constant")
-def _constant(ctx, node):
-    return None
