@@ -703,17 +703,6 @@ def test_channels_rebuilt_from_unsqueezed_planes():
     assert geos[concat] == TensorGeometry(1, (2, 3), ReceptiveField.identity(2))
 
 
-def test_upsample_opset9():
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
-    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
-    node = helper.make_node("Upsample", ["x", "scales"], ["y"], mode="nearest")
-    graph = helper.make_graph([node], "up", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [scales])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
-    geo = analyze_geometry(model, "x")["y"]
-    # floor and round candidates for x = j/2: j even -> j/2, j odd -> {(j-1)/2, (j+1)/2}
-    assert geo.receptive_field == rf((2, 2), (0.5, 0.5), (-0.5, -0.5))
-
-
 def test_receptive_field_box_and_json():
     field = rf((19, 19), (8, 8), (-2, -2))
     assert field.box((0, 3)) == ((-2, 17), (22, 41))
