@@ -28,6 +28,7 @@ from typing import Callable
 import onnx
 from onnx import helper
 
+from ..graph.optable import OpTable
 from .tape import Tape
 
 MODES = ("gradient", "deconv", "guided")
@@ -106,12 +107,8 @@ class Rule:
         return self.nodiff == ALL or i in self.nodiff
 
 
-REGISTRY: dict[tuple[str, str], Rule] = {}
-
-
-def _key(op: str) -> tuple[str, str]:
-    domain, _, op_type = op.rpartition("::")
-    return ("" if domain in ("", "ai.onnx") else domain, op_type)
+REGISTRY: OpTable[Rule] = OpTable("backward rule")
+lookup = REGISTRY.lookup
 
 
 def register(*ops: str, diff=(0,), nodiff=(), connects=None):
@@ -119,18 +116,11 @@ def register(*ops: str, diff=(0,), nodiff=(), connects=None):
 
     def deco(fn: RuleFn) -> RuleFn:
         for op in ops:
-            key = _key(op)
-            if key in REGISTRY:
-                raise RuntimeError(f"duplicate backward rule for {key}")
             kw = {"connects": connects} if connects else {}
-            REGISTRY[key] = Rule(fn, diff=diff, nodiff=nodiff, **kw)
+            REGISTRY.add(op, Rule(fn, diff=diff, nodiff=nodiff, **kw))
         return fn
 
     return deco
-
-
-def lookup(domain: str, op_type: str) -> Rule | None:
-    return REGISTRY.get(("" if domain in ("", "ai.onnx") else domain, op_type))
 
 
 # ---- kinds of rules -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..optable import DEFAULT_DOMAINS
 from . import rules as _rules  # noqa: F401  (fills the registry)
 from .field import UNKNOWN, Geo, GiveUp, ReceptiveField, TensorGeometry, public
 from .registry import attr, lookup
@@ -29,7 +30,7 @@ class Ctx:
         self.nsp = nsp
         self.shapes = shapes
         self.approximate = approximate
-        self.opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 18)
+        self.opset = next((imp.version for imp in model.opset_import if imp.domain in DEFAULT_DOMAINS), 18)
         self.consts: dict[str, np.ndarray] = {}
         for init in model.graph.initializer:
             if _small(init.dims):
@@ -239,7 +240,7 @@ def analyze_geometry(model: onnx.ModelProto, input_name: str, layout: str = "NCH
     ctx = Ctx(model, nsp, all_shapes, approximate)
     ctx.geos[input_name] = Geo(labels, ReceptiveField.identity(nsp))
     for node in _topological(model.graph):
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+        if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS and node.output:
             value = _constant_value(node)
             if value is not None:
                 ctx.consts[node.output[0]] = value

@@ -14,18 +14,15 @@ from typing import TYPE_CHECKING, Callable
 import onnx
 from onnx import helper
 
+from ..optable import OpTable
 from .field import Geo, GiveUp
 
 if TYPE_CHECKING:
     from .driver import Ctx
 
 Rule = Callable[["Ctx", onnx.NodeProto], "Geo | list[Geo] | None"]
-REGISTRY: dict[tuple[str, str], Rule] = {}
-
-
-def _key(op: str) -> tuple[str, str]:
-    domain, _, op_type = op.rpartition("::")
-    return ("" if domain in ("", "ai.onnx") else domain, op_type)
+REGISTRY: OpTable[Rule] = OpTable("geometry rule")
+lookup = REGISTRY.lookup
 
 
 def register(*ops: str):
@@ -33,17 +30,10 @@ def register(*ops: str):
 
     def deco(fn: Rule) -> Rule:
         for op in ops:
-            key = _key(op)
-            if key in REGISTRY:
-                raise RuntimeError(f"duplicate geometry rule for {key}")
-            REGISTRY[key] = fn
+            REGISTRY.add(op, fn)
         return fn
 
     return deco
-
-
-def lookup(domain: str, op_type: str) -> Rule | None:
-    return REGISTRY.get(("" if domain in ("", "ai.onnx") else domain, op_type))
 
 
 def attr(node: onnx.NodeProto, name: str, default=None):
