@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     matmul,
     normalization,
     reduce,
+    reshape,
     resize,
     shape,
 )
