@@ -45,6 +45,17 @@ def _ints(attr: Attr, name: str, n: int, default: int) -> list[int]:
     return value
 
 
+def kernel_shape(attr: Attr, weight_shape: Sequence[int | None] | None = None) -> list[int] | None:
+    """The window's spatial size: ``kernel_shape``, else the spatial dims of the weights' shape (Conv,
+    ConvTranspose); None where neither says."""
+    kernel = attr("kernel_shape", None)
+    if kernel:
+        return [int(k) for k in kernel]
+    if not weight_shape or any(d is None for d in weight_shape[2:]):
+        return None
+    return [int(d) for d in weight_shape[2:]]
+
+
 def split_total(total: int, auto_pad: str) -> tuple[int, int]:
     """A total padding as (begin, end): SAME_UPPER puts the odd unit at the end, otherwise the beginning."""
     small, big = total // 2, total - total // 2

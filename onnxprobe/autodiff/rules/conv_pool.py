@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from ...graph.opsem import SAME, transposed_window, window_pads
+from ...graph.opsem import SAME, kernel_shape, transposed_window, window_pads
 from ..registry import Ctx, register
 
 
@@ -18,13 +18,10 @@ def _ints(c: Ctx, name: str, n: int, default: int) -> list[int]:
 
 
 def _kernel(c: Ctx, w: str | None = None) -> list[int]:
-    k = c.attr("kernel_shape")
-    if k:
-        return list(k)
-    dims = c.t.info.shape(w) if w else None
-    if not dims or any(d is None for d in dims[2:]):
+    kernel = kernel_shape(c.attr, c.t.info.shape(w) if w else None)
+    if kernel is None:
         c.fail("the kernel shape is unknown (no kernel_shape attribute, weights not constant)")
-    return list(dims[2:])
+    return kernel
 
 
 def explicit_pads(c: Ctx, kernel, strides, dilations) -> tuple[list[int], list[int]]:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ...opsem import Window, transposed_window, window
+from ...opsem import Window, kernel_shape, transposed_window, window
 from ..field import Geo, GiveUp, is_spatial
 from ..registry import attr, register
 
@@ -66,14 +66,9 @@ def _conv_geometry(ctx: Ctx, node, w_index: int):
     g = ctx.geos[node.input[0]]
     if g.rank < 3:
         raise GiveUp
-    kernel = attr(node, "kernel_shape")
-    if kernel is None:
-        wshape = ctx.shape(node.input[w_index]) or ctx.const_shape(node.input[w_index])
-        if wshape is None or any(d is None for d in wshape[2:]):
-            raise GiveUp
-        kernel = wshape[2:]
-    kernel = list(kernel)
-    if len(kernel) != g.rank - 2:
+    w = node.input[w_index]
+    kernel = kernel_shape(partial(attr, node), ctx.shape(w) or ctx.const_shape(w))
+    if kernel is None or len(kernel) != g.rank - 2:
         raise GiveUp
     return g, kernel
 
