@@ -113,6 +113,11 @@ class Ctx:
             if i not in allowed and self.dep(name):
                 raise GiveUp
 
+    def data(self, node: onnx.NodeProto) -> Geo:
+        """The geometry of input 0, the one input of ``node`` that may depend on the image."""
+        self.only_dep(node, [0])
+        return self.geos[node.input[0]]
+
 
 def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     produced = {out for node in graph.node for out in node.output if out}

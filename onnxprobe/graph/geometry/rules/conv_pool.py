@@ -62,8 +62,7 @@ def _conv(ctx, node):
 def _conv_geometry(ctx: Ctx, node, w_index: int):
     """A convolution's input geometry and the kernel's spatial size (the kernel_shape attribute,
     else the spatial dims of the shape of the weights, input `w_index`)."""
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     if g.rank < 3:
         raise GiveUp
     w = node.input[w_index]

@@ -22,8 +22,7 @@ from ..registry import register
        "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign", "Sqrt", "Tan", "Tanh", "ThresholdedRelu",
        "Dropout", "CastLike", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 def _unary(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]  # (De)QuantizeLinear: constant per-axis scales keep it pointwise
+    g = ctx.data(node)  # (De)QuantizeLinear: constant per-axis scales keep it pointwise
     if node.op_type == "DynamicQuantizeLinear":  # scale and zero point are computed from the whole tensor
         return [ctx.global_context(g), UNKNOWN, UNKNOWN]
     return g

@@ -13,8 +13,7 @@ from ..registry import attr, register
 
 @register("Gemm")
 def _gemm(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     if g.rank != 2:
         raise GiveUp
     row = g.labels[1] if attr(node, "transA", 0) else g.labels[0]

@@ -18,8 +18,7 @@ from ..registry import attr, norm_axis, register
 
 @register("BatchNormalization")
 def _batchnorm(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     if attr(node, "training_mode", 0):
         return [ctx.global_context(g)] + [UNKNOWN] * (len(node.output) - 1)
     return g
@@ -27,14 +26,12 @@ def _batchnorm(ctx, node):
 
 @register("InstanceNormalization", "GroupNormalization")
 def _instance_norm(ctx, node):
-    ctx.only_dep(node, [0])
-    return ctx.global_context(ctx.geos[node.input[0]])
+    return ctx.global_context(ctx.data(node))
 
 
 @register("LayerNormalization")
 def _layer_norm(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     axis = norm_axis(attr(node, "axis", -1), g.rank)
     out = g
     if any(is_spatial(lab) for lab in g.labels[axis:]):
@@ -53,8 +50,7 @@ def _mvn(ctx, node):
 
 @register("Softmax", "LogSoftmax", "Hardmax", "LpNormalization", "CumSum")
 def _along_axis(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     if node.op_type == "CumSum":
         axes = [norm_axis(int(np.asarray(ctx.need_const(node.input[1])).reshape(-1)[0]), g.rank)]
     elif node.op_type in ("Softmax", "LogSoftmax", "Hardmax") and ctx.opset < 13:

@@ -8,8 +8,7 @@ from ..registry import attr, norm_axis, register
 @register("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
        "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin")
 def _reduce(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     keep = attr(node, "keepdims", 1)
     if node.op_type in ("ArgMax", "ArgMin"):
         axes = [attr(node, "axis", 0)]

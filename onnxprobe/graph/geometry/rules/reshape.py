@@ -38,9 +38,8 @@ def _flatten(ctx, node):
 
 @register("Reshape")
 def _reshape(ctx, node):
-    ctx.only_dep(node, [0])
     x, y = node.input[0], node.output[0]
-    g = ctx.geos[x]
+    g = ctx.data(node)
     in_dims = [ctx.dim_key(x, a) for a in range(g.rank)]
     out_shape = ctx.shape(y)
     target = ctx.symdims.get(node.input[1])

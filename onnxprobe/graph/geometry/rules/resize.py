@@ -50,9 +50,8 @@ def _resize_sources(mode: str, ctm: str, nearest_mode: str, in_size: int, out_si
 
 @register("Resize", "Upsample")
 def _resize(ctx, node):
-    ctx.only_dep(node, [0])
     x, y = node.input[0], node.output[0]
-    g = ctx.geos[x]
+    g = ctx.data(node)
     rank = g.rank
     mode = attr(node, "mode", "nearest")
     if mode not in ("nearest", "linear", "bilinear", "cubic"):

@@ -24,8 +24,7 @@ from ..registry import attr, norm_axis, register
 
 @register("Pad")
 def _pad(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     rank = g.rank
     pads = ctx.ints(node, "pads", 1)
     if pads is None:
@@ -83,9 +82,8 @@ def _concat(ctx, node):
 
 @register("Split")
 def _split(ctx, node):
-    ctx.only_dep(node, [0])
     x = node.input[0]
-    g = ctx.geos[x]
+    g = ctx.data(node)
     axis = norm_axis(attr(node, "axis", 0), g.rank)
     lab = g.labels[axis]
     if not is_spatial(lab) or g.rf is None:
@@ -104,9 +102,8 @@ def _split(ctx, node):
 
 @register("Slice")
 def _slice(ctx, node):
-    ctx.only_dep(node, [0])
     x = node.input[0]
-    g = ctx.geos[x]
+    g = ctx.data(node)
     rank = g.rank
     if ctx.opset < 10:
         starts, ends, axes = attr(node, "starts"), attr(node, "ends"), attr(node, "axes")
@@ -141,8 +138,7 @@ def _slice(ctx, node):
 
 @register("Gather")
 def _gather(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     axis = norm_axis(attr(node, "axis", 0), g.rank)
     indices = ctx.shape(node.input[1])
     if indices is None:
@@ -166,9 +162,8 @@ def _transpose(ctx, node):
 
 @register("Squeeze")
 def _squeeze(ctx, node):
-    ctx.only_dep(node, [0])
     x = node.input[0]
-    g = ctx.geos[x]
+    g = ctx.data(node)
     axes = ctx.ints(node, "axes", 1)
     if axes is None:
         shape = ctx.shape(x)
@@ -181,8 +176,7 @@ def _squeeze(ctx, node):
 
 @register("Unsqueeze")
 def _unsqueeze(ctx, node):
-    ctx.only_dep(node, [0])
-    g = ctx.geos[node.input[0]]
+    g = ctx.data(node)
     axes = ctx.ints(node, "axes", 1)
     if axes is None:
         raise GiveUp
@@ -194,9 +188,8 @@ def _unsqueeze(ctx, node):
 
 @register("Expand", "Tile")
 def _expand(ctx, node):
-    ctx.only_dep(node, [0])
     x, y = node.input[0], node.output[0]
-    g = ctx.geos[x]
+    g = ctx.data(node)
     in_shape, out_shape = ctx.shape(x), ctx.shape(y)
     if out_shape is None or len(out_shape) < g.rank:
         raise GiveUp
