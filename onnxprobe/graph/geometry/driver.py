@@ -19,6 +19,11 @@ from .field import UNKNOWN, Geo, GiveUp, ReceptiveField, TensorGeometry, public
 from .registry import attr, lookup
 
 
+# what a rule or the shape pass raises where a model lacks what it needs (a constant, a shape, a valid
+# attribute): the tensors become unknown, never a wrong receptive field
+_UNPROVEN = (GiveUp, IndexError, KeyError, TypeError, ValueError)
+
+
 def _small(dims: Iterable[int]) -> bool:
     return int(np.prod(list(dims), dtype=np.int64)) <= 4096
 
@@ -254,7 +259,7 @@ def analyze_geometry(model: onnx.ModelProto, input_name: str, layout: str = "NCH
                 and node.output and (node.op_type == "Shape" or any(n in ctx.symdims for n in node.input)):
             try:
                 values = _shape_values(ctx, node)
-            except (GiveUp, IndexError, KeyError, TypeError, ValueError):
+            except _UNPROVEN:
                 values = None
             if values is not None:
                 ctx.symdims[node.output[0]] = values
@@ -270,7 +275,7 @@ def analyze_geometry(model: onnx.ModelProto, input_name: str, layout: str = "NCH
         else:
             try:
                 result = rule(ctx, node)
-            except (GiveUp, IndexError, KeyError, TypeError, ValueError):
+            except _UNPROVEN:
                 result = UNKNOWN
             if result is None:
                 continue
