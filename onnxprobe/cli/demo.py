@@ -20,6 +20,9 @@ DIGITS_MODEL = REPO_MODELS / "digits" / "digits-cnn.onnx"
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
 DEFAULT_STEPS = 128  # lucid steps per class visualization: 4 ImageNet classes in ~30 s on 2 cores (models/README.md)
 DEFAULT_CLASSES = 4
+DESCRIPTION = """The main job, headless. For each image: top-5 predictions, activation grids, Grad-CAM and
+guided backprop; then feature visualizations of the predicted classes (lucid preset). Writes
+PNGs, index.html and summary.png to --out and prints their paths."""
 EXAMPLES = """examples:
   onnxprobe demo                                         # the bundled ImageNet MobileNetV2 on its sample photos
   onnxprobe demo --model models/digits/digits-cnn.onnx   # the small digits CNN (a few seconds)
@@ -28,14 +31,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    import argparse
-
-    parser = sub.add_parser(
-        "demo", help="the main job on the bundled ImageNet network (or MODEL), headless, as pictures",
-        description="For each image: top-5 predictions, activation grids, Grad-CAM and guided backprop; then "
-                    "feature visualizations of the predicted classes (lucid preset). Writes PNGs, index.html "
-                    "and summary.png to --out and prints their paths.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = sub.add_parser("demo", help="the main job on the bundled ImageNet network (or MODEL), headless, as pictures")
     parser.add_argument("--model", default=str(DEFAULT_MODEL),
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
     parser.add_argument("--images", nargs="*", help="images to probe (default: the model's samples/ folder)")

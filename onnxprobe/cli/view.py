@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from onnxprobe.cli.common import add_model_args, load_model_from_args
@@ -10,22 +9,20 @@ from onnxprobe.cli.demo import DEFAULT_MODEL, sample_images
 from onnxprobe.errors import ProbeError, UsageError
 from onnxprobe.viewer.keys import help_lines
 
-EXAMPLES = """examples:
-  onnxprobe view                                              # the bundled ImageNet network on its sample photos
+DESCRIPTION = """The Deep Visualization Toolbox's live window for MODEL (default: the bundled ImageNet
+MobileNetV2, on its sample photos unless a source is given): every unit of a layer reacting to
+the input, back maps, unit visuals and live optimization."""
+EXAMPLES = "keys (h in the window shows them too):\n" + "\n".join("  " + line for line in help_lines(arrows=False)) + """
+
+examples:
+  onnxprobe view                                                # the bundled ImageNet network on its sample photos
   onnxprobe view models/imagenet/mobilenet_v2.onnx --camera 0   # live, on a webcam
   onnxprobe view model.onnx --images photos/ --atlas atlas/     # with unit visuals from 'onnxprobe atlas'
 """
 
 
 def register(sub) -> None:
-    keys = "\n".join("  " + line for line in help_lines(arrows=False))
-    parser = sub.add_parser(
-        "view", help="live viewer: activations, back maps and unit visuals on a camera, video or images",
-        description="The Deep Visualization Toolbox's live window for MODEL (default: the bundled ImageNet\n"
-                    "MobileNetV2, on its sample photos unless a source is given): every unit of a layer\n"
-                    "reacting to the input, back maps, unit visuals and live optimization.",
-        epilog=f"keys (h in the window shows them too):\n{keys}\n\n{EXAMPLES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = sub.add_parser("view", help="live viewer: activations, back maps and unit visuals on a camera, video or images")
     add_model_args(parser)
     _make_model_optional(parser)
     source = parser.add_mutually_exclusive_group()
