@@ -20,6 +20,9 @@ DIGITS_MODEL = REPO_MODELS / "digits" / "digits-cnn.onnx"
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
 DEFAULT_STEPS = 128  # lucid steps per class visualization: 4 ImageNet classes in ~30 s on 2 cores (models/README.md)
 DEFAULT_CLASSES = 4
+# grids drawn with the toolbox's boosts (keys T and t): each unit scaled to its own peak, gamma 0.5,
+# so that weak units show their pattern too (a layer-wide scale leaves most tiles black)
+GRID_BOOST_INDIV, GRID_BOOST_GAMMA = 1.0, 0.5
 DESCRIPTION = """The main job, headless. For each image: top-5 predictions, activation grids, Grad-CAM and
 guided backprop; then feature visualizations of the predicted classes (lucid preset). Writes
 PNGs, index.html and summary.png to --out and prints their paths."""
@@ -110,7 +113,8 @@ def run(args) -> int:
             entry["top5"] = _top5(model, acts[model.class_output][0])
             print(f"{image_path.name}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in entry["top5"]))
         for layer in shown:
-            path = write_layer_grid(model, layer, acts[layer.name], inside(folder, f"grid-{safe_name(layer.name)}.png"))
+            path = write_layer_grid(model, layer, acts[layer.name], inside(folder, f"grid-{safe_name(layer.name)}.png"),
+                                    GRID_BOOST_INDIV, GRID_BOOST_GAMMA)
             entry["grids"][layer.name] = _rel(path, root)
         entry["backprop"] = _write_backprop(model, x, acts, folder, root)
         entry["gradcam"] = _write_gradcam(model, x, display, folder, root)
@@ -209,6 +213,8 @@ def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, out:
     from onnxprobe.render.images import upscale, write_png
 
     units = [c for c, _ in classes]
+    print(f"visualizing {len(units)} class(es) ({', '.join(label for _, label in classes)}): lucid preset, "
+          f"{steps} steps ...", flush=True)
     results = render_units(model, None, units, preset="lucid", steps=steps, objective="logit", batch=len(units))
     written = []
     for (cls, label), result in zip(classes, results):
@@ -294,7 +300,8 @@ def _index_html(model, summary: list[dict], visuals: list[dict]) -> str:
                            f"<td><div class=bar style='width:{max(1, round(p['score'] * 200))}px'></div></td></tr>"
                            for p in entry["top5"])
             parts.append(f"<figure><table>{rows}</table><figcaption>top 5</figcaption></figure>")
-        parts.append("<h3>activation grids</h3>")
+        parts.append(f"<h3>activation grids</h3><p>every unit of a layer as a tile, each scaled to its own peak "
+                     f"(per-unit boost {GRID_BOOST_INDIV:g}, gamma {GRID_BOOST_GAMMA:g})</p>")
         for name, rel in entry["grids"].items():
             parts.append(f"<figure><a href='{e(rel)}'><img src='{e(rel)}' style='max-width:420px'></a>"
                          f"<figcaption>{e(name)}</figcaption></figure>")
