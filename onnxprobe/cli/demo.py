@@ -234,7 +234,7 @@ def _caption(image: np.ndarray, text: str, width: int | None = None) -> np.ndarr
     if image.shape[1] != width:
         image = cv2.resize(image, (width, max(1, round(image.shape[0] * width / image.shape[1]))),
                            interpolation=cv2.INTER_AREA if image.shape[1] > width else cv2.INTER_NEAREST)
-    return np.vstack([image, text_image([text[: max(8, width // 8)]], width, line_height=20, scale=0.5)])
+    return np.vstack([image, text_image([text[: max(8, width // 7)]], width, line_height=20, scale=0.5)])
 
 
 def _hstack(tiles: list[np.ndarray], pad: int = 8, background: int = 16) -> np.ndarray:
@@ -248,7 +248,8 @@ def _hstack(tiles: list[np.ndarray], pad: int = 8, background: int = 16) -> np.n
 
 
 def _summary_image(model, summary: list[dict], visuals: list[dict], root: Path) -> np.ndarray:
-    """One picture: a row per image (input, top-5, Grad-CAM, gradient map) and a row of class images."""
+    """One picture: a row per image (input, top-5, Grad-CAM, guided backprop, the first activation
+    grid) and a row of class images."""
     from onnxprobe.preprocess import read_image
     from onnxprobe.render.images import montage
     from onnxprobe.viewer.panes import predictions_image
@@ -267,6 +268,9 @@ def _summary_image(model, summary: list[dict], visuals: list[dict], root: Path) 
         for key, what in (("gradcam", "Grad-CAM"), ("backprop", "guided backprop")):
             if entry.get(key):
                 tiles.append(_caption(load(entry[key]), what, side))
+        if entry["grids"]:  # the first (most legible) grid; index.html links every one
+            name, rel = next(iter(entry["grids"].items()))
+            tiles.append(_caption(load(rel), f"grid {name}", side))
         rows.append(_hstack(tiles))
     if visuals:
         rows.append(_hstack([_caption(load(v["image"]), v["label"], side) for v in visuals]))
