@@ -90,6 +90,8 @@ def run(args) -> int:
         raise UsageError("--steps must be 0 or more")
     if args.classes < 0:
         raise UsageError("--classes must be 0 or more")
+    if args.view and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError("--view needs a display (DISPLAY or WAYLAND_DISPLAY is not set)")
     started = time.perf_counter()
     images = [Path(p) for p in args.images] if args.images else sample_images(Path(args.model))
     if not images:
@@ -102,10 +104,17 @@ def run(args) -> int:
     print(f"model {model.path}: {len(model.layers)} layers, device {model.device}")
     shown = grid_layers(model)
     summary = []
+    folders: set[str] = set()
     for image_path, image in decoded:
         x = model.preprocess(image)
-        acts = model.activations(x)
-        folder = inside(out, safe_name(image_path.stem))
+        acts = model.activations(x, [layer.name for layer in shown])
+        name = base = safe_name(image_path.stem)
+        suffix = 1
+        while name in folders:  # two cat.jpg from two folders get two output folders
+            suffix += 1
+            name = f"{base}-{suffix}"
+        folders.add(name)
+        folder = inside(out, name)
         entry = {"image": str(image_path), "grids": {}}
         display = model.spec.to_display(x[0])
         entry["input"] = _rel(write_png(folder / "input.png", display), root)
@@ -117,7 +126,7 @@ def run(args) -> int:
                                     GRID_BOOST_INDIV, GRID_BOOST_GAMMA)
             entry["grids"][layer.name] = _rel(path, root)
         entry["backprop"] = _write_backprop(model, x, acts, folder, root)
-        entry["gradcam"] = _write_gradcam(model, x, display, folder, root)
+        entry["gradcam"] = _write_gradcam(model, x, folder, root)
         summary.append(entry)
     classes = _classes_to_show(summary, args.classes) if args.steps else []
     visuals = _write_class_visuals(model, classes, args.steps, out, root) if classes else []
@@ -133,8 +142,6 @@ def run(args) -> int:
     print(f"  {root / 'summary.png'}")
     print(f"  {root / 'demo.json'}")
     if args.view:
-        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise UsageError("--view needs a display (DISPLAY or WAYLAND_DISPLAY is not set)")
         from onnxprobe.cli import main as cli_main
 
         return cli_main(["view", str(model.path), "--images", str(images[0].parent)])
@@ -189,7 +196,7 @@ def _write_backprop(model, x, acts, folder: Path, root: Path) -> str | None:
     return _rel(write_png(folder / "backprop-top-class.png", image), root)
 
 
-def _write_gradcam(model, x, display, folder: Path, root: Path) -> str | None:
+def _write_gradcam(model, x, folder: Path, root: Path) -> str | None:
     """Grad-CAM of the predicted class, blended over the input (None for models without a class
     output or without a spatial layer on the class's path)."""
     if not model.class_output:

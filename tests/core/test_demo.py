@@ -74,3 +74,18 @@ def test_demo_bad_steps_is_one_line_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--steps" in err
     assert not out.exists()
+
+
+def test_demo_keeps_images_of_the_same_name_apart(tmp_path, digits_model_path):
+    samples = digits_model_path.parent / "samples"
+    twin = tmp_path / "other" / "digit-3.png"
+    twin.parent.mkdir()
+    twin.write_bytes((samples / "digit-7.png").read_bytes())
+    out = tmp_path / "out"
+    assert main(["demo", "--model", str(digits_model_path), "--images", str(samples / "digit-3.png"), str(twin),
+                 "--out", str(out), "--device", "cpu", "--steps", "0"]) == 0
+    index = json.loads((out / "demo.json").read_text())
+    folders = {Path(r["input"]).parent.name for r in index["results"]}
+    assert folders == {"digit-3", "digit-3-2"}
+    assert [r["top5"][0]["label"] for r in index["results"]] == ["3", "7"]
+    assert index["class_visualizations"] == []
