@@ -8,7 +8,8 @@ from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load
 DESCRIPTION = """Render units offline into a static, browsable site (index.html): optimized images, top-k
 patches and back maps per unit, plus a manifest the viewer reads (view --atlas)."""
 EXAMPLES = """examples:
-  onnxprobe atlas models/imagenet/mobilenet_v2.onnx --layer features.13.conv.0.2/Clip --data .cache/photos --out atlas/
+  onnxprobe atlas models/imagenet/mobilenet_v2.onnx --layer features.10.conv.0.2/Clip --units 0-15 \\
+      --data .cache/photos --out atlas/       # 16 of its 384 units
   onnxprobe atlas models/digits/digits-cnn.onnx --all --data models/digits/samples --out atlas/
 """
 
