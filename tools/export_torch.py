@@ -338,7 +338,8 @@ def torch_to_onnx(module, input_shape: Sequence[int], output_names: Sequence[str
                               output_names=list(output_names), opset_version=OPSET,
                               dynamic_axes=dyn, do_constant_folding=True, dynamo=False)
     model = onnx.load_from_string(buf.getvalue())
-    model.producer_name = "onnxprobe-tools (torch " + torch.__version__ + ")"
+    # the release, not the local build tag (+cpu, +cu130): the same export from either build is the same file
+    model.producer_name = "onnxprobe-tools (torch " + torch.__version__.split("+")[0] + ")"
     tidy_graph(model, rename=rename)
     return model
 

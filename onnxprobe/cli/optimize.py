@@ -13,6 +13,16 @@ from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load
 from onnxprobe.errors import UsageError
 
 
+DESCRIPTION = """Feature visualization: images that maximise a unit, a channel or a class score, by the paper's
+regularized gradient ascent (presets set1..set4) or the lucid parameterization. Reruns resume."""
+EXAMPLES = """examples:
+  onnxprobe optimize models/imagenet/mobilenet_v2.onnx --objective logit --unit 285 --preset lucid --out vis/
+  onnxprobe optimize models/imagenet/mobilenet_v2.onnx --layer features.13.conv.0.2/Clip --objective channel \\
+      --unit 0-7 --preset lucid --steps 256 --out vis/
+  onnxprobe optimize models/digits/digits-cnn.onnx --layer logits --unit all --preset set4 --out vis/
+"""
+
+
 def register(sub) -> None:
     parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
     add_model_args(parser)

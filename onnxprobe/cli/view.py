@@ -5,12 +5,26 @@ from __future__ import annotations
 import os
 
 from onnxprobe.cli.common import add_model_args, load_model_from_args
+from onnxprobe.cli.demo import DEFAULT_MODEL, sample_images
 from onnxprobe.errors import ProbeError, UsageError
+from onnxprobe.viewer.keys import help_lines
+
+DESCRIPTION = """The Deep Visualization Toolbox's live window for MODEL (default: the bundled ImageNet
+MobileNetV2, on its sample photos unless a source is given): every unit of a layer reacting to
+the input, back maps, unit visuals and live optimization."""
+EXAMPLES = "keys (h in the window shows them too):\n" + "\n".join("  " + line for line in help_lines(arrows=False)) + """
+
+examples:
+  onnxprobe view                                                # the bundled ImageNet network on its sample photos
+  onnxprobe view models/imagenet/mobilenet_v2.onnx --camera 0   # live, on a webcam
+  onnxprobe view model.onnx --images photos/ --atlas atlas/     # with unit visuals from 'onnxprobe atlas'
+"""
 
 
 def register(sub) -> None:
     parser = sub.add_parser("view", help="live viewer: activations, back maps and unit visuals on a camera, video or images")
     add_model_args(parser)
+    _make_model_optional(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--camera", type=int, metavar="N", help="webcam index (the default: camera 0)")
     source.add_argument("--video", metavar="FILE", help="video file (loops)")
@@ -22,6 +36,16 @@ def register(sub) -> None:
     parser.add_argument("--keys", default="", metavar="KEYS", help="with --quit-after: type these keys first")
     parser.add_argument("--screenshot", metavar="PNG", help="with --quit-after: save the window as PNG before closing")
     parser.set_defaults(func=run)
+
+
+def _make_model_optional(parser) -> None:
+    """MODEL may be left out: the bundled ImageNet network (argparse has no public way to relax a
+    positional that a shared helper added, so the action is adjusted here)."""
+    for action in parser._actions:
+        if action.dest == "model":
+            action.nargs = "?"
+            action.default = None
+            action.help = "ONNX model file (default: the bundled ImageNet MobileNetV2, models/imagenet/)"
 
 
 def display_available() -> bool:
@@ -36,6 +60,11 @@ def run(args) -> int:
         raise UsageError("--screenshot and --keys need --quit-after")
     if args.quit_after is not None and args.quit_after <= 0:
         raise UsageError("--quit-after must be positive")
+    if args.model is None:  # the bundled network, on its own sample photos unless a source is given
+        args.model = str(DEFAULT_MODEL)
+        if args.video is None and args.images is None and args.image is None and args.camera is None:
+            samples = sample_images(DEFAULT_MODEL)
+            args.images = str(samples[0].parent) if samples else None
     source = _source(args)  # before loading anything: a bad path fails in a moment
     atlas = None
     if args.atlas:

@@ -40,12 +40,16 @@ BINDINGS: tuple[tuple[tuple[str, ...], str, str], ...] = (
 KEYMAP: dict[str, str] = {key: action for keys, action, _ in BINDINGS for key in keys}
 
 
-def help_lines() -> list[str]:
+ARROWS = {"Left": "\u2190", "Right": "\u2192", "Up": "\u2191", "Down": "\u2193"}
+
+
+def help_lines(arrows: bool = True) -> list[str]:
+    """One line per documented binding; `arrows=False` spells the arrow keys out (for plain-text help)."""
+    names = {**(ARROWS if arrows else {}), "Escape": "esc"}
     lines = []
     for keys, _, text in BINDINGS:
         if text:
-            shown = " ".join({"Left": "\u2190", "Right": "\u2192", "Up": "\u2191", "Down": "\u2193", "Escape": "esc"}.get(k, k)
-                             for k in keys)
+            shown = " ".join(names.get(k, k) for k in keys)
             lines.append(f"{shown:<8} {text}")
     lines.append("mouse    click a tile to select its unit; click a layer to show it")
     return lines
