@@ -59,6 +59,10 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
+    if scheduler:
+        from onnxprobe.distributed import check_scheduler_address
+
+        check_scheduler_address(scheduler)
     if not isinstance(model, ProbeModel):
         model = ProbeModel.load(model, device=device, threads=threads)
     names = choose_layers(model, layers, all_layers)

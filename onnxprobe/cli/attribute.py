@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, load_model_from_args, parse_position
+from onnxprobe.cli.common import count_arg, add_model_args, load_model_from_args, parse_position
 from onnxprobe.errors import InputError, UsageError
 
 # flags that carry a method option of the same name; their default None means "not given"
@@ -32,7 +32,7 @@ def register(sub) -> None:
                                          "occlusion: the value of occluded pixels (default 0)")
     opts.add_argument("--samples", type=int, help="smoothgrad: noisy samples (default 25)")
     opts.add_argument("--noise-level", type=float, help="smoothgrad: noise sigma / input value range (default 0.15)")
-    opts.add_argument("--seed", type=int, help="smoothgrad: random seed (default 0)")
+    opts.add_argument("--seed", type=count_arg(0), help="smoothgrad: random seed (default 0)")
     opts.add_argument("--window", metavar="H[,W]", help="occlusion: window in pixels (default 8)")
     opts.add_argument("--stride", metavar="S[,S]", help="occlusion: stride in pixels (default 4)")
     opts.add_argument("--batch-size", type=int, help="integrated_gradients, smoothgrad, occlusion: inputs per run")
@@ -52,13 +52,9 @@ def load_input(model, args):
         from onnxprobe.preprocess import read_image
 
         return model.preprocess(read_image(args.image))
-    try:
-        x = np.load(args.input_npy, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read --input-npy {args.input_npy}: {exc}") from None
-    if not np.issubdtype(x.dtype, np.number):
-        raise InputError(f"--input-npy {args.input_npy} holds {x.dtype}, not numbers")
-    x = model.check_input(x)
+    from onnxprobe.preprocess import read_array
+
+    x = model.check_input(read_array(args.input_npy, "--input-npy"))
     if x.shape[0] != 1:
         raise InputError(f"--input-npy holds a batch of {x.shape[0]} inputs; give one")
     return x
@@ -96,10 +92,9 @@ def method_options(args, model, method: str) -> dict:
             except ValueError:
                 raise UsageError(f"--baseline for occlusion is a number, got '{text}'") from None
         elif text.endswith(".npy"):
-            try:
-                given["baseline"] = model.check_input(np.load(text, allow_pickle=False))
-            except (OSError, ValueError) as exc:
-                raise InputError(f"cannot read --baseline {text}: {exc}") from None
+            from onnxprobe.preprocess import read_array
+
+            given["baseline"] = model.check_input(read_array(text, "--baseline"))
     return given
 
 

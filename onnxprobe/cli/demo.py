@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.cli.activations import write_layer_grid
-    from onnxprobe.fsutil import atomic_write_json, inside, safe_name
+    from onnxprobe.fsutil import atomic_write_json, checkpoint, inside, make_output_folder, safe_name
     from onnxprobe.model import ProbeModel
     from onnxprobe.preprocess import read_image
 
@@ -34,8 +34,7 @@ def run(args) -> int:
     images = [Path(p) for p in args.images] if args.images else sorted((Path(args.model).parent / "samples").glob("*.png"))
     if not images:
         raise UsageError(f"no images given and no samples/ folder next to {args.model}; pass --images FILE ...")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(args.out)  # removed again if the demo fails (staged by the CLI)
     print(f"model {model.path}: {len(model.layers)} layers, device {model.device}")
     summary = []
     for image_path in images:
@@ -62,6 +61,8 @@ def run(args) -> int:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise UsageError("--view needs a display (DISPLAY or WAYLAND_DISPLAY is not set)")
         from onnxprobe.cli import main as cli_main
+
+        checkpoint()  # the demo's files are on disk before the viewer starts
 
         return cli_main(["view", str(model.path), "--images", str(images[0].parent)])
     return 0

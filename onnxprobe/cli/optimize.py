@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def run(args) -> int:
             raise UsageError(f"{name} must be at least 1, got {value}")
     position = parse_position(args.position)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
     layer_name = logit_layer(model) if args.objective == "logit" else args.layer
@@ -89,7 +90,7 @@ def run(args) -> int:
 
 
 def _write_unit(folder: Path, result, settings: dict) -> None:
-    from onnxprobe.fsutil import atomic_write_json, inside
+    from onnxprobe.fsutil import atomic_write_json, checkpoint, inside
     from onnxprobe.render.images import montage, upscale, write_png
 
     stem = f"unit{result.unit:04d}"
@@ -98,6 +99,7 @@ def _write_unit(folder: Path, result, settings: dict) -> None:
     write_png(inside(folder, f"{stem}_montage.png"), montage([upscale(im, 64) for im in result.images]))
     # the record is written last: its presence marks the unit finished (every write is atomic)
     atomic_write_json(inside(folder, f"{stem}.json"), {**result.to_json(), "settings": settings})
+    checkpoint()  # a finished unit is kept even if the run is interrupted now (resume)
 
 
 def _finished(folder: Path, unit: int, restarts: int, settings: dict) -> bool:

@@ -41,7 +41,7 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
                progress=None, on_shard=None) -> MaxactResult:
     """Run (or resume) the top-k job and write its records and images into `out_dir`."""
     from onnxprobe.distributed import threads_for_workers
-    from onnxprobe.fsutil import make_output_folder
+    from onnxprobe.fsutil import checkpoint, make_output_folder
     from onnxprobe.maxact.datasets import open_dataset
     from onnxprobe.maxact.job import StateStore, check_settings, dataset_items_file, make_spec, run_shards_locally
     from onnxprobe.maxact.records import write_records
@@ -49,9 +49,13 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
 
     started = time.monotonic()
     check_settings(layers, top, by, batch_size, shard_size)
+    if scheduler:
+        from onnxprobe.distributed import check_scheduler_address
+
+        check_scheduler_address(scheduler)
     if not isinstance(model, ProbeModel):
         model = ProbeModel.load(model, input_shape=input_shape, device=device, preprocess=preprocess, threads=threads)
-    data = open_dataset(dataset, every=every)
+    data = open_dataset(dataset, every=every, exclude=out_dir)
     spec = make_spec(model, layers, top, by, batch_size, shard_size,
                      threads_for_workers(threads) if scheduler else threads)
     out_dir = make_output_folder(out_dir)
@@ -81,6 +85,7 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
                "scheduler": scheduler, "seconds_scan": round(time.monotonic() - started, 3)}
     bar = progress(sum(s.units for s in store.states.values()), "crops ") if progress and crops else None
     write_records(out_dir, model, data, store.states, store.skipped, crops, deconv, summary, bar)
+    checkpoint()  # the finished job's records are a result of their own (the atlas reads them next)
     if bar is not None:
         bar.close()
     return MaxactResult(out_dir)

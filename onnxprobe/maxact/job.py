@@ -22,7 +22,7 @@ import numpy as np
 
 from onnxprobe.distributed import ModelCache, model_fields
 from onnxprobe.errors import InputError, UsageError
-from onnxprobe.fsutil import atomic_save_npz, atomic_write_json, remove_temp_files
+from onnxprobe.fsutil import atomic_save_npz, atomic_write_json, checkpoint, make_dirs, remove_temp_files
 from onnxprobe.maxact.datasets import Dataset, Shard, load_images
 from onnxprobe.maxact.topk import BY, LayerState
 
@@ -153,8 +153,7 @@ class StateStore:
     shards that were running."""
 
     def __init__(self, out_dir: Path, job_key: str, spec: JobSpec, shard_count: int, fresh: bool = False):
-        self.root = out_dir / STATE_DIR
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = make_dirs(out_dir / STATE_DIR)
         remove_temp_files(self.root)
         job_file = self.root / "job.json"
         if job_file.exists() and not fresh:
@@ -196,6 +195,7 @@ class StateStore:
 
     def add(self, result: ShardResult) -> None:
         atomic_save_npz(self._shard_path(result.shard_id), result.to_arrays())
+        checkpoint()  # a finished shard is kept even if the run is killed now (with job.json and items.json)
         self.pending[result.shard_id] = result
         self._fold()
         if time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
@@ -217,6 +217,7 @@ class StateStore:
         arrays = ShardResult(-1, self.states, self.skipped).to_arrays()
         arrays["next"] = np.asarray(self.next)
         atomic_save_npz(self.root / "folded.npz", arrays)
+        checkpoint()  # on disk before the shard files it covers go
         for sid in range(self.next):  # now covered by folded.npz
             self._shard_path(sid).unlink(missing_ok=True)
         self._last_checkpoint = time.monotonic()
