@@ -340,6 +340,8 @@ def decode_image(data: bytes, what: str = "image") -> np.ndarray:
         raise InputError(f"cannot read {what} (unsupported or corrupt file)")
     if np.iscomplexobj(image):
         raise InputError(f"cannot read {what}: complex-valued pixels")
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        raise InputError(f"cannot use {what}: it has NaN or infinite pixels; onnxprobe needs finite pixel values")
     return image
 
 

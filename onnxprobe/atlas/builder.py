@@ -160,21 +160,23 @@ def _save_state(root: Path, state: dict) -> None:
 def _run_maxact(root: Path, model, data, names: list[str], top: int, scheduler, threads, progress) -> str:
     """Top-k patches of the chosen layers in `maxact/<job>/` (run once; maxact resumes by shard)."""
     from onnxprobe.maxact import load_result, run_maxact
+    from onnxprobe.maxact.datasets import open_dataset
+    from onnxprobe.maxact.job import state_is_current
     from onnxprobe.maxact.records import SUMMARY
 
     data_path = Path(data)
     ident = json.dumps([sorted(names), str(data_path.resolve()) if data_path.exists() else str(data), top])
     relative = f"{MAXACT_DIR}/{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
     folder = inside(root, relative)
-    if (folder / SUMMARY).is_file():  # written last: the job finished
+    if (folder / SUMMARY).is_file():  # written last: the job finished; reused while the images are the same
         try:
             result = load_result(folder)
-            if all(name in result.layers for name in names):
+            if all(name in result.layers for name in names) and state_is_current(folder, open_dataset(data, exclude=root)):
                 return relative
         except (UsageError, OSError, KeyError):
             pass
     run_maxact(model, data, names, top=top, out_dir=folder, scheduler=scheduler, crops=True, deconv=True,
-               threads=threads, progress=progress)
+               threads=threads, progress=progress, exclude=root)
     return relative
 
 

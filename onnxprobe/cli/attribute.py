@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import count_arg, add_model_args, load_model_from_args, parse_position
+from onnxprobe.cli.common import count_arg, warn_nonfinite, add_model_args, load_model_from_args, parse_position
 from onnxprobe.errors import InputError, UsageError
 
 # flags that carry a method option of the same name; their default None means "not given"
@@ -125,6 +125,7 @@ def run(args) -> int:
     options = method_options(args, model, args.method)
     objective = make_objective(model, x, args.target, args.layer, args.unit, parse_position(args.position))
     values = attribute(model, x, args.method, objective=objective, **options)
+    warn_nonfinite({args.method: values}, "the attribution map")
     image = render_attribution(model, x, args.method, values, overlay=args.overlay)
     write_map(args, image, values, f"{args.method} of the {objective.description}", "map")
     return 0

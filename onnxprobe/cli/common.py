@@ -127,6 +127,24 @@ def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None)
                         help="(unit, restart) rows optimised together in one run of the gradient graph (default 8)")
 
 
+def warn_nonfinite(arrays: dict, what: str) -> bool:
+    """One warning line on stderr when any of the named arrays holds NaN or infinities (a model
+    that overflows, NaN weights); True when it warned. The outputs are still written: the files
+    say null where JSON cannot hold the value."""
+    import numpy as np
+
+    from onnxprobe.errors import printable
+
+    bad = [name for name, value in arrays.items()
+           if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
+    if not bad:
+        return False
+    listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+    print(f"onnxprobe: warning: NaN or infinite values in {what} ({listed}); check the model's weights and "
+          "the preprocessing", file=sys.stderr)
+    return True
+
+
 class Progress:
     """A plain-text progress bar on stderr: done/total, rate and ETA (no extra dependency)."""
 

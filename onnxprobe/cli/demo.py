@@ -26,6 +26,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.cli.activations import write_layer_grid
+    from onnxprobe.cli.common import warn_nonfinite
     from onnxprobe.fsutil import atomic_write_json, checkpoint, inside, make_output_folder, safe_name
     from onnxprobe.model import ProbeModel
     from onnxprobe.preprocess import read_image
@@ -37,9 +38,11 @@ def run(args) -> int:
     out = make_output_folder(args.out)  # removed again if the demo fails (staged by the CLI)
     print(f"model {model.path}: {len(model.layers)} layers, device {model.device}")
     summary = []
+    warned = False
     for image_path in images:
         x = model.preprocess(read_image(image_path))
         acts = model.activations(x)
+        warned = warned or warn_nonfinite(acts, f"the activations for {image_path.name}")
         stem = safe_name(image_path.stem)
         folder = inside(out, stem)
         entry = {"image": str(image_path), "grids": {}}

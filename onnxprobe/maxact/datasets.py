@@ -9,6 +9,7 @@ Unreadable files are reported by `load_images` as (index, source, reason), never
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,9 +59,29 @@ class Dataset:
             h.update(item.source.encode("utf-8", "surrogateescape") + b"\n")
         return h.hexdigest()[:16]
 
+    def stamps(self, size: int) -> list[str]:
+        """Per shard of `size` items: a hash of its files' sizes and modification times (the video's
+        for frames), so that a resumed job notices files replaced in place."""
+        out = []
+        video = _stat_text(self.video) if self.video else ""
+        for start in range(0, len(self.items), size):
+            h = hashlib.sha1(video.encode())
+            for item in self.items[start:start + size]:
+                h.update((item.source + "|" + (video or _stat_text(item.source)) + "\n").encode("utf-8", "surrogateescape"))
+            out.append(h.hexdigest()[:16])
+        return out
+
     def shards(self, size: int) -> list[Shard]:
         return [Shard(sid, self.items[start:start + size], self.video)
                 for sid, start in enumerate(range(0, len(self.items), size))]
+
+
+def _stat_text(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def with_payload(shard: Shard) -> Shard:

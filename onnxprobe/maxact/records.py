@@ -161,6 +161,7 @@ def write_records(out_dir: Path, model, dataset: Dataset, states: dict[str, Laye
         })
         layers_summary[name] = record_path.name
     summary_path = inside(out_dir, SUMMARY)
+    notes = list(summary_extra.get("notes", [])) + notes
     atomic_write_json(summary_path, {
         **summary_extra, "layers": layers_summary,
         "images": len(dataset), "images_used": next(iter(states.values())).count if states else 0,

@@ -31,6 +31,7 @@ def softmax_if_needed(scores: np.ndarray) -> np.ndarray:
 
 def top_predictions(scores: np.ndarray, labels: tuple[str, ...] | None, k: int = 5) -> list[tuple[str, float]]:
     probs = softmax_if_needed(scores)
+    probs = np.where(np.isfinite(probs), probs, 0.0)  # a model that yields NaN: empty bars, not a crash
     order = np.argsort(-probs, kind="stable")[:k]
     name = (lambda i: labels[i] if labels and i < len(labels) else f"class {i}")
     return [(name(int(i)), float(probs[i])) for i in order]
