@@ -162,7 +162,11 @@ def staged(protected=()):
         stage.abort()
         raise
     else:
-        stage.commit()
+        try:
+            stage.commit()
+        except BaseException:
+            stage.abort()  # what could not be renamed is removed, with the folders left empty
+            raise
     finally:
         _STAGES.remove(stage)
 
@@ -187,10 +191,14 @@ def make_dirs(path: str | Path) -> Path:
         probe = probe.parent
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"cannot create folder {path}: a file of that name exists") from None
     except OSError as exc:
-        raise OutputError(f"cannot create folder {path}: {exc.strerror or exc}") from None
+        for folder in missing:  # deepest first: the parents this call made before failing
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        why = "a file of that name exists" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise OutputError(f"cannot create folder {path}: {why}") from None
     stage = current_stage()
     if stage is not None:
         stage.created.extend(reversed(missing))
@@ -224,6 +232,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     if stage is not None:
         stage.check_target(path)
     make_dirs(path.parent)
+    _check_name_length(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
@@ -301,6 +310,16 @@ def remove_temp_files(root: str | Path) -> int:
             path.unlink(missing_ok=True)
             count += 1
     return count
+
+
+def _check_name_length(path: Path) -> None:
+    """A name the file system cannot hold fails now, not when the staged file is renamed."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return
+    if limit and len(os.fsencode(path.name)) > limit:
+        raise OutputError(f"cannot write {path}: File name too long (the limit is {limit} bytes)")
 
 
 def _unlink(path) -> None:
