@@ -45,4 +45,6 @@ def run(args) -> int:
     rate = f" ({result.units_per_second:.2f} units/s)" if result.units_rendered else ""
     print(f"rendered {result.units_rendered} unit(s) in {result.seconds_render:.1f} s{rate}; the atlas holds "
           f"{result.units_total} unit(s) of {len(result.layers)} layer(s): {result.out_dir / 'index.html'}")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0

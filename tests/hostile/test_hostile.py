@@ -208,6 +208,8 @@ CASES = [
     (f"maxact {M} {{i}}/list.txt --layer conv1 --out {{o}}", "ok"),  # a listed pipe is skipped
     (f"maxact {{i}}/nan.onnx {{i}}/data --layer conv2 --crops --out {{o}}", "ok"),
     (f"atlas {M} --layer conv1 --units 0-1 --steps 2 --data {{i}}/missing --out {{o}}", "dataset not found"),
+    ("atlas {i}/nan.onnx --layer conv2 --units 0-1 --steps 2 --quiet --data {i}/data --out {o}", "ok"),
+    ("optimize {i}/nan.onnx --layer conv2 --unit 0 --steps 2 --quiet --out {o}", "ok"),
     # demo
     ("demo --model {i}/model.onnx --images {i}/img.png {i}/empty.png --out {o}", "the file is empty"),
     ("demo --model {i}/model.onnx --images {i}/img.png --out {i}/afile", "not a directory"),
@@ -255,6 +257,27 @@ def test_hostile_case(inputs, tmp_path, capsys, monkeypatch, template, expected)
         assert len(err_lines) == 1, captured.err
         assert err_lines[0].startswith("onnxprobe: error:") and expected in err_lines[0], err_lines[0]
         assert _snapshot(tmp_path) == before_here  # nothing left behind: no output folder, no partial file
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0"])
+def test_bad_thread_count_in_the_environment(inputs, tmp_path, capsys, monkeypatch, value):
+    monkeypatch.setenv("ONNXPROBE_THREADS", value)
+    assert main(["activations", str(inputs / "model.onnx"), str(inputs / "img.png"), "--out", str(tmp_path / "o" / "a.npz")]) == 2
+    assert "ONNXPROBE_THREADS must be a whole number" in _one_line(capsys.readouterr().err, "onnxprobe: error:")
+    assert not list(tmp_path.iterdir())
+
+
+def test_atlas_redoes_its_patches_when_the_images_changed(inputs, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(inputs / "data", data, ignore=lambda d, names: [n for n in names if n.startswith("pipe")])
+    argv = ["atlas", str(inputs / "model.onnx"), "--layer", "conv2", "--units", "0-1", "--steps", "2", "--quiet",
+            "--top", "2", "--data", str(data), "--out", str(data / "atlas")]  # the atlas inside the data folder
+    assert main(argv) == 0
+    assert main(argv) == 0
+    assert "note:" not in capsys.readouterr().out  # the identical rerun reuses everything
+    shutil.copy(inputs / "img2.png", data / "d3.png")
+    assert main(argv) == 0
+    assert "note: top-k patches: the files of 1 shard(s) changed" in capsys.readouterr().out
 
 
 def test_outputs_are_made_with_the_process_umask(inputs, tmp_path, capsys):
