@@ -236,8 +236,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp makes 0600; a file open() makes obeys the umask
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o666 & ~process_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -280,6 +280,36 @@ def test_atlas_redoes_its_patches_when_the_images_changed(inputs, tmp_path, caps
     assert "note: top-k patches: the files of 1 shard(s) changed" in capsys.readouterr().out
 
 
+FULL_DISK = [
+    ["activations", M, "{i}/img.png", "--out", "{o}/a.npz"],
+    ["attribute", M, "{i}/img.png", "--method", "saliency", "--out", "{o}/m.png", "--npy", "{o}/m.npy"],
+    ["demo", "--model", M, "--images", "{i}/img.png", "--out", "{o}"],
+    ["optimize", M, "--layer", "conv1", "--unit", "0", "--steps", "2", "--quiet", "--out", "{o}"],
+    ["maxact", M, "{i}/data", "--layer", "conv1", "--crops", "--out", "{o}"],
+    ["atlas", M, "--layer", "conv1", "--units", "0", "--steps", "2", "--quiet", "--out", "{o}"],
+]
+
+
+@pytest.mark.parametrize("args", FULL_DISK, ids=[a[0] for a in FULL_DISK])
+def test_a_full_disk_is_one_line_and_leaves_nothing(inputs, tmp_path, capsys, monkeypatch, args):
+    """Every temporary file is opened on /dev/full, so its first write fails with ENOSPC, as on a
+    full file system (the file itself is made, then unlinked by the error path)."""
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def full_mkstemp(*a, **k):
+        fd, name = real(*a, **k)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_mkstemp)
+    out = tmp_path / "out"
+    assert main([a.replace("{i}", str(inputs)).replace("{o}", str(out)) for a in args]) == 2
+    assert "No space left on device" in _one_line(capsys.readouterr().err, "onnxprobe: error: cannot write")
+    assert not out.exists()
+
+
 def test_outputs_are_made_with_the_process_umask(inputs, tmp_path, capsys):
     for mask in (0o022, 0o077):
         previous = os.umask(mask)
@@ -456,3 +486,27 @@ def test_viewer_quits_on_ctrl_c_without_traceback(inputs):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in _one_line(err), err
+
+
+def test_atlas_terminated_mid_render_resumes_to_the_same_atlas(inputs, tmp_path):
+    out = tmp_path / "out"
+    args = ["atlas", str(inputs / "model.onnx"), "--layer", "conv2", "--units", "0-11", "--batch", "1",
+            "--steps", "60", "--quiet", "--out", str(out)]
+    proc = _cli(args)
+    _wait_for(out / "units" / "conv2" / "unit_00000.json", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in _one_line(err), err
+    assert not _temporaries(out)
+    assert not (out / "manifest.json").exists()  # written at the end, with the site
+    again = subprocess.run([sys.executable, "-m", "onnxprobe", *args], env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    fresh = subprocess.run([sys.executable, "-m", "onnxprobe", *args[:-1], str(tmp_path / "fresh")], env=ENV,
+                           capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+
+    def units(root):
+        return {p.name: p.read_bytes() for p in sorted((root / "units" / "conv2").iterdir())}
+
+    assert len(units(out)) == 12 * 5 and units(out) == units(tmp_path / "fresh")  # json, html, optimized, montage, r00
