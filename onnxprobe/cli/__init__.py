@@ -101,6 +101,9 @@ def _check_paths(args) -> list[tuple[str, str]]:
 
         for path, what in inputs:
             if same_file(out, path):
+                if os.path.isdir(path):
+                    raise UsageError(f"--{name.replace('_', '-')} {out} is the {what} folder; write the outputs outside "
+                                     "it or into a new folder inside it")
                 raise UsageError(f"--{name.replace('_', '-')} {out} is the {what}; refusing to overwrite an input")
     return inputs
 

@@ -105,7 +105,9 @@ def open_dataset(path: str | Path, every: int = 1, exclude: str | Path | None = 
         raise InputError(f"dataset not found: {path}")
     if path.is_dir():
         skip = Path(exclude).resolve() if exclude is not None else None
-
+        if skip is not None and (skip == path.resolve() or skip in path.resolve().parents):
+            raise UsageError(f"the output folder {exclude} holds the dataset folder {path}: the outputs would "
+                             f"become data; write them outside it or into a folder inside it")
         def wanted(p: Path) -> bool:
             if p.suffix.lower() not in IMAGE_SUFFIXES or not is_regular_file(p):
                 return False

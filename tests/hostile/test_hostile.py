@@ -205,6 +205,8 @@ CASES = [
     (f"maxact {M} {{i}}/missing --layer conv1 --out {{o}}", "dataset not found"),
     (f"maxact {M} {{i}}/data --layer conv1 --top 0 --out {{o}}", "--top"),
     (f"maxact {M} {{i}}/data --layer conv1 --out {{o}}", "ok"),  # the pipe inside is not data
+    (f"maxact {M} {{i}}/data --layer conv1 --out {{i}}/data", "is the dataset folder"),
+    (f"atlas {M} --layer conv1 --units 0 --steps 2 --data {{i}}/data --out {{i}}", "the outputs would become data"),
     (f"maxact {M} {{i}}/list.txt --layer conv1 --out {{o}}", "ok"),  # a listed pipe is skipped
     (f"maxact {{i}}/nan.onnx {{i}}/data --layer conv2 --crops --out {{o}}", "ok"),
     (f"atlas {M} --layer conv1 --units 0-1 --steps 2 --data {{i}}/missing --out {{o}}", "dataset not found"),
