@@ -44,3 +44,8 @@ class UsageError(ProbeError):
 
 class OutputError(ProbeError):
     """An output path that cannot be written (missing folder, no permission, full disk, an input)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C (by the CLI's handler) so that every `finally` and staged write
+    is cleaned up; the CLI reports it in one line with exit status 143."""

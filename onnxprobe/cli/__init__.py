@@ -12,7 +12,7 @@ import warnings
 from contextlib import contextmanager
 
 from onnxprobe import __version__
-from onnxprobe.errors import OutputError, ProbeError, UsageError, printable
+from onnxprobe.errors import OutputError, ProbeError, Terminated, UsageError, printable
 
 COMMANDS = ("demo", "layers", "activations", "backprop", "optimize", "maxact", "atlas", "attribute", "view")
 
@@ -42,10 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 INPUT_ARGS = (("model", "input model"), ("image", "input image"), ("images", "input image"), ("input_npy", "input array"),
               ("data", "dataset"), ("baseline", "baseline array"), ("labels", "labels file"), ("video", "input video"))
 OUTPUT_ARGS = ("out", "grid", "npy", "screenshot", "save_dir")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every `finally` and staged write is cleaned up."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ def run_window(viewer: Viewer, quit_after: float | None = None, screenshot: str 
     if caught == signal.SIGINT:
         raise KeyboardInterrupt
     if caught == signal.SIGTERM:
-        from onnxprobe.cli import Terminated
+        from onnxprobe.errors import Terminated
 
         raise Terminated
     return code
