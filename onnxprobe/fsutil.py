@@ -15,8 +15,8 @@ import json
 import math
 import os
 import re
+import secrets
 import stat
-import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,16 +120,20 @@ class Stage:
         with self._lock:
             self.pending.append((tmp, path))
 
+    def holds(self, tmp: str) -> bool:
+        return any(t == tmp for t, _ in self.pending)
+
     def commit(self) -> None:
+        """Rename every pending file into place, in order; each leaves `pending` only once renamed,
+        so an interrupt in the middle leaves the rest to `abort`."""
         with self._lock:
-            pending, self.pending = self.pending, []
-        for n, (tmp, path) in enumerate(pending):
-            try:
-                os.replace(tmp, path)
-            except OSError as exc:
-                for other, _ in pending[n:]:
-                    _unlink(other)
-                raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+            while self.pending:
+                tmp, path = self.pending[0]
+                try:
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+                self.pending.pop(0)
 
     def abort(self) -> None:
         with self._lock:
@@ -207,23 +211,9 @@ def make_dirs(path: str | Path) -> Path:
 
 # ---- atomic writes ----------------------------------------------------------------------------------
 
-def process_umask() -> int:
-    """The umask, read without changing it where the system allows (Linux /proc), else set-and-restore."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder (mode 0666 & ~umask, like
-    open() would give), renamed into place now, or at the end of the current `staged()` block. A
+    """Write `data` to `path` through a temporary file in the same folder (mode 0666 & ~umask, as
+    open() gives), renamed into place now, or at the end of the current `staged()` block. A
     path that cannot be written is a one-line OutputError."""
     path = Path(path)
     stage = current_stage()
@@ -235,8 +225,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     _check_name_length(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
-        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp makes 0600; a file open() makes obeys the umask
+        while True:  # the name is known before the file exists: an interrupt at any point leaves nothing
+            tmp = str(path.parent / (TEMP_PREFIX + secrets.token_hex(6)))
+            try:
+                fd = _open_temp(tmp)
+                break
+            except FileExistsError:
+                continue
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -246,14 +241,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         else:
             os.replace(tmp, path)
     except OSError as exc:
-        if tmp is not None:
+        if tmp is not None and (stage is None or not stage.holds(tmp)):
             _unlink(tmp)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        if tmp is not None:
+        if tmp is not None and (stage is None or not stage.holds(tmp)):
             _unlink(tmp)
         raise
     return path
+
+
+def _open_temp(tmp: str) -> int:
+    """Create the temporary file `tmp` (it must not exist), open for writing. Mode 0666, so that the
+    process umask applies as for any file open() creates (mkstemp would give 0600)."""
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

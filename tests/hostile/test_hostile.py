@@ -296,16 +296,15 @@ FULL_DISK = [
 def test_a_full_disk_is_one_line_and_leaves_nothing(inputs, tmp_path, capsys, monkeypatch, args):
     """Every temporary file is opened on /dev/full, so its first write fails with ENOSPC, as on a
     full file system (the file itself is made, then unlinked by the error path)."""
-    import tempfile
+    from onnxprobe import fsutil
 
-    real = tempfile.mkstemp
+    real = fsutil._open_temp
 
-    def full_mkstemp(*a, **k):
-        fd, name = real(*a, **k)
-        os.close(fd)
-        return os.open("/dev/full", os.O_WRONLY), name
+    def full(tmp):
+        os.close(real(tmp))
+        return os.open("/dev/full", os.O_WRONLY)
 
-    monkeypatch.setattr(tempfile, "mkstemp", full_mkstemp)
+    monkeypatch.setattr(fsutil, "_open_temp", full)
     out = tmp_path / "out"
     assert main([a.replace("{i}", str(inputs)).replace("{o}", str(out)) for a in args]) == 2
     assert "No space left on device" in _one_line(capsys.readouterr().err, "onnxprobe: error: cannot write")
