@@ -149,13 +149,11 @@ def _temporaries(root: Path) -> list[str]:
 
 M = "{i}/model.onnx"
 CASES = [
-    # models
-    ("layers {i}/missing.onnx", "model file not found"),
+    # models (a missing, garbage, truncated or empty model, a folder: tests/core/test_cli_bad_input.py)
     ("layers {i}/zero.onnx", "zero-size dimension"),
     ("layers {i}/huge.onnx", "MAX_INPUT_ELEMENTS"),
     ("layers {i}/img.png", "not a readable ONNX model"),
     ("layers /dev/null", "character device"),
-    ("layers {i}", "directory"),
     (f"layers {M} --input-shape ''", "--input-shape must be positive integers"),
     ("layers {i}/ctrl.onnx", "ok"),
     ("activations {i}/ctrl.onnx {i}/img.png --layer nope\x1b[2J --out {o}/a.npz", "nope\\x1b[2J"),
@@ -511,3 +509,23 @@ def test_atlas_terminated_mid_render_resumes_to_the_same_atlas(inputs, tmp_path)
         return {p.name: p.read_bytes() for p in sorted((root / "units" / "conv2").iterdir())}
 
     assert len(units(out)) == 12 * 5 and units(out) == units(tmp_path / "fresh")  # json, html, optimized, montage, r00
+
+
+def test_the_viewer_runs_a_model_that_yields_nan(inputs):
+    """Forward and back panes of a NaN model: drawn (black, empty bars), no worker error on the
+    status line (it was `forward: ValueError: cannot convert float NaN to integer`)."""
+    from onnxprobe.model import ProbeModel
+    from onnxprobe.viewer.controller import Viewer
+    from onnxprobe.viewer.sources import ImageFilesSource
+    from tests.viewer.conftest import poll_until
+
+    viewer = Viewer(ProbeModel.load(inputs / "nan.onnx", device="cpu"), ImageFilesSource.single(inputs / "img.png")).start()
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        viewer.handle_key("n")  # back mode on: the gradient of a NaN model
+        poll_until(viewer, lambda: viewer.last_back is not None)
+        viewer.poll()
+        assert not any("Error" in text for _, text in viewer.state.messages), viewer.state.status_line()
+        assert all(np.isfinite(p) for _, p in viewer.last_forward.values["predictions"])
+    finally:
+        viewer.stop()
