@@ -52,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             from onnxprobe.runtime.session import env_threads
 
             env_threads()  # a bad ONNXPROBE_THREADS: one line before any work
+            inputs = _check_paths(args)
             if not getattr(args, "staged", True):  # the viewer writes snapshots while it runs
                 return int(args.func(args) or 0)
             from onnxprobe.fsutil import staged
 
-            with staged(_check_paths(args)):
+            with staged(inputs):
                 code = int(args.func(args) or 0)
                 _flush_stdout()
             return code

@@ -217,6 +217,7 @@ CASES = [
     # view (headless: a missing display or a bad source is found before any window)
     (f"view {M} --image {{i}}/missing.png --quit-after 1", "not found"),
     (f"view {M} --image {{i}}/img.png --screenshot {{o}}/s.png", "need --quit-after"),
+    (f"view {M} --image {{i}}/img.png --quit-after 1 --screenshot {{i}}/img.png", "is the input image"),
 ]
 
 
