@@ -176,6 +176,12 @@ def _from_metadata(metadata: dict[str, str]) -> dict[str, Any]:
 
 
 def _from_sidecar(path: Path) -> dict[str, Any]:
+    from onnxprobe.fsutil import check_input_file
+
+    try:
+        check_input_file(path, "preprocessing sidecar")
+    except InputError as exc:
+        raise ModelError(str(exc)) from None
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -189,13 +195,19 @@ def _from_sidecar(path: Path) -> dict[str, Any]:
 
 
 def _read_labels(path: str | Path, base: Path) -> tuple[str, ...]:
+    from onnxprobe.fsutil import check_input_file
+
     path = Path(path)
     if not path.is_absolute():
         path = base / path
     try:
+        check_input_file(path, "labels file")  # a named pipe would block the read
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    except OSError as exc:
-        raise UsageError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _validated(values: dict[str, Any], sources: dict[str, str]) -> PreprocessSpec:

@@ -156,6 +156,8 @@ CASES = [
     ("layers /dev/null", "character device"),
     (f"layers {M} --input-shape ''", "--input-shape must be positive integers"),
     ("layers {i}/ctrl.onnx", "ok"),
+    (f"layers {M} --labels {{i}}/img.png", "cannot read labels file"),
+    (f"layers {M} --labels {{i}}/data", "labels file must be a regular file"),
     ("activations {i}/ctrl.onnx {i}/img.png --layer nope\x1b[2J --out {o}/a.npz", "nope\\x1b[2J"),
     ("activations {i}/nan.onnx {i}/img.png --out {o}/a.npz", "ok"),  # a warning line, exit 0
     # images
@@ -384,6 +386,7 @@ PIPES = [
     (["attribute", M, "--input-npy", "{i}/fifo.npy", "--method", "saliency", "--out", "{o}/m.png"], "named pipe"),
     (["maxact", M, "{i}/fifo.txt", "--layer", "conv1", "--out", "{o}"], "named pipe"),
     (["demo", "--model", M, "--images", "{i}/fifo.png", "--out", "{o}"], "named pipe"),
+    (["layers", M, "--labels", "{i}/fifo.txt"], "named pipe"),
 ]
 
 
