@@ -66,6 +66,11 @@ def _input_dims(*dims):
     return edit
 
 
+def _dynamic_hw(model):
+    shape = model.graph.input[0].type.tensor_type.shape.dim
+    shape[2].dim_param, shape[3].dim_param = "H", "W"
+
+
 def _control_names(model):
     """conv1 -> 'co<ESC>[31mnv1<BEL>' everywhere it is used."""
     evil = "co\x1b[31mnv1\x07"
@@ -101,6 +106,7 @@ def inputs(tmp_path_factory) -> Path:
     _digits_copy(d, "zero.onnx", _input_dims((2, 0)))
     _digits_copy(d, "huge.onnx", _input_dims((2, 100000), (3, 100000)))
     _digits_copy(d, "ctrl.onnx", _control_names)
+    _digits_copy(d, "dynamic.onnx", _dynamic_hw)
     shutil.copy(DIGITS / "samples" / "digit-3.png", d / "img.png")
     shutil.copy(DIGITS / "samples" / "digit-7.png", d / "img2.png")
     (d / "empty.png").write_bytes(b"")
@@ -152,6 +158,7 @@ CASES = [
     # models (a missing, garbage, truncated or empty model, a folder: tests/core/test_cli_bad_input.py)
     ("layers {i}/zero.onnx", "zero-size dimension"),
     ("layers {i}/huge.onnx", "MAX_INPUT_ELEMENTS"),
+    ("layers {i}/dynamic.onnx --input-shape 1,1,100000,100000", "MAX_INPUT_ELEMENTS"),
     ("layers {i}/img.png", "not a readable ONNX model"),
     ("layers /dev/null", "character device"),
     (f"layers {M} --input-shape ''", "--input-shape must be positive integers"),
