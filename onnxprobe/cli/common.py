@@ -133,10 +133,15 @@ def warn_nonfinite(arrays: dict, what: str) -> bool:
     say null where JSON cannot hold the value."""
     import numpy as np
 
-    from onnxprobe.errors import printable
-
     bad = [name for name, value in arrays.items()
            if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
+    return warn_nonfinite_names(bad, what)
+
+
+def warn_nonfinite_names(bad: list[str], what: str) -> bool:
+    """The warning line of `warn_nonfinite` for names already found to hold NaN or infinities."""
+    from onnxprobe.errors import printable
+
     if not bad:
         return False
     listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")

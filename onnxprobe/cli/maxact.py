@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import count_arg, Progress, add_model_args, load_model_from_args
+from onnxprobe.cli.common import count_arg, warn_nonfinite_names, Progress, add_model_args, load_model_from_args
 
 
 def register(sub) -> None:
@@ -47,4 +47,7 @@ def run(args) -> int:
         print(f"skipped {len(summary['skipped'])} unreadable file(s), listed in {args.out}/maxact.json")
     for note in summary["notes"]:
         print(f"note: {note}")
+    if summary["images_used"]:  # the records hold null where a unit's statistics are not finite
+        warn_nonfinite_names([name for name in result.layers
+                              if any(u["max"] is None for u in result.record(name)["unit_records"])], "the activations")
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
-    parse_units
+    parse_units, warn_nonfinite
 from onnxprobe.errors import UsageError
 
 
@@ -79,6 +79,8 @@ def run(args) -> int:
             results.extend(done)
     finally:
         progress.close()
+    warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},
+                   "the optimized activations")
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
