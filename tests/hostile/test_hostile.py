@@ -242,6 +242,7 @@ def test_hostile_case(inputs, tmp_path, capsys, monkeypatch, template, expected)
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # view: its bad flags and paths fail before any window
+    monkeypatch.chdir(tmp_path)  # a file written to the working folder shows up below
     out = tmp_path / "out"
     before_inputs, before_here = _snapshot(inputs), _snapshot(tmp_path)
     started = time.monotonic()
@@ -264,6 +265,7 @@ def test_hostile_case(inputs, tmp_path, capsys, monkeypatch, template, expected)
         else:
             assert len(err_lines) == 1 and err_lines[0].startswith("onnxprobe: warning: NaN or infinite"), captured.err
         assert out.exists() or template.startswith("layers")
+        assert {p.name for p in tmp_path.iterdir()} <= {"out"}  # nothing written outside the output
         for path in out.rglob("*.json") if out.is_dir() else []:  # strict JSON: what JSON.parse accepts
             json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path} holds {c}"))
     else:
