@@ -44,8 +44,6 @@ def register(sub) -> None:
 
 def load_input(model, args):
     """The input tensor from IMAGE or --input-npy (exactly one of them)."""
-    import numpy as np
-
     if (args.image is None) == (args.input_npy is None):
         raise UsageError("give either IMAGE or --input-npy FILE (exactly one)")
     if args.image is not None:
@@ -72,8 +70,6 @@ def _ints(flag: str, text: str) -> tuple[int, ...]:
 
 def method_options(args, model, method: str) -> dict:
     """The method flags the user gave, converted; a flag the method does not take is an error."""
-    import numpy as np
-
     from onnxprobe.attribution import METHODS
 
     given = {name: getattr(args, name) for name in METHOD_FLAGS if getattr(args, name) is not None}
