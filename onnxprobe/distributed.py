@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import threading
 import uuid
@@ -43,8 +44,12 @@ def model_fields(model) -> tuple[str, str, tuple[int, ...], tuple[tuple[str, obj
 
 def threads_for_workers(default: int | None) -> int:
     """ONNX Runtime threads in each task of a cluster: 1 unless asked (a worker's Dask threads are the parallelism)."""
-    env = os.environ.get("ONNXPROBE_THREADS")
-    return default if default is not None else int(env) if env else 1
+    from onnxprobe.runtime.session import env_threads
+
+    if default is not None:
+        return default
+    env = env_threads()
+    return env if env is not None else 1
 
 
 # ---- workers: one model per process, keyed by its hash -----------------------------------------
@@ -105,22 +110,65 @@ def sees_model(path: str | Path, model_hash: str) -> bool:
 
 # ---- the driver's side ---------------------------------------------------------------------------
 
+_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::[0-9]{1,5})?/?$")
+
+
+def check_scheduler_address(address: str) -> str:
+    """`address` if it looks like a Dask scheduler address (tcp://host:8786, host:8786, tls://...),
+    else a one-line ProbeError: before any connection attempt or file is made."""
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise ProbeError(f"the scheduler address {address!r} is not an address like tcp://host:8786")
+    return address
+
+
 @contextmanager
 def cluster_client(address: str) -> Iterator:
     """A Dask client of the scheduler at `address` with at least one worker; a scheduler that
-    cannot be reached is a one-line ProbeError."""
+    cannot be reached (or has no worker in time) is a one-line ProbeError. The client is always
+    closed, also when connecting fails or is interrupted (else Dask's Client.__del__ prints a
+    traceback when the process ends)."""
+    check_scheduler_address(address)
     try:
         from distributed import Client
     except ImportError:
         raise ProbeError("--scheduler needs the 'distributed' package (pip install distributed)") from None
+
+    class ClosingClient(Client):
+        def __init__(self, *args, **kwargs):
+            try:
+                super().__init__(*args, **kwargs)
+            except BaseException:
+                _abandon(self)
+                raise
+
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        client = ClosingClient(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ProbeError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(exc).split())[:200]}") from None
-    with client:
+    try:
         if not client.scheduler_info().get("workers"):
-            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+            try:
+                client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise ProbeError(f"the Dask scheduler at {address} has no worker after {WORKERS_TIMEOUT} s") from None
         yield client
+    except BaseException:
+        _abandon(client)
+        raise
+    else:
+        client.close()
+
+
+def _abandon(client) -> None:
+    """Close a client that failed or was interrupted without waiting on a scheduler that may be
+    gone, and mark it closed so that its __del__ does nothing."""
+    from contextlib import suppress
+
+    with suppress(Exception):
+        client.close(timeout=2)
+    client.status = "closed"
+    with suppress(Exception):
+        client._loop_runner.stop()
 
 
 def share_model(client, spec, ship_model: bool | None = None):

@@ -1,5 +1,16 @@
 """User-facing errors: each carries one line that the CLI prints before exiting with status 2."""
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters (escape sequences, bidi overrides, newlines)
+    in names taken from a model or a file become visible escapes like \\x1b."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                        str(text))
+
 
 class ProbeError(Exception):
     """A problem with what the user gave us (a file, a flag, a layer name): never a bug."""
@@ -7,7 +18,7 @@ class ProbeError(Exception):
     exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # always one line
+        super().__init__(printable(" ".join(str(message).split())))  # always one line, no raw control characters
 
 
 class ModelError(ProbeError):
@@ -29,3 +40,12 @@ class InputError(ProbeError):
 
 class UsageError(ProbeError):
     """A flag or name that does not exist or does not fit the model."""
+
+
+class OutputError(ProbeError):
+    """An output path that cannot be written (missing folder, no permission, full disk, an input)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C (by the CLI's handler) so that every `finally` and staged write
+    is cleaned up; the CLI reports it in one line with exit status 143."""

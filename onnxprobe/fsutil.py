@@ -1,13 +1,27 @@
-"""Safe file names and atomic writes: nothing outside the output folder, no partial files."""
+"""Safe file names, atomic writes and staged output: nothing outside the output folder, no partial
+files, no input overwritten, no hang on a pipe or a device given as an input file.
+
+Every file onnxprobe writes goes through `atomic_write_bytes`: a temporary file next to the target
+(created with the process umask, like any other file), renamed into place. Inside `staged()`
+(the CLI runs every command in one) the renames wait for the end of the command: a command that
+fails, is interrupted or terminated leaves no file and no folder it created. Long resumable jobs
+call `checkpoint()` when a piece of work is finished, so that a rerun resumes from there.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-import tempfile
+import secrets
+import stat
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+
+from onnxprobe.errors import InputError, OutputError
 
 TEMP_PREFIX = ".onnxprobe-tmp-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -22,7 +36,7 @@ def safe_name(name: str, max_length: int = 80) -> str:
     cleaned = _UNSAFE.sub("_", name).strip("._") or "tensor"
     if cleaned == name and len(name) <= max_length:
         return name
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{cleaned[:max_length - 9]}-{digest}"
 
 
@@ -35,31 +49,240 @@ def inside(root: str | Path, *parts: str) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+# ---- inputs: regular files only (a FIFO or a device would block or never end) ---------------------
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
+
+
+def check_input_file(path: str | Path, what: str = "input file") -> Path:
+    """`path` if it is a regular file (symlinks followed); otherwise a one-line InputError. Checked
+    with stat before anything opens it, so a named pipe or a device never blocks a read."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} must be a regular file, {path} is {file_kind(mode)}")
+    return path
+
+
+def is_regular_file(path: str | Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether the two paths name one file (or would: equal once resolved)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+# ---- staging: what a command writes appears only when it succeeds ---------------------------------
+
+class Stage:
+    """Writes waiting for `commit` (renamed in the order they were made), folders made on the way
+    (removed on `abort` when left empty), and files that must never be replaced (the inputs)."""
+
+    def __init__(self, protected=()):
+        self.pending: list[tuple[str, Path]] = []  # (temporary, final)
+        self.created: list[Path] = []
+        self.protected: list[tuple[Path, str]] = [(Path(p), what) for p, what in protected]
+        self._lock = threading.Lock()
+
+    def check_target(self, path: Path) -> None:
+        for source, what in self.protected:
+            if same_file(path, source):
+                raise OutputError(f"refusing to overwrite the {what} {source} with an output")
+
+    def add(self, tmp: str, path: Path) -> None:
+        with self._lock:
+            self.pending.append((tmp, path))
+
+    def holds(self, tmp: str) -> bool:
+        return any(t == tmp for t, _ in self.pending)
+
+    def pending_file(self, path: Path) -> str | None:
+        """The temporary holding the newest uncommitted write to `path`, if any."""
+        with self._lock:
+            found = [tmp for tmp, final in self.pending if Path(final) == Path(path)]
+        return found[-1] if found else None
+
+    def commit(self) -> None:
+        """Rename every pending file into place, in order; each leaves `pending` only once renamed,
+        so an interrupt in the middle leaves the rest to `abort`."""
+        with self._lock:
+            while self.pending:
+                tmp, path = self.pending[0]
+                try:
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+                self.pending.pop(0)
+
+    def abort(self) -> None:
+        with self._lock:
+            pending, self.pending = self.pending, []
+        for tmp, _ in pending:
+            _unlink(tmp)
+        for folder in reversed(self.created):
+            try:
+                folder.rmdir()  # only when empty: a folder that held something before stays
+            except OSError:
+                pass
+
+
+_STAGES: list[Stage] = []
+
+
+def current_stage() -> Stage | None:
+    return _STAGES[-1] if _STAGES else None
+
+
+@contextmanager
+def staged(protected=()):
+    """Writes inside are committed at the end, or removed when the block raises (also on
+    KeyboardInterrupt). `protected`: (path, what) pairs that no write may replace."""
+    stage = Stage(protected)
+    _STAGES.append(stage)
+    try:
+        yield stage
+    except BaseException:
+        stage.abort()
+        raise
+    else:
+        try:
+            stage.commit()
+        except BaseException:
+            stage.abort()  # what could not be renamed is removed, with the folders left empty
+            raise
+    finally:
+        _STAGES.remove(stage)
+
+
+def written_file(path: str | Path) -> Path:
+    """Where the command's own newest write to `path` can be read back: its staged temporary while
+    the stage is open, else `path` itself (a command that composes a summary from its own outputs)."""
+    stage = current_stage()
+    tmp = stage.pending_file(Path(path)) if stage is not None else None
+    return Path(tmp) if tmp is not None else Path(path)
+
+
+def checkpoint() -> None:
+    """Commit what the current stage holds (a finished piece of a resumable job); no-op outside one."""
+    stage = current_stage()
+    if stage is not None:
+        stage.commit()
+        stage.created.clear()  # they hold committed files now
+
+
+def make_dirs(path: str | Path) -> Path:
+    """mkdir -p, remembering in the current stage which folders it created; OSError -> OutputError."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not os.path.lexists(probe):  # (os.path: never raises, e.g. on a name too long)
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for folder in missing:  # deepest first: the parents this call made before failing
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        why = "a file of that name exists" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise OutputError(f"cannot create folder {path}: {why}") from None
+    stage = current_stage()
+    if stage is not None:
+        stage.created.extend(reversed(missing))
+    return path
+
+
+# ---- atomic writes ----------------------------------------------------------------------------------
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder (mode 0666 & ~umask, as
+    open() gives), renamed into place now, or at the end of the current `staged()` block. A
+    path that cannot be written is a one-line OutputError."""
+    path = Path(path)
+    stage = current_stage()
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if stage is not None:
+        stage.check_target(path)
+    make_dirs(path.parent)
+    _check_name_length(path)
+    tmp = None
+    try:
+        while True:  # the name is known before the file exists: an interrupt at any point leaves nothing
+            tmp = str(path.parent / (TEMP_PREFIX + secrets.token_hex(6)))
+            try:
+                fd = _open_temp(tmp)
+                break
+            except FileExistsError:
+                continue
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if stage is not None:
+            stage.add(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None and (stage is None or not stage.holds(tmp)):
+            _unlink(tmp)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None and (stage is None or not stage.holds(tmp)):
+            _unlink(tmp)
         raise
     return path
 
 
+def _open_temp(tmp: str) -> int:
+    """Create the temporary file `tmp` (it must not exist), open for writing. Mode 0666, so that the
+    process umask applies as for any file open() creates (mkstemp would give 0600)."""
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
+
+
+def json_text(data, indent: int | None = 2) -> str:
+    """Strict JSON (what a browser's JSON.parse accepts): NaN and infinities become null, numpy
+    values plain numbers, paths strings. The one way onnxprobe writes JSON."""
+    return json.dumps(_finite(data), indent=indent, sort_keys=False, default=_json_default, allow_nan=False)
 
 
 def atomic_write_json(path: str | Path, data) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return atomic_write_text(path, json_text(data) + "\n")
 
 
 def atomic_save_npz(path: str | Path, arrays: dict) -> Path:
@@ -84,35 +307,70 @@ def atomic_save_npy(path: str | Path, array) -> Path:
 
 def make_output_folder(path: str | Path) -> Path:
     """Create the output folder `path` (parents too); a file in its place or a folder that cannot be
-    made is a one-line UsageError about --out."""
-    from onnxprobe.errors import UsageError
-
+    made is a one-line OutputError."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out must be a folder, {path} is a file")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
-    return path
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise OutputError(f"the output folder {path} exists and is not a directory")
+    return make_dirs(path)
 
 
 def remove_temp_files(root: str | Path) -> int:
-    """Delete temporaries a killed job left behind (they are never renamed into place)."""
+    """Delete temporaries a killed job left behind (they are never renamed into place), except the
+    ones the current stage is still holding."""
+    stage = current_stage()
+    keep = {tmp for tmp, _ in stage.pending} if stage is not None else set()
     count = 0
     for path in Path(root).rglob(TEMP_PREFIX + "*"):
-        path.unlink(missing_ok=True)
-        count += 1
+        if str(path) not in keep:
+            path.unlink(missing_ok=True)
+            count += 1
     return count
+
+
+def _check_name_length(path: Path) -> None:
+    """A name the file system cannot hold fails now, not when the staged file is renamed."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return
+    if limit and len(os.fsencode(path.name)) > limit:
+        raise OutputError(f"cannot write {path}: File name too long (the limit is {limit} bytes)")
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return value
+    if isinstance(value, np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    return value
 
 
 def _json_default(value):
     import numpy as np
 
     if isinstance(value, np.generic):
-        return value.item()
+        return _finite(value.item())
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _finite(value.tolist())
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")

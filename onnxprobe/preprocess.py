@@ -113,6 +113,11 @@ def sidecar_path(model_path: str | Path) -> Path:
 def resolve_spec(model_path: str | Path, input_shape: tuple[int, ...], metadata: dict[str, str],
                  overrides: dict[str, Any] | None = None) -> PreprocessSpec:
     """Merge flags > sidecar > metadata_props > defaults, validate, and check against the input shape."""
+    from onnxprobe.limits import input_shape_problem
+
+    problem = input_shape_problem(input_shape)
+    if problem:
+        raise ModelError(f"the model's {problem}")
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     layers = [("defaults", _defaults(input_shape)), ("metadata", _from_metadata(metadata))]
@@ -171,6 +176,12 @@ def _from_metadata(metadata: dict[str, str]) -> dict[str, Any]:
 
 
 def _from_sidecar(path: Path) -> dict[str, Any]:
+    from onnxprobe.fsutil import check_input_file
+
+    try:
+        check_input_file(path, "preprocessing sidecar")
+    except InputError as exc:
+        raise ModelError(str(exc)) from None
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -184,13 +195,19 @@ def _from_sidecar(path: Path) -> dict[str, Any]:
 
 
 def _read_labels(path: str | Path, base: Path) -> tuple[str, ...]:
+    from onnxprobe.fsutil import check_input_file
+
     path = Path(path)
     if not path.is_absolute():
         path = base / path
     try:
+        check_input_file(path, "labels file")  # a named pipe would block the read
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    except OSError as exc:
-        raise UsageError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _validated(values: dict[str, Any], sources: dict[str, str]) -> PreprocessSpec:
@@ -218,6 +235,9 @@ def _validated(values: dict[str, Any], sources: dict[str, str]) -> PreprocessSpe
     for key, vec in (("mean", mean), ("std", std)):
         if len(vec) not in (1, channels):
             bad(key, f"needs 1 or {channels} values, got {len(vec)}")
+    for key, vec in (("value_range", value_range), ("mean", mean), ("std", std)):
+        if not all(np.isfinite(vec)):
+            bad(key, f"must be finite numbers, got {list(vec)}")
     if any(s == 0 for s in std):
         bad("std", "must not contain 0")
     resize = str(values["resize"]).lower()
@@ -256,7 +276,11 @@ def _as_float255(image: np.ndarray) -> np.ndarray:
         return image.astype(np.float32)
     if image.dtype == np.uint16:
         return image.astype(np.float32) / 257.0
+    if np.iscomplexobj(image):
+        raise InputError("the image has complex-valued pixels")
     image = image.astype(np.float32)
+    if not np.isfinite(image).all():
+        raise InputError("the image has NaN or infinite pixels (a float TIFF?); onnxprobe needs finite pixel values")
     return image * 255.0 if image.max(initial=0) <= 1.0 else image
 
 
@@ -293,15 +317,146 @@ def fit_to_size(pixels: np.ndarray, size: tuple[int, int], mode: str) -> np.ndar
     return np.ascontiguousarray(pixels, dtype=np.float32)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as OpenCV does (BGR / gray, any depth); one-line error if unreadable."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"image not found: {path}")
-    if path.is_dir():
-        raise InputError(f"expected an image file, got a directory: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise InputError(f"cannot read image (unsupported or corrupt file): {path}")
+def read_image(path: str | Path, what: str = "image") -> np.ndarray:
+    """Read an image file as OpenCV does (BGR / gray, any depth); one-line error if unreadable, not
+    a regular file (a named pipe would block), or declared larger than `limits.MAX_IMAGE_PIXELS`."""
+    from onnxprobe.fsutil import check_input_file
+
+    path = check_input_file(path, what)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return decode_image(data.tobytes() if data.size else b"", f"{what} {path}")
+
+
+def decode_image(data: bytes, what: str = "image") -> np.ndarray:
+    """Encoded image bytes -> the array OpenCV reads (HxW or HxWxC, BGR(A), any depth), checked:
+    a header declaring more than `limits.MAX_IMAGE_PIXELS` is refused before decoding; an empty,
+    corrupt or unsupported file is an InputError naming `what`."""
+    from onnxprobe.limits import image_size_problem
+
+    if not data:
+        raise InputError(f"cannot read {what}: the file is empty")
+    size = image_header_size(data)
+    if size is not None:
+        problem = image_size_problem(*size)
+        if problem:
+            raise InputError(f"refusing {what}: {problem}")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        reason = " ".join(str(exc).split())[-160:]
+        raise InputError(f"cannot read {what} (OpenCV: {reason})") from None
+    if image is None or image.ndim not in (2, 3) or min(image.shape[:2]) == 0:
+        raise InputError(f"cannot read {what} (unsupported or corrupt file)")
+    if np.iscomplexobj(image):
+        raise InputError(f"cannot read {what}: complex-valued pixels")
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        raise InputError(f"cannot use {what}: it has NaN or infinite pixels; onnxprobe needs finite pixel values")
     return image
+
+
+def image_header_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) declared by a PNG, BMP, JPEG or TIFF header, or None when unknown."""
+    import struct
+
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", data[16:24])
+            return height, width
+        if data[:2] == b"BM" and len(data) >= 26:
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(height), width
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    import struct
+
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return height, width
+        i += 2 + length
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    import struct
+
+    order = "<" if data[:2] == b"II" else ">"
+    offset = struct.unpack(order + "I", data[4:8])[0]
+    count = struct.unpack(order + "H", data[offset:offset + 2])[0]
+    size = {}
+    for n in range(min(count, 4096)):
+        entry = data[offset + 2 + 12 * n: offset + 14 + 12 * n]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):
+            size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), entry[8:10] if kind == 3 else entry[8:12])[0]
+    return (size[257], size[256]) if len(size) == 2 else None
+
+
+def read_array(path: str | Path, what: str = "array") -> np.ndarray:
+    """A real-valued, finite .npy array, checked from its header before it is loaded: a regular
+    file (not a pipe), not empty, not an .npz archive or a pickle, no complex or object values,
+    at most `limits.MAX_ARRAY_ELEMENTS` values."""
+    from numpy.lib import format as npy_format
+
+    from onnxprobe.fsutil import check_input_file
+    from onnxprobe.limits import array_size_problem
+
+    path = check_input_file(path, what)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+            if not head:
+                raise InputError(f"cannot read {what} {path}: the file is empty")
+            if head[:4] == b"PK\x03\x04":
+                raise InputError(f"cannot read {what} {path}: it is an .npz archive; give one array saved with numpy.save (.npy)")
+            if head != b"\x93NUMPY":
+                raise InputError(f"cannot read {what} {path}: not a .npy file (no NUMPY header)")
+            handle.seek(0)
+            version = npy_format.read_magic(handle)
+            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            if dtype.hasobject:
+                raise InputError(f"cannot read {what} {path}: it holds Python objects (a pickle), not numbers")
+            if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
+                kind = "complex numbers" if np.issubdtype(dtype, np.complexfloating) else str(dtype)
+                raise InputError(f"cannot read {what} {path}: it holds {kind}; give real numbers")
+            problem = array_size_problem(shape)
+            if problem:
+                raise InputError(f"refusing {what} {path}: {problem}")
+            expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if path.stat().st_size - handle.tell() < expected:
+                raise InputError(f"cannot read {what} {path}: truncated, its header declares shape {tuple(shape)} of {dtype}")
+            handle.seek(0)
+            array = npy_format.read_array(handle, allow_pickle=False)
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"cannot read {what} {path}: {' '.join(str(exc).split())[:200]}") from None
+    array = np.asarray(array)
+    if array.size == 0:
+        raise InputError(f"cannot read {what} {path}: it holds no values (shape {array.shape})")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise InputError(f"cannot read {what} {path}: it holds NaN or infinite values")
+    return array

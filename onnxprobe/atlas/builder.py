@@ -6,7 +6,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, UnitStore, chunks, make_spec, remember_model, \
@@ -28,6 +28,7 @@ class AtlasResult:
     units_rendered: int  # of which this run rendered
     seconds_render: float
     pages: int
+    notes: list[str] = field(default_factory=list)  # e.g. the top-k patches were redone for changed images
 
     @property
     def units_per_second(self) -> float:
@@ -59,6 +60,10 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
+    if scheduler:
+        from onnxprobe.distributed import check_scheduler_address
+
+        check_scheduler_address(scheduler)
     if not isinstance(model, ProbeModel):
         model = ProbeModel.load(model, device=device, threads=threads)
     names = choose_layers(model, layers, all_layers)
@@ -73,8 +78,9 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
                          f"{', '.join(str(model.layer(n).units) for n in names)} units")
     root = _prepare(Path(out_dir), spec, fresh)
     state = _load_state(root, spec)
+    notes: list[str] = []
     if data is not None:  # first, so that a bad dataset changes nothing in DIR
-        maxact_dir = _run_maxact(root, model, data, names, top, scheduler, threads, progress)
+        maxact_dir = _run_maxact(root, model, data, names, top, scheduler, threads, progress, notes)
         state["maxact"].update({name: maxact_dir for name in names})
         state["dataset"] = str(data)
     state["layers"] = list(dict.fromkeys(state["layers"] + names))
@@ -103,7 +109,7 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     write_manifest(root, info, settings, entries, state.get("dataset"))
     pages = write_site(root, info["name"], entries, settings, state.get("dataset"))
     return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
-                       seconds, pages)
+                       seconds, pages, notes)
 
 
 def _steps(spec: AtlasSpec) -> int:
@@ -153,24 +159,28 @@ def _save_state(root: Path, state: dict) -> None:
     atomic_write_json(_state_path(root), state)
 
 
-def _run_maxact(root: Path, model, data, names: list[str], top: int, scheduler, threads, progress) -> str:
+def _run_maxact(root: Path, model, data, names: list[str], top: int, scheduler, threads, progress,
+                notes: list[str]) -> str:
     """Top-k patches of the chosen layers in `maxact/<job>/` (run once; maxact resumes by shard)."""
     from onnxprobe.maxact import load_result, run_maxact
+    from onnxprobe.maxact.datasets import open_dataset
+    from onnxprobe.maxact.job import state_is_current
     from onnxprobe.maxact.records import SUMMARY
 
     data_path = Path(data)
     ident = json.dumps([sorted(names), str(data_path.resolve()) if data_path.exists() else str(data), top])
     relative = f"{MAXACT_DIR}/{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
     folder = inside(root, relative)
-    if (folder / SUMMARY).is_file():  # written last: the job finished
+    if (folder / SUMMARY).is_file():  # written last: the job finished; reused while the images are the same
         try:
             result = load_result(folder)
-            if all(name in result.layers for name in names):
+            if all(name in result.layers for name in names) and state_is_current(folder, open_dataset(data, exclude=root)):
                 return relative
         except (UsageError, OSError, KeyError):
             pass
-    run_maxact(model, data, names, top=top, out_dir=folder, scheduler=scheduler, crops=True, deconv=True,
-               threads=threads, progress=progress)
+    result = run_maxact(model, data, names, top=top, out_dir=folder, scheduler=scheduler, crops=True, deconv=True,
+                        threads=threads, progress=progress, exclude=root)
+    notes.extend(f"top-k patches: {note}" for note in result.summary.get("notes", []) if "changed since" in note)
     return relative
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from onnxprobe.distributed import ModelCache, cluster_client, model_fields, run_tasks, share_model
 from onnxprobe.errors import UsageError
-from onnxprobe.fsutil import atomic_write_bytes, atomic_write_json, inside, safe_name
+from onnxprobe.fsutil import atomic_write_bytes, atomic_write_json, checkpoint, inside, safe_name
 
 ATLAS_FORMAT = 1
 STATE_DIR = ".atlas"
@@ -147,6 +147,7 @@ class UnitStore:
                 files[name] = self.relative(path)
         record = {"key": self.key, "layer": layer, "unit": unit, "files": files, "optimization": item["record"]}
         atomic_write_json(self.record_path(layer, unit), record)
+        checkpoint()  # a finished unit stays finished even if the run is killed now
         return record
 
 

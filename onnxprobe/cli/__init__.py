@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
+import warnings
+from contextlib import contextmanager
 
 from onnxprobe import __version__
-from onnxprobe.errors import ProbeError
+from onnxprobe.errors import OutputError, ProbeError, Terminated, UsageError, printable
 
 COMMANDS = ("demo", "layers", "activations", "backprop", "optimize", "maxact", "atlas", "attribute", "view")
 
@@ -45,6 +49,12 @@ def _document(parser: argparse.ArgumentParser, module) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
+# arguments that name files the command reads, and files or folders it writes (see _check_paths)
+INPUT_ARGS = (("model", "input model"), ("image", "input image"), ("images", "input image"), ("input_npy", "input array"),
+              ("data", "dataset"), ("baseline", "baseline array"), ("labels", "labels file"), ("video", "input video"))
+OUTPUT_ARGS = ("out", "grid", "npy", "screenshot", "save_dir")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -53,21 +63,160 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _signals(), _quiet_numpy(), _guarded_stdout():
+            from onnxprobe.runtime.session import env_threads
+
+            env_threads()  # a bad ONNXPROBE_THREADS: one line before any work
+            inputs = _check_paths(args)
+            if not getattr(args, "staged", True):  # the viewer writes snapshots while it runs
+                return int(args.func(args) or 0)
+            from onnxprobe.fsutil import staged
+
+            with staged(inputs):
+                code = int(args.func(args) or 0)
+                _flush_stdout()
+            return code
     except ProbeError as exc:
-        print(f"onnxprobe: error: {exc}", file=sys.stderr)
+        _say(f"onnxprobe: error: {exc}")
         return exc.exit_code
+    except Terminated:
+        _say("onnxprobe: terminated (nothing half-written; run the command again to resume or redo it)")
+        return 143
     except KeyboardInterrupt:
-        print("onnxprobe: interrupted", file=sys.stderr)
+        _say("onnxprobe: interrupted (nothing half-written; run the command again to resume or redo it)")
         return 130
     except BrokenPipeError:
+        _silence_stdout(sys.__stdout__)
         return 0
     except Exception as exc:  # a bug on our side: still one line unless asked for the traceback
         if os.environ.get("ONNXPROBE_DEBUG"):
             raise
-        print(f"onnxprobe: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:400]} "
-              "(set ONNXPROBE_DEBUG=1 for a traceback)", file=sys.stderr)
+        _say(f"onnxprobe: internal error: {type(exc).__name__}: {printable(' '.join(str(exc).split()))[:400]} "
+             "(set ONNXPROBE_DEBUG=1 for a traceback)")
         return 1
+
+
+def _check_paths(args) -> list[tuple[str, str]]:
+    """The command's input files, which no output may replace: an output flag naming one of them
+    is refused before any work (a typo like `--out MODEL` must not destroy the model)."""
+    inputs = []
+    for name, what in INPUT_ARGS:
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value]:
+            if isinstance(path, str) and path and os.path.exists(path):
+                inputs.append((path, what))
+    for name in OUTPUT_ARGS:
+        out = getattr(args, name, None)
+        if not isinstance(out, str):
+            continue
+        from onnxprobe.fsutil import same_file
+
+        for path, what in inputs:
+            if same_file(out, path):
+                if os.path.isdir(path):
+                    raise UsageError(f"--{name.replace('_', '-')} {out} is the {what} folder; write the outputs outside "
+                                     "it or into a new folder inside it")
+                raise UsageError(f"--{name.replace('_', '-')} {out} is the {what}; refusing to overwrite an input")
+    return inputs
+
+
+@contextmanager
+def _signals():
+    """SIGTERM raises Terminated and SIGINT KeyboardInterrupt (even when started with Ctrl-C
+    ignored), so that both end with one line and no partial file; restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def _quiet_numpy():
+    """Non-finite values are reported by the commands in one line; numpy's own RuntimeWarnings
+    (invalid value, overflow, divide by zero, empty slices) must not reach the terminal."""
+    import numpy as np
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+class _GuardedStream:
+    """stdout whose write errors (a full disk, /dev/full) are a one-line OutputError, not a bug,
+    and where control characters from names in a model (escape sequences) arrive escaped."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if isinstance(text, str):
+            text = "\n".join("\t".join(printable(part) for part in line.split("\t")) for line in text.split("\n"))
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            _silence_stdout(self._stream)
+            raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            _silence_stdout(self._stream)
+            raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def _guarded_stdout():
+    original = sys.stdout
+    sys.stdout = _GuardedStream(original) if original is not None else original
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdout, _GuardedStream):
+            sys.stdout = original
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def _silence_stdout(stream=None) -> None:
+    """Point the real stdout at /dev/null, so that the interpreter's last flush does not fail again."""
+    stream = stream or sys.stdout
+    try:
+        if stream.fileno() != 1:
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

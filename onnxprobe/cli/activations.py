@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.cli.common import add_model_args, load_model_from_args
+from onnxprobe.cli.common import add_model_args, load_model_from_args, warn_nonfinite
 from onnxprobe.errors import UsageError
 
 
@@ -44,6 +44,7 @@ def run(args) -> int:
     names = [model.layer(name).name for name in args.layer] if args.layer else None
     x = model.preprocess(image)
     acts = model.activations(x, names, with_outputs=False)
+    warn_nonfinite(acts, "the activations")
     atomic_save_npz(args.out, {name: value[0] for name, value in acts.items()})
     print(f"wrote {len(acts)} activations to {args.out}")
     if args.grid:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_units
+from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, parse_units
 
 
 DESCRIPTION = """Render units offline into a static, browsable site (index.html): optimized images, top-k
@@ -28,7 +28,7 @@ def register(sub) -> None:
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default 9)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime threads per session (cluster default: 1 per task)")
+    parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (cluster default: 1 per task)")
     parser.add_argument("--fresh", action="store_true", help="delete the atlas in DIR and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -54,4 +54,6 @@ def run(args) -> int:
     rate = f" ({result.units_per_second:.2f} units/s)" if result.units_rendered else ""
     print(f"rendered {result.units_rendered} unit(s) in {result.seconds_render:.1f} s{rate}; the atlas holds "
           f"{result.units_total} unit(s) of {len(result.layers)} layer(s): {result.out_dir / 'index.html'}")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0

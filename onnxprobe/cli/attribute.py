@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, load_model_from_args, parse_position
+from onnxprobe.cli.common import count_arg, warn_nonfinite, add_model_args, load_model_from_args, parse_position
 from onnxprobe.errors import InputError, UsageError
 
 # flags that carry a method option of the same name; their default None means "not given"
@@ -42,7 +42,7 @@ def register(sub) -> None:
                                          "occlusion: the value of occluded pixels (default 0)")
     opts.add_argument("--samples", type=int, help="smoothgrad: noisy samples (default 25)")
     opts.add_argument("--noise-level", type=float, help="smoothgrad: noise sigma / input value range (default 0.15)")
-    opts.add_argument("--seed", type=int, help="smoothgrad: random seed (default 0)")
+    opts.add_argument("--seed", type=count_arg(0), help="smoothgrad: random seed (default 0)")
     opts.add_argument("--window", metavar="H[,W]", help="occlusion: window in pixels (default 8)")
     opts.add_argument("--stride", metavar="S[,S]", help="occlusion: stride in pixels (default 4)")
     opts.add_argument("--batch-size", type=int, help="integrated_gradients, smoothgrad, occlusion: inputs per run")
@@ -54,21 +54,15 @@ def register(sub) -> None:
 
 def load_input(model, args):
     """The input tensor from IMAGE or --input-npy (exactly one of them)."""
-    import numpy as np
-
     if (args.image is None) == (args.input_npy is None):
         raise UsageError("give either IMAGE or --input-npy FILE (exactly one)")
     if args.image is not None:
         from onnxprobe.preprocess import read_image
 
         return model.preprocess(read_image(args.image))
-    try:
-        x = np.load(args.input_npy, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read --input-npy {args.input_npy}: {exc}") from None
-    if not np.issubdtype(x.dtype, np.number):
-        raise InputError(f"--input-npy {args.input_npy} holds {x.dtype}, not numbers")
-    x = model.check_input(x)
+    from onnxprobe.preprocess import read_array
+
+    x = model.check_input(read_array(args.input_npy, "--input-npy"))
     if x.shape[0] != 1:
         raise InputError(f"--input-npy holds a batch of {x.shape[0]} inputs; give one")
     return x
@@ -86,8 +80,6 @@ def _ints(flag: str, text: str) -> tuple[int, ...]:
 
 def method_options(args, model, method: str) -> dict:
     """The method flags the user gave, converted; a flag the method does not take is an error."""
-    import numpy as np
-
     from onnxprobe.attribution import METHODS
 
     given = {name: getattr(args, name) for name in METHOD_FLAGS if getattr(args, name) is not None}
@@ -106,10 +98,9 @@ def method_options(args, model, method: str) -> dict:
             except ValueError:
                 raise UsageError(f"--baseline for occlusion is a number, got '{text}'") from None
         elif text.endswith(".npy"):
-            try:
-                given["baseline"] = model.check_input(np.load(text, allow_pickle=False))
-            except (OSError, ValueError) as exc:
-                raise InputError(f"cannot read --baseline {text}: {exc}") from None
+            from onnxprobe.preprocess import read_array
+
+            given["baseline"] = model.check_input(read_array(text, "--baseline"))
     return given
 
 
@@ -140,6 +131,7 @@ def run(args) -> int:
     options = method_options(args, model, args.method)
     objective = make_objective(model, x, args.target, args.layer, args.unit, parse_position(args.position))
     values = attribute(model, x, args.method, objective=objective, **options)
+    warn_nonfinite({args.method: values}, "the attribution map")
     image = render_attribution(model, x, args.method, values, overlay=args.overlay)
     write_map(args, image, values, f"{args.method} of the {objective.description}", "map")
     return 0

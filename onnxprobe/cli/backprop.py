@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, parse_position
+from onnxprobe.cli.common import add_model_args, parse_position, warn_nonfinite
 
 MODES = ("gradient", "deconv", "guided")
 
@@ -45,6 +45,7 @@ def run(args) -> int:
     objective = unit_objective(model, args.layer, args.unit, "centre" if position is None else position)
     session = model.gradient_session([objective.tensor], mode=args.mode)
     grad = session.run(x, {objective.tensor: objective.seed})["grad"]
+    warn_nonfinite({"gradient": grad}, "the gradient")
     image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
                            rgb_order=model.spec.channel_order == "RGB")
     write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient")

@@ -26,6 +26,22 @@ def add_model_args(parser: argparse.ArgumentParser, device: bool = True) -> None
     group.add_argument("--invert", action="store_true", default=None, help="invert pixels (255 - p) first")
 
 
+def count_arg(minimum: int):
+    """An argparse type: a whole number >= minimum (argparse reports anything else in one line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
 def _floats(text):
     return None if text is None else tuple(float(v) for v in text.split(","))
 
@@ -48,7 +64,7 @@ def load_model_from_args(args, device: str | None = None):
 
     return ProbeModel.load(
         args.model,
-        input_shape=parse_shape(args.input_shape) if args.input_shape else None,
+        input_shape=parse_shape(args.input_shape) if args.input_shape is not None else None,
         device=device or getattr(args, "device", "auto"),
         preprocess=preprocess_overrides(args),
     )
@@ -68,6 +84,8 @@ def parse_units(texts: list[str], count: int) -> list[int]:
             try:
                 if "-" in part[1:]:
                     lo, hi = part.split("-", 1) if not part.startswith("-") else (None, None)
+                    if int(hi) < int(lo):
+                        raise UsageError(f"--unit range '{part}' is reversed: write {int(hi)}-{int(lo)}")
                     units.extend(range(int(lo), int(hi) + 1))
                 else:
                     units.append(int(part))
@@ -104,9 +122,32 @@ def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None)
                         help="pixel (the paper) or fft (Lucid's spectrum parameterization, with the lucid preset)")
     parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default 1)")
     parser.add_argument("--steps", type=int, help="override the preset's number of steps")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (each unit/restart derives its own)")
+    parser.add_argument("--seed", type=count_arg(0), default=0, help="random seed (each unit/restart derives its own)")
     parser.add_argument("--batch", type=int, default=8,
                         help="(unit, restart) rows optimised together in one run of the gradient graph (default 8)")
+
+
+def warn_nonfinite(arrays: dict, what: str) -> bool:
+    """One warning line on stderr when any of the named arrays holds NaN or infinities (a model
+    that overflows, NaN weights); True when it warned. The outputs are still written: the files
+    say null where JSON cannot hold the value."""
+    import numpy as np
+
+    bad = [name for name, value in arrays.items()
+           if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
+    return warn_nonfinite_names(bad, what)
+
+
+def warn_nonfinite_names(bad: list[str], what: str) -> bool:
+    """The warning line of `warn_nonfinite` for names already found to hold NaN or infinities."""
+    from onnxprobe.errors import printable
+
+    if not bad:
+        return False
+    listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+    print(f"onnxprobe: warning: NaN or infinite values in {what} ({listed}); check the model's weights and "
+          "the preprocessing", file=sys.stderr)
+    return True
 
 
 class Progress:
@@ -115,7 +156,9 @@ class Progress:
     def __init__(self, total: int, unit: str = "it", enabled: bool | None = None, label: str = ""):
         self.total = total
         self.unit = unit
-        self.label = label
+        from onnxprobe.errors import printable
+
+        self.label = printable(label)
         self.done = 0
         self.start = time.monotonic()
         self.enabled = sys.stderr.isatty() if enabled is None else enabled

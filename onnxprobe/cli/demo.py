@@ -81,7 +81,8 @@ NONLINEAR_OPS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid",
 
 def run(args) -> int:
     from onnxprobe.cli.activations import write_layer_grid
-    from onnxprobe.fsutil import atomic_write_json, atomic_write_text, inside, safe_name
+    from onnxprobe.cli.common import warn_nonfinite
+    from onnxprobe.fsutil import atomic_write_json, atomic_write_text, checkpoint, inside, make_output_folder, safe_name
     from onnxprobe.model import ProbeModel
     from onnxprobe.preprocess import read_image
     from onnxprobe.render.images import write_png
@@ -98,16 +99,17 @@ def run(args) -> int:
         raise UsageError(f"no images given and no samples/ folder next to {args.model}; pass --images FILE ...")
     model = ProbeModel.load(args.model, device=args.device)
     decoded = [(path, read_image(path)) for path in images]  # every image read before anything is written
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(args.out)  # removed again if the demo fails (staged by the CLI)
     root = out.resolve()
     print(f"model {model.path}: {len(model.layers)} layers, device {model.device}")
     shown = grid_layers(model)
     summary = []
     folders: set[str] = set()
+    warned = False
     for image_path, image in decoded:
         x = model.preprocess(image)
         acts = model.activations(x, [layer.name for layer in shown])
+        warned = warned or warn_nonfinite(acts, f"the activations for {image_path.name}")
         name = base = safe_name(image_path.stem)
         suffix = 1
         while name in folders:  # two cat.jpg from two folders get two output folders
@@ -143,6 +145,8 @@ def run(args) -> int:
     print(f"  {root / 'demo.json'}")
     if args.view:
         from onnxprobe.cli import main as cli_main
+
+        checkpoint()  # the demo's files are on disk before the viewer starts
 
         return cli_main(["view", str(model.path), "--images", str(images[0].parent)])
     return 0
@@ -257,14 +261,19 @@ def _hstack(tiles: list[np.ndarray], pad: int = 8, background: int = 16) -> np.n
 def _summary_image(model, summary: list[dict], visuals: list[dict], root: Path) -> np.ndarray:
     """One picture: a row per image (input, top-5, Grad-CAM, guided backprop, the first activation
     grid) and a row of class images."""
-    from onnxprobe.preprocess import read_image
+    import cv2
+
+    from onnxprobe.fsutil import written_file
     from onnxprobe.render.images import montage
     from onnxprobe.viewer.panes import predictions_image
 
     side = 224
 
     def load(rel: str | None) -> np.ndarray | None:
-        return None if rel is None else read_image(root / rel)[:, :, ::-1]  # BGR -> RGB
+        if rel is None:
+            return None
+        image = cv2.imread(str(written_file(root / rel)), cv2.IMREAD_COLOR)  # our own PNG, still staged
+        return image[:, :, ::-1]  # BGR -> RGB
 
     rows = []
     for entry in summary:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from onnxprobe.cli.common import add_model_args, load_model_from_args
+from onnxprobe.errors import printable
+from onnxprobe.fsutil import json_text
 
 
 DESCRIPTION = """Every probeable tensor of MODEL: op, shape, units, receptive field (size / stride / offset) and
@@ -26,9 +26,9 @@ def run(args) -> int:
     model = load_model_from_args(args, device="cpu")
     layers = model.layers
     if args.json:
-        print("[\n" + ",\n".join(json.dumps(layer.to_json()) for layer in layers) + "\n]")
+        print("[\n" + ",\n".join(json_text(layer.to_json(), indent=None) for layer in layers) + "\n]")
         return 0
-    print(f"{model.path}: input '{model.input_name}' {list(model.input_shape)} ({model.spec.layout}, "
+    print(f"{printable(model.path)}: input '{printable(model.input_name)}' {list(model.input_shape)} ({model.spec.layout}, "
           f"{model.spec.channels} channel(s)); shapes by {model.shape_source}; {len(layers)} layers")
     rows = [("name", "op", "shape", "units", "receptive field (size / stride / offset)", "grad")]
     for layer in layers:
@@ -36,7 +36,7 @@ def run(args) -> int:
         rf_text = "-" if rf is None else " / ".join("x".join(_num(v) for v in part) for part in (rf.size, rf.stride, rf.offset))
         grad = {True: "yes", False: "no", None: "?"}[layer.differentiable]
         shape = "x".join("N" if d is None else str(d) for d in layer.shape)
-        rows.append((layer.name, layer.op, shape, str(layer.units), rf_text, grad))
+        rows.append((printable(layer.name), printable(layer.op), shape, str(layer.units), rf_text, grad))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

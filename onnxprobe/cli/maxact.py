@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import Progress, add_model_args, load_model_from_args
+from onnxprobe.cli.common import count_arg, warn_nonfinite_names, Progress, add_model_args, load_model_from_args
 
 
 DESCRIPTION = """The top-k images of a dataset for every unit of the chosen layers (and, with --crops, the
@@ -29,7 +29,7 @@ def register(sub) -> None:
     parser.add_argument("--every", type=int, default=1, metavar="N", help="video: use every N-th frame")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resume and distribution)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime threads per session (cluster default: 1 per task)")
+    parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (cluster default: 1 per task)")
     parser.add_argument("--ship-data", action="store_true", help="send image bytes to the workers (no shared path)")
     parser.add_argument("--fresh", action="store_true", help="discard the saved state in DIR and start over")
     parser.set_defaults(func=run)
@@ -56,4 +56,7 @@ def run(args) -> int:
         print(f"skipped {len(summary['skipped'])} unreadable file(s), listed in {args.out}/maxact.json")
     for note in summary["notes"]:
         print(f"note: {note}")
+    if summary["images_used"]:  # the records hold null where a unit's statistics are not finite
+        warn_nonfinite_names([name for name in result.layers
+                              if any(u["max"] is None for u in result.record(name)["unit_records"])], "the activations")
     return 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
-    parse_units
+    parse_units, warn_nonfinite
 from onnxprobe.errors import UsageError
 
 
@@ -53,7 +54,7 @@ def run(args) -> int:
             raise UsageError(f"{name} must be at least 1, got {value}")
     position = parse_position(args.position)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
     layer_name = logit_layer(model) if args.objective == "logit" else args.layer
@@ -88,6 +89,8 @@ def run(args) -> int:
             results.extend(done)
     finally:
         progress.close()
+    warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},
+                   "the optimized activations")
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
@@ -99,7 +102,7 @@ def run(args) -> int:
 
 
 def _write_unit(folder: Path, result, settings: dict) -> None:
-    from onnxprobe.fsutil import atomic_write_json, inside
+    from onnxprobe.fsutil import atomic_write_json, checkpoint, inside
     from onnxprobe.render.images import montage, upscale, write_png
 
     stem = f"unit{result.unit:04d}"
@@ -108,6 +111,7 @@ def _write_unit(folder: Path, result, settings: dict) -> None:
     write_png(inside(folder, f"{stem}_montage.png"), montage([upscale(im, 64) for im in result.images]))
     # the record is written last: its presence marks the unit finished (every write is atomic)
     atomic_write_json(inside(folder, f"{stem}.json"), {**result.to_json(), "settings": settings})
+    checkpoint()  # a finished unit is kept even if the run is interrupted now (resume)
 
 
 def _finished(folder: Path, unit: int, restarts: int, settings: dict) -> bool:

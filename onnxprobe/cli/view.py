@@ -35,7 +35,7 @@ def register(sub) -> None:
     parser.add_argument("--quit-after", type=float, metavar="SECONDS", help="close after this long (scripted runs)")
     parser.add_argument("--keys", default="", metavar="KEYS", help="with --quit-after: type these keys first")
     parser.add_argument("--screenshot", metavar="PNG", help="with --quit-after: save the window as PNG before closing")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, staged=False)  # snapshots are written while it runs
 
 
 def _make_model_optional(parser) -> None:

@@ -20,11 +20,14 @@ KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     """Read a model file (with external data next to it), validate it, and normalise its opset."""
+    from onnxprobe.errors import InputError
+    from onnxprobe.fsutil import check_input_file
+
     path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model file not found: {path}")
-    if path.is_dir():
-        raise ModelError(f"model path is a directory, not an ONNX file: {path}")
+    try:
+        check_input_file(path, "model file")  # before opening: a named pipe would block the read
+    except InputError as exc:
+        raise ModelError(str(exc)) from None
     try:
         model = onnx.load(str(path), load_external_data=True)
     except Exception as exc:  # protobuf raises DecodeError, external data raises OSError/ValueError

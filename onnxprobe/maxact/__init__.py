@@ -38,10 +38,11 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
                crops: bool = True, deconv: bool = True, *, batch_size: int = 32, shard_size: int = 256, every: int = 1,
                device: str = "auto", threads: int | None = None, preprocess: dict | None = None,
                input_shape=None, fresh: bool = False, ship_data: bool = False, ship_model: bool | None = None,
-               progress=None, on_shard=None) -> MaxactResult:
-    """Run (or resume) the top-k job and write its records and images into `out_dir`."""
+               progress=None, on_shard=None, exclude=None) -> MaxactResult:
+    """Run (or resume) the top-k job and write its records and images into `out_dir`. Files under
+    `exclude` (default: `out_dir`) are not data, even inside a dataset folder."""
     from onnxprobe.distributed import threads_for_workers
-    from onnxprobe.fsutil import make_output_folder
+    from onnxprobe.fsutil import checkpoint, make_output_folder
     from onnxprobe.maxact.datasets import open_dataset
     from onnxprobe.maxact.job import StateStore, check_settings, dataset_items_file, make_spec, run_shards_locally
     from onnxprobe.maxact.records import write_records
@@ -49,14 +50,19 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
 
     started = time.monotonic()
     check_settings(layers, top, by, batch_size, shard_size)
+    if scheduler:
+        from onnxprobe.distributed import check_scheduler_address
+
+        check_scheduler_address(scheduler)
     if not isinstance(model, ProbeModel):
         model = ProbeModel.load(model, input_shape=input_shape, device=device, preprocess=preprocess, threads=threads)
-    data = open_dataset(dataset, every=every)
+    data = open_dataset(dataset, every=every, exclude=out_dir if exclude is None else exclude)
     spec = make_spec(model, layers, top, by, batch_size, shard_size,
                      threads_for_workers(threads) if scheduler else threads)
     out_dir = make_output_folder(out_dir)
     shards = data.shards(shard_size)
-    store = StateStore(out_dir, spec.key(data.fingerprint()), spec, len(shards), fresh=fresh)
+    store = StateStore(out_dir, spec.key(data.fingerprint()), spec, len(shards), fresh=fresh,
+                       stamps=data.stamps(shard_size))
     dataset_items_file(out_dir, data)
     todo = [s for s in shards if not store.done(s.id)]
     bar = progress(len(data), "scan ") if progress else None
@@ -78,9 +84,10 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
 
         store.states = {n: LayerState.empty(model.layer(n).units, top, len(model.layer(n).spatial_axes), by) for n in spec.layers}
     summary = {"model": str(model.path), "dataset": str(dataset), "top": top, "by": by,
-               "scheduler": scheduler, "seconds_scan": round(time.monotonic() - started, 3)}
+               "scheduler": scheduler, "seconds_scan": round(time.monotonic() - started, 3), "notes": store.notes}
     bar = progress(sum(s.units for s in store.states.values()), "crops ") if progress and crops else None
     write_records(out_dir, model, data, store.states, store.skipped, crops, deconv, summary, bar)
+    checkpoint()  # the finished job's records are a result of their own (the atlas reads them next)
     if bar is not None:
         bar.close()
     return MaxactResult(out_dir)

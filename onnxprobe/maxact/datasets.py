@@ -9,6 +9,8 @@ Unreadable files are reported by `load_images` as (index, source, reason), never
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +59,29 @@ class Dataset:
             h.update(item.source.encode("utf-8", "surrogateescape") + b"\n")
         return h.hexdigest()[:16]
 
+    def stamps(self, size: int) -> list[str]:
+        """Per shard of `size` items: a hash of its files' sizes and modification times (the video's
+        for frames), so that a resumed job notices files replaced in place."""
+        out = []
+        video = _stat_text(self.video) if self.video else ""
+        for start in range(0, len(self.items), size):
+            h = hashlib.sha1(video.encode())
+            for item in self.items[start:start + size]:
+                h.update((item.source + "|" + (video or _stat_text(item.source)) + "\n").encode("utf-8", "surrogateescape"))
+            out.append(h.hexdigest()[:16])
+        return out
+
     def shards(self, size: int) -> list[Shard]:
         return [Shard(sid, self.items[start:start + size], self.video)
                 for sid, start in enumerate(range(0, len(self.items), size))]
+
+
+def _stat_text(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def with_payload(shard: Shard) -> Shard:
@@ -69,20 +91,33 @@ def with_payload(shard: Shard) -> Shard:
     return Shard(shard.id, shard.items, None, tuple(_read_bytes(item.source) for item in shard.items))
 
 
-def open_dataset(path: str | Path, every: int = 1) -> Dataset:
+def open_dataset(path: str | Path, every: int = 1, exclude: str | Path | None = None) -> Dataset:
     """An image folder (recursive), a text file listing images (one per line, relative to the
-    file's folder; '#' comments), or a video file (every `every`-th frame)."""
+    file's folder; '#' comments), or a video file (every `every`-th frame). `exclude`: a folder
+    inside the image folder whose files are not data (the job's own output folder). Only regular
+    files are data: a named pipe or a device would block the scan."""
+    from onnxprobe.fsutil import check_input_file, is_regular_file
+
     path = Path(path).absolute()
     if every < 1:
         raise UsageError(f"--every must be at least 1, got {every}")
     if not path.exists():
         raise InputError(f"dataset not found: {path}")
     if path.is_dir():
-        files = sorted((p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                       key=lambda p: p.relative_to(path).as_posix())
+        skip = Path(exclude).resolve() if exclude is not None else None
+        if skip is not None and (skip == path.resolve() or skip in path.resolve().parents):
+            raise UsageError(f"the output folder {exclude} holds the dataset folder {path}: the outputs would "
+                             f"become data; write them outside it or into a folder inside it")
+        def wanted(p: Path) -> bool:
+            if p.suffix.lower() not in IMAGE_SUFFIXES or not is_regular_file(p):
+                return False
+            return skip is None or skip not in p.resolve().parents
+
+        files = sorted((p for p in path.rglob("*") if wanted(p)), key=lambda p: p.relative_to(path).as_posix())
         if not files:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
         return Dataset("folder", str(path), tuple(Item(i, str(p)) for i, p in enumerate(files)))
+    check_input_file(path, "dataset")
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return _video_dataset(path, every)
@@ -129,6 +164,12 @@ def _video_dataset(path: Path, every: int) -> Dataset:
 
 
 def _read_bytes(path: str) -> bytes:
+    """A data file's bytes; b"" (then skipped as unreadable) for a missing file or one that is not
+    a regular file (a named pipe would block)."""
+    from onnxprobe.fsutil import is_regular_file
+
+    if not is_regular_file(path):
+        return b""
     try:
         return Path(path).read_bytes()
     except OSError:
@@ -136,8 +177,13 @@ def _read_bytes(path: str) -> bytes:
 
 
 def decode(data: bytes) -> np.ndarray | None:
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    """The image, or None when the bytes are empty, corrupt, or declare an image over the limit."""
+    from onnxprobe.preprocess import decode_image
+
+    try:
+        return decode_image(data)
+    except InputError:
+        return None
 
 
 def load_images(shard: Shard) -> Iterator[tuple[Item, np.ndarray | None, str | None]]:
@@ -149,17 +195,23 @@ def load_images(shard: Shard) -> Iterator[tuple[Item, np.ndarray | None, str | N
         if shard.payload is not None:
             data = shard.payload[n]
         else:
+            from onnxprobe.fsutil import file_kind
+
             try:
+                mode = Path(item.source).stat().st_mode
+                if not stat.S_ISREG(mode):
+                    yield item, None, f"not a regular file ({file_kind(mode)})"
+                    continue
                 data = Path(item.source).read_bytes()
             except OSError as exc:
                 yield item, None, exc.strerror or type(exc).__name__
                 continue
+        from onnxprobe.preprocess import decode_image
+
         try:
-            image = decode(data)
-        except cv2.error:
-            image = None
-        if image is None or image.ndim not in (2, 3) or min(image.shape[:2]) == 0:
-            yield item, None, "unreadable or corrupt image"
+            image = decode_image(data)
+        except InputError as exc:
+            yield item, None, str(exc)
             continue
         yield item, image, None
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from onnxprobe.distributed import ModelCache, model_fields
 from onnxprobe.errors import InputError, UsageError
-from onnxprobe.fsutil import atomic_save_npz, atomic_write_json, remove_temp_files
+from onnxprobe.fsutil import atomic_save_npz, atomic_write_json, checkpoint, make_dirs, remove_temp_files
 from onnxprobe.maxact.datasets import Dataset, Shard, load_images
 from onnxprobe.maxact.topk import BY, LayerState
 
@@ -152,30 +152,63 @@ class StateStore:
     not yet folded). Everything is written atomically, so a kill at any moment loses at most the
     shards that were running."""
 
-    def __init__(self, out_dir: Path, job_key: str, spec: JobSpec, shard_count: int, fresh: bool = False):
-        self.root = out_dir / STATE_DIR
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, out_dir: Path, job_key: str, spec: JobSpec, shard_count: int, fresh: bool = False,
+                 stamps: list[str] | None = None):
+        """`stamps`: per shard, what its files looked like (`Dataset.stamps`); saved shards whose
+        files changed since are redone, and `notes` says so."""
+        self.root = make_dirs(out_dir / STATE_DIR)
         remove_temp_files(self.root)
+        self.notes: list[str] = []
         job_file = self.root / "job.json"
+        saved = None
         if job_file.exists() and not fresh:
             try:
-                saved = json.loads(job_file.read_text()).get("key")
+                saved = json.loads(job_file.read_text())
             except (OSError, json.JSONDecodeError):
                 saved = None
-            if saved != job_key:
+            if not isinstance(saved, dict) or saved.get("key") != job_key:
                 raise UsageError(f"{out_dir} holds the state of a different maxact job (other model, data, layers or "
                                  "settings); use another --out or add --fresh to start over")
-        if fresh or not job_file.exists():
+        if fresh or saved is None:
             for old in self.root.glob("*.npz"):
                 old.unlink()
-            atomic_write_json(job_file, {"key": job_key, "layers": list(spec.layers), "top": spec.top, "by": spec.by,
-                                         "shards": shard_count, "shard_size": spec.shard_size})
+        job = {"key": job_key, "layers": list(spec.layers), "top": spec.top, "by": spec.by,
+               "shards": shard_count, "shard_size": spec.shard_size, "stamps": stamps}
+        if saved is not None and stamps is not None:
+            self._forget_changed(saved.get("stamps"), stamps)
+        if saved != job:
+            atomic_write_json(job_file, job)
         self.states: dict[str, LayerState] | None = None
         self.skipped: list = []
         self.next = 0
         self.pending: dict[int, ShardResult] = {}
         self._last_checkpoint = time.monotonic()
         self._load()
+
+    def _forget_changed(self, saved_stamps, stamps: list[str]) -> None:
+        """Delete the saved state of shards whose files changed (size or modification time) since it
+        was made; the folded prefix goes whole when one of its shards changed (it cannot be unfolded)."""
+        if not isinstance(saved_stamps, list) or len(saved_stamps) != len(stamps):
+            changed = list(range(len(stamps)))
+        else:
+            changed = [n for n, (a, b) in enumerate(zip(saved_stamps, stamps)) if a != b]
+        if not changed:
+            return
+        redo = set(changed)
+        folded = self.root / "folded.npz"
+        if folded.exists():
+            try:
+                with np.load(folded) as arrays:
+                    covered = int(arrays["next"])
+            except (OSError, ValueError, KeyError):
+                covered = len(stamps)
+            if min(changed) < covered:
+                folded.unlink()
+                redo.update(range(covered))
+        for sid in changed:
+            self._shard_path(sid).unlink(missing_ok=True)
+        self.notes.append(f"the files of {len(changed)} shard(s) changed since the saved state (size or modification "
+                          f"time): rescanning {len(redo)} of {len(stamps)} shard(s)")
 
     def _load(self) -> None:
         folded = self.root / "folded.npz"
@@ -196,6 +229,7 @@ class StateStore:
 
     def add(self, result: ShardResult) -> None:
         atomic_save_npz(self._shard_path(result.shard_id), result.to_arrays())
+        checkpoint()  # a finished shard is kept even if the run is killed now (with job.json and items.json)
         self.pending[result.shard_id] = result
         self._fold()
         if time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
@@ -217,6 +251,7 @@ class StateStore:
         arrays = ShardResult(-1, self.states, self.skipped).to_arrays()
         arrays["next"] = np.asarray(self.next)
         atomic_save_npz(self.root / "folded.npz", arrays)
+        checkpoint()  # on disk before the shard files it covers go
         for sid in range(self.next):  # now covered by folded.npz
             self._shard_path(sid).unlink(missing_ok=True)
         self._last_checkpoint = time.monotonic()
@@ -251,6 +286,16 @@ def make_spec(model, layers, top: int, by: str, batch_size: int, shard_size: int
     check_settings(layers, top, by, batch_size, shard_size)
     names = tuple(dict.fromkeys(model.layer(name).name for name in layers))
     return JobSpec(*model_fields(model), names, int(top), by, int(batch_size), int(shard_size), model.device, threads)
+
+
+def state_is_current(out_dir: Path, dataset: Dataset) -> bool:
+    """Whether the saved job in `out_dir` was made from files of the same sizes and modification
+    times as `dataset`'s now."""
+    try:
+        saved = json.loads((Path(out_dir) / STATE_DIR / "job.json").read_text())
+        return saved["stamps"] == dataset.stamps(int(saved["shard_size"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def dataset_items_file(out_dir: Path, dataset: Dataset) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxprobe.errors import InputError
-from onnxprobe.fsutil import atomic_write_json, inside, safe_name
+from onnxprobe.fsutil import atomic_write_json, inside, make_dirs, safe_name
 from onnxprobe.maxact.crops import backmap_patch, crop_box, crop_padded, unit_montage, unit_seed
 from onnxprobe.maxact.datasets import Dataset, read_item
 from onnxprobe.maxact.topk import LayerState
@@ -52,7 +52,7 @@ def write_layer_images(model, layer, hits: list[list[dict]], k: int, dataset: Da
                        notes: list[str], progress=None) -> list[dict]:
     """Patch (and deconv / backprop) montages of every unit; returns the per-unit file names."""
     _, image_dir = layer_paths(out_dir, layer.name)
-    image_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(image_dir)
     sessions = _gradient_sessions(model, layer, notes) if deconv else {}
     files: list[dict] = [{} for _ in hits]
     for start in range(0, len(hits), UNITS_PER_CHUNK):
@@ -161,6 +161,7 @@ def write_records(out_dir: Path, model, dataset: Dataset, states: dict[str, Laye
         })
         layers_summary[name] = record_path.name
     summary_path = inside(out_dir, SUMMARY)
+    notes = list(summary_extra.get("notes", [])) + notes
     atomic_write_json(summary_path, {
         **summary_extra, "layers": layers_summary,
         "images": len(dataset), "images_used": next(iter(states.values())).count if states else 0,

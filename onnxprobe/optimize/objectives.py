@@ -137,11 +137,12 @@ def neuron(model, layer: str, unit: int, position: Sequence[int] | None = None) 
     info = _layer(model, layer)
     unit = _check_unit(info, unit)
     position = tuple(int(p) for p in position) if position is not None else default_position(info)
+    shown = model.layer(layer).name  # the layer the user named (info may be the ReLU's input)
     if len(position) != len(info.spatial_axes):
-        raise UsageError(f"layer '{info.name}' has {len(info.spatial_axes)} spatial axes; --position gave {len(position)} values")
+        raise UsageError(f"layer '{shown}' has {len(info.spatial_axes)} spatial axes; --position gave {len(position)} values")
     for p, axis in zip(position, info.spatial_axes):
         if not 0 <= p < int(info.shape[axis]):
-            raise UsageError(f"position {position} is outside layer '{info.name}' of spatial size {info.spatial_shape}")
+            raise UsageError(f"position {position} is outside layer '{shown}' of spatial size {info.spatial_shape}")
     seed = _zeros(info)
     index = [0] * seed.ndim
     index[info.channel_axis] = unit

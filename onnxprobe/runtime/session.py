@@ -47,9 +47,23 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def default_threads() -> int:
+def env_threads() -> int | None:
+    """ONNXPROBE_THREADS as a count (None when unset); anything but a whole number >= 1 is a one-line error."""
     env = os.environ.get("ONNXPROBE_THREADS")
-    return int(env) if env else 0  # 0: ONNX Runtime picks one per physical core
+    if env is None or not env.strip():
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"ONNXPROBE_THREADS must be a whole number of threads (at least 1), got '{env}'")
+    return value
+
+
+def default_threads() -> int:
+    env = env_threads()
+    return env if env is not None else 0  # 0: ONNX Runtime picks one per physical core
 
 
 class Session:

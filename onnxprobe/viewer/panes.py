@@ -21,12 +21,15 @@ def text_image(lines: list[str], width: int = 320, line_height: int = 18, scale:
 
 
 def softmax_if_needed(scores: np.ndarray) -> np.ndarray:
-    """Scores -> probabilities: kept when they already are (0..1, summing to 1), softmax otherwise."""
+    """Scores -> probabilities: kept when they already are (0..1, summing to 1), softmax otherwise.
+    A model that yields NaN or infinities gets 0 for those classes (empty bars, not a crash)."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if scores.size and scores.min() >= 0 and scores.max() <= 1 and abs(scores.sum() - 1) < 1e-3:
         return scores
-    exp = np.exp(scores - scores.max(initial=0))
-    return exp / exp.sum()
+    with np.errstate(all="ignore"):
+        exp = np.exp(scores - np.max(scores, initial=0, where=np.isfinite(scores)))
+        probs = exp / exp[np.isfinite(exp)].sum()
+    return np.where(np.isfinite(probs), probs, 0.0)
 
 
 def top_predictions(scores: np.ndarray, labels: tuple[str, ...] | None, k: int = 5) -> list[tuple[str, float]]:

@@ -213,7 +213,7 @@ BAD = [
     ("units out of range", ["--layer", "relu1", "--units", "99"], "out of range"),
     ("batch 0", ["--layer", "relu1", "--batch", "0"], "--batch must be at least 1"),
     ("other settings", ["--layer", "relu1", "--steps", "3", "--seed", "9"], "other settings"),
-    ("out is a file", ["--layer", "relu1", "--out", "{d}/model.onnx"], "must be a folder"),
+    ("out is the model", ["--layer", "relu1", "--out", "{d}/model.onnx"], "is the input model; refusing to overwrite"),
     ("missing data", ["--layer", "relu1", "--steps", "2", "--data", "{d}/nothing-here"], "nothing-here"),
 ]
 

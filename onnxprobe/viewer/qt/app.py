@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
@@ -22,6 +24,7 @@ def run_window(viewer: Viewer, quit_after: float | None = None, screenshot: str 
     window = ViewerWindow(viewer)
     viewer.start()
     window.show()
+    stop = _quit_on_signals(window)
     if quit_after is not None:
         def finish():
             if screenshot:
@@ -31,7 +34,44 @@ def run_window(viewer: Viewer, quit_after: float | None = None, screenshot: str 
         for i, key in enumerate(keys):
             QTimer.singleShot(int(1000 * quit_after * (i + 1) / (len(keys) + 2)), lambda key=key: viewer.handle_key(key))
         QTimer.singleShot(int(quit_after * 1000), finish)
-    return app.exec()
+    try:
+        code = app.exec()
+    finally:
+        caught = stop()
+    if caught == signal.SIGINT:
+        raise KeyboardInterrupt
+    if caught == signal.SIGTERM:
+        from onnxprobe.errors import Terminated
+
+        raise Terminated
+    return code
+
+
+def _quit_on_signals(window):
+    """Ctrl-C and SIGTERM close the window (the CLI then says so in one line and exits 130 / 143)
+    instead of raising inside a Qt callback. Qt's loop does not run Python's signal handlers, so a
+    timer gives Python a moment every 200 ms. Returns a function that restores the handlers and
+    tells which signal came (or None)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    caught = []
+
+    def handler(signum, frame):
+        caught.append(signum)
+        window.close()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    timer = QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+
+    def stop():
+        timer.stop()
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        return caught[0] if caught else None
+
+    return stop
 
 
 def screen_shot(app: QApplication, window) -> "np.ndarray":
