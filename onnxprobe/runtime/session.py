@@ -39,11 +39,12 @@ def cuda_available() -> bool:
 
 def resolve_device(device: str = "auto") -> str:
     if device not in DEVICES:
-        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got '{device}'")
+        raise UsageError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
-        raise ProbeError("--device cuda: no usable CUDA device (onnxruntime-gpu found no GPU or no CUDA 13/cuDNN 9 libraries)")
+        raise ProbeError("device cuda: no usable CUDA device (onnxruntime-gpu found no GPU or no CUDA 13/cuDNN 9 "
+                         "libraries); use device cpu or auto")
     return device
 
 
