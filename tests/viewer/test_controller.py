@@ -258,3 +258,30 @@ def test_save_panes(tiny, still, tmp_path):
         assert "saved 6 files" in viewer.state.status_line()
     finally:
         viewer.stop()
+
+
+@pytest.mark.parametrize("mode,key_presses", [("gradient", 1), ("guided", 3)])
+def test_back_pane_costs_one_run(tiny, still, mode, key_presses, monkeypatch):
+    """With the back pane on, the grid's activations and the back map come from ONE run of the
+    gradient graph (self-seeded), not a forward for the grid plus another for the seed plus the
+    gradient graph; the map equals the two-step one (the seed read from a forward) bit for bit."""
+    viewer = start_viewer(tiny, still)
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        select(viewer, "relu2")
+        calls = []
+        real = viewer.model.activations
+        monkeypatch.setattr(viewer.model, "activations", lambda *a, **k: calls.append(a) or real(*a, **k))
+        for key in "ll" + "n" * key_presses:  # unit 2
+            viewer.handle_key(key)
+        poll_until(viewer, lambda: viewer.last_back is not None and viewer.last_back.settings.back_mode == mode)
+        assert calls == []  # no separate forward pass, neither for the grid nor for the seed
+        x = viewer.last_forward.frame.x
+        act = real(x, ["relu2"], with_outputs=False)["relu2"]
+        seed = np.zeros_like(act)
+        seed[:, 2] = act[:, 2]
+        two_step = viewer.model.gradient_session(["relu2"], mode=mode).run(x, {"relu2": seed})["grad"]
+        np.testing.assert_array_equal(viewer.last_back.grad, two_step[0].transpose(1, 2, 0))
+        np.testing.assert_array_equal(viewer.last_forward.activation, act[0])
+    finally:
+        viewer.stop()
