@@ -48,6 +48,12 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def spinning() -> bool:
+    """Whether ONNX Runtime's idle pool threads spin (ONNXPROBE_ORT_SPIN=0 turns it off: then the
+    process CPU time measures work done, and idle pool threads leave the cores to other threads)."""
+    return os.environ.get("ONNXPROBE_ORT_SPIN", "1") != "0"
+
+
 def default_threads() -> int:
     env = os.environ.get("ONNXPROBE_THREADS")
     return int(env) if env else 0  # 0: ONNX Runtime picks one per physical core
@@ -62,6 +68,8 @@ class Session:
         options = ort.SessionOptions()
         options.intra_op_num_threads = default_threads() if threads is None else threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spinning():
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
         try:
             self._session = ort.InferenceSession(payload, sess_options=options, providers=_PROVIDERS[self.device])
@@ -89,7 +97,9 @@ class Session:
 
     def _run_cpu(self, feeds, names) -> dict:
         # Binding reusable CPU output buffers was measured: the copy-out costs more than run()'s
-        # own allocation (ResNet-18, 49 outputs: 83 vs 74 ms), so CPU runs use run().
+        # own allocation (ResNet-18, 49 outputs: 83 vs 74 ms), so CPU runs use run(). Fresh bound
+        # buffers per run (page faults) and run_with_ort_values + OrtValue.numpy() (no copy) were
+        # measured too: no gain over run() in CPU time (bench/bench_expose.py, 2 cores under load).
         return dict(zip(names, self._session.run(names, feeds)))
 
     def _run_bound(self, feeds, names, keep) -> dict:
