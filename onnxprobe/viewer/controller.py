@@ -35,6 +35,11 @@ from onnxprobe.viewer.workers import FrameGrabber, Worker
 GRID_MIN_TILE = 24  # tiles smaller than this are repeated (nearest) so units stay clickable
 PATTERN_TILE = 48
 
+# With the back pane on, a new frame gets the back map too (one self-seeded gradient run, ~2.5
+# forwards on the CPU) every BACK_EVERY-th frame and a plain forward otherwise: the grid keeps a
+# frame rate near the forward's while the back map still follows the video.
+BACK_EVERY = 2
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -85,6 +90,8 @@ class Viewer:
         self._on_camera = isinstance(source, CameraSource)
         self._forward_cache: tuple[tuple, dict] | None = None
         self._back_cache: tuple[tuple, dict] | None = None
+        self._back_done: tuple | None = None  # the back settings of the newest back map
+        self._plain_since_back = 0  # frames shown since, without a back map
         self._optimization: LiveOptimization | None = None
         self._errors: list[str] = []
         self._errors_lock = threading.Lock()
@@ -245,16 +252,22 @@ class Viewer:
     def _run_forward(self, job) -> None:
         frame, settings = job
         layer = self.model.layer(settings.layer)
-        key = (frame.seq, layer.name, self._back_job_key(frame, settings) if settings.back_mode != "off" else None)
+        back_now = settings.back_mode != "off"
+        if back_now:  # a new back map for new back settings, else for every BACK_EVERY-th frame
+            wanted = self._back_job_key(frame, settings)[1:]
+            back_now = wanted != self._back_done or self._plain_since_back + 1 >= BACK_EVERY
+        key = (frame.seq, layer.name, self._back_job_key(frame, settings) if back_now else None)
         back_out = None
         if self._forward_cache is not None and self._forward_cache[0] == key:
             acts = self._forward_cache[1]
         else:
             names = [layer.name] + ([self.model.class_output] if self.model.class_output else [])
-            if settings.back_mode != "off":
+            if back_now:
                 acts, back_out = self._forward_with_back(frame, settings, names)
+                self._back_done, self._plain_since_back = wanted, 0
             else:
                 acts = self.model.activations(frame.x, names, with_outputs=False)
+                self._plain_since_back += 1
             self._forward_cache = (key, acts)
         activation = acts[layer.name][0]
         tiles = units_first(activation, layer.channel_axis, layer.spatial_axes)
@@ -281,7 +294,7 @@ class Viewer:
         if found == 0:
             self._report(f"the atlas has no optimized images for layer '{layer.name}'")
         self.slots.post("forward", result)
-        if settings.back_mode != "off":
+        if back_now:
             self.back.submit((frame, settings, acts if settings.origin[0] == layer.name else None, back_out))
 
     def _back_job_key(self, frame, settings) -> tuple:
