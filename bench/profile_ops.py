@@ -6,8 +6,10 @@ step and the all-layers exposed forward of one model, side by side.
     python bench/profile_ops.py --batch 1 --runs 10 --top 25
     python bench/profile_ops.py --save-optimized DIR   # ORT's optimized graphs, to check fusions
 
-Per-op-type totals survive load better than wall times: a busy machine stretches every kernel
-alike, so the SHARES (and the ratio of the kernel sums) are the numbers to compare across runs.
+The three cases run one after another (a profiler per session), so under load compare the SHARES
+within a column (a busy machine stretches every kernel of a run alike), not columns against each
+other; "exposed" exposes every node output. bench_gradient / bench_expose give the interleaved
+ratios.
 Kernel times are summed over --runs runs after one warm-up run, then divided by --runs.
 """
 
@@ -51,16 +53,12 @@ def profile(model_bytes: bytes, feeds: dict, runs: int, threads: int, optimized:
         trace = json.loads(Path(sess.end_profiling()).read_text())
     totals: dict[str, float] = defaultdict(float)
     nodes: dict[str, set] = defaultdict(set)
-    first_run = True
     for ev in trace:
-        if ev.get("cat") == "Session" and ev.get("name") == "model_run":
-            first_run = False
         if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
             continue
         op = ev.get("args", {}).get("op_name", "?")
         totals[op] += ev["dur"] / 1000.0
         nodes[op].add(ev["name"])
-    del first_run
     # the warm-up run is in the trace too: runs + 1 runs in all
     out = {op: (ms / (runs + 1), len(nodes[op])) for op, ms in totals.items()}
     out["_wall"] = (wall * 1000.0, 0)
@@ -102,14 +100,15 @@ def main() -> int:
             args.save_optimized.mkdir(parents=True, exist_ok=True)
             opt = args.save_optimized / f"{label}.onnx"
         res[label] = profile(m.SerializeToString(), feeds, args.runs, args.threads, opt)
+    kern = {k: sum(v[0] for op, v in r.items() if op != "_wall") for k, r in res.items()}
     ops = sorted({op for r in res.values() for op in r if op != "_wall"},
                  key=lambda op: -max(r.get(op, (0, 0))[0] for r in res.values()))
-    kern = {k: sum(v[0] for op, v in r.items() if op != "_wall") for k, r in res.items()}
     print(f"batch {args.batch}, {args.size} px, {args.threads} thread(s), {args.runs} profiled runs; "
           "ms per run (node count)")
     print(f"{'op type':<28}" + "".join(f"{k:>22}" for k in res))
     for op in ops[: args.top]:
-        cells = "".join(f"{r[op][0]:13.2f} ({r[op][1]:3d})  " if op in r else f"{'-':>22}" for r in res.values())
+        cells = "".join(f"{r[op][0]:9.2f} {100 * r[op][0] / kern[k]:3.0f}% ({r[op][1]:3d})" if op in r else f"{'-':>22}"
+                        for k, r in res.items())
         print(f"{op:<28}{cells}")
     print(f"{'sum of kernels':<28}" + "".join(f"{kern[k]:15.1f}       " for k in res))
     print(f"{'wall':<28}" + "".join(f"{r['_wall'][0]:15.1f}       " for r in res.values()))
@@ -119,5 +118,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     sys.exit(main())
