@@ -92,6 +92,8 @@ class Viewer:
         self._back_cache: tuple[tuple, dict] | None = None
         self._back_done: tuple | None = None  # the back settings of the newest back map
         self._plain_since_back = 0  # frames shown since, without a back map
+        self._back_seq = -1  # the frame of the newest back job
+        self._no_one_run: set[tuple] = set()  # back settings whose one-run graph failed (not retried)
         self._optimization: LiveOptimization | None = None
         self._errors: list[str] = []
         self._errors_lock = threading.Lock()
@@ -253,9 +255,10 @@ class Viewer:
         frame, settings = job
         layer = self.model.layer(settings.layer)
         back_now = settings.back_mode != "off"
-        if back_now:  # a new back map for new back settings, else for every BACK_EVERY-th frame
+        if back_now:  # back settings changed, the same frame again (a still), or every BACK_EVERY-th frame
             wanted = self._back_job_key(frame, settings)[1:]
-            back_now = wanted != self._back_done or self._plain_since_back + 1 >= BACK_EVERY
+            back_now = (wanted != self._back_done or frame.seq == self._back_seq
+                        or self._plain_since_back + 1 >= BACK_EVERY)
         key = (frame.seq, layer.name, self._back_job_key(frame, settings) if back_now else None)
         back_out = None
         if self._forward_cache is not None and self._forward_cache[0] == key:
@@ -295,6 +298,7 @@ class Viewer:
             self._report(f"the atlas has no optimized images for layer '{layer.name}'")
         self.slots.post("forward", result)
         if back_now:
+            self._back_seq = frame.seq
             self.back.submit((frame, settings, acts if settings.origin[0] == layer.name else None, back_out))
 
     def _back_job_key(self, frame, settings) -> tuple:
@@ -318,11 +322,15 @@ class Viewer:
         index[origin.channel_axis] = min(unit, mask.shape[origin.channel_axis] - 1)
         mask[tuple(index)] = 1.0
         wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
+        spec = (origin.name, tuple(wrt or ()), settings.back_mode, tuple(names))
+        if spec in self._no_one_run:
+            return self.model.activations(frame.x, names, with_outputs=False), None
         try:
             session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode,
                                                   extra_outputs=names, self_seeded=True)
             out = session.run(frame.x, {origin.name: mask}, extra_outputs=names)
-        except ProbeError:  # the back worker reports it; the grid must not wait for it
+        except Exception:  # noqa: BLE001 -- the back worker meets it again and reports it; the grid goes on
+            self._no_one_run.add(spec)
             return self.model.activations(frame.x, names, with_outputs=False), None
         out["seed"] = out[origin.name] * mask
         return {n: out[n] for n in names}, (self._back_job_key(frame, settings), out)

@@ -306,3 +306,31 @@ def test_back_pane_on_video_maps_every_other_frame(tiny, video_path, monkeypatch
     assert kinds[0] == "both" and controller.BACK_EVERY == 2
     assert all(a != b for a, b in zip(kinds[:8], kinds[1:9])), kinds  # strictly alternating
     assert viewer.last_back is not None
+
+
+def test_back_pane_falls_back_to_two_runs_when_one_run_fails(tiny, still, monkeypatch):
+    """A self-seeded graph that cannot be built or run does not cost the grid its frame: the
+    forward runs plainly, the back worker computes the map the old way, and no retry follows."""
+    from onnxprobe.errors import ModelError
+
+    viewer = start_viewer(tiny, still)
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        real = viewer.model.gradient_session
+        attempts = []
+
+        def no_self_seeded(*a, **k):
+            if k.get("self_seeded"):
+                attempts.append(a)
+                raise ModelError("no self-seeded graph here")
+            return real(*a, **k)
+
+        monkeypatch.setattr(viewer.model, "gradient_session", no_self_seeded)
+        viewer.handle_key("n")
+        poll_until(viewer, lambda: viewer.last_back is not None)
+        viewer.handle_key("m")  # another back filter: same back settings, no second attempt
+        poll_until(viewer, lambda: viewer.last_back.settings.back_filter != "raw")
+        assert len(attempts) == 1
+        assert np.abs(viewer.last_back.grad).max() > 0
+    finally:
+        viewer.stop()
