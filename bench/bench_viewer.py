@@ -2,10 +2,17 @@
 
 For each model (the bundled digits CNN, or the tiny test CNN while it is missing; a torchvision
 ResNet-18 at 224x224, random weights, exported once and cached under bench/.cache/), in one run:
-  bare fps    the plain model forward on preprocessed frames, back to back, on this thread
+  bare fps    the plain model forward on preprocessed frames, back to back, on this thread (the
+              mean of a run just before and one just after the viewer's)
   viewer fps  frames the offscreen viewer window displayed per second, reading a video file as
               fast as it can (grabber, forward worker and GUI thread all running)
-  ratio       viewer / bare (goal: at least 0.8)
+  ratio       viewer / bare (goal: at least 0.8; a ratio of two rates measured in the same run, the
+              number to compare across machines)
+  back maps/s back-pane updates per second (back mode)
+  cpu ratio   process CPU time per bare forward / per frame the viewer shows (all its threads):
+              the share of the work per frame that is the forward itself, which load from other
+              work on the machine moves least (ORT pool spinning is off in this bench, so CPU time
+              is work done)
   stall       the longest gap between ticks of a 2 ms GUI timer while inference runs, minus 2 ms
               (goal: under 50 ms)
 Each is measured in forward mode and again with the gradient back pane on.
@@ -20,6 +27,7 @@ import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("ONNXPROBE_ORT_SPIN", "0")  # CPU time = work done (read when sessions are built)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -57,14 +65,14 @@ def bare_fps(model: ProbeModel, video: str, seconds: float) -> float:
     feeds = lambda x: {model.input_name: x}  # noqa: E731
     for x in tensors[:3]:
         session.run(feeds(x))
-    count, start = 0, time.perf_counter()
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         session.run(feeds(tensors[count % len(tensors)]))
         count += 1
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 
-def viewer_run(app, model: ProbeModel, video: str, seconds: float, keys: str = "") -> tuple[float, float]:
+def viewer_run(app, model: ProbeModel, video: str, seconds: float, keys: str = "") -> tuple[float, float, float]:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
     from onnxprobe.viewer.controller import Viewer
@@ -77,8 +85,9 @@ def viewer_run(app, model: ProbeModel, video: str, seconds: float, keys: str = "
     window.show()
     for key in keys:
         viewer.handle_key(key)
-    shown = []
+    shown, backs = [], []
     viewer.state.events.connect(lambda name: shown.append(time.perf_counter()) if name == "forward" else None)
+    viewer.state.events.connect(lambda name: backs.append(time.perf_counter()) if name == "back" else None)
     clock = QElapsedTimer()
     clock.start()
     gaps = {"last": None, "max": 0.0, "measuring": False}
@@ -98,16 +107,20 @@ def viewer_run(app, model: ProbeModel, video: str, seconds: float, keys: str = "
 
     def begin():
         gaps["measuring"] = True
+        gaps["cpu"] = time.process_time()
         gaps["last"] = None
         shown.clear()
+        backs.clear()
 
     QTimer.singleShot(int(warmup * 1000), begin)  # session building and first frames are not the steady state
     QTimer.singleShot(int((warmup + seconds) * 1000), loop.quit)
     loop.exec()
     timer.stop()
+    cpu_per_frame = (time.process_time() - gaps["cpu"]) / max(1, len(shown))
     fps = (len(shown) - 1) / (shown[-1] - shown[0]) if len(shown) > 1 else 0.0
+    back_fps = len(backs) / seconds
     window.close()
-    return fps, max(0.0, gaps["max"] - 0.002)
+    return fps, max(0.0, gaps["max"] - 0.002), back_fps, cpu_per_frame
 
 
 def main() -> int:
@@ -130,14 +143,16 @@ def main() -> int:
         models.append(("tiny test CNN (bundled model missing)", tiny))
     models.append(("resnet18 224", torchvision_onnx("resnet18")))
     video = bench_video()
-    print(f"{'model':<38} {'mode':<9} {'bare fps':>9} {'viewer fps':>11} {'ratio':>6} {'stall ms':>9}")
+    print(f"{'model':<38} {'mode':<9} {'bare fps':>9} {'viewer fps':>11} {'ratio':>6} {'stall ms':>9} {'back maps/s':>12} {'cpu ratio':>9}")
     for name, path in models:
         model = ProbeModel.load(path, device=args.device)
         for mode, keys in (("forward", ""), ("back", "n")):
-            bare = bare_fps(model, video, args.seconds / 2)
-            shown, stall = viewer_run(app, model, video, args.seconds, keys)
+            before, cpu_a = bare_fps(model, video, args.seconds / 4)  # bare runs on both sides of the viewer's:
+            shown, stall, backs, cpu_frame = viewer_run(app, model, video, args.seconds, keys)
+            after, cpu_b = bare_fps(model, video, args.seconds / 4)
+            bare, cpu_bare = (before + after) / 2, (cpu_a + cpu_b) / 2  # load that drifts hits both alike
             print(f"{name:<38} {mode:<9} {bare:9.1f} {shown:11.1f} {shown / bare:6.2f} {stall * 1000:9.1f}"
-                  f"   [{model.device}]", flush=True)
+                  f" {backs:12.1f} {cpu_bare / cpu_frame:8.2f}   [{model.device}]", flush=True)
     return 0
 
 

@@ -105,42 +105,69 @@ class ProbeModel:
     def forward_session(self) -> Session:
         return self.session(("forward-plain",), lambda: self.proto)
 
-    def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = "gradient") -> "GradientSession":
+    def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = "gradient",
+                         extra_outputs: Sequence[str] = (), self_seeded: bool = False) -> "GradientSession":
+        """extra_outputs: tensors the same run also returns (GradientSession.run's extra_outputs).
+        self_seeded: the single target's seed is its own activation times a 0/1 mask given at run
+        time (autodiff.objectives.self_seeded), so no forward pass is needed to build the seed."""
         from onnxprobe.autodiff import build_gradient_model
 
         targets = tuple(self.layer(t).name for t in targets)
         wrt = tuple(wrt) if wrt else (self.input_name,)
-        key = ("gradient", targets, wrt, mode)
-        session = self.session(key, lambda: build_gradient_model(self.proto, list(targets), wrt=list(wrt), mode=mode))
-        return GradientSession(self, session, targets, wrt)
+        extra = tuple(dict.fromkeys(extra_outputs))
+        if self_seeded and len(targets) != 1:
+            raise UsageError("a self-seeded gradient takes exactly one target")
+        if self_seeded:  # the target is no graph output of its own there
+            extra = tuple(dict.fromkeys(targets + extra))
+        key = ("gradient", targets, wrt, mode, extra, self_seeded)
+
+        def build():
+            proto, names = self.proto, list(targets)
+            if self_seeded:
+                from onnxprobe.autodiff.objectives import self_seeded as square
+
+                proto, square_name = square(proto, targets[0])
+                names = [square_name]
+            return build_gradient_model(proto, names, wrt=list(wrt), mode=mode, extra_outputs=list(extra))
+
+        session = self.session(key, build)
+        return GradientSession(self, session, targets, wrt, self_seeded=self_seeded)
 
 
 class GradientSession:
     """Runs a gradient graph: activations of the targets and the gradient of sum(seed * target)."""
 
-    def __init__(self, model: ProbeModel, session: Session, targets: tuple[str, ...], wrt: tuple[str, ...]):
+    def __init__(self, model: ProbeModel, session: Session, targets: tuple[str, ...], wrt: tuple[str, ...],
+                 self_seeded: bool = False):
         from onnxprobe.autodiff import grad_name, seed_name
 
         self.model = model
         self.session = session
         self.targets = targets
         self.wrt = wrt
-        self._seed_names = {t: seed_name(t) for t in targets}
+        self.self_seeded = self_seeded
+        if self_seeded:  # the graph's target is target * target; its seed is half the mask
+            self._square = next(n for n in session.input_names if n.startswith(seed_name("")))[len(seed_name("")):]
+            self._seed_names = {targets[0]: seed_name(self._square)}
+        else:
+            self._seed_names = {t: seed_name(t) for t in targets}
         self._grad_names = {w: grad_name(w) for w in wrt}
 
     def run(self, x: np.ndarray, seeds: dict[str, np.ndarray], extra_outputs: Iterable[str] = ()) -> dict[str, np.ndarray]:
         """Returns each target's activation under its name, and each gradient under "grad" (for the
-        input) or "grad:<tensor>"."""
+        input) or "grad:<tensor>". A self-seeded session takes each target's 0/1 mask as its seed."""
         x = self.model.check_input(x)
         feeds = {self.model.input_name: x}
         for target in self.targets:
             if target not in seeds:
                 raise UsageError(f"no seed given for target '{target}'")
             seed = np.asarray(seeds[target], dtype=np.float32)
+            if self.self_seeded:
+                seed = seed * np.float32(0.5)  # see autodiff.objectives.self_seeded
             if seed.shape[0] != x.shape[0]:
                 seed = np.broadcast_to(seed, (x.shape[0], *seed.shape[1:]))
             feeds[self._seed_names[target]] = np.ascontiguousarray(seed)
-        names = list(self.targets) + list(self._grad_names.values()) + list(extra_outputs)
+        names = list(dict.fromkeys(list(self.targets) + list(self._grad_names.values()) + list(extra_outputs)))
         values = self.session.run(feeds, outputs=names)
         out = {t: values[t] for t in self.targets}
         for w, g in self._grad_names.items():

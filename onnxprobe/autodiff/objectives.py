@@ -121,3 +121,24 @@ def pre_softmax_tensor(model: onnx.ModelProto, tensor: str) -> str:
     if node is not None and node.op_type in ("Softmax", "LogSoftmax") and node.domain in ("", "ai.onnx"):
         return node.input[0]
     return tensor
+
+
+def self_seeded(model: onnx.ModelProto, target: str) -> tuple[onnx.ModelProto, str]:
+    """A copy of `model` with one more output, target * target, and its name.
+
+    Its gradient under the seed 0.5 * mask (mask of 0/1) equals the gradient of `target` under the
+    seed mask * target -- exactly in floating point: the Mul rule hands each factor 0.5 * mask *
+    target and the two halves add up. That is "the unit's own activation as the seed" (the Deep
+    Visualization Toolbox's back map) in ONE run, without a forward pass first to read the unit.
+    """
+    from onnx import helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    names = {o for n in out.graph.node for o in n.output} | {i.name for i in out.graph.input}
+    square = f"onnxprobe.self_seeded:{target}"
+    while square in names:
+        square += "_"
+    out.graph.node.append(helper.make_node("Mul", [target, target], [square], name=square))
+    out.graph.output.append(helper.make_empty_tensor_value_info(square))
+    return out, square

@@ -39,12 +39,19 @@ def cuda_available() -> bool:
 
 def resolve_device(device: str = "auto") -> str:
     if device not in DEVICES:
-        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got '{device}'")
+        raise UsageError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
-        raise ProbeError("--device cuda: no usable CUDA device (onnxruntime-gpu found no GPU or no CUDA 13/cuDNN 9 libraries)")
+        raise ProbeError("device cuda: no usable CUDA device (onnxruntime-gpu found no GPU or no CUDA 13/cuDNN 9 "
+                         "libraries); use device cpu or auto")
     return device
+
+
+def spinning() -> bool:
+    """Whether ONNX Runtime's idle pool threads spin (ONNXPROBE_ORT_SPIN=0 turns it off: then the
+    process CPU time measures work done, and idle pool threads leave the cores to other threads)."""
+    return os.environ.get("ONNXPROBE_ORT_SPIN", "1") != "0"
 
 
 def env_threads() -> int | None:
@@ -75,6 +82,8 @@ class Session:
         options = ort.SessionOptions()
         options.intra_op_num_threads = default_threads() if threads is None else threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spinning():
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
         try:
             self._session = ort.InferenceSession(payload, sess_options=options, providers=_PROVIDERS[self.device])
@@ -102,7 +111,9 @@ class Session:
 
     def _run_cpu(self, feeds, names) -> dict:
         # Binding reusable CPU output buffers was measured: the copy-out costs more than run()'s
-        # own allocation (ResNet-18, 49 outputs: 83 vs 74 ms), so CPU runs use run().
+        # own allocation (ResNet-18, 49 outputs: 83 vs 74 ms), so CPU runs use run(). Fresh bound
+        # buffers per run (page faults) and run_with_ort_values + OrtValue.numpy() (no copy) were
+        # measured too: no gain over run() in CPU time (bench/bench_expose.py, 2 cores under load).
         return dict(zip(names, self._session.run(names, feeds)))
 
     def _run_bound(self, feeds, names, keep) -> dict:

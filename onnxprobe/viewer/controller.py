@@ -35,6 +35,11 @@ from onnxprobe.viewer.workers import FrameGrabber, Worker
 GRID_MIN_TILE = 24  # tiles smaller than this are repeated (nearest) so units stay clickable
 PATTERN_TILE = 48
 
+# With the back pane on, a new frame gets the back map too (one self-seeded gradient run, ~2.5
+# forwards on the CPU) every BACK_EVERY-th frame and a plain forward otherwise: the grid keeps a
+# frame rate near the forward's while the back map still follows the video.
+BACK_EVERY = 2
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -85,6 +90,10 @@ class Viewer:
         self._on_camera = isinstance(source, CameraSource)
         self._forward_cache: tuple[tuple, dict] | None = None
         self._back_cache: tuple[tuple, dict] | None = None
+        self._back_done: tuple | None = None  # the back settings of the newest back map
+        self._plain_since_back = 0  # frames shown since, without a back map
+        self._back_seq = -1  # the frame of the newest back job
+        self._no_one_run: set[tuple] = set()  # back settings whose one-run graph failed (not retried)
         self._optimization: LiveOptimization | None = None
         self._errors: list[str] = []
         self._errors_lock = threading.Lock()
@@ -245,12 +254,23 @@ class Viewer:
     def _run_forward(self, job) -> None:
         frame, settings = job
         layer = self.model.layer(settings.layer)
-        key = (frame.seq, layer.name)
+        back_now = settings.back_mode != "off"
+        if back_now:  # back settings changed, the same frame again (a still), or every BACK_EVERY-th frame
+            wanted = self._back_job_key(frame, settings)[1:]
+            back_now = (wanted != self._back_done or frame.seq == self._back_seq
+                        or self._plain_since_back + 1 >= BACK_EVERY)
+        key = (frame.seq, layer.name, self._back_job_key(frame, settings) if back_now else None)
+        back_out = None
         if self._forward_cache is not None and self._forward_cache[0] == key:
             acts = self._forward_cache[1]
         else:
             names = [layer.name] + ([self.model.class_output] if self.model.class_output else [])
-            acts = self.model.activations(frame.x, names, with_outputs=False)
+            if back_now:
+                acts, back_out = self._forward_with_back(frame, settings, names)
+                self._back_done, self._plain_since_back = wanted, 0
+            else:
+                acts = self.model.activations(frame.x, names, with_outputs=False)
+                self._plain_since_back += 1
             self._forward_cache = (key, acts)
         activation = acts[layer.name][0]
         tiles = units_first(activation, layer.channel_axis, layer.spatial_axes)
@@ -277,18 +297,56 @@ class Viewer:
         if found == 0:
             self._report(f"the atlas has no optimized images for layer '{layer.name}'")
         self.slots.post("forward", result)
-        if settings.back_mode != "off":
-            self.back.submit((frame, settings, acts if settings.origin[0] == layer.name else None))
+        if back_now:
+            self._back_seq = frame.seq
+            self.back.submit((frame, settings, acts if settings.origin[0] == layer.name else None, back_out))
+
+    def _back_job_key(self, frame, settings) -> tuple:
+        origin = self.model.layer(settings.origin[0])
+        grid_layer = self.model.layer(settings.layer)
+        want_diffs = settings.diffs and grid_layer.name != origin.name
+        return (frame.seq, origin.name, settings.origin[1], settings.back_mode, grid_layer.name if want_diffs else None)
+
+    def _forward_with_back(self, frame, settings, names) -> tuple[dict, dict | None]:
+        """The grid's activations and the back map's gradient from ONE run of the gradient graph
+        (its seed, the unit's own activation, is formed inside the graph: self-seeded). Falls back
+        to a plain forward (the back worker then runs the gradient) where that cannot be built."""
+        origin = self.model.layer(settings.origin[0])
+        unit = settings.origin[1]
+        grid_layer = self.model.layer(settings.layer)
+        want_diffs = settings.diffs and grid_layer.name != origin.name
+        if any(d is None for d in origin.shape[1:]):
+            return self.model.activations(frame.x, names, with_outputs=False), None
+        mask = np.zeros((frame.x.shape[0], *origin.shape[1:]), np.float32)
+        index = [slice(None)] * mask.ndim
+        index[origin.channel_axis] = min(unit, mask.shape[origin.channel_axis] - 1)
+        mask[tuple(index)] = 1.0
+        wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
+        spec = (origin.name, tuple(wrt or ()), settings.back_mode, tuple(names))
+        if spec in self._no_one_run:
+            return self.model.activations(frame.x, names, with_outputs=False), None
+        try:
+            session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode,
+                                                  extra_outputs=names, self_seeded=True)
+            out = session.run(frame.x, {origin.name: mask}, extra_outputs=names)
+        except Exception:  # noqa: BLE001 -- the back worker meets it again and reports it; the grid goes on
+            self._no_one_run.add(spec)
+            return self.model.activations(frame.x, names, with_outputs=False), None
+        out["seed"] = out[origin.name] * mask
+        return {n: out[n] for n in names}, (self._back_job_key(frame, settings), out)
 
     # ---- the back worker ----------------------------------------------------------------------------
     def _run_back(self, job) -> None:
-        frame, settings, acts = job
+        frame, settings, acts, done = job
         origin_name, unit = settings.origin
         origin = self.model.layer(origin_name)
         grid_layer = self.model.layer(settings.layer)
         want_diffs = settings.diffs and grid_layer.name != origin.name
-        key = (frame.seq, origin.name, unit, settings.back_mode, grid_layer.name if want_diffs else None)
-        if self._back_cache is not None and self._back_cache[0] == key:
+        key = self._back_job_key(frame, settings)
+        if done is not None and done[0] == key:  # computed with the grid's activations, in one run
+            out = done[1]
+            self._back_cache = (key, out)
+        elif self._back_cache is not None and self._back_cache[0] == key:
             out = self._back_cache[1]
         else:
             if acts is None or origin.name not in acts:

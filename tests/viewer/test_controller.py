@@ -258,3 +258,79 @@ def test_save_panes(tiny, still, tmp_path):
         assert "saved 6 files" in viewer.state.status_line()
     finally:
         viewer.stop()
+
+
+@pytest.mark.parametrize("mode,key_presses", [("gradient", 1), ("guided", 3)])
+def test_back_pane_costs_one_run(tiny, still, mode, key_presses, monkeypatch):
+    """With the back pane on, the grid's activations and the back map come from ONE run of the
+    gradient graph (self-seeded), not a forward for the grid plus another for the seed plus the
+    gradient graph; the map equals the two-step one (the seed read from a forward) bit for bit."""
+    viewer = start_viewer(tiny, still)
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        select(viewer, "relu2")
+        calls = []
+        real = viewer.model.activations
+        monkeypatch.setattr(viewer.model, "activations", lambda *a, **k: calls.append(a) or real(*a, **k))
+        for key in "ll" + "n" * key_presses:  # unit 2
+            viewer.handle_key(key)
+        poll_until(viewer, lambda: viewer.last_back is not None and viewer.last_back.settings.back_mode == mode)
+        assert calls == []  # no separate forward pass, neither for the grid nor for the seed
+        x = viewer.last_forward.frame.x
+        act = real(x, ["relu2"], with_outputs=False)["relu2"]
+        seed = np.zeros_like(act)
+        seed[:, 2] = act[:, 2]
+        two_step = viewer.model.gradient_session(["relu2"], mode=mode).run(x, {"relu2": seed})["grad"]
+        np.testing.assert_array_equal(viewer.last_back.grad, two_step[0].transpose(1, 2, 0))
+        np.testing.assert_array_equal(viewer.last_forward.activation, act[0])
+    finally:
+        viewer.stop()
+
+
+def test_back_pane_on_video_maps_every_other_frame(tiny, video_path, monkeypatch):
+    """On a video with the back pane on, frames alternate: one self-seeded gradient run (grid and
+    back map), then a plain forward (grid only), so the grid keeps near the forward's frame rate."""
+    from onnxprobe.viewer import controller
+
+    viewer = Viewer(ProbeModel.load(tiny, device="cpu"), VideoSource(str(video_path), pace=False))
+    kinds = []
+    real_with_back, real_acts = viewer._forward_with_back, viewer.model.activations
+    monkeypatch.setattr(viewer, "_forward_with_back", lambda *a: kinds.append("both") or real_with_back(*a))
+    monkeypatch.setattr(viewer.model, "activations", lambda *a, **k: kinds.append("plain") or real_acts(*a, **k))
+    viewer.handle_key("n")
+    viewer.start()
+    try:
+        poll_until(viewer, lambda: len(kinds) >= 9)
+    finally:
+        viewer.stop()
+    assert kinds[0] == "both" and controller.BACK_EVERY == 2
+    assert all(a != b for a, b in zip(kinds[:8], kinds[1:9])), kinds  # strictly alternating
+    assert viewer.last_back is not None
+
+
+def test_back_pane_falls_back_to_two_runs_when_one_run_fails(tiny, still, monkeypatch):
+    """A self-seeded graph that cannot be built or run does not cost the grid its frame: the
+    forward runs plainly, the back worker computes the map the old way, and no retry follows."""
+    from onnxprobe.errors import ModelError
+
+    viewer = start_viewer(tiny, still)
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        real = viewer.model.gradient_session
+        attempts = []
+
+        def no_self_seeded(*a, **k):
+            if k.get("self_seeded"):
+                attempts.append(a)
+                raise ModelError("no self-seeded graph here")
+            return real(*a, **k)
+
+        monkeypatch.setattr(viewer.model, "gradient_session", no_self_seeded)
+        viewer.handle_key("n")
+        poll_until(viewer, lambda: viewer.last_back is not None)
+        viewer.handle_key("m")  # another back filter: same back settings, no second attempt
+        poll_until(viewer, lambda: viewer.last_back.settings.back_filter != "raw")
+        assert len(attempts) == 1
+        assert np.abs(viewer.last_back.grad).max() > 0
+    finally:
+        viewer.stop()

@@ -36,6 +36,7 @@ class ImagePane(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self._image: QImage | None = None
+        self._source: np.ndarray | None = None  # the array _image was made from
         self._shape = (0, 0)
         self.stale = False
         self.selection: tuple[int, int, int, int] | None = None  # y, x, h, w in image pixels
@@ -43,8 +44,13 @@ class ImagePane(QWidget):
         self.smooth = False  # text panes scale smoothly; pixel panes stay crisp
 
     def set_image(self, image: np.ndarray | None, stale: bool = False) -> None:
-        self._image = None if image is None else to_qimage(image)
-        self._shape = (0, 0) if image is None else image.shape[:2]
+        # The window refreshes every pane on every event; panes hold new arrays when they change,
+        # so the same array again needs no new QImage (a copy of up to a few MB). Titles and
+        # selections may have changed: the repaint still happens.
+        if image is not self._source or image is None:
+            self._source = image
+            self._image = None if image is None else to_qimage(image)
+            self._shape = (0, 0) if image is None else image.shape[:2]
         self.stale = stale
         self.update()
 
