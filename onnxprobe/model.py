@@ -97,12 +97,14 @@ class ProbeModel:
 
     @functools.cached_property
     def class_output(self) -> str | None:
-        """The output holding class scores (N, classes), if the model has one."""
-        for name in self.output_names:
-            info = self.infos.get(name)
-            if info is not None and info.is_float and len(info.shape) == 2 and info.shape[0] is None:
-                return name
-        return None
+        """The output holding class scores (N, classes), if the model has one: a softmax output
+        first (detectors such as MTCNN also output (N, 4) box regressions), else the first."""
+        candidates = [name for name in self.output_names
+                      if (info := self.infos.get(name)) is not None and info.is_float and len(info.shape) == 2
+                      and info.shape[0] is None]
+        producers = {out: node.op_type for node in self.proto.graph.node for out in node.output}
+        softmax = [name for name in candidates if producers.get(name) == "Softmax"]
+        return (softmax or candidates or [None])[0]
 
     # ---- running -----------------------------------------------------------------------------
     def session(self, key, build) -> Session:
