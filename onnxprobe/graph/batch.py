@@ -88,7 +88,7 @@ def reachable_from(model: onnx.ModelProto, name: str) -> set[str]:
 def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...]) -> tuple[dict[str, tuple], dict[str, int]]:
     """Shapes and element types of every tensor with the input fixed at `shape` (ONNX shape
     inference, else one run; dims neither pins down are None)."""
-    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe = _skeleton(model)
     for value in probe.graph.input:
         if value.name == input_name:
             for d, size in zip(value.type.tensor_type.shape.dim, shape):
@@ -112,7 +112,7 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
         from onnxprobe.runtime.session import create_session
 
         try:
-            session = create_session(expose_tensors(probe, missing, keep_outputs=False), device="cpu")
+            session = create_session(expose_tensors(model, missing, keep_outputs=False), device="cpu")
             x = np.zeros(shape, session.input_dtype(input_name))
             for k, v in session.run({input_name: x}, missing).items():
                 out[k] = tuple(np.shape(v))
@@ -120,6 +120,25 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
         except Exception:
             pass  # the rewrite then leaves those tensors alone; the proof decides
     return out, elems
+
+
+def _skeleton(model: onnx.ModelProto, large: int = 4096) -> onnx.ModelProto:
+    """A copy without the bulk of the weights: float initializers of more than `large` elements
+    become graph inputs of the same type and shape (all shape inference needs of them)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    keep, moved = [], []
+    for init in out.graph.initializer:
+        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE) \
+                and int(np.prod(init.dims)) > large:
+            moved.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+        else:
+            keep.append(init)
+    if moved:
+        del out.graph.initializer[:]
+        out.graph.initializer.extend(keep)
+        out.graph.input.extend(moved)
+    return out
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -295,10 +314,13 @@ def _compare(original, rewritten, input_name, names, shapes, rows, batch) -> tup
     from onnxprobe.runtime.session import create_session
 
     try:
-        before = create_session(expose_tensors(original, names, keep_outputs=False), device="cpu")
         after = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu")
-        reference = [before.run({input_name: np.repeat(rows[i:i + 1], batch, axis=0)}, names) for i in range(2)]
         single = [after.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
+        if rewritten is original and batch == 1:  # nothing rewritten: the single runs are the original's
+            reference = single
+        else:
+            before = create_session(expose_tensors(original, names, keep_outputs=False), device="cpu")
+            reference = [before.run({input_name: np.repeat(rows[i:i + 1], batch, axis=0)}, names) for i in range(2)]
         both = after.run({input_name: rows}, names)
     except Exception as exc:  # ONNX Runtime refuses the rewritten graph at batch 1 or 2
         text = " ".join(str(exc).split())
@@ -343,6 +365,8 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
         rewritten, nodes = make_batch_dynamic(model, input_name, input_shape, batch, known[0])
     except Exception as exc:  # a graph our rewrite cannot read: keep the original, rows at a time
         return model, BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
+    if not nodes:
+        rewritten = model  # the same graph: its batch axis only had to be declared
     proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known)
     if proved:
         return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst)

