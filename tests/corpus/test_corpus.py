@@ -47,6 +47,9 @@ def test_layers(corpus, capsys, name):
     missing = [l["name"] for l in upto if l["op"] == "Conv" and l["receptive_field"] is None
                and np.prod([d for d in l["shape"][1:] if d]) > l["units"]]
     assert not missing, f"Conv layers without a receptive field: {missing[:5]}"
+    if name == "paddle_cls":  # the case: batch -1, H and W unknown, given on the command line
+        given = cli(capsys, "layers", m.entry.path, "--input-shape", "1,3,48,192")
+        assert f"; {count} layers" in given.splitlines()[0]
     record(name, "layers", f"{count} ({len(spatial)} rf)")
 
 

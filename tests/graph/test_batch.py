@@ -261,3 +261,40 @@ def test_zero_layers_says_why(tmp_path):
     out = _cli("layers", tmp_path / "nobatch.onnx")
     assert out.returncode == 0
     assert "0 layers" in out.stdout and "no probeable layer: none of the graph's" in out.stdout, out.stdout
+
+
+def test_commands_on_a_fixed_graph_give_its_twins_results(tmp_path, capsys):
+    """maxact (batches of images) and integrated gradients (batches of interpolation steps) on a
+    graph that runs one row at a time write what they write for its batch-dynamic twin."""
+    import cv2
+
+    from onnxprobe.cli import main
+
+    merged_batch(tmp_path / "merged.onnx", 1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(6)
+    for i in range(5):
+        cv2.imwrite(str(photos / f"p{i}.png"), (rng.random((12, 12, 3)) * 255).astype(np.uint8))
+    results = {}
+    for name in ("merged", "twin"):
+        out = tmp_path / f"out-{name}"
+        assert main(["maxact", str(tmp_path / f"{name}.onnx"), str(photos), "--layer", "conv", "--top", "2",
+                     "--batch-size", "3", "--out", str(out / "maxact")]) == 0
+        assert main(["attribute", str(tmp_path / f"{name}.onnx"), str(photos / "p0.png"), "--method",
+                     "integrated_gradients", "--layer", "relu", "--unit", "1", "--out", str(out / "ig.png"),
+                     "--npy", str(out / "ig.npy")]) == 0
+        summary = json.loads((out / "maxact" / "maxact.json").read_text())
+        records = json.loads((out / "maxact" / summary["layers"]["conv"]).read_text())
+        # (the fold hides the fixed graph's positions of "conv" from the receptive-field pass: the
+        # hits' locations differ in form, their images and scores must not)
+        results[name] = ([[h["image"] for h in r["hits"]] for r in records["unit_records"]],
+                         np.array([[h["score"] for h in r["hits"]] for r in records["unit_records"]]),
+                         np.load(out / "ig.npy"))
+    capsys.readouterr()
+    (hits, scores, ig), (twin_hits, twin_scores, twin_ig) = results["merged"], results["twin"]
+    assert hits == twin_hits
+    np.testing.assert_allclose(scores, twin_scores, rtol=0, atol=_tol(twin_scores, 27))
+    # integrated gradients of a ReLU channel's mean (the folded Reshape hides the later layers'
+    # positions from the receptive-field pass, so their objectives would differ): sums of 36 terms
+    np.testing.assert_allclose(ig, twin_ig, rtol=0, atol=_tol(twin_ig, 36))
