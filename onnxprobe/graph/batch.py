@@ -358,7 +358,7 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
     `declared` is the input's first dim as the file gave it."""
     batch = declared_batch(declared)
     if not isinstance(batch, int):
-        return model, BatchAxis("dynamic", declared if batch is not None else "?")
+        return model, BatchAxis("dynamic", declared if declared not in (None, "") else "?")
     with _quiet_runtime():
         known = static_shapes(model, input_name, (batch, *input_shape[1:]))
     try:
