@@ -298,3 +298,26 @@ def test_commands_on_a_fixed_graph_give_its_twins_results(tmp_path, capsys):
     # integrated gradients of a ReLU channel's mean (the folded Reshape hides the later layers'
     # positions from the receptive-field pass, so their objectives would differ): sums of 36 terms
     np.testing.assert_allclose(ig, twin_ig, rtol=0, atol=_tol(twin_ig, 36))
+
+
+def test_viewer_on_a_fixed_graph_shows_its_twins_activations(tmp_path):
+    import cv2
+
+    from onnxprobe.viewer.controller import Viewer
+    from onnxprobe.viewer.sources import ImageFilesSource
+    from tests.viewer.conftest import poll_until
+
+    merged_batch(tmp_path / "merged.onnx", 1)
+    cv2.imwrite(str(tmp_path / "still.png"), (np.random.default_rng(8).random((12, 12, 3)) * 255).astype(np.uint8))
+    values = {}
+    for name in ("merged", "twin"):
+        model = ProbeModel.load(tmp_path / f"{name}.onnx", device="cpu")
+        viewer = Viewer(model, ImageFilesSource.single(tmp_path / "still.png")).start()
+        try:
+            viewer.select_layer([entry.name for entry in viewer.state.layers].index("conv"))
+            poll_until(viewer, lambda: viewer.last_forward is not None and viewer.last_forward.settings.layer == "conv")
+            values[name] = viewer.last_forward.activation  # what the viewer computed for its grid
+            assert viewer.state.panes.grid is not None and viewer.state.panes.grid.size
+        finally:
+            viewer.stop()
+    np.testing.assert_allclose(values["merged"], values["twin"], rtol=0, atol=_tol(values["twin"], 27))
