@@ -13,6 +13,7 @@ from onnxprobe.errors import ModelError, UsageError
 WORKING_OPSET = 18
 MAX_IR_VERSION = 10  # ONNX Runtime 1.31 reads IR <= 13; onnx 1.23 writes 14 unless told otherwise
 BATCH_DIM = "N"
+NEEDS_INPUT_SHAPE = "an input shape"  # the words of the dynamic-dims error that a front end may replace
 # Domains whose ops ONNX Runtime runs without custom kernels (ai.onnx.ml ops never appear in CNNs,
 # but harmless preprocessing nodes from converters may use them).
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
@@ -130,13 +131,13 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
     if shape is not None:
         if len(shape) != len(dims):
             raise UsageError(
-                f"--input-shape {','.join(map(str, shape))} has {len(shape)} dims but input '{value.name}' "
+                f"input shape {','.join(map(str, shape))} has {len(shape)} dims but input '{value.name}' "
                 f"has {len(dims)} ({_dims_text(dims)})"
             )
         for axis, (want, have) in enumerate(zip(shape, dims)):
             if axis > 0 and isinstance(have, int) and have != want:
                 raise UsageError(
-                    f"--input-shape {','.join(map(str, shape))} does not fit input '{value.name}' "
+                    f"input shape {','.join(map(str, shape))} does not fit input '{value.name}' "
                     f"({_dims_text(dims)}): axis {axis} is fixed at {have}"
                 )
         fixed = [1] + list(shape[1:])
@@ -145,10 +146,12 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
         if unknown:
             filled = _from_hints(dims, hints or {})
             if filled is None:
-                raise UsageError(
-                    f"input '{value.name}' has dynamic dims ({_dims_text(dims)}); give --input-shape, e.g. 1,3,224,224 "
-                    "(or input_size in the preprocessing sidecar)"
+                error = UsageError(
+                    f"input '{value.name}' has dynamic dims ({_dims_text(dims)}); give {NEEDS_INPUT_SHAPE}, e.g. "
+                    "1,3,224,224 (or input_size in the preprocessing sidecar)"
                 )
+                error.needs = NEEDS_INPUT_SHAPE  # front ends name their own way of giving it
+                raise error
             dims = filled
         fixed = [1] + [int(d) for d in dims[1:]]
     model = onnx.ModelProto.FromString(model.SerializeToString())
