@@ -131,12 +131,17 @@ ENTRIES = [
 BY_NAME = {e.name: e for e in ENTRIES}
 
 
+BUILD_RECIPE = 1  # bump when a builder changes: every cached export is rebuilt
+
+
 def build(entry: Entry) -> Path:
+    """The entry's model in the cache, built once (again when the recipe or the sizes change)."""
     marker = entry.path.with_suffix(".built")
-    if not marker.exists() or not entry.path.exists():
+    stamp = json.dumps([BUILD_RECIPE, entry.name, MOBILENET_SIZE, PADDLE_DET, PADDLE_REC, MTCNN]) + "\n"
+    if not entry.path.exists() or not marker.exists() or marker.read_text() != stamp:
         CACHE.mkdir(parents=True, exist_ok=True)
         entry.build(entry.path)
-        marker.write_text("ok\n")
+        marker.write_text(stamp)
     return entry.path
 
 
