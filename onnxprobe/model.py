@@ -12,10 +12,11 @@ import onnx
 
 from onnxprobe.errors import InputError, UsageError
 from onnxprobe.graph.expose import expose_tensors
+from onnxprobe.graph.batch import BatchAxis, resolve_batch
 from onnxprobe.graph.layers import LayerInfo, find_layer, probeable_layers
-from onnxprobe.graph.loading import fix_input_shape, image_input, load_model
+from onnxprobe.graph.loading import fix_input_shape, image_input, input_dims, load_model
 from onnxprobe.graph.shapes import TensorInfo, infer_tensor_infos
-from onnxprobe.preprocess import PreprocessSpec, resolve_spec
+from onnxprobe.preprocess import PreprocessSpec, declared_preprocessing, resolve_spec
 from onnxprobe.runtime.session import Session, SessionCache, resolve_device
 
 
@@ -23,7 +24,8 @@ class ProbeModel:
     """Everything the commands need about one model. Build it with `ProbeModel.load`."""
 
     def __init__(self, proto: onnx.ModelProto, path: Path, input_shape: tuple[int, ...], spec: PreprocessSpec,
-                 infos: dict[str, TensorInfo], shape_source: str, device: str = "auto", threads: int | None = None):
+                 infos: dict[str, TensorInfo], shape_source: str, device: str = "auto", threads: int | None = None,
+                 batch: BatchAxis | None = None):
         self.proto = proto
         self.path = path
         self.input_name = image_input(proto).name
@@ -31,6 +33,7 @@ class ProbeModel:
         self.spec = spec
         self.infos = infos
         self.shape_source = shape_source
+        self.batch = batch or BatchAxis("dynamic", "N")
         self.device = resolve_device(device)
         self.threads = threads
         self.output_names = [o.name for o in proto.graph.output]
@@ -41,16 +44,40 @@ class ProbeModel:
              preprocess: dict[str, Any] | None = None, threads: int | None = None) -> "ProbeModel":
         path = Path(path)
         proto = load_model(path)
-        proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None)
         metadata = {p.key: p.value for p in proto.metadata_props}
+        declared = input_dims(image_input(proto))[0]
+        hints = None if input_shape else declared_preprocessing(path, metadata, preprocess)
+        proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints)
         spec = resolve_spec(path, fixed, metadata, preprocess)
-        infos, source = infer_tensor_infos(proto, fixed)
-        return cls(proto, path, fixed, spec, infos, source, device=device, threads=threads)
+        proto, batch = resolve_batch(proto, image_input(proto).name, fixed, declared)
+        infos, source, follows = infer_tensor_infos(proto, fixed, rows=batch.rows)
+        if not follows:  # a declared dynamic batch that the graph does not honour
+            batch = BatchAxis("fixed", batch.declared, rows=1, why="the graph fails at batch 2")
+            infos, source, _ = infer_tensor_infos(proto, fixed, rows=1)
+        return cls(proto, path, fixed, spec, infos, source, device=device, threads=threads, batch=batch)
 
     # ---- layers ------------------------------------------------------------------------------
     @functools.cached_property
     def layers(self) -> list[LayerInfo]:
         return probeable_layers(self.proto, self.infos, self.input_name, self.spec.layout, self.differentiable)
+
+    def why_no_layers(self) -> str:
+        """Why `layers` is empty, in one line (a layer is a float node output of rank >= 2 that
+        carries the batch axis)."""
+        outputs = [self.infos.get(o) for node in self.proto.graph.node for o in node.output if o]
+        known = [i for i in outputs if i is not None]
+        if not outputs:
+            return "the graph has no nodes"
+        if not known:
+            return f"the shapes of the graph's {len(outputs)} tensors could not be found"
+        floats = [i for i in known if i.is_float]
+        if not floats:
+            return f"none of the graph's {len(known)} tensors is a float tensor"
+        batched = [i for i in floats if i.has_batch_axis]
+        if not batched:
+            return (f"none of the graph's {len(floats)} float tensors follows the input's batch axis "
+                    f"({self.batch.describe()})")
+        return f"the {len(batched)} float tensors that follow the batch have rank 1"
 
     @functools.cached_property
     def differentiable(self) -> set[str] | None:
@@ -70,16 +97,25 @@ class ProbeModel:
 
     @functools.cached_property
     def class_output(self) -> str | None:
-        """The output holding class scores (N, classes), if the model has one."""
-        for name in self.output_names:
-            info = self.infos.get(name)
-            if info is not None and info.is_float and len(info.shape) == 2 and info.shape[0] is None:
-                return name
-        return None
+        """The output holding class scores (N, classes), if the model has one: a softmax output
+        first (detectors such as MTCNN also output (N, 4) box regressions), else the first."""
+        candidates = [name for name in self.output_names
+                      if (info := self.infos.get(name)) is not None and info.is_float and len(info.shape) == 2
+                      and info.shape[0] is None]
+        producers = {out: node.op_type for node in self.proto.graph.node for out in node.output}
+        softmax = [name for name in candidates if producers.get(name) == "Softmax"]
+        return (softmax or candidates or [None])[0]
 
     # ---- running -----------------------------------------------------------------------------
     def session(self, key, build) -> Session:
-        return self._sessions.get(key, lambda: Session(build(), device=self.device, threads=self.threads))
+        """The cached session of the graph `build()` returns. On a fixed-batch model every session
+        runs its batch `batch.rows` rows at a time (`RowSession`): the one place where rows loop."""
+        def make():
+            graph = build()
+            session = Session(graph, device=self.device, threads=self.threads)
+            return RowSession(session, self.batch.rows, batched_inputs(graph)) if self.batch.fixed else session
+
+        return self._sessions.get(key, make)
 
     def check_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -175,3 +211,64 @@ class GradientSession:
         for name in extra_outputs:
             out[name] = values[name]
         return out
+
+
+def batched_inputs(graph: onnx.ModelProto) -> set[str]:
+    """Inputs whose first dim is symbolic: the batch rows (images, seeds, optimizer state)."""
+    names = set()
+    initializers = {init.name for init in graph.graph.initializer}
+    for value in graph.graph.input:
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else ()
+        if value.name not in initializers and dims and not dims[0].HasField("dim_value"):
+            names.add(value.name)
+    return names
+
+
+class RowSession:
+    """A session of a graph that only runs `rows` rows at a time (a fixed-batch model): a batch is
+    cut into chunks of `rows` along the first axis of its batched inputs (the last one padded by
+    repeating its last row), each chunk runs alone, and outputs whose first axis is the chunk's
+    rows are joined back (others are the first chunk's). Rows are independent in the models
+    onnxprobe probes, so the results equal one batched run."""
+
+    def __init__(self, session: Session, rows: int, batched: set[str]):
+        self.inner = session
+        self.rows = rows
+        self.batched = batched
+        self.device = session.device
+        self.input_names = session.input_names
+        self.output_names = session.output_names
+
+    @property
+    def providers(self) -> list[str]:
+        return self.inner.providers
+
+    def input_dtype(self, name: str) -> np.dtype:
+        return self.inner.input_dtype(name)
+
+    def run(self, feeds: dict, outputs: Iterable[str] | None = None, keep_on_device: Iterable[str] = ()) -> dict:
+        # results come back to the host: joining chunks needs them there (callers accept either)
+        feeds = {k: _host(v) for k, v in feeds.items()}
+        sizes = {feeds[k].shape[0] for k in feeds if k in self.batched and np.ndim(feeds[k]) >= 1}
+        if len(sizes) > 1:
+            raise InputError(f"batched inputs disagree on the number of rows: {sorted(sizes)}")
+        n = sizes.pop() if sizes else self.rows
+        if n == self.rows:
+            return {k: _host(v) for k, v in self.inner.run(feeds, outputs).items()}
+        parts = []
+        for start in range(0, n, self.rows):
+            index = np.minimum(np.arange(start, start + self.rows), n - 1)
+            chunk = {k: (np.ascontiguousarray(v[index]) if k in self.batched else v) for k, v in feeds.items()}
+            parts.append({k: _host(v) for k, v in self.inner.run(chunk, outputs).items()})
+        out = {}
+        for name in parts[0]:
+            values = [p[name] for p in parts]
+            if all(np.ndim(v) >= 1 and np.shape(v)[0] == self.rows for v in values):
+                out[name] = np.concatenate(values, axis=0)[:n]
+            else:
+                out[name] = values[0]
+        return out
+
+
+def _host(value):
+    return value if isinstance(value, np.ndarray) or not hasattr(value, "numpy") else value.numpy()

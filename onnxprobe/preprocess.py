@@ -136,6 +136,18 @@ def resolve_spec(model_path: str | Path, input_shape: tuple[int, ...], metadata:
     return spec
 
 
+def declared_preprocessing(model_path: str | Path, metadata: dict[str, str],
+                           overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What flags > sidecar > metadata_props say about the input's geometry ("input_size",
+    "layout", "channels"), without defaults: fills a model's dynamic height and width."""
+    values = {k: v for k, v in _from_metadata(metadata).items() if k in ("input_size", "layout", "channels")}
+    path = sidecar_path(model_path)
+    if path.exists():
+        values.update({k: v for k, v in _from_sidecar(path).items() if k in ("input_size", "layout", "channels")})
+    values.update({k: v for k, v in (overrides or {}).items() if k in ("input_size", "layout", "channels") and v is not None})
+    return values
+
+
 def _defaults(input_shape: tuple[int, ...]) -> dict[str, Any]:
     layout = guess_layout(input_shape)
     if layout == "NCHW":

@@ -30,6 +30,10 @@ def run(args) -> int:
         return 0
     print(f"{printable(model.path)}: input '{printable(model.input_name)}' {list(model.input_shape)} ({model.spec.layout}, "
           f"{model.spec.channels} channel(s)); shapes by {model.shape_source}; {len(layers)} layers")
+    print(model.batch.describe())
+    if not layers:
+        print(f"no probeable layer: {model.why_no_layers()}")
+        return 0
     rows = [("name", "op", "shape", "units", "receptive field (size / stride / offset)", "grad")]
     for layer in layers:
         rf = layer.receptive_field

@@ -13,6 +13,7 @@ from onnxprobe.errors import ModelError, UsageError
 WORKING_OPSET = 18
 MAX_IR_VERSION = 10  # ONNX Runtime 1.31 reads IR <= 13; onnx 1.23 writes 14 unless told otherwise
 BATCH_DIM = "N"
+NEEDS_INPUT_SHAPE = "an input shape"  # the words of the dynamic-dims error that a front end may replace
 # Domains whose ops ONNX Runtime runs without custom kernels (ai.onnx.ml ops never appear in CNNs,
 # but harmless preprocessing nodes from converters may use them).
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
@@ -113,11 +114,15 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None) -> tuple[onnx.ModelProto, tuple[int, ...]]:
-    """Fix every input dim but the batch axis (kept symbolic); returns the model and the shape used
-    (with batch 1). Dynamic dims without a user shape are an error naming them."""
+def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
+                    hints: dict | None = None) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+    """Fix every input dim but the batch axis (made symbolic, named BATCH_DIM, whatever the file
+    declares); returns the model and the shape used (with batch 1). Dynamic dims come from `shape`,
+    else from `hints` (the preprocessing's "input_size", "layout", "channels", e.g. a sidecar's);
+    without either they are an error naming them. The shapes the file records for other tensors
+    are dropped (`strip_shapes`): they were written for the file's batch."""
     value = image_input(model)
-    dims = input_dims(value)
+    dims = [d if not isinstance(d, int) or d > 0 else None for d in input_dims(value)]  # -1 / 0: dynamic
     elem = value.type.tensor_type.elem_type
     if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
         raise ModelError(
@@ -129,24 +134,31 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None) -> tu
     if shape is not None:
         if len(shape) != len(dims):
             raise UsageError(
-                f"--input-shape {','.join(map(str, shape))} has {len(shape)} dims but input '{value.name}' "
+                f"input shape {','.join(map(str, shape))} has {len(shape)} dims but input '{value.name}' "
                 f"has {len(dims)} ({_dims_text(dims)})"
             )
         for axis, (want, have) in enumerate(zip(shape, dims)):
             if axis > 0 and isinstance(have, int) and have != want:
                 raise UsageError(
-                    f"--input-shape {','.join(map(str, shape))} does not fit input '{value.name}' "
+                    f"input shape {','.join(map(str, shape))} does not fit input '{value.name}' "
                     f"({_dims_text(dims)}): axis {axis} is fixed at {have}"
                 )
         fixed = [1] + list(shape[1:])
     else:
         unknown = [axis for axis, d in enumerate(dims) if axis > 0 and not isinstance(d, int)]
         if unknown:
-            raise UsageError(
-                f"input '{value.name}' has dynamic dims ({_dims_text(dims)}); give --input-shape, e.g. 1,3,224,224"
-            )
+            filled = _from_hints(dims, hints or {})
+            if filled is None:
+                error = UsageError(
+                    f"input '{value.name}' has dynamic dims ({_dims_text(dims)}); give {NEEDS_INPUT_SHAPE}, e.g. "
+                    "1,3,224,224 (or input_size in the preprocessing sidecar)"
+                )
+                error.needs = NEEDS_INPUT_SHAPE  # front ends name their own way of giving it
+                raise error
+            dims = filled
         fixed = [1] + [int(d) for d in dims[1:]]
     model = onnx.ModelProto.FromString(model.SerializeToString())
+    strip_shapes(model)
     new_value = image_input(model)
     for axis, d in enumerate(new_value.type.tensor_type.shape.dim):
         d.Clear()
@@ -155,6 +167,47 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None) -> tu
         else:
             d.dim_value = fixed[axis]
     return model, tuple(fixed)
+
+
+def _from_hints(dims: list, hints: dict) -> list | None:
+    """Fill dynamic H/W (and C) of a rank-4 input from the preprocessing's input_size, layout and
+    channels; None when they do not pin every dynamic dim down."""
+    size = hints.get("input_size")
+    if len(dims) != 4 or size is None:
+        return None
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        return None
+    layout = str(hints.get("layout") or "").upper()
+    if layout not in ("NCHW", "NHWC"):
+        if dims[1] in (1, 3) or (not isinstance(dims[3], int) and not isinstance(dims[1], int) and hints.get("channels")):
+            layout = "NCHW"
+        elif dims[3] in (1, 3):
+            layout = "NHWC"
+        else:
+            return None
+    c_axis, h_axis, w_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
+    out = list(dims)
+    for axis, want in ((h_axis, h), (w_axis, w), (c_axis, hints.get("channels"))):
+        if isinstance(out[axis], int):
+            if want is not None and int(want) != out[axis]:
+                return None
+        elif want is None:
+            return None
+        else:
+            out[axis] = int(want)
+    return out
+
+
+def strip_shapes(model: onnx.ModelProto) -> None:
+    """Drop the shapes a file records for intermediate tensors and outputs (in place; element types
+    of outputs stay): exporters and the opset converter write them for the file's own batch (often
+    1, or -1 as a dim value), and shape inference would keep them."""
+    del model.graph.value_info[:]
+    for value in model.graph.output:
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
 
 
 def _dims_text(dims) -> str:

@@ -34,38 +34,62 @@ def node_outputs(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {out: node for node in model.graph.node for out in node.output if out}
 
 
-def infer_tensor_infos(model: onnx.ModelProto, input_shape: tuple[int, ...]) -> tuple[dict[str, TensorInfo], str]:
-    """Every node output's TensorInfo; second value says how: "inference" or "execution"."""
+def infer_tensor_infos(model: onnx.ModelProto, input_shape: tuple[int, ...],
+                       rows: int | None = None) -> tuple[dict[str, TensorInfo], str, bool]:
+    """Every node output's TensorInfo; second value says how: "inference" or "execution"; third
+    whether the graph follows the batch (False when a run at batch 2 failed).
+
+    `rows`: the graph runs a fixed batch of that many rows (its input still declared symbolic):
+    shapes are found at that batch, and a tensor carries the batch axis when it depends on the
+    input and its first dim is `rows`."""
     producers = node_outputs(model)
-    infos = _from_shape_inference(model, producers)
-    wanted = [name for name in producers]
-    if all(name in infos for name in wanted):
-        return infos, "inference"
-    return _from_execution(model, producers, input_shape), "execution"
+    batch_of = None
+    if rows is not None:
+        from onnxprobe.graph.batch import reachable_from
+
+        reach = reachable_from(model, image_input(model).name)
+        batch_of = lambda name, dim: name in reach and dim == rows  # noqa: E731
+    infos = _from_shape_inference(_at_batch(model, input_shape, rows), producers, batch_of)
+    if all(name in infos for name in producers):
+        return infos, "inference", True
+    infos, follows = _from_execution(model, producers, input_shape, rows, batch_of)
+    return infos, "execution", follows
 
 
-def _from_shape_inference(model, producers) -> dict[str, TensorInfo]:
+def _at_batch(model: onnx.ModelProto, input_shape, rows):
+    if rows is None:
+        return model
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    dims = image_input(probe).type.tensor_type.shape.dim
+    for d, size in zip(dims, (rows, *input_shape[1:])):
+        d.Clear()
+        d.dim_value = int(size)
+    return probe
+
+
+def _from_shape_inference(model, producers, batch_of=None) -> dict[str, TensorInfo]:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:
         return {}
     infos = {}
     for value in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
-        info = _info_from_value(value, producers)
+        info = _info_from_value(value, producers, batch_of)
         if info is not None:
             infos[value.name] = info
     return infos
 
 
-def _info_from_value(value: onnx.ValueInfoProto, producers) -> TensorInfo | None:
+def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None) -> TensorInfo | None:
     tensor_type = value.type.tensor_type
     if not value.type.HasField("tensor_type") or not tensor_type.HasField("shape") or tensor_type.elem_type == 0:
         return None
     shape = []
     for axis, d in enumerate(tensor_type.shape.dim):
-        if d.HasField("dim_value"):
-            shape.append(d.dim_value)
-        elif axis == 0 and d.dim_param == BATCH_DIM:
+        if d.HasField("dim_value") and d.dim_value >= 0:
+            batched = axis == 0 and batch_of is not None and batch_of(value.name, d.dim_value)
+            shape.append(None if batched else d.dim_value)
+        elif axis == 0 and d.dim_param == BATCH_DIM and batch_of is None:
             shape.append(None)
         else:
             return None  # a symbolic dim we cannot pin down: let execution decide
@@ -73,10 +97,12 @@ def _info_from_value(value: onnx.ValueInfoProto, producers) -> TensorInfo | None
     return TensorInfo(value.name, tensor_type.elem_type, tuple(shape), node.op_type if node else "Input", node.name if node else "")
 
 
-def _from_execution(model, producers, input_shape) -> dict[str, TensorInfo]:
+def _from_execution(model, producers, input_shape, rows=None, batch_of=None) -> tuple[dict[str, TensorInfo], bool]:
     """Run once at batch 1 and once at batch 2 with every tensor exposed: an axis 0 that follows the
-    batch size is the batch axis. Models that hard-code batch 1 run at batch 1 only."""
+    batch size is the batch axis. A graph that fails at batch 2 (or runs `rows` rows only) is
+    read at one batch: there an axis 0 of that size that depends on the input is the batch axis."""
     from onnxprobe.runtime.session import create_session  # runtime depends on graph, not the reverse
+    from onnxprobe.graph.batch import reachable_from
 
     exposed = expose_tensors(model, producers.keys(), keep_outputs=True)
     session = create_session(exposed, device="cpu")
@@ -84,23 +110,30 @@ def _from_execution(model, producers, input_shape) -> dict[str, TensorInfo]:
     rng = np.random.default_rng(0)
     dtype = session.input_dtype(name)
     runs = {}
-    for batch in (1, 2):
+    for batch in (1, 2) if rows is None else (rows,):
         x = rng.standard_normal((batch, *input_shape[1:])).astype(dtype)
         try:
             values = session.run({name: x})
         except Exception:
-            if batch == 1:
+            if batch != 2:
                 raise
             break
         runs[batch] = values
+    first = min(runs)
+    if batch_of is None:
+        if 2 in runs:
+            batch_of = lambda tensor, dim: dim == 1 and np.shape(runs[2][tensor])[:1] == (2,)  # noqa: E731
+        else:  # one batch only: what depends on the input and has a first dim of 1 carries it
+            reach = reachable_from(model, name)
+            batch_of = lambda tensor, dim: tensor in reach and dim == 1  # noqa: E731
     infos = {}
-    for tensor, value in runs[1].items():
+    for tensor, value in runs[first].items():
         value = np.asarray(value)
-        batched = value.ndim >= 1 and value.shape[0] == 1 and (2 not in runs or np.shape(runs[2][tensor])[:1] == (2,))
+        batched = value.ndim >= 1 and batch_of(tensor, value.shape[0])
         shape = tuple([None] + list(value.shape[1:])) if batched else tuple(value.shape)
         node = producers.get(tensor)
         infos[tensor] = TensorInfo(tensor, _elem_type(value.dtype), shape, node.op_type if node else "Input", node.name if node else "")
-    return infos
+    return infos, rows is not None or 2 in runs
 
 
 def _elem_type(dtype) -> int:

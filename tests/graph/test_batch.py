@@ -1,0 +1,323 @@
+"""The batch axis, whatever the file says: fixed batches made dynamic (and proved), symbolic batches
+under any name, and graphs that stay fixed run a fixed number of rows at a time with the results
+of one batched run. The references are the unmodified graphs run by ONNX Runtime row by row, or
+hand-built batch-dynamic twins of the same arithmetic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxprobe.errors import UsageError
+from onnxprobe.model import ProbeModel
+from onnxprobe.runtime.session import Session
+from tests.conftest import ROOT, make_conv_model
+
+U = 2.0 ** -24  # float32 unit roundoff
+
+
+def _tol(reference: np.ndarray, k: int) -> float:
+    """Two float32 computations of the same dot products of summed length k differ by at most
+    2*k*u times the largest magnitude involved (the standard rounding bound, once per run)."""
+    return 2.0 * k * U * max(float(np.abs(reference).max()), 1e-30)
+
+
+def _init(name, array, dtype=np.float32):
+    return numpy_helper.from_array(np.asarray(array, dtype), name)
+
+
+def exporter_style(path, batch: int = 1, class_token: bool = True, name_batch: str | None = None):
+    """What exporters write for a fixed batch B: every batch-size constant hard-coded (Reshape
+    [B, -1], ConstantOfShape / Expand shapes, Tile repeats, a one-row constant concatenated onto the
+    batch), and value_info recording batch B for every tensor. `name_batch`: declare the input's
+    batch under that name instead (the constants still say B)."""
+    rng = np.random.default_rng(1)
+    b = batch
+    inits = [
+        _init("w1", rng.standard_normal((4, 3, 3, 3)) * 0.4), _init("b1", rng.standard_normal(4) * 0.1),
+        _init("cos_shape", [b, 4, 8, 8], np.int64), _init("tile_src", rng.standard_normal((1, 4, 1, 1))),
+        _init("tile_rep", [b, 1, 8, 8], np.int64), _init("tok", rng.standard_normal((1, 4, 1, 8))),
+        _init("tok_shape", [b, 4, 1, 8], np.int64), _init("cls", rng.standard_normal((1, 4, 1, 8))),
+        _init("flat_shape", [b, -1], np.int64),
+    ]
+    rows = 9 + int(class_token)
+    inits.append(_init("fc", rng.standard_normal((4 * rows * 8, 5)) * 0.05))
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+        helper.make_node("ConstantOfShape", ["cos_shape"], ["quarter"], name="quarter",
+                         value=numpy_helper.from_array(np.array([0.25], np.float32))),
+        helper.make_node("Add", ["relu", "quarter"], ["shifted"], name="shifted"),
+        helper.make_node("Tile", ["tile_src", "tile_rep"], ["gain"], name="gain"),
+        helper.make_node("Mul", ["shifted", "gain"], ["scaled"], name="scaled"),
+        helper.make_node("Expand", ["tok", "tok_shape"], ["tokens"], name="tokens"),
+        helper.make_node("Concat", ["scaled", "tokens"], ["with_tokens"], axis=2, name="with_tokens"),
+    ]
+    last = "with_tokens"
+    if class_token:
+        nodes.append(helper.make_node("Concat", ["cls", "with_tokens"], ["with_cls"], axis=2, name="with_cls"))
+        last = "with_cls"
+    nodes += [
+        helper.make_node("Reshape", [last, "flat_shape"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "fc"], ["logits"], name="logits"),
+    ]
+    declared = name_batch or b
+    graph = helper.make_graph(nodes, "exporter", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [declared, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [declared, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    model = onnx.shape_inference.infer_shapes(model)  # value_info at batch B, as converters leave it
+    if name_batch:  # the constants keep their B, but value_info says the name like the input
+        for value in model.graph.value_info:
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value") and dims[0].dim_value == b:
+                dims[0].dim_param = name_batch
+    onnx.save(model, str(path))
+    return model
+
+
+def _original_rows(model: onnx.ModelProto, x: np.ndarray, names, batch: int) -> dict[str, np.ndarray]:
+    """The unmodified file run by ONNX Runtime `batch` rows at a time (the last chunk padded)."""
+    from onnxprobe.graph.expose import expose_tensors
+
+    session = Session(expose_tensors(model, names, keep_outputs=False), device="cpu")
+    parts = []
+    for start in range(0, len(x), batch):
+        idx = np.minimum(np.arange(start, start + batch), len(x) - 1)
+        parts.append(session.run({"image": x[idx]}, names))
+    return {n: np.concatenate([p[n] for p in parts])[:len(x)] for n in names}
+
+
+@pytest.mark.parametrize("batch,class_token", [(1, True), (2, False)])
+def test_fixed_batch_constants_are_made_dynamic_and_proved(tmp_path, batch, class_token):
+    original = exporter_style(tmp_path / "m.onnx", batch, class_token)
+    model = ProbeModel.load(tmp_path / "m.onnx", device="cpu")
+    assert model.batch.kind == "made dynamic", model.batch.describe()
+    rewritten = {"quarter", "gain", "tokens", "flat"} | ({"with_cls"} if class_token else set())
+    assert set(model.batch.rewritten) == rewritten
+    names = [layer.name for layer in model.layers]
+    assert {"conv", "relu", "shifted", "scaled", "with_tokens", "flat", "logits"} <= set(names)
+    assert all(layer.shape[0] is None for layer in model.layers)
+    x = np.random.default_rng(2).standard_normal((5, 3, 8, 8)).astype(np.float32)
+    acts = model.activations(x, ["scaled", "flat", "logits"])
+    reference = _original_rows(original, x, ["scaled", "flat", "logits"], batch)
+    for name in ("scaled", "flat", "logits"):
+        assert acts[name].shape[0] == 5
+        # K: the 27-long conv dot products, plus the Gemm's inner length for the logits
+        k = 27 + (acts["flat"].shape[1] if name == "logits" else 0)
+        np.testing.assert_allclose(acts[name], reference[name], rtol=0, atol=_tol(reference[name], k))
+    # the lead of issue 11: a batch of 4 through the gradient graph (optimize, integrated gradients)
+    # used to fail in ONNX Runtime's Gemm on the hard-coded [1, -1]; each row's gradient equals its own run
+    seed = np.zeros((4, 5), np.float32)
+    seed[np.arange(4), np.arange(4)] = 1.0
+    session = model.gradient_session(["logits"])
+    grads = session.run(x[:4], {"logits": seed})["grad"]
+    for i in range(4):
+        one = session.run(x[i:i + 1], {"logits": seed[i:i + 1]})["grad"]
+        np.testing.assert_allclose(grads[i:i + 1], one, rtol=0, atol=_tol(one, 27 + acts["flat"].shape[1]))
+
+
+def test_symbolic_batch_under_any_name_lists_every_layer(tmp_path):
+    exporter_style(tmp_path / "named.onnx", 1, class_token=False, name_batch="batch_size")
+    model = ProbeModel.load(tmp_path / "named.onnx", device="cpu")
+    assert model.batch.kind == "dynamic" and model.batch.declared == "batch_size"
+    assert "conv" in [layer.name for layer in model.layers]
+    assert model.layer("conv").shape == (None, 4, 8, 8)
+
+
+def test_value_info_with_minus_one_batch_does_not_hide_layers(tmp_path):
+    """paddle2onnx writes -1 as a dim value for the batch of every tensor."""
+    path = tmp_path / "paddle.onnx"
+    proto = make_conv_model()
+    proto.graph.input[0].type.tensor_type.shape.dim[0].Clear()
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -1
+    proto = onnx.shape_inference.infer_shapes(proto)
+    for value in list(proto.graph.value_info) + list(proto.graph.output):
+        value.type.tensor_type.shape.dim[0].Clear()
+        value.type.tensor_type.shape.dim[0].dim_value = -1
+    onnx.save(proto, str(path))
+    model = ProbeModel.load(path, device="cpu")
+    assert [layer.name for layer in model.layers] == ["conv1", "relu1", "pool1", "conv2", "relu2", "flat", "logits", "probs"]
+    assert model.batch.kind == "dynamic"
+
+
+def merged_batch(path, batch: int):
+    """A graph that folds the batch into another axis (Reshape to [B*3, 6, 6] and back): no
+    constant rewrite makes it follow the batch, so it stays fixed. Its arithmetic is Neg between
+    Relu and a 3x3 convolution."""
+    rng = np.random.default_rng(3)
+    inits = [_init("w", rng.standard_normal((5, 3, 3, 3)) * 0.4), _init("merged", [batch * 3, 6, 6], np.int64),
+             _init("back", [batch, 3, 6, 6], np.int64)]
+    nodes = [
+        helper.make_node("Relu", ["image"], ["relu"], name="relu"),
+        helper.make_node("Reshape", ["relu", "merged"], ["m"], name="merge"),
+        helper.make_node("Neg", ["m"], ["neg"], name="neg"),
+        helper.make_node("Reshape", ["neg", "back"], ["unmerged"], name="unmerge"),
+        helper.make_node("Conv", ["unmerged", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+    ]
+    graph = helper.make_graph(nodes, "merged", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 6, 6])],
+                              [helper.make_tensor_value_info("conv", TensorProto.FLOAT, [batch, 5, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    twin_nodes = [nodes[0], helper.make_node("Neg", ["relu"], ["unmerged"], name="neg"), nodes[4]]
+    twin = helper.make_graph(twin_nodes, "twin", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 6, 6])],
+                             [helper.make_tensor_value_info("conv", TensorProto.FLOAT, ["N", 5, 6, 6])], [inits[0]])
+    twin_model = helper.make_model(twin, opset_imports=[helper.make_opsetid("", 18)])
+    twin_model.ir_version = 8
+    onnx.save(twin_model, str(path.with_name("twin.onnx")))
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_graph_that_cannot_follow_the_batch_runs_rows_at_a_time(tmp_path, batch):
+    merged_batch(tmp_path / "merged.onnx", batch)
+    model = ProbeModel.load(tmp_path / "merged.onnx", device="cpu")
+    twin = ProbeModel.load(tmp_path / "twin.onnx", device="cpu")
+    assert model.batch.kind == "fixed" and model.batch.rows == batch
+    assert "Reshape node 'unmerge' fails" in model.batch.why or "merge" in model.batch.why
+    assert [layer.name for layer in model.layers] == ["relu", "unmerged", "conv"]
+    assert model.layer("conv").shape == (None, 5, 6, 6)
+    x = np.random.default_rng(4).standard_normal((3, 3, 6, 6)).astype(np.float32)
+    acts, reference = model.activations(x, ["conv"])["conv"], twin.activations(x, ["conv"])["conv"]
+    np.testing.assert_allclose(acts, reference, rtol=0, atol=_tol(reference, 27))
+    seed = np.random.default_rng(5).standard_normal((3, 5, 6, 6)).astype(np.float32)
+    grad = model.gradient_session(["conv"]).run(x, {"conv": seed})["grad"]
+    want = twin.gradient_session(["conv"]).run(x, {"conv": seed})["grad"]
+    assert grad.shape == x.shape
+    np.testing.assert_allclose(grad, want, rtol=0, atol=_tol(want, 5 * 9))
+
+
+def test_optimizer_batch_on_a_fixed_graph_equals_its_twin(tmp_path):
+    """The optimizer's graph engine (its own step graph around the gradient graph) loops rows too:
+    a batch of 3 on the fixed graph gives what its batch-dynamic twin gives."""
+    from onnxprobe.optimize.objectives import Objective, channel
+    from onnxprobe.optimize.optimizer import Optimizer
+
+    merged_batch(tmp_path / "merged.onnx", 1)
+    model = ProbeModel.load(tmp_path / "merged.onnx", device="cpu")
+    twin = ProbeModel.load(tmp_path / "twin.onnx", device="cpu")
+    # the twin's channel objective (the folded Reshape hides the fixed graph's spatial axes from
+    # the receptive-field pass, so its own channel() would weigh positions differently)
+    seed = channel(twin, "conv", 2).seeds(None, 1)["conv"]
+    objective = Objective({"conv": seed.shape}, lambda acts, batch: {"conv": seed}, "channel conv:2")
+    runs = [Optimizer(m, objective, "set3", seed=7, batch=3, steps=4, engine="graph").run() for m in (model, twin)]
+    for i in range(3):
+        a, b = runs[0].best_image(i).astype(int), runs[1].best_image(i).astype(int)
+        assert np.abs(a - b).max() <= 1  # uint8 display images: float32 rounding may flip one level
+    # objective values: means of 6x6 positions of 27-long dot products, four steps apart
+    np.testing.assert_allclose(runs[0].best_activation, runs[1].best_activation, rtol=0,
+                               atol=_tol(runs[1].best_activation, 27 + 36))
+
+
+def test_dynamic_height_width_use_the_sidecar_input_size(tmp_path):
+    path = tmp_path / "dyn.onnx"
+    proto = make_conv_model(size=(16, 16))
+    for axis in (2, 3):
+        proto.graph.input[0].type.tensor_type.shape.dim[axis].dim_param = "HW"[axis - 2]
+    onnx.save(proto, str(path))
+    with pytest.raises(UsageError, match="input_size"):
+        ProbeModel.load(path, device="cpu")
+    (tmp_path / "dyn.onnxprobe.json").write_text(json.dumps({"input_size": [16, 16]}))
+    model = ProbeModel.load(path, device="cpu")
+    assert model.input_shape == (1, 3, 16, 16)
+    assert model.layer("pool1").shape == (None, 4, 8, 8)
+
+
+def _cli(*args):
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "onnxprobe", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+
+
+def test_layers_says_how_the_batch_is_handled(tmp_path):
+    exporter_style(tmp_path / "fixed.onnx", 1)
+    merged_batch(tmp_path / "merged.onnx", 1)
+    made = _cli("layers", tmp_path / "fixed.onnx")
+    assert made.returncode == 0 and "batch made dynamic (the file fixes it at 1; 5 batch-size constant(s) rewritten" in made.stdout
+    fixed = _cli("layers", tmp_path / "merged.onnx")
+    assert fixed.returncode == 0 and "batch fixed at 1: rows run one at a time" in fixed.stdout, fixed.stdout
+    assert fixed.stderr == ""  # the failed batch-2 trial is not an error to show
+
+
+def test_zero_layers_says_why(tmp_path):
+    """A graph whose tensors all lose the batch (a ReduceMean over it) lists no layer, and says why."""
+    nodes = [helper.make_node("ReduceMean", ["image"], ["avg"], keepdims=0, name="avg"),
+             helper.make_node("Relu", ["avg"], ["relu"], name="relu")]
+    graph = helper.make_graph(nodes, "nobatch", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("relu", TensorProto.FLOAT, [])],
+                              [_init("axes0", [0], np.int64)])
+    graph.node[0].input.append("axes0")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "nobatch.onnx"))
+    out = _cli("layers", tmp_path / "nobatch.onnx")
+    assert out.returncode == 0
+    assert "0 layers" in out.stdout and "no probeable layer: none of the graph's" in out.stdout, out.stdout
+
+
+def test_commands_on_a_fixed_graph_give_its_twins_results(tmp_path, capsys):
+    """maxact (batches of images) and integrated gradients (batches of interpolation steps) on a
+    graph that runs one row at a time write what they write for its batch-dynamic twin."""
+    import cv2
+
+    from onnxprobe.cli import main
+
+    merged_batch(tmp_path / "merged.onnx", 1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(6)
+    for i in range(5):
+        cv2.imwrite(str(photos / f"p{i}.png"), (rng.random((12, 12, 3)) * 255).astype(np.uint8))
+    results = {}
+    for name in ("merged", "twin"):
+        out = tmp_path / f"out-{name}"
+        assert main(["maxact", str(tmp_path / f"{name}.onnx"), str(photos), "--layer", "conv", "--top", "2",
+                     "--batch-size", "3", "--out", str(out / "maxact")]) == 0
+        assert main(["attribute", str(tmp_path / f"{name}.onnx"), str(photos / "p0.png"), "--method",
+                     "integrated_gradients", "--layer", "relu", "--unit", "1", "--out", str(out / "ig.png"),
+                     "--npy", str(out / "ig.npy")]) == 0
+        summary = json.loads((out / "maxact" / "maxact.json").read_text())
+        records = json.loads((out / "maxact" / summary["layers"]["conv"]).read_text())
+        # (the fold hides the fixed graph's positions of "conv" from the receptive-field pass: the
+        # hits' locations differ in form, their images and scores must not)
+        results[name] = ([[h["image"] for h in r["hits"]] for r in records["unit_records"]],
+                         np.array([[h["score"] for h in r["hits"]] for r in records["unit_records"]]),
+                         np.load(out / "ig.npy"))
+    capsys.readouterr()
+    (hits, scores, ig), (twin_hits, twin_scores, twin_ig) = results["merged"], results["twin"]
+    assert hits == twin_hits
+    np.testing.assert_allclose(scores, twin_scores, rtol=0, atol=_tol(twin_scores, 27))
+    # integrated gradients of a ReLU channel's mean (the folded Reshape hides the later layers'
+    # positions from the receptive-field pass, so their objectives would differ): sums of 36 terms
+    np.testing.assert_allclose(ig, twin_ig, rtol=0, atol=_tol(twin_ig, 36))
+
+
+def test_viewer_on_a_fixed_graph_shows_its_twins_activations(tmp_path):
+    import cv2
+
+    from onnxprobe.viewer.controller import Viewer
+    from onnxprobe.viewer.sources import ImageFilesSource
+    from tests.viewer.conftest import poll_until
+
+    merged_batch(tmp_path / "merged.onnx", 1)
+    cv2.imwrite(str(tmp_path / "still.png"), (np.random.default_rng(8).random((12, 12, 3)) * 255).astype(np.uint8))
+    values = {}
+    for name in ("merged", "twin"):
+        model = ProbeModel.load(tmp_path / f"{name}.onnx", device="cpu")
+        viewer = Viewer(model, ImageFilesSource.single(tmp_path / "still.png")).start()
+        try:
+            viewer.select_layer([entry.name for entry in viewer.state.layers].index("conv"))
+            poll_until(viewer, lambda: viewer.last_forward is not None and viewer.last_forward.settings.layer == "conv")
+            values[name] = viewer.last_forward.activation  # what the viewer computed for its grid
+            assert viewer.state.panes.grid is not None and viewer.state.panes.grid.size
+        finally:
+            viewer.stop()
+    np.testing.assert_allclose(values["merged"], values["twin"], rtol=0, atol=_tol(values["twin"], 27))
