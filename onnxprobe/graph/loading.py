@@ -122,7 +122,10 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
     without either they are an error naming them. The shapes the file records for other tensors
     are dropped (`strip_shapes`): they were written for the file's batch."""
     value = image_input(model)
-    dims = [d if not isinstance(d, int) or d > 0 else None for d in input_dims(value)]  # -1 / 0: dynamic
+    # -1 (paddle2onnx) is dynamic anywhere, 0 only on the batch axis; a 0 elsewhere is a zero-size
+    # dimension, refused with the other impossible shapes (limits.input_shape_problem)
+    dims = [None if isinstance(d, int) and (d < 0 or (d == 0 and axis == 0)) else d
+            for axis, d in enumerate(input_dims(value))]
     elem = value.type.tensor_type.elem_type
     if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
         raise ModelError(
