@@ -29,7 +29,7 @@ from onnxprobe.viewer.keys import KEYMAP
 from onnxprobe.viewer.mailbox import LatestSlots
 from onnxprobe.viewer.optimize_live import LiveOptimization
 from onnxprobe.viewer.sources import CameraSource, FrameSource
-from onnxprobe.viewer.state import ACTION_ALIASES, LayerEntry, Settings, ViewerState
+from onnxprobe.viewer.state import LayerEntry, Settings, ViewerState
 from onnxprobe.viewer.workers import FrameGrabber, Worker
 
 GRID_MIN_TILE = 24  # tiles smaller than this are repeated (nearest) so units stay clickable
@@ -126,15 +126,11 @@ class Viewer:
 
     # ---- input from the user (GUI thread) ----------------------------------------------------------
     def handle_key(self, key: str) -> bool:
-        """Run the action bound to a key; False if the key is not bound."""
-        action = KEYMAP.get(key)
-        if action is None:
+        """Run the action bound to a key (onnxprobe.viewer.keys); False if the key is not bound."""
+        binding = KEYMAP.get(key)
+        if binding is None:
             return False
-        own = getattr(self, f"_action_{action}", None)
-        if own is not None:
-            own()
-        else:
-            getattr(self.state, ACTION_ALIASES.get(action, action))()
+        binding.action(self)
         return True
 
     def click_grid(self, y: float, x: float) -> int | None:
@@ -149,17 +145,7 @@ class Viewer:
     def select_layer(self, index: int) -> None:
         self.state.select_layer(index)
 
-    def _action_freeze_frame(self) -> None:
-        self.state.freeze_frame()
-        self.grabber.pause(self.state.frame_frozen)
-
-    def _action_next_image(self) -> None:
-        self._step_files(1)
-
-    def _action_previous_image(self) -> None:
-        self._step_files(-1)
-
-    def _step_files(self, delta: int) -> None:
+    def step_files(self, delta: int) -> None:
         source = self.grabber.source
         if source is None or source.live:
             self.state.message("e / w move between files: switch to files with c")
@@ -169,7 +155,7 @@ class Viewer:
         self.grabber.refresh()
         self.state.events.emit("status")
 
-    def _action_toggle_source(self) -> None:
+    def toggle_source(self) -> None:
         if not self._on_camera:
             self._on_camera = True
             self.state.message(f"opening camera {self.camera_index}")
@@ -180,19 +166,14 @@ class Viewer:
         else:
             self.state.message("no files to switch to: start with --images, --image or --video")
 
-    def _action_toggle_resize(self) -> None:
-        self.state.toggle_resize()
-        self._settings = self.state.settings()
-        self.grabber.refresh()
-
-    def _action_save_panes(self) -> None:
+    def save_and_report(self) -> None:
         try:
             paths = self.save_panes(extra=self.snapshot_extras() if self.snapshot_extras else None)
             self.state.message(f"saved {len(paths)} files to {paths[0].parent}" if paths else "nothing to save yet")
         except (OSError, ValueError) as exc:
             self.state.message(f"cannot save panes: {exc}")
 
-    def _action_optimize_live(self) -> None:
+    def toggle_live_optimization(self) -> None:
         if self._optimization is not None:
             self._optimization = None
             self.state.message("live optimization stopped")
@@ -209,8 +190,11 @@ class Viewer:
     # ---- state events -> jobs (GUI thread) ----------------------------------------------------------
     def _on_state_event(self, name: str) -> None:
         if name in ("selection", "modes"):
-            self._settings = self.state.settings()
+            previous, self._settings = self._settings, self.state.settings()
+            self.grabber.pause(self.state.frame_frozen)
             self._submit_forward()
+            if self._settings.resize != previous.resize:
+                self.grabber.refresh()  # the same raw image again, resized the new way
             self._refresh_stale()
 
     def _submit_forward(self) -> None:

@@ -157,18 +157,6 @@ class ViewerState:
     def move(self, dx: int = 0, dy: int = 0) -> None:
         self.select_unit(self.unit + dx + dy * max(1, self.columns))
 
-    def left(self): self.move(dx=-1)
-    def right(self): self.move(dx=1)
-    def up(self): self.move(dy=-1)
-    def down(self): self.move(dy=1)
-    def left3(self): self.move(dx=-3)
-    def right3(self): self.move(dx=3)
-    def up3(self): self.move(dy=-3)
-    def down3(self): self.move(dy=3)
-
-    def previous_layer(self): self.select_layer(self.layer_index - 1)
-    def next_layer(self): self.select_layer(self.layer_index + 1)
-
     def _set(self, event: str, **values) -> None:
         for key, value in values.items():
             setattr(self, key, value)
@@ -249,9 +237,3 @@ class ViewerState:
             self.columns = values["grid_layout"].columns
         self.events.emit(event)
 
-
-# keys -> state methods whose name differs from the action
-ACTION_ALIASES = {
-    "back_mode": "back_mode_next", "back_filter": "back_filter_next", "zoom": "zoom_next",
-    "label_overlay": "toggle_label_overlay", "unit_images": "toggle_unit_images",
-}
