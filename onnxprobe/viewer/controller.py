@@ -79,7 +79,8 @@ class Viewer:
         self._open_capture = open_capture
         entries = [LayerEntry(l.name, l.units, l.is_spatial, l.channel_axis, l.spatial_axes) for l in model.layers]
         spatial = [i for i, e in enumerate(entries) if e.spatial]
-        self.state = ViewerState(entries, default_layer=spatial[0] if spatial else 0, has_atlas=atlas is not None)
+        self.state = ViewerState(entries, default_layer=spatial[0] if spatial else 0, has_atlas=atlas is not None,
+                                 model_name=model.path.name)
         self.slots = LatestSlots(notify)
         self._settings = self.state.settings()
         self._frame: Frame | None = None
@@ -133,18 +134,6 @@ class Viewer:
         binding.action(self)
         return True
 
-    def click_grid(self, y: float, x: float) -> int | None:
-        layout = self.state.panes.grid_layout if not self.state.diffs else (self.state.panes.diff_layout or self.state.panes.grid_layout)
-        if layout is None or self.state.panes.grid_layer != self.state.layer.name:
-            return None
-        unit = layout.unit_at(y, x)
-        if unit is not None:
-            self.state.select_unit(unit)
-        return unit
-
-    def select_layer(self, index: int) -> None:
-        self.state.select_layer(index)
-
     def step_files(self, delta: int) -> None:
         source = self.grabber.source
         if source is None or source.live:
@@ -195,19 +184,10 @@ class Viewer:
             self._submit_forward()
             if self._settings.resize != previous.resize:
                 self.grabber.refresh()  # the same raw image again, resized the new way
-            self._refresh_stale()
 
     def _submit_forward(self) -> None:
         if self._frame is not None:
             self.forward.submit((self._frame, self._settings))
-
-    def _refresh_stale(self) -> None:
-        panes_ = self.state.panes
-        if self._settings.back_mode == "off" or panes_.back is None:
-            return
-        stale = getattr(self, "_back_key_shown", None) != _back_key(self._settings, None)
-        if stale != panes_.back_stale:
-            self.state.update_panes("back", back_stale=stale)
 
     # ---- the grabber thread -------------------------------------------------------------------------
     def _make_frame(self, raw: np.ndarray) -> Frame:
@@ -346,8 +326,7 @@ class Viewer:
             out["seed"] = seed
             self._back_cache = (key, out)
         grad = gradient_hwc(out["grad"][0], self.model.spec.layout)
-        values = {"back": render_backmap(grad, settings.back_filter, rgb_order=self.model.spec.channel_order == "RGB"),
-                  "back_stale": False}
+        values = {"back": render_backmap(grad, settings.back_filter, rgb_order=self.model.spec.channel_order == "RGB")}
         if settings.diffs:
             diff = out[f"grad:{grid_layer.name}"] if want_diffs else out["seed"]
             diff_tiles = units_first(diff[0], grid_layer.channel_axis, grid_layer.spatial_axes)
@@ -382,13 +361,10 @@ class Viewer:
             state.update_panes("forward", **forward.values)
             state.frame_shown()
         back = slots.get("back")
-        if back is not None and self._settings.back_mode != "off":
-            self._back_key_shown = _back_key(back.settings, None)
+        if back is not None and state.show_back(back.settings, back.values):
             self.last_back = back
-            state.update_panes("back", **back.values)
             if back.message:
                 state.message(back.message)
-            self._refresh_stale()
         optimization = slots.get("optimize")
         if optimization is not None:
             image = optimization.image()
@@ -404,26 +380,10 @@ class Viewer:
         return set(slots)
 
     # ---- saving -------------------------------------------------------------------------------------
-    def current_panes(self) -> dict[str, np.ndarray]:
-        """The panes as shown (grid with the selection outlined, back dimmed when stale)."""
-        p = self.state.panes
-        out = {}
-        if p.input is not None:
-            out["input"] = p.input
-        grid, layout = (p.diff_grid, p.diff_layout) if self.state.diffs and p.diff_grid is not None else (p.grid, p.grid_layout)
-        if grid is not None:
-            out["grid"] = panes.mark_selection(grid, layout, self.state.unit)
-        for name in ("unit", "predictions_image", "visuals", "optimized"):
-            if getattr(p, name) is not None:
-                out[name.removesuffix("_image")] = getattr(p, name)
-        if p.back is not None and self.state.back_mode != "off":
-            out["back"] = panes.stale(p.back) if p.back_stale else p.back
-        return out
-
     def save_panes(self, directory: str | Path | None = None, extra: dict[str, np.ndarray] | None = None) -> list[Path]:
         """Write every pane as `view-NNNN-<layer>-<unit>-<pane>.png` plus a JSON of the settings."""
         directory = Path(directory or self.save_dir)
-        images = {**self.current_panes(), **(extra or {})}
+        images = {**self.state.saved_panes(), **(extra or {})}
         if not images:
             return []
         directory.mkdir(parents=True, exist_ok=True)
@@ -435,6 +395,3 @@ class Viewer:
         paths.append(atomic_write_json(inside(directory, f"{stem}.json"), json.loads(json.dumps(info, default=str))))
         return paths
 
-
-def _back_key(settings: Settings, _frame) -> tuple:
-    return (settings.origin, settings.back_mode, settings.back_filter, settings.diffs, settings.layer if settings.diffs else None)

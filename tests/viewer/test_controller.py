@@ -29,7 +29,7 @@ def reference_activation(model_path, x, name):
 
 
 def select(viewer, layer: str) -> None:
-    viewer.select_layer([entry.name for entry in viewer.state.layers].index(layer))
+    viewer.state.select_layer([entry.name for entry in viewer.state.layers].index(layer))
 
 
 def start_viewer(model_path, source, **kwargs) -> Viewer:
@@ -115,7 +115,7 @@ def test_back_map_matches_pytorch(tiny, still, mode, key_presses):
         ref = torch_back_map(tiny, viewer.last_forward.frame.x, mode, 2)
         assert np.abs(ref).max() > 0
         np.testing.assert_allclose(viewer.last_back.grad, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
-        assert not viewer.state.panes.back_stale
+        assert not viewer.state.back_stale
     finally:
         viewer.stop()
 
@@ -155,10 +155,10 @@ def test_frozen_origin_and_stale_back_pane(tiny, still):
         viewer.handle_key("l")
         viewer.handle_key("o")
         assert viewer.state.settings().origin == ("conv1", 0)
-        assert not viewer.state.panes.back_stale  # the origin did not move
+        assert not viewer.state.back_stale  # the origin did not move
         viewer.handle_key("d")  # unfreeze: the origin jumps to relu1:1, the shown map is now stale
-        assert viewer.state.panes.back_stale
-        poll_until(viewer, lambda: viewer.last_back.settings.origin == ("relu1", 1) and not viewer.state.panes.back_stale)
+        assert viewer.state.back_stale
+        poll_until(viewer, lambda: viewer.last_back.settings.origin == ("relu1", 1) and not viewer.state.back_stale)
     finally:
         viewer.stop()
 
