@@ -290,12 +290,12 @@ def test_back_pane_costs_one_run(tiny, still, mode, key_presses, monkeypatch):
 def test_back_pane_on_video_maps_every_other_frame(tiny, video_path, monkeypatch):
     """On a video with the back pane on, frames alternate: one self-seeded gradient run (grid and
     back map), then a plain forward (grid only), so the grid keeps near the forward's frame rate."""
-    from onnxprobe.viewer import controller
+    from onnxprobe.viewer import passes
 
     viewer = Viewer(ProbeModel.load(tiny, device="cpu"), VideoSource(str(video_path), pace=False))
     kinds = []
-    real_with_back, real_acts = viewer._forward_with_back, viewer.model.activations
-    monkeypatch.setattr(viewer, "_forward_with_back", lambda *a: kinds.append("both") or real_with_back(*a))
+    real_with_back, real_acts = viewer.passes.forward_with_back, viewer.model.activations
+    monkeypatch.setattr(viewer.passes, "forward_with_back", lambda *a: kinds.append("both") or real_with_back(*a))
     monkeypatch.setattr(viewer.model, "activations", lambda *a, **k: kinds.append("plain") or real_acts(*a, **k))
     viewer.handle_key("n")
     viewer.start()
@@ -303,7 +303,7 @@ def test_back_pane_on_video_maps_every_other_frame(tiny, video_path, monkeypatch
         poll_until(viewer, lambda: len(kinds) >= 9)
     finally:
         viewer.stop()
-    assert kinds[0] == "both" and controller.BACK_EVERY == 2
+    assert kinds[0] == "both" and passes.BACK_EVERY == 2
     assert all(a != b for a, b in zip(kinds[:8], kinds[1:9])), kinds  # strictly alternating
     assert viewer.last_back is not None
 

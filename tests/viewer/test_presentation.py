@@ -128,3 +128,28 @@ def test_saved_panes_outline_the_selection_and_ignore_zoom():
     y, x, h, w = LAYOUT.tile_rect(1)
     assert tuple(saved["grid"][y + 2, x - 1]) == (255, 255, 0)  # unit 1's left edge, in the padding
     assert tuple(saved["grid"][2, 2]) == (100, 100, 100) and state.panes.grid[y + 2, x - 1, 2] == 100  # a copy
+
+
+def test_back_seed_mask_covers_the_units_channel_on_any_axis():
+    from onnxprobe.viewer.passes import back_seed_mask
+
+    nhwc = SimpleNamespace(channel_axis=3)
+    mask = back_seed_mask(nhwc, 2, (1, 4, 5, 3))
+    assert mask[..., 2].min() == 1 and mask[..., :2].max() == 0 and mask.sum() == 20
+    clamped = back_seed_mask(SimpleNamespace(channel_axis=1), 9, (1, 3))  # past the last unit: the last one
+    assert clamped.tolist() == [[0.0, 0.0, 1.0]]
+
+
+def test_the_controller_leaves_the_shared_model_alone(tmp_path):
+    """The viewer used to set `model.threads` on the model it was given; the CLI now loads the
+    model with the viewer's thread count (workers.inference_threads) and the controller does not
+    touch it."""
+    from onnxprobe.model import ProbeModel
+    from onnxprobe.viewer.controller import Viewer
+    from tests.conftest import make_conv_model
+
+    path = tmp_path / "tiny.onnx"
+    make_conv_model(path)
+    model = ProbeModel.load(path, device="cpu")
+    viewer = Viewer(model)
+    assert model.threads is None and viewer.model is model

@@ -144,7 +144,8 @@ def test_every_original_key_is_bound():
 def test_qt_free_modules_do_not_import_qt():
     modules = ["onnxprobe.viewer", "onnxprobe.viewer.state", "onnxprobe.viewer.controller", "onnxprobe.viewer.sources",
                "onnxprobe.viewer.atlas_source", "onnxprobe.viewer.panes", "onnxprobe.viewer.workers",
-               "onnxprobe.viewer.optimize_live", "onnxprobe.viewer.keys", "onnxprobe.cli.view"]
+               "onnxprobe.viewer.optimize_live", "onnxprobe.viewer.keys", "onnxprobe.viewer.passes",
+               "onnxprobe.viewer.snapshot", "onnxprobe.cli.view"]
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules) +
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6'))\n"
             "print(bad); sys.exit(1 if bad else 0)")
