@@ -334,3 +334,26 @@ def test_back_pane_falls_back_to_two_runs_when_one_run_fails(tiny, still, monkey
         assert np.abs(viewer.last_back.grad).max() > 0
     finally:
         viewer.stop()
+
+
+def test_freeze_stops_the_frames_and_escape_lets_them_run_again(tiny, video_path):
+    """`f` is a model change the controller follows (the grabber pauses); Escape resets the modes,
+    frame_frozen included, and the grabber follows that too (it used to stay paused)."""
+    import time
+
+    viewer = start_viewer(tiny, VideoSource(str(video_path), pace=False))
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        viewer.handle_key("f")
+        deadline = time.monotonic() + 0.5  # let a frame already in flight arrive
+        while time.monotonic() < deadline:
+            viewer.poll()
+        frozen_at = viewer.last_forward.frame.seq
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            viewer.poll()
+        assert viewer.last_forward.frame.seq == frozen_at and "frozen" in viewer.state.status_line()
+        viewer.handle_key("Escape")
+        poll_until(viewer, lambda: viewer.last_forward.frame.seq > frozen_at)
+    finally:
+        viewer.stop()
