@@ -47,7 +47,7 @@ def back_key(settings: Settings) -> tuple:
             settings.layer if settings.diffs else None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
 class PaneView:
     """What one pane shows; the widgets draw exactly this."""
 
