@@ -75,7 +75,14 @@ class Viewer:
         self.grabber.set_source(source)
         self.state.events.emit("status")
 
-    # ---- key actions beyond the model (GUI thread) -------------------------------------------------
+    # ---- input from the user beyond the model (GUI thread) -------------------------------------------
+    def select_layer(self, index: int) -> None:
+        self.state.select_layer(index)
+
+    def current_panes(self) -> dict:
+        """The panes as `p` saves them (the model decides: ViewerState.saved_panes)."""
+        return self.state.saved_panes()
+
     def handle_key(self, key: str) -> bool:
         """Run the action bound to a key (onnxprobe.viewer.keys); False if the key is not bound."""
         binding = KEYMAP.get(key)

@@ -29,7 +29,7 @@ def reference_activation(model_path, x, name):
 
 
 def select(viewer, layer: str) -> None:
-    viewer.state.select_layer([entry.name for entry in viewer.state.layers].index(layer))
+    viewer.select_layer([entry.name for entry in viewer.state.layers].index(layer))
 
 
 def start_viewer(model_path, source, **kwargs) -> Viewer:
@@ -256,6 +256,7 @@ def test_save_panes(tiny, still, tmp_path):
         info = json.loads((tmp_path / "snaps" / "view-0001-conv1-0.json").read_text())
         assert info["settings"]["back_mode"] == "gradient" and len(info["predictions"]) == 5
         assert "saved 6 files" in viewer.state.status_line()
+        assert sorted(viewer.current_panes()) == sorted(panes)  # what p writes, besides the window's screenshot
     finally:
         viewer.stop()
 

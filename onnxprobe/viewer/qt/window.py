@@ -94,7 +94,7 @@ class ViewerWindow(QWidget):
 
     def _layer_clicked(self, row: int) -> None:
         if row >= 0:
-            self.state.select_layer(row)
+            self.viewer.select_layer(row)
 
     def save_panes(self, directory=None):
         """Save every pane and a screenshot of the whole window."""
