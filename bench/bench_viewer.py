@@ -37,6 +37,7 @@ from common import BUNDLED, CACHE, ROOT, torchvision_onnx  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 from onnxprobe.model import ProbeModel  # noqa: E402
+from onnxprobe.viewer.workers import inference_threads  # noqa: E402
 
 
 def bench_video(size=(320, 240), frames: int = 60) -> str:
@@ -145,7 +146,7 @@ def main() -> int:
     video = bench_video()
     print(f"{'model':<38} {'mode':<9} {'bare fps':>9} {'viewer fps':>11} {'ratio':>6} {'stall ms':>9} {'back maps/s':>12} {'cpu ratio':>9}")
     for name, path in models:
-        model = ProbeModel.load(path, device=args.device)
+        model = ProbeModel.load(path, device=args.device, threads=inference_threads())  # as `onnxprobe view` loads it
         for mode, keys in (("forward", ""), ("back", "n")):
             before, cpu_a = bare_fps(model, video, args.seconds / 4)  # bare runs on both sides of the viewer's:
             shown, stall, backs, cpu_frame = viewer_run(app, model, video, args.seconds, keys)

@@ -71,9 +71,12 @@ def run(args) -> int:
         from onnxprobe.viewer.atlas_source import AtlasSource
 
         atlas = AtlasSource(args.atlas)
-    model = load_model_from_args(args)
     from onnxprobe.viewer.controller import Viewer
     from onnxprobe.viewer.qt.app import run_window
+    from onnxprobe.viewer.workers import inference_threads
+
+    model = load_model_from_args(args)
+    model.threads = inference_threads()  # set where the model is made, before any session is (they are built lazily)
 
     viewer = Viewer(model, source, atlas=atlas, camera_index=args.camera or 0, save_dir=args.save_dir)
     return run_window(viewer, quit_after=args.quit_after, screenshot=args.screenshot, keys=args.keys)

@@ -1,85 +1,42 @@
-"""`Viewer`: ties the state, the frame source and the workers together. Qt-free.
+"""`Viewer`: wires the model (`ViewerState`), the frame sources and the worker threads. Qt-free.
 
-Threads: the grabber reads frames; the forward worker runs the model and renders the grid, unit,
-input and prediction panes; the back worker runs the backward pass and renders the back pane; the
-optimize worker steps a live optimization. Each takes only the newest job (one-slot mailboxes).
-Results go into `LatestSlots`; the GUI thread calls `poll()` (when `notify` fires) to move them
-into the state, which emits events to the widgets. The GUI thread never waits on the network.
+Threads: the grabber reads frames; the forward worker runs `Passes.forward` (the grid, unit, input
+and prediction panes); the back worker runs `Passes.back` (the back pane); the optimize worker steps
+a live optimization. Each takes only the newest job (one-slot mailboxes). Results go into
+`LatestSlots`; the GUI thread calls `poll()` (when `notify` fires) to move them into the model,
+which emits events to the widgets. The GUI thread never waits on the network.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from onnxprobe.errors import ProbeError
-from onnxprobe.fsutil import atomic_write_json, inside, safe_name
-from onnxprobe.preprocess import with_overrides
-from onnxprobe.render.backmaps import gradient_hwc, render_backmap
-from onnxprobe.render.grid import NEG_POS_COLORS, layer_grid, units_first
-from onnxprobe.render.images import write_png
-from onnxprobe.viewer import panes
 from onnxprobe.viewer.keys import KEYMAP
 from onnxprobe.viewer.mailbox import LatestSlots
 from onnxprobe.viewer.optimize_live import LiveOptimization
+from onnxprobe.viewer.passes import BackResult, ForwardResult, Frame, Passes, make_frame
+from onnxprobe.viewer.snapshot import save_snapshot
 from onnxprobe.viewer.sources import CameraSource, FrameSource
-from onnxprobe.viewer.state import ACTION_ALIASES, LayerEntry, Settings, ViewerState
+from onnxprobe.viewer.state import LayerEntry, ViewerState
 from onnxprobe.viewer.workers import FrameGrabber, Worker
-
-GRID_MIN_TILE = 24  # tiles smaller than this are repeated (nearest) so units stay clickable
-PATTERN_TILE = 48
-
-# With the back pane on, a new frame gets the back map too (one self-seeded gradient run, ~2.5
-# forwards on the CPU) every BACK_EVERY-th frame and a plain forward otherwise: the grid keeps a
-# frame rate near the forward's while the back map still follows the video.
-BACK_EVERY = 2
-
-
-@dataclass(frozen=True)
-class Frame:
-    seq: int
-    x: np.ndarray  # (1, ...) input tensor
-    display: np.ndarray  # the input as the model sees it, HxWx3 uint8 RGB
-    label: str
-
-
-@dataclass
-class ForwardResult:
-    frame: Frame
-    settings: Settings
-    activation: np.ndarray  # the layer's activation, batch row 0
-    tiles: np.ndarray  # (units, H, W)
-    values: dict = field(default_factory=dict)  # pane name -> value for ViewerState.update_panes
-
-
-@dataclass
-class BackResult:
-    frame: Frame
-    settings: Settings
-    grad: np.ndarray | None  # HxWxC gradient at the input
-    values: dict = field(default_factory=dict)
-    message: str | None = None
 
 
 class Viewer:
     def __init__(self, model, source: FrameSource | None = None, atlas=None, camera_index: int = 0,
                  open_capture=None, save_dir: str | Path = ".", notify=None):
         self.model = model
-        if model.threads is None:  # leave one core to the GUI thread and the grabber (sessions are built lazily)
-            model.threads = max(1, (os.cpu_count() or 2) - 1)
         self.atlas = atlas
         self.save_dir = Path(save_dir)
         self.camera_index = camera_index
         self._open_capture = open_capture
         entries = [LayerEntry(l.name, l.units, l.is_spatial, l.channel_axis, l.spatial_axes) for l in model.layers]
         spatial = [i for i, e in enumerate(entries) if e.spatial]
-        self.state = ViewerState(entries, default_layer=spatial[0] if spatial else 0, has_atlas=atlas is not None)
+        self.state = ViewerState(entries, default_layer=spatial[0] if spatial else 0, has_atlas=atlas is not None,
+                                 model_name=model.path.name)
+        self.passes = Passes(model, atlas)
         self.slots = LatestSlots(notify)
         self._settings = self.state.settings()
         self._frame: Frame | None = None
@@ -88,16 +45,10 @@ class Viewer:
         self._files_source = source if source is not None and not isinstance(source, CameraSource) else None
         self._initial_source = source
         self._on_camera = isinstance(source, CameraSource)
-        self._forward_cache: tuple[tuple, dict] | None = None
-        self._back_cache: tuple[tuple, dict] | None = None
-        self._back_done: tuple | None = None  # the back settings of the newest back map
-        self._plain_since_back = 0  # frames shown since, without a back map
-        self._back_seq = -1  # the frame of the newest back job
-        self._no_one_run: set[tuple] = set()  # back settings whose one-run graph failed (not retried)
         self._optimization: LiveOptimization | None = None
         self._errors: list[str] = []
         self._errors_lock = threading.Lock()
-        self.last_forward: ForwardResult | None = None  # the results the state shows (for tests and saving)
+        self.last_forward: ForwardResult | None = None  # the results the model shows (for tests)
         self.last_back: BackResult | None = None
         self.snapshot_extras = None  # callable -> {name: image} added to saved panes (the Qt window's screenshot)
         self.forward = Worker("forward", self._run_forward, self._worker_failed)
@@ -124,42 +75,23 @@ class Viewer:
         self.grabber.set_source(source)
         self.state.events.emit("status")
 
-    # ---- input from the user (GUI thread) ----------------------------------------------------------
-    def handle_key(self, key: str) -> bool:
-        """Run the action bound to a key; False if the key is not bound."""
-        action = KEYMAP.get(key)
-        if action is None:
-            return False
-        own = getattr(self, f"_action_{action}", None)
-        if own is not None:
-            own()
-        else:
-            getattr(self.state, ACTION_ALIASES.get(action, action))()
-        return True
-
-    def click_grid(self, y: float, x: float) -> int | None:
-        layout = self.state.panes.grid_layout if not self.state.diffs else (self.state.panes.diff_layout or self.state.panes.grid_layout)
-        if layout is None or self.state.panes.grid_layer != self.state.layer.name:
-            return None
-        unit = layout.unit_at(y, x)
-        if unit is not None:
-            self.state.select_unit(unit)
-        return unit
-
+    # ---- input from the user beyond the model (GUI thread) -------------------------------------------
     def select_layer(self, index: int) -> None:
         self.state.select_layer(index)
 
-    def _action_freeze_frame(self) -> None:
-        self.state.freeze_frame()
-        self.grabber.pause(self.state.frame_frozen)
+    def current_panes(self) -> dict:
+        """The panes as `p` saves them (the model decides: ViewerState.saved_panes)."""
+        return self.state.saved_panes()
 
-    def _action_next_image(self) -> None:
-        self._step_files(1)
+    def handle_key(self, key: str) -> bool:
+        """Run the action bound to a key (onnxprobe.viewer.keys); False if the key is not bound."""
+        binding = KEYMAP.get(key)
+        if binding is None:
+            return False
+        binding.action(self)
+        return True
 
-    def _action_previous_image(self) -> None:
-        self._step_files(-1)
-
-    def _step_files(self, delta: int) -> None:
+    def step_files(self, delta: int) -> None:
         source = self.grabber.source
         if source is None or source.live:
             self.state.message("e / w move between files: switch to files with c")
@@ -169,7 +101,7 @@ class Viewer:
         self.grabber.refresh()
         self.state.events.emit("status")
 
-    def _action_toggle_source(self) -> None:
+    def toggle_source(self) -> None:
         if not self._on_camera:
             self._on_camera = True
             self.state.message(f"opening camera {self.camera_index}")
@@ -180,19 +112,21 @@ class Viewer:
         else:
             self.state.message("no files to switch to: start with --images, --image or --video")
 
-    def _action_toggle_resize(self) -> None:
-        self.state.toggle_resize()
-        self._settings = self.state.settings()
-        self.grabber.refresh()
-
-    def _action_save_panes(self) -> None:
+    def save_and_report(self) -> None:
         try:
             paths = self.save_panes(extra=self.snapshot_extras() if self.snapshot_extras else None)
             self.state.message(f"saved {len(paths)} files to {paths[0].parent}" if paths else "nothing to save yet")
         except (OSError, ValueError) as exc:
             self.state.message(f"cannot save panes: {exc}")
 
-    def _action_optimize_live(self) -> None:
+    def save_panes(self, directory: str | Path | None = None, extra: dict | None = None) -> list[Path]:
+        """Write the panes as the model saves them (and `extra` images) plus a JSON of the settings."""
+        info = {"model": str(self.model.path), "source": self.state.source_label, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "settings": self._settings.__dict__, "predictions": self.state.panes.predictions}
+        return save_snapshot(directory or self.save_dir, {**self.state.saved_panes(), **(extra or {})},
+                             self.state.layer.name, self.state.unit, info)
+
+    def toggle_live_optimization(self) -> None:
         if self._optimization is not None:
             self._optimization = None
             self.state.message("live optimization stopped")
@@ -206,36 +140,23 @@ class Viewer:
         self.state.message(f"optimizing {layer}:{unit} live")
         self.optimizer.submit(self._optimization)
 
-    # ---- state events -> jobs (GUI thread) ----------------------------------------------------------
+    # ---- model events -> jobs (GUI thread) ----------------------------------------------------------
     def _on_state_event(self, name: str) -> None:
         if name in ("selection", "modes"):
-            self._settings = self.state.settings()
-            self._submit_forward()
-            self._refresh_stale()
-
-    def _submit_forward(self) -> None:
-        if self._frame is not None:
-            self.forward.submit((self._frame, self._settings))
-
-    def _refresh_stale(self) -> None:
-        panes_ = self.state.panes
-        if self._settings.back_mode == "off" or panes_.back is None:
-            return
-        stale = getattr(self, "_back_key_shown", None) != _back_key(self._settings, None)
-        if stale != panes_.back_stale:
-            self.state.update_panes("back", back_stale=stale)
+            previous, self._settings = self._settings, self.state.settings()
+            self.grabber.pause(self.state.frame_frozen)
+            if self._frame is not None:
+                self.forward.submit((self._frame, self._settings))
+            if self._settings.resize != previous.resize:
+                self.grabber.refresh()  # the same raw image again, resized the new way
 
     # ---- the grabber thread -------------------------------------------------------------------------
-    def _make_frame(self, raw: np.ndarray) -> Frame:
-        spec = self.model.spec
-        if self._settings.resize != spec.resize:
-            spec = with_overrides(spec, resize=self._settings.resize)
-        x = spec.to_tensor(raw)
+    def _make_frame(self, raw) -> Frame:
         with self._seq_lock:
             self._seq += 1
             seq = self._seq
         source = self.grabber.source
-        return Frame(seq, x, spec.to_display(x[0]), source.label if source is not None else "")
+        return make_frame(self.model, raw, self._settings.resize, seq, source.label if source is not None else "")
 
     def _on_frame(self, frame: Frame) -> None:
         self._frame = frame
@@ -250,132 +171,18 @@ class Viewer:
         text = str(exc) if isinstance(exc, ProbeError) else f"{type(exc).__name__}: {exc}"
         self._report(f"{worker.removeprefix('onnxprobe-')}: {' '.join(text.split())[:200]}")
 
-    # ---- the forward worker -------------------------------------------------------------------------
+    # ---- the workers ----------------------------------------------------------------------------------
     def _run_forward(self, job) -> None:
-        frame, settings = job
-        layer = self.model.layer(settings.layer)
-        back_now = settings.back_mode != "off"
-        if back_now:  # back settings changed, the same frame again (a still), or every BACK_EVERY-th frame
-            wanted = self._back_job_key(frame, settings)[1:]
-            back_now = (wanted != self._back_done or frame.seq == self._back_seq
-                        or self._plain_since_back + 1 >= BACK_EVERY)
-        key = (frame.seq, layer.name, self._back_job_key(frame, settings) if back_now else None)
-        back_out = None
-        if self._forward_cache is not None and self._forward_cache[0] == key:
-            acts = self._forward_cache[1]
-        else:
-            names = [layer.name] + ([self.model.class_output] if self.model.class_output else [])
-            if back_now:
-                acts, back_out = self._forward_with_back(frame, settings, names)
-                self._back_done, self._plain_since_back = wanted, 0
-            else:
-                acts = self.model.activations(frame.x, names, with_outputs=False)
-                self._plain_since_back += 1
-            self._forward_cache = (key, acts)
-        activation = acts[layer.name][0]
-        tiles = units_first(activation, layer.channel_axis, layer.spatial_axes)
-        unit = min(settings.unit, tiles.shape[0] - 1)
-        values: dict = {"grid_layer": layer.name, "frame_seq": frame.seq}
-        found = None
-        if settings.pattern and self.atlas is not None:
-            images, found = self.atlas.pattern_tiles(layer.name, tiles.shape[0], (PATTERN_TILE, PATTERN_TILE))
-            values["grid"], values["grid_layout"] = layer_grid(None, images=images)
-        else:
-            values["grid"], values["grid_layout"] = layer_grid(
-                tiles, settings.boost_indiv, settings.boost_gamma, min_tile=GRID_MIN_TILE if layer.is_spatial else 12)
-        predictions = []
-        if self.model.class_output:
-            predictions = panes.top_predictions(acts[self.model.class_output][0], self.model.spec.labels)
-        values["predictions"] = predictions
-        values["predictions_image"] = panes.predictions_image(predictions)
-        label = predictions[0][0] if settings.label_overlay and predictions else None
-        values["input"] = panes.input_pane(frame.display, label)
-        values["unit"] = panes.unit_pane(tiles[unit], frame.display, layer.is_spatial, float(tiles[unit].max()))
-        if self.atlas is not None:
-            values["visuals"] = panes.visuals_pane(self.atlas.unit_images(layer.name, unit))
-        result = ForwardResult(frame, settings, activation, tiles, values)
-        if found == 0:
-            self._report(f"the atlas has no optimized images for layer '{layer.name}'")
+        result, back_job, note = self.passes.forward(*job)
+        if note:
+            self._report(note)
         self.slots.post("forward", result)
-        if back_now:
-            self._back_seq = frame.seq
-            self.back.submit((frame, settings, acts if settings.origin[0] == layer.name else None, back_out))
+        if back_job is not None:
+            self.back.submit(back_job)
 
-    def _back_job_key(self, frame, settings) -> tuple:
-        origin = self.model.layer(settings.origin[0])
-        grid_layer = self.model.layer(settings.layer)
-        want_diffs = settings.diffs and grid_layer.name != origin.name
-        return (frame.seq, origin.name, settings.origin[1], settings.back_mode, grid_layer.name if want_diffs else None)
-
-    def _forward_with_back(self, frame, settings, names) -> tuple[dict, dict | None]:
-        """The grid's activations and the back map's gradient from ONE run of the gradient graph
-        (its seed, the unit's own activation, is formed inside the graph: self-seeded). Falls back
-        to a plain forward (the back worker then runs the gradient) where that cannot be built."""
-        origin = self.model.layer(settings.origin[0])
-        unit = settings.origin[1]
-        grid_layer = self.model.layer(settings.layer)
-        want_diffs = settings.diffs and grid_layer.name != origin.name
-        if any(d is None for d in origin.shape[1:]):
-            return self.model.activations(frame.x, names, with_outputs=False), None
-        mask = np.zeros((frame.x.shape[0], *origin.shape[1:]), np.float32)
-        index = [slice(None)] * mask.ndim
-        index[origin.channel_axis] = min(unit, mask.shape[origin.channel_axis] - 1)
-        mask[tuple(index)] = 1.0
-        wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
-        spec = (origin.name, tuple(wrt or ()), settings.back_mode, tuple(names))
-        if spec in self._no_one_run:
-            return self.model.activations(frame.x, names, with_outputs=False), None
-        try:
-            session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode,
-                                                  extra_outputs=names, self_seeded=True)
-            out = session.run(frame.x, {origin.name: mask}, extra_outputs=names)
-        except Exception:  # noqa: BLE001 -- the back worker meets it again and reports it; the grid goes on
-            self._no_one_run.add(spec)
-            return self.model.activations(frame.x, names, with_outputs=False), None
-        out["seed"] = out[origin.name] * mask
-        return {n: out[n] for n in names}, (self._back_job_key(frame, settings), out)
-
-    # ---- the back worker ----------------------------------------------------------------------------
     def _run_back(self, job) -> None:
-        frame, settings, acts, done = job
-        origin_name, unit = settings.origin
-        origin = self.model.layer(origin_name)
-        grid_layer = self.model.layer(settings.layer)
-        want_diffs = settings.diffs and grid_layer.name != origin.name
-        key = self._back_job_key(frame, settings)
-        if done is not None and done[0] == key:  # computed with the grid's activations, in one run
-            out = done[1]
-            self._back_cache = (key, out)
-        elif self._back_cache is not None and self._back_cache[0] == key:
-            out = self._back_cache[1]
-        else:
-            if acts is None or origin.name not in acts:
-                acts = self.model.activations(frame.x, [origin.name], with_outputs=False)
-            activation = acts[origin.name]
-            seed = np.zeros_like(activation)
-            index = [slice(None)] * activation.ndim
-            index[origin.channel_axis] = min(unit, activation.shape[origin.channel_axis] - 1)
-            seed[tuple(index)] = activation[tuple(index)]  # the toolbox's seed: the unit's own activation
-            wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
-            session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode)
-            out = session.run(frame.x, {origin.name: seed})
-            out["seed"] = seed
-            self._back_cache = (key, out)
-        grad = gradient_hwc(out["grad"][0], self.model.spec.layout)
-        values = {"back": render_backmap(grad, settings.back_filter, rgb_order=self.model.spec.channel_order == "RGB"),
-                  "back_stale": False}
-        if settings.diffs:
-            diff = out[f"grad:{grid_layer.name}"] if want_diffs else out["seed"]
-            diff_tiles = units_first(diff[0], grid_layer.channel_axis, grid_layer.spatial_axes)
-            values["diff_grid"], values["diff_layout"] = layer_grid(
-                diff_tiles, settings.boost_indiv, settings.boost_gamma,
-                min_tile=GRID_MIN_TILE if grid_layer.is_spatial else 12, neg_pos_colors=NEG_POS_COLORS)
-        message = None
-        if not np.any(out["grad"]):
-            message = f"the back map is all zero: {origin.name}:{unit} is not active on this frame"
-        self.slots.post("back", BackResult(frame, settings, grad, values, message))
+        self.slots.post("back", self.passes.back(job))
 
-    # ---- the optimize worker ------------------------------------------------------------------------
     def _run_optimize(self, optimization: LiveOptimization) -> None:
         optimization.start()
         while self._optimization is optimization and not optimization.done:
@@ -385,9 +192,9 @@ class Viewer:
             self._report(f"optimization of {optimization.layer}:{optimization.unit} finished "
                          f"(activation {optimization.activation:.4g})")
 
-    # ---- results -> state (GUI thread) --------------------------------------------------------------
+    # ---- results -> model (GUI thread) ----------------------------------------------------------------
     def poll(self) -> set[str]:
-        """Move the newest worker results into the state (GUI thread). Returns the kinds applied."""
+        """Move the newest worker results into the model (GUI thread). Returns the kinds applied."""
         slots = self.slots.drain()
         state = self.state
         forward = slots.get("forward")
@@ -398,13 +205,10 @@ class Viewer:
             state.update_panes("forward", **forward.values)
             state.frame_shown()
         back = slots.get("back")
-        if back is not None and self._settings.back_mode != "off":
-            self._back_key_shown = _back_key(back.settings, None)
+        if back is not None and state.show_back(back.settings, back.values):
             self.last_back = back
-            state.update_panes("back", **back.values)
             if back.message:
                 state.message(back.message)
-            self._refresh_stale()
         optimization = slots.get("optimize")
         if optimization is not None:
             image = optimization.image()
@@ -418,39 +222,3 @@ class Viewer:
         if forward is not None or back is not None:
             state.events.emit("status")
         return set(slots)
-
-    # ---- saving -------------------------------------------------------------------------------------
-    def current_panes(self) -> dict[str, np.ndarray]:
-        """The panes as shown (grid with the selection outlined, back dimmed when stale)."""
-        p = self.state.panes
-        out = {}
-        if p.input is not None:
-            out["input"] = p.input
-        grid, layout = (p.diff_grid, p.diff_layout) if self.state.diffs and p.diff_grid is not None else (p.grid, p.grid_layout)
-        if grid is not None:
-            out["grid"] = panes.mark_selection(grid, layout, self.state.unit)
-        for name in ("unit", "predictions_image", "visuals", "optimized"):
-            if getattr(p, name) is not None:
-                out[name.removesuffix("_image")] = getattr(p, name)
-        if p.back is not None and self.state.back_mode != "off":
-            out["back"] = panes.stale(p.back) if p.back_stale else p.back
-        return out
-
-    def save_panes(self, directory: str | Path | None = None, extra: dict[str, np.ndarray] | None = None) -> list[Path]:
-        """Write every pane as `view-NNNN-<layer>-<unit>-<pane>.png` plus a JSON of the settings."""
-        directory = Path(directory or self.save_dir)
-        images = {**self.current_panes(), **(extra or {})}
-        if not images:
-            return []
-        directory.mkdir(parents=True, exist_ok=True)
-        number = 1 + max((int(p.name[5:9]) for p in directory.glob("view-[0-9][0-9][0-9][0-9]-*")), default=0)
-        stem = f"view-{number:04d}-{safe_name(self.state.layer.name)}-{self.state.unit}"
-        paths = [write_png(inside(directory, f"{stem}-{name}.png"), image) for name, image in images.items()]
-        info = {"model": str(self.model.path), "source": self.state.source_label, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "settings": self._settings.__dict__, "predictions": self.state.panes.predictions, "panes": [p.name for p in paths]}
-        paths.append(atomic_write_json(inside(directory, f"{stem}.json"), json.loads(json.dumps(info, default=str))))
-        return paths
-
-
-def _back_key(settings: Settings, _frame) -> tuple:
-    return (settings.origin, settings.back_mode, settings.back_filter, settings.diffs, settings.layer if settings.diffs else None)

@@ -1,7 +1,8 @@
-"""The viewer's state: what the user selected, the modes, and the latest results. Qt-free.
+"""The viewer's model: what the user selected, the modes, the latest results, and what each pane
+shows (titles, zoom, stale flags, selection outlines, visibility). Qt-free.
 
 Only the GUI thread mutates it (workers hand their results over through `LatestSlots`); every
-change emits an event naming what changed, and widgets repaint from the state.
+change emits an event naming what changed, and the widgets draw `pane_views()` as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from onnxprobe.render.backmaps import FILTERS
 from onnxprobe.render.grid import GAMMA_BOOSTS, PER_CHANNEL_BOOSTS, GridLayout
 from onnxprobe.viewer.events import Emitter
+from onnxprobe.viewer.panes import mark_selection, stale
 
 BACK_MODES = ("off", "gradient", "deconv", "guided")
 QUICK_BACK_LOOP = (("off", "raw"), ("gradient", "raw"), ("gradient", "norm"), ("deconv", "raw"))
@@ -36,6 +38,29 @@ class Settings:
     diffs: bool
     resize: str
     label_overlay: bool
+
+
+def back_key(settings: Settings) -> tuple:
+    """What a back map depends on besides the frame: a shown map whose key differs from the current
+    settings' is stale (drawn dimmed until the new one arrives)."""
+    return (settings.origin, settings.back_mode, settings.back_filter, settings.diffs,
+            settings.layer if settings.diffs else None)
+
+
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
+class PaneView:
+    """What one pane shows; the widgets draw exactly this."""
+
+    title: str
+    image: np.ndarray | None
+    stale: bool = False  # out of date: drawn dimmed, "(stale)" in the heading
+    selection: tuple[int, int, int, int] | None = None  # y, x, h, w in image pixels: outlined
+    placeholder: str = "waiting for a frame"  # drawn while there is no image
+    visible: bool = True
+
+    @property
+    def heading(self) -> str:
+        return self.title + ("  (stale)" if self.stale and self.image is not None else "")
 
 
 @dataclass
@@ -61,17 +86,18 @@ class Panes:
     predictions: list[tuple[str, float]] = field(default_factory=list)
     predictions_image: np.ndarray | None = None
     back: np.ndarray | None = None
-    back_stale: bool = False
+    back_settings: Settings | None = None  # what the shown back map was computed for
     visuals: np.ndarray | None = None
     optimized: np.ndarray | None = None
     frame_seq: int = -1
 
 
 class ViewerState:
-    def __init__(self, layers: list[LayerEntry], default_layer: int = 0, has_atlas: bool = False):
+    def __init__(self, layers: list[LayerEntry], default_layer: int = 0, has_atlas: bool = False, model_name: str = ""):
         if not layers:
             raise ValueError("the viewer needs at least one layer")
         self.layers = layers
+        self.model_name = model_name
         self.default_layer = default_layer
         self.has_atlas = has_atlas
         self.events = Emitter()
@@ -157,18 +183,6 @@ class ViewerState:
     def move(self, dx: int = 0, dy: int = 0) -> None:
         self.select_unit(self.unit + dx + dy * max(1, self.columns))
 
-    def left(self): self.move(dx=-1)
-    def right(self): self.move(dx=1)
-    def up(self): self.move(dy=-1)
-    def down(self): self.move(dy=1)
-    def left3(self): self.move(dx=-3)
-    def right3(self): self.move(dx=3)
-    def up3(self): self.move(dy=-3)
-    def down3(self): self.move(dy=3)
-
-    def previous_layer(self): self.select_layer(self.layer_index - 1)
-    def next_layer(self): self.select_layer(self.layer_index + 1)
-
     def _set(self, event: str, **values) -> None:
         for key, value in values.items():
             setattr(self, key, value)
@@ -232,6 +246,87 @@ class ViewerState:
     def quit(self) -> None:
         self._set("quit", quit_requested=True)
 
+    # ---- what the panes show (the widgets draw it, `p` saves it) --------------------------------
+    @property
+    def window_title(self) -> str:
+        return f"onnxprobe view: {self.model_name}"
+
+    def layer_labels(self) -> list[str]:
+        return [f"{e.name}  ({e.units})" for e in self.layers]
+
+    @property
+    def back_on(self) -> bool:
+        return self.back_mode != "off"
+
+    @property
+    def back_stale(self) -> bool:
+        """The shown back map was computed for other back settings than the current ones."""
+        shown = self.panes.back_settings
+        return self.panes.back is not None and shown is not None and back_key(shown) != back_key(self.settings())
+
+    def grid_shown(self):
+        """(image, layout, kind) of the layer grid unzoomed: the back diffs when asked for and
+        computed, else the activations (the atlas's images in pattern mode)."""
+        p = self.panes
+        if self.diffs and p.diff_grid is not None:
+            return p.diff_grid, p.diff_layout, "back diffs"
+        return p.grid, p.grid_layout, "optimized images" if self.pattern else "activations"
+
+    def pane_views(self) -> dict[str, PaneView]:
+        p = self.panes
+        optimized = p.optimized is not None
+        return {
+            "input": PaneView("input", p.input),
+            "unit": PaneView(f"unit {self.layer.name}:{self.unit} | over the input", p.unit),
+            "back": PaneView(f"back: {self.back_mode} {self.back_filter}" if self.back_on else "back: off",
+                             p.back if self.back_on else None, stale=self.back_stale, placeholder="back mode off (n)"),
+            "predictions": PaneView("predictions", p.predictions_image),
+            "grid": self._grid_view(),
+            "visuals": PaneView("live optimization" if optimized else "unit visuals", p.optimized if optimized else p.visuals,
+                                placeholder="no atlas (--atlas DIR)", visible=self.unit_images and (self.has_atlas or optimized)),
+        }
+
+    def _grid_view(self) -> PaneView:
+        p = self.panes
+        if self.zoom == "unit":
+            return PaneView(f"zoom: {self.layer.name}:{self.unit}", p.unit)
+        if self.zoom == "back":
+            return PaneView("zoom: back map", p.back if self.back_on else None, stale=self.back_stale)
+        image, layout, kind = self.grid_shown()
+        selection = None
+        if layout is not None and p.grid_layer == self.layer.name and self.unit < layout.count:
+            selection = layout.tile_rect(self.unit)
+        return PaneView(f"{self.layer.name}: {kind} ({self.layer.units} units)", image, selection=selection,
+                        stale=p.grid_layer is not None and p.grid_layer != self.layer.name)
+
+    def click_grid(self, y: float, x: float) -> int | None:
+        """Select the unit whose tile is at image pixel (y, x) of the grid pane; None where there is
+        none (or the pane shows a zoom, or an older layer's grid)."""
+        _, layout, _ = self.grid_shown()
+        if self.zoom != "none" or layout is None or self.panes.grid_layer != self.layer.name:
+            return None
+        unit = layout.unit_at(y, x)
+        if unit is not None:
+            self.select_unit(unit)
+        return unit
+
+    def saved_panes(self) -> dict[str, np.ndarray]:
+        """The panes as `p` saves them: unzoomed, the grid with the selection outlined, the back map
+        dimmed when stale."""
+        p = self.panes
+        out = {}
+        if p.input is not None:
+            out["input"] = p.input
+        grid, layout, _ = self.grid_shown()
+        if grid is not None:
+            out["grid"] = mark_selection(grid, layout, self.unit)
+        for name in ("unit", "predictions_image", "visuals", "optimized"):
+            if getattr(p, name) is not None:
+                out[name.removesuffix("_image")] = getattr(p, name)
+        if p.back is not None and self.back_on:
+            out["back"] = stale(p.back) if self.back_stale else p.back
+        return out
+
     # ---- results from the workers ----------------------------------------------------------------
     def frame_shown(self, now: float | None = None) -> None:
         """Count one displayed frame for the frames-per-second figure (over the last 2 s)."""
@@ -242,6 +337,15 @@ class ViewerState:
         span = now - self._shown_at[0] if len(self._shown_at) > 1 else 0.0
         self.fps = (len(self._shown_at) - 1) / span if span > 0 else 0.0
 
+    def show_back(self, settings: Settings, values: dict) -> bool:
+        """A back map computed for `settings` arrived: shown unless the back pane was turned off
+        meanwhile (then False)."""
+        if not self.back_on:
+            return False
+        self.panes.back_settings = settings
+        self.update_panes("back", **values)
+        return True
+
     def update_panes(self, event: str, **values) -> None:
         for key, value in values.items():
             setattr(self.panes, key, value)
@@ -249,9 +353,3 @@ class ViewerState:
             self.columns = values["grid_layout"].columns
         self.events.emit(event)
 
-
-# keys -> state methods whose name differs from the action
-ACTION_ALIASES = {
-    "back_mode": "back_mode_next", "back_filter": "back_filter_next", "zoom": "zoom_next",
-    "label_overlay": "toggle_label_overlay", "unit_images": "toggle_unit_images",
-}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -9,6 +10,12 @@ import numpy as np
 
 from onnxprobe.viewer.mailbox import Closed, Mailbox
 from onnxprobe.viewer.sources import FrameSource, SourceError
+
+
+def inference_threads() -> int:
+    """ONNX Runtime threads for the viewer's model: every core but one, left to the GUI thread and
+    the grabber (the CLI loads the model with it; the controller leaves the model as it is given)."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class Worker(threading.Thread):

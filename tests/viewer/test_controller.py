@@ -115,7 +115,7 @@ def test_back_map_matches_pytorch(tiny, still, mode, key_presses):
         ref = torch_back_map(tiny, viewer.last_forward.frame.x, mode, 2)
         assert np.abs(ref).max() > 0
         np.testing.assert_allclose(viewer.last_back.grad, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
-        assert not viewer.state.panes.back_stale
+        assert not viewer.state.back_stale
     finally:
         viewer.stop()
 
@@ -155,10 +155,10 @@ def test_frozen_origin_and_stale_back_pane(tiny, still):
         viewer.handle_key("l")
         viewer.handle_key("o")
         assert viewer.state.settings().origin == ("conv1", 0)
-        assert not viewer.state.panes.back_stale  # the origin did not move
+        assert not viewer.state.back_stale  # the origin did not move
         viewer.handle_key("d")  # unfreeze: the origin jumps to relu1:1, the shown map is now stale
-        assert viewer.state.panes.back_stale
-        poll_until(viewer, lambda: viewer.last_back.settings.origin == ("relu1", 1) and not viewer.state.panes.back_stale)
+        assert viewer.state.back_stale
+        poll_until(viewer, lambda: viewer.last_back.settings.origin == ("relu1", 1) and not viewer.state.back_stale)
     finally:
         viewer.stop()
 
@@ -256,6 +256,7 @@ def test_save_panes(tiny, still, tmp_path):
         info = json.loads((tmp_path / "snaps" / "view-0001-conv1-0.json").read_text())
         assert info["settings"]["back_mode"] == "gradient" and len(info["predictions"]) == 5
         assert "saved 6 files" in viewer.state.status_line()
+        assert sorted(viewer.current_panes()) == sorted(panes)  # what p writes, besides the window's screenshot
     finally:
         viewer.stop()
 
@@ -290,12 +291,12 @@ def test_back_pane_costs_one_run(tiny, still, mode, key_presses, monkeypatch):
 def test_back_pane_on_video_maps_every_other_frame(tiny, video_path, monkeypatch):
     """On a video with the back pane on, frames alternate: one self-seeded gradient run (grid and
     back map), then a plain forward (grid only), so the grid keeps near the forward's frame rate."""
-    from onnxprobe.viewer import controller
+    from onnxprobe.viewer import passes
 
     viewer = Viewer(ProbeModel.load(tiny, device="cpu"), VideoSource(str(video_path), pace=False))
     kinds = []
-    real_with_back, real_acts = viewer._forward_with_back, viewer.model.activations
-    monkeypatch.setattr(viewer, "_forward_with_back", lambda *a: kinds.append("both") or real_with_back(*a))
+    real_with_back, real_acts = viewer.passes.forward_with_back, viewer.model.activations
+    monkeypatch.setattr(viewer.passes, "forward_with_back", lambda *a: kinds.append("both") or real_with_back(*a))
     monkeypatch.setattr(viewer.model, "activations", lambda *a, **k: kinds.append("plain") or real_acts(*a, **k))
     viewer.handle_key("n")
     viewer.start()
@@ -303,7 +304,7 @@ def test_back_pane_on_video_maps_every_other_frame(tiny, video_path, monkeypatch
         poll_until(viewer, lambda: len(kinds) >= 9)
     finally:
         viewer.stop()
-    assert kinds[0] == "both" and controller.BACK_EVERY == 2
+    assert kinds[0] == "both" and passes.BACK_EVERY == 2
     assert all(a != b for a, b in zip(kinds[:8], kinds[1:9])), kinds  # strictly alternating
     assert viewer.last_back is not None
 
@@ -332,5 +333,28 @@ def test_back_pane_falls_back_to_two_runs_when_one_run_fails(tiny, still, monkey
         poll_until(viewer, lambda: viewer.last_back.settings.back_filter != "raw")
         assert len(attempts) == 1
         assert np.abs(viewer.last_back.grad).max() > 0
+    finally:
+        viewer.stop()
+
+
+def test_freeze_stops_the_frames_and_escape_lets_them_run_again(tiny, video_path):
+    """`f` is a model change the controller follows (the grabber pauses); Escape resets the modes,
+    frame_frozen included, and the grabber follows that too (it used to stay paused)."""
+    import time
+
+    viewer = start_viewer(tiny, VideoSource(str(video_path), pace=False))
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        viewer.handle_key("f")
+        deadline = time.monotonic() + 0.5  # let a frame already in flight arrive
+        while time.monotonic() < deadline:
+            viewer.poll()
+        frozen_at = viewer.last_forward.frame.seq
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            viewer.poll()
+        assert viewer.last_forward.frame.seq == frozen_at and "frozen" in viewer.state.status_line()
+        viewer.handle_key("Escape")
+        poll_until(viewer, lambda: viewer.last_forward.frame.seq > frozen_at)
     finally:
         viewer.stop()

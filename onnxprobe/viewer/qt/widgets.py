@@ -1,5 +1,5 @@
-"""An image pane that scales a numpy image to fit, dims it when stale, outlines a selection and maps
-clicks back to image pixels."""
+"""An image pane that draws a `PaneView` (the model decides what it holds): scales the image to fit,
+dims it when stale, outlines the selection and maps clicks back to image pixels."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ def from_qimage(qimage: QImage) -> np.ndarray:
 class ImagePane(QWidget):
     clicked = Signal(float, float)  # y, x in image pixels
 
-    def __init__(self, title: str, parent=None, min_size=(120, 120)):
+    def __init__(self, parent=None, min_size=(120, 120), smooth: bool = False):
         super().__init__(parent)
-        self.title = title
+        self.title = ""
+        self.heading = ""
         self.setMinimumSize(*min_size)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -40,18 +41,21 @@ class ImagePane(QWidget):
         self._shape = (0, 0)
         self.stale = False
         self.selection: tuple[int, int, int, int] | None = None  # y, x, h, w in image pixels
-        self.placeholder = "waiting for a frame"
-        self.smooth = False  # text panes scale smoothly; pixel panes stay crisp
+        self.placeholder = ""
+        self.smooth = smooth  # text panes scale smoothly; pixel panes stay crisp
 
-    def set_image(self, image: np.ndarray | None, stale: bool = False) -> None:
-        # The window refreshes every pane on every event; panes hold new arrays when they change,
+    def present(self, view) -> None:
+        """Draw `view` (an onnxprobe.viewer.state.PaneView) as it is."""
+        # The window presents every pane on every event; panes hold new arrays when they change,
         # so the same array again needs no new QImage (a copy of up to a few MB). Titles and
         # selections may have changed: the repaint still happens.
+        image = view.image
         if image is not self._source or image is None:
             self._source = image
             self._image = None if image is None else to_qimage(image)
             self._shape = (0, 0) if image is None else image.shape[:2]
-        self.stale = stale
+        self.title, self.heading, self.stale = view.title, view.heading, view.stale
+        self.selection, self.placeholder = view.selection, view.placeholder
         self.update()
 
     def image_rect(self) -> QRectF:
@@ -69,8 +73,7 @@ class ImagePane(QWidget):
         painter.fillRect(self.rect(), QColor(12, 12, 12))
         painter.setPen(QColor(200, 200, 200))
         painter.setFont(QFont("DejaVu Sans", 8))
-        title = self.title + ("  (stale)" if self.stale and self._image is not None else "")
-        painter.drawText(QRectF(4, 0, self.width() - 8, TITLE_HEIGHT), Qt.AlignmentFlag.AlignVCenter, title)
+        painter.drawText(QRectF(4, 0, self.width() - 8, TITLE_HEIGHT), Qt.AlignmentFlag.AlignVCenter, self.heading)
         if self._image is None:
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
             return

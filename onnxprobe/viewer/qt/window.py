@@ -1,5 +1,6 @@
 """The viewer window, laid out like the toolbox: input, selected unit, back map and predictions on
-top; the layer list and the layer grid below; unit visuals on the right; the status line last."""
+top; the layer list and the layer grid below; unit visuals on the right; the status line last.
+It draws what the model (`viewer.state`) says each pane shows and passes keys and clicks on."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class ViewerWindow(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.state = viewer.state
-        self.setWindowTitle(f"onnxprobe view: {viewer.model.path.name}")
+        self.setWindowTitle(self.state.window_title)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setStyleSheet("background: #101010; color: #dddddd;")
         self.bridge = _Bridge()
@@ -35,17 +36,17 @@ class ViewerWindow(QWidget):
         viewer.slots.notify = self.bridge.results_ready.emit
         viewer.snapshot_extras = lambda: {"window": grab_window(self)}
 
-        self.input_pane = ImagePane("input")
-        self.unit_pane = ImagePane("selected unit | over the input")
-        self.back_pane = ImagePane("back")
-        self.back_pane.placeholder = "back mode off (n)"
-        self.predictions_pane = ImagePane("predictions")
-        self.grid_pane = ImagePane("layer", min_size=(320, 240))
-        self.visuals_pane = ImagePane("unit visuals", min_size=(160, 240))
-        self.predictions_pane.smooth = True
+        self.input_pane = ImagePane()
+        self.unit_pane = ImagePane()
+        self.back_pane = ImagePane()
+        self.predictions_pane = ImagePane(smooth=True)
+        self.grid_pane = ImagePane(min_size=(320, 240))
+        self.visuals_pane = ImagePane(min_size=(160, 240))
+        self.panes = {"input": self.input_pane, "unit": self.unit_pane, "back": self.back_pane,
+                      "predictions": self.predictions_pane, "grid": self.grid_pane, "visuals": self.visuals_pane}
         self.layer_list = QListWidget()
         self.layer_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.layer_list.addItems([f"{e.name}  ({e.units})" for e in self.state.layers])
+        self.layer_list.addItems(self.state.layer_labels())
         self.layer_list.setMaximumWidth(220)
         self.status = QLabel()
         self.status.setFont(QFont("DejaVu Sans Mono", 9))
@@ -74,7 +75,7 @@ class ViewerWindow(QWidget):
         self.help.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.help.hide()
 
-        self.grid_pane.clicked.connect(self._grid_clicked)
+        self.grid_pane.clicked.connect(self.state.click_grid)
         self.layer_list.currentRowChanged.connect(self._layer_clicked)
         self.state.events.connect(self._on_event)
         self._status_timer = QTimer(self)
@@ -90,10 +91,6 @@ class ViewerWindow(QWidget):
             event.accept()
         else:
             super().keyPressEvent(event)
-
-    def _grid_clicked(self, y: float, x: float) -> None:
-        if self.state.zoom == "none":
-            self.viewer.click_grid(y, x)
 
     def _layer_clicked(self, row: int) -> None:
         if row >= 0:
@@ -113,45 +110,14 @@ class ViewerWindow(QWidget):
             self._refresh_all()
 
     def _refresh_all(self) -> None:
-        s, p = self.state, self.state.panes
-        if self.layer_list.currentRow() != s.layer_index:
+        if self.layer_list.currentRow() != self.state.layer_index:
             self.layer_list.blockSignals(True)
-            self.layer_list.setCurrentRow(s.layer_index)
+            self.layer_list.setCurrentRow(self.state.layer_index)
             self.layer_list.blockSignals(False)
-        self.input_pane.set_image(p.input)
-        self.unit_pane.set_image(p.unit)
-        self.unit_pane.title = f"unit {s.layer.name}:{s.unit} | over the input"
-        self.predictions_pane.set_image(p.predictions_image)
-        back_on = s.back_mode != "off"
-        self.back_pane.title = f"back: {s.back_mode} {s.back_filter}" if back_on else "back: off"
-        self.back_pane.set_image(p.back if back_on else None, stale=p.back_stale)
-        self._refresh_grid()
-        visuals = p.optimized if p.optimized is not None else p.visuals
-        self.visuals_pane.title = "live optimization" if p.optimized is not None else "unit visuals"
-        self.visuals_pane.placeholder = "no atlas (--atlas DIR)"
-        self.visuals_pane.set_image(visuals)
-        self.visuals_pane.setVisible(s.unit_images and (self.viewer.atlas is not None or p.optimized is not None))
+        for name, view in self.state.pane_views().items():
+            self.panes[name].present(view)
+            self.panes[name].setVisible(view.visible)
         self._refresh_status()
-
-    def _refresh_grid(self) -> None:
-        s, p = self.state, self.state.panes
-        pane = self.grid_pane
-        pane.selection = None
-        if s.zoom == "unit":
-            pane.title = f"zoom: {s.layer.name}:{s.unit}"
-            pane.set_image(p.unit)
-            return
-        if s.zoom == "back":
-            pane.title = "zoom: back map"
-            pane.set_image(p.back if s.back_mode != "off" else None, stale=p.back_stale)
-            return
-        diffs = s.diffs and p.diff_grid is not None
-        image, layout = (p.diff_grid, p.diff_layout) if diffs else (p.grid, p.grid_layout)
-        kind = "back diffs" if diffs else ("optimized images" if s.pattern else "activations")
-        pane.title = f"{s.layer.name}: {kind} ({s.layer.units} units)"
-        if layout is not None and p.grid_layer == s.layer.name and s.unit < layout.count:
-            pane.selection = layout.tile_rect(s.unit)
-        pane.set_image(image, stale=p.grid_layer is not None and p.grid_layer != s.layer.name)
 
     def _refresh_status(self) -> None:
         self.status.setText(self.state.status_line())

@@ -1,0 +1,203 @@
+"""The viewer's computations: a frame through the model into the forward panes (grid, unit, input,
+predictions, unit visuals), and the backward pass into the back pane and the back-diffs grid.
+Qt-free and thread-free: the controller's workers call `Passes.forward` and `Passes.back`.
+
+With the back pane on, a new frame gets the back map too (one self-seeded gradient run, ~2.5
+forwards on the CPU) every BACK_EVERY-th frame and a plain forward otherwise: the grid keeps a
+frame rate near the forward's while the back map still follows the video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnxprobe.preprocess import with_overrides
+from onnxprobe.render.backmaps import gradient_hwc, render_backmap
+from onnxprobe.render.grid import NEG_POS_COLORS, layer_grid, units_first
+from onnxprobe.viewer import panes
+from onnxprobe.viewer.state import Settings
+
+GRID_MIN_TILE = 24  # tiles smaller than this are repeated (nearest) so units stay clickable
+PATTERN_TILE = 48
+BACK_EVERY = 2
+
+
+@dataclass(frozen=True)
+class Frame:
+    seq: int
+    x: np.ndarray  # (1, ...) input tensor
+    display: np.ndarray  # the input as the model sees it, HxWx3 uint8 RGB
+    label: str
+
+
+@dataclass
+class ForwardResult:
+    frame: Frame
+    settings: Settings
+    activation: np.ndarray  # the layer's activation, batch row 0
+    tiles: np.ndarray  # (units, H, W)
+    values: dict = field(default_factory=dict)  # pane name -> value for ViewerState.update_panes
+
+
+@dataclass
+class BackResult:
+    frame: Frame
+    settings: Settings
+    grad: np.ndarray | None  # HxWxC gradient at the input
+    values: dict = field(default_factory=dict)
+    message: str | None = None
+
+
+def make_frame(model, raw: np.ndarray, resize: str, seq: int, label: str) -> Frame:
+    """A raw frame (as OpenCV reads it) as the model's input tensor and as the model sees it."""
+    spec = model.spec
+    if resize != spec.resize:
+        spec = with_overrides(spec, resize=resize)
+    x = spec.to_tensor(raw)
+    return Frame(seq, x, spec.to_display(x[0]), label)
+
+
+def back_seed_mask(origin, unit: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Where the back pane's seed lies, as a 0/1 mask of the origin layer's activation shape (batch
+    first): the unit's whole channel. The seed is the activation there (the toolbox's seed: the
+    unit's own activation), 0 elsewhere; the self-seeded graph forms it inside the run."""
+    mask = np.zeros(shape, np.float32)
+    index = [slice(None)] * mask.ndim
+    index[origin.channel_axis] = min(unit, shape[origin.channel_axis] - 1)
+    mask[tuple(index)] = 1.0
+    return mask
+
+
+class Passes:
+    """The forward and back computations, with what they keep between frames: the newest results
+    (a still frame is not recomputed), the back settings last mapped, and the self-seeded graphs
+    that failed (not retried). `forward` runs on the forward worker, `back` on the back worker."""
+
+    def __init__(self, model, atlas=None):
+        self.model = model
+        self.atlas = atlas
+        self._forward_cache: tuple[tuple, dict] | None = None
+        self._back_cache: tuple[tuple, dict] | None = None
+        self._back_done: tuple | None = None  # the back settings of the newest back map
+        self._plain_since_back = 0  # frames shown since, without a back map
+        self._back_seq = -1  # the frame of the newest back job
+        self._no_one_run: set[tuple] = set()  # back settings whose one-run graph failed (not retried)
+
+    def forward(self, frame: Frame, settings: Settings) -> tuple[ForwardResult, tuple | None, str | None]:
+        """(the forward panes, the back job to submit or None, a note for the status line or None)."""
+        layer = self.model.layer(settings.layer)
+        back_now = settings.back_mode != "off"
+        if back_now:  # back settings changed, the same frame again (a still), or every BACK_EVERY-th frame
+            wanted = self._back_job_key(frame, settings)[1:]
+            back_now = (wanted != self._back_done or frame.seq == self._back_seq
+                        or self._plain_since_back + 1 >= BACK_EVERY)
+        key = (frame.seq, layer.name, self._back_job_key(frame, settings) if back_now else None)
+        back_out = None
+        if self._forward_cache is not None and self._forward_cache[0] == key:
+            acts = self._forward_cache[1]
+        else:
+            names = [layer.name] + ([self.model.class_output] if self.model.class_output else [])
+            if back_now:
+                acts, back_out = self.forward_with_back(frame, settings, names)
+                self._back_done, self._plain_since_back = wanted, 0
+            else:
+                acts = self.model.activations(frame.x, names, with_outputs=False)
+                self._plain_since_back += 1
+            self._forward_cache = (key, acts)
+        activation = acts[layer.name][0]
+        tiles = units_first(activation, layer.channel_axis, layer.spatial_axes)
+        unit = min(settings.unit, tiles.shape[0] - 1)
+        values: dict = {"grid_layer": layer.name, "frame_seq": frame.seq}
+        found = None
+        if settings.pattern and self.atlas is not None:
+            images, found = self.atlas.pattern_tiles(layer.name, tiles.shape[0], (PATTERN_TILE, PATTERN_TILE))
+            values["grid"], values["grid_layout"] = layer_grid(None, images=images)
+        else:
+            values["grid"], values["grid_layout"] = layer_grid(
+                tiles, settings.boost_indiv, settings.boost_gamma, min_tile=GRID_MIN_TILE if layer.is_spatial else 12)
+        predictions = []
+        if self.model.class_output:
+            predictions = panes.top_predictions(acts[self.model.class_output][0], self.model.spec.labels)
+        values["predictions"] = predictions
+        values["predictions_image"] = panes.predictions_image(predictions)
+        label = predictions[0][0] if settings.label_overlay and predictions else None
+        values["input"] = panes.input_pane(frame.display, label)
+        values["unit"] = panes.unit_pane(tiles[unit], frame.display, layer.is_spatial, float(tiles[unit].max()))
+        if self.atlas is not None:
+            values["visuals"] = panes.visuals_pane(self.atlas.unit_images(layer.name, unit))
+        result = ForwardResult(frame, settings, activation, tiles, values)
+        note = f"the atlas has no optimized images for layer '{layer.name}'" if found == 0 else None
+        back_job = None
+        if back_now:
+            self._back_seq = frame.seq
+            back_job = (frame, settings, acts if settings.origin[0] == layer.name else None, back_out)
+        return result, back_job, note
+
+    def _back_job_key(self, frame, settings) -> tuple:
+        origin = self.model.layer(settings.origin[0])
+        grid_layer = self.model.layer(settings.layer)
+        want_diffs = settings.diffs and grid_layer.name != origin.name
+        return (frame.seq, origin.name, settings.origin[1], settings.back_mode, grid_layer.name if want_diffs else None)
+
+    def forward_with_back(self, frame, settings, names) -> tuple[dict, tuple | None]:
+        """The grid's activations and the back map's gradient from ONE run of the gradient graph
+        (its seed, the unit's own activation, is formed inside the graph: self-seeded). Falls back
+        to a plain forward (the back worker then runs the gradient) where that cannot be built."""
+        origin = self.model.layer(settings.origin[0])
+        grid_layer = self.model.layer(settings.layer)
+        want_diffs = settings.diffs and grid_layer.name != origin.name
+        if any(d is None for d in origin.shape[1:]):
+            return self.model.activations(frame.x, names, with_outputs=False), None
+        mask = back_seed_mask(origin, settings.origin[1], (frame.x.shape[0], *origin.shape[1:]))
+        wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
+        spec = (origin.name, tuple(wrt or ()), settings.back_mode, tuple(names))
+        if spec in self._no_one_run:
+            return self.model.activations(frame.x, names, with_outputs=False), None
+        try:
+            session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode,
+                                                  extra_outputs=names, self_seeded=True)
+            out = session.run(frame.x, {origin.name: mask}, extra_outputs=names)
+        except Exception:  # noqa: BLE001 -- the back worker meets it again and reports it; the grid goes on
+            self._no_one_run.add(spec)
+            return self.model.activations(frame.x, names, with_outputs=False), None
+        out["seed"] = out[origin.name] * mask
+        return {n: out[n] for n in names}, (self._back_job_key(frame, settings), out)
+
+    def back(self, job) -> BackResult:
+        frame, settings, acts, done = job
+        origin_name, unit = settings.origin
+        origin = self.model.layer(origin_name)
+        grid_layer = self.model.layer(settings.layer)
+        want_diffs = settings.diffs and grid_layer.name != origin.name
+        key = self._back_job_key(frame, settings)
+        if done is not None and done[0] == key:  # computed with the grid's activations, in one run
+            out = done[1]
+            self._back_cache = (key, out)
+        elif self._back_cache is not None and self._back_cache[0] == key:
+            out = self._back_cache[1]
+        else:
+            if acts is None or origin.name not in acts:
+                acts = self.model.activations(frame.x, [origin.name], with_outputs=False)
+            activation = acts[origin.name]
+            where = back_seed_mask(origin, unit, activation.shape) != 0
+            seed = np.zeros_like(activation)
+            seed[where] = activation[where]
+            wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
+            session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode)
+            out = session.run(frame.x, {origin.name: seed})
+            out["seed"] = seed
+            self._back_cache = (key, out)
+        grad = gradient_hwc(out["grad"][0], self.model.spec.layout)
+        values = {"back": render_backmap(grad, settings.back_filter, rgb_order=self.model.spec.channel_order == "RGB")}
+        if settings.diffs:
+            diff = out[f"grad:{grid_layer.name}"] if want_diffs else out["seed"]
+            diff_tiles = units_first(diff[0], grid_layer.channel_axis, grid_layer.spatial_axes)
+            values["diff_grid"], values["diff_layout"] = layer_grid(
+                diff_tiles, settings.boost_indiv, settings.boost_gamma,
+                min_tile=GRID_MIN_TILE if grid_layer.is_spatial else 12, neg_pos_colors=NEG_POS_COLORS)
+        message = None
+        if not np.any(out["grad"]):
+            message = f"the back map is all zero: {origin.name}:{unit} is not active on this frame"
+        return BackResult(frame, settings, grad, values, message)

@@ -1,0 +1,155 @@
+"""What each pane shows, decided by the Qt-free model (titles, zoom, stale flags, selection,
+visibility, what `p` saves): checked on the model alone, with hand-made pane images."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from onnxprobe.render.grid import GridLayout
+from onnxprobe.viewer.keys import KEYMAP
+from onnxprobe.viewer.panes import stale
+from onnxprobe.viewer.state import LayerEntry, ViewerState
+
+LAYERS = [LayerEntry("conv1", 4, True, 1, (2, 3)), LayerEntry("fc", 3, False, 1, ())]
+LAYOUT = GridLayout(4, 2, 2, 5, 5, 1)  # 2x2 tiles of 5 px, 1 px apart: an 11x11 grid
+
+
+def image(value: int, shape=(11, 11)) -> np.ndarray:
+    return np.full((*shape, 3), value, np.uint8)
+
+
+def press(state: ViewerState, keys) -> None:
+    for key in keys:
+        KEYMAP[key].action(SimpleNamespace(state=state))
+
+
+def shown_state(**kwargs) -> ViewerState:
+    """A model that has shown one forward result for conv1 (and no back map yet)."""
+    state = ViewerState(LAYERS, model_name="m.onnx", **kwargs)
+    state.update_panes("forward", grid=image(100), grid_layout=LAYOUT, grid_layer="conv1", input=image(1),
+                       unit=image(2), predictions_image=image(3))
+    return state
+
+
+def test_titles_follow_the_selection_and_modes():
+    state = shown_state()
+    press(state, "l")
+    views = state.pane_views()
+    assert views["unit"].title == "unit conv1:1 | over the input"
+    assert views["grid"].title == "conv1: activations (4 units)"
+    assert views["back"].title == "back: off" and views["back"].image is None
+    press(state, "nm")
+    assert state.pane_views()["back"].title == "back: gradient gray"
+    assert state.window_title == "onnxprobe view: m.onnx" and state.layer_labels() == ["conv1  (4)", "fc  (3)"]
+
+
+def test_grid_selection_and_stale_when_the_layer_changes():
+    state = shown_state()
+    press(state, "lk")  # unit 3: second row, second column
+    grid = state.pane_views()["grid"]
+    assert grid.selection == LAYOUT.tile_rect(3) == (6, 6, 5, 5) and not grid.stale
+    press(state, "o")  # fc is selected; the grid still shows conv1 until the next result
+    grid = state.pane_views()["grid"]
+    assert grid.stale and grid.selection is None and grid.heading.endswith("(stale)")
+    assert state.click_grid(1, 1) is None  # an older layer's tiles are not clickable
+
+
+def test_zoom_cycle_shows_unit_then_back_and_blocks_clicks():
+    state = shown_state()
+    press(state, "z")
+    grid = state.pane_views()["grid"]
+    assert grid.title == "zoom: conv1:0" and grid.image is state.panes.unit and grid.selection is None
+    assert state.click_grid(7, 7) is None and state.unit == 0
+    press(state, "z")
+    assert state.pane_views()["grid"].title == "zoom: back map" and state.pane_views()["grid"].image is None
+    press(state, "z")
+    assert state.click_grid(7, 7) == 3 and state.unit == 3
+    assert state.click_grid(5, 5) is None  # the padding between tiles
+
+
+def test_back_map_goes_stale_when_its_settings_change_and_fresh_when_the_next_arrives():
+    state = shown_state()
+    press(state, "n")
+    assert state.show_back(state.settings(), {"back": image(200)})
+    assert not state.back_stale and state.pane_views()["back"].heading == "back: gradient raw"
+    press(state, "l")  # the origin follows the selection: the map shown is for unit 0
+    assert state.back_stale and state.pane_views()["back"].heading == "back: gradient raw  (stale)"
+    assert np.array_equal(state.saved_panes()["back"], stale(image(200)))
+    press(state, "d")  # freezing the origin at the new unit does not change the origin
+    assert state.back_stale
+    assert state.show_back(state.settings(), {"back": image(210)})
+    assert not state.back_stale and state.saved_panes()["back"] is state.panes.back
+    press(state, "o")  # another grid layer does not touch a frozen origin's map (no diffs)...
+    assert not state.back_stale
+    press(state, "a")  # ...but the back diffs depend on the grid layer
+    assert state.back_stale
+
+
+def test_a_back_map_arriving_after_the_pane_was_turned_off_is_dropped():
+    state = shown_state()
+    press(state, "n")
+    settings = state.settings()
+    press(state, "nnn")  # back off
+    assert not state.show_back(settings, {"back": image(200)}) and state.panes.back is None
+    assert "back" not in state.saved_panes()
+
+
+def test_diffs_grid_shown_and_clicked_once_computed():
+    state = shown_state()
+    press(state, "na")
+    assert state.pane_views()["grid"].title == "conv1: activations (4 units)"  # no diffs computed yet
+    diff_layout = GridLayout(4, 1, 4, 5, 5, 1)
+    state.show_back(state.settings(), {"back": image(200), "diff_grid": image(50, (5, 23)), "diff_layout": diff_layout})
+    grid = state.pane_views()["grid"]
+    assert grid.title == "conv1: back diffs (4 units)" and grid.image is state.panes.diff_grid
+    assert state.click_grid(1, 19) == 3  # picked in the diff grid's own layout
+    assert state.saved_panes()["grid"].shape == (5, 23, 3)
+
+
+def test_visuals_pane_visibility_and_live_optimization_title():
+    without = shown_state()
+    assert not without.pane_views()["visuals"].visible
+    without.update_panes("optimize", optimized=image(9))
+    visuals = without.pane_views()["visuals"]
+    assert visuals.visible and visuals.title == "live optimization" and visuals.image is without.panes.optimized
+    with_atlas = shown_state(has_atlas=True)
+    assert with_atlas.pane_views()["visuals"].visible and with_atlas.pane_views()["visuals"].title == "unit visuals"
+    press(with_atlas, "9")
+    assert not with_atlas.pane_views()["visuals"].visible
+
+
+def test_saved_panes_outline_the_selection_and_ignore_zoom():
+    state = shown_state()
+    press(state, "lz")
+    saved = state.saved_panes()
+    assert sorted(saved) == ["grid", "input", "predictions", "unit"]
+    y, x, h, w = LAYOUT.tile_rect(1)
+    assert tuple(saved["grid"][y + 2, x - 1]) == (255, 255, 0)  # unit 1's left edge, in the padding
+    assert tuple(saved["grid"][2, 2]) == (100, 100, 100) and state.panes.grid[y + 2, x - 1, 2] == 100  # a copy
+
+
+def test_back_seed_mask_covers_the_units_channel_on_any_axis():
+    from onnxprobe.viewer.passes import back_seed_mask
+
+    nhwc = SimpleNamespace(channel_axis=3)
+    mask = back_seed_mask(nhwc, 2, (1, 4, 5, 3))
+    assert mask[..., 2].min() == 1 and mask[..., :2].max() == 0 and mask.sum() == 20
+    clamped = back_seed_mask(SimpleNamespace(channel_axis=1), 9, (1, 3))  # past the last unit: the last one
+    assert clamped.tolist() == [[0.0, 0.0, 1.0]]
+
+
+def test_the_controller_leaves_the_shared_model_alone(tmp_path):
+    """The viewer used to set `model.threads` on the model it was given; the CLI now loads the
+    model with the viewer's thread count (workers.inference_threads) and the controller does not
+    touch it."""
+    from onnxprobe.model import ProbeModel
+    from onnxprobe.viewer.controller import Viewer
+    from tests.conftest import make_conv_model
+
+    path = tmp_path / "tiny.onnx"
+    make_conv_model(path)
+    model = ProbeModel.load(path, device="cpu")
+    viewer = Viewer(model)
+    assert model.threads is None and viewer.model is model
