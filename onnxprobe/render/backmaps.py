@@ -7,6 +7,20 @@ import numpy as np
 
 FILTERS = ("raw", "gray", "norm", "normblur")
 NORMBLUR_SIGMA = 4.0
+OUTLIER_PERC = 2.0  # Captum's visualize_image_attr default
+
+
+def outlier_scale(values: np.ndarray, outlier_perc: float = OUTLIER_PERC) -> float:
+    """The display scale of a map with its outliers clipped, as Captum's `outlier_perc`: the
+    smallest |value| t such that the values with |v| <= t carry (100 - outlier_perc) % of the total
+    sum of |v| (Captum's _cumulative_sum_threshold). A few huge gradients no longer turn the rest
+    of the map white (or mid-grey). 0 for an all-zero map."""
+    flat = np.sort(np.abs(np.asarray(values, np.float64)).ravel())
+    if flat.size == 0 or flat[-1] <= 0:
+        return 0.0
+    cumulative = np.cumsum(flat)
+    index = int(np.searchsorted(cumulative, cumulative[-1] * (100.0 - outlier_perc) / 100.0))
+    return float(flat[min(index, flat.size - 1)])
 
 
 def gradient_hwc(grad: np.ndarray, layout: str) -> np.ndarray:
@@ -29,15 +43,17 @@ def filter_gradient(grad_hwc: np.ndarray, name: str = "raw", blur_sigma: float =
     return norm
 
 
-def render_backmap(grad_hwc: np.ndarray, name: str = "raw", rgb_order: bool = True) -> np.ndarray:
+def render_backmap(grad_hwc: np.ndarray, name: str = "raw", rgb_order: bool = True,
+                   outlier_perc: float = OUTLIER_PERC) -> np.ndarray:
     """Filtered map -> HxWx3 uint8 for display. Signed maps (raw, gray) keep 0 at mid-gray, as the
-    toolbox's norm01c did; norms go from black (0) to white (max)."""
+    toolbox's norm01c did; norms go from black (0) to white. The scale clips outliers
+    (`outlier_scale`; outlier_perc=0 scales by the largest value, as the toolbox did)."""
     data = filter_gradient(grad_hwc, name)
+    scale = outlier_scale(data, outlier_perc) + 1e-10
     if name in ("raw", "gray"):
-        scale = float(np.abs(data).max(initial=0)) + 1e-10
         data = 0.5 + 0.5 * data / scale
     else:
-        data = data / (float(data.max(initial=0)) + 1e-10)
+        data = data / scale
     data = np.clip(data, 0, 1)
     if data.ndim == 2:
         data = data[:, :, None]

@@ -21,6 +21,7 @@ import numpy as np
 from onnxprobe.errors import ProbeError
 from onnxprobe.fsutil import atomic_write_json, inside, safe_name
 from onnxprobe.preprocess import with_overrides
+from onnxprobe.position import strongest
 from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 from onnxprobe.render.grid import NEG_POS_COLORS, layer_grid, units_first
 from onnxprobe.render.images import write_png
@@ -297,6 +298,9 @@ class Viewer:
             seed = np.zeros_like(activation)
             index = [slice(None)] * activation.ndim
             index[origin.channel_axis] = min(unit, activation.shape[origin.channel_axis] - 1)
+            if origin.is_spatial:  # at the position where the unit fires most (onnxprobe.position)
+                for axis, p in zip(origin.spatial_axes, strongest(origin, activation, index[origin.channel_axis])):
+                    index[axis] = p
             seed[tuple(index)] = activation[tuple(index)]  # the toolbox's seed: the unit's own activation
             wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
             session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode)
