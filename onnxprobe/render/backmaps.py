@@ -7,20 +7,23 @@ import numpy as np
 
 FILTERS = ("raw", "gray", "norm", "normblur")
 NORMBLUR_SIGMA = 4.0
-OUTLIER_PERC = 2.0  # Captum's visualize_image_attr default
+# Per cent of a map's largest |values| that saturate the display (Captum's `outlier_perc` idea). 5:
+# on guided backprop of scikit-image's chelsea on MobileNetV2 the eyes carry most of the map's mass,
+# and with 2 % (or Captum's own cumulative-mass threshold at 2 %, which there is 1.4 against a 90th
+# percentile of 0.08) the rest of the face stays white; at 5 % the eyes, nose, mouth and face show.
+OUTLIER_PERC = 5.0
 
 
 def outlier_scale(values: np.ndarray, outlier_perc: float = OUTLIER_PERC) -> float:
-    """The display scale of a map with its outliers clipped, as Captum's `outlier_perc`: the
-    smallest |value| t such that the values with |v| <= t carry (100 - outlier_perc) % of the total
-    sum of |v| (Captum's _cumulative_sum_threshold). A few huge gradients no longer turn the rest
-    of the map white (or mid-grey). 0 for an all-zero map."""
-    flat = np.sort(np.abs(np.asarray(values, np.float64)).ravel())
-    if flat.size == 0 or flat[-1] <= 0:
+    """The display scale of a map with its outliers clipped: the (100 - outlier_perc)th
+    percentile of |value| over the map's non-zero entries (a unit's map is zero outside its
+    receptive field, which must not pull the scale to 0). outlier_perc=0: the largest |value|, as
+    the toolbox scaled. 0.0 for an all-zero map."""
+    flat = np.abs(np.asarray(values, np.float64)).ravel()
+    flat = flat[flat > 0]
+    if flat.size == 0:
         return 0.0
-    cumulative = np.cumsum(flat)
-    index = int(np.searchsorted(cumulative, cumulative[-1] * (100.0 - outlier_perc) / 100.0))
-    return float(flat[min(index, flat.size - 1)])
+    return float(np.percentile(flat, 100.0 - outlier_perc)) if outlier_perc > 0 else float(flat.max())
 
 
 def gradient_hwc(grad: np.ndarray, layout: str) -> np.ndarray:
