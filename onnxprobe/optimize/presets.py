@@ -74,7 +74,6 @@ PRESETS: dict[str, Preset] = {
 # digits model's are all recognized at 100 steps (models/README.md).
 PRESETS["lucid-fast"] = replace(PRESETS["lucid"], name="lucid-fast", steps=128)
 DEFAULT_PRESET = "lucid"
-SEED_PRESETS = tuple(name for name, p in PRESETS.items() if p.method == "seed")
 # The per-pixel RMS input gradient (0..255 pixel units) the paper's constant rates are read against:
 # lr 100 moves a row by 1 pixel unit RMS on its first step, so set3's 1000 steps can cover the pixel
 # range several times while its decay (equilibrium lr * g / decay) and blur act as the paper set
