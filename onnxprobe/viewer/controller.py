@@ -298,14 +298,14 @@ class Viewer:
             seed = np.zeros_like(activation)
             index = [slice(None)] * activation.ndim
             index[origin.channel_axis] = min(unit, activation.shape[origin.channel_axis] - 1)
-            if origin.is_spatial:  # at the position where the unit fires most (onnxprobe.position)
-                for axis, p in zip(origin.spatial_axes, strongest(origin, activation, index[origin.channel_axis])):
-                    index[axis] = p
+            where = strongest(origin, activation, index[origin.channel_axis]) if origin.is_spatial else ()
+            for axis, p in zip(origin.spatial_axes, where):  # where the unit fires most (onnxprobe.position)
+                index[axis] = p
             seed[tuple(index)] = activation[tuple(index)]  # the toolbox's seed: the unit's own activation
             wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
             session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode)
             out = session.run(frame.x, {origin.name: seed})
-            out["seed"] = seed
+            out["seed"], out["where"] = seed, where
             self._back_cache = (key, out)
         grad = gradient_hwc(out["grad"][0], self.model.spec.layout)
         values = {"back": render_backmap(grad, settings.back_filter, rgb_order=self.model.spec.channel_order == "RGB"),
@@ -317,6 +317,8 @@ class Viewer:
                 diff_tiles, settings.boost_indiv, settings.boost_gamma,
                 min_tile=GRID_MIN_TILE if grid_layer.is_spatial else 12, neg_pos_colors=NEG_POS_COLORS)
         message = None
+        if out["where"]:
+            message = f"back map of {origin.name}:{unit} at {','.join(map(str, out['where']))}, where it fires most"
         if not np.any(out["grad"]):
             message = f"the back map is all zero: {origin.name}:{unit} is not active on this frame"
         self.slots.post("back", BackResult(frame, settings, grad, values, message))
