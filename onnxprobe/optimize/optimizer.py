@@ -43,7 +43,9 @@ class Optimizer:
                  param: str | None = None, steps: int | None = None, engine: str = "auto"):
         self.model = model
         self.objective = objective
-        self.preset = get_preset(preset, steps, param)
+        # a Preset (the command line's, resolved once) is used as it is; a name is resolved here
+        given = isinstance(preset, Preset) and steps is None and param is None
+        self.preset = preset if given else get_preset(preset, steps, param)
         self.param = self.preset.param
         if engine not in ENGINES:
             raise UsageError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")

@@ -66,7 +66,8 @@ def render_units(model, layer: str | None, units: Sequence[int], preset: str | P
 
     `on_step(rows)` is called after every optimisation step with the number of rows stepped
     (for progress bars: total work is len(units) * restarts * steps)."""
-    chosen = get_preset(preset, steps, param)  # a Preset from the command line comes back as is
+    given = isinstance(preset, Preset) and steps is None and param is None
+    chosen = preset if given else get_preset(preset, steps, param)  # the command line passes a Preset
     param = chosen.param
     if restarts < 1:
         raise UsageError(f"--restarts must be at least 1, got {restarts}")
