@@ -42,8 +42,9 @@ def test_stretch_of_a_full_range_image_changes_nothing():
 
 @pytest.mark.parametrize("engine", ["numpy", "graph"])
 def test_the_first_constant_step_has_the_reference_size(digits_model_path, engine):
-    """set2 (no blur, lr 100): the first update moves each row by lr * REFERENCE_GRADIENT_RMS
-    pixel units RMS before decay and clipping, whatever the model's gradient scale."""
+    """set3 (constant lr 100): each row's rate is scaled by REFERENCE_GRADIENT_RMS / rms(g0), g0
+    its input gradient at the start recomputed here, so the first update lr * scale * g0 has RMS
+    lr * REFERENCE_GRADIENT_RMS pixel units whatever the model's gradient scale; both engines."""
     from onnxprobe.model import ProbeModel
 
     model = ProbeModel.load(digits_model_path, device="cpu")
