@@ -19,6 +19,20 @@
 Goals (issue 14): digits >= 8/10 for every preset; ImageNet best preset >= 95 % top-1, set3
 >= 50 % top-5; hidden ratio > 1 for every unit; FAST_LUCID <= 10 s per unit at lucid's quality.
 Needs torch (to export the two ImageNet networks into bench/.cache once) and the wheel cache.
+
+Measured on the shared 2-core machine (load average 9-17, so subsets; 2026-11-30):
+- digits (tools/recognizability.py, each preset's own steps, 3 restarts, seeds 0 and 1): set1 9-10,
+  set2 4-5, set3 9, set4 8-10, lucid 10 of 10 (before the scale-free step: set1 2-4, set2 0-1, set3 1).
+- imagenet, SqueezeNet judge: lucid-fast on 12 classes: top-1 17 %, top-5 17 %, median rank of the
+  class 26 of 1000; on 4 classes (goldfish, flamingo, monarch, fire engine), top-1 / top-5 / ranks:
+  lucid 0/4, 1/4, [53, 104, 2, 31]; lucid-fast 0/4, 0/4, [42, 19, 44, 101]; set3 0/4, 1/4,
+  [3, 201, 575, 822]; set1 0/4, 1/4, [3, 609, 707, 627]; set4 0/4, 0/4, [17, 269, 434, 414]. To the eye
+  lucid, lucid-fast and set3 show the four classes plainly; SqueezeNet itself gets 13/20 top-1 on
+  foolbox's labelled photos, so it is a weak judge of these images.
+- hidden: ratio > 1 for every unit measured: lucid-fast 2.1-7.1 (2 units x 3 layers), set3 2.9, 3.3,
+  6.4 (unit 0 of each layer).
+- speed (3 classes, batch 1, interleaved): lucid-fast / lucid time 0.26 (34.8 s against 166 s per unit
+  under that load; 40 s -> about 10.4 s on two free cores), top-1 1/3 for both, median rank 27 vs 36.
 """
 
 from __future__ import annotations
