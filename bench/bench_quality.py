@@ -28,7 +28,8 @@ Measured on the shared 2-core machine (load average 9-17, so subsets; 2026-11-30
   lucid 0/4, 1/4, [53, 104, 2, 31]; lucid-fast 0/4, 0/4, [42, 19, 44, 101]; set3 0/4, 1/4,
   [3, 201, 575, 822]; set1 0/4, 1/4, [3, 609, 707, 627]; set4 0/4, 0/4, [17, 269, 434, 414];
   set2 0/4, 0/4, [63, 265, 955, 952]. To the eye
-  lucid, lucid-fast and set3 show the four classes plainly; SqueezeNet itself gets 13/20 top-1 on
+  lucid and lucid-fast show the four classes plainly, set3 recognisably but blurred (set1, set4:
+  sparse fragments, set2 faint); SqueezeNet itself gets 13/20 top-1 on
   foolbox's labelled photos, so it is a weak judge of these images.
 - hidden: ratio > 1 for every unit measured: lucid-fast 2.1-7.1 (2 units x 3 layers), set3 2.9, 3.3,
   6.4 (unit 0 of each layer).
