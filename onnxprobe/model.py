@@ -142,10 +142,12 @@ class ProbeModel:
         return self.session(("forward-plain",), lambda: self.proto)
 
     def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = "gradient",
-                         extra_outputs: Sequence[str] = (), self_seeded: bool = False) -> "GradientSession":
+                         extra_outputs: Sequence[str] = (), self_seeded: bool = False,
+                         peak_axes: tuple[int, ...] = ()) -> "GradientSession":
         """extra_outputs: tensors the same run also returns (GradientSession.run's extra_outputs).
         self_seeded: the single target's seed is its own activation times a 0/1 mask given at run
-        time (autodiff.objectives.self_seeded), so no forward pass is needed to build the seed."""
+        time (autodiff.objectives.self_seeded), so no forward pass is needed to build the seed;
+        peak_axes: and only where it is largest over these (spatial) axes."""
         from onnxprobe.autodiff import build_gradient_model
 
         targets = tuple(self.layer(t).name for t in targets)
@@ -155,14 +157,14 @@ class ProbeModel:
             raise UsageError("a self-seeded gradient takes exactly one target")
         if self_seeded:  # the target is no graph output of its own there
             extra = tuple(dict.fromkeys(targets + extra))
-        key = ("gradient", targets, wrt, mode, extra, self_seeded)
+        key = ("gradient", targets, wrt, mode, extra, self_seeded, tuple(peak_axes))
 
         def build():
             proto, names = self.proto, list(targets)
             if self_seeded:
                 from onnxprobe.autodiff.objectives import self_seeded as square
 
-                proto, square_name = square(proto, targets[0])
+                proto, square_name = square(proto, targets[0], tuple(peak_axes))
                 names = [square_name]
             return build_gradient_model(proto, names, wrt=list(wrt), mode=mode, extra_outputs=list(extra))
 

@@ -88,9 +88,12 @@ def map_to_2d(model, method: str, values: np.ndarray) -> np.ndarray:
     return np.abs(values).max(axis=axis)
 
 
-def diverging(values: np.ndarray) -> np.ndarray:
-    """Signed 2-D map -> RGB: blue (negative), white (0), red (positive), symmetric scale."""
-    scale = float(np.abs(values).max(initial=0)) or 1.0
+def diverging(values: np.ndarray, outlier_perc: float = 0.0) -> np.ndarray:
+    """Signed 2-D map -> RGB: blue (negative), white (0), red (positive), symmetric scale (outliers
+    clipped as Captum's outlier_perc, render.backmaps.outlier_scale)."""
+    from onnxprobe.render.backmaps import outlier_scale
+
+    scale = outlier_scale(values, outlier_perc) or 1.0
     v = np.clip(values / scale, -1, 1)[:, :, None]
     white = np.ones(3, np.float32)
     red, blue = np.array([0.8, 0.0, 0.0], np.float32), np.array([0.0, 0.2, 0.8], np.float32)
@@ -104,8 +107,13 @@ def render_attribution(model, x: np.ndarray, method: str, values: np.ndarray, ov
     blended over the input image."""
     from onnxprobe.render.images import heatmap, overlay as blend
 
+    from onnxprobe.render.backmaps import OUTLIER_PERC, outlier_scale
+
     flat = map_to_2d(model, method, values)
-    image = diverging(flat) if METHODS[method].signed else heatmap(flat)
+    if METHODS[method].signed:
+        image = diverging(flat, OUTLIER_PERC)
+    else:  # magnitudes: clip the top outliers (Captum's outlier_perc) before the colour map
+        image = heatmap(np.minimum(flat, outlier_scale(flat, OUTLIER_PERC) or float(flat.max(initial=0))))
     if overlay:
         image = blend(model.spec.to_display(model.check_input(x)[0]), image, alpha)
     return image

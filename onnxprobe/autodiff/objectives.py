@@ -123,13 +123,18 @@ def pre_softmax_tensor(model: onnx.ModelProto, tensor: str) -> str:
     return tensor
 
 
-def self_seeded(model: onnx.ModelProto, target: str) -> tuple[onnx.ModelProto, str]:
+def self_seeded(model: onnx.ModelProto, target: str, peak_axes: tuple[int, ...] = ()) -> tuple[onnx.ModelProto, str]:
     """A copy of `model` with one more output, target * target, and its name.
 
     Its gradient under the seed 0.5 * mask (mask of 0/1) equals the gradient of `target` under the
     seed mask * target -- exactly in floating point: the Mul rule hands each factor 0.5 * mask *
     target and the two halves add up. That is "the unit's own activation as the seed" (the Deep
     Visualization Toolbox's back map) in ONE run, without a forward pass first to read the unit.
+
+    `peak_axes` (the spatial axes): the square is also multiplied by where the target reaches its
+    maximum over those axes (Equal with ReduceMax, cast to float: no gradient flows through it), so
+    the seed is the unit's activation at the position where it fires most (every such position on
+    an exact tie), again without a forward pass first.
     """
     from onnx import helper
 
@@ -139,6 +144,18 @@ def self_seeded(model: onnx.ModelProto, target: str) -> tuple[onnx.ModelProto, s
     square = f"onnxprobe.self_seeded:{target}"
     while square in names:
         square += "_"
-    out.graph.node.append(helper.make_node("Mul", [target, target], [square], name=square))
+    if peak_axes:
+        axes, peak, at_peak, weight, product = (f"{square}/{part}" for part in ("axes", "max", "at_max", "weight", "sq"))
+        out.graph.node.extend([
+            helper.make_node("Constant", [], [axes], value=helper.make_tensor(axes, onnx.TensorProto.INT64,
+                                                                                [len(peak_axes)], list(peak_axes))),
+            helper.make_node("ReduceMax", [target, axes], [peak], keepdims=1),
+            helper.make_node("Equal", [target, peak], [at_peak]),
+            helper.make_node("Cast", [at_peak], [weight], to=onnx.TensorProto.FLOAT),  # onnxprobe runs float32
+            helper.make_node("Mul", [target, target], [product]),
+            helper.make_node("Mul", [product, weight], [square], name=square),
+        ])
+    else:
+        out.graph.node.append(helper.make_node("Mul", [target, target], [square], name=square))
     out.graph.output.append(helper.make_empty_tensor_value_info(square))
     return out, square

@@ -62,9 +62,17 @@ def _default_grid_layer(model):
 
 
 def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
-    from onnxprobe.render.grid import layer_grid, units_first
+    """The layer pane as a PNG a person can read: upscaled tiles, unit captions (class names on a
+    layer with one unit per class), the layer's name and shape on top (render.grid.labelled_grid)."""
+    from onnxprobe.render.grid import labelled_grid, units_first
     from onnxprobe.render.images import write_png
 
     tiles = units_first(activation[0], layer.channel_axis, layer.spatial_axes)
-    image, _ = layer_grid(tiles, boost_indiv, boost_gamma, min_tile=16 if layer.is_spatial else 8)
+    labels = model.spec.labels
+    unit_labels = None
+    if labels and len(labels) == layer.units and not layer.is_spatial:
+        unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
+    shape = "x".join("N" if d is None else str(d) for d in layer.shape)
+    title = f"{layer.name}  {shape}  {layer.units} units"
+    image = labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
     return write_png(path, image)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from onnxprobe.cli.common import count_arg, warn_nonfinite, add_model_args, load_model_from_args, parse_position
 from onnxprobe.errors import InputError, UsageError
+from onnxprobe.position import HELP as POSITION_HELP
 
 # flags that carry a method option of the same name; their default None means "not given"
 METHOD_FLAGS = ("cam_layer", "interpolation", "steps", "rule", "baseline", "batch_size", "samples", "noise_level",
@@ -32,7 +33,8 @@ def register(sub) -> None:
     what.add_argument("--target", type=int, metavar="CLASS", help="class index whose logit to explain")
     what.add_argument("--layer", help="explain a unit of this layer instead of a class")
     what.add_argument("--unit", type=int, help="unit (channel) of --layer")
-    what.add_argument("--position", metavar="Y,X", help="one position of a spatial --layer (default: the channel mean)")
+    what.add_argument("--position", metavar="Y,X|max|centre|mean",
+                      help=f"for a spatial --layer: {POSITION_HELP} (default max)")
     opts = parser.add_argument_group("method options")
     opts.add_argument("--cam-layer", help="gradcam, guided_gradcam: layer to weight (default: last spatial layer)")
     opts.add_argument("--interpolation", choices=("bilinear", "nearest"), help="gradcam, guided_gradcam: upsampling")
@@ -129,7 +131,19 @@ def run(args) -> int:
 
     model, x = model_and_input(args)
     options = method_options(args, model, args.method)
-    objective = make_objective(model, x, args.target, args.layer, args.unit, parse_position(args.position))
+    position = parse_position(args.position)
+    if args.layer is not None and args.unit is not None and args.target is None:
+        from onnxprobe.position import resolve
+
+        layer = model.layer(args.layer)
+        if not 0 <= args.unit < layer.units:
+            raise UsageError(f"unit {args.unit} is out of range: layer '{layer.name}' has {layer.units} units "
+                             f"(0-{layer.units - 1})")
+        position, how = resolve(model, layer, args.unit, position or "max", x)
+        if layer.is_spatial and position is not None:
+            print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
+        position = position if layer.is_spatial else None
+    objective = make_objective(model, x, args.target, args.layer, args.unit, position)
     values = attribute(model, x, args.method, objective=objective, **options)
     warn_nonfinite({args.method: values}, "the attribution map")
     image = render_attribution(model, x, args.method, values, overlay=args.overlay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onnxprobe.cli.common import add_model_args, parse_position, warn_nonfinite
+from onnxprobe.position import HELP as POSITION_HELP
 
 MODES = ("gradient", "deconv", "guided")
 
@@ -26,7 +27,8 @@ def register(sub) -> None:
     parser.add_argument("--input-npy", metavar="FILE", help="a ready input tensor (.npy) instead of IMAGE")
     parser.add_argument("--layer", required=True, help="layer of the unit")
     parser.add_argument("--unit", required=True, type=int, help="unit (channel) index")
-    parser.add_argument("--position", metavar="Y,X", help="position in a spatial layer (default: its centre)")
+    parser.add_argument("--position", metavar="Y,X|max|centre|mean", default="max",
+                        help=f"{POSITION_HELP} (default max)")
     parser.add_argument("--mode", choices=MODES, default="gradient",
                         help="gradient (exact), deconv (Zeiler-Fergus), guided (guided backprop)")
     parser.add_argument("--filter", choices=FILTERS, default="raw", help="display filter of the toolbox's back pane")
@@ -36,17 +38,32 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
+    import numpy as np
+
     from onnxprobe.attribution.objective import unit_objective
     from onnxprobe.cli.attribute import model_and_input, write_map
+    from onnxprobe.position import resolve
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 
     model, x = model_and_input(args)
-    position = parse_position(args.position)
-    objective = unit_objective(model, args.layer, args.unit, "centre" if position is None else position)
+    layer = model.layer(args.layer)
+    if not 0 <= args.unit < layer.units:
+        from onnxprobe.errors import UsageError
+
+        raise UsageError(f"unit {args.unit} is out of range: layer '{layer.name}' has {layer.units} units (0-{layer.units - 1})")
+    position, how = resolve(model, layer, args.unit, parse_position(args.position), x)
+    objective = unit_objective(model, layer.name, args.unit, position if layer.is_spatial else None)
+    if layer.is_spatial and position is not None:
+        print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
     session = model.gradient_session([objective.tensor], mode=args.mode)
     grad = session.run(x, {objective.tensor: objective.seed})["grad"]
     warn_nonfinite({"gradient": grad}, "the gradient")
     image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
                            rgb_order=model.spec.channel_order == "RGB")
     write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient")
+    if not np.any(grad):
+        print(f"note: the map is all zero (the PNG is flat): no {args.mode} reaches the input from "
+              f"{objective.description} on this image (a unit that does not fire passes no gradient)", file=sys.stderr)
     return 0

@@ -104,27 +104,22 @@ def parse_units(texts: list[str], count: int) -> list[int]:
     return sorted(dict.fromkeys(units))
 
 
-def parse_position(text: str | None) -> tuple[int, ...] | None:
-    """'--position Y,X' -> (y, x); None when not given."""
-    from onnxprobe.errors import UsageError
+def parse_position(text: str | None):
+    """'--position Y,X | max | centre | mean' -> (y, x) or the keyword; None when not given
+    (one meaning for every command: onnxprobe.position)."""
+    from onnxprobe.position import parse_position as parse
 
-    if text is None:
-        return None
-    try:
-        return tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise UsageError(f"--position takes Y,X integers, got '{text}'") from None
+    return parse(text)
 
 
 def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
     """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
-    `optimize.render_units`. `default_preset=None`: the project default (set3), or lucid when
-    --param fft is given without --preset."""
+    `optimize.render_units`. `default_preset=None`: the project default (optimize.DEFAULT_PRESET)."""
     from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
 
-    default_text = default_preset or f"{DEFAULT_PRESET}, or lucid with --param fft"
-    parser.add_argument("--preset", default=default_preset,
-                        help=f"hyperparameters: {', '.join(PRESETS)} (default {default_text})")
+    parser.add_argument("--preset", default=default_preset or DEFAULT_PRESET,
+                        help=f"hyperparameters: {', '.join(PRESETS)} (default {default_preset or DEFAULT_PRESET}: "
+                             "it measures best; set1-set4 are the paper's four sets, their step made scale-free)")
     parser.add_argument("--param", choices=PARAMS,
                         help="pixel (the paper) or fft (Lucid's spectrum parameterization, with the lucid preset)")
     parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default 1)")

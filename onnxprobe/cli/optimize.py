@@ -12,6 +12,7 @@ import numpy as np
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
     parse_units, warn_nonfinite
 from onnxprobe.errors import UsageError
+from onnxprobe.position import HELP as POSITION_HELP
 
 
 DESCRIPTION = """Feature visualization: images that maximise a unit, a channel or a class score, by the paper's
@@ -32,7 +33,9 @@ def register(sub) -> None:
                         help="unit index, range like 0-15, or 'all' (repeatable)")
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
                         help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
-    parser.add_argument("--position", metavar="Y,X", help="spatial position for --objective neuron")
+    parser.add_argument("--position", metavar="Y,X|centre|mean",
+                        help=f"for --objective neuron: {POSITION_HELP} (default centre; optimize has no image, so no max; "
+                             "mean is --objective channel)")
     add_render_args(parser, default_preset=None)
     parser.add_argument("--fresh", action="store_true", help="redo units already finished in --out by the same settings")
     parser.add_argument("--out", required=True, help="output folder")
@@ -44,28 +47,46 @@ def run(args) -> int:
     from onnxprobe.distributed import file_hash
     from onnxprobe.fsutil import inside, safe_name
     from onnxprobe.optimize import render_units
-    from onnxprobe.optimize.objectives import logit_layer
-    from onnxprobe.optimize.presets import DEFAULT_PRESET, get_preset, resolve_param
+    from onnxprobe.optimize.objectives import logit_layer, target_layer
+    from onnxprobe.optimize.presets import get_preset
+    from onnxprobe.position import check_position, resolve
 
-    preset = get_preset(args.preset or ("lucid" if args.param == "fft" else DEFAULT_PRESET), args.steps)
-    param = resolve_param(preset, args.param)
+    # the one resolution of the preset (name, --steps, --param): render_units takes it as is
+    preset = get_preset(args.preset, args.steps, args.param)
+    param = preset.param
     for name, value in (("--restarts", args.restarts), ("--batch", args.batch)):
         if value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
     position = parse_position(args.position)
+    if position == "max":
+        raise UsageError("--position max needs an image: optimize starts from noise (give Y,X, centre or mean)")
+    objective_kind = args.objective
+    if position == "mean":
+        if objective_kind != "neuron":
+            raise UsageError("--position applies to --objective neuron only")
+        objective_kind, position = "channel", None
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
-    layer_name = logit_layer(model) if args.objective == "logit" else args.layer
+    layer_name = logit_layer(model) if objective_kind == "logit" else args.layer
     if layer_name is None:
-        raise UsageError(f"--objective {args.objective} needs --layer")
+        raise UsageError(f"--objective {objective_kind} needs --layer")
     layer = model.layer(layer_name)
     if layer.differentiable is False:
         raise UsageError(f"layer '{layer.name}' cannot be differentiated w.r.t. the input (no gradient path)")
+    if position == "centre" or (position is not None and not layer.is_spatial):
+        position, _ = resolve(model, layer, 0, position)
+    elif position is not None:
+        position = check_position(layer, position)
     units = parse_units(args.unit, layer.units)
+    optimized = target_layer(model, layer.name)
+    if objective_kind != "logit" and optimized.name != layer.name:
+        print(f"note: optimizing '{optimized.name}', the pre-activation input of '{layer.name}' (a ReLU passes no "
+              "gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
     folder = inside(out, safe_name(layer.name))
-    settings = {"model_sha256": file_hash(model.path), "objective": args.objective, "position": position,
+    settings = {"model_sha256": file_hash(model.path), "objective": objective_kind,
+                "position": list(position) if position else None,
                 "layer": layer.name, "preset": preset.to_json(), "param": param, "seed": args.seed,
                 "restarts": args.restarts, "preprocess": model.spec.to_json()}
     finished = [] if args.fresh else [u for u in units if _finished(folder, u, args.restarts, settings)]
@@ -81,9 +102,9 @@ def run(args) -> int:
     results = []
     try:
         for start in range(0, len(units), chunk):
-            done = render_units(model, layer.name if args.objective != "logit" else None, units[start:start + chunk],
-                                preset=preset, restarts=args.restarts, seed=args.seed, batch=args.batch, param=param,
-                                objective=args.objective, position=position, on_step=progress.update)
+            done = render_units(model, layer.name if objective_kind != "logit" else None, units[start:start + chunk],
+                                preset=preset, restarts=args.restarts, seed=args.seed, batch=args.batch,
+                                objective=objective_kind, position=position or None, on_step=progress.update)
             for result in done:
                 _write_unit(folder, result, settings)
             results.extend(done)
@@ -95,22 +116,34 @@ def run(args) -> int:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
     print(f"wrote {len(results)} unit(s) x {args.restarts} restart(s) to {folder}")
-    if results and preset.name in ("set1", "set2", "set3") and _barely_moved(results):
-        print(f"note: {preset.name} uses the paper's fixed learning rate, tuned to CaffeNet's gradient scale; "
-              "on this model it barely moved the images: try --preset set4 (adaptive) or --preset lucid", file=sys.stderr)
+    if results and preset.method == "seed" and _barely_moved(results):
+        print(f"note: {preset.name} barely raised the units here (the paper's priors hold the image near the "
+              "start); try --preset lucid (the default)", file=sys.stderr)
     return 0
 
 
+def _files(stem: str, restarts: int) -> list[str]:
+    return ([f"{stem}_restart{r:02d}.png" for r in range(restarts)] + [f"{stem}_restart{r:02d}.npy" for r in range(restarts)]
+            + [f"{stem}_montage.png"])
+
+
 def _write_unit(folder: Path, result, settings: dict) -> None:
-    from onnxprobe.fsutil import atomic_write_json, checkpoint, inside
+    from onnxprobe.fsutil import atomic_save_npy, atomic_write_json, checkpoint, inside
     from onnxprobe.render.images import montage, upscale, write_png
 
     stem = f"unit{result.unit:04d}"
     for r, image in enumerate(result.images):
         write_png(inside(folder, f"{stem}_restart{r:02d}.png"), image)
+        atomic_save_npy(inside(folder, f"{stem}_restart{r:02d}.npy"), result.inputs[r])
     write_png(inside(folder, f"{stem}_montage.png"), montage([upscale(im, 64) for im in result.images]))
+    shown = ("contrast-stretched around the mean pixel, as the toolbox showed the paper's images"
+             if result.display == "stretched" else "the optimized image as it is")
+    files = {"png": f"{stem}_restartRR.png: {shown}",
+             "npy": f"{stem}_restartRR.npy: the optimized model input itself (float32, the model's layout, "
+                    "no batch axis; the PNG's source)",
+             "montage": f"{stem}_montage.png: the PNGs side by side"}
     # the record is written last: its presence marks the unit finished (every write is atomic)
-    atomic_write_json(inside(folder, f"{stem}.json"), {**result.to_json(), "settings": settings})
+    atomic_write_json(inside(folder, f"{stem}.json"), {**result.to_json(), "files": files, "settings": settings})
     checkpoint()  # a finished unit is kept even if the run is interrupted now (resume)
 
 
@@ -120,7 +153,7 @@ def _finished(folder: Path, unit: int, restarts: int, settings: dict) -> bool:
         record = json.loads(stem.with_suffix(".json").read_text())
     except (OSError, ValueError):
         return False
-    files = [folder / f"{stem.name}_restart{r:02d}.png" for r in range(restarts)] + [folder / f"{stem.name}_montage.png"]
+    files = [folder / name for name in _files(stem.name, restarts)]
     return record.get("settings") == json.loads(json.dumps(settings)) and all(f.is_file() for f in files)
 
 

@@ -7,25 +7,29 @@ Library API (stable; the atlas builds on it)::
     from onnxprobe.optimize import render_units, Optimizer, objectives
 
     pm = ProbeModel.load("models/digits/digits-cnn.onnx")
-    results = render_units(pm, "relu2", units=range(8), preset="set3", restarts=2, steps=None,
+    results = render_units(pm, "relu2", units=range(8), preset="lucid", restarts=2, steps=None,
                            seed=0, batch=8, param=None, objective="neuron", position=None)
     results[0].images[0]            # restart 0's best image, HxWx3 uint8 RGB (display space)
+    results[0].inputs[0]            # the optimized model input itself (the image's source)
     results[0].best_activation[0]   # and its numbers: initial_/best_/final_activation, seconds
     results[0].to_json()            # the record the command writes
 
     opt = Optimizer(pm, objectives.neuron(pm, "relu2", 3), preset="set3", seed=0).start()
     opt.step(10); opt.image(0); opt.activation; opt.best_image(0); opt.best_activation; opt.history
 
-- `render_units(model, layer, units, preset="set3", restarts=1, steps=None, seed=0, batch=8,
+- `render_units(model, layer, units, preset="lucid", restarts=1, steps=None, seed=0, batch=8,
   param=None, objective="neuron", position=None, engine="auto", on_step=None) -> list[UnitResult]`:
   N (unit, restart) rows run as one batch of the gradient graph. Row (unit, restart) draws all its
   randomness from `row_seed(seed, layer, unit, restart)`, so its images do not depend on which
   other rows share its batch, their order, or the process that ran it. `objective="logit"`
   ignores `layer` and uses the pre-softmax class scores.
-- Presets (`presets.PRESETS`): `set1`..`set4`, the paper's four hyperparameter sets (`set3` the
-  default), and `lucid` (FFT spectrum + colour decorrelation + sigmoid + transformation
-  robustness, Adam lr 0.05, 512 steps). `param` is "pixel" or "fft"; the seed's sets are pixel-only,
-  `lucid` takes either (default fft).
+- Presets (`presets.PRESETS`): `lucid` (the default: it measures best, bench/bench_quality.py;
+  FFT spectrum + colour decorrelation + sigmoid + transformation robustness, Adam lr 0.05, 512
+  steps), `lucid-fast` (the same in 128 steps: a quarter of the time, judged as well on
+  MobileNetV2 by bench/bench_quality.py) and `set1`..`set4`, the paper's four hyperparameter sets. `param` is "pixel" or "fft";
+  the seed's sets are pixel-only, `lucid` takes either (default fft). `presets.get_preset(name,
+  steps, param)` resolves a preset once into a typed `Preset` (the command line does this at its
+  boundary); `render_units` and `Optimizer` take that Preset as it is.
 - Objectives (`objectives`): `neuron` (channel at a position, the spatial centre by default),
   `channel` (mean), `logit` (pre-softmax), `direction` (weighted channels), `diversity` (across the
   batch, non-linear), combined with `+`, `-`, scalar `*`, and `stack` (one objective per row).
@@ -33,15 +37,26 @@ Library API (stable; the atlas builds on it)::
 The seed's method in pixel units: images are optimised in 0..255 pixel units whose origin is the
 model's input zero (the mean pixel for a mean-subtracting model: exactly the paper's Caffe input
 space); the model input is `slope * q` per channel, with `slope` from the (linear) preprocessing,
-so decay, blur and percentiles mean what they meant in the paper for every model. The constant lr
-(set2, set3; set1 caps its lr at 100) is in the paper's units too, but what a step achieves,
-lr * ||g||^2, depends on the model's gradient size: on the bundled 28x28 digits model ||g|| is
-about 0.014 and set3 gains 0.02 logit per step (its class images stay near the start, see
-models/README.md), while the "progress" policy (set4, and set1 below its cap) and lucid's Adam are
-scale-free. Each step:
+so decay, blur and percentiles mean what they meant in the paper for every model. Each step:
 clip to the valid pixel range, forward + backward, record the best, then (except on the last
 step) x += lr g, decay, blur every k steps, zero small-norm pixels, zero small-contribution
 pixels; rows whose gradient is exactly zero stop. The start is the mean pixel plus N(0, 10) noise.
+
+What differs from the paper, and why (issue 14):
+- The step is scale-free. The paper's constant lr (100 in set2 and set3, and set1's max_lr cap)
+  was tuned to CaffeNet's gradient: what a step moves, lr * g, depends on the model. On the
+  28x28 digits model and on MobileNetV2 the start's input gradient has an RMS of 4e-4 and 1.3e-4
+  pixel units, so lr 100 moved the image by 0.01-0.04 units per step and set3's 1000 steps left
+  it flat grey (1/10 digits recognized). Now each row measures its input gradient at the start
+  and multiplies the constant lr and max_lr by `REFERENCE_GRADIENT_RMS / rms(g0)` (presets.py,
+  0.01): lr 100 means a first step of RMS 1 pixel unit on every model. The rate stays constant
+  during the run (as the paper's); the "progress" policy (set1 below its cap, set4) divides by
+  ||g||^2 and was already scale-free; decay, blur radius and period, norm and contribution
+  percentiles are the paper's values unchanged.
+- The images are shown as the toolbox showed them: contrast-stretched around the mean pixel
+  (`PixelSpace.to_display_stretched`, the toolbox's norm01c with centre 0, kept inside 0..255).
+  `Optimizer.raw_image` and `UnitResult.inputs` (the command's .npy) are the optimized input as
+  it is; `UnitResult.display` says which the PNG is.
 For linear objectives the whole step runs as one ONNX graph (`stepgraph.py`), on CUDA with the
 state kept on the GPU; `engine="numpy"` runs the same step with numpy priors (`priors.py`).
 """

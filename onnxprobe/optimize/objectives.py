@@ -98,7 +98,7 @@ def _add(a, b):
 
 # ---- building blocks ---------------------------------------------------------------------------
 
-def _layer(model, layer: str):
+def target_layer(model, layer: str):
     """The tensor to optimise for `layer`: the input of a ReLU when `layer` is a ReLU's output.
 
     relu(v) and v have the same maximiser wherever the unit fires, but a ReLU that is off at the
@@ -116,6 +116,9 @@ def _layer(model, layer: str):
     return info
 
 
+_layer = target_layer
+
+
 def _check_unit(info, unit: int) -> int:
     unit = int(unit)
     if not 0 <= unit < info.units:
@@ -125,7 +128,9 @@ def _check_unit(info, unit: int) -> int:
 
 def default_position(info) -> tuple[int, ...]:
     """The spatial centre of a conv layer (the toolbox's choice), () for vector layers."""
-    return tuple(int(info.shape[a]) // 2 for a in info.spatial_axes)
+    from onnxprobe.position import centre
+
+    return centre(info)
 
 
 def _zeros(info) -> np.ndarray:

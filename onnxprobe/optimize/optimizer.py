@@ -12,7 +12,7 @@ import numpy as np
 from onnxprobe.errors import UsageError
 from onnxprobe.optimize import lucid as lucid_mod
 from onnxprobe.optimize.objectives import Objective
-from onnxprobe.optimize.presets import Preset, get_preset, resolve_param
+from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
 from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
 from onnxprobe.optimize.stepgraph import OUTPUTS, blur_feeds, build_step_model, percentile_feeds
 
@@ -33,15 +33,20 @@ class Optimizer:
     After `start()`, `step(n)` advances; `image(i)` is the current image of row i (display RGB
     uint8), `activation` the objective per row at the latest step (of the image that step
     started from), `best_image(i)` / `best_activation` the best so far, `history` one array per
-    step.
+    step. Images of the paper's presets are shown contrast-stretched around the mean pixel (as the
+    toolbox showed them); `raw_image(i)` / `current_input()` are the optimized input itself.
+    `preset` is a Preset (resolved once by `presets.get_preset`, as the command line does) or a
+    name; `param` and `steps`, when given, override the preset's.
     """
 
-    def __init__(self, model, objective: Objective, preset: str | Preset = "set3", seed=0, batch: int = 1,
+    def __init__(self, model, objective: Objective, preset: str | Preset = DEFAULT_PRESET, seed=0, batch: int = 1,
                  param: str | None = None, steps: int | None = None, engine: str = "auto"):
         self.model = model
         self.objective = objective
-        self.preset = get_preset(preset, steps)
-        self.param = resolve_param(self.preset, param)
+        # a Preset (the command line's, resolved once) is used as it is; a name is resolved here
+        given = isinstance(preset, Preset) and steps is None and param is None
+        self.preset = preset if given else get_preset(preset, steps, param)
+        self.param = self.preset.param
         if engine not in ENGINES:
             raise UsageError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
         self.rngs = _rngs(seed, batch)
@@ -117,6 +122,15 @@ class Optimizer:
         return [self._require_started().display(i, best=best) for i in range(self.batch)]
 
     @property
+    def stretched(self) -> bool:
+        """Whether `image()` is contrast-stretched (the paper's presets) rather than the input as is."""
+        return self.preset.method == "seed"
+
+    def raw_image(self, i: int = 0, best: bool = True) -> np.ndarray:
+        """Row i's image exactly as optimized (preprocessing undone, no stretch), HxWx3 uint8 RGB."""
+        return self._require_started().display(i, best=best, raw=True)
+
+    @property
     def activation(self) -> np.ndarray | None:
         return self.history[-1] if self.history else None
 
@@ -168,7 +182,8 @@ def _gradient_pass(opt: Optimizer, session, x: np.ndarray) -> tuple[dict[str, np
 
 
 class _SeedState:
-    """The paper's start: the model's mean pixel (input zero) plus N(0, sd) pixel noise per row."""
+    """The paper's start: the model's mean pixel (input zero) plus N(0, sd) pixel noise per row,
+    and the per-row scale of the constant rates (presets.lr_scale) from the gradient there."""
 
     def __init__(self, opt: Optimizer):
         self.opt = opt
@@ -176,9 +191,18 @@ class _SeedState:
         c = opt.model.spec.channels
         h, w = opt.model.spec.input_size
         self.q0 = np.stack([rng.normal(0.0, opt.preset.init_sd, (c, h, w)) for rng in opt.rngs]).astype(np.float32)
+        self.lr_scale = self._calibrate()
 
-    def display_q(self, q_row):
-        return self.space.to_display(self.space.clip(q_row[None])[0])
+    def _calibrate(self) -> np.ndarray:
+        opt = self.opt
+        session = opt.model.gradient_session(list(opt.objective.targets))
+        out, _ = _gradient_pass(opt, session, self.space.to_input(self.space.clip(self.q0)))
+        grad = self.space.gradient_to_q(out["grad"]).reshape(opt.batch, -1).astype(np.float64)
+        return lr_scale(np.sqrt((grad ** 2).mean(axis=1)))
+
+    def display_q(self, q_row, raw=False):
+        q_row = self.space.clip(q_row[None])[0]
+        return self.space.to_display(q_row) if raw else self.space.to_display_stretched(q_row)
 
 
 class _NumpyEngine(_SeedState):
@@ -198,11 +222,11 @@ class _NumpyEngine(_SeedState):
         self.best = np.where(better, value, self.best)
         self.best_q[better] = q[better]
         grad = self.space.gradient_to_q(out["grad"])
-        self.q = q if last else seed_update(q, grad, opt.preset, index)
+        self.q = q if last else seed_update(q, grad, opt.preset, index, self.lr_scale)
         return value
 
-    def display(self, i, best):
-        return self.display_q(self.best_q[i] if best else self.q[i])
+    def display(self, i, best, raw=False):
+        return self.display_q(self.best_q[i] if best else self.q[i], raw)
 
     def best_value(self):
         return self.best.copy()
@@ -232,7 +256,8 @@ class _GraphEngine(_SeedState):
         h, w = model.spec.input_size
         c = model.spec.channels
         constant = {
-            "lr": np.array([preset.lr], np.float32), "max_lr": np.array([preset.max_lr], np.float32),
+            "lr": (self.lr_scale * np.float32(preset.lr)).astype(np.float32),
+            "max_lr": (self.lr_scale * np.float32(preset.max_lr)).astype(np.float32),
             "desired_progress": np.array([preset.desired_progress], np.float32),
             "progress": np.array(preset.lr_policy == "progress"), "keep": np.array([1.0 - preset.decay], np.float32),
             **blur_feeds(preset.blur_radius, c), **percentile_feeds("norm_", h * w, preset.norm_pct),
@@ -268,8 +293,8 @@ class _GraphEngine(_SeedState):
     def _host(self, value) -> np.ndarray:
         return value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else value
 
-    def display(self, i, best):
-        return self.display_q(self._host(self.state["best_q" if best else "q"])[i])
+    def display(self, i, best, raw=False):
+        return self.display_q(self._host(self.state["best_q" if best else "q"])[i], raw)
 
     def best_value(self):
         return self._host(self.state["best_value"]).astype(np.float64)
@@ -340,7 +365,7 @@ class _LucidEngine:
             self.best = final
         return value
 
-    def display(self, i, best):
+    def display(self, i, best, raw=False):
         image = (self.best_images if best else self.current)[i]
         rgb = np.clip(np.rint(image.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
@@ -352,7 +377,7 @@ class _LucidEngine:
         return self._to_model(self.best_images if best else self.current)
 
 
-def optimize(model, objective: Objective, preset: str | Preset = "set3", seed=0, batch: int = 1,
+def optimize(model, objective: Objective, preset: str | Preset = DEFAULT_PRESET, seed=0, batch: int = 1,
              param: str | None = None, steps: int | None = None, engine: str = "auto") -> Optimizer:
     """Run an `Optimizer` to the end and return it."""
     return Optimizer(model, objective, preset, seed, batch, param, steps, engine).run()

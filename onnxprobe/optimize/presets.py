@@ -1,9 +1,19 @@
-"""Named hyperparameter sets: the four of the paper (Yosinski et al. 2015, set 3 the default) and
-`lucid`, the modern parameterization's defaults (Olah et al. 2017 / Lucid)."""
+"""Named hyperparameter sets: the four of the paper (Yosinski et al. 2015) and `lucid`, the modern
+parameterization's defaults (Olah et al. 2017 / Lucid), the default of `optimize` (it measures
+best: bench/bench_quality.py).
+
+The paper's learning rates are read scale-free (see the package docstring): a constant `lr` (and
+set1's `max_lr` cap) is multiplied, per batch row, by `REFERENCE_GRADIENT_RMS / rms(g0)`, where
+`g0` is the row's input gradient (0..255 pixel units) at the start. So `lr 100` always means a
+first step of RMS `100 * REFERENCE_GRADIENT_RMS` = 1 pixel unit, whatever the model's gradient
+scale. The "progress" policy (lr = desired_progress / ||g||^2) is already scale-free in the input
+and is kept as the paper wrote it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 from onnxprobe.errors import UsageError
 
@@ -59,20 +69,48 @@ PRESETS: dict[str, Preset] = {
                     jitter=(8, 4), scales=tuple(round(0.9 + 0.02 * i, 2) for i in range(11)), max_rotate=10.0,
                     decorrelate=True),
 }
-DEFAULT_PRESET = "set3"
+# Lucid in a quarter of the steps: on MobileNetV2 (224 px) its class images are judged as well as
+# lucid's 512 steps by an independent classifier (bench/bench_quality.py, speed section) and the
+# digits model's are all recognized at 100 steps (models/README.md).
+PRESETS["lucid-fast"] = replace(PRESETS["lucid"], name="lucid-fast", steps=128)
+DEFAULT_PRESET = "lucid"
+# The per-pixel RMS input gradient (0..255 pixel units) the paper's constant rates are read against:
+# lr 100 moves a row by 1 pixel unit RMS on its first step, so set3's 1000 steps can cover the pixel
+# range several times while its decay (equilibrium lr * g / decay) and blur act as the paper set
+# them. Measured at the paper's start (mean + N(0, 10)) on class logits, the real networks' own
+# RMS is far smaller: 1.1e-4 (SqueezeNet 1.1, CaffeNet's input space), 1.3e-4 (MobileNetV2),
+# 4.4e-4 (the 28x28 digits model): an uncalibrated lr 100 moves them by 0.01-0.04 pixel units per
+# step, 10-40 units in 1000 steps: the flat grey images of issue 14.
+REFERENCE_GRADIENT_RMS = 0.01
 PARAMS = ("pixel", "fft")
 
 
-def get_preset(preset: str | Preset, steps: int | None = None) -> Preset:
+def get_preset(preset: str | Preset, steps: int | None = None, param: str | None = None) -> Preset:
+    """The one resolution of a preset: name (or a ready Preset), the steps override and the
+    parameterization (`param`, checked by `resolve_param`) -> a Preset whose `param` is final.
+    A Preset passed with no override comes back unchanged."""
     if isinstance(preset, Preset):
-        return preset.with_steps(steps)
-    if preset not in PRESETS:
+        chosen = preset
+    elif preset not in PRESETS:
         raise UsageError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
-    return PRESETS[preset].with_steps(steps)
+    else:
+        chosen = PRESETS[preset]
+    chosen = chosen.with_steps(steps)
+    resolved = resolve_param(chosen, param)
+    return chosen if resolved == chosen.param else replace(chosen, param=resolved)
+
+
+def lr_scale(grad_rms: np.ndarray) -> np.ndarray:
+    """The per-row factor on the paper's constant rates: REFERENCE_GRADIENT_RMS / rms(g0); rows
+    whose start gradient is zero keep factor 1 (they stop at once, as in the toolbox)."""
+    rms = np.asarray(grad_rms, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(rms > 0, REFERENCE_GRADIENT_RMS / np.where(rms > 0, rms, 1.0), 1.0).astype(np.float32)
 
 
 def resolve_param(preset: Preset, param: str | None) -> str:
-    """The parameterization to use: the preset's own unless given; the seed's sets are pixel-only."""
+    """The parameterization to use: the preset's own unless given; the seed's sets are pixel-only
+    (used by `get_preset`; the resolved value is the returned Preset's `param`)."""
     if param is None:
         return preset.param
     if param not in PARAMS:

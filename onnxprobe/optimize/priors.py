@@ -4,9 +4,9 @@ Pixel space: the image being optimised is `q`, NCHW, in 0..255 pixel units with 
 model's input zero (for a mean-subtracting model, the mean pixel: exactly Caffe's
 mean-subtracted 0..255 input in which the paper's hyperparameters were set). The model input is
 `x = slope * q` per channel (`slope = (hi - lo) / (255 * std)` from the preprocessing spec, which
-is linear), so decay, blur and the percentiles keep the paper's meaning for any model (a constant
-lr keeps its units, not its effect: that scales with the model's gradient), and the gradient in
-pixel space is `slope * dx`.
+is linear), so decay, blur and the percentiles keep the paper's meaning for any model; the
+constant lr is made scale-free by `presets.lr_scale` (the `scale` of `seed_update`), and the
+gradient in pixel space is `slope * dx`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,29 @@ class PixelSpace:
         x = self.to_input(q_row[None])[0]
         return self.spec.to_display(x)
 
+    def to_display_stretched(self, q_row: np.ndarray) -> np.ndarray:
+        """One (C, H, W) pixel-space image -> HxWx3 uint8 RGB, contrast-stretched around the mean
+        pixel as the toolbox saved its optimized images (norm01c with centre 0 in Caffe's
+        mean-subtracted space): every pixel's deviation from the centre is multiplied by the
+        largest factor that keeps the whole image inside 0..255 (so the centre stays put and the
+        furthest channel value reaches 0 or 255). The centre is the model's mean pixel (the
+        origin of q), or the image's own mean when the preprocessing subtracts none."""
+        x = self.to_input(q_row[None])[0]
+        pixels = self.spec.tensor_to_pixels(x).astype(np.float64)
+        if np.any(np.asarray(self.spec.mean, np.float64) != 0):
+            centre = self.spec.tensor_to_pixels(np.zeros_like(x)).astype(np.float64)
+        else:
+            centre = np.broadcast_to(pixels.mean(), pixels.shape)
+        centre = np.clip(centre, 0.0, 255.0)
+        dev = pixels - centre
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = np.where(dev > 0, (255.0 - centre) / dev, np.where(dev < 0, -centre / dev, np.inf))
+        factor = float(room.min()) if np.isfinite(room.min()) else 1.0
+        out = np.clip(np.rint(centre + factor * dev), 0, 255).astype(np.uint8)
+        if out.shape[2] == 1:
+            return np.repeat(out, 3, axis=2)
+        return out if self.spec.channel_order == "RGB" else out[:, :, ::-1].copy()
+
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
     """scipy.ndimage's 1-D Gaussian taps for `sigma` (radius int(4 sigma + 0.5))."""
@@ -90,21 +113,23 @@ def percentile_indices(count: int, pct: float) -> tuple[int, int, float]:
     return i0, min(i0 + 1, count - 1), float(index - i0)
 
 
-def progress_lr(grad: np.ndarray, max_lr: float, desired: float) -> np.ndarray:
+def progress_lr(grad: np.ndarray, max_lr, desired: float) -> np.ndarray:
     """The "progress" policy per row: min(max_lr, desired / ||g||^2)."""
     sq = (grad.astype(np.float32) ** 2).reshape(grad.shape[0], -1).sum(axis=1)
     with np.errstate(divide="ignore"):
-        return np.minimum(np.float32(max_lr), np.float32(desired) / sq).astype(np.float32)
+        return np.minimum(np.asarray(max_lr, np.float32), np.float32(desired) / sq).astype(np.float32)
 
 
-def seed_update(q: np.ndarray, grad: np.ndarray, preset, step: int) -> np.ndarray:
+def seed_update(q: np.ndarray, grad: np.ndarray, preset, step: int, scale: np.ndarray | None = None) -> np.ndarray:
     """One update of the paper's method after the forward/backward pass: x += lr g, then L2 decay,
     blur every `blur_every` steps, clip small norms, clip small contributions. Rows whose gradient
-    is exactly zero stop (unchanged), as in the toolbox."""
+    is exactly zero stop (unchanged), as in the toolbox. `scale` (N,) multiplies the constant lr
+    and the progress policy's max_lr per row (presets.lr_scale; None = 1)."""
+    scale = np.ones(q.shape[0], np.float32) if scale is None else np.asarray(scale, np.float32).reshape(-1)
     if preset.lr_policy == "progress":
-        lr = progress_lr(grad, preset.max_lr, preset.desired_progress)
+        lr = progress_lr(grad, scale * np.float32(preset.max_lr), preset.desired_progress)
     else:
-        lr = np.full(q.shape[0], preset.lr, np.float32)
+        lr = scale * np.float32(preset.lr)
     out = q + lr.reshape(-1, 1, 1, 1) * grad
     out = out * np.float32(1.0 - preset.decay)
     if preset.blur_every > 0 and preset.blur_radius > 0 and step % preset.blur_every == 0:

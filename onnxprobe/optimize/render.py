@@ -12,7 +12,7 @@ import numpy as np
 from onnxprobe.errors import UsageError
 from onnxprobe.optimize.objectives import logit_layer, make_objective, stack
 from onnxprobe.optimize.optimizer import Optimizer
-from onnxprobe.optimize.presets import get_preset, resolve_param
+from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
 
 
 def row_seed(seed: int, layer: str, unit: int, restart: int) -> np.random.SeedSequence:
@@ -23,7 +23,9 @@ def row_seed(seed: int, layer: str, unit: int, restart: int) -> np.random.SeedSe
 
 @dataclass
 class UnitResult:
-    """One unit's visualizations: `images[r]` is restart r's best image (display RGB uint8)."""
+    """One unit's visualizations: `images[r]` is restart r's best image (display RGB uint8; for
+    the paper's presets contrast-stretched around the mean pixel, `display == "stretched"`),
+    `inputs[r]` the optimized model input itself (no batch axis, the model's layout)."""
 
     layer: str
     unit: int
@@ -35,6 +37,8 @@ class UnitResult:
     steps: int
     images: list[np.ndarray] = field(default_factory=list)
     final_images: list[np.ndarray] = field(default_factory=list)
+    inputs: list[np.ndarray] = field(default_factory=list)
+    display: str = "raw"  # "stretched" (the paper's presets, as the toolbox showed them) or "raw"
     initial_activation: list[float] = field(default_factory=list)
     best_activation: list[float] = field(default_factory=list)
     final_activation: list[float] = field(default_factory=list)
@@ -48,13 +52,13 @@ class UnitResult:
         return {
             "layer": self.layer, "unit": self.unit, "objective": self.objective, "preset": self.preset,
             "param": self.param, "hyperparameters": self.hyperparameters, "seed": self.seed, "steps": self.steps,
-            "restarts": self.restarts, "initial_activation": self.initial_activation,
+            "restarts": self.restarts, "display": self.display, "initial_activation": self.initial_activation,
             "best_activation": self.best_activation, "final_activation": self.final_activation,
             "seconds": round(self.seconds, 4),
         }
 
 
-def render_units(model, layer: str | None, units: Sequence[int], preset: str = "set3", restarts: int = 1,
+def render_units(model, layer: str | None, units: Sequence[int], preset: str | Preset = DEFAULT_PRESET, restarts: int = 1,
                  steps: int | None = None, seed: int = 0, batch: int = 8, param: str | None = None,
                  objective: str = "neuron", position: Sequence[int] | None = None, engine: str = "auto",
                  on_step: Callable[[int], None] | None = None) -> list[UnitResult]:
@@ -62,8 +66,9 @@ def render_units(model, layer: str | None, units: Sequence[int], preset: str = "
 
     `on_step(rows)` is called after every optimisation step with the number of rows stepped
     (for progress bars: total work is len(units) * restarts * steps)."""
-    chosen = get_preset(preset, steps)
-    param = resolve_param(chosen, param)
+    given = isinstance(preset, Preset) and steps is None and param is None
+    chosen = preset if given else get_preset(preset, steps, param)  # the command line passes a Preset
+    param = chosen.param
     if restarts < 1:
         raise UsageError(f"--restarts must be at least 1, got {restarts}")
     if batch < 1:
@@ -80,18 +85,21 @@ def render_units(model, layer: str | None, units: Sequence[int], preset: str = "
         chunk = jobs[start:start + batch]
         began = time.perf_counter()
         opt = Optimizer(model, stack([objectives[u] for u, _ in chunk]), chosen,
-                        seed=[row_seed(seed, layer, u, r) for u, r in chunk], param=param, engine=engine)
+                        seed=[row_seed(seed, layer, u, r) for u, r in chunk], engine=engine)
         opt.run(on_step=(lambda o: on_step(len(chunk))) if on_step else None)
         share = (time.perf_counter() - began) / len(chunk)
         best = opt.best_activation
+        inputs = opt.current_input(best=True)
         for i, (unit, restart) in enumerate(chunk):
             result = results.get(unit)
             if result is None:
                 result = results[unit] = UnitResult(
                     layer=layer, unit=unit, objective=objectives[unit].description, preset=chosen.name, param=param,
-                    hyperparameters=opt.hyperparameters() | {"batch": batch}, seed=seed, steps=chosen.steps)
+                    hyperparameters=opt.hyperparameters() | {"batch": batch}, seed=seed, steps=chosen.steps,
+                    display="stretched" if opt.stretched else "raw")
             result.images.append(opt.best_image(i))
             result.final_images.append(opt.image(i))
+            result.inputs.append(np.asarray(inputs[i], np.float32))
             result.initial_activation.append(float(opt.initial_activation[i]))
             result.best_activation.append(float(best[i]))
             result.final_activation.append(float(opt.activation[i]))

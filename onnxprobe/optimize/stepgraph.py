@@ -26,7 +26,7 @@ def step_inputs(channels: int, height: int, width: int) -> dict[str, tuple[int, 
     f, i, b = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
     return {
         "q": (f, img), "best_q": (f, img), "best_value": (f, ["N"]),
-        "lr": (f, [1]), "max_lr": (f, [1]), "desired_progress": (f, [1]), "progress": (b, []), "keep": (f, [1]),
+        "lr": (f, ["N"]), "max_lr": (f, ["N"]), "desired_progress": (f, [1]), "progress": (b, []), "keep": (f, [1]),
         "update": (b, []), "blur_now": (b, []), "blur_v": (f, [channels, 1, None, 1]), "blur_h": (f, [channels, 1, 1, None]),
         "blur_lo_start": (i, [1]), "blur_hi_end": (i, [1]),
         "norm_k": (i, [1]), "norm_i0": (i, [1]), "norm_i1": (i, [1]), "norm_t": (f, [1]),

@@ -110,3 +110,58 @@ def layer_grid(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: float =
         y, x, _, _ = layout.tile_rect(unit)
         out[y:y + h, x:x + w] = rgb[unit]
     return out, layout
+
+
+FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
+CAPTION_SCALE = 0.33
+TITLE_SCALE = 0.45
+
+
+def _text_width(text: str, scale: float) -> int:
+    import cv2
+
+    return cv2.getTextSize(text, FONT, scale, 1)[0][0]
+
+
+def _fit(text: str, width: int, scale: float) -> str:
+    """`text` cut (with a trailing '.') to fit `width` pixels at `scale`."""
+    if _text_width(text, scale) <= width:
+        return text
+    while len(text) > 1 and _text_width(text + ".", scale) > width:
+        text = text[:-1]
+    return text + "."
+
+
+def labelled_grid(tiles: np.ndarray, title: str, unit_labels=None, boost_indiv: float = 0.0,
+                  boost_gamma: float = 1.0, min_tile: int = 48, pad: int = 3) -> np.ndarray:
+    """A layer pane a person can read as a file (the `--grid` PNG and the demo): every unit's tile
+    upscaled (nearest neighbour, integer factor) to at least `min_tile` pixels, a caption under
+    each tile (`unit_labels[i]`, e.g. class names on a logits layer, else the unit index) and a
+    title bar (`title`: layer name and shape). Tiles are normalised as the toolbox's layer pane
+    (`normalize_tiles`). Returns HxWx3 uint8 RGB."""
+    import cv2
+
+    rgb = (normalize_tiles(tiles, boost_indiv, boost_gamma) * 255).astype(np.uint8)
+    count, h, w = rgb.shape[:3]
+    scale = max(1, int(np.ceil(min_tile / max(1, min(h, w)))))
+    rgb = np.repeat(np.repeat(rgb, scale, axis=1), scale, axis=2)
+    h, w = h * scale, w * scale
+    if unit_labels is not None and h * w == min(h, w) ** 2 and w < 2 * min_tile:
+        # class names need room: vector units (1x1 tiles) get wider cells
+        rgb = np.repeat(rgb, int(np.ceil(2 * min_tile / w)), axis=2)
+        w = rgb.shape[2]
+    caption_h = 14
+    labels = [str(u) for u in range(count)] if unit_labels is None else [str(t) for t in unit_labels]
+    cell_h, cell_w = h + caption_h, w
+    rows, columns = grid_shape(count, aspect=cell_h / cell_w)
+    title_h = 22
+    width = max(columns * (cell_w + pad) + pad, _text_width(title, TITLE_SCALE) + 2 * pad)
+    out = np.full((title_h + rows * (cell_h + pad) + pad, width, 3), 24, np.uint8)
+    cv2.putText(out, title, (pad + 2, 15), FONT, TITLE_SCALE, (235, 235, 235), 1, cv2.LINE_AA)
+    for unit in range(count):
+        r, c = divmod(unit, columns)
+        y, x = title_h + r * (cell_h + pad), pad + c * (cell_w + pad)
+        out[y:y + h, x:x + w] = rgb[unit]
+        text = _fit(labels[unit], cell_w - 2, CAPTION_SCALE)
+        cv2.putText(out, text, (x + 1, y + h + 10), FONT, CAPTION_SCALE, (200, 200, 200), 1, cv2.LINE_AA)
+    return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxprobe.position import strongest
 from onnxprobe.preprocess import with_overrides
 from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 from onnxprobe.render.grid import NEG_POS_COLORS, layer_grid, units_first
@@ -59,15 +60,24 @@ def make_frame(model, raw: np.ndarray, resize: str, seq: int, label: str) -> Fra
     return Frame(seq, x, spec.to_display(x[0]), label)
 
 
-def back_seed_mask(origin, unit: int, shape: tuple[int, ...]) -> np.ndarray:
+def back_seed_mask(origin, unit: int, shape: tuple[int, ...], where: tuple[int, ...] = ()) -> np.ndarray:
     """Where the back pane's seed lies, as a 0/1 mask of the origin layer's activation shape (batch
-    first): the unit's whole channel. The seed is the activation there (the toolbox's seed: the
-    unit's own activation), 0 elsewhere; the self-seeded graph forms it inside the run."""
+    first): the unit's channel, at spatial position `where` when given (the position where it fires
+    most, onnxprobe.position.strongest), else the whole channel. The seed is the activation there
+    (the toolbox's seed: the unit's own activation), 0 elsewhere; the self-seeded graph forms it
+    inside the run (and finds the position itself: its peak_axes)."""
     mask = np.zeros(shape, np.float32)
     index = [slice(None)] * mask.ndim
     index[origin.channel_axis] = min(unit, shape[origin.channel_axis] - 1)
+    for axis, p in zip(origin.spatial_axes if where else (), where):
+        index[axis] = p
     mask[tuple(index)] = 1.0
     return mask
+
+
+def _peak(origin, activation: np.ndarray, unit: int) -> tuple[int, ...]:
+    """Where the origin unit fires most (its spatial position; () for a non-spatial layer)."""
+    return strongest(origin, activation, min(unit, activation.shape[origin.channel_axis] - 1)) if origin.is_spatial else ()
 
 
 class Passes:
@@ -157,12 +167,15 @@ class Passes:
             return self.model.activations(frame.x, names, with_outputs=False), None
         try:
             session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode,
-                                                  extra_outputs=names, self_seeded=True)
+                                                  extra_outputs=names, self_seeded=True,
+                                                  peak_axes=tuple(origin.spatial_axes) if origin.is_spatial else ())
             out = session.run(frame.x, {origin.name: mask}, extra_outputs=names)
         except Exception:  # noqa: BLE001 -- the back worker meets it again and reports it; the grid goes on
             self._no_one_run.add(spec)
             return self.model.activations(frame.x, names, with_outputs=False), None
-        out["seed"] = out[origin.name] * mask
+        where = _peak(origin, out[origin.name], settings.origin[1])
+        out["seed"] = out[origin.name] * back_seed_mask(origin, settings.origin[1], mask.shape, where)
+        out["where"] = where
         return {n: out[n] for n in names}, (self._back_job_key(frame, settings), out)
 
     def back(self, job) -> BackResult:
@@ -181,13 +194,14 @@ class Passes:
             if acts is None or origin.name not in acts:
                 acts = self.model.activations(frame.x, [origin.name], with_outputs=False)
             activation = acts[origin.name]
-            where = back_seed_mask(origin, unit, activation.shape) != 0
+            where = _peak(origin, activation, unit)
+            selected = back_seed_mask(origin, unit, activation.shape, where) != 0
             seed = np.zeros_like(activation)
-            seed[where] = activation[where]
+            seed[selected] = activation[selected]
             wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
             session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode)
             out = session.run(frame.x, {origin.name: seed})
-            out["seed"] = seed
+            out["seed"], out["where"] = seed, where
             self._back_cache = (key, out)
         grad = gradient_hwc(out["grad"][0], self.model.spec.layout)
         values = {"back": render_backmap(grad, settings.back_filter, rgb_order=self.model.spec.channel_order == "RGB")}
@@ -198,6 +212,8 @@ class Passes:
                 diff_tiles, settings.boost_indiv, settings.boost_gamma,
                 min_tile=GRID_MIN_TILE if grid_layer.is_spatial else 12, neg_pos_colors=NEG_POS_COLORS)
         message = None
+        if out["where"]:
+            message = f"back map of {origin.name}:{unit} at {','.join(map(str, out['where']))}, where it fires most"
         if not np.any(out["grad"]):
             message = f"the back map is all zero: {origin.name}:{unit} is not active on this frame"
         return BackResult(frame, settings, grad, values, message)

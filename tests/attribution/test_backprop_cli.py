@@ -72,14 +72,47 @@ def test_npy_gradient_matches_torch(small_net, tmp_path, mode):
     assert relative_error(ours, ref) <= 1e-5
 
 
-def test_default_position_is_the_centre(small_net, tmp_path):
+def test_default_position_is_where_the_unit_fires_most(small_net, tmp_path, capsys):
+    """No --position: the position where the unit is largest on this image (torch's activation
+    decides), and the command says which; --position centre is the old default."""
+    import torch
+
     module, path, relu2, x = small_net
     np.save(tmp_path / "x.npy", x)
+    with torch.no_grad():
+        act = module[:5](torch.from_numpy(x))[0, 2].numpy()
+    y, x0 = np.unravel_index(int(np.argmax(act)), act.shape)
+    assert (y, x0) != (3, 3)  # differs from the centre, so the test can tell them apart
     base = ["backprop", str(path), "--input-npy", str(tmp_path / "x.npy"), "--layer", relu2, "--unit", "2",
             "--out", str(tmp_path / "b.png")]
     assert run_cli([*base, "--npy", str(tmp_path / "a.npy")]) == 0
-    assert run_cli([*base, "--position", "3,3", "--npy", str(tmp_path / "b.npy")]) == 0
+    assert f"position {y},{x0} of '{relu2}': where the unit fires most" in capsys.readouterr().out
+    assert run_cli([*base, "--position", f"{y},{x0}", "--npy", str(tmp_path / "b.npy")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert run_cli([*base, "--position", "centre", "--npy", str(tmp_path / "c.npy")]) == 0
+    assert run_cli([*base, "--position", "3,3", "--npy", str(tmp_path / "d.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), np.load(tmp_path / "d.npy"))
+
+
+def test_an_all_zero_map_is_said(small_net, tmp_path, capsys):
+    """A unit that does not fire anywhere on the image passes no gradient: the command says so
+    (unit 0 of the second ReLU switched off everywhere by a bias of -1e6 on its convolution)."""
+    from onnx import numpy_helper
+
+    _, path, relu2, x = small_net
+    model = onnx.load(str(path))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu" and n.output[0] == relu2)
+    conv = next(n for n in model.graph.node if n.output[0] == relu.input[0])
+    bias = next(t for t in model.graph.initializer if t.name == conv.input[2])
+    values = numpy_helper.to_array(bias).copy()
+    values[0] = -1e6
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+    onnx.save(model, str(tmp_path / "dead.onnx"))
+    np.save(tmp_path / "x.npy", x)
+    argv = ["backprop", str(tmp_path / "dead.onnx"), "--input-npy", str(tmp_path / "x.npy"), "--layer", relu2,
+            "--unit", "0", "--out", str(tmp_path / "b.png")]
+    assert run_cli(argv) == 0
+    assert "the map is all zero" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -117,7 +150,7 @@ BAD = [
     ("--layer relu2 --unit 0 --position 6,0", "position 6,0 is outside layer 'relu2'"),
     ("--layer relu2 --unit 0 --position=-1,0", "position -1,0 is outside"),
     ("--layer relu2 --unit 0 --position 1", "position 1 is outside"),
-    ("--layer relu2 --unit 0 --position a,b", "--position takes Y,X integers"),
+    ("--layer relu2 --unit 0 --position a,b", "--position takes Y,X integers, max, centre or mean"),
     ("--layer relu2 --unit 6", "unit 6 is out of range: layer 'relu2' has 6 units"),
     ("--layer top_float --unit 0", "cannot be differentiated back to the input"),
     ("--layer nope --unit 0", "no layer named 'nope'"),

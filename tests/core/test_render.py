@@ -80,3 +80,41 @@ def test_montage_places_tiles():
     out = montage(tiles, columns=3, pad=2)
     assert out.shape == (16, 16, 3)
     assert out[6, 6, 0] == 80 and out[14, 14, 0] == 160
+
+
+def test_outlier_scale_is_a_percentile_of_the_nonzero_values():
+    from onnxprobe.render.backmaps import outlier_scale
+
+    values = np.zeros((40, 30))
+    values[:10] = np.random.default_rng(3).standard_cauchy((10, 30))  # a receptive field, heavy tails
+    assert outlier_scale(values, 5.0) == pytest.approx(np.percentile(np.abs(values[:10]), 95), rel=1e-12)
+    assert outlier_scale(values, 0.0) == np.abs(values).max()
+    assert outlier_scale(np.zeros((3, 3))) == 0.0
+
+
+def test_one_outlier_no_longer_washes_out_a_backmap():
+    """A single value 40x the rest's spread: scaled by the max, the rest stays within 15 levels of
+    mid-grey; with outliers clipped it spans the range."""
+    grad = np.random.default_rng(2).standard_normal((32, 32, 3)).astype(np.float32)
+    grad[5, 5, 0] = 40.0
+    by_max = render_backmap(grad, "raw", outlier_perc=0.0).astype(int)
+    clipped = render_backmap(grad, "raw").astype(int)
+    rest = np.ones((32, 32), bool)
+    rest[5, 5] = False
+    assert np.abs(by_max[rest] - 127).max() <= 15
+    assert clipped[rest].min() <= 10 and clipped[rest].max() >= 245
+
+
+def test_labelled_grid_upscales_and_captions():
+    from onnxprobe.render.grid import labelled_grid
+
+    tiles = np.random.default_rng(0).random((10, 1, 1)).astype(np.float32)  # a 10-unit vector layer
+    out = labelled_grid(tiles, "logits Nx10", [f"class {i}" for i in range(10)], min_tile=24)
+    plain = labelled_grid(tiles, "logits Nx10", None, min_tile=24)
+    assert out.dtype == np.uint8 and out.ndim == 3
+    assert out.shape[0] >= 22 + 4 * (24 + 14) and out.shape[1] > plain.shape[1]  # wider cells for names
+    # the top-left tile is a uniform 24x24 square (its unit's value), its caption has text under it
+    tile = out[22:22 + 24, 3:3 + 48]
+    assert (tile == tile[0, 0]).all()
+    caption = out[22 + 24:22 + 24 + 14, 3:3 + 48]
+    assert caption.max() > 100 and (out[:22] > 100).any()  # caption and title drawn

@@ -32,11 +32,11 @@ def test_rerun_keeps_finished_units_and_redoes_the_rest_identically(tmp_path, ca
     assert main(["optimize", str(digits_model_path), *ARGS, "--out", str(out)]) == 0
     folder = out / "conv2"
     first = _contents(folder)
-    assert len(first) == 4 * 4  # per unit: 2 restarts, a montage, a record
+    assert len(first) == 4 * 6  # per unit: 2 restarts (PNG + the raw input .npy), a montage, a record
     stamps = {name: path.stat().st_mtime_ns for name, path in _files(folder).items()}
     # a run killed while writing unit 2 (its record missing) and before unit 3's images
     (folder / "unit0002.json").unlink()
-    for name in ("unit0003_restart00.png", "unit0003_restart01.png", "unit0003_montage.png"):
+    for name in ("unit0003_restart00.png", "unit0003_restart01.npy", "unit0003_montage.png"):
         (folder / name).unlink()
     capsys.readouterr()
     assert main(["optimize", str(digits_model_path), *ARGS, "--out", str(out)]) == 0
@@ -47,6 +47,33 @@ def test_rerun_keeps_finished_units_and_redoes_the_rest_identically(tmp_path, ca
         if name.startswith(("unit0000", "unit0001")):
             assert path.stat().st_mtime_ns == stamps[name], name  # not redone
     assert not [p for p in out.rglob(".onnxprobe-tmp-*")]
+
+
+def test_the_record_says_which_file_is_which(tmp_path, digits_model_path):
+    """A seed preset's PNG is contrast-stretched, its .npy the optimized input (the PNG's source)."""
+    import numpy as np
+
+    from onnxprobe.model import ProbeModel
+    from onnxprobe.optimize.priors import PixelSpace
+
+    out = tmp_path / "out"
+    assert main(["optimize", str(digits_model_path), *ARGS, "--preset", "set3", "--out", str(out)]) == 0
+    record = json.loads((out / "conv2" / "unit0001.json").read_text())
+    assert record["display"] == "stretched" and "contrast-stretched" in record["files"]["png"]
+    assert "optimized model input" in record["files"]["npy"]
+    model = ProbeModel.load(digits_model_path, device="cpu")
+    x = np.load(out / "conv2" / "unit0001_restart00.npy")
+    assert x.shape == tuple(model.spec.input_shape()[1:])
+    space = PixelSpace.from_spec(model.spec)
+    q = space.gradient_to_q(x[None]) / space.slope ** 2  # x = slope * q, so q = x / slope
+    png = cv2_read(out / "conv2" / "unit0001_restart00.png")
+    np.testing.assert_array_equal(png, space.to_display_stretched(q[0]))
+
+
+def cv2_read(path):
+    import cv2
+
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1]
 
 
 def test_other_settings_do_not_resume(tmp_path, capsys, digits_model_path):

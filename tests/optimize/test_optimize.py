@@ -151,8 +151,9 @@ def test_command_writes_images_montage_and_record(tiny_path, tmp_path):
                  "--steps", "6", "--out", str(out), "--quiet"])
     assert code == 0
     record = json.loads((out / "conv2" / "unit0001.json").read_text())
-    assert record["steps"] == 6 and record["preset"] == "set3" and len(record["best_activation"]) == 2
-    assert record["hyperparameters"]["lr"] == 100.0
+    # the default preset is lucid (issue 14: it measures best), Adam step 0.05
+    assert record["steps"] == 6 and record["preset"] == "lucid" and len(record["best_activation"]) == 2
+    assert record["hyperparameters"]["lr"] == 0.05
     for name in ("unit0000_restart00.png", "unit0000_restart01.png", "unit0000_montage.png", "unit0001_restart01.png"):
         assert (out / "conv2" / name).stat().st_size > 0
 

@@ -2,8 +2,13 @@
 digits model (tests/fixtures/digits-alt, other seed and architecture), judged in display space.
 
 Floors come from `python tools/recognizability.py --steps 100 --restarts 3 --seed S` for S = 0, 1, 2
-(table in models/README.md): at 100 steps lucid recognized 10 of 10 in all 9 restarts, set4 7 to 10
-(min 7), set3 1 to 3 with a judge that answers `8` or `2` for nearly every image, i.e. chance."""
+(9 restarts per preset), with the paper's presets' step made scale-free (issue 14): lucid 10 in
+9 of 9, set1 8-10, set4 7-10, set3 7-9, set2 4-5 (its decay 0.3 per step holds the image near the
+mean; the judge then says `8` for most). Before the calibration set3 got 1-3, chance for a judge
+that answers `8` or `2` for nearly everything. Each floor is the measured minimum less 2: between
+restarts of one seed the count already moves by up to 3 (set4: 7, 8, 8 / 10, 9, 10), so a floor at
+the minimum would fail on another machine's float rounding; chance is about 1, so every floor
+stays far above it."""
 
 from __future__ import annotations
 
@@ -28,12 +33,10 @@ def _recognized_per_restart(models, preset: str, param: str | None) -> np.ndarra
 
 @pytest.mark.parametrize("preset, param, floor", [
     ("lucid", "fft", 8),  # measured 10 in 9 of 9 restarts
-    ("set4", "pixel", 6),  # measured 7-10
-    # The default preset's constant lr 100 gains lr * ||g||^2 = 100 * 0.014^2 = 0.02 logit per step
-    # on this 28x28 model, so the images stay near the start (best logits 0-1 after 300 steps) and
-    # the judge is at chance. Strict: when set3 gets a scale that fits the model this starts
-    # passing and must become a plain floor.
-    pytest.param("set3", "pixel", 6, marks=pytest.mark.xfail(strict=True, reason="set3's lr 100 is too small for the digits model")),
+    ("set1", "pixel", 6),  # measured 8-10
+    ("set2", "pixel", 2),  # measured 4-5
+    ("set3", "pixel", 5),  # measured 7-9 (1-3 before the scale-free step)
+    ("set4", "pixel", 5),  # measured 7-10
 ])
 def test_class_visualizations_are_recognized(models, preset, param, floor):
     counts = _recognized_per_restart(models, preset, param)

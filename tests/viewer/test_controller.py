@@ -85,7 +85,8 @@ def test_grid_follows_the_frames(tmp_path, options):
 
 
 def torch_back_map(model_path, x, mode, unit):
-    """d/dx of sum(seed * relu2) with seed = relu2's channel `unit` (others zero), in PyTorch."""
+    """d/dx of sum(seed * relu2) with seed = relu2's channel `unit` at the position where it is
+    largest (others zero; the back pane's default, issue 14), in PyTorch."""
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
     weights = {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy()) for t in onnx.load(str(model_path)).graph.initializer}
@@ -97,7 +98,8 @@ def torch_back_map(model_path, x, mode, unit):
     h = F.max_pool2d(h, 2)
     out = relu(F.conv2d(h, weights["w2"]))
     seed = torch.zeros_like(out)
-    seed[:, unit] = out[:, unit].detach()
+    y, x0 = np.unravel_index(int(torch.argmax(out[0, unit])), tuple(out.shape[2:]))
+    seed[:, unit, y, x0] = out[:, unit, y, x0].detach()
     (seed * out).sum().backward()
     return xt.grad.numpy()[0].transpose(1, 2, 0)
 
@@ -120,15 +122,25 @@ def test_back_map_matches_pytorch(tiny, still, mode, key_presses):
         viewer.stop()
 
 
+def _scale(v):
+    """The display scale with outliers clipped: the 95th percentile of the non-zero |values| (issue 14)."""
+    a = np.abs(v)
+    return np.percentile(a[a > 0], 95)
+
+
 def _signed(v):
-    return 0.5 + 0.5 * v / np.abs(v).max()
+    return np.clip(0.5 + 0.5 * v / _scale(v), 0, 1)
+
+
+def _unsigned(n):
+    return np.clip(n / _scale(n), 0, 1)
 
 
 FILTER_REFERENCES = {  # back filter -> HxWx3 display in 0..1 from the HxWxC gradient (toolbox definitions)
     "raw": lambda g: _signed(g),
     "gray": lambda g: np.repeat(_signed(g.mean(axis=2))[:, :, None], 3, axis=2),
-    "norm": lambda g: np.repeat((np.sqrt((g ** 2).sum(axis=2)) / np.sqrt((g ** 2).sum(axis=2)).max())[:, :, None], 3, axis=2),
-    "normblur": lambda g: np.repeat((lambda n: n / n.max())(ndimage.gaussian_filter(np.sqrt((g ** 2).sum(axis=2)), 4.0, mode="mirror"))[:, :, None], 3, axis=2),
+    "norm": lambda g: np.repeat(_unsigned(np.sqrt((g ** 2).sum(axis=2)))[:, :, None], 3, axis=2),
+    "normblur": lambda g: np.repeat(_unsigned(ndimage.gaussian_filter(np.sqrt((g ** 2).sum(axis=2)), 4.0, mode="mirror"))[:, :, None], 3, axis=2),
 }
 
 
@@ -265,7 +277,8 @@ def test_save_panes(tiny, still, tmp_path):
 def test_back_pane_costs_one_run(tiny, still, mode, key_presses, monkeypatch):
     """With the back pane on, the grid's activations and the back map come from ONE run of the
     gradient graph (self-seeded), not a forward for the grid plus another for the seed plus the
-    gradient graph; the map equals the two-step one (the seed read from a forward) bit for bit."""
+    gradient graph; the map equals the two-step one (the seed read from a forward: the unit's
+    activation where it fires most) bit for bit."""
     viewer = start_viewer(tiny, still)
     try:
         poll_until(viewer, lambda: viewer.last_forward is not None)
@@ -279,8 +292,12 @@ def test_back_pane_costs_one_run(tiny, still, mode, key_presses, monkeypatch):
         assert calls == []  # no separate forward pass, neither for the grid nor for the seed
         x = viewer.last_forward.frame.x
         act = real(x, ["relu2"], with_outputs=False)["relu2"]
+        from onnxprobe.position import strongest
+
+        y, x_ = strongest(viewer.model.layer("relu2"), act, 2)
         seed = np.zeros_like(act)
-        seed[:, 2] = act[:, 2]
+        seed[0, 2, y, x_] = act[0, 2, y, x_]
+        assert seed.any()  # the unit is live there: the comparison is not between two zero maps
         two_step = viewer.model.gradient_session(["relu2"], mode=mode).run(x, {"relu2": seed})["grad"]
         np.testing.assert_array_equal(viewer.last_back.grad, two_step[0].transpose(1, 2, 0))
         np.testing.assert_array_equal(viewer.last_forward.activation, act[0])

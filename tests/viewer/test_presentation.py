@@ -138,6 +138,8 @@ def test_back_seed_mask_covers_the_units_channel_on_any_axis():
     assert mask[..., 2].min() == 1 and mask[..., :2].max() == 0 and mask.sum() == 20
     clamped = back_seed_mask(SimpleNamespace(channel_axis=1), 9, (1, 3))  # past the last unit: the last one
     assert clamped.tolist() == [[0.0, 0.0, 1.0]]
+    at = back_seed_mask(SimpleNamespace(channel_axis=3, spatial_axes=(1, 2)), 2, (1, 4, 5, 3), where=(3, 1))
+    assert at.sum() == 1 and at[0, 3, 1, 2] == 1  # only where the unit fires most
 
 
 def test_the_controller_leaves_the_shared_model_alone(tmp_path):
