@@ -556,7 +556,10 @@ class ReplayDecisions(torch.overrides.TorchFunctionMode):
             return own
         g = torch.from_numpy(np.ascontiguousarray(given))
         theirs = [t(g) for t in tests]
-        self.changed[op] += int(sum(int((a != b).sum()) for a, b in zip(own, theirs)))
+        differs = torch.zeros_like(own[0])
+        for a, b in zip(own, theirs):
+            differs |= a != b
+        self.changed[op] += int(differs.sum())
         return theirs
 
     def _relu(self, x, inplace=False):
@@ -590,12 +593,10 @@ class ReplayDecisions(torch.overrides.TorchFunctionMode):
         return x * (x + 3) / 6 * mid.to(x.dtype) + x * high.to(x.dtype)
 
     def _hardsigmoid(self, x, inplace=False):
-        # onnxprobe's rule tests z = x * (1/6) + 0.5 in float32 against (0, 1)
-        alpha, beta = np.float32(1 / 6), np.float32(0.5)
-        mid, high = self._branches(
-            "HardSigmoid", x, self._given("HardSigmoid", x),
-            [lambda v: ((v.float() * float(alpha) + float(beta)) > 0) & ((v.float() * float(alpha) + float(beta)) < 1),
-             lambda v: (v.float() * float(alpha) + float(beta)) >= 1])
+        # onnxprobe's rule tests z = x * alpha + beta (float32 for the given values) against (0, 1)
+        alpha, beta = float(np.float32(1 / 6)), 0.5
+        mid, high = self._branches("HardSigmoid", x, self._given("HardSigmoid", x),
+                                   [lambda v: ((v * alpha + beta) > 0) & ((v * alpha + beta) < 1), lambda v: (v * alpha + beta) >= 1])
         return (x / 6 + 0.5) * mid.to(x.dtype) + high.to(x.dtype)
 
     def _maxpool(self, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
