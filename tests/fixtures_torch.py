@@ -490,6 +490,21 @@ class ReplayDecisions(torch.overrides.TorchFunctionMode):
         self.check = check
         self.calls = {op: 0 for op in DECISION_OPS}
         self.changed = {op: 0 for op in DECISION_OPS}
+        self.active = True
+
+    @contextlib.contextmanager
+    def only_inside(self, module: nn.Module):
+        """Replay only the calls made inside ``module``'s forward passes (a caller such as Captum
+        makes decision-like calls of its own, e.g. the ReLU on a Grad-CAM map)."""
+        self.active = False
+        pre = module.register_forward_pre_hook(lambda m, i: setattr(self, "active", True))
+        post = module.register_forward_hook(lambda m, i, o: setattr(self, "active", False))
+        try:
+            yield self
+        finally:
+            pre.remove()
+            post.remove()
+            self.active = True
 
     # the statistics the old ReLU/MaxPool-only replay reported
     @property
@@ -514,6 +529,8 @@ class ReplayDecisions(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if not self.active:
+            return func(*args, **kwargs)
         if func is torch.nn.functional.relu6:
             return self._clip(args[0], 0.0, 6.0)
         op = _torch_funcs().get(func)
@@ -744,3 +761,54 @@ class GradientReference:
     def compare(self, what: str, ours: np.ndarray, decisions: dict | None) -> Comparison:
         _, g64, g32, replay = self.get(decisions)
         return judge(what, ours, g64, g32, replay)
+
+
+# ---- decisions of onnxprobe's own runs (attribution methods) --------------------------------------
+
+@contextlib.contextmanager
+def capture_decisions(model):
+    """Inside the block, every gradient run of the ProbeModel ``model`` also returns the tensors
+    that carry its decisions (`decision_tensors`); yields the list of runs, each {tensor: value}.
+    The model's session cache is swapped for an empty one for the block, so that every gradient
+    graph is built with those extra outputs (a cached session would lack them)."""
+    import onnxprobe.autodiff as autodiff
+    from onnxprobe.model import GradientSession
+    from onnxprobe.runtime.session import SessionCache
+
+    names = list(dict.fromkeys(name for _, name in decision_tensors(model.proto)))
+    runs: list[dict[str, np.ndarray]] = []
+    build, run = autodiff.build_gradient_model, GradientSession.run
+
+    def build_exposed(*args, **kwargs):
+        kwargs["extra_outputs"] = list(dict.fromkeys([*kwargs.get("extra_outputs", ()), *names]))
+        return build(*args, **kwargs)
+
+    def run_exposed(self, x, seeds, extra_outputs=()):
+        extra = [n for n in dict.fromkeys([*extra_outputs, *names]) if n not in self.targets]
+        out = run(self, x, seeds, extra)
+        runs.append({n: out[n] for n in names if n in out})
+        runs[-1].update({n: out[n] for n in names if n in self.targets})
+        return out
+
+    sessions = model._sessions  # noqa: SLF001 -- test-only: fresh sessions for the block
+    model._sessions = SessionCache(capacity=8)
+    autodiff.build_gradient_model, GradientSession.run = build_exposed, run_exposed
+    try:
+        yield runs
+    finally:
+        autodiff.build_gradient_model, GradientSession.run = build, run
+        model._sessions = sessions
+
+
+def merge_runs(model: onnx.ModelProto, runs: list[dict[str, np.ndarray]], *, along_batch: bool) -> dict[str, list[np.ndarray]]:
+    """Decisions for a reference that makes one forward pass per run (``along_batch=False``: the
+    lists are concatenated, run after run) or one forward pass over all runs' rows at once
+    (``along_batch=True``: chunks of one batch, e.g. integrated-gradient path points)."""
+    if along_batch:
+        merged = {n: np.concatenate([r[n] for r in runs], axis=0) for n in runs[0]}
+        return collect_decisions(model, merged)
+    out: dict[str, list[np.ndarray]] = {op: [] for op in DECISION_OPS}
+    for r in runs:
+        for op, values in collect_decisions(model, r).items():
+            out[op] += values
+    return out
