@@ -193,7 +193,7 @@ def logit_seed(n_classes: int) -> np.ndarray:
 def check_logit_gradient(module: nn.Module, x: torch.Tensor, path, error_table, output_name: str = "logits") -> list[Comparison]:
     model = onnx.load(str(path))
     with torch.no_grad():
-        n_classes = module(x[:x.shape[0]]).shape[-1]
+        n_classes = module(x[:1]).shape[-1]
     seed = logit_seed(n_classes)[:x.shape[0]]
     reference = GradientReference(module, x, torch.from_numpy(seed))
     return compare_in_all_configs("input gradient", model, x, {output_name: seed}, reference, error_table,
