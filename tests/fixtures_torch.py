@@ -405,13 +405,41 @@ def _max_pool_indices(node: onnx.NodeProto, x: np.ndarray) -> np.ndarray:
     return sess.run(["i"], {"x": np.ascontiguousarray(x, np.float32)})[0]
 
 
-def collect_decisions(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+class Decisions(dict):
+    """Op type -> decision tensors (graph order); ``kinks[op][i]``: where node i's branches change
+    (its input values), so that two runs can be told apart by branch, not by value."""
+
+    kinks: dict
+
+
+def _kinks(model: onnx.ModelProto, node: onnx.NodeProto) -> list[float]:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Clip":
+        consts = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        for n in model.graph.node:
+            if n.op_type == "Constant":
+                for a in n.attribute:
+                    if a.name == "value":
+                        consts[n.output[0]] = onnx.numpy_helper.to_array(a.t)
+        bounds = [float(consts[i]) for i in node.input[1:3] if i and i in consts]
+        return bounds + [float(attrs[k]) for k in ("min", "max") if k in attrs]
+    if node.op_type == "HardSwish":
+        return [-3.0, 3.0]
+    if node.op_type == "HardSigmoid":
+        alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+        return [-beta / alpha, (1 - beta) / alpha]
+    return [0.0]  # Relu (its output), LeakyRelu, PRelu; unused for MaxPool (indices)
+
+
+def collect_decisions(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> Decisions:
     """Op type -> the float32 decision tensors of its nodes in graph order, from `values` (a run
     with the `decision_tensors` as extra outputs); MaxPool entries are switch indices."""
-    out: dict[str, list[np.ndarray]] = {op: [] for op in DECISION_OPS}
+    out = Decisions({op: [] for op in DECISION_OPS})
+    out.kinks = {op: [] for op in DECISION_OPS}
     for node, name in decision_tensors(model):
         v = values[name]
         out[node.op_type].append(_max_pool_indices(node, v) if node.op_type == "MaxPool" else v)
+        out.kinks[node.op_type].append(_kinks(model, node))
     return out
 
 
@@ -720,18 +748,20 @@ def judge(what: str, ours: np.ndarray, ref64: np.ndarray, ref32: np.ndarray, rep
 
 
 def same_decisions(a: dict | None, b: dict | None) -> bool:
-    """True when two decision sets take every branch the same way (so one reference serves both)."""
+    """True when two decision sets take every branch the same way (so one reference serves both):
+    equal switches, and every value on the same side of each of its node's kinks."""
     if a is None or b is None:
         return a is b
-    tests = {"Relu": lambda v: v > 0, "MaxPool": lambda v: v}
+    kinks = getattr(a, "kinks", None)
     for op in DECISION_OPS:
-        for u, v in zip(a.get(op, []), b.get(op, [])):
-            t = tests.get(op)
-            if t is not None:
-                if not np.array_equal(t(u), t(v)):
+        for i, (u, v) in enumerate(zip(a.get(op, []), b.get(op, []))):
+            if op == "MaxPool" or kinks is None:
+                if not np.array_equal(u, v):
                     return False
-            elif not np.array_equal(u, v):  # inputs of the other ops: exact equality, to be safe
-                return False
+                continue
+            for k in kinks[op][i]:
+                if not (np.array_equal(u > k, v > k) and np.array_equal(u < k, v < k)):
+                    return False
     return True
 
 
