@@ -534,23 +534,6 @@ class ReplayDecisions(torch.overrides.TorchFunctionMode):
             post.remove()
             self.active = True
 
-    # the statistics the old ReLU/MaxPool-only replay reported
-    @property
-    def masks_changed(self) -> int:
-        return sum(v for op, v in self.changed.items() if op != "MaxPool")
-
-    @property
-    def switches_changed(self) -> int:
-        return self.changed["MaxPool"]
-
-    @property
-    def relu_calls(self) -> int:
-        return self.calls["Relu"]
-
-    @property
-    def pool_calls(self) -> int:
-        return self.calls["MaxPool"]
-
     @property
     def ties(self) -> int:
         return sum(self.changed.values())
