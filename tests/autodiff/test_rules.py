@@ -132,6 +132,9 @@ case("GlobalMaxPool", [X(PL, "distinct")])
 
 # ---- normalisation -----------------------------------------------------------------------------------
 case("BatchNormalization", [X(IMG), W((3,)), W((3,)), W((3,)), W((3,), "pos")], {"epsilon": 1e-3})
+# BatchNorm1d on flattened tokens (N*L, C) and on (N, C, L), as conv/attention hybrids use it
+case("BatchNormalization", [X((6, 3)), W((3,)), W((3,)), W((3,)), W((3,), "pos")], id="BatchNormalization-rank2")
+case("BatchNormalization", [X(SMALL), W((3,)), W((3,)), W((3,)), W((3,), "pos")], id="BatchNormalization-rank3")
 case("InstanceNormalization", [X(IMG), W((3,)), W((3,))])
 case("LayerNormalization", [X((2, 5, 6)), W((6,)), W((6,))], id="LayerNorm-last")
 case("LayerNormalization", [X((2, 5, 6)), W((5, 6)), W((5, 6))], {"axis": 1}, id="LayerNorm-axis1")

@@ -24,17 +24,14 @@ pytest.importorskip("onnxruntime")
 
 from torch import nn  # noqa: E402
 
-from onnxprobe.autodiff import grad_name  # noqa: E402
-from tests.fixtures_torch import export_module, reference_gradient, relative_error, seeded  # noqa: E402
+from tests.fixtures_torch import GradientReference, export_module, reference_gradient, relative_error, seeded  # noqa: E402
 from tests.networks.test_torchvision_gradients import (  # noqa: E402
     ARCHS,
     BATCH,
-    TOLERANCE,
     Arch,
     build,
-    input_name,
+    compare_in_all_configs,
     logit_seed,
-    ours,
 )
 
 pytestmark = pytest.mark.networks
@@ -56,15 +53,8 @@ def test_mode_matches_pytorch_with_overridden_relu(network, mode, error_table):
     arch, module, x, model = network
     with torch.no_grad():
         seed = logit_seed(module(x[:1]).shape[-1])
-    out = ours(model, x.numpy(), {"logits": seed}, mode=mode)
-    _, ref_g, replay = reference_gradient(module, x, torch.from_numpy(seed), model=model, mode=mode)
-    err = relative_error(out[grad_name(input_name(model))], ref_g)
-    error_table(f"{mode} map", err, TOLERANCE)
-    assert np.abs(ref_g).max() > 0
-    assert err <= TOLERANCE, (
-        f"{arch.name} {mode}: relative error {err:.2e} > {TOLERANCE:.0e} "
-        f"({replay.relu_calls} ReLUs, {replay.pool_calls} max pools replayed)"
-    )
+    reference = GradientReference(module, x, torch.from_numpy(seed), mode=mode)
+    compare_in_all_configs(f"{mode} map", model, x, {"logits": seed}, reference, error_table, mode=mode)
 
 
 def test_modes_differ_from_gradient():
@@ -104,8 +94,5 @@ def test_max_pool_ties_in_all_modes(mode, error_table):
     path = export_module(module, x, name="modes-tiny-ties")
     model = onnx.load(str(path))
     seed = logit_seed(10)
-    out = ours(model, x.numpy(), {"logits": seed}, mode=mode)
-    _, ref_g, _ = reference_gradient(module, x, torch.from_numpy(seed), model=model, mode=mode)
-    err = relative_error(out[grad_name(input_name(model))], ref_g)
-    error_table(f"{mode} (ties)", err, TOLERANCE)
-    assert err <= TOLERANCE
+    reference = GradientReference(module, x, torch.from_numpy(seed), mode=mode)
+    compare_in_all_configs(f"{mode} (ties)", model, x, {"logits": seed}, reference, error_table, mode=mode)
