@@ -24,8 +24,10 @@ Measured on the shared 2-core machine (load average 9-17, so subsets; 2026-11-30
 - digits (tools/recognizability.py, each preset's own steps, 3 restarts, seeds 0 and 1): set1 9-10,
   set2 4-5, set3 9, set4 8-10, lucid 10 of 10 (before the scale-free step: set1 2-4, set2 0-1, set3 1).
 - imagenet, SqueezeNet judge, after the judge was fed BGR as its preprocessing expects (it had
-  been given RGB display images): lucid-fast on 50 classes: top-1 28 %, top-5 48 %, median rank of
-  the class 6 of 1000 (6.1 s per unit, batch 8, on a loaded machine). Before that fix, with the
+  been given RGB display images), 50 classes, batch 8: lucid (512 steps) top-1 42 %, top-5 54 %,
+  median rank 5, 12.8 s per unit (quiet machine); lucid-fast (128 steps) top-1 28 %, top-5 48 %,
+  median rank 6, 6.1 s per unit (loaded machine); set3 (1000 steps) top-1 4 %, top-5 12 %, median
+  rank 72, 22.3 s per unit. So on 50 classes lucid-fast does NOT match lucid's judged quality. Before that fix, with the
   channels swapped: lucid-fast on 12 classes: top-1 17 %, top-5 17 %, median rank 26; on 4 classes (goldfish, flamingo, monarch, fire engine), top-1 / top-5 / ranks:
   lucid 0/4, 1/4, [53, 104, 2, 31]; lucid-fast 0/4, 0/4, [42, 19, 44, 101]; set3 0/4, 1/4,
   [3, 201, 575, 822]; set1 0/4, 1/4, [3, 609, 707, 627]; set4 0/4, 0/4, [17, 269, 434, 414];
