@@ -195,7 +195,9 @@ def _cpu_timed(fns: dict, warmup: int, reps: int, sync=lambda: None) -> tuple[di
 
 
 def worker_ort(args) -> dict:
-    """floor and ours in one process, alternating; ours' peak RSS is read before floor exists."""
+    """floor and ours (and before) in one process, alternating; ours' peak RSS is read before
+    floor exists."""
+    import numpy as np
     import onnx
 
     sys.path.insert(0, str(ROOT))
@@ -207,18 +209,34 @@ def worker_ort(args) -> dict:
     t0 = time.perf_counter()
     grad = build_gradient_model(model, targets=["logits"], mode="gradient")
     t_build = time.perf_counter() - t0
+    if args.save_graph:
+        from onnxprobe.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(args.save_graph, grad.SerializeToString())
     ours = _ort_session(grad.SerializeToString(), args)
     del grad
-    run_ours = _ort_runner(ours, {"input": x, seed_name("logits"): _seed(args.batch)}, args)
+    feeds = {"input": x, seed_name("logits"): _seed(args.batch)}
+    run_ours = _ort_runner(ours, feeds, args)
     for _ in range(args.warmup):
         run_ours()
     peak_ours, gpu_ours = _peak_rss_mib(), _gpu_used_mib()
+    runs = {}
+    diff = None
+    if args.before:
+        before = _ort_session(args.before.read_bytes(), args)
+        names = [o.name for o in ours.get_outputs()]
+        if sorted(names) != sorted(o.name for o in before.get_outputs()):
+            raise SystemExit(f"--before {args.before}: its outputs differ from this tree's gradient graph")
+        a = dict(zip(names, ours.run(None, feeds)))
+        b = dict(zip(names, before.run(names, feeds)))
+        diff = {k: float(np.abs(a[k] - b[k]).max() / max(float(np.abs(b[k]).max()), 1e-30)) for k in names}
+        runs["before"] = _ort_runner(before, feeds, args)
     floor = _ort_session(model.SerializeToString(), args)
     del model
     run_floor = _ort_runner(floor, {"input": x}, args)
-    wall, cpu = _cpu_timed({"floor": run_floor, "ours": run_ours}, args.warmup, args.reps)
+    wall, cpu = _cpu_timed({"floor": run_floor, "ours": run_ours, **runs}, args.warmup, args.reps)
     return {"times": wall, "cpu": cpu, "base_rss": base, "peak_rss_ours": peak_ours, "peak_rss": _peak_rss_mib(),
-            "gpu_mib": gpu_ours, "build_s": t_build, "providers": ours.get_providers()}
+            "gpu_mib": gpu_ours, "build_s": t_build, "providers": ours.get_providers(), "before_diff": diff}
 
 
 def worker_torch(args) -> dict:
@@ -256,6 +274,9 @@ def _run_worker(which: str, args, model: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--model", str(model),
            "--device", args.device, "--threads", str(args.threads), "--batch", str(args.batch),
            "--size", str(args.size), "--reps", str(args.reps), "--warmup", str(args.warmup)]
+    if which == "ort":
+        cmd += ["--save-graph", str(args.save_graph)] if args.save_graph else []
+        cmd += ["--before", str(args.before)] if args.before else []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -271,6 +292,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--save-graph", type=Path, help="write this tree's gradient graph here (the 'before' of a later run)")
+    ap.add_argument("--before", type=Path, help="a gradient graph saved by --save-graph: run it interleaved as 'before'")
     ap.add_argument("--worker", choices=["ort", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -287,13 +310,22 @@ def main(argv=None) -> int:
         if "CUDAExecutionProvider" not in ort.get_available_providers() or not torch.cuda.is_available():
             print("--device cuda needs onnxruntime's CUDAExecutionProvider and torch.cuda", file=sys.stderr)
             return 2
+    if args.before is not None:
+        import onnx
+
+        try:
+            onnx.load(str(args.before), load_external_data=False)
+        except Exception as e:  # any unreadable file: one line, no traceback
+            print(f"--before {args.before}: not an ONNX model ({type(e).__name__})", file=sys.stderr)
+            return 2
     model = export_model(args)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > (os.cpu_count() or 1) - 0.5:
         print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs; timings (PyTorch's OpenMP threads "
               "especially) suffer badly from other work on the machine", flush=True)
     print(f"ResNet-18 random init, batch {args.batch}, {args.size}x{args.size}, device {args.device}, "
-          f"{args.threads} thread(s), median of {args.reps} after {args.warmup} warm-up runs", flush=True)
+          f"{args.threads} thread(s), median of {args.reps} after {args.warmup} warm-up runs; "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs", flush=True)
     torch_runs = [_run_worker("torch", args, model)]
     ort_res = _run_worker("ort", args, model)
     torch_runs.append(_run_worker("torch", args, model))
@@ -323,9 +355,19 @@ def main(argv=None) -> int:
     print(f"gradient step / ORT forward = {head:.2f} (best runs, interleaved; goal <= 2.2: "
           f"{'met' if head <= 2.2 else 'NOT met'});  median {med['ours'] / med['floor']:.2f};  "
           f"CPU time {cpu['ours'] / cpu['floor']:.2f}   [machine-independent]")
+    if "before" in times:
+        print(f"{'before (' + args.before.name + ')':<26} best {1000 * best['before']:8.1f} ms  median "
+              f"{1000 * med['before']:8.1f} ms  (same process as ours)")
+        hb = best["before"] / best["floor"]
+        print(f"before: gradient step / ORT forward = {hb:.2f} (best);  median {med['before'] / med['floor']:.2f};  "
+              f"CPU time {cpu['before'] / cpu['floor']:.2f}")
+        print(f"after / before = {best['ours'] / best['before']:.3f} (best);  median {med['ours'] / med['before']:.3f};  "
+              f"CPU time {cpu['ours'] / cpu['before']:.3f};  gradients differ by at most "
+              + ", ".join(f"{v:.1e}" for v in ort_res["before_diff"].values()) + " (relative to the largest)")
     ratio = best["ours"] / best["torch"]
     print(f"gradient step / PyTorch eager = {ratio:.3f} (best runs; goal <= 0.65: {'met' if ratio <= 0.65 else 'NOT met'});"
           f"  median {med['ours'] / med['torch']:.3f}   [depends on the machine]")
+    print(f"load average at the end {os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0:.1f}")
     return 0
 
 

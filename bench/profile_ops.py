@@ -5,12 +5,17 @@ step and the all-layers exposed forward of one model, side by side.
     python bench/profile_ops.py                        # ResNet-18 (bench_gradient's), batch 8, 224 px
     python bench/profile_ops.py --batch 1 --runs 10 --top 25
     python bench/profile_ops.py --save-optimized DIR   # ORT's optimized graphs, to check fusions
+    python bench/profile_ops.py --nodes 40 --threads 1 # also the 40 costliest nodes of the gradient
 
 The three cases run one after another (a profiler per session), so under load compare the SHARES
 within a column (a busy machine stretches every kernel of a run alike), not columns against each
 other; "exposed" exposes every node output. bench_gradient / bench_expose give the interleaved
 ratios.
 Kernel times are summed over --runs runs after one warm-up run, then divided by --runs.
+--nodes lists single nodes of the gradient graph with their output shapes: a backward node next to
+its forward twin (a stride-1 adjoint Conv vs the forward Conv of the same shape, ORT's Reorder
+nodes around a mask) shows what costs more than its share. With --threads 1 the kernel times are
+CPU work, which a loaded machine disturbs least.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def profile(model_bytes: bytes, feeds: dict, runs: int, threads: int, optimized: Path | None = None) -> dict:
-    """{op_type: (ms per run, node count)} from ORT's profiler, plus '_wall' (ms per run)."""
+def profile(model_bytes: bytes, feeds: dict, runs: int, threads: int, optimized: Path | None = None,
+            per_node: dict | None = None) -> dict:
+    """{op_type: (ms per run, node count)} from ORT's profiler, plus '_wall' (ms per run).
+    per_node, when given, is filled with {node name: (ms per run, op type, output shapes)}."""
     import time
 
     import onnxruntime as ort
@@ -59,6 +66,11 @@ def profile(model_bytes: bytes, feeds: dict, runs: int, threads: int, optimized:
         op = ev.get("args", {}).get("op_name", "?")
         totals[op] += ev["dur"] / 1000.0
         nodes[op].add(ev["name"])
+        if per_node is not None:
+            name = ev["name"][: -len("_kernel_time")]
+            shapes = [list(d.values())[0] for d in ev.get("args", {}).get("output_type_shape", [])]
+            ms, _, _ = per_node.get(name, (0.0, op, shapes))
+            per_node[name] = (ms + ev["dur"] / 1000.0 / (runs + 1), op, shapes)
     # the warm-up run is in the trace too: runs + 1 runs in all
     out = {op: (ms / (runs + 1), len(nodes[op])) for op, ms in totals.items()}
     out["_wall"] = (wall * 1000.0, 0)
@@ -74,6 +86,7 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--mode", default="gradient")
     ap.add_argument("--save-optimized", type=Path, help="write ORT's optimized graphs (forward, gradient) here")
+    ap.add_argument("--nodes", type=int, default=0, help="also list this many costliest nodes of the gradient graph")
     args = ap.parse_args()
 
     import onnx
@@ -94,12 +107,14 @@ def main() -> int:
         "exposed": (exposed, {"input": x}),
     }
     res = {}
+    per_node: dict = {}
     for label, (m, feeds) in cases.items():
         opt = None
         if args.save_optimized:
             args.save_optimized.mkdir(parents=True, exist_ok=True)
             opt = args.save_optimized / f"{label}.onnx"
-        res[label] = profile(m.SerializeToString(), feeds, args.runs, args.threads, opt)
+        res[label] = profile(m.SerializeToString(), feeds, args.runs, args.threads, opt,
+                             per_node if label == "gradient" and args.nodes else None)
     kern = {k: sum(v[0] for op, v in r.items() if op != "_wall") for k, r in res.items()}
     ops = sorted({op for r in res.values() for op in r if op != "_wall"},
                  key=lambda op: -max(r.get(op, (0, 0))[0] for r in res.values()))
@@ -114,6 +129,11 @@ def main() -> int:
     print(f"{'wall':<28}" + "".join(f"{r['_wall'][0]:15.1f}       " for r in res.values()))
     print(f"kernel-sum ratios: gradient / forward = {kern['gradient'] / kern['forward']:.2f}, "
           f"exposed / forward = {kern['exposed'] / kern['forward']:.2f}")
+    if args.nodes:
+        print(f"\nthe {args.nodes} costliest nodes of the gradient graph (ms per run; onnxprobe.bw/ = backward, "
+              "Reorder* = ORT's layout changes, others = the forward half)")
+        for name, (ms, op, shapes) in sorted(per_node.items(), key=lambda kv: -kv[1][0])[: args.nodes]:
+            print(f"{ms:8.2f}  {op:<16} {name[:60]:<60} -> {' '.join('x'.join(map(str, s)) for s in shapes)}")
     return 0
 
 
