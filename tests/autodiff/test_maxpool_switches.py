@@ -5,7 +5,7 @@ forward's argmax, first maximum in scan order) with G scatter-added there in num
 tie-heavy on purpose (few distinct values, all-equal and all-zero windows), so a rule that picks
 another maximum of a window, or gives a window's gradient to two of them, moves whole values of G.
 It pins the tie rule for any formulation of the rule (an Indices-free one was tried: equality
-masks per kernel offset, see bench/profile_ops.py; it was slower in ONNX Runtime). Both sides add the same float32 numbers, at most kernel-size many per input cell (the overlap
+masks per kernel offset, bench/bench_adjoints.py; it was slower in ONNX Runtime). Both sides add the same float32 numbers, at most kernel-size many per input cell (the overlap
 count), so they agree to float32 rounding of those sums: rtol 1e-6 on values of order 1.
 """
 

@@ -1,6 +1,12 @@
 """Convolutions and pooling. Every windowed op's adjoint is a ConvTranspose with EXPLICIT pads
 (auto_pad is turned into pads here; the emitted ConvTranspose never uses auto_pad/output_shape).
 MaxPool scatters through its Indices output (ScatterElements, reduction add), never MaxUnpool.
+
+Measured and rejected in ONNX Runtime 1.31 (CPU), re-run with bench/bench_adjoints.py: MaxPool's
+gradient without Indices (equality masks per kernel offset, first match, depthwise ConvTranspose)
+takes about twice as long; a stride-2 Conv's input gradient as one polyphase Conv + DepthToSpace
+takes 1.25x (7x7/2, 3 input channels) to 5x (1x1/2) the ConvTranspose's time (the zero taps of
+the common kernel, and DepthToSpace alone costs 5-9 elementwise passes over its tensor).
 """
 
 from __future__ import annotations
