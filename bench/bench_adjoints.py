@@ -159,6 +159,23 @@ def conv_polyphase(weights: np.ndarray, s: int, p: int, h_in: int) -> onnx.Model
     return _model(nodes, {"g": (BATCH, cout, lg, lg)}, inits, output="dx")
 
 
+def conv1x1_zero_insert(weights: np.ndarray, s: int, h_in: int) -> onnx.ModelProto:
+    """A 1x1 stride-s Conv's input gradient as a 1x1 Conv (flipped = transposed weights) and
+    zero-insertion: [N, C, H, 1, W, 1] padded to [N, C, H, s, W, s], reshaped, cropped."""
+    cout, cin = weights.shape[:2]
+    lg = (h_in - 1) // s + 1
+    inits = {"wt": np.ascontiguousarray(weights.transpose(1, 0, 2, 3)), "ax": np.array([3, 5]),
+             "pads": np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, s - 1, 0, s - 1]),
+             "s6": np.array([BATCH, cin, lg, 1, lg, 1]), "s4": np.array([BATCH, cin, lg * s, lg * s]),
+             "z": np.array([0, 0]), "hw": np.array([h_in, h_in]), "ax2": np.array([2, 3])}
+    nodes = [helper.make_node("Conv", ["g", "wt"], ["c"]),
+             helper.make_node("Reshape", ["c", "s6"], ["c6"]),
+             helper.make_node("Pad", ["c6", "pads"], ["p6"]),
+             helper.make_node("Reshape", ["p6", "s4"], ["full"]),
+             helper.make_node("Slice", ["full", "z", "hw", "ax2"], ["dx"])]
+    return _model(nodes, {"g": (BATCH, cout, lg, lg)}, inits, output="dx")
+
+
 def conv_transpose(weights: np.ndarray, p: int, h_in: int) -> onnx.ModelProto:
     """A stride-1 Conv's input gradient as ConvTranspose (what the rule did before the flipped Conv)."""
     cout, _, k, _ = weights.shape
@@ -208,8 +225,10 @@ def cases(rng: np.random.Generator):
         lg = (h + 2 * p - k) // 2 + 1
         x = rng.standard_normal(xs).astype(np.float32)
         g = rng.standard_normal((BATCH, cout, lg, lg)).astype(np.float32)
-        yield (name, _rule(node, xs, {"w": w}), _feeds_rule(x, g),
-               [("polyphase Conv + DepthToSpace", conv_polyphase(w, 2, p, h), {"g": g})])
+        alts = [("polyphase Conv + DepthToSpace", conv_polyphase(w, 2, p, h), {"g": g})]
+        if k == 1:
+            alts.append(("1x1 Conv + zero-insertion (Pad, Reshape)", conv1x1_zero_insert(w, 2, h), {"g": g}))
+        yield (name, _rule(node, xs, {"w": w}), _feeds_rule(x, g), alts)
     # a stride-1 3x3 convolution of layer1 (the rule: a Conv with flipped, in/out-swapped weights)
     w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
     xs = (BATCH, 64, 56, 56)

@@ -6,7 +6,8 @@ Measured and rejected in ONNX Runtime 1.31 (CPU), re-run with bench/bench_adjoin
 gradient without Indices (equality masks per kernel offset, first match, depthwise ConvTranspose)
 takes about twice as long; a stride-2 Conv's input gradient as one polyphase Conv + DepthToSpace
 takes 1.25x (7x7/2, 3 input channels) to 5x (1x1/2) the ConvTranspose's time (the zero taps of
-the common kernel, and DepthToSpace alone costs 5-9 elementwise passes over its tensor).
+the common kernel, and DepthToSpace alone costs 5-9 elementwise passes over its tensor); a 1x1/2
+one as a 1x1 Conv + zero-insertion (a 6-d Pad) 3x.
 """
 
 from __future__ import annotations
