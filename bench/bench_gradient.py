@@ -177,15 +177,19 @@ def _ort_runner(sess, feeds: dict, args):
 
 
 def _cpu_timed(fns: dict, warmup: int, reps: int, sync=lambda: None) -> tuple[dict, dict]:
-    """Wall and process-CPU seconds of each function, alternating run by run."""
+    """Wall and process-CPU seconds of each function, alternating run by run; every other round
+    runs in reverse order, so that no function always runs right after the same other one (an A/A
+    run of the same graph read 0.96 CPU time with a fixed order under load)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     sync()
     wall = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
+    order = list(fns)
+    for rep in range(reps):
+        for k in order if rep % 2 == 0 else order[::-1]:
+            fn = fns[k]
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync()
