@@ -47,7 +47,7 @@ def run(args) -> int:
     from onnxprobe.distributed import file_hash
     from onnxprobe.fsutil import inside, safe_name
     from onnxprobe.optimize import render_units
-    from onnxprobe.optimize.objectives import logit_layer, target_layer
+    from onnxprobe.autodiff.objectives import logit_layer, pre_relu
     from onnxprobe.optimize.presets import get_preset
     from onnxprobe.position import check_position, resolve
 
@@ -69,7 +69,7 @@ def run(args) -> int:
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
-    layer_name = logit_layer(model) if objective_kind == "logit" else args.layer
+    layer_name = logit_layer(model).name if objective_kind == "logit" else args.layer
     if layer_name is None:
         raise UsageError(f"--objective {objective_kind} needs --layer")
     layer = model.layer(layer_name)
@@ -80,7 +80,7 @@ def run(args) -> int:
     elif position is not None:
         position = check_position(layer, position)
     units = parse_units(args.unit, layer.units)
-    optimized = target_layer(model, layer.name)
+    optimized = pre_relu(model, layer)
     if objective_kind != "logit" and optimized.name != layer.name:
         print(f"note: optimizing '{optimized.name}', the pre-activation input of '{layer.name}' (a ReLU passes no "
               "gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from onnxprobe.errors import UsageError
-from onnxprobe.optimize.objectives import logit_layer, make_objective, stack
+from onnxprobe.autodiff.objectives import by_kind, logit_layer, stack
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
 
@@ -74,11 +74,11 @@ def render_units(model, layer: str | None, units: Sequence[int], preset: str | P
     if batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
     if objective == "logit":
-        layer = logit_layer(model)
+        layer = logit_layer(model).name
     elif layer is None:
         raise UsageError(f"--objective {objective} needs --layer")
     layer = model.layer(layer).name
-    objectives = {u: make_objective(model, objective, layer, u, position) for u in units}
+    objectives = {u: by_kind(model, objective, layer, u, position, pre_activation=True) for u in units}
     jobs = [(u, r) for u in units for r in range(restarts)]
     results: dict[int, UnitResult] = {}
     for start in range(0, len(jobs), batch):

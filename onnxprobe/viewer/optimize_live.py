@@ -16,7 +16,7 @@ PRESET = "lucid"  # legible on any model within a few dozen steps; set3 depends 
 def _api():
     """(Optimizer, neuron objective) from onnxprobe.optimize; ImportError if not (yet) there."""
     try:
-        from onnxprobe.optimize.objectives import neuron
+        from onnxprobe.autodiff.objectives import neuron
         from onnxprobe.optimize.optimizer import Optimizer
     except ImportError as exc:
         raise ImportError(f"onnxprobe.optimize cannot be imported ({exc})") from None
@@ -27,14 +27,15 @@ def _api():
 
 
 class LiveOptimization:
-    """The toolbox's objective: the unit at the spatial centre of the selected channel."""
+    """The toolbox's objective: the unit at the spatial centre of the selected channel (on the
+    ReLU's input for a ReLU layer, as render_units optimises it)."""
 
     def __init__(self, model, layer: str, unit: int, preset: str = PRESET):
         optimizer_cls, neuron = _api()
         self.model = model
         self.layer = layer
         self.unit = unit
-        self._optimizer = optimizer_cls(model, neuron(model, layer, unit), preset=preset)
+        self._optimizer = optimizer_cls(model, neuron(model, layer, unit, pre_activation=True), preset=preset)
         self._image: np.ndarray | None = None
 
     @staticmethod
