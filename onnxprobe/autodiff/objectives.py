@@ -230,15 +230,22 @@ def logit_layer(model) -> LayerInfo:
 
 # ---- linear objectives -------------------------------------------------------------------------
 
-def _unit_index(info: LayerInfo, unit: int, position: Sequence[int] | None) -> tuple:
-    """Index (batch row 0) of channel `unit` at `position` over the spatial axes (None: every
-    position); axes that are neither channel nor spatial are taken whole."""
-    index: list = [slice(None)] * len(info.shape)
-    index[0] = 0
+def _unit_seed(info: LayerInfo, unit: int, position: Sequence[int] | None, value: float = 1.0) -> np.ndarray:
+    """(1, *shape) float32: `value` on channel `unit` at `position` over the spatial axes (None:
+    every position; axes that are neither channel nor spatial are taken whole), 0 elsewhere."""
+    seed = np.zeros(_shape(info), np.float32)
+    index: list = [slice(None)] * seed.ndim
     index[info.channel_axis] = unit
     for axis, p in zip(info.spatial_axes, position or ()):
         index[axis] = p
-    return tuple(index)
+    seed[tuple(index)] = value
+    return seed
+
+
+def _layers(model, layer: str | LayerInfo, pre_activation: bool) -> tuple[LayerInfo, LayerInfo]:
+    """(the layer named, the tensor the objective reads: the ReLU's input with `pre_activation`)."""
+    info = _info(model, layer)
+    return info, (pre_relu(model, info) if pre_activation else info)
 
 
 def _linear(info: LayerInfo, seed: np.ndarray, description: str) -> Objective:
@@ -258,34 +265,27 @@ def neuron(model, layer: str | LayerInfo, unit: int, position: Sequence[int] | N
            pre_activation: bool = False) -> Objective:
     """One unit: channel `unit` at `position` (Y,X; the spatial centre by default, as the toolbox
     chose). `pre_activation`: on the input of the ReLU that produces `layer` (`pre_relu`)."""
-    info = _info(model, layer)
-    unit = check_unit(info, unit)
-    where = _where(info, position)
-    target = pre_relu(model, info) if pre_activation else info
-    seed = np.zeros(_shape(target), np.float32)
-    seed[_unit_index(target, unit, where)] = 1.0
+    info, target = _layers(model, layer, pre_activation)
+    unit, where = check_unit(info, unit), _where(info, position)
     at = f" at {','.join(map(str, where))}" if where else ""
-    return _linear(target, seed, f"neuron {target.name}:{unit}{at}")
+    return _linear(target, _unit_seed(target, unit, where), f"neuron {target.name}:{unit}{at}")
 
 
 def channel(model, layer: str | LayerInfo, unit: int, *, pre_activation: bool = False) -> Objective:
     """The mean of channel `unit` over all its positions."""
-    info = _info(model, layer)
+    info, target = _layers(model, layer, pre_activation)
     unit = check_unit(info, unit)
-    target = pre_relu(model, info) if pre_activation else info
-    seed = np.zeros(_shape(target), np.float32)
-    seed[_unit_index(target, unit, None)] = 1.0 / (np.prod(seed.shape) // seed.shape[target.channel_axis])
-    return _linear(target, seed, f"channel {target.name}:{unit}")
+    positions = np.prod(_shape(target)) // target.units
+    return _linear(target, _unit_seed(target, unit, None, 1.0 / positions), f"channel {target.name}:{unit}")
 
 
 def direction(model, layer: str | LayerInfo, weights: Sequence[float], *, pre_activation: bool = False) -> Objective:
     """sum_c weights[c] * (the mean of channel c over all positions): a direction in channel space
     (Lucid's `direction`)."""
-    info = _info(model, layer)
+    info, target = _layers(model, layer, pre_activation)
     weights = np.asarray(weights, np.float64).ravel()
     if weights.size != info.units:
         raise UsageError(f"a direction in layer '{info.name}' needs {info.units} weights, got {weights.size}")
-    target = pre_relu(model, info) if pre_activation else info
     shape = _shape(target)
     axes = [1] * len(shape)
     axes[target.channel_axis] = weights.size
@@ -298,11 +298,9 @@ def logit(model, cls: int) -> Objective:
     """The score of class `cls` before any final softmax."""
     info = logit_layer(model)
     cls = check_unit(info, cls, what="class")
-    seed = np.zeros(_shape(info), np.float32)
-    seed[_unit_index(info, cls, ())] = 1.0
     labels = getattr(getattr(model, "spec", None), "labels", None)
     label = f" ({labels[cls]})" if labels and cls < len(labels) else ""
-    return _linear(info, seed, f"class {cls}{label}, logit '{info.name}'")
+    return _linear(info, _unit_seed(info, cls, ()), f"class {cls}{label}, logit '{info.name}'")
 
 
 def unit_objective(model, layer: str | LayerInfo, unit: int, position=None, x: np.ndarray | None = None) -> Objective:
@@ -340,8 +338,7 @@ def own_activation(model, layer: str | LayerInfo, unit: int, at_peak: bool = Tru
     first). The peak indicator is piecewise constant: it passes no gradient."""
     info = _info(model, layer)
     unit = check_unit(info, unit)
-    mask = np.zeros(_shape(info), np.float32)
-    mask[_unit_index(info, unit, None)] = 1.0
+    mask = _unit_seed(info, unit, None)
     peak_axes = tuple(info.spatial_axes) if at_peak and info.is_spatial else ()
 
     def weight(act: np.ndarray) -> np.ndarray:  # mask * (act == its max over the peak axes)
