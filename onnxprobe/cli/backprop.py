@@ -44,12 +44,12 @@ def run(args) -> int:
 
     from onnxprobe.autodiff.objectives import unit_objective
     from onnxprobe.cli.attribute import model_and_input, write_map
-    from onnxprobe.position import check_unit, resolve
+    from onnxprobe.position import resolve
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 
     model, x = model_and_input(args)
     layer = model.layer(args.layer)
-    position, how = resolve(model, layer, check_unit(layer, args.unit), parse_position(args.position), x)
+    position, how = resolve(model, layer, args.unit, parse_position(args.position), x)
     objective = unit_objective(model, layer, args.unit, "mean" if position is None else position)
     if layer.is_spatial and position is not None:
         print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
