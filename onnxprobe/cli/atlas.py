@@ -44,7 +44,7 @@ def run(args) -> int:
     layers = choose_layers(model, args.layer, args.all)
     units = None
     if args.units:
-        units = parse_units(args.units, max(model.layer(name).units for name in layers))
+        units = parse_units(args.units, max((model.layer(name) for name in layers), key=lambda layer: layer.units))
     result = build_atlas(model, layers, args.out, args.data, preset=args.preset, steps=args.steps,
                          restarts=args.restarts, seed=args.seed, param=args.param, units=units, batch=args.batch,
                          top=args.top, scheduler=args.scheduler, device=args.device, threads=args.threads,

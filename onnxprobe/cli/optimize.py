@@ -79,7 +79,7 @@ def run(args) -> int:
         position, _ = resolve(model, layer, 0, position)
     elif position is not None:
         position = check_position(layer, position)
-    units = parse_units(args.unit, layer.units)
+    units = parse_units(args.unit, layer)
     optimized = pre_relu(model, layer)
     if objective_kind != "logit" and optimized.name != layer.name:
         print(f"note: optimizing '{optimized.name}', the pre-activation input of '{layer.name}' (a ReLU passes no "
