@@ -172,7 +172,9 @@ def stack(objectives: Sequence[Objective]) -> Objective:
 
 # ---- layers ------------------------------------------------------------------------------------
 
-def _info(model, layer: str | LayerInfo) -> LayerInfo:
+def differentiable_layer(model, layer: str | LayerInfo) -> LayerInfo:
+    """The layer (a name, or its LayerInfo), refused when no gradient path leads back to the input
+    (the one text for it)."""
     info = layer if isinstance(layer, LayerInfo) else model.layer(layer)
     if info.differentiable is False:
         raise UsageError(f"layer '{info.name}' cannot be differentiated back to the input "
@@ -192,7 +194,7 @@ def pre_relu(model, layer: str | LayerInfo) -> LayerInfo:
     relu(v) and v have the same maximiser wherever the unit fires, but a ReLU that is off at the
     start (common for a noise or grey start) passes no gradient at all; Lucid optimises such
     layers "pre_relu" for the same reason. Values reported are then the pre-activation's."""
-    info = _info(model, layer)
+    info = differentiable_layer(model, layer)
     for node in model.proto.graph.node:
         if node.op_type == "Relu" and info.name in node.output:
             try:
@@ -225,7 +227,7 @@ def logit_layer(model) -> LayerInfo:
     """The class scores before any final softmax (the model's (N, classes) output, through Identity)."""
     if model.class_output is None:
         raise UsageError("the model has no class-score output (N, classes): choose a layer and unit instead of a class")
-    return _info(model, pre_softmax_tensor(model.proto, model.class_output))
+    return differentiable_layer(model, pre_softmax_tensor(model.proto, model.class_output))
 
 
 # ---- linear objectives -------------------------------------------------------------------------
@@ -244,7 +246,7 @@ def _unit_seed(info: LayerInfo, unit: int, position: Sequence[int] | None, value
 
 def _layers(model, layer: str | LayerInfo, pre_activation: bool) -> tuple[LayerInfo, LayerInfo]:
     """(the layer named, the tensor the objective reads: the ReLU's input with `pre_activation`)."""
-    info = _info(model, layer)
+    info = differentiable_layer(model, layer)
     return info, (pre_relu(model, info) if pre_activation else info)
 
 
@@ -307,7 +309,7 @@ def unit_objective(model, layer: str | LayerInfo, unit: int, position=None, x: n
     """Unit `unit` of `layer` at `position` as onnxprobe.position reads it: Y,X or "centre" (a
     neuron there), "mean" (the channel), "max" (a neuron where the unit fires most on the input
     `x`); None is "max" when `x` is given, else "centre"."""
-    info = _info(model, layer)
+    info = differentiable_layer(model, layer)
     unit = check_unit(info, unit)
     where, _ = resolve(model, info, unit, position, x)
     return channel(model, info, unit) if where is None else neuron(model, info, unit, where)
@@ -336,7 +338,7 @@ def own_activation(model, layer: str | LayerInfo, unit: int, at_peak: bool = Tru
     when `at_peak`): its seed is the unit's own activation there, the Deep Visualization Toolbox's
     back-map seed. Non-linear; `self_seed` gives its in-graph form (one gradient run, no forward
     first). The peak indicator is piecewise constant: it passes no gradient."""
-    info = _info(model, layer)
+    info = differentiable_layer(model, layer)
     unit = check_unit(info, unit)
     mask = _unit_seed(info, unit, None)
     peak_axes = tuple(info.spatial_axes) if at_peak and info.is_spatial else ()
@@ -361,7 +363,7 @@ def diversity(model, layer: str | LayerInfo) -> Objective:
     """Lucid's diversity term: mean over rows of the summed cosine similarity between this row's
     Gram matrix (channels x channels) and every other row's. Maximise its negative (e.g.
     `objective - 1e2 * diversity(...)`) to make a batch's images differ."""
-    info = _info(model, layer)  # a style statistic of the layer itself, not a maximiser
+    info = differentiable_layer(model, layer)  # a style statistic of the layer itself, not a maximiser
     axis = info.channel_axis
 
     def grams(act):

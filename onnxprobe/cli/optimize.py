@@ -47,7 +47,7 @@ def run(args) -> int:
     from onnxprobe.distributed import file_hash
     from onnxprobe.fsutil import inside, safe_name
     from onnxprobe.optimize import render_units
-    from onnxprobe.autodiff.objectives import logit_layer, pre_relu
+    from onnxprobe.autodiff.objectives import differentiable_layer, logit_layer, pre_relu
     from onnxprobe.optimize.presets import get_preset
     from onnxprobe.position import check_position, resolve
 
@@ -72,9 +72,7 @@ def run(args) -> int:
     layer_name = logit_layer(model).name if objective_kind == "logit" else args.layer
     if layer_name is None:
         raise UsageError(f"--objective {objective_kind} needs --layer")
-    layer = model.layer(layer_name)
-    if layer.differentiable is False:
-        raise UsageError(f"layer '{layer.name}' cannot be differentiated w.r.t. the input (no gradient path)")
+    layer = differentiable_layer(model, layer_name)
     if position == "centre" or (position is not None and not layer.is_spatial):
         position, _ = resolve(model, layer, 0, position)
     elif position is not None:
