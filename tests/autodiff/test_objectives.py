@@ -26,6 +26,8 @@ from onnx import helper
 from onnxprobe.autodiff import objectives as O
 from onnxprobe.errors import UsageError
 from onnxprobe.graph.layers import LayerInfo
+from onnxprobe.model import ProbeModel
+from tests.conftest import make_conv_model
 
 BATCH = 3
 F32 = 2.0 ** -24  # float32 rounding of one seed element (the seeds are float32)
@@ -82,7 +84,8 @@ CASES = [
     ("neuron-centre", O.neuron(MODEL, "conv", 2), lambda a: a["conv"][:, 2, 2, 3]),
     ("neuron-nhwc", O.neuron(MODEL, "nhwc", 1, (4, 0)), lambda a: a["nhwc"][:, 4, 0, 1]),
     ("neuron-extra-axis", O.neuron(MODEL, "vol", 1, (3, 2)), lambda a: a["vol"][:, 1, :, 3, 2].sum(axis=1)),
-    ("neuron-pre-activation", O.neuron(MODEL, "conv", 3, (0, 0), pre_activation=True), lambda a: a["conv_pre"][:, 3, 0, 0]),
+    ("neuron-pre-activation", O.neuron(MODEL, "conv", 3, (0, 0), pre_activation=True),
+     lambda a: a["conv_pre"][:, 3, 0, 0]),
     ("channel", O.channel(MODEL, "conv", 3), lambda a: a["conv"][:, 3].mean(axis=(1, 2))),
     ("channel-nhwc", O.channel(MODEL, "nhwc", 0), lambda a: a["nhwc"][..., 0].mean(axis=(1, 2))),
     ("channel-extra-axis", O.channel(MODEL, "vol", 2), lambda a: a["vol"][:, 2].mean(axis=(1, 2, 3))),
@@ -239,3 +242,29 @@ def test_pre_softmax_tensor():
     assert O.pre_softmax_tensor(m, "sm") == "logits"
     assert O.pre_softmax_tensor(m, "r") == "r"
     assert O.pre_softmax_tensor(m, "logits") == "logits"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("objectives") / "tiny.onnx"
+    make_conv_model(path)
+    return ProbeModel.load(path, device="cpu")
+
+
+@pytest.mark.parametrize("build", [
+    lambda m: O.own_activation(m, "relu2", 3),
+    lambda m: O.own_activation(m, "relu1", 1, at_peak=False),
+    lambda m: 3 * O.own_activation(m, "conv2", 2) + O.own_activation(m, "conv2", 5),
+], ids=["at-peak", "whole-channel", "scaled-sum"])
+def test_the_in_graph_form_gives_the_gradient_of_the_seeds_from_a_forward(tiny, build):
+    """The self-seeded graph run with `self_seed.mask` (no forward first) and the plain gradient graph
+    run with the seeds read from a forward give the same input gradient: bit for bit, because the
+    square's Mul rule hands each factor exactly half of mask * target (autodiff.objectives.self_seeded)."""
+    model = tiny
+    objective = build(model)
+    x = np.random.default_rng(5).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    s = objective.self_seed
+    one_run = model.gradient_session([s.target], self_seeded=True, peak_axes=s.peak_axes).run(x, {s.target: s.mask})
+    two_runs = model.gradient_session(objective.targets).run(x, objective.seeds_for(model, x))
+    assert np.abs(two_runs["grad"]).max() > 0  # a live unit: not two zero maps
+    np.testing.assert_array_equal(one_run["grad"], two_runs["grad"])
