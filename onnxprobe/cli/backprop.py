@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, parse_position, warn_nonfinite
+from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, parse_position, warn_nonfinite, write_map
 from onnxprobe.position import HELP as POSITION_HELP
 
 MODES = ("gradient", "deconv", "guided")
@@ -23,8 +23,7 @@ def register(sub) -> None:
 
     parser = sub.add_parser("backprop", help="gradient / deconv / guided backprop of one unit back to the input")
     add_model_args(parser)
-    parser.add_argument("image", nargs="?", help="image file (or give --input-npy)")
-    parser.add_argument("--input-npy", metavar="FILE", help="a ready input tensor (.npy) instead of IMAGE")
+    add_input_args(parser)
     parser.add_argument("--layer", required=True, help="layer of the unit")
     parser.add_argument("--unit", required=True, type=int, help="unit (channel) index")
     parser.add_argument("--position", metavar="Y,X|max|centre|mean", default="max",
@@ -43,7 +42,6 @@ def run(args) -> int:
     import numpy as np
 
     from onnxprobe.attribution.objective import unit_objective
-    from onnxprobe.cli.attribute import model_and_input, write_map
     from onnxprobe.position import resolve
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 

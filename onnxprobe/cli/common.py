@@ -77,6 +77,54 @@ def load_model_from_args(args, device: str | None = None):
         raise
 
 
+# ---- an image (or a ready tensor) in, a map out: attribute and backprop ----------------------------
+
+def add_input_args(parser: argparse.ArgumentParser) -> None:
+    """IMAGE or --input-npy FILE: what `load_input` reads."""
+    parser.add_argument("image", nargs="?", help="image file (or give --input-npy)")
+    parser.add_argument("--input-npy", metavar="FILE", help="a ready input tensor (.npy) instead of IMAGE")
+
+
+def load_input(model, args):
+    """The input tensor from IMAGE or --input-npy (exactly one of them)."""
+    from onnxprobe.errors import InputError, UsageError
+
+    if (args.image is None) == (args.input_npy is None):
+        raise UsageError("give either IMAGE or --input-npy FILE (exactly one)")
+    if args.image is not None:
+        from onnxprobe.preprocess import read_image
+
+        return model.preprocess(read_image(args.image))
+    from onnxprobe.preprocess import read_array
+
+    x = model.check_input(read_array(args.input_npy, "--input-npy"))
+    if x.shape[0] != 1:
+        raise InputError(f"--input-npy holds a batch of {x.shape[0]} inputs; give one")
+    return x
+
+
+def model_and_input(args):
+    """The model and its input tensor (IMAGE or --input-npy), after checking the --npy name."""
+    from onnxprobe.errors import UsageError
+
+    if args.npy is not None and not args.npy.endswith(".npy"):
+        raise UsageError(f"--npy needs a .npy file name, got '{args.npy}'")
+    model = load_model_from_args(args)
+    return model, load_input(model, args)
+
+
+def write_map(args, image, raw, what: str, raw_name: str) -> None:
+    """The PNG at --out, and the raw array at --npy when asked."""
+    from onnxprobe.fsutil import atomic_save_npy
+    from onnxprobe.render.images import write_png
+
+    path = write_png(args.out, image)
+    print(f"{what}: wrote {path}")
+    if args.npy:
+        atomic_save_npy(args.npy, raw)
+        print(f"wrote the raw {raw_name} {raw.shape} to {args.npy}")
+
+
 def parse_units(texts: list[str], count: int) -> list[int]:
     """'--unit 3 --unit 0-15 --unit all' -> sorted unique unit indices, each checked against count."""
     from onnxprobe.errors import UsageError
