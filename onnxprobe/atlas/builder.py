@@ -12,11 +12,11 @@ from pathlib import Path
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, UnitStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
 from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
 
 MAXACT_DIR = "maxact"
-OWNED = (STATE_DIR, UNITS_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what --fresh may delete
+OWNED = (STATE_DIR, UNITS_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what `fresh` may delete
 
 
 @dataclass
@@ -41,7 +41,8 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
         chosen = [layer.name for layer in model.layers if layer.differentiable is not False]
     else:
         if not names:
-            raise UsageError("choose at least one --layer, or --all (run 'onnxprobe layers MODEL' to list them)")
+            raise ParameterError("choose at least one {layers}, or {all_layers} (run 'onnxprobe layers MODEL' to list "
+                                 "them)", "layers", "all_layers")
         chosen = [model.layer(name).name for name in names]
         for name in chosen:
             if model.layer(name).differentiable is False:
@@ -74,8 +75,8 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
         remember_model(spec, model)
     wanted = {name: _units_of(model.layer(name).units, units) for name in names}
     if not any(wanted.values()):
-        raise UsageError(f"--units selects no unit of the chosen layer(s): they have "
-                         f"{', '.join(str(model.layer(n).units) for n in names)} units")
+        raise ParameterError(f"{{units}} selects no unit of the chosen layer(s): they have "
+                             f"{', '.join(str(model.layer(n).units) for n in names)} units", "units")
     root = _prepare(Path(out_dir), spec, fresh)
     state = _load_state(root, spec)
     notes: list[str] = []
@@ -148,10 +149,10 @@ def _load_state(root: Path, spec: AtlasSpec) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         state = None
     if not isinstance(state, dict) or not isinstance(state.get("layers"), list) or not isinstance(state.get("maxact"), dict):
-        raise UsageError(f"{path} is not an atlas state file; use another --out or add --fresh")
+        raise ParameterError(f"{path} is not an atlas state file; use another {{out_dir}} or add {{fresh}}", "out_dir", "fresh")
     if state.get("key") != spec.key():
-        raise UsageError(f"{root} holds an atlas made with other settings (model, preprocessing, preset, steps, "
-                         "restarts or seed); use another --out or add --fresh to start over")
+        raise ParameterError(f"{root} holds an atlas made with other settings (model, preprocessing, preset, steps, "
+                             "restarts or seed); use another {out_dir} or add {fresh} to start over", "out_dir", "fresh")
     return state
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onnxprobe.distributed import ModelCache, cluster_client, model_fields, run_tasks, share_model
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError
 from onnxprobe.fsutil import atomic_write_bytes, atomic_write_json, checkpoint, inside, safe_name
 
 ATLAS_FORMAT = 1
@@ -65,9 +65,9 @@ def make_spec(model, preset: str, steps: int | None, restarts: int, seed: int, p
 
     resolve_param(get_preset(preset, steps), param)  # bad preset / steps / param: one line, before any work
     if restarts < 1:
-        raise UsageError(f"--restarts must be at least 1, got {restarts}")
+        raise ParameterError(f"{{restarts}} must be at least 1, got {restarts}", "restarts")
     if batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch}")
+        raise ParameterError(f"{{batch}} must be at least 1, got {batch}", "batch")
     return AtlasSpec(*model_fields(model), preset, steps, int(restarts), int(seed), param, int(batch), device, threads)
 
 

@@ -60,21 +60,14 @@ def preprocess_overrides(args) -> dict:
 
 
 def load_model_from_args(args, device: str | None = None):
-    from onnxprobe.errors import UsageError
-    from onnxprobe.graph.loading import NEEDS_INPUT_SHAPE
     from onnxprobe.model import ProbeModel
 
-    try:
-        return ProbeModel.load(
-            args.model,
-            input_shape=parse_shape(args.input_shape) if args.input_shape is not None else None,
-            device=device or getattr(args, "device", "auto"),
-            preprocess=preprocess_overrides(args),
-        )
-    except UsageError as exc:
-        if getattr(exc, "needs", None) == NEEDS_INPUT_SHAPE:  # the library's words -> this command line's flag
-            raise UsageError(str(exc).replace(NEEDS_INPUT_SHAPE, "--input-shape", 1)) from None
-        raise
+    return ProbeModel.load(
+        args.model,
+        input_shape=parse_shape(args.input_shape) if args.input_shape is not None else None,
+        device=device or getattr(args, "device", "auto"),
+        preprocess=preprocess_overrides(args),
+    )
 
 
 # ---- an image (or a ready tensor) in, a map out: attribute and backprop ----------------------------

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
 
 SeedFn = Callable[[dict[str, np.ndarray] | None, int], dict[str, np.ndarray]]
 
@@ -144,7 +144,8 @@ def neuron(model, layer: str, unit: int, position: Sequence[int] | None = None) 
     position = tuple(int(p) for p in position) if position is not None else default_position(info)
     shown = model.layer(layer).name  # the layer the user named (info may be the ReLU's input)
     if len(position) != len(info.spatial_axes):
-        raise UsageError(f"layer '{shown}' has {len(info.spatial_axes)} spatial axes; --position gave {len(position)} values")
+        raise ParameterError(f"layer '{shown}' has {len(info.spatial_axes)} spatial axes; {{position}} gave "
+                             f"{len(position)} values", "position")
     for p, axis in zip(position, info.spatial_axes):
         if not 0 <= p < int(info.shape[axis]):
             raise UsageError(f"position {position} is outside layer '{shown}' of spatial size {info.spatial_shape}")
@@ -187,7 +188,8 @@ def logit_layer(model) -> str:
     """The pre-softmax class scores: the input of a final Softmax/LogSoftmax, else the class output."""
     output = model.class_output
     if output is None:
-        raise UsageError("the model has no (N, classes) output: use --objective neuron or channel with --layer")
+        raise ParameterError("the model has no (N, classes) output: use {objective} neuron or channel with {layer}",
+                             "objective", "layer")
     for node in model.proto.graph.node:
         if output in node.output and node.op_type in ("Softmax", "LogSoftmax"):
             return node.input[0]
@@ -271,11 +273,11 @@ def make_objective(model, kind: str, layer: str | None, unit: int, position: Seq
     if kind == "logit":
         return logit(model, unit)
     if layer is None:
-        raise UsageError(f"--objective {kind} needs --layer")
+        raise ParameterError(f"{{objective}} {kind} needs {{layer}}", "objective", "layer")
     if kind == "neuron":
         return neuron(model, layer, unit, position)
     if kind == "channel":
         if position is not None:
-            raise UsageError("--position applies to --objective neuron only")
+            raise ParameterError("{position} applies to {objective} neuron only", "position", "objective")
         return channel(model, layer, unit)
     raise UsageError(f"unknown objective '{kind}' (known: neuron, channel, logit)")

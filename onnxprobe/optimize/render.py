@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.objectives import logit_layer, make_objective, stack
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
@@ -70,13 +70,13 @@ def render_units(model, layer: str | None, units: Sequence[int], preset: str | P
     chosen = preset if given else get_preset(preset, steps, param)  # the command line passes a Preset
     param = chosen.param
     if restarts < 1:
-        raise UsageError(f"--restarts must be at least 1, got {restarts}")
+        raise ParameterError(f"{{restarts}} must be at least 1, got {restarts}", "restarts")
     if batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch}")
+        raise ParameterError(f"{{batch}} must be at least 1, got {batch}", "batch")
     if objective == "logit":
         layer = logit_layer(model)
     elif layer is None:
-        raise UsageError(f"--objective {objective} needs --layer")
+        raise ParameterError(f"{{objective}} {objective} needs {{layer}}", "objective", "layer")
     layer = model.layer(layer).name
     objectives = {u: make_objective(model, objective, layer, u, position) for u in units}
     jobs = [(u, r) for u in units for r in range(restarts)]
