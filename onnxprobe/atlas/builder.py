@@ -9,11 +9,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, UnitStore, chunks, make_spec, remember_model, \
+from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
 from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
 from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
+from onnxprobe.optimize.render import RenderSettings
 
 MAXACT_DIR = "maxact"
 OWNED = (STATE_DIR, UNITS_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what `fresh` may delete
@@ -52,15 +53,20 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
     return list(dict.fromkeys(chosen))
 
 
-def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False, preset: str = "lucid",
-                steps: int | None = None, restarts: int = 1, seed: int = 0, param: str | None = None,
-                units: list[int] | None = None, batch: int = 8, top: int = 9, scheduler=None, device: str = "auto",
-                threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
-                progress=None) -> AtlasResult:
-    """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring."""
+def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False,
+                settings: RenderSettings | None = None, units: list[int] | None = None, top: int = 9, scheduler=None,
+                device: str = "auto", threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
+                progress=None, **loose) -> AtlasResult:
+    """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring. `settings`
+    as resolved by the caller, or the loose values of `RenderSettings.resolve` (preset, steps,
+    param, restarts, seed, batch) as keywords."""
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
+    if settings is None:
+        settings = RenderSettings.resolve(**loose)  # bad values: one line, before any work
+    elif loose:
+        raise TypeError(f"build_atlas takes settings or {', '.join(sorted(loose))}, not both")
     if scheduler:
         from onnxprobe.distributed import check_scheduler_address
 
@@ -69,9 +75,9 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
         model = ProbeModel.load(model, device=device, threads=threads)
     names = choose_layers(model, layers, all_layers)
     if scheduler:
-        spec = make_spec(model, preset, steps, restarts, seed, param, batch, device, threads_for_workers(threads))
+        spec = make_spec(model, settings, device, threads_for_workers(threads))
     else:
-        spec = make_spec(model, preset, steps, restarts, seed, param, batch, model.device, model.threads)
+        spec = make_spec(model, settings, model.device, model.threads)
         remember_model(spec, model)
     wanted = {name: _units_of(model.layer(name).units, units) for name in names}
     if not any(wanted.values()):
@@ -87,8 +93,8 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     state["layers"] = list(dict.fromkeys(state["layers"] + names))
     _save_state(root, state)
 
-    store = UnitStore(root, spec.key())
-    todo = {name: [u for u in wanted[name] if store.record(name, u) is None] for name in names}
+    store = AtlasStore(root, spec.key())
+    todo = {name: store.pending(name, wanted[name]) for name in names}
     tasks = [task for name in names for task in chunks(spec, name, todo[name])]
     count = sum(len(v) for v in todo.values())
     bar = progress(count, "units ") if progress and count else None
@@ -105,18 +111,12 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     seconds = time.perf_counter() - started
     entries = _collect(root, model, state, store)
     info = {"name": Path(model.path).name, "path": str(model.path), "sha256": spec.model_hash}
-    settings = {"preset": spec.preset, "steps": _steps(spec), "restarts": spec.restarts, "seed": spec.seed,
-                "param": spec.param or "default", "objective": "neuron (centre)"}
-    write_manifest(root, info, settings, entries, state.get("dataset"))
-    pages = write_site(root, info["name"], entries, settings, state.get("dataset"))
+    shown = {"preset": settings.preset.name, "steps": settings.preset.steps, "restarts": settings.restarts,
+             "seed": settings.seed, "param": settings.preset.param, "objective": "neuron (centre)"}
+    write_manifest(root, info, shown, entries, state.get("dataset"))
+    pages = write_site(root, info["name"], entries, shown, state.get("dataset"))
     return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
                        seconds, pages, notes)
-
-
-def _steps(spec: AtlasSpec) -> int:
-    from onnxprobe.optimize import get_preset
-
-    return get_preset(spec.preset, spec.steps).steps
 
 
 def _units_of(count: int, units: list[int] | None) -> list[int]:
@@ -185,7 +185,7 @@ def _run_maxact(root: Path, model, data, names: list[str], top: int, scheduler, 
     return relative
 
 
-def _collect(root: Path, model, state: dict, store: UnitStore) -> list[LayerEntry]:
+def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEntry]:
     """Every finished unit of every layer this atlas holds, with its dataset numbers."""
     from onnxprobe.maxact import load_result
 

@@ -155,7 +155,8 @@ def parse_position(text: str | None):
 
 def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
     """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
-    `optimize.render_units`. `default_preset=None`: the project default (optimize.DEFAULT_PRESET)."""
+    `optimize.render_units` (`render_settings(args)` resolves them). `default_preset=None`: the
+    project default (optimize.DEFAULT_PRESET)."""
     from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
 
     parser.add_argument("--preset", default=default_preset or DEFAULT_PRESET,
@@ -168,6 +169,14 @@ def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None)
     parser.add_argument("--seed", type=count_arg(0), default=0, help="random seed (each unit/restart derives its own)")
     parser.add_argument("--batch", type=int, default=8,
                         help="(unit, restart) rows optimised together in one run of the gradient graph (default 8)")
+
+
+def render_settings(args):
+    """The one resolution of the render flags (--preset, --steps, --param, --restarts, --seed,
+    --batch) into the library's typed `RenderSettings`: bad values fail here, before any work."""
+    from onnxprobe.optimize import RenderSettings
+
+    return RenderSettings.resolve(args.preset, args.steps, args.param, args.restarts, args.seed, args.batch)
 
 
 def warn_nonfinite(arrays: dict, what: str) -> bool:
