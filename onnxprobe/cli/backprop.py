@@ -5,8 +5,6 @@ from __future__ import annotations
 from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, parse_position, warn_nonfinite, write_map
 from onnxprobe.position import HELP as POSITION_HELP
 
-MODES = ("gradient", "deconv", "guided")
-
 
 DESCRIPTION = """The gradient, deconvnet or guided-backprop map of one unit (a channel at a position, or a
 class) back to the input image, through one of the toolbox's back filters."""
@@ -19,6 +17,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.autodiff import BackMode
     from onnxprobe.render.backmaps import FILTERS
 
     parser = sub.add_parser("backprop", help="gradient / deconv / guided backprop of one unit back to the input")
@@ -28,8 +27,8 @@ def register(sub) -> None:
     parser.add_argument("--unit", required=True, type=int, help="unit (channel) index")
     parser.add_argument("--position", metavar="Y,X|max|centre|mean", default="max",
                         help=f"{POSITION_HELP} (default max)")
-    parser.add_argument("--mode", choices=MODES, default="gradient",
-                        help="gradient (exact), deconv (Zeiler-Fergus), guided (guided backprop)")
+    parser.add_argument("--mode", choices=[m.value for m in BackMode], default=BackMode.GRADIENT.value,
+                        help=", ".join(f"{m.value} ({m.description})" for m in BackMode))
     parser.add_argument("--filter", choices=FILTERS, default="raw", help="display filter of the toolbox's back pane")
     parser.add_argument("--out", required=True, help="output PNG")
     parser.add_argument("--npy", metavar="FILE", help="also save the raw gradient w.r.t. the input tensor")

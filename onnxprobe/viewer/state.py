@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxprobe.autodiff import MODES
+
 from onnxprobe.render.backmaps import FILTERS
 from onnxprobe.render.grid import GAMMA_BOOSTS, PER_CHANNEL_BOOSTS, GridLayout
 from onnxprobe.viewer.events import Emitter
 from onnxprobe.viewer.panes import mark_selection, stale
 
-BACK_MODES = ("off", "gradient", "deconv", "guided")
+BACK_MODES = ("off", *MODES)
 QUICK_BACK_LOOP = (("off", "raw"), ("gradient", "raw"), ("gradient", "norm"), ("deconv", "raw"))
 ZOOMS = ("none", "unit", "back")
 
