@@ -44,8 +44,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
-    from onnxprobe.optimize import render_units
-    from onnxprobe.optimize.store import UnitStore, job_key, write_result
+    from onnxprobe.optimize.store import UnitStore, job_key, render_into
     from onnxprobe.optimize.objectives import logit_layer, target_layer
     from onnxprobe.position import check_position, resolve
 
@@ -92,18 +91,9 @@ def run(args) -> int:
         units = pending
     progress = Progress(len(units) * args.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
                         label=f"{layer.name} ")
-    # Units go in chunks of one batch and are written as each chunk ends, so a killed run keeps
-    # what it finished; each row's images depend only on (seed, layer, unit, restart), so the
-    # chunking changes nothing in them.
-    chunk = render.units_per_chunk
-    results = []
     try:
-        for start in range(0, len(units), chunk):
-            done = render_units(model, layer.name if objective_kind != "logit" else None, units[start:start + chunk],
-                                render, objective=objective_kind, position=position or None, on_step=progress.update)
-            for result in done:
-                write_result(store, result, settings)
-            results.extend(done)
+        results = render_into(store, model, layer.name, units, render, settings, objective=objective_kind,
+                              position=position or None, on_step=progress.update)
     finally:
         progress.close()
     warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},

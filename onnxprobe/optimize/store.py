@@ -87,6 +87,26 @@ class UnitStore:
         return full
 
 
+def render_into(store: UnitStore, model, layer: str, units: list[int], settings, job: dict, *,
+                objective: str = "neuron", position=None, on_step=None) -> list:
+    """`optimize`'s rendering into the store: `units` (the pending ones: `store.pending`) in
+    chunks of one batch (`settings`: a RenderSettings), each unit written (`write_result`, with
+    `job`, the settings its key was made from) as its chunk ends, so a killed run keeps what it
+    finished. A row's images depend only on (seed, layer, unit, restart): the chunking changes
+    nothing in them. Returns the UnitResults in order."""
+    from onnxprobe.optimize.render import render_units
+
+    results = []
+    chunk = settings.units_per_chunk
+    for start in range(0, len(units), chunk):
+        done = render_units(model, layer, units[start:start + chunk], settings, objective=objective, position=position,
+                            on_step=on_step)
+        for result in done:
+            write_result(store, result, job)
+        results.extend(done)
+    return results
+
+
 def write_result(store: UnitStore, result, settings: dict) -> dict:
     """`optimize`'s files of one UnitResult: per restart the image (PNG) and the optimized input
     (.npy), the restarts' montage, and the record saying which file is which."""
