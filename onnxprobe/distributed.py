@@ -11,7 +11,6 @@ imports below are absolute, so they reach it, not this module.)
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tempfile
 import threading

@@ -181,7 +181,7 @@ def build_gradient_model(
     model: onnx.ModelProto,
     targets: Sequence[str],
     wrt: str | Sequence[str] | None = None,
-    mode: str = "gradient",
+    mode: str = BackMode.GRADIENT,
     extra_outputs: Sequence[str] = (),
 ) -> onnx.ModelProto:
     """One model computing the forward pass and d(sum_t sum(seed_t * t))/d(wrt).

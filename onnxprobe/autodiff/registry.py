@@ -191,9 +191,9 @@ def relu_family(op: str, exact: Callable[[Ctx], str], forward_mask: Callable[[Ct
     """
 
     def rule(c: Ctx):
-        if c.mode == "gradient":
+        if c.mode == BackMode.GRADIENT:
             gx = exact(c)
-        elif c.mode == "deconv":
+        elif c.mode == BackMode.DECONV:
             gx = c.t.op("Relu", c.g())
         else:
             gx = c.t.op("Mul", c.t.op("Relu", c.g()), forward_mask(c))

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from onnxprobe.graph.loading import parse_shape
+
+if TYPE_CHECKING:
+    import numpy as np
+
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL = REPO_MODELS / "imagenet" / "mobilenet_v2.onnx"  # the bundled network of demo and view
 
 
 def add_model_args(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -116,6 +124,34 @@ def write_map(args, image, raw, what: str, raw_name: str) -> None:
     if args.npy:
         atomic_save_npy(args.npy, raw)
         print(f"wrote the raw {raw_name} {raw.shape} to {args.npy}")
+
+
+# ---- the bundled model's sample images, a layer's grid as a file: demo, view, activations ------------
+
+def sample_images(model_path: Path) -> list[Path]:
+    from onnxprobe.viewer.sources import IMAGE_SUFFIXES
+
+    folder = Path(model_path).parent / "samples"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
+    """The layer pane as a PNG a person can read: upscaled tiles, unit captions (class names on a
+    layer with one unit per class), the layer's name and shape on top (render.grid.labelled_grid)."""
+    from onnxprobe.render.grid import labelled_grid, units_first
+    from onnxprobe.render.images import write_png
+
+    tiles = units_first(activation[0], layer.channel_axis, layer.spatial_axes)
+    labels = model.spec.labels
+    unit_labels = None
+    if labels and len(labels) == layer.units and not layer.is_spatial:
+        unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
+    shape = "x".join("N" if d is None else str(d) for d in layer.shape)
+    title = f"{layer.name}  {shape}  {layer.units} units"
+    image = labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
+    return write_png(path, image)
 
 
 def parse_units(texts: list[str], count: int) -> list[int]:

@@ -44,6 +44,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
+    from onnxprobe.optimize import DEFAULT_PRESET
     from onnxprobe.optimize.store import UnitStore, job_key, render_into
     from onnxprobe.optimize.objectives import logit_layer, target_layer
     from onnxprobe.position import check_position, resolve
@@ -104,7 +105,7 @@ def run(args) -> int:
     print(f"wrote {len(results)} unit(s) x {args.restarts} restart(s) to {folder}")
     if results and preset.method == "seed" and _barely_moved(results):
         print(f"note: {preset.name} barely raised the units here (the paper's priors hold the image near the "
-              "start); try --preset lucid (the default)", file=sys.stderr)
+              f"start); try --preset {DEFAULT_PRESET} (the default)", file=sys.stderr)
     return 0
 
 

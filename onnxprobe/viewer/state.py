@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprobe.autodiff import MODES
+from onnxprobe.autodiff import MODES, BackMode
 
 from onnxprobe.render.backmaps import FILTERS
 from onnxprobe.render.grid import GAMMA_BOOSTS, PER_CHANNEL_BOOSTS, GridLayout
@@ -21,7 +21,8 @@ from onnxprobe.viewer.events import Emitter
 from onnxprobe.viewer.panes import mark_selection, stale
 
 BACK_MODES = ("off", *MODES)
-QUICK_BACK_LOOP = (("off", "raw"), ("gradient", "raw"), ("gradient", "norm"), ("deconv", "raw"))
+QUICK_BACK_LOOP = (("off", "raw"), (BackMode.GRADIENT.value, "raw"), (BackMode.GRADIENT.value, "norm"),
+                   (BackMode.DECONV.value, "raw"))
 ZOOMS = ("none", "unit", "back")
 
 
