@@ -17,6 +17,7 @@ FLAGS = {
     "preset": "--preset",
     "param": "--param",
     "steps": "--steps",
+    "seed": "--seed",
     "restarts": "--restarts",
     "batch": "--batch",
     "out_dir": "--out",

@@ -77,12 +77,14 @@ class RenderSettings:
             raise ParameterError(f"{{restarts}} must be at least 1, got {self.restarts!r}", "restarts")
         if not _count(self.batch):
             raise ParameterError(f"{{batch}} must be at least 1, got {self.batch!r}", "batch")
+        if not _count(self.seed, minimum=0):
+            raise ParameterError(f"{{seed}} must be a whole number of at least 0, got {self.seed!r}", "seed")
 
     @classmethod
     def resolve(cls, preset: str | Preset = DEFAULT_PRESET, steps: int | None = None, param: str | None = None,
                 restarts: int = 1, seed: int = 0, batch: int = 8) -> "RenderSettings":
         """Loose values (a preset name, overrides) -> the typed settings; bad values: one ParameterError."""
-        return cls(get_preset(preset, steps, param), restarts, int(seed), batch)
+        return cls(get_preset(preset, steps, param), restarts, seed, batch)
 
     @property
     def units_per_chunk(self) -> int:
@@ -95,9 +97,9 @@ class RenderSettings:
                 "seed": self.seed}
 
 
-def _count(value) -> bool:
-    """A whole number of at least 1."""
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1
+def _count(value, minimum: int = 1) -> bool:
+    """A whole number of at least `minimum`."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
 
 
 def render_units(model, layer: str | None, units: Sequence[int], settings: RenderSettings | None = None, *,
