@@ -90,7 +90,7 @@ def run(args) -> int:
             print(f"resuming: {len(units) - len(pending)} unit(s) already finished with these settings are kept "
                   "(--fresh redoes them)")
         units = pending
-    progress = Progress(len(units) * args.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
+    progress = Progress(len(units) * render.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
                         label=f"{layer.name} ")
     try:
         results = render_into(store, model, layer.name, units, render, settings, objective=objective_kind,
@@ -102,7 +102,7 @@ def run(args) -> int:
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
-    print(f"wrote {len(results)} unit(s) x {args.restarts} restart(s) to {folder}")
+    print(f"wrote {len(results)} unit(s) x {render.restarts} restart(s) to {folder}")
     if results and preset.method == "seed" and _barely_moved(results):
         print(f"note: {preset.name} barely raised the units here (the paper's priors hold the image near the "
               f"start); try --preset {DEFAULT_PRESET} (the default)", file=sys.stderr)
