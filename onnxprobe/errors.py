@@ -61,6 +61,9 @@ class ParameterError(UsageError):
             text = text.replace("{" + param + "}", names.get(param, param))
         return printable(" ".join(text.split()))
 
+    def __reduce__(self):  # pickled (a Dask worker's error) with its parameters, not just the line
+        return self.__class__, (self.template, *self.params)
+
 
 class OutputError(ProbeError):
     """An output path that cannot be written (missing folder, no permission, full disk, an input)."""

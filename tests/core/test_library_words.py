@@ -65,9 +65,13 @@ def test_every_flag_in_the_table_exists():
 
 
 def test_parameter_error_words():
+    import pickle
+
     exc = ParameterError("{batch} must be at least 1, got 0; not {batches}", "batch")
     assert str(exc) == "batch must be at least 1, got 0; not {batches}"
     assert exc.in_words(FLAGS) == "--batch must be at least 1, got 0; not {batches}"
+    again = pickle.loads(pickle.dumps(exc))  # from a Dask worker: still names its parameter
+    assert type(again) is ParameterError and again.in_words(FLAGS) == exc.in_words(FLAGS)
 
 
 def test_a_library_caller_is_told_the_parameter(digits_model_path):
