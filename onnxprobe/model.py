@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxprobe.autodiff import BackMode
 from onnxprobe.errors import InputError, UsageError
 from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
@@ -141,7 +142,7 @@ class ProbeModel:
     def forward_session(self) -> Session:
         return self.session(("forward-plain",), lambda: self.proto)
 
-    def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = "gradient",
+    def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = BackMode.GRADIENT,
                          extra_outputs: Sequence[str] = (), self_seeded: bool = False,
                          peak_axes: tuple[int, ...] = ()) -> "GradientSession":
         """extra_outputs: tensors the same run also returns (GradientSession.run's extra_outputs).

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
 
 KEYWORDS = ("max", "centre", "mean")
 HELP = ("Y,X: that position of the layer's spatial grid (row, column from 0); max: where the unit fires most "
@@ -40,7 +40,7 @@ def parse_position(text: str | None) -> Position:
     try:
         return tuple(int(p) for p in word.split(","))
     except ValueError:
-        raise UsageError(f"--position takes Y,X integers, max, centre or mean; got '{text}'") from None
+        raise ParameterError(f"{{position}} takes Y,X integers, max, centre or mean; got '{text}'", "position") from None
 
 
 def check_unit(info, unit: int, what: str = "unit") -> int:
@@ -102,7 +102,7 @@ def resolve(model, info, unit: int, position: Position, x: np.ndarray | None = N
         return centre(info), "the centre"
     if position == "max":
         if x is None:
-            raise UsageError("position max needs an image (where the unit fires most on it)")
+            raise ParameterError("{position} max needs an image (where the unit fires most on it)", "position")
         activation = model.activations(x[:1], [info.name], with_outputs=False)[info.name]
         where = strongest(info, activation, unit)
         value = float(unit_map(info, activation, unit)[where])

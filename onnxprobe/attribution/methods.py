@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnxprobe.autodiff import BackMode
 from onnxprobe.autodiff.objectives import Objective
 from onnxprobe.errors import UsageError
 
@@ -18,7 +19,7 @@ IG_BASELINES = ("zero", "black", "white")
 
 # ---- helpers ------------------------------------------------------------------------------------
 
-def _gradient(model, x: np.ndarray, objective: Objective, mode: str = "gradient") -> np.ndarray:
+def _gradient(model, x: np.ndarray, objective: Objective, mode: str = BackMode.GRADIENT) -> np.ndarray:
     session = model.gradient_session(objective.targets, mode=mode)
     return session.run(x, objective.seeds_for(model, x))["grad"]
 
@@ -92,12 +93,12 @@ def gradient_x_input(model, x, objective):
 
 def guided_backprop(model, x, objective):
     """Guided backpropagation (Springenberg et al. 2015): ReLUs pass relu(G) * (X > 0)."""
-    return _gradient(model, x, objective, mode="guided")[0]
+    return _gradient(model, x, objective, mode=BackMode.GUIDED)[0]
 
 
 def deconvnet(model, x, objective):
     """Deconvnet (Zeiler and Fergus 2014): ReLUs pass relu(G); max pooling keeps its switches."""
-    return _gradient(model, x, objective, mode="deconv")[0]
+    return _gradient(model, x, objective, mode=BackMode.DECONV)[0]
 
 
 def _ancestors(graph, tensors) -> set[str]:

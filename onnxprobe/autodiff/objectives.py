@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import onnx
 
-from ..errors import UsageError
+from ..errors import ParameterError, UsageError
 from ..graph.layers import LayerInfo
 from ..position import centre, check_position, check_unit, resolve
 
@@ -323,10 +323,10 @@ def by_kind(model, kind: str, layer: str | LayerInfo | None, unit: int, position
     if kind not in ("neuron", "channel"):
         raise UsageError(f"unknown objective '{kind}' (known: neuron, channel, logit)")
     if layer is None:
-        raise UsageError(f"objective '{kind}' needs a layer")
+        raise ParameterError(f"{{objective}} {kind} needs {{layer}}", "objective", "layer")
     if kind == "channel":
         if position is not None:
-            raise UsageError("a position applies to the neuron objective only")
+            raise ParameterError("{position} applies to {objective} neuron only", "position", "objective")
         return channel(model, layer, unit, pre_activation=pre_activation)
     return neuron(model, layer, unit, position, pre_activation=pre_activation)
 

@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                 _flush_stdout()
             return code
     except ProbeError as exc:
-        _say(f"onnxprobe: error: {exc}")
+        from onnxprobe.cli.flags import in_cli_words
+
+        _say(f"onnxprobe: error: {in_cli_words(exc)}")
         return exc.exit_code
     except Terminated:
         _say("onnxprobe: terminated (nothing half-written; run the command again to resume or redo it)")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from onnxprobe.cli.common import add_model_args, load_model_from_args
-from onnxprobe.cli.demo import DEFAULT_MODEL, sample_images
+from onnxprobe.cli.common import DEFAULT_MODEL, add_model_args, load_model_from_args, sample_images
 from onnxprobe.errors import ProbeError, UsageError
 from onnxprobe.viewer.keys import help_lines
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxprobe.autodiff import BackMode
 from onnxprobe.errors import InputError
 from onnxprobe.fsutil import atomic_write_json, inside, make_dirs, safe_name
 from onnxprobe.autodiff.objectives import neuron, stack
@@ -25,7 +26,7 @@ from onnxprobe.render.images import write_png
 
 SUMMARY = "maxact.json"
 UNITS_PER_CHUNK = 64  # images of this many units are held in memory at once while cropping
-GRADIENT_MODES = (("deconv", "deconv"), ("backprop", "gradient"))
+GRADIENT_MODES = tuple((mode.file_word, mode.value) for mode in (BackMode.DECONV, BackMode.GRADIENT))  # (files, mode)
 
 
 def layer_paths(out_dir: Path, layer: str) -> tuple[Path, Path]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from onnxprobe.viewer.state import BACK_MODES
+
 
 class Binding(NamedTuple):
     keys: tuple[str, ...]  # the typed character, or a Qt-independent name for special keys
@@ -42,7 +44,7 @@ BINDINGS: tuple[Binding, ...] = (
     Binding(("b",), lambda v: v.state.quick_back(), "quick back loop: off, grad raw, grad norm, deconv raw"),
     Binding(("d",), lambda v: v.state.freeze_origin(), "freeze the back-pass origin unit"),
     Binding(("a",), lambda v: v.state.toggle_diffs(), "grid: activations vs back diffs"),
-    Binding(("n",), lambda v: v.state.back_mode_next(), "back mode: off, gradient, deconv, guided"),
+    Binding(("n",), lambda v: v.state.back_mode_next(), f"back mode: {', '.join(BACK_MODES)}"),
     Binding(("m",), lambda v: v.state.back_filter_next(), "back filter: raw, gray, norm, normblur"),
     Binding(("t",), lambda v: v.state.gamma_boost(), "gamma boost"),
     Binding(("T",), lambda v: v.state.channel_boost(), "per-channel boost"),

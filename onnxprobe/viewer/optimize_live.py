@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxprobe.optimize.presets import DEFAULT_PRESET
+
 STEPS_PER_UPDATE = 4
-PRESET = "lucid"  # legible on any model within a few dozen steps; set3 depends on the gradient scale
+PRESET = DEFAULT_PRESET  # lucid: legible on any model within a few dozen steps; set3 depends on the gradient scale
 
 
 def _api():

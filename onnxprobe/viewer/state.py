@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxprobe.autodiff import MODES, BackMode
+
 from onnxprobe.render.backmaps import FILTERS
 from onnxprobe.render.grid import GAMMA_BOOSTS, PER_CHANNEL_BOOSTS, GridLayout
 from onnxprobe.viewer.events import Emitter
 from onnxprobe.viewer.panes import mark_selection, stale
 
-BACK_MODES = ("off", "gradient", "deconv", "guided")
-QUICK_BACK_LOOP = (("off", "raw"), ("gradient", "raw"), ("gradient", "norm"), ("deconv", "raw"))
+BACK_MODES = ("off", *MODES)
+QUICK_BACK_LOOP = (("off", "raw"), (BackMode.GRADIENT.value, "raw"), (BackMode.GRADIENT.value, "norm"),
+                   (BackMode.DECONV.value, "raw"))
 ZOOMS = ("none", "unit", "back")
 
 

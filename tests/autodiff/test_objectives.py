@@ -203,8 +203,9 @@ def test_linear_seeds_need_no_activations_and_non_linear_ones_do():
     (lambda: O.unit_objective(MODEL, "conv", 0, "max"), "position max needs an image"),
     (lambda: O.direction(MODEL, "conv", [1.0]), "needs 4 weights, got 1"),
     (lambda: O.channel(MODEL, "frozen", 0), "layer 'frozen' cannot be differentiated back to the input"),
-    (lambda: O.by_kind(MODEL, "channel", "conv", 0, (1, 1)), "applies to the neuron objective only"),
+    (lambda: O.by_kind(MODEL, "channel", "conv", 0, (1, 1)), "^position applies to objective neuron only$"),
     (lambda: O.by_kind(MODEL, "sideways", "conv", 0), "unknown objective 'sideways'"),
+    (lambda: O.by_kind(MODEL, "neuron", None, 0), "^objective neuron needs layer$"),
     (lambda: O.logit(StandIn([], []), 0), "the model has no class-score output"),
 ])
 def test_errors_speak_the_librarys_words(build, message):

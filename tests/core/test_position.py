@@ -18,7 +18,7 @@ def test_parse():
     assert parse_position(None) is None
     assert parse_position("3,4") == (3, 4)
     assert parse_position("Max") == "max" and parse_position("center") == "centre" and parse_position("mean") == "mean"
-    with pytest.raises(UsageError, match="--position takes Y,X integers, max, centre or mean"):
+    with pytest.raises(UsageError, match="^position takes Y,X integers, max, centre or mean"):
         parse_position("a,b")
 
 

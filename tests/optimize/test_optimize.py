@@ -172,11 +172,12 @@ def test_command_writes_images_montage_and_record(tiny_path, tmp_path):
     code = main(["optimize", str(tiny_path), "--device", "cpu", "--layer", "conv2", "--unit", "0-1", "--restarts", "2",
                  "--steps", "6", "--out", str(out), "--quiet"])
     assert code == 0
-    record = json.loads((out / "conv2" / "unit0001.json").read_text())
+    record = json.loads((out / "conv2" / "unit_00001.json").read_text())
     # the default preset is lucid (issue 14: it measures best), Adam step 0.05
     assert record["steps"] == 6 and record["preset"] == "lucid" and len(record["best_activation"]) == 2
     assert record["hyperparameters"]["lr"] == 0.05
-    for name in ("unit0000_restart00.png", "unit0000_restart01.png", "unit0000_montage.png", "unit0001_restart01.png"):
+    for name in ("unit_00000_restart00.png", "unit_00000_restart01.png", "unit_00000_montage.png",
+                 "unit_00001_restart01.png"):
         assert (out / "conv2" / name).stat().st_size > 0
 
 
