@@ -60,12 +60,23 @@ class Objective:
         self.linear = linear
         self._value_fn = value_fn
         self.self_seed = self_seed
+        self._constant: dict[int, Acts] = {}  # a linear objective's seeds, per batch size (read-only)
 
     def seeds(self, acts: Acts | None, batch: int) -> Acts:
         """{target: float32 seed} for a batch of `batch` rows; `acts` (the targets' activations) only
-        for a non-linear objective."""
-        if not self.linear and acts is None:
+        for a non-linear objective. A linear objective's seeds are built once per batch size and
+        shared: read-only, contiguous, with the whole batch axis (what a gradient session takes)."""
+        if self.linear:
+            cached = self._constant.get(batch)
+            if cached is None:
+                cached = self._constant[batch] = {t: _frozen(np.broadcast_to(s, (batch, *s.shape[1:])))
+                                                  for t, s in self._seeds(None, batch).items()}
+            return dict(cached)
+        if acts is None:
             raise ValueError(f"objective '{self.description}' needs the activations to compute its gradient")
+        return self._seeds(acts, batch)
+
+    def _seeds(self, acts: Acts | None, batch: int) -> Acts:
         out = self.seed_fn(acts, batch)
         return {t: np.asarray(out[t], np.float32) for t in self.targets}
 
@@ -132,6 +143,12 @@ class Objective:
 
     def __repr__(self) -> str:
         return f"Objective({self.description})"
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array, np.float32)
+    array.flags.writeable = False
+    return array
 
 
 def _add(a, b):
@@ -396,7 +413,30 @@ def diversity(model, layer: str | LayerInfo) -> Objective:
     return Objective({info.name: _shape(info)}, seed_fn, f"diversity {info.name}", linear=False, value_fn=value_fn)
 
 
-# ---- the in-graph seed ------------------------------------------------------------------------
+# ---- in-graph forms ----------------------------------------------------------------------------
+
+def value_nodes(objective: Objective, seeds: dict[str, str], output: str) -> tuple[list[onnx.NodeProto],
+                                                                                  list[onnx.TensorProto]]:
+    """The in-graph form of a linear objective's `value`: (nodes, initializers) computing into
+    `output`, (N,) float32, the sum over its targets of sum(seed * activation) per batch row, from
+    the target tensors and the seed inputs `seeds` (target -> the seed's name in the graph, fed
+    `objective.seeds`). A non-linear objective has no such form (its value is not its seeds'
+    product with the activations)."""
+    from onnx import helper, numpy_helper
+
+    if not objective.linear:
+        raise ValueError(f"objective '{objective.description}' is not linear: it has no in-graph value")
+    nodes, inits, parts = [], [], []
+    for i, target in enumerate(objective.targets):
+        axes, product, part = (f"{output}/{kind}{i}" for kind in ("axes", "product", "sum"))
+        inits.append(numpy_helper.from_array(np.arange(1, len(objective.shapes[target]), dtype=np.int64), axes))
+        nodes.append(helper.make_node("Mul", [seeds[target], target], [product], name=product))
+        nodes.append(helper.make_node("ReduceSum", [product, axes], [part], name=part, keepdims=0))
+        parts.append(part)
+    nodes.append(helper.make_node("Sum", parts, [output], name=output))
+    return nodes, inits
+
+
 
 def self_seeded(model: onnx.ModelProto, target: str, peak_axes: tuple[int, ...] = ()) -> tuple[onnx.ModelProto, str]:
     """A copy of `model` with one more output, target * target, and its name.

@@ -155,28 +155,13 @@ def _graph_blur_fits(preset: Preset, size: tuple[int, int]) -> bool:
     return preset.blur_radius <= 0 or preset.blur_every <= 0 or radius < min(size)
 
 
-def _linear_seeds(opt: Optimizer, batch: int) -> dict[str, np.ndarray]:
-    """A linear objective's seeds do not change between steps: built once per optimizer."""
-    cached = getattr(opt, "_linear_seed_cache", None)
-    if cached is None or cached[0] != batch:
-        seeds = opt.objective.seeds(None, batch)
-        cached = (batch, {t: np.ascontiguousarray(np.broadcast_to(s, (batch, *s.shape[1:])), np.float32)
-                          for t, s in seeds.items()})
-        opt._linear_seed_cache = cached
-    return cached[1]
-
-
 def _gradient_pass(opt: Optimizer, session, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One run of the gradient graph on the batch `x`: its outputs and the objective of each row."""
-    targets = list(opt.objective.targets)
-    if not opt.objective.linear:
-        acts = opt.model.activations(x, targets, with_outputs=False)
-        out = session.run(x, opt.objective.seeds(acts, opt.batch))
-        return out, opt.objective.value({t: out[t] for t in targets})
-    seeds = _linear_seeds(opt, opt.batch)
-    out = session.run(x, seeds)
-    value = sum((seeds[t] * out[t]).reshape(opt.batch, -1).sum(axis=1, dtype=np.float64) for t in targets)
-    return out, value
+    """One run of the gradient graph on the batch `x`: its outputs and the objective of each row
+    (`objective.value` on the targets' activations the run also gives)."""
+    objective = opt.objective
+    acts = None if objective.linear else opt.model.activations(x, list(objective.targets), with_outputs=False)
+    out = session.run(x, objective.seeds(acts, opt.batch))
+    return out, objective.value({t: out[t] for t in objective.targets})
 
 
 class _SeedState:
@@ -241,12 +226,11 @@ class _GraphEngine(_SeedState):
 
         targets = tuple(opt.objective.targets)
         seeds = {t: seed_name(t) for t in targets}
-        ranks = {t: len(s) for t, s in opt.objective.shapes.items()}
         space = self.space
 
         def build():
             gradient = build_gradient_model(model.proto, list(targets), wrt=[model.input_name])
-            return build_step_model(gradient, model.input_name, grad_name(model.input_name), seeds, ranks,
+            return build_step_model(gradient, model.input_name, grad_name(model.input_name), opt.objective, seeds,
                                     space.slope, space.low, space.high, space.nhwc)
 
         self.session = model.session(("optimize-step", targets), build)
@@ -261,7 +245,7 @@ class _GraphEngine(_SeedState):
             **blur_feeds(preset.blur_radius, c), **percentile_feeds("norm_", h * w, preset.norm_pct),
             **percentile_feeds("contrib_", h * w, preset.contrib_pct),
         }
-        constant.update({seeds[t]: s for t, s in _linear_seeds(opt, opt.batch).items()})
+        constant.update({seeds[t]: s for t, s in opt.objective.seeds(None, opt.batch).items()})
         self.blurs = preset.blur_every > 0 and preset.blur_radius > 0
         flags = {(name, v): np.array(v) for name in ("update", "blur_now") for v in (False, True)}
         self.constant = {k: self._device(v) for k, v in constant.items()}

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxprobe.autodiff.objectives import Objective, value_nodes
 from onnxprobe.graph.loading import finalize_model
 
 P = "onnxprobe.step:"
@@ -82,12 +83,11 @@ class _Builder:
 
 
 def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_output: str,
-                     seeds: dict[str, str], ranks: dict[str, int], slope: np.ndarray, low: np.ndarray, high: np.ndarray,
+                     objective: Objective, seeds: dict[str, str], slope: np.ndarray, low: np.ndarray, high: np.ndarray,
                      nhwc: bool) -> onnx.ModelProto:
     """Wrap `gradient_model` (inputs: `input_name` and the seeds; outputs: the targets and
-    `grad_output`) into the step graph. `seeds` maps target -> seed input name, `ranks` target ->
-    rank; `slope`, `low`,
-    `high` are (1, C, 1, 1) (see priors.PixelSpace)."""
+    `grad_output`) into the step graph of the linear `objective`. `seeds` maps target -> seed input
+    name; `slope`, `low`, `high` are (1, C, 1, 1) (see priors.PixelSpace)."""
     channels = int(slope.shape[1])
     graph = gradient_model.graph
     image_value = next(v for v in graph.input if v.name == input_name)
@@ -102,13 +102,11 @@ def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_outp
     b.nodes.append(helper.make_node("Identity", [x], [input_name], name=P + "to_model"))
     prefix_nodes, b.nodes = b.nodes, []
 
-    # objective value per row: sum over the targets of sum(seed * activation)
-    value = None
-    for target, seed in seeds.items():
-        axes = b.const(list(range(1, ranks[target])), np.int64)
-        part = b.op("ReduceSum", b.op("Mul", seed, target), axes, keepdims=0)
-        value = part if value is None else b.op("Add", value, part)
-    value = b.op("Identity", value, hint="value")
+    # the objective of each row, as the objective computes it (its in-graph form)
+    value = b.name("value")
+    nodes, inits = value_nodes(objective, seeds, value)
+    b.nodes.extend(nodes)
+    b.inits.extend(inits)
 
     g = grad_output
     if nhwc:

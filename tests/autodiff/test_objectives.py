@@ -182,6 +182,44 @@ def test_value_and_seeds_are_the_formula_and_its_gradient(objective, formula):
         np.testing.assert_array_equal(objective.seeds(acts, BATCH)[s.target], weight * a)
 
 
+LINEAR = [c for c in CASES if c[1].linear]
+
+
+@pytest.mark.parametrize("objective", [c[1] for c in LINEAR], ids=[c[0] for c in LINEAR])
+def test_in_graph_value_is_the_objective_value(objective):
+    """`value_nodes` (the step graph's value, optimize/stepgraph.py) run by ONNX Runtime on the
+    targets' activations and the objective's own seeds gives `objective.value` of the same
+    activations."""
+    import onnx
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(1)
+    acts = _acts(objective, rng)
+    seed_inputs = {t: f"seed:{t}" for t in objective.targets}
+    nodes, inits = O.value_nodes(objective, seed_inputs, "value")
+    inputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, ["N", *objective.shapes[t][1:]])
+              for t in objective.targets for n in (t, seed_inputs[t])]
+    graph = helper.make_graph(nodes, "value", inputs, [helper.make_tensor_value_info("value", onnx.TensorProto.FLOAT, ["N"])],
+                              inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    seeds = objective.seeds(None, BATCH)
+    feeds = {**acts, **{seed_inputs[t]: s for t, s in seeds.items()}}
+    got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(["value"], feeds)[0]
+    assert got.shape == (BATCH,) and got.dtype == np.float32
+    # float32 in the graph: each product rounded once and a sum of n terms in any order (n - 1
+    # roundings, each at most F32 of the running sum <= sum |terms|), then the float32 result
+    # rounded; the reference is float64 (its own error is far below these)
+    terms = sum(np.prod(s[1:]) for s in objective.shapes.values())
+    bound = sum(np.abs(seeds[t].astype(np.float64) * acts[t]).reshape(BATCH, -1).sum(axis=1) for t in acts)
+    reference = objective.value(acts)
+    assert np.all(np.abs(got - reference) <= (terms + 1) * F32 * bound + F32 * np.abs(reference)), (got, reference)
+
+
+def test_the_non_linear_have_no_in_graph_value():
+    with pytest.raises(ValueError, match="not linear"):
+        O.value_nodes(O.own_activation(MODEL, "conv", 0), {"conv": "seed"}, "value")
+
+
 def test_linear_seeds_need_no_activations_and_non_linear_ones_do():
     assert O.channel(MODEL, "conv", 0).linear and not O.own_activation(MODEL, "conv", 0).linear
     with pytest.raises(ValueError, match="needs the activations"):
