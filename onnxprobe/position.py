@@ -102,7 +102,8 @@ def resolve(model, info, unit: int, position: Position, x: np.ndarray | None = N
         return centre(info), "the centre"
     if position == "max":
         if x is None:
-            raise ParameterError("{position} max needs an image (where the unit fires most on it)", "position")
+            raise ParameterError("{position} max needs an image (where the unit fires most on it); without one give Y,X, "
+                                 "centre or mean", "position")
         activation = model.activations(x[:1], [info.name], with_outputs=False)[info.name]
         where = strongest(info, activation, unit)
         value = float(unit_map(info, activation, unit)[where])

@@ -26,7 +26,7 @@ import onnx
 
 from ..errors import ParameterError, UsageError
 from ..graph.layers import LayerInfo
-from ..position import centre, check_position, check_unit, resolve
+from ..position import Position, centre, check_position, check_unit, resolve
 
 Acts = dict[str, np.ndarray]
 SeedFn = Callable[[Acts | None, int], Acts]
@@ -61,6 +61,7 @@ class Objective:
         self._value_fn = value_fn
         self.self_seed = self_seed
         self._constant: dict[int, Acts] = {}  # a linear objective's seeds, per batch size (read-only)
+        self._support: dict[int, dict] = {}  # and where they are not zero (value's terms)
 
     def seeds(self, acts: Acts | None, batch: int) -> Acts:
         """{target: float32 seed} for a batch of `batch` rows; `acts` (the targets' activations) only
@@ -90,12 +91,24 @@ class Objective:
         if self._value_fn is not None:
             return np.asarray(self._value_fn(acts), np.float64)
         batch = acts[self.targets[0]].shape[0]
-        seeds = self.seeds(None, batch)
         total = np.zeros(batch, np.float64)
-        for t in self.targets:
-            act = np.asarray(acts[t], np.float64)
-            total += (np.asarray(seeds[t], np.float64) * act).reshape(batch, -1).sum(axis=1)
+        for t, (rows, where, weights) in self._terms(batch).items():
+            act = np.asarray(acts[t]).reshape(-1)[where]
+            total += np.bincount(rows, weights=weights * act, minlength=batch)
         return total
+
+    def _terms(self, batch: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """A linear objective's value as sum(seed * activation) over the seeds' non-zero elements
+        only (a neuron's seed has one per row): per target (row, flat index, float64 seed)."""
+        terms = self._support.get(batch)
+        if terms is None:
+            terms = {}
+            for t, seed in self.seeds(None, batch).items():
+                flat = seed.reshape(-1)
+                where = np.flatnonzero(flat)
+                terms[t] = (where // (flat.size // batch), where, flat[where].astype(np.float64))
+            self._support[batch] = terms
+        return terms
 
     def named(self, description: str) -> "Objective":
         """The same objective under another description."""
@@ -322,30 +335,40 @@ def logit(model, cls: int) -> Objective:
     return _linear(info, _unit_seed(info, cls, ()), f"class {cls}{label}, logit '{info.name}'")
 
 
-def unit_objective(model, layer: str | LayerInfo, unit: int, position=None, x: np.ndarray | None = None) -> Objective:
+def unit_objective(model, layer: str | LayerInfo, unit: int, position: Position = None, x: np.ndarray | None = None, *,
+                   pre_activation: bool = False) -> Objective:
     """Unit `unit` of `layer` at `position` as onnxprobe.position reads it: Y,X or "centre" (a
     neuron there), "mean" (the channel), "max" (a neuron where the unit fires most on the input
-    `x`); None is "max" when `x` is given, else "centre"."""
+    `x`; refused without one, e.g. for a synthesized image); None is "max" when `x` is given, else
+    "centre". `pre_activation`: on the input of the ReLU that produces `layer` (`pre_relu`)."""
     info = differentiable_layer(model, layer)
     unit = check_unit(info, unit)
     where, _ = resolve(model, info, unit, position, x)
-    return channel(model, info, unit) if where is None else neuron(model, info, unit, where)
+    if where is None:
+        return channel(model, info, unit, pre_activation=pre_activation)
+    return neuron(model, info, unit, where, pre_activation=pre_activation)
 
 
-def by_kind(model, kind: str, layer: str | LayerInfo | None, unit: int, position: Sequence[int] | None = None,
-            pre_activation: bool = False) -> Objective:
-    """An objective named by kind: "neuron" (at `position`, default the centre), "channel", "logit"."""
+KINDS = ("neuron", "channel", "logit")
+
+
+def by_kind(model, kind: str, layer: str | LayerInfo | None, unit: int, position: Position = None,
+            pre_activation: bool = False, x: np.ndarray | None = None) -> Objective:
+    """An objective named by kind: "neuron" (`unit_objective` at `position`: any position of
+    onnxprobe.position, the centre when none is given and there is no input `x`), "channel" (the
+    mean over positions), "logit" (the class score `unit`; `layer` is not needed). Only a neuron
+    takes a position."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown objective '{kind}' (known: {', '.join(KINDS)})")
+    if kind != "neuron" and position is not None:
+        raise ParameterError("{position} applies to {objective} neuron only", "position", "objective")
     if kind == "logit":
         return logit(model, unit)
-    if kind not in ("neuron", "channel"):
-        raise UsageError(f"unknown objective '{kind}' (known: neuron, channel, logit)")
     if layer is None:
         raise ParameterError(f"{{objective}} {kind} needs {{layer}}", "objective", "layer")
     if kind == "channel":
-        if position is not None:
-            raise ParameterError("{position} applies to {objective} neuron only", "position", "objective")
         return channel(model, layer, unit, pre_activation=pre_activation)
-    return neuron(model, layer, unit, position, pre_activation=pre_activation)
+    return unit_objective(model, layer, unit, position, x, pre_activation=pre_activation)
 
 
 # ---- non-linear objectives ---------------------------------------------------------------------

@@ -44,41 +44,30 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
-    from onnxprobe.autodiff.objectives import differentiable_layer, logit_layer, pre_relu
+    from onnxprobe.autodiff.objectives import by_kind, differentiable_layer, logit_layer
     from onnxprobe.optimize import DEFAULT_PRESET
     from onnxprobe.optimize.store import UnitStore, job_key, render_into
-    from onnxprobe.position import check_position, resolve
 
     # the one resolution of the render flags: render_units takes them as they are
     render = render_settings(args)
     preset = render.preset
-    position = parse_position(args.position)
-    if position == "max":
-        raise UsageError("--position max needs an image: optimize starts from noise (give Y,X, centre or mean)")
-    objective_kind = args.objective
-    if position == "mean":
-        if objective_kind != "neuron":
-            raise UsageError("--position applies to --objective neuron only")
-        objective_kind, position = "channel", None
+    position = parse_position(args.position)  # read by the objective module: no image here, so no max
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
-    layer_name = logit_layer(model).name if objective_kind == "logit" else args.layer
+    layer_name = logit_layer(model).name if args.objective == "logit" else args.layer
     if layer_name is None:
-        raise UsageError(f"--objective {objective_kind} needs --layer")
+        raise UsageError(f"--objective {args.objective} needs --layer")
     layer = differentiable_layer(model, layer_name)
-    if position == "centre" or (position is not None and not layer.is_spatial):
-        position, _ = resolve(model, layer, 0, position)
-    elif position is not None:
-        position = check_position(layer, position)
     units = parse_units(args.unit, layer)
-    optimized = pre_relu(model, layer)
-    if objective_kind != "logit" and optimized.name != layer.name:
-        print(f"note: optimizing '{optimized.name}', the pre-activation input of '{layer.name}' (a ReLU passes no "
+    # the first unit's objective, before anything is written: a position that does not fit is refused here
+    optimized = by_kind(model, args.objective, layer, units[0], position, pre_activation=True).targets[0]
+    if args.objective != "logit" and optimized != layer.name:
+        print(f"note: optimizing '{optimized}', the pre-activation input of '{layer.name}' (a ReLU passes no "
               "gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
-    settings = {"model_sha256": file_hash(model.path), "objective": objective_kind,
-                "position": list(position) if position else None,
+    settings = {"model_sha256": file_hash(model.path), "objective": args.objective,
+                "position": list(position) if isinstance(position, tuple) else position,
                 "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}
     store = UnitStore(out, job_key(settings))
     folder = store.folder(layer.name)
@@ -91,8 +80,8 @@ def run(args) -> int:
     progress = Progress(len(units) * render.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
                         label=f"{layer.name} ")
     try:
-        results = render_into(store, model, layer.name, units, render, settings, objective=objective_kind,
-                              position=position or None, on_step=progress.update)
+        results = render_into(store, model, layer.name, units, render, settings, objective=args.objective,
+                              position=position, on_step=progress.update)
     finally:
         progress.close()
     warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},

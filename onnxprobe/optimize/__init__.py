@@ -23,8 +23,10 @@ Library API (stable; the atlas builds on it)::
   param=None, restarts=1, seed=0, batch=8)` checks them once), or give those loose keywords.
   N (unit, restart) rows run as one batch of the gradient graph. Row (unit, restart) draws all its
   randomness from `row_seed(seed, layer, unit, restart)`, so its images do not depend on which
-  other rows share its batch, their order, or the process that ran it. `objective="logit"`
-  ignores `layer` and uses the pre-softmax class scores.
+  other rows share its batch, their order, or the process that ran it. `objective` and
+  `position` are read by `objectives.by_kind`: "neuron" at a position of onnxprobe.position (Y,X,
+  "centre" = None, "mean" = the channel; "max" needs an image, so it is refused here), "channel",
+  or "logit" (ignores `layer`: the pre-softmax class scores).
 - Presets (`presets.PRESETS`): `lucid` (the default: it measures best, bench/bench_quality.py;
   FFT spectrum + colour decorrelation + sigmoid + transformation robustness, Adam lr 0.05, 512
   steps), `lucid-fast` (the same in 128 steps: a quarter of the time, judged as well on

@@ -13,6 +13,7 @@ from onnxprobe.autodiff.objectives import by_kind, logit_layer, stack
 from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
+from onnxprobe.position import Position
 
 
 def row_seed(seed: int, layer: str, unit: int, restart: int) -> np.random.SeedSequence:
@@ -103,11 +104,13 @@ def _count(value, minimum: int = 1) -> bool:
 
 
 def render_units(model, layer: str | None, units: Sequence[int], settings: RenderSettings | None = None, *,
-                 objective: str = "neuron", position: Sequence[int] | None = None, engine: str = "auto",
+                 objective: str = "neuron", position: Position = None, engine: str = "auto",
                  on_step: Callable[[int], None] | None = None, **loose) -> list[UnitResult]:
     """Visualize `units` of `layer` (see the package docstring); one UnitResult per unit, in order.
     `settings` as resolved by the caller, or the loose values of `RenderSettings.resolve`
-    (preset, steps, param, restarts, seed, batch) as keywords.
+    (preset, steps, param, restarts, seed, batch) as keywords. `objective` and `position` as
+    `objectives.by_kind` reads them (a neuron at a position of onnxprobe.position: Y,X, "centre"
+    (None: the same), "mean" (the channel); "max" needs an image, which a synthesized one has not).
 
     `on_step(rows)` is called after every optimisation step with the number of rows stepped
     (for progress bars: total work is len(units) * restarts * steps)."""

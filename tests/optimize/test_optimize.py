@@ -12,7 +12,8 @@ from onnx import helper
 
 from onnxprobe.cli import main
 from onnxprobe.model import ProbeModel
-from onnxprobe.optimize import Optimizer, get_preset, objectives, render_units
+from onnxprobe.errors import ParameterError
+from onnxprobe.optimize import Optimizer, get_preset, objectives, render_units, row_seed
 from tests.conftest import make_conv_model
 
 
@@ -136,6 +137,28 @@ def test_same_seed_same_images_regardless_of_batching(tiny):
     assert not np.array_equal(other[0].images[0], alone[0].images[0])
 
 
+@pytest.mark.parametrize("position, same_as", [
+    ("mean", lambda m: objectives.channel(m, "conv2", 4, pre_activation=True)),
+    ("centre", lambda m: objectives.neuron(m, "conv2", 4, pre_activation=True)),
+    (None, lambda m: objectives.neuron(m, "conv2", 4, pre_activation=True)),
+    ((1, 2), lambda m: objectives.neuron(m, "conv2", 4, (1, 2), pre_activation=True)),
+])
+def test_render_units_reads_positions_as_the_objective_module(tiny, position, same_as):
+    """`position` is the typed position of onnxprobe.position, read by the objective module (no
+    re-interpretation on the way): the images are those of the objective it names."""
+    kwargs = dict(preset="set1", steps=6, seed=3)
+    [result] = render_units(tiny, "conv2", [4], position=position, **kwargs)
+    direct = Optimizer(tiny, same_as(tiny), "set1", seed=[row_seed(3, "conv2", 4, 0)], steps=6).run()
+    assert result.objective == same_as(tiny).description
+    assert np.array_equal(result.images[0], direct.best_image(0))
+
+
+def test_render_units_refuses_max_without_an_image(tiny):
+    with pytest.raises(ParameterError, match="^position max needs an image") as caught:
+        render_units(tiny, "conv2", [0], preset="set1", steps=2, position="max")
+    assert caught.value.params == ("position",)
+
+
 def _linear_unit_maximum(model: ProbeModel, conv: str, unit: int) -> float:
     """The exact maximum over the valid input range of a first-layer conv unit away from the border:
     bias + sum of max(w * low, w * high), from the ONNX weights."""
@@ -199,6 +222,10 @@ def _non_differentiable_model(path):
     (["--layer", "conv2", "--unit", "0", "--preset", "set1", "--param", "fft"], "pixel-space"),
     (["--layer", "nope", "--unit", "0"], "no layer named"),
     (["--layer", "conv2", "--unit", "0", "--position", "40,40"], "outside"),
+    (["--layer", "conv2", "--unit", "0", "--position", "max"], "--position max needs an image"),
+    (["--layer", "conv2", "--unit", "0", "--objective", "channel", "--position", "mean"],
+     "--position applies to --objective neuron only"),
+    (["--unit", "0", "--objective", "logit", "--position", "centre"], "--position applies to --objective neuron only"),
 ])
 def test_bad_input_is_one_line_exit_2(tiny_path, tmp_path, capsys, extra, fragment):
     code = main(["optimize", str(tiny_path), "--out", str(tmp_path / "o"), "--quiet", *extra])
