@@ -12,7 +12,7 @@ from pathlib import Path
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
 from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
-from onnxprobe.autodiff.objectives import differentiable_layer
+from onnxprobe.autodiff.objectives import by_kind, differentiable_layer
 from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
 from onnxprobe.optimize.render import RenderSettings
@@ -54,10 +54,11 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
 def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False,
                 settings: RenderSettings | None = None, units: list[int] | None = None, top: int = 9, scheduler=None,
                 device: str = "auto", threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
-                progress=None, **loose) -> AtlasResult:
+                progress=None, position=None, **loose) -> AtlasResult:
     """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring. `settings`
     as resolved by the caller, or the loose values of `RenderSettings.resolve` (preset, steps,
-    param, restarts, seed, batch) as keywords."""
+    param, restarts, seed, batch) as keywords. `position`: where each unit is optimized, as
+    `render_units` reads it (none: the centre; "mean": the channel)."""
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
@@ -72,10 +73,12 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     if not isinstance(model, ProbeModel):
         model = ProbeModel.load(model, device=device, threads=threads)
     names = choose_layers(model, layers, all_layers)
+    for name in names:  # a position that does not fit a layer is refused before any work
+        by_kind(model, "neuron", name, 0, position, pre_activation=True)
     if scheduler:
-        spec = make_spec(model, settings, device, threads_for_workers(threads))
+        spec = make_spec(model, settings, device, threads_for_workers(threads), position)
     else:
-        spec = make_spec(model, settings, model.device, model.threads)
+        spec = make_spec(model, settings, model.device, model.threads, position)
         remember_model(spec, model)
     wanted = {name: _units_of(model.layer(name).units, units) for name in names}
     if not any(wanted.values()):
@@ -110,11 +113,18 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     entries = _collect(root, model, state, store)
     info = {"name": Path(model.path).name, "path": str(model.path), "sha256": spec.model_hash}
     shown = {"preset": settings.preset.name, "steps": settings.preset.steps, "restarts": settings.restarts,
-             "seed": settings.seed, "param": settings.preset.param, "objective": "neuron (centre)"}
+             "seed": settings.seed, "param": settings.preset.param, "objective": _objective_words(position)}
     write_manifest(root, info, shown, entries, state.get("dataset"))
     pages = write_site(root, info["name"], entries, shown, state.get("dataset"))
     return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
                        seconds, pages, notes)
+
+
+def _objective_words(position) -> str:
+    """What the site says a unit's image maximises."""
+    if position is None or position == "centre":
+        return "neuron (centre)"
+    return "channel (mean over positions)" if position == "mean" else f"neuron (at {','.join(map(str, position))})"
 
 
 def _units_of(count: int, units: list[int] | None) -> list[int]:

@@ -17,6 +17,7 @@ from onnxprobe.distributed import ModelCache, cluster_client, model_fields, run_
 from onnxprobe.fsutil import inside
 from onnxprobe.optimize.render import RenderSettings
 from onnxprobe.optimize.store import UnitStore, job_key
+from onnxprobe.position import Position
 
 ATLAS_FORMAT = 1
 STATE_DIR = ".atlas"
@@ -34,11 +35,14 @@ class AtlasSpec:
     settings: RenderSettings
     device: str = "auto"
     threads: int | None = None
+    position: Position = None  # where a unit is read (onnxprobe.position; none: the centre)
 
     def key(self) -> str:
         """What must match for a finished unit to be kept: not the batch (rows do not depend on their
-        batch), device or threads."""
-        return job_key([ATLAS_FORMAT, self.model_hash, self.input_shape, self.preprocess, self.settings.identity()])
+        batch), device or threads. (No position: the key atlases had before positions were taken.)"""
+        where = [] if self.position is None else [{"position": self.position}]
+        return job_key([ATLAS_FORMAT, self.model_hash, self.input_shape, self.preprocess, self.settings.identity(),
+                        *where])
 
     @property
     def units_per_chunk(self) -> int:
@@ -46,8 +50,9 @@ class AtlasSpec:
         return self.settings.units_per_chunk
 
 
-def make_spec(model, settings: RenderSettings, device: str = "auto", threads: int | None = None) -> AtlasSpec:
-    return AtlasSpec(*model_fields(model), settings, device, threads)
+def make_spec(model, settings: RenderSettings, device: str = "auto", threads: int | None = None,
+              position: Position = None) -> AtlasSpec:
+    return AtlasSpec(*model_fields(model), settings, device, threads, position)
 
 
 # workers: one model per process
@@ -67,7 +72,7 @@ def render_chunk(spec: AtlasSpec, layer: str, units: tuple[int, ...], model_byte
     from onnxprobe.render.images import encode_png, montage
 
     model = _MODELS.get(spec, model_bytes)
-    results = render_units(model, layer, list(units), spec.settings, on_step=on_step)
+    results = render_units(model, layer, list(units), spec.settings, position=spec.position, on_step=on_step)
     out = []
     for result in results:
         record = result.to_json()

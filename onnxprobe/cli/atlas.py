@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, parse_units, \
-    render_settings
+from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
+    parse_position, parse_units, render_settings
+from onnxprobe.position import HELP as POSITION_HELP
 
 
 DESCRIPTION = """Render units offline into a static, browsable site (index.html): optimized images, top-k
@@ -25,6 +26,8 @@ def register(sub) -> None:
     add_render_args(parser, default_preset=None)
     parser.add_argument("--units", action="append", metavar="RANGE",
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
+    parser.add_argument("--position", metavar="Y,X|centre|mean",
+                        help=f"where each unit is optimized: {POSITION_HELP} (default centre; no image, so no max)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default 9)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (cluster default: 1 per task)")
@@ -46,7 +49,7 @@ def run(args) -> int:
     if args.units:
         units = parse_units(args.units, max((model.layer(name) for name in layers), key=lambda layer: layer.units))
     result = build_atlas(model, layers, args.out, args.data, settings=render, units=units, top=args.top, scheduler=args.scheduler, device=args.device, threads=args.threads,
-                         fresh=args.fresh,
+                         fresh=args.fresh, position=parse_position(args.position),
                          progress=None if args.quiet else lambda total, label: Progress(
                              total, unit="img" if label.startswith("scan") else "unit", label=label))
     rate = f" ({result.units_per_second:.2f} units/s)" if result.units_rendered else ""

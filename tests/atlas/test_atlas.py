@@ -149,6 +149,22 @@ def test_stale_temporaries_are_removed_and_a_rerun_renders_nothing(reference_tin
     assert_same_atlas(out, reference_tiny_atlas)  # relu2 stays in the atlas
 
 
+def test_position_reaches_the_units_and_the_key(gray_model_path, tmp_path):
+    """`position` is read by the objective module for every unit ("mean": the channel), and an atlas
+    made at another position is other settings."""
+    from onnxprobe.autodiff import objectives
+    from onnxprobe.errors import UsageError
+
+    model = ProbeModel.load(gray_model_path, device="cpu")
+    out = tmp_path / "mean"
+    build_atlas(model, ["relu1"], out, units=[1], position="mean", steps=2, seed=5)
+    record = json.loads(next((out / "units").glob("*/unit_00001.json")).read_text())
+    assert record["optimization"]["objective"] == objectives.channel(model, "relu1", 1, pre_activation=True).description
+    assert json.loads((out / "manifest.json").read_text())["settings"]["objective"] == "channel (mean over positions)"
+    with pytest.raises(UsageError, match="other settings"):
+        build_atlas(model, ["relu1"], out, units=[1], steps=2, seed=5)
+
+
 # ---- distributed ------------------------------------------------------------------------------
 
 def test_local_dask_cluster_makes_the_same_atlas(gray_model_path, atlas_digits_dir, reference_tiny_atlas, tmp_path):
@@ -215,6 +231,8 @@ BAD = [
     ("other settings", ["--layer", "relu1", "--steps", "3", "--seed", "9"], "other settings"),
     ("out is the model", ["--layer", "relu1", "--out", "{d}/model.onnx"], "is the input model; refusing to overwrite"),
     ("missing data", ["--layer", "relu1", "--steps", "2", "--data", "{d}/nothing-here"], "nothing-here"),
+    ("position max", ["--layer", "relu1", "--position", "max"], "--position max needs an image"),
+    ("position outside", ["--layer", "relu1", "--position", "99,0"], "position 99,0 is outside layer 'relu1'"),
 ]
 
 
