@@ -93,20 +93,27 @@ class Objective:
         batch = acts[self.targets[0]].shape[0]
         total = np.zeros(batch, np.float64)
         for t, (rows, where, weights) in self._terms(batch).items():
-            act = np.asarray(acts[t]).reshape(-1)[where]
-            total += np.bincount(rows, weights=weights * act, minlength=batch)
+            if where is None:  # dense seeds: row by row
+                total += np.einsum("ij,ij->i", weights, np.asarray(acts[t], np.float64).reshape(batch, -1))
+            else:
+                act = np.asarray(acts[t]).reshape(-1)[where]
+                total += np.bincount(rows, weights=weights * act, minlength=batch)
         return total
 
-    def _terms(self, batch: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """A linear objective's value as sum(seed * activation) over the seeds' non-zero elements
-        only (a neuron's seed has one per row): per target (row, flat index, float64 seed)."""
+    def _terms(self, batch: int) -> dict[str, tuple]:
+        """A linear objective's value as sum(seed * activation), per target (row, flat index,
+        float64 seed) over the seeds' non-zero elements only (a neuron's seed has one per row), or
+        (None, None, float64 seeds as (batch, -1)) when most are non-zero (a direction)."""
         terms = self._support.get(batch)
         if terms is None:
             terms = {}
             for t, seed in self.seeds(None, batch).items():
                 flat = seed.reshape(-1)
                 where = np.flatnonzero(flat)
-                terms[t] = (where // (flat.size // batch), where, flat[where].astype(np.float64))
+                if 4 * where.size > flat.size:
+                    terms[t] = (None, None, seed.reshape(batch, -1).astype(np.float64))
+                else:
+                    terms[t] = (where // (flat.size // batch), where, flat[where].astype(np.float64))
             self._support[batch] = terms
         return terms
 
