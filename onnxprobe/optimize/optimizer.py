@@ -7,6 +7,8 @@ path for non-linear objectives) and "lucid" (the modern parameterization, see lu
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from onnxprobe.errors import UsageError
@@ -146,6 +148,13 @@ class Optimizer:
         """The model input tensors (N, ...) of the current (or best) images."""
         return self._require_started().model_input(best)
 
+    @functools.cached_property
+    def linear_seeds(self) -> dict[str, np.ndarray]:
+        """A linear objective's seeds, one row per image: they do not change between steps."""
+        seeds = self.objective.seeds(None, self.batch)
+        return {t: np.ascontiguousarray(np.broadcast_to(s, (self.batch, *s.shape[1:])), np.float32)
+                for t, s in seeds.items()}
+
     def hyperparameters(self) -> dict:
         data = self.preset.to_json()
         data.update(param=self.param, engine=self.engine_name, batch=self.batch)
@@ -157,17 +166,6 @@ def _graph_blur_fits(preset: Preset, size: tuple[int, int]) -> bool:
     return preset.blur_radius <= 0 or preset.blur_every <= 0 or radius < min(size)
 
 
-def _linear_seeds(opt: Optimizer, batch: int) -> dict[str, np.ndarray]:
-    """A linear objective's seeds do not change between steps: built once per optimizer."""
-    cached = getattr(opt, "_linear_seed_cache", None)
-    if cached is None or cached[0] != batch:
-        seeds = opt.objective.seeds(None, batch)
-        cached = (batch, {t: np.ascontiguousarray(np.broadcast_to(s, (batch, *s.shape[1:])), np.float32)
-                          for t, s in seeds.items()})
-        opt._linear_seed_cache = cached
-    return cached[1]
-
-
 def _gradient_pass(opt: Optimizer, session, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One run of the gradient graph on the batch `x`: its outputs and the objective of each row."""
     targets = list(opt.objective.targets)
@@ -175,7 +173,7 @@ def _gradient_pass(opt: Optimizer, session, x: np.ndarray) -> tuple[dict[str, np
         acts = opt.model.activations(x, targets, with_outputs=False)
         out = session.run(x, opt.objective.seeds(acts, opt.batch))
         return out, opt.objective.value({t: out[t] for t in targets})
-    seeds = _linear_seeds(opt, opt.batch)
+    seeds = opt.linear_seeds
     out = session.run(x, seeds)
     value = sum((seeds[t] * out[t]).reshape(opt.batch, -1).sum(axis=1, dtype=np.float64) for t in targets)
     return out, value
@@ -263,7 +261,7 @@ class _GraphEngine(_SeedState):
             **blur_feeds(preset.blur_radius, c), **percentile_feeds("norm_", h * w, preset.norm_pct),
             **percentile_feeds("contrib_", h * w, preset.contrib_pct),
         }
-        constant.update({seeds[t]: s for t, s in _linear_seeds(opt, opt.batch).items()})
+        constant.update({seeds[t]: s for t, s in opt.linear_seeds.items()})
         self.blurs = preset.blur_every > 0 and preset.blur_radius > 0
         flags = {(name, v): np.array(v) for name in ("update", "blur_now") for v in (False, True)}
         self.constant = {k: self._device(v) for k, v in constant.items()}

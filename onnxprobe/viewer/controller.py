@@ -131,10 +131,6 @@ class Viewer:
             self._optimization = None
             self.state.message("live optimization stopped")
             return
-        why = LiveOptimization.unavailable_reason()
-        if why:
-            self.state.message(f"live optimization unavailable: {why}")
-            return
         layer, unit = self.state.layer.name, self.state.unit
         self._optimization = LiveOptimization(self.model, layer, unit)
         self.state.message(f"optimizing {layer}:{unit} live")
