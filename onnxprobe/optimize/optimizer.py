@@ -138,7 +138,9 @@ class Optimizer:
 
     @property
     def initial_activation(self) -> np.ndarray | None:
-        return self.history[0] if self.history else None
+        """The objective of the starting images, measured as `best_activation` is (on the image
+        itself at the model's resolution, never through lucid's random transforms)."""
+        return self._require_started().initial_value() if self.history else None
 
     @property
     def best_activation(self) -> np.ndarray | None:
@@ -197,6 +199,9 @@ class _SeedState:
         out, _ = _gradient_pass(opt, session, self.space.to_input(self.space.clip(self.q0)))
         grad = self.space.gradient_to_q(out["grad"]).reshape(opt.batch, -1).astype(np.float64)
         return lr_scale(np.sqrt((grad ** 2).mean(axis=1)))
+
+    def initial_value(self) -> np.ndarray:
+        return self.opt.history[0]  # step 0 measures the starting images themselves
 
     def display_q(self, q_row, raw=False):
         q_row = self.space.clip(q_row[None])[0]
@@ -268,7 +273,6 @@ class _GraphEngine(_SeedState):
         self.flags = {k: self._device(v) for k, v in flags.items()}
         self.state = {"q": self._device(self.q0), "best_q": self._device(space.clip(self.q0)),
                       "best_value": self._device(np.full(opt.batch, -np.inf, np.float32))}
-        self._best_value = np.full(opt.batch, -np.inf)
 
     def _device(self, array):
         if not self.on_device:
@@ -285,7 +289,6 @@ class _GraphEngine(_SeedState):
         out = self.session.run(feeds, outputs=OUTPUTS, keep_on_device=("q_next", "best_q_next", "best_value_next"))
         self.state = {"q": out["q_next"], "best_q": out["best_q_next"], "best_value": out["best_value_next"]}
         value = np.asarray(out["value"], np.float64)
-        self._best_value = np.maximum(self._best_value, value)
         return value
 
     def _host(self, value) -> np.ndarray:
@@ -321,6 +324,8 @@ class _LucidEngine:
         self.current = self.image_fn.forward(self.params)
         self.best_images = self.current.copy()
         self.best = np.full(opt.batch, -np.inf)
+        # the steps measure transformed images (progress only); the start is measured as the result is
+        self.initial = _gradient_pass(opt, self.session, self._to_model(self.current))[1]
 
     def _to_model(self, display01: np.ndarray) -> np.ndarray:
         pixels = display01 * 255.0
@@ -370,6 +375,9 @@ class _LucidEngine:
 
     def best_value(self):
         return self.best.copy()
+
+    def initial_value(self) -> np.ndarray:
+        return self.initial.copy()
 
     def model_input(self, best):
         return self._to_model(self.best_images if best else self.current)

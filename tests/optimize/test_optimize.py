@@ -4,6 +4,7 @@ runs are reproducible and independent of batching, and the command line behaves.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -165,6 +166,33 @@ def test_step_at_a_time(tiny):
     opt.step(100)
     assert opt.done and len(opt.history) == 12
     assert opt.best_activation[0] == pytest.approx(max(h[0] for h in opt.history), rel=1e-5)
+
+
+def _objective_of(model, objective, x) -> np.ndarray:
+    """The objective of each row of `x` from a plain forward run: sum(seed * activation)."""
+    acts = model.activations(x, objective.targets, with_outputs=False)
+    seeds = objective.seeds(None, len(x))
+    return sum((np.broadcast_to(seeds[t], acts[t].shape).astype(np.float64) * acts[t]).reshape(len(x), -1).sum(axis=1)
+               for t in objective.targets)
+
+
+@pytest.mark.parametrize("preset", ["lucid", "set3"])
+def test_initial_and_best_are_measured_on_the_images_themselves(tiny, preset):
+    """`initial` and `best` are the objective of the starting and best images as they are, at the
+    model's resolution. Lucid's steps see randomly transformed images: its step-0 value was
+    reported as `initial`, so `optimize --preset lucid --steps 2` could report best < initial.
+    (Lucid's own start is a near-uniform grey that transforms barely change: a start of visible
+    noise, init_sd 1, shows the difference.)"""
+    chosen = replace(get_preset(preset), init_sd=1.0, steps=2) if preset == "lucid" else get_preset(preset, steps=2)
+    objective = objectives.neuron(tiny, "conv2", 1)
+    start = Optimizer(tiny, objective, chosen, seed=3, batch=2).start().current_input()
+    opt = Optimizer(tiny, objective, chosen, seed=3, batch=2).run()
+    initial, best = _objective_of(tiny, objective, start), _objective_of(tiny, objective, opt.current_input(best=True))
+    # both sides are float32 runs of the same network on the same input (the forward graph here,
+    # the gradient graph in the optimizer): they differ by rounding only, a few float32 ulps of
+    # the largest partial sums (|value| <= ~10 here): 1e-5 relative to 1 + |value| covers that
+    np.testing.assert_allclose(opt.initial_activation, initial, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(opt.best_activation, best, rtol=1e-5, atol=1e-5)
 
 
 def test_command_writes_images_montage_and_record(tiny_path, tmp_path):
