@@ -77,8 +77,8 @@ def run(args) -> int:
     units = parse_units(args.unit, layer.units)
     optimized = target_layer(model, layer.name)
     if objective_kind != "logit" and optimized.name != layer.name:
-        print(f"note: optimizing '{optimized.name}', the pre-activation input of '{layer.name}' (a ReLU passes no "
-              "gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
+        print(f"note: optimizing '{optimized.name}', the pre-activation input of '{layer.name}' (its {layer.op} passes "
+              "no gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
     settings = {"model_sha256": file_hash(model.path), "objective": objective_kind,
                 "position": list(position) if position else None,
                 "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}

@@ -98,15 +98,23 @@ def _add(a, b):
 
 # ---- building blocks ---------------------------------------------------------------------------
 
-def target_layer(model, layer: str):
-    """The tensor to optimise for `layer`: the input of a ReLU when `layer` is a ReLU's output.
+# Activations that pass no gradient over a half-line of their input (ReLU below 0, ReLU6 = Clip
+# below its min and above its max, the hard sigmoid / swish below -3, ThresholdedRelu below alpha)
+# and whose maximum lies where their input is largest: optimized through their input.
+FLAT_ACTIVATIONS = ("Relu", "Clip", "HardSigmoid", "HardSwish", "ThresholdedRelu")
 
-    relu(v) and v have the same maximiser wherever the unit fires, but a ReLU that is off at the
-    start (common for a noise or grey start) passes no gradient at all; Lucid optimises such
-    layers "pre_relu" for the same reason. Values reported are then the pre-activation's."""
+
+def target_layer(model, layer: str):
+    """The tensor to optimise for `layer`: the input of a ReLU-like activation (FLAT_ACTIVATIONS)
+    when `layer` is its output.
+
+    relu(v) (relu6(v), ...) and v have the same maximiser wherever the unit fires, but a unit that
+    is off at the start (common for a noise or grey start) passes no gradient at all; Lucid
+    optimises such layers "pre_relu" for the same reason. Values reported are then the
+    pre-activation's."""
     info = model.layer(layer)
     for node in model.proto.graph.node:
-        if node.op_type == "Relu" and info.name in node.output:
+        if node.op_type in FLAT_ACTIVATIONS and info.name in node.output:
             try:
                 pre = model.layer(node.input[0])
             except UsageError:

@@ -14,7 +14,7 @@ from onnx import helper
 from onnxprobe.cli import main
 from onnxprobe.model import ProbeModel
 from onnxprobe.optimize import Optimizer, get_preset, objectives, render_units
-from tests.conftest import make_conv_model
+from tests.conftest import ROOT, make_conv_model
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +193,58 @@ def test_initial_and_best_are_measured_on_the_images_themselves(tiny, preset):
     # the largest partial sums (|value| <= ~10 here): 1e-5 relative to 1 + |value| covers that
     np.testing.assert_allclose(opt.initial_activation, initial, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(opt.best_activation, best, rtol=1e-5, atol=1e-5)
+
+
+def _relu6_model(path, op: str = "Clip"):
+    """conv 3x3 (pad 1, 2 units) -> ReLU6 as MobileNetV2 exports it (Clip with Constant bounds) ->
+    global pool, on inputs 0..1. Unit 0 (nine weights 0.5, bias -3) is 9 * 0.5 * 0.5 - 3 = -0.75 before
+    the Clip on lucid's grey start (0 after it) and at most 9 * 0.5 - 3 = 1.5 on a white image: a unit
+    that can fire but starts off."""
+    from onnx import TensorProto, numpy_helper
+
+    w = np.stack([np.full((1, 3, 3), 0.5, np.float32), np.random.default_rng(0).standard_normal((1, 3, 3))]).astype(np.float32)
+    b = np.array([-3.0, 0.1], np.float32)
+    nodes = [helper.make_node("Conv", ["image", "w", "b"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Constant", [], ["lo"], value=numpy_helper.from_array(np.array(0, np.float32))),
+             helper.make_node("Constant", [], ["hi"], value=numpy_helper.from_array(np.array(6, np.float32))),
+             helper.make_node(op, ["conv", "lo", "hi"] if op == "Clip" else ["conv"], ["relu6"], name="relu6"),
+             helper.make_node("GlobalAveragePool", ["relu6"], ["pool"], name="pool"),
+             helper.make_node("Flatten", ["pool"], ["out"], name="flat")]
+    graph = helper.make_graph(nodes, "relu6", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 12, 12])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def test_relu6_unit_off_at_the_start_is_optimized_through_its_input(tmp_path):
+    """A ReLU6 (Clip 0..6) passes no gradient at 0: optimizing its output left a unit that starts
+    off where it was. Like a ReLU's, it is optimized through its input, and it fires."""
+    model = ProbeModel.load(_relu6_model(tmp_path / "relu6.onnx"), device="cpu")
+    assert objectives.target_layer(model, "relu6").name == "conv"
+    objective = objectives.neuron(model, "relu6", 0)
+    assert objective.targets == ("conv",)
+    centre = (slice(None), 0, 6, 6)
+    start = Optimizer(model, objective, "lucid", seed=0, steps=40).start().current_input()
+    opt = Optimizer(model, objective, "lucid", seed=0, steps=40).run()
+    before = model.activations(start, ["relu6"], with_outputs=False)["relu6"][centre]
+    after = model.activations(opt.current_input(best=True), ["relu6"], with_outputs=False)["relu6"][centre]
+    assert before[0] == 0.0  # off at the start: no gradient through the Clip
+    assert after[0] > 1.0, after  # of the 1.5 a white patch gives (it reached 1.39 in 40 steps)
+
+
+@pytest.mark.parametrize("op", objectives.FLAT_ACTIVATIONS)
+def test_flat_activations_are_optimized_through_their_input(tmp_path, op):
+    model = ProbeModel.load(_relu6_model(tmp_path / f"{op}.onnx", op), device="cpu")
+    assert objectives.target_layer(model, "relu6").name == "conv"
+    assert objectives.target_layer(model, "pool").name == "pool"  # not an activation: itself
+
+
+def test_mobilenet_relu6_layers_are_optimized_through_their_conv():
+    model = ProbeModel.load(ROOT / "models" / "imagenet" / "mobilenet_v2.onnx", device="cpu")
+    clips = [layer for layer in model.layers if layer.op == "Clip"]
+    assert len(clips) == 35
+    assert all(model.layer(objectives.target_layer(model, c.name).name).op == "Conv" for c in clips)
 
 
 def test_command_writes_images_montage_and_record(tiny_path, tmp_path):
