@@ -34,8 +34,9 @@ class Optimizer:
     per batch row, in which case `batch` is their count. `param` defaults to the preset's own.
     After `start()`, `step(n)` advances; `image(i)` is the current image of row i (display RGB
     uint8), `activation` the objective per row at the latest step (of the image that step
-    started from), `best_image(i)` / `best_activation` the best so far, `history` one array per
-    step. Images of the paper's presets are shown contrast-stretched around the mean pixel (as the
+    started from; lucid's of its randomly transformed view: progress only), `best_image(i)` /
+    `best_activation` the best so far, `history` one array per step; `initial_activation` and
+    `final_activation` measure the start and final images as `best_activation` does. Images of the paper's presets are shown contrast-stretched around the mean pixel (as the
     toolbox showed them); `raw_image(i)` / `current_input()` are the optimized input itself.
     `preset` is a Preset (resolved once by `presets.get_preset`, as the command line does) or a
     name; `param` and `steps`, when given, override the preset's.
@@ -143,6 +144,12 @@ class Optimizer:
         return self._require_started().initial_value() if self.history else None
 
     @property
+    def final_activation(self) -> np.ndarray | None:
+        """The objective of the final images (`image()`) once the run is done, measured as
+        `best_activation` is; None before."""
+        return self._require_started().final_value() if self.done and self.history else None
+
+    @property
     def best_activation(self) -> np.ndarray | None:
         return self._require_started().best_value() if self.history else None
 
@@ -202,6 +209,9 @@ class _SeedState:
 
     def initial_value(self) -> np.ndarray:
         return self.opt.history[0]  # step 0 measures the starting images themselves
+
+    def final_value(self) -> np.ndarray:
+        return self.opt.history[-1]  # the last step measures the final images (it does not move them)
 
     def display_q(self, q_row, raw=False):
         q_row = self.space.clip(q_row[None])[0]
@@ -378,6 +388,9 @@ class _LucidEngine:
 
     def initial_value(self) -> np.ndarray:
         return self.initial.copy()
+
+    def final_value(self) -> np.ndarray:
+        return self.best.copy()  # the result is the final image, measured as it is after the last step
 
     def model_input(self, best):
         return self._to_model(self.best_images if best else self.current)

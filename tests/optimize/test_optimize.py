@@ -193,6 +193,8 @@ def test_initial_and_best_are_measured_on_the_images_themselves(tiny, preset):
     # the largest partial sums (|value| <= ~10 here): 1e-5 relative to 1 + |value| covers that
     np.testing.assert_allclose(opt.initial_activation, initial, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(opt.best_activation, best, rtol=1e-5, atol=1e-5)
+    final = _objective_of(tiny, objective, opt.current_input(best=False))
+    np.testing.assert_allclose(opt.final_activation, final, rtol=1e-5, atol=1e-5)
 
 
 def _relu6_model(path, op: str = "Clip"):
