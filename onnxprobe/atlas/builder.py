@@ -12,6 +12,7 @@ from pathlib import Path
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
 from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
+from onnxprobe.autodiff.objectives import differentiable_layer
 from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
 from onnxprobe.optimize.render import RenderSettings
@@ -44,10 +45,7 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
         if not names:
             raise ParameterError("choose at least one {layers}, or {all_layers} (run 'onnxprobe layers MODEL' to list "
                                  "them)", "layers", "all_layers")
-        chosen = [model.layer(name).name for name in names]
-        for name in chosen:
-            if model.layer(name).differentiable is False:
-                raise UsageError(f"layer '{name}' cannot be differentiated w.r.t. the input (no gradient path)")
+        chosen = [differentiable_layer(model, name).name for name in names]
     if not chosen:
         raise UsageError("the model has no layer with a gradient path to its input")
     return list(dict.fromkeys(chosen))

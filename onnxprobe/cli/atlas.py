@@ -44,7 +44,7 @@ def run(args) -> int:
     layers = choose_layers(model, args.layer, args.all)
     units = None
     if args.units:
-        units = parse_units(args.units, max(model.layer(name).units for name in layers))
+        units = parse_units(args.units, max((model.layer(name) for name in layers), key=lambda layer: layer.units))
     result = build_atlas(model, layers, args.out, args.data, settings=render, units=units, top=args.top, scheduler=args.scheduler, device=args.device, threads=args.threads,
                          fresh=args.fresh,
                          progress=None if args.quiet else lambda total, label: Progress(

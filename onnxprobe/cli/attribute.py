@@ -100,13 +100,10 @@ def run(args) -> int:
         from onnxprobe.position import resolve
 
         layer = model.layer(args.layer)
-        if not 0 <= args.unit < layer.units:
-            raise UsageError(f"unit {args.unit} is out of range: layer '{layer.name}' has {layer.units} units "
-                             f"(0-{layer.units - 1})")
-        position, how = resolve(model, layer, args.unit, position or "max", x)
+        position, how = resolve(model, layer, args.unit, position, x)
         if layer.is_spatial and position is not None:
             print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-        position = position if layer.is_spatial else None
+        position = "mean" if position is None else position
     objective = make_objective(model, x, args.target, args.layer, args.unit, position)
     values = attribute(model, x, args.method, objective=objective, **options)
     warn_nonfinite({args.method: values}, "the attribution map")

@@ -40,22 +40,18 @@ def run(args) -> int:
 
     import numpy as np
 
-    from onnxprobe.attribution.objective import unit_objective
+    from onnxprobe.autodiff.objectives import unit_objective
     from onnxprobe.position import resolve
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 
     model, x = model_and_input(args)
     layer = model.layer(args.layer)
-    if not 0 <= args.unit < layer.units:
-        from onnxprobe.errors import UsageError
-
-        raise UsageError(f"unit {args.unit} is out of range: layer '{layer.name}' has {layer.units} units (0-{layer.units - 1})")
     position, how = resolve(model, layer, args.unit, parse_position(args.position), x)
-    objective = unit_objective(model, layer.name, args.unit, position if layer.is_spatial else None)
+    objective = unit_objective(model, layer, args.unit, "mean" if position is None else position)
     if layer.is_spatial and position is not None:
         print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-    session = model.gradient_session([objective.tensor], mode=args.mode)
-    grad = session.run(x, {objective.tensor: objective.seed})["grad"]
+    session = model.gradient_session(objective.targets, mode=args.mode)
+    grad = session.run(x, objective.seeds(None, 1))["grad"]
     warn_nonfinite({"gradient": grad}, "the gradient")
     image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
                            rgb_order=model.spec.channel_order == "RGB")

@@ -154,9 +154,13 @@ def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0
     return write_png(path, image)
 
 
-def parse_units(texts: list[str], count: int) -> list[int]:
-    """'--unit 3 --unit 0-15 --unit all' -> sorted unique unit indices, each checked against count."""
+def parse_units(texts: list[str], layer) -> list[int]:
+    """'--unit 3 --unit 0-15 --unit all' -> sorted unique unit indices, each checked against the
+    layer's units (onnxprobe.position.check_unit)."""
     from onnxprobe.errors import UsageError
+    from onnxprobe.position import check_unit
+
+    count = layer.units
 
     units: list[int] = []
     for text in texts:
@@ -175,10 +179,7 @@ def parse_units(texts: list[str], count: int) -> list[int]:
                     units.append(int(part))
             except (TypeError, ValueError):
                 raise UsageError(f"--unit takes indices, ranges like 0-15, or 'all'; got '{part}'") from None
-    bad = [u for u in units if not 0 <= u < count]
-    if bad:
-        raise UsageError(f"unit {bad[0]} is out of range: the layer has {count} units (0-{count - 1})")
-    return sorted(dict.fromkeys(units))
+    return sorted(dict.fromkeys(check_unit(layer, u) for u in units))
 
 
 def parse_position(text: str | None):

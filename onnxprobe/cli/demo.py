@@ -169,18 +169,15 @@ def _write_backprop(model, x, acts, folder: Path, root: Path) -> str | None:
     if not model.class_output:
         return None
     from onnxprobe.autodiff import BackMode
-    from onnxprobe.autodiff.objectives import pre_softmax_tensor, unit_seed
+    from onnxprobe.autodiff.objectives import logit, pre_softmax_tensor
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
     from onnxprobe.render.images import upscale, write_png
 
-    target = pre_softmax_tensor(model.proto, model.class_output)
-    layer = model.layer(target)
-    if layer.differentiable is False:
+    if model.layer(pre_softmax_tensor(model.proto, model.class_output)).differentiable is False:
         return None
-    cls = int(np.argmax(acts[model.class_output][0]))
-    session = model.gradient_session([target], mode=BackMode.GUIDED)
-    seed = unit_seed((1, *layer.shape[1:]), cls, channel_axis=layer.channel_axis)
-    grad = gradient_hwc(session.run(x, {target: seed})["grad"][0], model.spec.layout)
+    objective = logit(model, int(np.argmax(acts[model.class_output][0])))
+    session = model.gradient_session(objective.targets, mode=BackMode.GUIDED)
+    grad = gradient_hwc(session.run(x, objective.seeds(None, 1))["grad"][0], model.spec.layout)
     norm = np.linalg.norm(grad, axis=2, keepdims=True)
     cap = float(np.percentile(norm, 99.5))
     if cap > 0:

@@ -44,9 +44,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
+    from onnxprobe.autodiff.objectives import differentiable_layer, logit_layer, pre_relu
     from onnxprobe.optimize import DEFAULT_PRESET
     from onnxprobe.optimize.store import UnitStore, job_key, render_into
-    from onnxprobe.optimize.objectives import logit_layer, target_layer
     from onnxprobe.position import check_position, resolve
 
     # the one resolution of the render flags: render_units takes them as they are
@@ -64,18 +64,16 @@ def run(args) -> int:
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
-    layer_name = logit_layer(model) if objective_kind == "logit" else args.layer
+    layer_name = logit_layer(model).name if objective_kind == "logit" else args.layer
     if layer_name is None:
         raise UsageError(f"--objective {objective_kind} needs --layer")
-    layer = model.layer(layer_name)
-    if layer.differentiable is False:
-        raise UsageError(f"layer '{layer.name}' cannot be differentiated w.r.t. the input (no gradient path)")
+    layer = differentiable_layer(model, layer_name)
     if position == "centre" or (position is not None and not layer.is_spatial):
         position, _ = resolve(model, layer, 0, position)
     elif position is not None:
         position = check_position(layer, position)
-    units = parse_units(args.unit, layer.units)
-    optimized = target_layer(model, layer.name)
+    units = parse_units(args.unit, layer)
+    optimized = pre_relu(model, layer)
     if objective_kind != "logit" and optimized.name != layer.name:
         print(f"note: optimizing '{optimized.name}', the pre-activation input of '{layer.name}' (its {layer.op} passes "
               "no gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")

@@ -19,7 +19,8 @@ import numpy as np
 from onnxprobe.autodiff import BackMode
 from onnxprobe.errors import InputError
 from onnxprobe.fsutil import atomic_write_json, inside, make_dirs, safe_name
-from onnxprobe.maxact.crops import backmap_patch, crop_box, crop_padded, unit_montage, unit_seed
+from onnxprobe.autodiff.objectives import neuron, stack
+from onnxprobe.maxact.crops import backmap_patch, crop_box, crop_padded, unit_montage
 from onnxprobe.maxact.datasets import Dataset, read_item
 from onnxprobe.maxact.topk import LayerState
 from onnxprobe.render.images import write_png
@@ -112,28 +113,19 @@ def _gradient_sessions(model, layer, notes: list[str]) -> dict:
 def _gradient_maps(model, layer, session, rows, tensors, batch_size: int = 16) -> list[np.ndarray]:
     """Input gradient of each row's unit at its location, seeded with the unit's activation.
 
-    The gradient is linear in the seed, so one run with a unit seed gives both the activation
-    (a graph output) and the gradient, which is then scaled by that activation."""
+    The gradient is linear in the seed, so one run with the row's neuron as its objective gives
+    both the activation (a graph output: the objective's value) and the gradient, which is then
+    scaled by that activation."""
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         x = np.stack([tensors[hit["index"]] for _, hit in chunk])
-        units = np.array([u for u, _ in chunk])
-        locations = [hit["location"] for _, hit in chunk]
-        result = session.run(x, {layer.name: unit_seed(layer, units, locations, np.ones(len(chunk), np.float32))})
-        acts = result[layer.name]
-        values = np.array([acts[b][_index(layer, u, loc)] for b, (u, loc) in enumerate(zip(units, locations))], np.float32)
+        objective = stack([neuron(model, layer, unit, hit["location"]) for unit, hit in chunk])
+        result = session.run(x, objective.seeds(None, len(chunk)))
+        values = objective.value({layer.name: result[layer.name]}).astype(np.float32)
         grads = result["grad"] * values.reshape((-1,) + (1,) * (result["grad"].ndim - 1))
         out.extend(grads)
     return out
-
-
-def _index(layer, unit, location) -> tuple:
-    index: list = [0] * (len(layer.shape) - 1)
-    index[layer.channel_axis - 1] = int(unit)
-    for axis, position in zip(layer.spatial_axes, location):
-        index[axis - 1] = int(position)
-    return tuple(index)
 
 
 def write_records(out_dir: Path, model, dataset: Dataset, states: dict[str, LayerState], skipped: list,

@@ -13,7 +13,7 @@ import numpy as np
 
 from onnxprobe.errors import UsageError
 from onnxprobe.optimize import lucid as lucid_mod
-from onnxprobe.optimize.objectives import Objective
+from onnxprobe.autodiff.objectives import Objective, differentiable_layer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
 from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
 from onnxprobe.optimize.stepgraph import OUTPUTS, blur_feeds, build_step_model, percentile_feeds
@@ -57,9 +57,7 @@ class Optimizer:
         if self.batch < 1:
             raise UsageError("the batch needs at least one image")
         for target in objective.targets:
-            info = model.layer(target)
-            if info.differentiable is False:
-                raise UsageError(f"layer '{target}' cannot be differentiated w.r.t. the input (no gradient path)")
+            differentiable_layer(model, target)
         self.space = PixelSpace.from_spec(model.spec)
         if self.preset.method == "lucid":
             self.engine_name = "lucid"

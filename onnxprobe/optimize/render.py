@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxprobe.autodiff.objectives import by_kind, logit_layer, stack
 from onnxprobe.errors import ParameterError
-from onnxprobe.optimize.objectives import logit_layer, make_objective, stack
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
 
@@ -118,11 +118,11 @@ def render_units(model, layer: str | None, units: Sequence[int], settings: Rende
     chosen, restarts, seed, batch = settings.preset, settings.restarts, settings.seed, settings.batch
     param = chosen.param
     if objective == "logit":
-        layer = logit_layer(model)
+        layer = logit_layer(model).name
     elif layer is None:
         raise ParameterError(f"{{objective}} {objective} needs {{layer}}", "objective", "layer")
     layer = model.layer(layer).name
-    objectives = {u: make_objective(model, objective, layer, u, position) for u in units}
+    objectives = {u: by_kind(model, objective, layer, u, position, pre_activation=True) for u in units}
     jobs = [(u, r) for u in units for r in range(restarts)]
     results: dict[int, UnitResult] = {}
     for start in range(0, len(jobs), batch):

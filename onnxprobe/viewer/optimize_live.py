@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxprobe.optimize.objectives import neuron
+from onnxprobe.autodiff.objectives import neuron
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET
 
@@ -18,13 +18,14 @@ PRESET = DEFAULT_PRESET  # lucid: legible on any model within a few dozen steps;
 
 
 class LiveOptimization:
-    """The toolbox's objective: the unit at the spatial centre of the selected channel."""
+    """The toolbox's objective: the unit at the spatial centre of the selected channel (on the
+    ReLU's input for a ReLU layer, as render_units optimises it)."""
 
     def __init__(self, model, layer: str, unit: int, preset: str = PRESET):
         self.model = model
         self.layer = layer
         self.unit = unit
-        self._optimizer = Optimizer(model, neuron(model, layer, unit), preset=preset)
+        self._optimizer = Optimizer(model, neuron(model, layer, unit, pre_activation=True), preset=preset)
         self._image: np.ndarray | None = None
 
     def start(self) -> None:

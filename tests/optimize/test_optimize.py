@@ -223,30 +223,26 @@ def test_relu6_unit_off_at_the_start_is_optimized_through_its_input(tmp_path):
     """A ReLU6 (Clip 0..6) passes no gradient at 0: optimizing its output left a unit that starts
     off where it was. Like a ReLU's, it is optimized through its input, and it fires."""
     model = ProbeModel.load(_relu6_model(tmp_path / "relu6.onnx"), device="cpu")
-    assert objectives.target_layer(model, "relu6").name == "conv"
-    objective = objectives.neuron(model, "relu6", 0)
-    assert objective.targets == ("conv",)
-    centre = (slice(None), 0, 6, 6)
-    start = Optimizer(model, objective, "lucid", seed=0, steps=40).start().current_input()
-    opt = Optimizer(model, objective, "lucid", seed=0, steps=40).run()
-    before = model.activations(start, ["relu6"], with_outputs=False)["relu6"][centre]
-    after = model.activations(opt.current_input(best=True), ["relu6"], with_outputs=False)["relu6"][centre]
-    assert before[0] == 0.0  # off at the start: no gradient through the Clip
-    assert after[0] > 1.0, after  # of the 1.5 a white patch gives (it reached 1.39 in 40 steps)
+    assert objectives.pre_relu(model, "relu6").name == "conv"
+    assert objectives.neuron(model, "relu6", 0, pre_activation=True).targets == ("conv",)
+    result = render_units(model, "relu6", [0], preset="lucid", steps=40, seed=0, batch=1)[0]  # as optimize / atlas
+    after = model.activations(result.inputs[0][None], ["relu6"], with_outputs=False)["relu6"][0, 0, 6, 6]
+    assert result.initial_activation[0] < 0  # the pre-activation at the start: the ReLU6 is off, its gradient 0
+    assert after > 1.0, after  # of the 1.5 a white patch gives (it reached 1.39 in 40 steps)
 
 
 @pytest.mark.parametrize("op", objectives.FLAT_ACTIVATIONS)
 def test_flat_activations_are_optimized_through_their_input(tmp_path, op):
     model = ProbeModel.load(_relu6_model(tmp_path / f"{op}.onnx", op), device="cpu")
-    assert objectives.target_layer(model, "relu6").name == "conv"
-    assert objectives.target_layer(model, "pool").name == "pool"  # not an activation: itself
+    assert objectives.pre_relu(model, "relu6").name == "conv"
+    assert objectives.pre_relu(model, "pool").name == "pool"  # not an activation: itself
 
 
 def test_mobilenet_relu6_layers_are_optimized_through_their_conv():
     model = ProbeModel.load(ROOT / "models" / "imagenet" / "mobilenet_v2.onnx", device="cpu")
     clips = [layer for layer in model.layers if layer.op == "Clip"]
     assert len(clips) == 35
-    assert all(model.layer(objectives.target_layer(model, c.name).name).op == "Conv" for c in clips)
+    assert all(model.layer(objectives.pre_relu(model, c.name).name).op == "Conv" for c in clips)
 
 
 def test_command_writes_images_montage_and_record(tiny_path, tmp_path):
