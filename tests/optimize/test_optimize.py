@@ -36,8 +36,8 @@ def digits(digits_model_path):
 
 @pytest.fixture(scope="module")
 def resnet():
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+    import torch
+    import torchvision
     from tests.fixtures_torch import calibrate_batchnorm, export_module, seeded
 
     with seeded(0):
