@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxprobe.autodiff import BackMode
+from onnxprobe.autodiff import BackMode, differentiable_tensors
 from onnxprobe.errors import InputError, UsageError
 from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
@@ -81,11 +81,7 @@ class ProbeModel:
         return f"the {len(batched)} float tensors that follow the batch have rank 1"
 
     @functools.cached_property
-    def differentiable(self) -> set[str] | None:
-        try:
-            from onnxprobe.autodiff import differentiable_tensors
-        except ImportError:
-            return None
+    def differentiable(self) -> set[str]:
         return differentiable_tensors(self.proto)
 
     @functools.cached_property

@@ -88,7 +88,7 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     state = _load_state(root, spec)
     notes: list[str] = []
     if data is not None:  # first, so that a bad dataset changes nothing in DIR
-        maxact_dir = _run_maxact(root, model, data, names, top, scheduler, threads, progress, notes)
+        maxact_dir = _run_maxact(root, model, data, wanted, top, scheduler, threads, progress, notes)
         state["maxact"].update({name: maxact_dir for name in names})
         state["dataset"] = str(data)
     state["layers"] = list(dict.fromkeys(state["layers"] + names))
@@ -168,27 +168,35 @@ def _save_state(root: Path, state: dict) -> None:
     atomic_write_json(_state_path(root), state)
 
 
-def _run_maxact(root: Path, model, data, names: list[str], top: int, scheduler, threads, progress,
+def _run_maxact(root: Path, model, data, wanted: dict[str, list[int]], top: int, scheduler, threads, progress,
                 notes: list[str]) -> str:
-    """Top-k patches of the chosen layers in `maxact/<job>/` (run once; maxact resumes by shard)."""
+    """Top-k patches of the chosen layers in `maxact/<job>/` (run once; maxact resumes by shard),
+    with the montages of the `wanted` units (layer -> units) and of those drawn by earlier runs."""
     from onnxprobe.maxact import load_result, run_maxact
     from onnxprobe.maxact.datasets import open_dataset
     from onnxprobe.maxact.job import state_is_current
     from onnxprobe.maxact.records import SUMMARY
 
+    names = list(wanted)
     data_path = Path(data)
     ident = json.dumps([sorted(names), str(data_path.resolve()) if data_path.exists() else str(data), top])
     relative = f"{MAXACT_DIR}/{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
     folder = inside(root, relative)
+    drawn: set[int] = set()
     if (folder / SUMMARY).is_file():  # written last: the job finished; reused while the images are the same
         try:
             result = load_result(folder)
-            if all(name in result.layers for name in names) and state_is_current(folder, open_dataset(data, exclude=root)):
-                return relative
+            if all(name in result.layers for name in names):
+                records = [rec for name in names for rec in result.units(name)]
+                drawn = {rec.unit for rec in records if rec.patches is not None}
+                missing = [rec for rec in records if rec.unit in wanted[rec.layer] and rec.hits and rec.patches is None]
+                if not missing and state_is_current(folder, open_dataset(data, exclude=root)):
+                    return relative
         except (UsageError, OSError, KeyError):
-            pass
+            drawn = set()
+    units = sorted(drawn.union(*wanted.values()))  # redrawn with the records, which are rewritten
     result = run_maxact(model, data, names, top=top, out_dir=folder, scheduler=scheduler, crops=True, deconv=True,
-                        threads=threads, progress=progress, exclude=root)
+                        threads=threads, progress=progress, exclude=root, units=units)
     notes.extend(f"top-k patches: {note}" for note in result.summary.get("notes", []) if "changed since" in note)
     return relative
 

@@ -224,16 +224,23 @@ def _shape(info: LayerInfo) -> tuple[int, ...]:
     return (1, *(int(d) for d in info.shape[1:]))
 
 
-def pre_relu(model, layer: str | LayerInfo) -> LayerInfo:
-    """The tensor to optimise for `layer`: the input of a ReLU when `layer` is a ReLU's output (same
-    shape and axes), else the layer itself.
+# Activations that pass no gradient over a half-line of their input (ReLU below 0, ReLU6 = Clip
+# below its min and above its max, the hard sigmoid / swish below -3) and whose maximum lies where
+# their input is largest: optimized through their input (`pre_relu`).
+FLAT_ACTIVATIONS = ("Relu", "Clip", "HardSigmoid", "HardSwish")
 
-    relu(v) and v have the same maximiser wherever the unit fires, but a ReLU that is off at the
-    start (common for a noise or grey start) passes no gradient at all; Lucid optimises such
-    layers "pre_relu" for the same reason. Values reported are then the pre-activation's."""
+
+def pre_relu(model, layer: str | LayerInfo) -> LayerInfo:
+    """The tensor to optimise for `layer`: the input of a ReLU-like activation (FLAT_ACTIVATIONS)
+    when `layer` is its output (same shape and axes), else the layer itself.
+
+    relu(v) (relu6(v), ...) and v have the same maximiser wherever the unit fires, but a unit that
+    is off at the start (common for a noise or grey start) passes no gradient at all; Lucid
+    optimises such layers "pre_relu" for the same reason. Values reported are then the
+    pre-activation's."""
     info = differentiable_layer(model, layer)
     for node in model.proto.graph.node:
-        if node.op_type == "Relu" and info.name in node.output:
+        if node.op_type in FLAT_ACTIVATIONS and info.name in node.output:
             try:
                 pre = model.layer(node.input[0])
             except UsageError:

@@ -28,7 +28,14 @@ FLAGS = {
     "by": "--by",
     "batch_size": "--batch-size",
     "shard_size": "--shard-size",
+    # the viewer's inputs (view)
+    "atlas": "--atlas",
+    "images": "--images",
+    "image": "--image",
+    "video": "--video",
 }
+# how the view command names the viewer's inputs in its hints (viewer.state.INPUT_WORDS)
+VIEWER_WORDS = {"atlas": f"{FLAGS['atlas']} DIR", "files": f"{FLAGS['images']}, {FLAGS['image']} or {FLAGS['video']}"}
 
 
 def in_cli_words(exc: ProbeError) -> str:

@@ -64,8 +64,8 @@ def run(args) -> int:
     # the first unit's objective, before anything is written: a position that does not fit is refused here
     optimized = by_kind(model, args.objective, layer, units[0], position, pre_activation=True).targets[0]
     if args.objective != "logit" and optimized != layer.name:
-        print(f"note: optimizing '{optimized}', the pre-activation input of '{layer.name}' (a ReLU passes no "
-              "gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
+        print(f"note: optimizing '{optimized}', the pre-activation input of '{layer.name}' (its {layer.op} passes "
+              "no gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
     settings = {"model_sha256": file_hash(model.path), "objective": args.objective,
                 "position": list(position) if isinstance(position, tuple) else position,
                 "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}

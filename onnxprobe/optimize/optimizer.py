@@ -32,8 +32,9 @@ class Optimizer:
     per batch row, in which case `batch` is their count. `param` defaults to the preset's own.
     After `start()`, `step(n)` advances; `image(i)` is the current image of row i (display RGB
     uint8), `activation` the objective per row at the latest step (of the image that step
-    started from), `best_image(i)` / `best_activation` the best so far, `history` one array per
-    step. Images of the paper's presets are shown contrast-stretched around the mean pixel (as the
+    started from; lucid's of its randomly transformed view: progress only), `best_image(i)` /
+    `best_activation` the best so far, `history` one array per step; `initial_activation` and
+    `final_activation` measure the start and final images as `best_activation` does. Images of the paper's presets are shown contrast-stretched around the mean pixel (as the
     toolbox showed them); `raw_image(i)` / `current_input()` are the optimized input itself.
     `preset` is a Preset (resolved once by `presets.get_preset`, as the command line does) or a
     name; `param` and `steps`, when given, override the preset's.
@@ -134,7 +135,15 @@ class Optimizer:
 
     @property
     def initial_activation(self) -> np.ndarray | None:
-        return self.history[0] if self.history else None
+        """The objective of the starting images, measured as `best_activation` is (on the image
+        itself at the model's resolution, never through lucid's random transforms)."""
+        return self._require_started().initial_value() if self.history else None
+
+    @property
+    def final_activation(self) -> np.ndarray | None:
+        """The objective of the final images (`image()`) once the run is done, measured as
+        `best_activation` is; None before."""
+        return self._require_started().final_value() if self.done and self.history else None
 
     @property
     def best_activation(self) -> np.ndarray | None:
@@ -182,6 +191,12 @@ class _SeedState:
         out, _ = _gradient_pass(opt, session, self.space.to_input(self.space.clip(self.q0)))
         grad = self.space.gradient_to_q(out["grad"]).reshape(opt.batch, -1).astype(np.float64)
         return lr_scale(np.sqrt((grad ** 2).mean(axis=1)))
+
+    def initial_value(self) -> np.ndarray:
+        return self.opt.history[0]  # step 0 measures the starting images themselves
+
+    def final_value(self) -> np.ndarray:
+        return self.opt.history[-1]  # the last step measures the final images (it does not move them)
 
     def display_q(self, q_row, raw=False):
         q_row = self.space.clip(q_row[None])[0]
@@ -252,7 +267,6 @@ class _GraphEngine(_SeedState):
         self.flags = {k: self._device(v) for k, v in flags.items()}
         self.state = {"q": self._device(self.q0), "best_q": self._device(space.clip(self.q0)),
                       "best_value": self._device(np.full(opt.batch, -np.inf, np.float32))}
-        self._best_value = np.full(opt.batch, -np.inf)
 
     def _device(self, array):
         if not self.on_device:
@@ -269,7 +283,6 @@ class _GraphEngine(_SeedState):
         out = self.session.run(feeds, outputs=OUTPUTS, keep_on_device=("q_next", "best_q_next", "best_value_next"))
         self.state = {"q": out["q_next"], "best_q": out["best_q_next"], "best_value": out["best_value_next"]}
         value = np.asarray(out["value"], np.float64)
-        self._best_value = np.maximum(self._best_value, value)
         return value
 
     def _host(self, value) -> np.ndarray:
@@ -305,6 +318,8 @@ class _LucidEngine:
         self.current = self.image_fn.forward(self.params)
         self.best_images = self.current.copy()
         self.best = np.full(opt.batch, -np.inf)
+        # the steps measure transformed images (progress only); the start is measured as the result is
+        self.initial = _gradient_pass(opt, self.session, self._to_model(self.current))[1]
 
     def _to_model(self, display01: np.ndarray) -> np.ndarray:
         pixels = display01 * 255.0
@@ -354,6 +369,12 @@ class _LucidEngine:
 
     def best_value(self):
         return self.best.copy()
+
+    def initial_value(self) -> np.ndarray:
+        return self.initial.copy()
+
+    def final_value(self) -> np.ndarray:
+        return self.best.copy()  # the result is the final image, measured as it is after the last step
 
     def model_input(self, best):
         return self._to_model(self.best_images if best else self.current)

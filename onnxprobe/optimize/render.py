@@ -149,6 +149,6 @@ def render_units(model, layer: str | None, units: Sequence[int], settings: Rende
             result.inputs.append(np.asarray(inputs[i], np.float32))
             result.initial_activation.append(float(opt.initial_activation[i]))
             result.best_activation.append(float(best[i]))
-            result.final_activation.append(float(opt.activation[i]))
+            result.final_activation.append(float(opt.final_activation[i]))
             result.seconds += share
     return [results[u] for u in units]

@@ -26,7 +26,7 @@ def run_cli(argv: list[str]) -> int:
 @pytest.fixture(scope="module")
 def small_net():
     """A small torch CNN and its ONNX export: (module, path, name of the second ReLU's tensor)."""
-    torch = pytest.importorskip("torch")
+    import torch
     from torch import nn
 
     from tests.fixtures_torch import export_module, onnx_tensor_for_module, seeded

@@ -56,6 +56,42 @@ def test_every_parameter_a_library_error_names_has_a_flag_and_is_in_its_message(
             assert "{" + param + "}" in template, f"{where}: the message does not name '{param}'"
 
 
+def test_the_viewer_names_no_flag():
+    """The viewer's hints (status messages, pane placeholders, the key help) name its inputs in the
+    words its front end gives (the view command: cli/flags.py VIEWER_WORDS), never a flag itself."""
+    found = []
+    for path in sorted((PACKAGE / "viewer").rglob("*.py")):
+        found += [f"{path.relative_to(PACKAGE)}: {s!r}" for s in _strings(ast.parse(path.read_text(encoding="utf-8")))
+                  if FLAG.search(s)]
+    assert not found, "viewer texts naming command-line flags:\n" + "\n".join(found)
+
+
+def test_the_view_command_words_the_viewer_hints_with_its_flags(digits_model_path):
+    from types import SimpleNamespace
+
+    from onnxprobe.model import ProbeModel
+    from onnxprobe.viewer.controller import Viewer
+    from onnxprobe.viewer.sources import CameraSource
+
+    from onnxprobe.cli.flags import VIEWER_WORDS
+    from onnxprobe.viewer.keys import KEYMAP, help_lines
+    from onnxprobe.viewer.state import INPUT_WORDS, LayerEntry, ViewerState
+
+    assert set(VIEWER_WORDS) == set(INPUT_WORDS)  # every input the viewer's hints name
+    layers = [LayerEntry("conv1", 4, True, 1, (2, 3))]
+    for words, atlas in ((None, "an atlas"), (VIEWER_WORDS, "--atlas DIR")):
+        state = ViewerState(layers, words=words)
+        KEYMAP["s"].action(SimpleNamespace(state=state))  # pattern mode without an atlas
+        assert state.messages[-1][1] == f"pattern mode needs unit images: start with {atlas}"
+        assert any(line.endswith(f"(needs {atlas})") for line in help_lines(words=words))
+    assert VIEWER_WORDS["files"] == "--images, --image or --video"
+    model = ProbeModel.load(digits_model_path, device="cpu")
+    for words, files in ((None, "image files or a video"), (VIEWER_WORDS, "--images, --image or --video")):
+        viewer = Viewer(model, CameraSource(0), words=words)  # never started: no thread, no camera opened
+        viewer.toggle_source()  # on the camera with no files to go back to
+        assert viewer.state.messages[-1][1] == f"no files to switch to: start with {files}"
+
+
 def test_every_flag_in_the_table_exists():
     parser = build_parser()
     options = {opt for command in parser._subparsers._group_actions[0].choices.values()  # noqa: SLF001
