@@ -239,7 +239,7 @@ def main() -> int:
     parser.add_argument("--presets", default=",".join(PRESET_ORDER))
     parser.add_argument("--classes", type=int, default=50, help="ImageNet classes (evenly spread over 0..999)")
     parser.add_argument("--speed-classes", type=int, default=10)
-    parser.add_argument("--hidden-units", type=int, default=4, help="units per hidden layer")
+    parser.add_argument("--hidden-units", type=int, default=8, help="units per hidden layer")
     parser.add_argument("--steps", type=int, help="override every preset's steps (default: their own)")
     parser.add_argument("--restarts", type=int, default=3, help="digits restarts")
     parser.add_argument("--batch", type=int, default=8)
