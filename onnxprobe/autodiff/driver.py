@@ -16,7 +16,7 @@ from onnx import helper
 from ..errors import ModelError, UnsupportedOpsError, UsageError
 from ..graph.loading import finalize_model
 from . import rules as _rules  # noqa: F401  (fills the registry)
-from .registry import MODES, Ctx, lookup
+from .registry import MODES, BackMode, Ctx, lookup
 from .tape import Tape, TensorInfo
 
 SEED_PREFIX = "onnxprobe.seed:"
@@ -181,7 +181,7 @@ def build_gradient_model(
     model: onnx.ModelProto,
     targets: Sequence[str],
     wrt: str | Sequence[str] | None = None,
-    mode: str = "gradient",
+    mode: str = BackMode.GRADIENT,
     extra_outputs: Sequence[str] = (),
 ) -> onnx.ModelProto:
     """One model computing the forward pass and d(sum_t sum(seed_t * t))/d(wrt).
@@ -191,6 +191,7 @@ def build_gradient_model(
     """
     if mode not in MODES:
         raise UsageError(f"unknown gradient mode '{mode}' (choose from {', '.join(MODES)})")
+    mode = BackMode(mode)
     targets = [targets] if isinstance(targets, str) else list(targets)
     if not targets:
         raise UsageError("no target tensors given for the gradient")

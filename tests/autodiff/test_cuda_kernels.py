@@ -144,8 +144,8 @@ def test_the_check_finds_a_cpu_only_op():
 # ---- onnxprobe's graphs ------------------------------------------------------------------------
 
 def _network_models():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("torchvision")
+    import torch
+    import torchvision  # noqa: F401  (a test dependency: missing means fail, never skip)
     from tests.fixtures_torch import export_module
     from tests.networks.test_torchvision_gradients import ARCHS, build
 
