@@ -56,7 +56,8 @@ What differs from the paper, and why (issue 14):
   pixel units, so lr 100 moved the image by 0.01-0.04 units per step and set3's 1000 steps left
   it flat grey (1/10 digits recognized). Now each row measures its input gradient at the start
   and multiplies the constant lr and max_lr by `REFERENCE_GRADIENT_RMS / rms(g0)` (presets.py,
-  0.01): lr 100 means a first step of RMS 1 pixel unit on every model. The rate stays constant
+  0.1, a calibration chosen by measurement there): lr 100 means a first step of RMS 10 pixel
+  units on every model. The rate stays constant
   during the run (as the paper's); the "progress" policy (set1 below its cap, set4) divides by
   ||g||^2 and was already scale-free; decay, blur radius and period, norm and contribution
   percentiles are the paper's values unchanged.
