@@ -46,18 +46,19 @@ class Tape:
         """Emit one default-domain node with fresh output names (from `hint`, else the op);
         returns its output name (a list when outputs > 1)."""
         outs = [self.fresh(hint or op_type.lower()) for _ in range(outputs)]
-        self.emit(op_type, inputs, outs, **attrs)
+        self.emit(op_type, inputs, outs, name=outs[0], **attrs)
         return outs[0] if outputs == 1 else outs
 
-    def emit(self, op_type: str, inputs, outputs: list[str], **attrs) -> None:
-        """Emit one default-domain node whose outputs have the names given (graph outputs);
-        None inputs are omitted ones; attributes set to None are left out."""
+    def emit(self, op_type: str, inputs, outputs: list[str], name: str | None = None, **attrs) -> None:
+        """Emit one default-domain node whose outputs have the names given (graph outputs: a
+        fresh node name then); None inputs are omitted ones; attributes set to None are left out."""
         ins = ["" if i is None else i for i in inputs]
         while ins and ins[-1] == "":
             ins.pop()
         self._taken.update(outputs)
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.nodes.append(helper.make_node(op_type, ins, list(outputs), name=outputs[0], **attrs))
+        name = name or self.fresh(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, ins, list(outputs), name=name, **attrs))
 
     def const(self, value, dtype=None, hint: str = "c") -> str:
         arr = np.asarray(value, dtype=dtype)
