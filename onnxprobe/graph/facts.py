@@ -207,15 +207,21 @@ class GraphFacts:
         facts.model = model
         facts.producers = dict(self.producers)
         facts.consumers = defaultdict(list, {k: list(v) for k, v in self.consumers.items()})
+        facts._consts = ChainMap({}, self._consts)
+        facts.initializers = dict(self.initializers)
+        for init in model.graph.initializer:
+            if init.name not in facts.initializers:
+                facts.initializers[init.name] = init
+                facts.elem[init.name] = init.data_type
+                facts.dims[init.name] = list(init.dims)
         facts._add_nodes(new)
         produced = {o for n in new for o in n.output if o}
         feeds = [i for i in dict.fromkeys(i for n in new for i in n.input if i) if i not in produced]
         if any(i not in self.elem or i not in self.dims for i in feeds):  # a new tensor we know nothing of
             facts._record(infer(model) or ())
             return facts
-        graph = helper.make_graph(new, "added", [helper.make_tensor_value_info(
-            i, self.elem[i], [d if d is not None else f"{i}_d{a}" for a, d in enumerate(self.dims[i])]) for i in feeds],
-            [helper.make_empty_tensor_value_info(o) for o in produced])
+        graph = helper.make_graph(new, "added", [helper.make_tensor_value_info(i, self.elem[i], self.dims[i]) for i in feeds],
+                                  [helper.make_empty_tensor_value_info(o) for o in produced])
         added = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
         facts._record(infer(added) or ())
         return facts
