@@ -110,7 +110,7 @@ class GraphFacts:
             self.initializers[init.name] = init
             self.elem[init.name] = init.data_type
             self.dims[init.name] = list(init.dims)
-        self.values = infer(model, pinned) if infer_shapes else None
+        self.values = infer(model, pinned) if infer_shapes else None  # None: inference failed or did not run
         self._record(self.values or ())
 
     @classmethod
