@@ -15,7 +15,7 @@ from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
 from onnxprobe.graph.layers import LayerInfo, find_layer, probeable_layers
 from onnxprobe.graph.loading import fix_input_shape, image_input, input_dims, load_model
-from onnxprobe.graph.facts import GraphFacts
+from onnxprobe.graph.facts import GraphFacts, TensorInfo
 from onnxprobe.preprocess import PreprocessSpec, declared_preprocessing, resolve_spec
 from onnxprobe.runtime.session import Session, SessionCache, resolve_device
 
@@ -31,9 +31,7 @@ class ProbeModel:
         self.input_name = image_input(proto).name
         self.input_shape = input_shape  # batch 1
         self.spec = spec
-        self.facts = facts  # built once here; everything that reads the graph reads it
-        self.infos = facts.infos
-        self.shape_source = facts.source
+        self.facts = facts  # built once at load; everything that reads the graph reads it
         self.batch = batch or BatchAxis("dynamic", "N")
         self.device = resolve_device(device)
         self.threads = threads
@@ -56,6 +54,16 @@ class ProbeModel:
             batch = BatchAxis("fixed", batch.declared, rows=1, why="the graph fails at batch 2")
             facts = GraphFacts.of_loaded(proto, fixed, rows=1)
         return cls(proto, path, fixed, spec, facts, device=device, threads=threads, batch=batch)
+
+    @property
+    def infos(self) -> dict[str, TensorInfo]:
+        """Every tensor's TensorInfo (element type, shape with the batch axis None)."""
+        return self.facts.infos
+
+    @property
+    def shape_source(self) -> str:
+        """How the shapes were found: "inference" or "execution"."""
+        return self.facts.source
 
     # ---- layers ------------------------------------------------------------------------------
     @functools.cached_property
