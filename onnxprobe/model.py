@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxprobe.autodiff import BackMode, differentiable_tensors
 from onnxprobe.errors import InputError, UsageError
 from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
@@ -89,11 +90,7 @@ class ProbeModel:
         return f"the {len(batched)} float tensors that follow the batch have rank 1"
 
     @functools.cached_property
-    def differentiable(self) -> set[str] | None:
-        try:
-            from onnxprobe.autodiff import differentiable_tensors
-        except ImportError:
-            return None
+    def differentiable(self) -> set[str]:
         return differentiable_tensors(self.proto)
 
     @functools.cached_property
@@ -149,7 +146,7 @@ class ProbeModel:
     def forward_session(self) -> Session:
         return self.session(("forward-plain",), lambda: self.proto)
 
-    def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = "gradient",
+    def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = BackMode.GRADIENT,
                          extra_outputs: Sequence[str] = (), self_seeded: bool = False,
                          peak_axes: tuple[int, ...] = ()) -> "GradientSession":
         """extra_outputs: tensors the same run also returns (GradientSession.run's extra_outputs).

@@ -17,7 +17,7 @@ from ..errors import ModelError, UnsupportedOpsError, UsageError
 from ..graph.facts import GraphFacts
 from ..graph.loading import at_working_opset, finalize_model
 from . import rules as _rules  # noqa: F401  (fills the registry)
-from .registry import MODES, Ctx, lookup
+from .registry import MODES, BackMode, Ctx, lookup
 from .tape import Tape
 
 SEED_PREFIX = "onnxprobe.seed:"
@@ -156,7 +156,7 @@ def build_gradient_model(
     model: onnx.ModelProto,
     targets: Sequence[str],
     wrt: str | Sequence[str] | None = None,
-    mode: str = "gradient",
+    mode: str = BackMode.GRADIENT,
     extra_outputs: Sequence[str] = (),
     facts: GraphFacts | None = None,
 ) -> onnx.ModelProto:
@@ -169,6 +169,7 @@ def build_gradient_model(
     """
     if mode not in MODES:
         raise UsageError(f"unknown gradient mode '{mode}' (choose from {', '.join(MODES)})")
+    mode = BackMode(mode)
     targets = [targets] if isinstance(targets, str) else list(targets)
     if not targets:
         raise UsageError("no target tensors given for the gradient")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Preset:
         if steps is None:
             return self
         if steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {steps}")
+            raise ParameterError(f"{{steps}} must be at least 1, got {steps}", "steps")
         return replace(self, steps=int(steps))
 
     def to_json(self) -> dict:
@@ -116,5 +116,6 @@ def resolve_param(preset: Preset, param: str | None) -> str:
     if param not in PARAMS:
         raise UsageError(f"unknown parameterization '{param}' (known: {', '.join(PARAMS)})")
     if preset.method == "seed" and param != "pixel":
-        raise UsageError(f"preset '{preset.name}' is the paper's pixel-space method; use --preset lucid with --param {param}")
+        raise ParameterError(f"preset '{preset.name}' is the paper's pixel-space method; use {{preset}} lucid with "
+                             f"{{param}} {param}", "preset", "param")
     return param

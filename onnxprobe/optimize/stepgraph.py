@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from onnxprobe.autodiff.objectives import Objective, value_nodes
 from onnxprobe.autodiff.tape import Tape
 from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.loading import finalize_model
@@ -65,12 +66,11 @@ def _symmetric_pad(t: Tape, x: str, axis: int) -> str:
 
 
 def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_output: str,
-                     seeds: dict[str, str], ranks: dict[str, int], slope: np.ndarray, low: np.ndarray, high: np.ndarray,
+                     objective: Objective, seeds: dict[str, str], slope: np.ndarray, low: np.ndarray, high: np.ndarray,
                      nhwc: bool) -> onnx.ModelProto:
     """Wrap `gradient_model` (inputs: `input_name` and the seeds; outputs: the targets and
-    `grad_output`) into the step graph. `seeds` maps target -> seed input name, `ranks` target ->
-    rank; `slope`, `low`,
-    `high` are (1, C, 1, 1) (see priors.PixelSpace)."""
+    `grad_output`) into the step graph of the linear `objective`. `seeds` maps target -> seed input
+    name; `slope`, `low`, `high` are (1, C, 1, 1) (see priors.PixelSpace)."""
     channels = int(slope.shape[1])
     graph = gradient_model.graph
     image_value = next(v for v in graph.input if v.name == input_name)
@@ -87,13 +87,11 @@ def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_outp
     b.emit("Identity", [x], [input_name])
     prefix_nodes, b.nodes = b.nodes, []
 
-    # objective value per row: sum over the targets of sum(seed * activation)
-    value = None
-    for target, seed in seeds.items():
-        axes = b.i64(list(range(1, ranks[target])))
-        part = b.op("ReduceSum", b.op("Mul", seed, target), axes, keepdims=0)
-        value = part if value is None else b.op("Add", value, part)
-    value = b.op("Identity", value, hint="value")
+    # the objective of each row, as the objective computes it (its in-graph form)
+    value = b.fresh("value")
+    nodes, inits = value_nodes(objective, seeds, value)
+    b.nodes.extend(nodes)
+    b.initializers.extend(inits)
 
     g = grad_output
     if nhwc:

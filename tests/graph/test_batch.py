@@ -196,17 +196,17 @@ def test_graph_that_cannot_follow_the_batch_runs_rows_at_a_time(tmp_path, batch)
 def test_optimizer_batch_on_a_fixed_graph_equals_its_twin(tmp_path):
     """The optimizer's graph engine (its own step graph around the gradient graph) loops rows too:
     a batch of 3 on the fixed graph gives what its batch-dynamic twin gives."""
-    from onnxprobe.optimize.objectives import Objective, channel
+    from onnxprobe.autodiff.objectives import channel
     from onnxprobe.optimize.optimizer import Optimizer
 
     merged_batch(tmp_path / "merged.onnx", 1)
     model = ProbeModel.load(tmp_path / "merged.onnx", device="cpu")
     twin = ProbeModel.load(tmp_path / "twin.onnx", device="cpu")
-    # the twin's channel objective (the folded Reshape hides the fixed graph's spatial axes from
-    # the receptive-field pass, so its own channel() would weigh positions differently)
-    seed = channel(twin, "conv", 2).seeds(None, 1)["conv"]
-    objective = Objective({"conv": seed.shape}, lambda acts, batch: {"conv": seed}, "channel conv:2")
-    runs = [Optimizer(m, objective, "set3", seed=7, batch=3, steps=4, engine="graph").run() for m in (model, twin)]
+    # each model's own channel objective: the mean over every non-channel position, the same seeds
+    # whether or not the layer's spatial axes are known (the folded Reshape hides the fixed graph's)
+    objectives = [channel(m, "conv", 2) for m in (model, twin)]
+    assert np.array_equal(*(o.seeds(None, 3)["conv"] for o in objectives))
+    runs = [Optimizer(m, o, "set3", seed=7, batch=3, steps=4, engine="graph").run() for m, o in zip((model, twin), objectives)]
     for i in range(3):
         a, b = runs[0].best_image(i).astype(int), runs[1].best_image(i).astype(int)
         assert np.abs(a - b).max() <= 1  # uint8 display images: float32 rounding may flip one level

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxprobe.graph.batch as batch_module
 from onnxprobe.autodiff import build_gradient_model, grad_name, seed_name
-from onnxprobe.autodiff.objectives import self_seeded
+from onnxprobe.autodiff.objectives import neuron, self_seeded
 from onnxprobe.autodiff.tape import Tape
 from onnxprobe.graph.facts import GraphFacts, attr
 from onnxprobe.model import ProbeModel
@@ -47,8 +47,8 @@ def test_one_inference_per_load_with_layers_gradients_and_step_graph(inferences)
     pm.gradient_session([target, layers[-1].name], mode="guided")
     gradient = build_gradient_model(pm.proto, [target], wrt=[pm.input_name], facts=pm.facts)
     ones = np.ones((1, 3, 1, 1), np.float32)
-    build_step_model(gradient, pm.input_name, grad_name(pm.input_name), {target: seed_name(target)},
-                     {target: len(pm.infos[target].shape)}, ones, -ones, ones, False)
+    build_step_model(gradient, pm.input_name, grad_name(pm.input_name), neuron(pm, target, 0),
+                     {target: seed_name(target)}, ones, -ones, ones, False)
     assert inferences == [len(pm.proto.graph.node)], "shape inference ran again after the load"
 
 
@@ -173,8 +173,8 @@ def test_the_step_graph_runs_and_its_names_are_unique(tmp_path):
     gradient = build_gradient_model(pm.proto, [target], wrt=[pm.input_name], facts=pm.facts)
     c = pm.input_shape[1]
     ones = np.ones((1, c, 1, 1), np.float32)
-    step = build_step_model(gradient, pm.input_name, grad_name(pm.input_name), {target: seed_name(target)},
-                            {target: len(pm.infos[target].shape)}, ones, -ones, ones, False)
+    step = build_step_model(gradient, pm.input_name, grad_name(pm.input_name), neuron(pm, target, 0),
+                            {target: seed_name(target)}, ones, -ones, ones, False)
     outputs = [o for n in step.graph.node for o in n.output if o]
     assert len(outputs) == len(set(outputs))
     names = [n.name for n in step.graph.node]
