@@ -51,23 +51,33 @@ def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
         raise ModelError(f"{origin} is not a valid ONNX model: {_short(exc)}") from None
 
 
-def default_opset(model: onnx.ModelProto) -> int:
+def default_opset(model: onnx.ModelProto, missing: int | None = None) -> int:
+    """The model's default-domain opset (the one reader of it); `missing` when it imports none,
+    else a ModelError."""
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             return imp.version
+    if missing is not None:
+        return missing
     raise ModelError("model imports no default-domain opset")
 
 
 def normalize_opset(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Convert models below WORKING_OPSET up to it; newer ones keep their opset."""
-    if default_opset(model) < WORKING_OPSET:
-        try:
-            model = version_converter.convert_version(model, WORKING_OPSET)
-        except Exception as exc:
-            raise ModelError(
-                f"cannot convert the model from opset {default_opset(model)} to {WORKING_OPSET}: {_short(exc)}"
-            ) from None
-    return finalize_model(model)
+    """Convert models below WORKING_OPSET up to it (newer ones keep their opset) and finalize."""
+    default_opset(model)  # a model that imports no default-domain opset is refused here
+    return finalize_model(at_working_opset(model))
+
+
+def at_working_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` itself when its opset is WORKING_OPSET or newer, else a converted copy (the one
+    place models are upgraded)."""
+    opset = default_opset(model, WORKING_OPSET)
+    if opset >= WORKING_OPSET:
+        return model
+    try:
+        return version_converter.convert_version(model, WORKING_OPSET)
+    except Exception as exc:
+        raise ModelError(f"cannot convert the model from opset {opset} to {WORKING_OPSET}: {_short(exc)}") from None
 
 
 def finalize_model(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -244,7 +244,7 @@ class _GraphEngine(_SeedState):
         space = self.space
 
         def build():
-            gradient = build_gradient_model(model.proto, list(targets), wrt=[model.input_name])
+            gradient = build_gradient_model(model.proto, list(targets), wrt=[model.input_name], facts=model.facts)
             return build_step_model(gradient, model.input_name, grad_name(model.input_name), opt.objective, seeds,
                                     space.slope, space.low, space.high, space.nhwc)
 
