@@ -282,7 +282,8 @@ def test_commands_on_a_fixed_graph_give_its_twins_results(tmp_path, capsys):
         assert main(["maxact", str(tmp_path / f"{name}.onnx"), str(photos), "--layer", "conv", "--top", "2",
                      "--batch-size", "3", "--out", str(out / "maxact")]) == 0
         assert main(["attribute", str(tmp_path / f"{name}.onnx"), str(photos / "p0.png"), "--method",
-                     "integrated_gradients", "--layer", "relu", "--unit", "1", "--out", str(out / "ig.png"),
+                     "integrated_gradients", "--layer", "relu", "--unit", "1", "--position", "mean",
+                     "--out", str(out / "ig.png"),
                      "--npy", str(out / "ig.npy")]) == 0
         summary = json.loads((out / "maxact" / "maxact.json").read_text())
         records = json.loads((out / "maxact" / summary["layers"]["conv"]).read_text())
@@ -295,7 +296,7 @@ def test_commands_on_a_fixed_graph_give_its_twins_results(tmp_path, capsys):
     (hits, scores, ig), (twin_hits, twin_scores, twin_ig) = results["merged"], results["twin"]
     assert hits == twin_hits
     np.testing.assert_allclose(scores, twin_scores, rtol=0, atol=_tol(twin_scores, 27))
-    # integrated gradients of a ReLU channel's mean (the folded Reshape hides the later layers'
+    # integrated gradients of a ReLU channel's mean (--position mean; the folded Reshape hides the later layers'
     # positions from the receptive-field pass, so their objectives would differ): sums of 36 terms
     np.testing.assert_allclose(ig, twin_ig, rtol=0, atol=_tol(twin_ig, 36))
 
