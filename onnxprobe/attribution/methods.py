@@ -101,22 +101,9 @@ def deconvnet(model, x, objective):
     return _gradient(model, x, objective, mode=BackMode.DECONV)[0]
 
 
-def _ancestors(graph, tensors) -> set[str]:
-    producer = {out: node for node in graph.node for out in node.output}
-    seen, todo = set(), list(tensors)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if name in producer:
-            todo.extend(i for i in producer[name].input if i)
-    return seen
-
-
 def _default_cam_layer(model, objective: Objective) -> str:
     """The last spatial layer on the path to the objective (the "last convolutional layer")."""
-    upstream = _ancestors(model.proto.graph, objective.targets)
+    upstream = model.facts.ancestors_of(objective.targets)
     candidates = [layer for layer in model.layers if layer.is_spatial and np.prod(layer.spatial_shape) > 1
                   and layer.name in upstream and layer.differentiable is not False]
     if not candidates:

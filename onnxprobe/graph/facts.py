@@ -189,6 +189,17 @@ class GraphFacts:
                         queue.append(out)
         return seen
 
+    def ancestors_of(self, targets: Iterable[str]) -> set[str]:
+        """Every tensor that `targets` depend on (the targets included): reachable_from's twin."""
+        seen, queue = set(targets), deque(targets)
+        while queue:
+            node = self.producers.get(queue.popleft())
+            for name in (node.input if node is not None else ()):
+                if name and name not in seen:
+                    seen.add(name)
+                    queue.append(name)
+        return seen
+
     # ---- deriving -----------------------------------------------------------------------------
     def scratch(self) -> "GraphFacts":
         """A view whose writes (types and dims of tensors a Tape emits) stay in the view."""

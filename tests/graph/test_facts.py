@@ -140,6 +140,10 @@ def test_producers_consumers_constants_opset_and_attributes():
     assert facts.producers["m"] is by_name["mean"] and "x" not in facts.producers
     assert [n.name for n in facts.consumers["r"]] == ["mean", "add"]
     assert facts.reachable_from("r") == {"r", "m", "y", "z"}
+    assert facts.ancestors_of(["m"]) == {"m", "r", "x", "axes"}
+    # the twins agree: b is an ancestor of a exactly when a is reachable from b
+    for a in facts.names():
+        assert facts.ancestors_of([a]) == {b for b in facts.names() if a in facts.reachable_from(b)}, a
     assert facts.opset == 19
     np.testing.assert_array_equal(facts.const("axes"), [2, 3])
     np.testing.assert_array_equal(facts.const("scales"), [1, 1, 2, 2])
