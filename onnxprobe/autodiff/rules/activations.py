@@ -25,7 +25,12 @@ def _relu_on(c: Ctx) -> str:
     return c.t.op("Greater", c.y(), c.t.scalar(0, c.y()))
 
 
-relu_family("Relu", lambda c: c.t.op("Where", _relu_on(c), c.g(), c.t.scalar(0, c.g())),
+# G * cast(Y > 0), not Where(Y > 0, G, 0): ONNX Runtime's Mul is threaded, its Where is not. The pair
+# alone: 0.72-0.78 of Where's time (bench/bench_adjoints.py --only relu); the whole ResNet-18 step at
+# 2 threads on a quiet machine: Where / Mul 1.02-1.12 best, 1.03-1.07 median, 1.01-1.02 CPU time
+# (bench_gradient.py --before; an A/A run read 0.98-1.00). CPU time alone barely moves: it cannot
+# see threading. Same values, except that an infinite or NaN G at a masked cell gives NaN, not 0.
+relu_family("Relu", lambda c: c.t.op("Mul", c.g(), c.t.mask(_relu_on(c), c.g())),
             lambda c: c.t.mask(_relu_on(c), c.y()))
 relu_family("LeakyRelu", lambda c: c.t.op("Where", _pos(c), c.g(),
                                           c.t.op("Mul", c.g(), c.t.scalar(c.attr("alpha", 0.01), c.x()))),
