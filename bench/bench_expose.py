@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from common import BUNDLED, torchvision_onnx
+from common import BUNDLED, load_line, torchvision_onnx
 from onnxprobe.model import ProbeModel
 from onnxprobe.runtime.session import Session
 
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
+    print(f"start: {load_line()}", flush=True)
     for label, path in (("bundled digits CNN", BUNDLED), ("ResNet-18 224x224", torchvision_onnx("resnet18"))):
         for batch, which in [(b, "all") for b in args.batch] + [(1, "caffe"), (1, "grid")]:
             reps = args.repeats if batch == 1 else max(5, args.repeats // 4)
@@ -87,6 +88,7 @@ def main() -> None:
                   f"activations exposed {batch / r['best']['exposed']:.1f} fps; exposed / plain = {r['ratio']:.3f} "
                   f"(best runs; goal <= 1.05: {'met' if r['ratio'] <= 1.05 else 'NOT met'}), median {r['median_ratio']:.3f}, "
                   f"CPU time {r['cpu_ratio']:.3f}  [machine-independent]", flush=True)
+    print(f"end: {load_line()}", flush=True)
 
 
 if __name__ == "__main__":
