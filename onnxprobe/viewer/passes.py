@@ -107,6 +107,7 @@ class Passes:
         self._work_since_back = 0.0  # seconds of plain forwards since the newest back map
         self._back_extra = 0.0  # seconds the newest back map's run took beyond a plain forward
         self._plain_seconds = 0.0  # a plain forward's run time (moving average)
+        self._back_timed: set[tuple] = set()  # back settings whose run has been built (so it can be timed)
         self._back_seq = -1  # the frame of the newest back job
         self._no_one_run: set[tuple] = set()  # back settings whose one-run graph failed (not retried)
 
@@ -136,7 +137,11 @@ class Passes:
             if back_now:
                 acts, back_out = self.forward_with_back(frame, settings, names)
                 self._back_done, self._work_since_back = wanted, 0.0
-                self._back_extra = max(0.0, perf_counter() - start - self._plain_seconds)
+                if wanted in self._back_timed:
+                    self._back_extra = max(0.0, perf_counter() - start - self._plain_seconds)
+                else:  # its first run builds the graph: not what a map costs; the next frame maps again, timed
+                    self._back_timed.add(wanted)
+                    self._back_extra = 0.0
             else:
                 acts = self.model.activations(frame.x, names, with_outputs=False)
                 took = perf_counter() - start
