@@ -19,6 +19,8 @@ Each is measured in forward mode and again with the gradient back pane on; a lin
 the CPU milliseconds per shown frame of each thread (where Linux's /proc says), the profile of where
 a frame goes. Under load from other work the wall ratio flatters the viewer (its several threads get
 more of the machine than the bare loop's one): compare cpu ratios across runs, and say the load.
+The quiet-machine bound is the wall ratio the viewer can reach with nothing else running: a frame
+takes at least its busiest thread's CPU time, and at least its whole CPU time spread over the cores.
 usage: QT_QPA_PLATFORM=offscreen python bench/bench_viewer.py [--seconds S] [--device auto|cpu|cuda]
 """
 
@@ -188,6 +190,11 @@ def main() -> int:
             threads = sorted(per_thread.items(), key=lambda kv: -kv[1])
             print(f"{'':<38} CPU ms per frame: bare forward {cpu_bare * 1000:.1f}; viewer "
                   + ", ".join(f"{name} {ms * 1000:.1f}" for name, ms in threads if ms >= 5e-5), flush=True)
+            if threads:  # a frame takes at least its busiest thread's time, and its CPU time over the cores
+                busiest, cores = threads[0], os.cpu_count() or 1
+                bound = max(busiest[1], cpu_frame / cores)
+                print(f"{'':<38} quiet-machine bound: viewer / bare <= {cpu_bare / bound:.2f} on {cores} cores "
+                      f"({'the ' + busiest[0] + ' thread' if bound == busiest[1] else 'all cores'} limits)", flush=True)
     return 0
 
 

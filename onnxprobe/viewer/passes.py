@@ -12,7 +12,7 @@ the back map still follows the video.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import thread_time
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class Passes:
         self._forward_cache: tuple[tuple, dict] | None = None
         self._back_cache: tuple[tuple, dict] | None = None
         self._back_done: tuple | None = None  # the back settings of the newest back map
-        self._work_since_back = 0.0  # seconds of plain forwards since the newest back map
+        self._work_since_back = 0.0  # CPU seconds of plain forwards since the newest back map
         self._back_extra = 0.0  # seconds the newest back map's run took beyond a plain forward
         self._plain_seconds = 0.0  # a plain forward's run time (moving average)
         self._back_timed: set[tuple] = set()  # back settings whose run has been built (so it can be timed)
@@ -133,18 +133,18 @@ class Passes:
             acts = self._forward_cache[1]
         else:
             names = [layer.name] + ([self.model.class_output] if self.model.class_output else [])
-            start = perf_counter()
+            start = thread_time()
             if back_now:
                 acts, back_out = self.forward_with_back(frame, settings, names)
                 self._back_done, self._work_since_back = wanted, 0.0
                 if wanted in self._back_timed:
-                    self._back_extra = max(0.0, perf_counter() - start - self._plain_seconds)
+                    self._back_extra = max(0.0, thread_time() - start - self._plain_seconds)
                 else:  # its first run builds the graph: not what a map costs; the next frame maps again, timed
                     self._back_timed.add(wanted)
                     self._back_extra = 0.0
             else:
                 acts = self.model.activations(frame.x, names, with_outputs=False)
-                took = perf_counter() - start
+                took = thread_time() - start
                 self._work_since_back += took
                 self._plain_seconds = took if not self._plain_seconds else 0.8 * self._plain_seconds + 0.2 * took
             self._forward_cache = (key, acts)
@@ -159,7 +159,9 @@ class Passes:
         or the same frame again: a still), else once the plain forwards since the last back map
         have taken (1 - BACK_SHARE) / BACK_SHARE times what that map cost beyond a plain forward,
         so back maps take at most BACK_SHARE of the forward worker's time and the grid keeps the
-        forward's frame rate, however the gradient's cost compares with the forward's."""
+        forward's frame rate, however the gradient's cost compares with the forward's. Runs are
+        timed in CPU time of the worker thread, which other work on the machine does not inflate
+        (the network runs on that thread; where it has more threads, both kinds of run spread alike)."""
         if must:
             return True
         return self._work_since_back * BACK_SHARE >= self._back_extra * (1 - BACK_SHARE)

@@ -328,7 +328,7 @@ def test_back_pane_on_video_maps_within_its_share_of_the_forward_time(tiny, vide
         clock[0] += 1.0
         return real_acts(*a, **k)
 
-    monkeypatch.setattr(passes, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(passes, "thread_time", lambda: clock[0])
     monkeypatch.setattr(viewer.passes, "forward_with_back", with_back)
     monkeypatch.setattr(viewer.model, "activations", plain)
     viewer.handle_key("n")
