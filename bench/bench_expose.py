@@ -25,7 +25,9 @@ from onnxprobe.model import ProbeModel
 from onnxprobe.runtime.session import Session
 
 
-ACTIVATIONS = {"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip", "Softplus"}
+# elementwise activations, which Caffe ran in place (cli/demo.py's NONLINEAR_OPS also holds MaxPool)
+IN_PLACE = {"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip",
+            "Softplus", "Gelu", "Mish"}
 
 
 def caffe_layers(model: ProbeModel) -> list[str]:
@@ -37,7 +39,7 @@ def caffe_layers(model: ProbeModel) -> list[str]:
             consumers.setdefault(name, []).append(node.op_type)
     outputs = set(model.output_names)
     return [l.name for l in model.layers
-            if l.name in outputs or not (len(consumers.get(l.name, [])) == 1 and consumers[l.name][0] in ACTIVATIONS)]
+            if l.name in outputs or not (len(consumers.get(l.name, [])) == 1 and consumers[l.name][0] in IN_PLACE)]
 
 
 def measure(path, device: str, repeats: int, batch: int, which: str = "all") -> dict:

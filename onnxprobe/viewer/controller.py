@@ -3,9 +3,10 @@
 Threads: the grabber reads frames; the forward worker runs the network on them (`Passes.compute`);
 the draw worker draws the grid, unit, input and prediction panes from its results (`Passes.draw`),
 so the next frame's forward runs while this one is drawn; the back worker runs `Passes.back` (the
-back pane); the optimize worker steps a live optimization. Each takes only the newest job (one-slot mailboxes). Results go into
-`LatestSlots`; the GUI thread calls `poll()` (when `notify` fires) to move them into the model,
-which emits events to the widgets. The GUI thread never waits on the network.
+back pane); the optimize worker steps a live optimization. Each takes only the newest job
+(one-slot mailboxes). Results go into `LatestSlots`; the GUI thread calls `poll()` (when `notify`
+fires) to move them into the model, which emits events to the widgets. The GUI thread never waits
+on the network.
 """
 
 from __future__ import annotations

@@ -105,8 +105,8 @@ class Passes:
         self._back_cache: tuple[tuple, dict] | None = None
         self._back_done: tuple | None = None  # the back settings of the newest back map
         self._work_since_back = 0.0  # CPU seconds of plain forwards since the newest back map
-        self._back_extra = 0.0  # seconds the newest back map's run took beyond a plain forward
-        self._plain_seconds = 0.0  # a plain forward's run time (moving average)
+        self._back_extra = 0.0  # CPU seconds the newest back map's run took beyond a plain forward
+        self._plain_seconds = 0.0  # a plain forward's CPU seconds (moving average)
         self._back_timed: set[tuple] = set()  # back settings whose run has been built (so it can be timed)
         self._back_seq = -1  # the frame of the newest back job
         self._no_one_run: set[tuple] = set()  # back settings whose one-run graph failed (not retried)
