@@ -393,3 +393,40 @@ def test_freeze_stops_the_frames_and_escape_lets_them_run_again(tiny, video_path
         poll_until(viewer, lambda: viewer.last_forward.frame.seq > frozen_at)
     finally:
         viewer.stop()
+
+
+def test_a_back_map_waits_for_the_grid_of_its_frame(tiny):
+    """The grid is drawn on its own thread, so the back map of a frame can arrive first: it is
+    shown once the grid shows that frame (same settings) or a later one, never before, and a newer
+    back map replaces a waiting one. Results are posted by hand here: no thread, no timing."""
+    from onnxprobe.viewer.passes import BackResult, Computed, Frame
+
+    model = ProbeModel.load(tiny, device="cpu")
+    viewer = Viewer(model)
+    viewer.handle_key("n")  # the back pane on
+    settings = viewer.state.settings()
+    x = np.zeros(model.input_shape, np.float32)
+    acts = model.activations(x, [settings.layer, model.class_output], with_outputs=False)
+    frames = [Frame(seq, x, np.zeros((16, 16, 3), np.uint8), "") for seq in (1, 2, 3)]
+    back = {f.seq: BackResult(f, settings, None, {"back": np.full((4, 4, 3), f.seq, np.uint8)}) for f in frames}
+    computed = {f.seq: Computed(f, settings, acts, None) for f in frames}
+
+    def show_grid(seq):
+        viewer.slots.post("forward", viewer.passes.draw(computed[seq])[0])
+
+    viewer.slots.post("back", back[1])
+    viewer.poll()
+    assert viewer.last_back is None  # no grid yet
+    show_grid(1)
+    viewer.poll()
+    assert viewer.last_back is back[1]
+    viewer.slots.post("back", back[2])
+    viewer.poll()
+    assert viewer.last_back is back[1]  # frame 2's grid is not shown yet
+    viewer.slots.post("back", back[3])  # a newer map replaces the waiting one
+    show_grid(3)
+    viewer.poll()
+    assert viewer.last_back is back[3]
+    show_grid(3)
+    viewer.poll()
+    assert viewer.last_back is back[3]  # nothing left waiting: frame 2's map was never shown
