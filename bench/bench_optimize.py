@@ -108,7 +108,7 @@ def main() -> int:
     print(f"ratio (b)/(a): {torch_seconds / ours:.2f}x")
 
     # in-graph vs numpy regularizers, same rows, a short run
-    obj = objectives.stack([objectives.neuron(model, args.layer, u) for u in units[: args.batch]])
+    obj = objectives.stack([objectives.neuron(model, args.layer, u, pre_activation=True) for u in units[: args.batch]])
     short = max(8, args.steps // 10)
     timings, inputs = {}, {}
     for engine in ("graph", "numpy"):

@@ -11,7 +11,6 @@ imports below are absolute, so they reach it, not this module.)
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tempfile
 import threading
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from onnxprobe.errors import ProbeError
+from onnxprobe.errors import ParameterError, ProbeError
 
 CONNECT_TIMEOUT = "20s"
 WORKERS_TIMEOUT = 60  # seconds to wait for a first worker on a scheduler that has none yet
@@ -131,7 +130,7 @@ def cluster_client(address: str) -> Iterator:
     try:
         from distributed import Client
     except ImportError:
-        raise ProbeError("--scheduler needs the 'distributed' package (pip install distributed)") from None
+        raise ParameterError("{scheduler} needs the 'distributed' package (pip install distributed)", "scheduler") from None
 
     class ClosingClient(Client):
         def __init__(self, *args, **kwargs):

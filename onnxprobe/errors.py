@@ -42,6 +42,29 @@ class UsageError(ProbeError):
     """A flag or name that does not exist or does not fit the model."""
 
 
+class ParameterError(UsageError):
+    """A value given for a named parameter of a library call does not fit. The message names each
+    parameter in braces, `ParameterError("{batch} must be at least 1, got 0", "batch")`: `str()` is
+    the library's words (the parameter's own name: "batch must be at least 1, got 0"), and a front
+    end names the parameters its own way with `in_words(names)` (the command line: its flags, from
+    the one table onnxprobe.cli.flags.FLAGS)."""
+
+    def __init__(self, template: str, *params: str):
+        self.template = str(template)
+        self.params = tuple(params)
+        super().__init__(self.in_words({}))
+
+    def in_words(self, names: dict[str, str]) -> str:
+        """The message with each parameter spelled as `names` says (its own name when absent)."""
+        text = self.template
+        for param in self.params:
+            text = text.replace("{" + param + "}", names.get(param, param))
+        return printable(" ".join(text.split()))
+
+    def __reduce__(self):  # pickled (a Dask worker's error) with its parameters, not just the line
+        return self.__class__, (self.template, *self.params)
+
+
 class OutputError(ProbeError):
     """An output path that cannot be written (missing folder, no permission, full disk, an input)."""
 

@@ -351,10 +351,8 @@ def _finite(value):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover
-        return value
+    import numpy as np
+
     if isinstance(value, np.floating):
         return float(value) if np.isfinite(value) else None
     if isinstance(value, np.generic):

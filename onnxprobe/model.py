@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxprobe.autodiff import BackMode, differentiable_tensors
 from onnxprobe.errors import InputError, UsageError
 from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
 from onnxprobe.graph.layers import LayerInfo, find_layer, probeable_layers
 from onnxprobe.graph.loading import fix_input_shape, image_input, input_dims, load_model
-from onnxprobe.graph.shapes import TensorInfo, infer_tensor_infos
+from onnxprobe.graph.facts import GraphFacts, TensorInfo
 from onnxprobe.preprocess import PreprocessSpec, declared_preprocessing, resolve_spec
 from onnxprobe.runtime.session import Session, SessionCache, resolve_device
 
@@ -24,15 +25,14 @@ class ProbeModel:
     """Everything the commands need about one model. Build it with `ProbeModel.load`."""
 
     def __init__(self, proto: onnx.ModelProto, path: Path, input_shape: tuple[int, ...], spec: PreprocessSpec,
-                 infos: dict[str, TensorInfo], shape_source: str, device: str = "auto", threads: int | None = None,
+                 facts: GraphFacts, device: str = "auto", threads: int | None = None,
                  batch: BatchAxis | None = None):
         self.proto = proto
         self.path = path
         self.input_name = image_input(proto).name
         self.input_shape = input_shape  # batch 1
         self.spec = spec
-        self.infos = infos
-        self.shape_source = shape_source
+        self.facts = facts  # built once at load; everything that reads the graph reads it
         self.batch = batch or BatchAxis("dynamic", "N")
         self.device = resolve_device(device)
         self.threads = threads
@@ -50,16 +50,26 @@ class ProbeModel:
         proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints)
         spec = resolve_spec(path, fixed, metadata, preprocess)
         proto, batch = resolve_batch(proto, image_input(proto).name, fixed, declared)
-        infos, source, follows = infer_tensor_infos(proto, fixed, rows=batch.rows)
-        if not follows:  # a declared dynamic batch that the graph does not honour
+        facts = GraphFacts.of_loaded(proto, fixed, rows=batch.rows)
+        if not facts.follows:  # a declared dynamic batch that the graph does not honour: shapes at batch 1
             batch = BatchAxis("fixed", batch.declared, rows=1, why="the graph fails at batch 2")
-            infos, source, _ = infer_tensor_infos(proto, fixed, rows=1)
-        return cls(proto, path, fixed, spec, infos, source, device=device, threads=threads, batch=batch)
+            facts = GraphFacts.of_loaded(proto, fixed, rows=1)
+        return cls(proto, path, fixed, spec, facts, device=device, threads=threads, batch=batch)
+
+    @property
+    def infos(self) -> dict[str, TensorInfo]:
+        """Every tensor's TensorInfo (element type, shape with the batch axis None)."""
+        return self.facts.infos
+
+    @property
+    def shape_source(self) -> str:
+        """How the shapes were found: "inference" or "execution"."""
+        return self.facts.source
 
     # ---- layers ------------------------------------------------------------------------------
     @functools.cached_property
     def layers(self) -> list[LayerInfo]:
-        return probeable_layers(self.proto, self.infos, self.input_name, self.spec.layout, self.differentiable)
+        return probeable_layers(self.facts, self.input_name, self.spec.layout, self.differentiable)
 
     def why_no_layers(self) -> str:
         """Why `layers` is empty, in one line (a layer is a float node output of rank >= 2 that
@@ -80,11 +90,7 @@ class ProbeModel:
         return f"the {len(batched)} float tensors that follow the batch have rank 1"
 
     @functools.cached_property
-    def differentiable(self) -> set[str] | None:
-        try:
-            from onnxprobe.autodiff import differentiable_tensors
-        except ImportError:
-            return None
+    def differentiable(self) -> set[str]:
         return differentiable_tensors(self.proto)
 
     @functools.cached_property
@@ -102,8 +108,7 @@ class ProbeModel:
         candidates = [name for name in self.output_names
                       if (info := self.infos.get(name)) is not None and info.is_float and len(info.shape) == 2
                       and info.shape[0] is None]
-        producers = {out: node.op_type for node in self.proto.graph.node for out in node.output}
-        softmax = [name for name in candidates if producers.get(name) == "Softmax"]
+        softmax = [name for name in candidates if getattr(self.facts.producers.get(name), "op_type", None) == "Softmax"]
         return (softmax or candidates or [None])[0]
 
     # ---- running -----------------------------------------------------------------------------
@@ -141,7 +146,7 @@ class ProbeModel:
     def forward_session(self) -> Session:
         return self.session(("forward-plain",), lambda: self.proto)
 
-    def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = "gradient",
+    def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = BackMode.GRADIENT,
                          extra_outputs: Sequence[str] = (), self_seeded: bool = False,
                          peak_axes: tuple[int, ...] = ()) -> "GradientSession":
         """extra_outputs: tensors the same run also returns (GradientSession.run's extra_outputs).
@@ -166,7 +171,8 @@ class ProbeModel:
 
                 proto, square_name = square(proto, targets[0], tuple(peak_axes))
                 names = [square_name]
-            return build_gradient_model(proto, names, wrt=list(wrt), mode=mode, extra_outputs=list(extra))
+            return build_gradient_model(proto, names, wrt=list(wrt), mode=mode, extra_outputs=list(extra),
+                                        facts=self.facts)
 
         session = self.session(key, build)
         return GradientSession(self, session, targets, wrt, self_seeded=self_seeded)

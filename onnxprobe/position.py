@@ -6,9 +6,11 @@
   backprop, attribute, the viewer's back pane);
 - `centre` (or `center`): the spatial centre, `size // 2` per axis (the default of optimize, which
   has no image, and the toolbox's choice);
-- `mean`: the channel's mean over all positions (optimize: the same as `--objective channel`).
+- `mean`: the channel's mean over all positions (optimize: the same as `--objective channel`);
+- None (not given): `max` where there is an image, `centre` where there is none (`resolve`).
 
 A layer without spatial axes takes no position (any of them but `max`/`centre` is an error there).
+`check_unit` is the one "unit out of range" check. Objectives built on these: autodiff.objectives.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
 
 KEYWORDS = ("max", "centre", "mean")
 HELP = ("Y,X: that position of the layer's spatial grid (row, column from 0); max: where the unit fires most "
@@ -38,7 +40,16 @@ def parse_position(text: str | None) -> Position:
     try:
         return tuple(int(p) for p in word.split(","))
     except ValueError:
-        raise UsageError(f"--position takes Y,X integers, max, centre or mean; got '{text}'") from None
+        raise ParameterError(f"{{position}} takes Y,X integers, max, centre or mean; got '{text}'", "position") from None
+
+
+def check_unit(info, unit: int, what: str = "unit") -> int:
+    """`unit` checked against the layer's units (one error text for every command and objective)."""
+    unit, count = int(unit), int(info.units)
+    if not 0 <= unit < count:
+        plural = f"{what}es" if what.endswith("s") else f"{what}s"
+        raise UsageError(f"{what} {unit} out of range for layer '{info.name}' ({count} {plural}: 0-{count - 1})")
+    return unit
 
 
 def centre(info) -> tuple[int, ...]:
@@ -77,9 +88,12 @@ def strongest(info, activation: np.ndarray, unit: int) -> tuple[int, ...]:
 
 def resolve(model, info, unit: int, position: Position, x: np.ndarray | None = None) -> tuple[tuple[int, ...] | None, str]:
     """(position or None for the channel mean, how it was chosen) for unit `unit` of layer `info`.
-    `max` runs the model on `x` (one input row)."""
+    `max` runs the model on `x` (one input row); None means `max` when `x` is given, else `centre`."""
+    unit = check_unit(info, unit)
+    if position is None:
+        position = "max" if x is not None else "centre"
     if not info.spatial_axes:
-        if position not in (None, "max", "centre"):
+        if position not in ("max", "centre", ()):
             raise UsageError(f"layer '{info.name}' is not spatial: it takes no position")
         return (), ""
     if position == "mean":
@@ -88,11 +102,10 @@ def resolve(model, info, unit: int, position: Position, x: np.ndarray | None = N
         return centre(info), "the centre"
     if position == "max":
         if x is None:
-            raise UsageError("--position max needs an image (where the unit fires most on it)")
+            raise ParameterError("{position} max needs an image (where the unit fires most on it); without one give Y,X, "
+                                 "centre or mean", "position")
         activation = model.activations(x[:1], [info.name], with_outputs=False)[info.name]
         where = strongest(info, activation, unit)
         value = float(unit_map(info, activation, unit)[where])
         return where, f"where the unit fires most on this image (value {value:.4g})"
-    if position is None:
-        raise ValueError("resolve() needs a position or a keyword; the caller chooses the default")
     return check_position(info, position), "as given"

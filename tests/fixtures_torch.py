@@ -10,8 +10,7 @@ exporter needs ``onnxscript``, which the project does not install, and the legac
 and names tensors after module scopes ("/layer1/layer1.0/relu/Relu_output_0"), which the tests
 use to find intermediate layers. It is deprecated upstream; switch when onnxscript is a dependency.
 
-Import this module only from tests that need torch; callers use ``pytest.importorskip("torch")``
-first so that the rest of the suite runs without it.
+Import this module only from tests that need torch, so that the rest of the suite runs without it.
 """
 
 from __future__ import annotations

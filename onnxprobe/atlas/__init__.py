@@ -17,7 +17,7 @@ Layout of DIR (open DIR/index.html from the file system; no network, no script):
     .atlas/job.json                                settings key, layers, which maxact job holds which layer
 
 Optimized images come from `onnxprobe.optimize.render_units` (objective: the unit at the spatial
-centre); each (unit, restart) row draws its randomness from (seed, layer, unit, restart), so an
+centre, or at `position` as onnxprobe.position reads it: "mean" is the channel); each (unit, restart) row draws its randomness from (seed, layer, unit, restart), so an
 image does not depend on the batch, the process or the machine that made it. Top-9 patches, their
 deconv / backprop maps and the statistics (mean, max, fire rate) come from `onnxprobe.maxact`.
 

@@ -9,14 +9,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, UnitStore, chunks, make_spec, remember_model, \
+from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
 from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
-from onnxprobe.errors import UsageError
+from onnxprobe.autodiff.objectives import by_kind, differentiable_layer
+from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
+from onnxprobe.optimize.render import RenderSettings
 
 MAXACT_DIR = "maxact"
-OWNED = (STATE_DIR, UNITS_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what --fresh may delete
+OWNED = (STATE_DIR, UNITS_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what `fresh` may delete
 
 
 @dataclass
@@ -41,25 +43,29 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
         chosen = [layer.name for layer in model.layers if layer.differentiable is not False]
     else:
         if not names:
-            raise UsageError("choose at least one --layer, or --all (run 'onnxprobe layers MODEL' to list them)")
-        chosen = [model.layer(name).name for name in names]
-        for name in chosen:
-            if model.layer(name).differentiable is False:
-                raise UsageError(f"layer '{name}' cannot be differentiated w.r.t. the input (no gradient path)")
+            raise ParameterError("choose at least one {layers}, or {all_layers} (run 'onnxprobe layers MODEL' to list "
+                                 "them)", "layers", "all_layers")
+        chosen = [differentiable_layer(model, name).name for name in names]
     if not chosen:
         raise UsageError("the model has no layer with a gradient path to its input")
     return list(dict.fromkeys(chosen))
 
 
-def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False, preset: str = "lucid",
-                steps: int | None = None, restarts: int = 1, seed: int = 0, param: str | None = None,
-                units: list[int] | None = None, batch: int = 8, top: int = 9, scheduler=None, device: str = "auto",
-                threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
-                progress=None) -> AtlasResult:
-    """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring."""
+def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False,
+                settings: RenderSettings | None = None, units: list[int] | None = None, top: int = 9, scheduler=None,
+                device: str = "auto", threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
+                progress=None, position=None, **loose) -> AtlasResult:
+    """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring. `settings`
+    as resolved by the caller, or the loose values of `RenderSettings.resolve` (preset, steps,
+    param, restarts, seed, batch) as keywords. `position`: where each unit is optimized, as
+    `render_units` reads it (none: the centre; "mean": the channel)."""
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
+    if settings is None:
+        settings = RenderSettings.resolve(**loose)  # bad values: one line, before any work
+    elif loose:
+        raise TypeError(f"build_atlas takes settings or {', '.join(sorted(loose))}, not both")
     if scheduler:
         from onnxprobe.distributed import check_scheduler_address
 
@@ -67,27 +73,29 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     if not isinstance(model, ProbeModel):
         model = ProbeModel.load(model, device=device, threads=threads)
     names = choose_layers(model, layers, all_layers)
+    for name in names:  # a position that does not fit a layer is refused before any work
+        by_kind(model, "neuron", name, 0, position, pre_activation=True)
     if scheduler:
-        spec = make_spec(model, preset, steps, restarts, seed, param, batch, device, threads_for_workers(threads))
+        spec = make_spec(model, settings, device, threads_for_workers(threads), position)
     else:
-        spec = make_spec(model, preset, steps, restarts, seed, param, batch, model.device, model.threads)
+        spec = make_spec(model, settings, model.device, model.threads, position)
         remember_model(spec, model)
     wanted = {name: _units_of(model.layer(name).units, units) for name in names}
     if not any(wanted.values()):
-        raise UsageError(f"--units selects no unit of the chosen layer(s): they have "
-                         f"{', '.join(str(model.layer(n).units) for n in names)} units")
+        raise ParameterError(f"{{units}} selects no unit of the chosen layer(s): they have "
+                             f"{', '.join(str(model.layer(n).units) for n in names)} units", "units")
     root = _prepare(Path(out_dir), spec, fresh)
     state = _load_state(root, spec)
     notes: list[str] = []
     if data is not None:  # first, so that a bad dataset changes nothing in DIR
-        maxact_dir = _run_maxact(root, model, data, names, top, scheduler, threads, progress, notes)
+        maxact_dir = _run_maxact(root, model, data, wanted, top, scheduler, threads, progress, notes)
         state["maxact"].update({name: maxact_dir for name in names})
         state["dataset"] = str(data)
     state["layers"] = list(dict.fromkeys(state["layers"] + names))
     _save_state(root, state)
 
-    store = UnitStore(root, spec.key())
-    todo = {name: [u for u in wanted[name] if store.record(name, u) is None] for name in names}
+    store = AtlasStore(root, spec.key())
+    todo = {name: store.pending(name, wanted[name]) for name in names}
     tasks = [task for name in names for task in chunks(spec, name, todo[name])]
     count = sum(len(v) for v in todo.values())
     bar = progress(count, "units ") if progress and count else None
@@ -104,18 +112,19 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     seconds = time.perf_counter() - started
     entries = _collect(root, model, state, store)
     info = {"name": Path(model.path).name, "path": str(model.path), "sha256": spec.model_hash}
-    settings = {"preset": spec.preset, "steps": _steps(spec), "restarts": spec.restarts, "seed": spec.seed,
-                "param": spec.param or "default", "objective": "neuron (centre)"}
-    write_manifest(root, info, settings, entries, state.get("dataset"))
-    pages = write_site(root, info["name"], entries, settings, state.get("dataset"))
+    shown = {"preset": settings.preset.name, "steps": settings.preset.steps, "restarts": settings.restarts,
+             "seed": settings.seed, "param": settings.preset.param, "objective": _objective_words(position)}
+    write_manifest(root, info, shown, entries, state.get("dataset"))
+    pages = write_site(root, info["name"], entries, shown, state.get("dataset"))
     return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
                        seconds, pages, notes)
 
 
-def _steps(spec: AtlasSpec) -> int:
-    from onnxprobe.optimize import get_preset
-
-    return get_preset(spec.preset, spec.steps).steps
+def _objective_words(position) -> str:
+    """What the site says a unit's image maximises."""
+    if position is None or position == "centre":
+        return "neuron (centre)"
+    return "channel (mean over positions)" if position == "mean" else f"neuron (at {','.join(map(str, position))})"
 
 
 def _units_of(count: int, units: list[int] | None) -> list[int]:
@@ -148,10 +157,10 @@ def _load_state(root: Path, spec: AtlasSpec) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         state = None
     if not isinstance(state, dict) or not isinstance(state.get("layers"), list) or not isinstance(state.get("maxact"), dict):
-        raise UsageError(f"{path} is not an atlas state file; use another --out or add --fresh")
+        raise ParameterError(f"{path} is not an atlas state file; use another {{out_dir}} or add {{fresh}}", "out_dir", "fresh")
     if state.get("key") != spec.key():
-        raise UsageError(f"{root} holds an atlas made with other settings (model, preprocessing, preset, steps, "
-                         "restarts or seed); use another --out or add --fresh to start over")
+        raise ParameterError(f"{root} holds an atlas made with other settings (model, preprocessing, preset, steps, "
+                             "restarts or seed); use another {out_dir} or add {fresh} to start over", "out_dir", "fresh")
     return state
 
 
@@ -159,32 +168,40 @@ def _save_state(root: Path, state: dict) -> None:
     atomic_write_json(_state_path(root), state)
 
 
-def _run_maxact(root: Path, model, data, names: list[str], top: int, scheduler, threads, progress,
+def _run_maxact(root: Path, model, data, wanted: dict[str, list[int]], top: int, scheduler, threads, progress,
                 notes: list[str]) -> str:
-    """Top-k patches of the chosen layers in `maxact/<job>/` (run once; maxact resumes by shard)."""
+    """Top-k patches of the chosen layers in `maxact/<job>/` (run once; maxact resumes by shard),
+    with the montages of the `wanted` units (layer -> units) and of those drawn by earlier runs."""
     from onnxprobe.maxact import load_result, run_maxact
     from onnxprobe.maxact.datasets import open_dataset
     from onnxprobe.maxact.job import state_is_current
     from onnxprobe.maxact.records import SUMMARY
 
+    names = list(wanted)
     data_path = Path(data)
     ident = json.dumps([sorted(names), str(data_path.resolve()) if data_path.exists() else str(data), top])
     relative = f"{MAXACT_DIR}/{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
     folder = inside(root, relative)
+    drawn: set[int] = set()
     if (folder / SUMMARY).is_file():  # written last: the job finished; reused while the images are the same
         try:
             result = load_result(folder)
-            if all(name in result.layers for name in names) and state_is_current(folder, open_dataset(data, exclude=root)):
-                return relative
+            if all(name in result.layers for name in names):
+                records = [rec for name in names for rec in result.units(name)]
+                drawn = {rec.unit for rec in records if rec.patches is not None}
+                missing = [rec for rec in records if rec.unit in wanted[rec.layer] and rec.hits and rec.patches is None]
+                if not missing and state_is_current(folder, open_dataset(data, exclude=root)):
+                    return relative
         except (UsageError, OSError, KeyError):
-            pass
+            drawn = set()
+    units = sorted(drawn.union(*wanted.values()))  # redrawn with the records, which are rewritten
     result = run_maxact(model, data, names, top=top, out_dir=folder, scheduler=scheduler, crops=True, deconv=True,
-                        threads=threads, progress=progress, exclude=root)
+                        threads=threads, progress=progress, exclude=root, units=units)
     notes.extend(f"top-k patches: {note}" for note in result.summary.get("notes", []) if "changed since" in note)
     return relative
 
 
-def _collect(root: Path, model, state: dict, store: UnitStore) -> list[LayerEntry]:
+def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEntry]:
     """Every finished unit of every layer this atlas holds, with its dataset numbers."""
     from onnxprobe.maxact import load_result
 

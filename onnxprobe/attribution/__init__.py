@@ -6,7 +6,7 @@ Library API (the viewer's back-pane modes use it)::
     pm = ProbeModel.load("model.onnx")
     x = pm.preprocess(image)                                   # (1, C, H, W) or (1, H, W, C)
     m = attribute(pm, x, "integrated_gradients", target=None, steps=50, rule="gausslegendre")
-    m = attribute(pm, x, "saliency", layer="relu2", unit=3)               # channel mean of a unit
+    m = attribute(pm, x, "saliency", layer="relu2", unit=3)     # where the unit fires most on x
     m = attribute(pm, x, "gradcam", target=281, cam_layer="layer4_out")
     rgb = render_attribution(pm, x, "integrated_gradients", m, overlay=True)   # HxWx3 uint8
 
@@ -14,9 +14,11 @@ Library API (the viewer's back-pane modes use it)::
 returns a float32 map without the batch axis: input-shaped for the gradient methods, HxW (the
 input's spatial size) for `gradcam` and `occlusion`.
 
-The objective is the logit of class `target` (default: the predicted class; the tensor before
-any final Softmax), or unit `unit` of layer `layer`: at `position` (y, x) of a spatial layer,
-"centre", or, when `position` is None, the channel's mean over all positions.
+The objective (onnxprobe.autodiff.objectives, or any `Objective` passed as `objective=`) is the
+logit of class `target` (default: the predicted class; the tensor before any final Softmax), or
+unit `unit` of layer `layer` at `position` as onnxprobe.position reads it: (y, x), "centre",
+"mean" (the channel's mean over all positions), "max"; None is "max", where the unit fires most
+on `x`, as for the command line.
 
 Methods and their options (defaults in brackets):
 
@@ -39,7 +41,8 @@ from __future__ import annotations
 import numpy as np
 
 from onnxprobe.attribution.methods import IG_BASELINES, IG_RULES, METHODS, resize_map
-from onnxprobe.attribution.objective import Objective, class_objective, unit_objective
+from onnxprobe.autodiff import objectives
+from onnxprobe.autodiff.objectives import Objective
 from onnxprobe.errors import UsageError
 
 __all__ = ["attribute", "make_objective", "render_attribution", "map_to_2d", "METHODS", "IG_RULES",
@@ -48,15 +51,21 @@ __all__ = ["attribute", "make_objective", "render_attribution", "map_to_2d", "ME
 
 def make_objective(model, x: np.ndarray, target: int | None = None, layer: str | None = None,
                    unit: int | None = None, position=None) -> Objective:
+    """What an attribution of `x` explains (see the module docstring)."""
     if layer is not None or unit is not None:
         if target is not None:
             raise UsageError("give either a class target or a layer and unit, not both")
         if layer is None or unit is None:
             raise UsageError("a unit objective needs both a layer and a unit")
-        return unit_objective(model, layer, unit, position)
+        return objectives.unit_objective(model, layer, unit, position, model.check_input(x))
     if position is not None:
         raise UsageError("a position needs a layer and unit")
-    return class_objective(model, x, target)
+    if target is not None:
+        return objectives.logit(model, target)
+    logits = objectives.logit_layer(model).name
+    predicted = int(np.argmax(model.activations(x, [logits], with_outputs=False)[logits][0].reshape(-1)))
+    objective = objectives.logit(model, predicted)
+    return objective.named(f"predicted {objective.description}")
 
 
 def attribute(model, x: np.ndarray, method: str, target: int | None = None, layer: str | None = None,

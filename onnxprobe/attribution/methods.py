@@ -1,5 +1,6 @@
 """The attribution methods. Each takes a `ProbeModel`, one input `x` (batch 1) and an `Objective`
-and returns a map without the batch axis: input-shaped, or HxW for Grad-CAM and occlusion."""
+(onnxprobe.autodiff.objectives) and returns a map without the batch axis: input-shaped, or HxW for
+Grad-CAM and occlusion."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnxprobe.attribution.objective import Objective
+from onnxprobe.autodiff import BackMode
+from onnxprobe.autodiff.objectives import Objective
 from onnxprobe.errors import UsageError
 
 IG_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -17,9 +19,9 @@ IG_BASELINES = ("zero", "black", "white")
 
 # ---- helpers ------------------------------------------------------------------------------------
 
-def _gradient(model, x: np.ndarray, objective: Objective, mode: str = "gradient") -> np.ndarray:
-    session = model.gradient_session([objective.tensor], mode=mode)
-    return session.run(x, {objective.tensor: objective.seed})["grad"]
+def _gradient(model, x: np.ndarray, objective: Objective, mode: str = BackMode.GRADIENT) -> np.ndarray:
+    session = model.gradient_session(objective.targets, mode=mode)
+    return session.run(x, objective.seeds_for(model, x))["grad"]
 
 
 def default_gradient_batch(model) -> int:
@@ -30,11 +32,11 @@ def default_gradient_batch(model) -> int:
 
 def _batched_gradient(model, inputs: np.ndarray, objective: Objective, batch_size: int) -> np.ndarray:
     """Input gradients of the objective for each row of `inputs`, `batch_size` rows at a time."""
-    session = model.gradient_session([objective.tensor])
+    session = model.gradient_session(objective.targets)
     out = np.empty(inputs.shape, np.float32)
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start:start + batch_size]
-        out[start:start + len(chunk)] = session.run(chunk, {objective.tensor: objective.seed})["grad"]
+        out[start:start + len(chunk)] = session.run(chunk, objective.seeds_for(model, chunk))["grad"]
     return out
 
 
@@ -91,34 +93,22 @@ def gradient_x_input(model, x, objective):
 
 def guided_backprop(model, x, objective):
     """Guided backpropagation (Springenberg et al. 2015): ReLUs pass relu(G) * (X > 0)."""
-    return _gradient(model, x, objective, mode="guided")[0]
+    return _gradient(model, x, objective, mode=BackMode.GUIDED)[0]
 
 
 def deconvnet(model, x, objective):
     """Deconvnet (Zeiler and Fergus 2014): ReLUs pass relu(G); max pooling keeps its switches."""
-    return _gradient(model, x, objective, mode="deconv")[0]
-
-
-def _ancestors(graph, tensor: str) -> set[str]:
-    producer = {out: node for node in graph.node for out in node.output}
-    seen, todo = set(), [tensor]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if name in producer:
-            todo.extend(i for i in producer[name].input if i)
-    return seen
+    return _gradient(model, x, objective, mode=BackMode.DECONV)[0]
 
 
 def _default_cam_layer(model, objective: Objective) -> str:
     """The last spatial layer on the path to the objective (the "last convolutional layer")."""
-    upstream = _ancestors(model.proto.graph, objective.tensor)
+    upstream = model.facts.ancestors_of(objective.targets)
     candidates = [layer for layer in model.layers if layer.is_spatial and np.prod(layer.spatial_shape) > 1
                   and layer.name in upstream and layer.differentiable is not False]
     if not candidates:
-        raise UsageError(f"no spatial layer lies before '{objective.tensor}': Grad-CAM needs one (choose it with cam_layer)")
+        raise UsageError(f"no spatial layer lies before '{', '.join(objective.targets)}': Grad-CAM needs one "
+                         "(choose it with cam_layer)")
     return candidates[-1].name
 
 
@@ -129,8 +119,8 @@ def gradcam_layer_map(model, x, objective, cam_layer: str | None = None, relu: b
     if not layer.is_spatial:
         raise UsageError(f"Grad-CAM needs a spatial layer; '{layer.name}' has shape "
                          f"{'x'.join('N' if d is None else str(d) for d in layer.shape)}")
-    session = model.gradient_session([objective.tensor], wrt=[layer.name])
-    grad = session.run(x, {objective.tensor: objective.seed})[f"grad:{layer.name}"][0]
+    session = model.gradient_session(objective.targets, wrt=[layer.name])
+    grad = session.run(x, objective.seeds_for(model, x))[f"grad:{layer.name}"][0]
     activation = model.activations(x, [layer.name], with_outputs=False)[layer.name][0]
     spatial = tuple(a - 1 for a in layer.spatial_axes)
     channel = layer.channel_axis - 1
@@ -199,12 +189,12 @@ def integrated_gradients(model, x, objective, steps: int = 50, rule: str = "gaus
     alphas, weights = _ig_rule(rule, steps)
     base = ig_baseline(model, x, baseline)
     delta = x - base
-    session = model.gradient_session([objective.tensor])
+    session = model.gradient_session(objective.targets)
     total = np.zeros(x.shape[1:], np.float64)
     for start in range(0, steps, batch_size):
         a = alphas[start:start + batch_size].astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))
         points = base + a * delta
-        grads = session.run(points, {objective.tensor: objective.seed})["grad"]
+        grads = session.run(points, objective.seeds_for(model, points))["grad"]
         total += np.tensordot(weights[start:start + batch_size], grads.astype(np.float64), axes=1)
     return (total * delta[0]).astype(np.float32)
 
@@ -244,7 +234,7 @@ def occlusion(model, x, objective, window=(8, 8), stride=(4, 4), baseline: float
         raise UsageError(f"occlusion window {window[0]}x{window[1]} is larger than the input {h}x{w}")
     batch_size = _positive_int("batch size", batch_size)
     boxes = [(y, x0) for y in window_starts(h, window[0], stride[0]) for x0 in window_starts(w, window[1], stride[1])]
-    reference = objective.value(model.activations(x, [objective.tensor], with_outputs=False)[objective.tensor])[0]
+    reference = objective.value(model.activations(x, objective.targets, with_outputs=False))[0]
     total = np.zeros((h, w), np.float64)
     count = np.zeros((h, w), np.int64)
     for start in range(0, len(boxes), batch_size):
@@ -255,7 +245,7 @@ def occlusion(model, x, objective, window=(8, 8), stride=(4, 4), baseline: float
             index[1 + ay] = slice(y, y + window[0])
             index[1 + ax] = slice(x0, x0 + window[1])
             batch[tuple(index)] = baseline
-        values = objective.value(model.activations(batch, [objective.tensor], with_outputs=False)[objective.tensor])
+        values = objective.value(model.activations(batch, objective.targets, with_outputs=False))
         for (y, x0), value in zip(chunk, values):
             total[y:y + window[0], x0:x0 + window[1]] += reference - value
             count[y:y + window[0], x0:x0 + window[1]] += 1

@@ -7,10 +7,11 @@ See docs/architecture.md "The gradient-graph contract".
 
 from ..errors import UnsupportedOpsError
 from .driver import build_gradient_model, differentiable_tensors, grad_name, seed_name, unsupported_ops
-from .registry import MODES, REGISTRY
+from .registry import MODES, REGISTRY, BackMode
 
 __all__ = [
     "MODES",
+    "BackMode",
     "REGISTRY",
     "UnsupportedOpsError",
     "build_gradient_model",

@@ -14,14 +14,14 @@ import onnx
 from onnx import helper
 
 from ..errors import ModelError, UnsupportedOpsError, UsageError
-from ..graph.loading import finalize_model
+from ..graph.facts import GraphFacts
+from ..graph.loading import at_working_opset, finalize_model
 from . import rules as _rules  # noqa: F401  (fills the registry)
-from .registry import MODES, Ctx, lookup
-from .tape import Tape, TensorInfo
+from .registry import MODES, BackMode, Ctx, lookup
+from .tape import Tape
 
 SEED_PREFIX = "onnxprobe.seed:"
 GRAD_PREFIX = "onnxprobe.grad:"
-MIN_OPSET = 18
 
 
 def seed_name(target: str) -> str:
@@ -35,24 +35,6 @@ def grad_name(wrt: str) -> str:
 
 
 # ---- graph facts --------------------------------------------------------------------------------
-
-def _opset(model: onnx.ModelProto) -> int:
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return imp.version
-    return MIN_OPSET
-
-
-def _normalise(model: onnx.ModelProto) -> onnx.ModelProto:
-    if _opset(model) < MIN_OPSET:
-        from onnx import version_converter
-
-        try:
-            model = version_converter.convert_version(model, MIN_OPSET)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"cannot convert the model to opset {MIN_OPSET}: {exc}") from exc
-    return model
-
 
 def _initializer_names(graph: onnx.GraphProto) -> set[str]:
     return {i.name for i in graph.initializer}
@@ -118,13 +100,6 @@ def _ancestors(graph: onnx.GraphProto, targets: Iterable[str]) -> set[str]:
     return anc
 
 
-def _known_tensors(graph: onnx.GraphProto) -> set[str]:
-    names = {i.name for i in graph.input} | _initializer_names(graph)
-    for node in graph.node:
-        names.update(o for o in node.output if o)
-    return names
-
-
 def differentiable_tensors(model: onnx.ModelProto, wrt: str | Sequence[str] | None = None) -> set[str]:
     """Tensors from which a gradient can flow back to `wrt` through registered rules (wrt included)."""
     graph = model.graph
@@ -156,7 +131,7 @@ def unsupported_ops(model: onnx.ModelProto, targets: Sequence[str], wrt: Sequenc
 
 # ---- building -----------------------------------------------------------------------------------
 
-def _value_info(name: str, info: TensorInfo) -> onnx.ValueInfoProto:
+def _value_info(name: str, info: GraphFacts) -> onnx.ValueInfoProto:
     elem = info.elem.get(name, onnx.TensorProto.FLOAT)
     dims = info.shape(name)
     if dims is None:  # ONNX requires a shape (a rank) on graph inputs and outputs
@@ -181,29 +156,34 @@ def build_gradient_model(
     model: onnx.ModelProto,
     targets: Sequence[str],
     wrt: str | Sequence[str] | None = None,
-    mode: str = "gradient",
+    mode: str = BackMode.GRADIENT,
     extra_outputs: Sequence[str] = (),
+    facts: GraphFacts | None = None,
 ) -> onnx.ModelProto:
     """One model computing the forward pass and d(sum_t sum(seed_t * t))/d(wrt).
 
-    See docs/architecture.md "The gradient-graph contract". Raises UnsupportedOpsError listing
-    every op on the path without a backward rule, UsageError for unknown names or modes.
+    See docs/architecture.md "The gradient-graph contract". `facts`: the GraphFacts of `model`, or
+    of the model it extends by added nodes (a loaded model's: no shape inference here but for the
+    added nodes); without them one inference runs. Raises UnsupportedOpsError listing every op on
+    the path without a backward rule, UsageError for unknown names or modes.
     """
     if mode not in MODES:
         raise UsageError(f"unknown gradient mode '{mode}' (choose from {', '.join(MODES)})")
+    mode = BackMode(mode)
     targets = [targets] if isinstance(targets, str) else list(targets)
     if not targets:
         raise UsageError("no target tensors given for the gradient")
-    model = _normalise(model)
+    upgraded = at_working_opset(model)
+    facts = GraphFacts(upgraded) if facts is None or upgraded is not model else facts.extended(model)
+    model = upgraded
     graph = model.graph
     wrt_list = _default_wrt(graph) if wrt is None else ([wrt] if isinstance(wrt, str) else list(wrt))
-    known = _known_tensors(graph)
+    known = facts.names()
     for kind, names in (("target", targets), ("wrt", wrt_list), ("extra output", list(extra_outputs))):
         missing = [n for n in names if n not in known]
         if missing:
             raise UsageError(f"unknown {kind} tensor(s): {', '.join(missing)}")
-    consts = _initializer_names(graph) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    bad_wrt = [w for w in wrt_list if w in consts]
+    bad_wrt = [w for w in wrt_list if facts.is_const(w)]
     if bad_wrt:
         raise UsageError(f"cannot differentiate with respect to constant(s): {', '.join(bad_wrt)}")
 
@@ -211,9 +191,8 @@ def build_gradient_model(
     if bad:
         raise UnsupportedOpsError(bad)
 
-    opset = _opset(model)
-    info = TensorInfo(model)
-    tape = Tape(info, taken=known | {seed_name(t) for t in targets} | {grad_name(w) for w in wrt_list}, opset=opset)
+    tape = Tape(facts, taken={seed_name(t) for t in targets} | {grad_name(w) for w in wrt_list})
+    info, opset = tape.info, tape.opset
     strict = _reach(graph, wrt_list, strict=True)
     anc = _ancestors(graph, targets)
 
@@ -269,7 +248,7 @@ def build_gradient_model(
         if g is None:
             g = tape.zeros_like(w)
         gn = grad_name(w)
-        tape.nodes.append(helper.make_node("Identity", [g], [gn], name=gn))
+        tape.emit("Identity", [g], [gn])
         info.elem[gn] = info.elem.get(w, onnx.TensorProto.FLOAT)
         info.dims[gn] = info.shape(w)
         outputs.append(_value_info(gn, info))

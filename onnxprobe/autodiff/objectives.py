@@ -1,109 +1,253 @@
-"""Seed tensors (numpy) for the implicit objective sum(seed * activation) of a gradient model.
+"""Objectives: what a gradient run maximises, composable as in Lucid/Lucent (`+`, `-`, scalar `*`,
+`stack`). The one home for objectives and seeds: optimize, attribution, maxact, the viewer and the
+demo all build theirs here.
 
-Shapes are full activation shapes including the batch axis, e.g. (N, C, H, W), (N, C) or, with
-channel_axis=-1, (N, T, D) / (N, H, W, C). "Spatial" axes are every axis but batch and channel.
-The `*_seeds` variants give each batch row its own unit (one compiled graph serves them all).
+An objective is one scalar per batch row, a function of some target tensors' activations. It names
+its targets, gives its value from fetched activations (`value`), and builds the seeds a gradient
+graph takes (`seeds`): the gradient of the objective w.r.t. each target, because the gradient graph's
+implicit objective is sum(seed * target) (docs/architecture.md). Linear objectives (neuron, channel,
+direction, logit and their sums, multiples and stacks) have seeds that do not depend on the
+activations: one gradient run needs no forward first. The others (`diversity`, `own_activation`)
+need the activations (`seeds_for` runs the forward); `own_activation` also has an in-graph form
+(`self_seed`, see `self_seeded`) that needs no forward at all.
+
+Constructors take the model (anything with `.layer(name)`; `logit` also `.proto` and
+`.class_output`) and a layer name or `LayerInfo`. Positions mean what onnxprobe.position says:
+`neuron` takes Y,X (None: the centre), `unit_objective` takes any position keyword.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 
-from ..errors import UsageError
+from ..errors import ParameterError, UsageError
+from ..graph.layers import LayerInfo
+from ..position import Position, centre, check_position, check_unit, resolve
+
+Acts = dict[str, np.ndarray]
+SeedFn = Callable[[Acts | None, int], Acts]
 
 
-def _axes(act_shape: Sequence[int], channel_axis: int) -> tuple[int, list[int]]:
-    rank = len(act_shape)
-    if rank < 2:
-        raise UsageError(f"activation shape {tuple(act_shape)} has no channel axis")
-    ca = channel_axis % rank
-    if ca == 0:
-        raise UsageError("the channel axis cannot be the batch axis")
-    return ca, [a for a in range(1, rank) if a != ca]
+@dataclass(frozen=True)
+class SelfSeed:
+    """The in-graph form of an objective whose seed is `mask * target` (where the target reaches its
+    maximum over `peak_axes`, when given): the gradient model built by `self_seeded(model, target,
+    peak_axes)` run with the seed `0.5 * mask` (GradientSession does the halving) forms that seed
+    inside the run."""
+
+    target: str
+    mask: np.ndarray  # (1, *target shape without batch) float32
+    peak_axes: tuple[int, ...] = ()
 
 
-def _check_channel(act_shape, ca: int, channel: int) -> None:
-    if not 0 <= channel < act_shape[ca]:
-        raise UsageError(f"unit {channel} is out of range: the layer has {act_shape[ca]} channels")
+class Objective:
+    """`shapes`: target -> activation shape with a batch axis of 1; `seed_fn(acts, batch)` -> {target:
+    d value / d target}, arrays with a batch axis of 1 (broadcast) or `batch`; `value_fn(acts)` ->
+    (batch,) values (linear objectives: sum(seed * activation) per row, in float64)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], seed_fn: SeedFn, description: str, linear: bool = True,
+                 value_fn: Callable[[Acts], np.ndarray] | None = None, self_seed: SelfSeed | None = None):
+        if not linear and value_fn is None:
+            raise ValueError("a non-linear objective needs its own value function")
+        self.shapes = dict(shapes)
+        self.targets = tuple(self.shapes)
+        self.seed_fn = seed_fn
+        self.description = description
+        self.linear = linear
+        self._value_fn = value_fn
+        self.self_seed = self_seed
+        self._constant: dict[int, Acts] = {}  # a linear objective's seeds, per batch size (read-only)
+        self._support: dict[int, dict] = {}  # and where they are not zero (value's terms)
+
+    def seeds(self, acts: Acts | None, batch: int) -> Acts:
+        """{target: float32 seed} for a batch of `batch` rows; `acts` (the targets' activations) only
+        for a non-linear objective. A linear objective's seeds are built once per batch size and
+        shared: read-only, contiguous, with the whole batch axis (what a gradient session takes)."""
+        if self.linear:
+            cached = self._constant.get(batch)
+            if cached is None:
+                cached = self._constant[batch] = {t: _frozen(np.broadcast_to(s, (batch, *s.shape[1:])))
+                                                  for t, s in self._seeds(None, batch).items()}
+            return dict(cached)
+        if acts is None:
+            raise ValueError(f"objective '{self.description}' needs the activations to compute its gradient")
+        return self._seeds(acts, batch)
+
+    def _seeds(self, acts: Acts | None, batch: int) -> Acts:
+        out = self.seed_fn(acts, batch)
+        return {t: np.asarray(out[t], np.float32) for t in self.targets}
+
+    def seeds_for(self, model, x: np.ndarray) -> Acts:
+        """The seeds for the input batch `x`: a non-linear objective reads its targets in a forward run first."""
+        acts = None if self.linear else model.activations(x, list(self.targets), with_outputs=False)
+        return self.seeds(acts, len(x))
+
+    def value(self, acts: Acts) -> np.ndarray:
+        """The objective of each batch row, (N,) float64, from the targets' activations."""
+        if self._value_fn is not None:
+            return np.asarray(self._value_fn(acts), np.float64)
+        batch = acts[self.targets[0]].shape[0]
+        total = np.zeros(batch, np.float64)
+        for t, (rows, where, weights) in self._terms(batch).items():
+            if where is None:  # dense seeds: row by row
+                total += np.einsum("ij,ij->i", weights, np.asarray(acts[t], np.float64).reshape(batch, -1))
+            else:
+                act = np.asarray(acts[t]).reshape(-1)[where]
+                total += np.bincount(rows, weights=weights * act, minlength=batch)
+        return total
+
+    def _terms(self, batch: int) -> dict[str, tuple]:
+        """A linear objective's value as sum(seed * activation), per target (row, flat index,
+        float64 seed) over the seeds' non-zero elements only (a neuron's seed has one per row), or
+        (None, None, float64 seeds as (batch, -1)) when most are non-zero (a direction)."""
+        terms = self._support.get(batch)
+        if terms is None:
+            terms = {}
+            for t, seed in self.seeds(None, batch).items():
+                flat = seed.reshape(-1)
+                where = np.flatnonzero(flat)
+                if 4 * where.size > flat.size:
+                    terms[t] = (None, None, seed.reshape(batch, -1).astype(np.float64))
+                else:
+                    terms[t] = (where // (flat.size // batch), where, flat[where].astype(np.float64))
+            self._support[batch] = terms
+        return terms
+
+    def named(self, description: str) -> "Objective":
+        """The same objective under another description."""
+        return Objective(self.shapes, self.seed_fn, description, self.linear, self._value_fn, self.self_seed)
+
+    # ---- composition ---------------------------------------------------------------------------
+    def __add__(self, other: "Objective") -> "Objective":
+        if not isinstance(other, Objective):
+            return NotImplemented
+        a, b = self, other
+        shapes = {**a.shapes, **b.shapes}
+
+        def seed_fn(acts, batch):
+            sa, sb = a.seed_fn(acts, batch), b.seed_fn(acts, batch)
+            return {t: _add(sa.get(t), sb.get(t)) for t in shapes}
+
+        linear = a.linear and b.linear
+        value_fn = None if linear else (lambda acts: a.value(acts) + b.value(acts))
+        same = (a.self_seed is not None and b.self_seed is not None and a.self_seed.target == b.self_seed.target
+                and a.self_seed.peak_axes == b.self_seed.peak_axes)
+        self_seed = replace(a.self_seed, mask=a.self_seed.mask + b.self_seed.mask) if same else None
+        return Objective(shapes, seed_fn, f"{a.description} + {b.description}", linear, value_fn, self_seed)
+
+    def __mul__(self, factor: float) -> "Objective":
+        if not isinstance(factor, (int, float, np.floating, np.integer)):
+            return NotImplemented
+        a, k = self, float(factor)
+        value_fn = None if a.linear else (lambda acts: k * a.value(acts))
+        self_seed = replace(a.self_seed, mask=np.float32(k) * a.self_seed.mask) if a.self_seed else None
+        return Objective(a.shapes, lambda acts, batch: {t: k * s for t, s in a.seed_fn(acts, batch).items()},
+                         f"{k:g} * ({a.description})", a.linear, value_fn, self_seed)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: float) -> "Objective":
+        return self * (1.0 / divisor)
+
+    def __neg__(self) -> "Objective":
+        return self * -1.0
+
+    def __sub__(self, other: "Objective") -> "Objective":
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return self + (-other)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.description})"
 
 
-def _position(act_shape, spatial: list[int], position) -> tuple[int, ...]:
-    if position is None:
-        return tuple(act_shape[a] // 2 for a in spatial)
-    position = tuple(int(p) for p in np.atleast_1d(position))
-    if len(position) != len(spatial):
-        raise UsageError(f"position {position} needs {len(spatial)} coordinate(s)")
-    for p, a in zip(position, spatial):
-        if not 0 <= p < act_shape[a]:
-            raise UsageError(f"position {position} is outside the {tuple(act_shape[a] for a in spatial)} map")
-    return position
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array, np.float32)
+    array.flags.writeable = False
+    return array
 
 
-def _index(rank: int, batch, ca: int, channel: int, spatial: list[int], pos) -> tuple:
-    idx: list = [slice(None)] * rank
-    idx[0] = batch
-    idx[ca] = channel
-    if pos is not None:
-        for a, p in zip(spatial, pos):
-            idx[a] = p
-    return tuple(idx)
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return np.asarray(a) + np.asarray(b)
 
 
-def unit_seed(act_shape, channel: int, position=None, channel_axis: int = 1, dtype=np.float32) -> np.ndarray:
-    """One unit (channel at a spatial position, default the centre) in every batch row."""
-    ca, spatial = _axes(act_shape, channel_axis)
-    _check_channel(act_shape, ca, channel)
-    seed = np.zeros(act_shape, dtype=dtype)
-    seed[_index(len(act_shape), slice(None), ca, channel, spatial, _position(act_shape, spatial, position))] = 1
-    return seed
+def stack(objectives: Sequence[Objective]) -> Objective:
+    """Row i of the batch maximises objectives[i] (N units, or N restarts, in one run)."""
+    objectives = list(objectives)
+    shapes = {t: s for o in objectives for t, s in o.shapes.items()}
+    linear = all(o.linear for o in objectives)
+
+    def seed_fn(acts, batch):
+        if batch != len(objectives):
+            raise ValueError(f"a stack of {len(objectives)} objectives runs on a batch of {len(objectives)}, got {batch}")
+        out = {}
+        for t in shapes:
+            rows = []
+            for i, o in enumerate(objectives):
+                row_acts = None if acts is None else {k: v[i:i + 1] for k, v in acts.items()}
+                seed = o.seed_fn(row_acts, 1).get(t) if t in o.targets else None
+                if seed is None:
+                    seed = np.zeros(shapes[t], np.float32)
+                rows.append(np.broadcast_to(seed, (1, *np.shape(seed)[1:])))
+            out[t] = np.concatenate(rows, axis=0)
+        return out
+
+    def value_fn(acts):
+        return np.concatenate([o.value({k: v[i:i + 1] for k, v in acts.items()}) for i, o in enumerate(objectives)])
+
+    names = ", ".join(o.description for o in objectives[:3]) + (", ..." if len(objectives) > 3 else "")
+    return Objective(shapes, seed_fn, f"stack[{names}]", linear, None if linear else value_fn)
 
 
-def channel_mean_seed(act_shape, channel: int, channel_axis: int = 1, dtype=np.float32) -> np.ndarray:
-    """The mean of one channel over its spatial positions, in every batch row."""
-    ca, spatial = _axes(act_shape, channel_axis)
-    _check_channel(act_shape, ca, channel)
-    seed = np.zeros(act_shape, dtype=dtype)
-    count = int(np.prod([act_shape[a] for a in spatial])) if spatial else 1
-    seed[_index(len(act_shape), slice(None), ca, channel, spatial, None)] = 1.0 / count
-    return seed
+# ---- layers ------------------------------------------------------------------------------------
+
+def differentiable_layer(model, layer: str | LayerInfo) -> LayerInfo:
+    """The layer (a name, or its LayerInfo), refused when no gradient path leads back to the input
+    (the one text for it)."""
+    info = layer if isinstance(layer, LayerInfo) else model.layer(layer)
+    if info.differentiable is False:
+        raise UsageError(f"layer '{info.name}' cannot be differentiated back to the input "
+                         "(an op without a gradient lies between); run 'onnxprobe layers' to see which can")
+    return info
 
 
-def weighted_channels_seed(act_shape, weights, channel_axis: int = 1, mean: bool = True,
-                           dtype=np.float32) -> np.ndarray:
-    """sum_c weights[c] * (mean or sum over positions of channel c): a direction in channel space."""
-    ca, spatial = _axes(act_shape, channel_axis)
-    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-    if weights.size != act_shape[ca]:
-        raise UsageError(f"{weights.size} weights for a layer with {act_shape[ca]} channels")
-    count = int(np.prod([act_shape[a] for a in spatial])) if spatial and mean else 1
-    shape = [1] * len(act_shape)
-    shape[ca] = weights.size
-    return np.broadcast_to((weights / count).reshape(shape), act_shape).astype(dtype)
+def _shape(info: LayerInfo) -> tuple[int, ...]:
+    """The activation shape with a batch axis of 1."""
+    return (1, *(int(d) for d in info.shape[1:]))
 
 
-def unit_seeds(act_shape, units: Sequence, channel_axis: int = 1, dtype=np.float32) -> np.ndarray:
-    """Batch row i gets unit units[i]: a channel index or (channel, position)."""
-    ca, spatial = _axes(act_shape, channel_axis)
-    if len(units) != act_shape[0]:
-        raise UsageError(f"{len(units)} units for a batch of {act_shape[0]}")
-    seed = np.zeros(act_shape, dtype=dtype)
-    for i, unit in enumerate(units):
-        channel, position = (unit, None) if np.isscalar(unit) else (unit[0], unit[1])
-        _check_channel(act_shape, ca, int(channel))
-        pos = _position(act_shape, spatial, position)
-        seed[_index(len(act_shape), i, ca, int(channel), spatial, pos)] = 1
-    return seed
+# Activations that pass no gradient over a half-line of their input (ReLU below 0, ReLU6 = Clip
+# below its min and above its max, the hard sigmoid / swish below -3) and whose maximum lies where
+# their input is largest: optimized through their input (`pre_relu`).
+FLAT_ACTIVATIONS = ("Relu", "Clip", "HardSigmoid", "HardSwish")
 
 
-def channel_mean_seeds(act_shape, channels: Sequence[int], channel_axis: int = 1, dtype=np.float32) -> np.ndarray:
-    """Batch row i gets the mean of channel channels[i]."""
-    if len(channels) != act_shape[0]:
-        raise UsageError(f"{len(channels)} channels for a batch of {act_shape[0]}")
-    rows = [channel_mean_seed((1, *act_shape[1:]), int(ch), channel_axis, dtype) for ch in channels]
-    return np.concatenate(rows, axis=0)
+def pre_relu(model, layer: str | LayerInfo) -> LayerInfo:
+    """The tensor to optimise for `layer`: the input of a ReLU-like activation (FLAT_ACTIVATIONS)
+    when `layer` is its output (same shape and axes), else the layer itself.
+
+    relu(v) (relu6(v), ...) and v have the same maximiser wherever the unit fires, but a unit that
+    is off at the start (common for a noise or grey start) passes no gradient at all; Lucid
+    optimises such layers "pre_relu" for the same reason. Values reported are then the
+    pre-activation's."""
+    info = differentiable_layer(model, layer)
+    for node in model.proto.graph.node:
+        if node.op_type in FLAT_ACTIVATIONS and info.name in node.output:
+            try:
+                pre = model.layer(node.input[0])
+            except UsageError:
+                return info
+            if pre.shape == info.shape and pre.channel_axis == info.channel_axis and pre.differentiable is not False:
+                return pre
+    return info
 
 
 _SHAPE_ONLY = ("Identity",)
@@ -111,8 +255,8 @@ _SHAPE_ONLY = ("Identity",)
 
 def pre_softmax_tensor(model: onnx.ModelProto, tensor: str) -> str:
     """The logits: the input of the Softmax/LogSoftmax that produces `tensor` (through Identity
-    nodes), else `tensor` itself. Objectives on class units use the logits by default, because
-    maximising a softmax output mostly minimises the other classes."""
+    nodes), else `tensor` itself. Objectives on class units use the logits, because maximising
+    (or explaining) a softmax output mostly minimises the other classes."""
     producers = {o: n for n in model.graph.node for o in n.output}
     name = tensor
     while name in producers and producers[name].op_type in _SHAPE_ONLY:
@@ -123,13 +267,222 @@ def pre_softmax_tensor(model: onnx.ModelProto, tensor: str) -> str:
     return tensor
 
 
+def logit_layer(model) -> LayerInfo:
+    """The class scores before any final softmax (the model's (N, classes) output, through Identity)."""
+    if model.class_output is None:
+        raise UsageError("the model has no class-score output (N, classes): choose a layer and unit instead of a class")
+    return differentiable_layer(model, pre_softmax_tensor(model.proto, model.class_output))
+
+
+# ---- linear objectives -------------------------------------------------------------------------
+
+def _unit_seed(info: LayerInfo, unit: int, position: Sequence[int] | None, value: float = 1.0) -> np.ndarray:
+    """(1, *shape) float32: `value` on channel `unit` at `position` over the spatial axes (None:
+    every position; axes that are neither channel nor spatial are taken whole), 0 elsewhere."""
+    seed = np.zeros(_shape(info), np.float32)
+    index: list = [slice(None)] * seed.ndim
+    index[info.channel_axis] = unit
+    for axis, p in zip(info.spatial_axes, position or ()):
+        index[axis] = p
+    seed[tuple(index)] = value
+    return seed
+
+
+def _layers(model, layer: str | LayerInfo, pre_activation: bool) -> tuple[LayerInfo, LayerInfo]:
+    """(the layer named, the tensor the objective reads: the ReLU's input with `pre_activation`)."""
+    info = differentiable_layer(model, layer)
+    return info, (pre_relu(model, info) if pre_activation else info)
+
+
+def _linear(info: LayerInfo, seed: np.ndarray, description: str) -> Objective:
+    return Objective({info.name: seed.shape}, lambda acts, batch: {info.name: seed}, description)
+
+
+def _where(info: LayerInfo, position: Sequence[int] | None) -> tuple[int, ...]:
+    """A Y,X position checked against the layer (None: the centre; a vector layer takes () or None)."""
+    if not info.is_spatial:
+        if position is not None and tuple(position) != ():
+            raise UsageError(f"layer '{info.name}' is not spatial: it takes no position")
+        return ()
+    return centre(info) if position is None else check_position(info, position)
+
+
+def neuron(model, layer: str | LayerInfo, unit: int, position: Sequence[int] | None = None, *,
+           pre_activation: bool = False) -> Objective:
+    """One unit: channel `unit` at `position` (Y,X; the spatial centre by default, as the toolbox
+    chose). `pre_activation`: on the input of the ReLU that produces `layer` (`pre_relu`)."""
+    info, target = _layers(model, layer, pre_activation)
+    unit, where = check_unit(info, unit), _where(info, position)
+    at = f" at {','.join(map(str, where))}" if where else ""
+    return _linear(target, _unit_seed(target, unit, where), f"neuron {target.name}:{unit}{at}")
+
+
+def channel(model, layer: str | LayerInfo, unit: int, *, pre_activation: bool = False) -> Objective:
+    """The mean of channel `unit` over all its positions."""
+    info, target = _layers(model, layer, pre_activation)
+    unit = check_unit(info, unit)
+    positions = np.prod(_shape(target)) // target.units
+    return _linear(target, _unit_seed(target, unit, None, 1.0 / positions), f"channel {target.name}:{unit}")
+
+
+def direction(model, layer: str | LayerInfo, weights: Sequence[float], *, pre_activation: bool = False) -> Objective:
+    """sum_c weights[c] * (the mean of channel c over all positions): a direction in channel space
+    (Lucid's `direction`)."""
+    info, target = _layers(model, layer, pre_activation)
+    weights = np.asarray(weights, np.float64).ravel()
+    if weights.size != info.units:
+        raise UsageError(f"a direction in layer '{info.name}' needs {info.units} weights, got {weights.size}")
+    shape = _shape(target)
+    axes = [1] * len(shape)
+    axes[target.channel_axis] = weights.size
+    count = np.prod(shape) // weights.size
+    seed = np.ascontiguousarray(np.broadcast_to((weights / count).reshape(axes), shape), np.float32)
+    return _linear(target, seed, f"direction {target.name}")
+
+
+def logit(model, cls: int) -> Objective:
+    """The score of class `cls` before any final softmax."""
+    info = logit_layer(model)
+    cls = check_unit(info, cls, what="class")
+    labels = getattr(getattr(model, "spec", None), "labels", None)
+    label = f" ({labels[cls]})" if labels and cls < len(labels) else ""
+    return _linear(info, _unit_seed(info, cls, ()), f"class {cls}{label}, logit '{info.name}'")
+
+
+def unit_objective(model, layer: str | LayerInfo, unit: int, position: Position = None, x: np.ndarray | None = None, *,
+                   pre_activation: bool = False) -> Objective:
+    """Unit `unit` of `layer` at `position` as onnxprobe.position reads it: Y,X or "centre" (a
+    neuron there), "mean" (the channel), "max" (a neuron where the unit fires most on the input
+    `x`; refused without one, e.g. for a synthesized image); None is "max" when `x` is given, else
+    "centre". `pre_activation`: on the input of the ReLU that produces `layer` (`pre_relu`)."""
+    info = differentiable_layer(model, layer)
+    unit = check_unit(info, unit)
+    where, _ = resolve(model, info, unit, position, x)
+    if where is None:
+        return channel(model, info, unit, pre_activation=pre_activation)
+    return neuron(model, info, unit, where, pre_activation=pre_activation)
+
+
+KINDS = ("neuron", "channel", "logit")
+
+
+def by_kind(model, kind: str, layer: str | LayerInfo | None, unit: int, position: Position = None,
+            pre_activation: bool = False, x: np.ndarray | None = None) -> Objective:
+    """An objective named by kind: "neuron" (`unit_objective` at `position`: any position of
+    onnxprobe.position, the centre when none is given and there is no input `x`), "channel" (the
+    mean over positions), "logit" (the class score `unit`; `layer` is not needed). Only a neuron
+    takes a position."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown objective '{kind}' (known: {', '.join(KINDS)})")
+    if kind != "neuron" and position is not None:
+        raise ParameterError("{position} applies to {objective} neuron only", "position", "objective")
+    if kind == "logit":
+        return logit(model, unit)
+    if layer is None:
+        raise ParameterError(f"{{objective}} {kind} needs {{layer}}", "objective", "layer")
+    if kind == "channel":
+        return channel(model, layer, unit, pre_activation=pre_activation)
+    return unit_objective(model, layer, unit, position, x, pre_activation=pre_activation)
+
+
+# ---- non-linear objectives ---------------------------------------------------------------------
+
+def own_activation(model, layer: str | LayerInfo, unit: int, at_peak: bool = True) -> Objective:
+    """Half the sum of squares of channel `unit` (only where it is largest over the spatial axes,
+    when `at_peak`): its seed is the unit's own activation there, the Deep Visualization Toolbox's
+    back-map seed. Non-linear; `self_seed` gives its in-graph form (one gradient run, no forward
+    first). The peak indicator is piecewise constant: it passes no gradient."""
+    info = differentiable_layer(model, layer)
+    unit = check_unit(info, unit)
+    mask = _unit_seed(info, unit, None)
+    peak_axes = tuple(info.spatial_axes) if at_peak and info.is_spatial else ()
+
+    def weight(act: np.ndarray) -> np.ndarray:  # mask * (act == its max over the peak axes)
+        return mask * (act == act.max(axis=peak_axes, keepdims=True)) if peak_axes else mask
+
+    def seed_fn(acts, batch):
+        act = np.asarray(acts[info.name])
+        return {info.name: weight(act) * act}
+
+    def value_fn(acts):
+        act = np.asarray(acts[info.name], np.float64)
+        return 0.5 * (weight(act) * act * act).reshape(act.shape[0], -1).sum(axis=1)
+
+    where = " where it fires most" if peak_axes else ""
+    return Objective({info.name: mask.shape}, seed_fn, f"own activation of {info.name}:{unit}{where}", linear=False,
+                     value_fn=value_fn, self_seed=SelfSeed(info.name, mask, peak_axes))
+
+
+def diversity(model, layer: str | LayerInfo) -> Objective:
+    """Lucid's diversity term: mean over rows of the summed cosine similarity between this row's
+    Gram matrix (channels x channels) and every other row's. Maximise its negative (e.g.
+    `objective - 1e2 * diversity(...)`) to make a batch's images differ."""
+    info = differentiable_layer(model, layer)  # a style statistic of the layer itself, not a maximiser
+    axis = info.channel_axis
+
+    def grams(act):
+        a = np.moveaxis(np.asarray(act, np.float64), axis, -1)
+        flat = a.reshape(a.shape[0], -1, a.shape[-1])  # (N, S, C)
+        g = np.einsum("nsc,nsd->ncd", flat, flat)
+        norms = np.sqrt((g ** 2).sum(axis=(1, 2)))
+        return a.shape, flat, g, np.maximum(norms, 1e-10)
+
+    def value_fn(acts):
+        _, _, g, norms = grams(acts[info.name])
+        gn = g / norms[:, None, None]
+        n = gn.shape[0]
+        total = np.einsum("icd,jcd->ij", gn, gn)
+        per_row = total.sum(axis=1) - np.diagonal(total)
+        return per_row / n  # row i's share; their sum is Lucid's value
+
+    def seed_fn(acts, batch):
+        shape, flat, g, norms = grams(acts[info.name])
+        gn = g / norms[:, None, None]
+        n = gn.shape[0]
+        # d/dgn_i of sum_i sum_{j!=i} <gn_i, gn_j> / n = 2 / n * sum_{j != i} gn_j
+        m = 2.0 / n * (gn.sum(axis=0, keepdims=True) - gn)
+        inner = (m * gn).sum(axis=(1, 2))
+        dg = (m - inner[:, None, None] * gn) / norms[:, None, None]
+        dflat = np.einsum("nsc,ncd->nsd", flat, dg + np.transpose(dg, (0, 2, 1)))
+        grad = np.moveaxis(dflat.reshape(shape), -1, axis)
+        return {info.name: grad.astype(np.float32)}
+
+    return Objective({info.name: _shape(info)}, seed_fn, f"diversity {info.name}", linear=False, value_fn=value_fn)
+
+
+# ---- in-graph forms ----------------------------------------------------------------------------
+
+def value_nodes(objective: Objective, seeds: dict[str, str], output: str) -> tuple[list[onnx.NodeProto],
+                                                                                  list[onnx.TensorProto]]:
+    """The in-graph form of a linear objective's `value`: (nodes, initializers) computing into
+    `output`, (N,) float32, the sum over its targets of sum(seed * activation) per batch row, from
+    the target tensors and the seed inputs `seeds` (target -> the seed's name in the graph, fed
+    `objective.seeds`). A non-linear objective has no such form (its value is not its seeds'
+    product with the activations)."""
+    from onnx import helper, numpy_helper
+
+    if not objective.linear:
+        raise ValueError(f"objective '{objective.description}' is not linear: it has no in-graph value")
+    nodes, inits, parts = [], [], []
+    for i, target in enumerate(objective.targets):
+        axes, product, part = (f"{output}/{kind}{i}" for kind in ("axes", "product", "sum"))
+        inits.append(numpy_helper.from_array(np.arange(1, len(objective.shapes[target]), dtype=np.int64), axes))
+        nodes.append(helper.make_node("Mul", [seeds[target], target], [product], name=product))
+        nodes.append(helper.make_node("ReduceSum", [product, axes], [part], name=part, keepdims=0))
+        parts.append(part)
+    nodes.append(helper.make_node("Sum", parts, [output], name=output))
+    return nodes, inits
+
+
+
 def self_seeded(model: onnx.ModelProto, target: str, peak_axes: tuple[int, ...] = ()) -> tuple[onnx.ModelProto, str]:
     """A copy of `model` with one more output, target * target, and its name.
 
     Its gradient under the seed 0.5 * mask (mask of 0/1) equals the gradient of `target` under the
     seed mask * target -- exactly in floating point: the Mul rule hands each factor 0.5 * mask *
     target and the two halves add up. That is "the unit's own activation as the seed" (the Deep
-    Visualization Toolbox's back map) in ONE run, without a forward pass first to read the unit.
+    Visualization Toolbox's back map, `own_activation`) in ONE run, without a forward pass first to
+    read the unit.
 
     `peak_axes` (the spatial axes): the square is also multiplied by where the target reaches its
     maximum over those axes (Equal with ReduceMax, cast to float: no gradient flows through it), so

@@ -23,6 +23,7 @@ Kinds (see JAX deflinear/defjvp, tinygrad gradient.py):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Callable
 
 import onnx
@@ -31,7 +32,27 @@ from onnx import helper
 from ..graph.optable import OpTable
 from .tape import Tape
 
-MODES = ("gradient", "deconv", "guided")
+
+
+class BackMode(StrEnum):
+    """How the backward pass treats the ReLU family: the modes' names, spelled once (each is the
+    word the library and the command line take; a StrEnum, so it equals that word)."""
+
+    GRADIENT = "gradient"  # the exact gradient
+    DECONV = "deconv"  # Zeiler-Fergus deconvnet: relu(G)
+    GUIDED = "guided"  # guided backprop: relu(G) * (X > 0)
+
+    @property
+    def description(self) -> str:
+        return {"gradient": "exact", "deconv": "Zeiler-Fergus", "guided": "guided backprop"}[self.value]
+
+    @property
+    def file_word(self) -> str:
+        """The word in file names and manifests (the toolbox called the gradient's map "backprop")."""
+        return "backprop" if self is BackMode.GRADIENT else self.value
+
+
+MODES = tuple(mode.value for mode in BackMode)
 ALL = "all"  # every input
 
 
@@ -170,9 +191,9 @@ def relu_family(op: str, exact: Callable[[Ctx], str], forward_mask: Callable[[Ct
     """
 
     def rule(c: Ctx):
-        if c.mode == "gradient":
+        if c.mode == BackMode.GRADIENT:
             gx = exact(c)
-        elif c.mode == "deconv":
+        elif c.mode == BackMode.DECONV:
             gx = c.t.op("Relu", c.g())
         else:
             gx = c.t.op("Mul", c.t.op("Relu", c.g()), forward_mask(c))

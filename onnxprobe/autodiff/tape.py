@@ -1,9 +1,11 @@
-"""The emitter ("tape") that backward rules write to, and static facts about forward tensors.
+"""The emitter ("tape") that backward rules and the optimisation step graph write to.
 
-`Tape` hands out unique names, records the nodes and initializers that rules emit, and offers
-the small building blocks every rule needs (shapes at run time, typed scalars, unbroadcasting).
-Static shapes are only *hints*: rules use Shape ops at run time and read static dims only for
-element types, ranks, and optional shortcuts.
+`Tape` hands out unique names, records the nodes and initializers emitted, and offers the small
+building blocks every rule needs (shapes at run time, typed scalars, unbroadcasting). Static facts
+about tensors come from the model's `GraphFacts` (onnxprobe.graph.facts); the tape writes the facts
+of what it emits on a scratch view of them, never into the shared facts. Static shapes are only
+*hints*: rules use Shape ops at run time and read static dims only for element types, ranks, and
+optional shortcuts.
 """
 
 from __future__ import annotations
@@ -14,71 +16,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
-
-
-class TensorInfo:
-    """Element types, (partial) shapes and constant values of the forward graph's tensors."""
-
-    def __init__(self, model: onnx.ModelProto):
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-        except Exception:  # shape inference is a hint only
-            inferred = model
-        self.elem: dict[str, int] = {}
-        self.dims: dict[str, list[int | None]] = {}
-        g = inferred.graph
-        for vi in itertools.chain(g.input, g.value_info, g.output):
-            tt = vi.type.tensor_type
-            if not vi.type.HasField("tensor_type"):
-                continue
-            if tt.elem_type:
-                self.elem[vi.name] = tt.elem_type
-            if tt.HasField("shape"):
-                self.dims[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        self.consts: dict[str, np.ndarray] = {}
-        self._lazy: dict[str, onnx.TensorProto] = {}  # weights are converted only when a rule asks
-        for init in model.graph.initializer:
-            self._lazy[init.name] = init
-            self.elem[init.name] = init.data_type
-            self.dims[init.name] = list(init.dims)
-        for node in model.graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                for a in node.attribute:
-                    if a.name == "value":
-                        arr = numpy_helper.to_array(a.t)
-                    elif a.name in ("value_float", "value_int"):
-                        arr = np.array(helper.get_attribute_value(a))
-                    elif a.name in ("value_floats", "value_ints"):
-                        arr = np.array(helper.get_attribute_value(a))
-                    else:
-                        continue
-                    self.consts[node.output[0]] = arr
-                    self.dims[node.output[0]] = list(arr.shape)
-                    self.elem[node.output[0]] = helper.np_dtype_to_tensor_dtype(arr.dtype)
-
-    def rank(self, name: str) -> int | None:
-        d = self.dims.get(name)
-        return None if d is None else len(d)
-
-    def shape(self, name: str) -> list[int | None] | None:
-        return self.dims.get(name)
-
-    def const(self, name: str) -> np.ndarray | None:
-        if name not in self.consts and name in self._lazy:
-            self.consts[name] = numpy_helper.to_array(self._lazy[name])
-        return self.consts.get(name)
-
+from ..graph.facts import GraphFacts
 
 class Tape:
-    """Collects emitted nodes and initializers, with unique names under one prefix."""
+    """Collects emitted nodes and initializers, with unique names under one prefix. `info`: the facts
+    of the graph it extends (the tape works on a scratch view); names it hands out avoid every name
+    the graph defines and `taken`."""
 
-    def __init__(self, info: TensorInfo, taken: set[str], opset: int, prefix: str = "onnxprobe.bw/"):
-        self.info = info
-        self.opset = opset
+    def __init__(self, facts: GraphFacts, taken: set[str] = frozenset(), prefix: str = "onnxprobe.bw/"):
+        self.info = facts.scratch()
+        self.opset = facts.opset
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self._taken = set(taken)
+        self._taken = facts.names() | set(taken)
         self._prefix = prefix
         self._count = itertools.count()
         self._const_cache: dict[tuple, str] = {}
@@ -91,15 +41,24 @@ class Tape:
                 self._taken.add(name)
                 return name
 
-    def op(self, op_type: str, *inputs: str | None, outputs: int = 1, **attrs) -> str | list[str]:
-        """Emit one default-domain node; returns its output name (a list when outputs > 1)."""
-        outs = [self.fresh(op_type.lower()) for _ in range(outputs)]
+    def op(self, op_type: str, *inputs: str | None, outputs: int = 1, hint: str | None = None,
+           **attrs) -> str | list[str]:
+        """Emit one default-domain node with fresh output names (from `hint`, else the op);
+        returns its output name (a list when outputs > 1)."""
+        outs = [self.fresh(hint or op_type.lower()) for _ in range(outputs)]
+        self.emit(op_type, inputs, outs, name=outs[0], **attrs)
+        return outs[0] if outputs == 1 else outs
+
+    def emit(self, op_type: str, inputs, outputs: list[str], name: str | None = None, **attrs) -> None:
+        """Emit one default-domain node whose outputs have the names given (graph outputs: a
+        fresh node name then); None inputs are omitted ones; attributes set to None are left out."""
         ins = ["" if i is None else i for i in inputs]
         while ins and ins[-1] == "":
             ins.pop()
+        self._taken.update(outputs)
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.nodes.append(helper.make_node(op_type, ins, outs, name=outs[0], **attrs))
-        return outs[0] if outputs == 1 else outs
+        name = name or self.fresh(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, ins, list(outputs), name=name, **attrs))
 
     def const(self, value, dtype=None, hint: str = "c") -> str:
         arr = np.asarray(value, dtype=dtype)

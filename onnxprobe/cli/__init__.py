@@ -30,12 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"onnxprobe.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"onnxprobe.cli.{name}":
-                continue  # command not built yet
-            raise
+        module = importlib.import_module(f"onnxprobe.cli.{name}")
         module.register(sub)
         _document(sub.choices[name], module)
     return parser
@@ -44,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _document(parser: argparse.ArgumentParser, module) -> None:
     """A command's --help: its module's DESCRIPTION (what it does) and EXAMPLES (the epilog),
     printed as written."""
-    parser.description = getattr(module, "DESCRIPTION", None) or parser.description
-    parser.epilog = getattr(module, "EXAMPLES", None) or parser.epilog
+    parser.description = module.DESCRIPTION
+    parser.epilog = module.EXAMPLES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
@@ -77,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 _flush_stdout()
             return code
     except ProbeError as exc:
-        _say(f"onnxprobe: error: {exc}")
+        from onnxprobe.cli.flags import in_cli_words
+
+        _say(f"onnxprobe: error: {in_cli_words(exc)}")
         return exc.exit_code
     except Terminated:
         _say("onnxprobe: terminated (nothing half-written; run the command again to resume or redo it)")

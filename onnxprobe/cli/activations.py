@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
-from onnxprobe.cli.common import add_model_args, load_model_from_args, warn_nonfinite
+from onnxprobe.cli.common import add_model_args, load_model_from_args, warn_nonfinite, write_layer_grid
 from onnxprobe.errors import UsageError
 
 
@@ -59,20 +55,3 @@ def run(args) -> int:
 def _default_grid_layer(model):
     spatial = [layer for layer in model.layers if layer.is_spatial]
     return spatial[0] if spatial else model.layers[0]
-
-
-def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
-    """The layer pane as a PNG a person can read: upscaled tiles, unit captions (class names on a
-    layer with one unit per class), the layer's name and shape on top (render.grid.labelled_grid)."""
-    from onnxprobe.render.grid import labelled_grid, units_first
-    from onnxprobe.render.images import write_png
-
-    tiles = units_first(activation[0], layer.channel_axis, layer.spatial_axes)
-    labels = model.spec.labels
-    unit_labels = None
-    if labels and len(labels) == layer.units and not layer.is_spatial:
-        unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
-    shape = "x".join("N" if d is None else str(d) for d in layer.shape)
-    title = f"{layer.name}  {shape}  {layer.units} units"
-    image = labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
-    return write_png(path, image)

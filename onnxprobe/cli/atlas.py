@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, parse_units
+from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
+    parse_position, parse_units, render_settings
+from onnxprobe.position import HELP as POSITION_HELP
 
 
 DESCRIPTION = """Render units offline into a static, browsable site (index.html): optimized images, top-k
@@ -21,11 +23,11 @@ def register(sub) -> None:
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
     parser.add_argument("--out", required=True, metavar="DIR", help="atlas folder (resumed when it already holds one)")
     parser.add_argument("--data", metavar="DATASET", help="images for the top-9 patches and statistics: folder, list file or video")
-    # lucid: the paper's sets take their lr from CaffeNet's gradient scale and give noise on many
-    # models (see the recognizability table in models/README.md); an atlas should be legible.
-    add_render_args(parser, default_preset="lucid")
+    add_render_args(parser, default_preset=None)
     parser.add_argument("--units", action="append", metavar="RANGE",
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
+    parser.add_argument("--position", metavar="Y,X|centre|mean",
+                        help=f"where each unit is optimized: {POSITION_HELP} (default centre; no image, so no max)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default 9)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (cluster default: 1 per task)")
@@ -40,15 +42,14 @@ def run(args) -> int:
 
     if args.layer and args.all:
         raise UsageError("give either --layer or --all, not both")
+    render = render_settings(args)
     model = load_model_from_args(args)
     layers = choose_layers(model, args.layer, args.all)
     units = None
     if args.units:
-        units = parse_units(args.units, max(model.layer(name).units for name in layers))
-    result = build_atlas(model, layers, args.out, args.data, preset=args.preset, steps=args.steps,
-                         restarts=args.restarts, seed=args.seed, param=args.param, units=units, batch=args.batch,
-                         top=args.top, scheduler=args.scheduler, device=args.device, threads=args.threads,
-                         fresh=args.fresh,
+        units = parse_units(args.units, max((model.layer(name) for name in layers), key=lambda layer: layer.units))
+    result = build_atlas(model, layers, args.out, args.data, settings=render, units=units, top=args.top, scheduler=args.scheduler, device=args.device, threads=args.threads,
+                         fresh=args.fresh, position=parse_position(args.position),
                          progress=None if args.quiet else lambda total, label: Progress(
                              total, unit="img" if label.startswith("scan") else "unit", label=label))
     rate = f" ({result.units_per_second:.2f} units/s)" if result.units_rendered else ""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import count_arg, warn_nonfinite, add_model_args, load_model_from_args, parse_position
-from onnxprobe.errors import InputError, UsageError
+from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, parse_position, \
+    warn_nonfinite, write_map
+from onnxprobe.errors import UsageError
 from onnxprobe.position import HELP as POSITION_HELP
 
 # flags that carry a method option of the same name; their default None means "not given"
@@ -26,8 +27,7 @@ def register(sub) -> None:
 
     parser = sub.add_parser("attribute", help="attribution map (saliency, Grad-CAM, integrated gradients, ...)")
     add_model_args(parser)
-    parser.add_argument("image", nargs="?", help="image file (or give --input-npy)")
-    parser.add_argument("--input-npy", metavar="FILE", help="a ready input tensor (.npy) instead of IMAGE")
+    add_input_args(parser)
     parser.add_argument("--method", required=True, choices=tuple(METHODS), help="attribution method")
     what = parser.add_argument_group("objective (default: the logit of the predicted class)")
     what.add_argument("--target", type=int, metavar="CLASS", help="class index whose logit to explain")
@@ -52,22 +52,6 @@ def register(sub) -> None:
     parser.add_argument("--overlay", action="store_true", help="blend the heat map over the input image")
     parser.add_argument("--npy", metavar="FILE", help="also save the raw map as .npy")
     parser.set_defaults(func=run)
-
-
-def load_input(model, args):
-    """The input tensor from IMAGE or --input-npy (exactly one of them)."""
-    if (args.image is None) == (args.input_npy is None):
-        raise UsageError("give either IMAGE or --input-npy FILE (exactly one)")
-    if args.image is not None:
-        from onnxprobe.preprocess import read_image
-
-        return model.preprocess(read_image(args.image))
-    from onnxprobe.preprocess import read_array
-
-    x = model.check_input(read_array(args.input_npy, "--input-npy"))
-    if x.shape[0] != 1:
-        raise InputError(f"--input-npy holds a batch of {x.shape[0]} inputs; give one")
-    return x
 
 
 def _ints(flag: str, text: str) -> tuple[int, ...]:
@@ -106,26 +90,6 @@ def method_options(args, model, method: str) -> dict:
     return given
 
 
-def model_and_input(args):
-    """The model and its input tensor (IMAGE or --input-npy), after checking the --npy name."""
-    if args.npy is not None and not args.npy.endswith(".npy"):
-        raise UsageError(f"--npy needs a .npy file name, got '{args.npy}'")
-    model = load_model_from_args(args)
-    return model, load_input(model, args)
-
-
-def write_map(args, image, raw, what: str, raw_name: str) -> None:
-    """The PNG at --out, and the raw array at --npy when asked."""
-    from onnxprobe.fsutil import atomic_save_npy
-    from onnxprobe.render.images import write_png
-
-    path = write_png(args.out, image)
-    print(f"{what}: wrote {path}")
-    if args.npy:
-        atomic_save_npy(args.npy, raw)
-        print(f"wrote the raw {raw_name} {raw.shape} to {args.npy}")
-
-
 def run(args) -> int:
     from onnxprobe.attribution import attribute, make_objective, render_attribution
 
@@ -136,13 +100,10 @@ def run(args) -> int:
         from onnxprobe.position import resolve
 
         layer = model.layer(args.layer)
-        if not 0 <= args.unit < layer.units:
-            raise UsageError(f"unit {args.unit} is out of range: layer '{layer.name}' has {layer.units} units "
-                             f"(0-{layer.units - 1})")
-        position, how = resolve(model, layer, args.unit, position or "max", x)
+        position, how = resolve(model, layer, args.unit, position, x)
         if layer.is_spatial and position is not None:
             print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-        position = position if layer.is_spatial else None
+        position = "mean" if position is None else position
     objective = make_objective(model, x, args.target, args.layer, args.unit, position)
     values = attribute(model, x, args.method, objective=objective, **options)
     warn_nonfinite({args.method: values}, "the attribution map")

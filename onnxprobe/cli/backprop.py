@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, parse_position, warn_nonfinite
+from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, parse_position, warn_nonfinite, write_map
 from onnxprobe.position import HELP as POSITION_HELP
-
-MODES = ("gradient", "deconv", "guided")
 
 
 DESCRIPTION = """The gradient, deconvnet or guided-backprop map of one unit (a channel at a position, or a
@@ -19,18 +17,18 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.autodiff import BackMode
     from onnxprobe.render.backmaps import FILTERS
 
     parser = sub.add_parser("backprop", help="gradient / deconv / guided backprop of one unit back to the input")
     add_model_args(parser)
-    parser.add_argument("image", nargs="?", help="image file (or give --input-npy)")
-    parser.add_argument("--input-npy", metavar="FILE", help="a ready input tensor (.npy) instead of IMAGE")
+    add_input_args(parser)
     parser.add_argument("--layer", required=True, help="layer of the unit")
     parser.add_argument("--unit", required=True, type=int, help="unit (channel) index")
     parser.add_argument("--position", metavar="Y,X|max|centre|mean", default="max",
                         help=f"{POSITION_HELP} (default max)")
-    parser.add_argument("--mode", choices=MODES, default="gradient",
-                        help="gradient (exact), deconv (Zeiler-Fergus), guided (guided backprop)")
+    parser.add_argument("--mode", choices=[m.value for m in BackMode], default=BackMode.GRADIENT.value,
+                        help=", ".join(f"{m.value} ({m.description})" for m in BackMode))
     parser.add_argument("--filter", choices=FILTERS, default="raw", help="display filter of the toolbox's back pane")
     parser.add_argument("--out", required=True, help="output PNG")
     parser.add_argument("--npy", metavar="FILE", help="also save the raw gradient w.r.t. the input tensor")
@@ -42,23 +40,18 @@ def run(args) -> int:
 
     import numpy as np
 
-    from onnxprobe.attribution.objective import unit_objective
-    from onnxprobe.cli.attribute import model_and_input, write_map
+    from onnxprobe.autodiff.objectives import unit_objective
     from onnxprobe.position import resolve
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 
     model, x = model_and_input(args)
     layer = model.layer(args.layer)
-    if not 0 <= args.unit < layer.units:
-        from onnxprobe.errors import UsageError
-
-        raise UsageError(f"unit {args.unit} is out of range: layer '{layer.name}' has {layer.units} units (0-{layer.units - 1})")
     position, how = resolve(model, layer, args.unit, parse_position(args.position), x)
-    objective = unit_objective(model, layer.name, args.unit, position if layer.is_spatial else None)
+    objective = unit_objective(model, layer, args.unit, "mean" if position is None else position)
     if layer.is_spatial and position is not None:
         print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-    session = model.gradient_session([objective.tensor], mode=args.mode)
-    grad = session.run(x, {objective.tensor: objective.seed})["grad"]
+    session = model.gradient_session(objective.targets, mode=args.mode)
+    grad = session.run(x, objective.seeds(None, 1))["grad"]
     warn_nonfinite({"gradient": grad}, "the gradient")
     image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
                            rgb_order=model.spec.channel_order == "RGB")

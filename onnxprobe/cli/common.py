@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from onnxprobe.graph.loading import parse_shape
+
+if TYPE_CHECKING:
+    import numpy as np
+
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL = REPO_MODELS / "imagenet" / "mobilenet_v2.onnx"  # the bundled network of demo and view
 
 
 def add_model_args(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -60,26 +68,99 @@ def preprocess_overrides(args) -> dict:
 
 
 def load_model_from_args(args, device: str | None = None):
-    from onnxprobe.errors import UsageError
-    from onnxprobe.graph.loading import NEEDS_INPUT_SHAPE
     from onnxprobe.model import ProbeModel
 
-    try:
-        return ProbeModel.load(
-            args.model,
-            input_shape=parse_shape(args.input_shape) if args.input_shape is not None else None,
-            device=device or getattr(args, "device", "auto"),
-            preprocess=preprocess_overrides(args),
-        )
-    except UsageError as exc:
-        if getattr(exc, "needs", None) == NEEDS_INPUT_SHAPE:  # the library's words -> this command line's flag
-            raise UsageError(str(exc).replace(NEEDS_INPUT_SHAPE, "--input-shape", 1)) from None
-        raise
+    return ProbeModel.load(
+        args.model,
+        input_shape=parse_shape(args.input_shape) if args.input_shape is not None else None,
+        device=device or getattr(args, "device", "auto"),
+        preprocess=preprocess_overrides(args),
+    )
 
 
-def parse_units(texts: list[str], count: int) -> list[int]:
-    """'--unit 3 --unit 0-15 --unit all' -> sorted unique unit indices, each checked against count."""
+# ---- an image (or a ready tensor) in, a map out: attribute and backprop ----------------------------
+
+def add_input_args(parser: argparse.ArgumentParser) -> None:
+    """IMAGE or --input-npy FILE: what `load_input` reads."""
+    parser.add_argument("image", nargs="?", help="image file (or give --input-npy)")
+    parser.add_argument("--input-npy", metavar="FILE", help="a ready input tensor (.npy) instead of IMAGE")
+
+
+def load_input(model, args):
+    """The input tensor from IMAGE or --input-npy (exactly one of them)."""
+    from onnxprobe.errors import InputError, UsageError
+
+    if (args.image is None) == (args.input_npy is None):
+        raise UsageError("give either IMAGE or --input-npy FILE (exactly one)")
+    if args.image is not None:
+        from onnxprobe.preprocess import read_image
+
+        return model.preprocess(read_image(args.image))
+    from onnxprobe.preprocess import read_array
+
+    x = model.check_input(read_array(args.input_npy, "--input-npy"))
+    if x.shape[0] != 1:
+        raise InputError(f"--input-npy holds a batch of {x.shape[0]} inputs; give one")
+    return x
+
+
+def model_and_input(args):
+    """The model and its input tensor (IMAGE or --input-npy), after checking the --npy name."""
     from onnxprobe.errors import UsageError
+
+    if args.npy is not None and not args.npy.endswith(".npy"):
+        raise UsageError(f"--npy needs a .npy file name, got '{args.npy}'")
+    model = load_model_from_args(args)
+    return model, load_input(model, args)
+
+
+def write_map(args, image, raw, what: str, raw_name: str) -> None:
+    """The PNG at --out, and the raw array at --npy when asked."""
+    from onnxprobe.fsutil import atomic_save_npy
+    from onnxprobe.render.images import write_png
+
+    path = write_png(args.out, image)
+    print(f"{what}: wrote {path}")
+    if args.npy:
+        atomic_save_npy(args.npy, raw)
+        print(f"wrote the raw {raw_name} {raw.shape} to {args.npy}")
+
+
+# ---- the bundled model's sample images, a layer's grid as a file: demo, view, activations ------------
+
+def sample_images(model_path: Path) -> list[Path]:
+    from onnxprobe.viewer.sources import IMAGE_SUFFIXES
+
+    folder = Path(model_path).parent / "samples"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
+    """The layer pane as a PNG a person can read: upscaled tiles, unit captions (class names on a
+    layer with one unit per class), the layer's name and shape on top (render.grid.labelled_grid)."""
+    from onnxprobe.render.grid import labelled_grid, units_first
+    from onnxprobe.render.images import write_png
+
+    tiles = units_first(activation[0], layer.channel_axis, layer.spatial_axes)
+    labels = model.spec.labels
+    unit_labels = None
+    if labels and len(labels) == layer.units and not layer.is_spatial:
+        unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
+    shape = "x".join("N" if d is None else str(d) for d in layer.shape)
+    title = f"{layer.name}  {shape}  {layer.units} units"
+    image = labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
+    return write_png(path, image)
+
+
+def parse_units(texts: list[str], layer) -> list[int]:
+    """'--unit 3 --unit 0-15 --unit all' -> sorted unique unit indices, each checked against the
+    layer's units (onnxprobe.position.check_unit)."""
+    from onnxprobe.errors import UsageError
+    from onnxprobe.position import check_unit
+
+    count = layer.units
 
     units: list[int] = []
     for text in texts:
@@ -98,10 +179,7 @@ def parse_units(texts: list[str], count: int) -> list[int]:
                     units.append(int(part))
             except (TypeError, ValueError):
                 raise UsageError(f"--unit takes indices, ranges like 0-15, or 'all'; got '{part}'") from None
-    bad = [u for u in units if not 0 <= u < count]
-    if bad:
-        raise UsageError(f"unit {bad[0]} is out of range: the layer has {count} units (0-{count - 1})")
-    return sorted(dict.fromkeys(units))
+    return sorted(dict.fromkeys(check_unit(layer, u) for u in units))
 
 
 def parse_position(text: str | None):
@@ -114,7 +192,8 @@ def parse_position(text: str | None):
 
 def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
     """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
-    `optimize.render_units`. `default_preset=None`: the project default (optimize.DEFAULT_PRESET)."""
+    `optimize.render_units` (`render_settings(args)` resolves them). `default_preset=None`: the
+    project default (optimize.DEFAULT_PRESET)."""
     from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
 
     parser.add_argument("--preset", default=default_preset or DEFAULT_PRESET,
@@ -127,6 +206,14 @@ def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None)
     parser.add_argument("--seed", type=count_arg(0), default=0, help="random seed (each unit/restart derives its own)")
     parser.add_argument("--batch", type=int, default=8,
                         help="(unit, restart) rows optimised together in one run of the gradient graph (default 8)")
+
+
+def render_settings(args):
+    """The one resolution of the render flags (--preset, --steps, --param, --restarts, --seed,
+    --batch) into the library's typed `RenderSettings`: bad values fail here, before any work."""
+    from onnxprobe.optimize import RenderSettings
+
+    return RenderSettings.resolve(args.preset, args.steps, args.param, args.restarts, args.seed, args.batch)
 
 
 def warn_nonfinite(arrays: dict, what: str) -> bool:

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxprobe.cli.common import DEFAULT_MODEL, sample_images
 from onnxprobe.errors import UsageError
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_MODEL = REPO_MODELS / "imagenet" / "mobilenet_v2.onnx"
-DIGITS_MODEL = REPO_MODELS / "digits" / "digits-cnn.onnx"
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
 DEFAULT_STEPS = 128  # lucid steps per class visualization: 4 ImageNet classes in ~30 s on 2 cores (models/README.md)
 DEFAULT_CLASSES = 4
@@ -48,15 +46,6 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def sample_images(model_path: Path) -> list[Path]:
-    from onnxprobe.viewer.sources import IMAGE_SUFFIXES
-
-    folder = Path(model_path).parent / "samples"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
 def grid_layers(model) -> list:
     """Every layer of a small model; for a larger one, the last nonlinearity (else the last layer)
     at each spatial size, in order: one legible grid per stage of the network."""
@@ -80,8 +69,7 @@ NONLINEAR_OPS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid",
 
 
 def run(args) -> int:
-    from onnxprobe.cli.activations import write_layer_grid
-    from onnxprobe.cli.common import warn_nonfinite
+    from onnxprobe.cli.common import warn_nonfinite, write_layer_grid
     from onnxprobe.fsutil import atomic_write_json, atomic_write_text, checkpoint, inside, make_output_folder, safe_name
     from onnxprobe.model import ProbeModel
     from onnxprobe.preprocess import read_image
@@ -180,18 +168,16 @@ def _write_backprop(model, x, acts, folder: Path, root: Path) -> str | None:
     the rest of the map black."""
     if not model.class_output:
         return None
-    from onnxprobe.autodiff.objectives import pre_softmax_tensor, unit_seed
+    from onnxprobe.autodiff import BackMode
+    from onnxprobe.autodiff.objectives import logit, pre_softmax_tensor
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
     from onnxprobe.render.images import upscale, write_png
 
-    target = pre_softmax_tensor(model.proto, model.class_output)
-    layer = model.layer(target)
-    if layer.differentiable is False:
+    if model.layer(pre_softmax_tensor(model.proto, model.class_output)).differentiable is False:
         return None
-    cls = int(np.argmax(acts[model.class_output][0]))
-    session = model.gradient_session([target], mode="guided")
-    seed = unit_seed((1, *layer.shape[1:]), cls, channel_axis=layer.channel_axis)
-    grad = gradient_hwc(session.run(x, {target: seed})["grad"][0], model.spec.layout)
+    objective = logit(model, int(np.argmax(acts[model.class_output][0])))
+    session = model.gradient_session(objective.targets, mode=BackMode.GUIDED)
+    grad = gradient_hwc(session.run(x, objective.seeds(None, 1))["grad"][0], model.spec.layout)
     norm = np.linalg.norm(grad, axis=2, keepdims=True)
     cap = float(np.percentile(norm, 99.5))
     if cap > 0:
@@ -218,15 +204,15 @@ def _write_gradcam(model, x, folder: Path, root: Path) -> str | None:
 
 
 def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, out: Path, root: Path) -> list[dict]:
-    """What each class looks like to the network: the lucid preset on its pre-softmax score."""
+    """What each class looks like to the network: the default (lucid) preset on its pre-softmax score."""
     from onnxprobe.fsutil import safe_name
-    from onnxprobe.optimize import render_units
+    from onnxprobe.optimize import DEFAULT_PRESET, render_units
     from onnxprobe.render.images import upscale, write_png
 
     units = [c for c, _ in classes]
-    print(f"visualizing {len(units)} class(es) ({', '.join(label for _, label in classes)}): lucid preset, "
+    print(f"visualizing {len(units)} class(es) ({', '.join(label for _, label in classes)}): {DEFAULT_PRESET} preset, "
           f"{steps} steps ...", flush=True)
-    results = render_units(model, None, units, preset="lucid", steps=steps, objective="logit", batch=len(units))
+    results = render_units(model, None, units, preset=DEFAULT_PRESET, steps=steps, objective="logit", batch=len(units))
     written = []
     for (cls, label), result in zip(classes, results):
         path = write_png(out / "classes" / f"class-{cls}-{safe_name(label)}.png", upscale(result.images[0], 224))

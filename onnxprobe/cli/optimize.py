@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
-    parse_units, warn_nonfinite
+    parse_units, render_settings, warn_nonfinite
 from onnxprobe.errors import UsageError
 from onnxprobe.position import HELP as POSITION_HELP
 
@@ -45,69 +44,44 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
-    from onnxprobe.fsutil import inside, safe_name
-    from onnxprobe.optimize import render_units
-    from onnxprobe.optimize.objectives import logit_layer, target_layer
-    from onnxprobe.optimize.presets import get_preset
-    from onnxprobe.position import check_position, resolve
+    from onnxprobe.autodiff.objectives import by_kind, differentiable_layer, logit_layer
+    from onnxprobe.optimize import DEFAULT_PRESET
+    from onnxprobe.optimize.store import UnitStore, job_key, render_into
 
-    # the one resolution of the preset (name, --steps, --param): render_units takes it as is
-    preset = get_preset(args.preset, args.steps, args.param)
-    param = preset.param
-    for name, value in (("--restarts", args.restarts), ("--batch", args.batch)):
-        if value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}")
-    position = parse_position(args.position)
-    if position == "max":
-        raise UsageError("--position max needs an image: optimize starts from noise (give Y,X, centre or mean)")
-    objective_kind = args.objective
-    if position == "mean":
-        if objective_kind != "neuron":
-            raise UsageError("--position applies to --objective neuron only")
-        objective_kind, position = "channel", None
+    # the one resolution of the render flags: render_units takes them as they are
+    render = render_settings(args)
+    preset = render.preset
+    position = parse_position(args.position)  # read by the objective module: no image here, so no max
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
-    layer_name = logit_layer(model) if objective_kind == "logit" else args.layer
+    layer_name = logit_layer(model).name if args.objective == "logit" else args.layer
     if layer_name is None:
-        raise UsageError(f"--objective {objective_kind} needs --layer")
-    layer = model.layer(layer_name)
-    if layer.differentiable is False:
-        raise UsageError(f"layer '{layer.name}' cannot be differentiated w.r.t. the input (no gradient path)")
-    if position == "centre" or (position is not None and not layer.is_spatial):
-        position, _ = resolve(model, layer, 0, position)
-    elif position is not None:
-        position = check_position(layer, position)
-    units = parse_units(args.unit, layer.units)
-    optimized = target_layer(model, layer.name)
-    if objective_kind != "logit" and optimized.name != layer.name:
-        print(f"note: optimizing '{optimized.name}', the pre-activation input of '{layer.name}' (a ReLU passes no "
-              "gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
-    folder = inside(out, safe_name(layer.name))
-    settings = {"model_sha256": file_hash(model.path), "objective": objective_kind,
-                "position": list(position) if position else None,
-                "layer": layer.name, "preset": preset.to_json(), "param": param, "seed": args.seed,
-                "restarts": args.restarts, "preprocess": model.spec.to_json()}
-    finished = [] if args.fresh else [u for u in units if _finished(folder, u, args.restarts, settings)]
-    if finished:
-        print(f"resuming: {len(finished)} unit(s) already finished with these settings are kept (--fresh redoes them)")
-        units = [u for u in units if u not in finished]
-    progress = Progress(len(units) * args.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
+        raise UsageError(f"--objective {args.objective} needs --layer")
+    layer = differentiable_layer(model, layer_name)
+    units = parse_units(args.unit, layer)
+    # the first unit's objective, before anything is written: a position that does not fit is refused here
+    optimized = by_kind(model, args.objective, layer, units[0], position, pre_activation=True).targets[0]
+    if args.objective != "logit" and optimized != layer.name:
+        print(f"note: optimizing '{optimized}', the pre-activation input of '{layer.name}' (its {layer.op} passes "
+              "no gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
+    settings = {"model_sha256": file_hash(model.path), "objective": args.objective,
+                "position": list(position) if isinstance(position, tuple) else position,
+                "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}
+    store = UnitStore(out, job_key(settings))
+    folder = store.folder(layer.name)
+    if not args.fresh:
+        pending = store.pending(layer.name, units)
+        if len(pending) < len(units):
+            print(f"resuming: {len(units) - len(pending)} unit(s) already finished with these settings are kept "
+                  "(--fresh redoes them)")
+        units = pending
+    progress = Progress(len(units) * render.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
                         label=f"{layer.name} ")
-    # Units go in chunks of one batch and are written as each chunk ends, so a killed run keeps
-    # what it finished; each row's images depend only on (seed, layer, unit, restart), so the
-    # chunking changes nothing in them.
-    chunk = max(1, args.batch // args.restarts)
-    results = []
     try:
-        for start in range(0, len(units), chunk):
-            done = render_units(model, layer.name if objective_kind != "logit" else None, units[start:start + chunk],
-                                preset=preset, restarts=args.restarts, seed=args.seed, batch=args.batch,
-                                objective=objective_kind, position=position or None, on_step=progress.update)
-            for result in done:
-                _write_unit(folder, result, settings)
-            results.extend(done)
+        results = render_into(store, model, layer.name, units, render, settings, objective=args.objective,
+                              position=position, on_step=progress.update)
     finally:
         progress.close()
     warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},
@@ -115,46 +89,11 @@ def run(args) -> int:
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
-    print(f"wrote {len(results)} unit(s) x {args.restarts} restart(s) to {folder}")
+    print(f"wrote {len(results)} unit(s) x {render.restarts} restart(s) to {folder}")
     if results and preset.method == "seed" and _barely_moved(results):
         print(f"note: {preset.name} barely raised the units here (the paper's priors hold the image near the "
-              "start); try --preset lucid (the default)", file=sys.stderr)
+              f"start); try --preset {DEFAULT_PRESET} (the default)", file=sys.stderr)
     return 0
-
-
-def _files(stem: str, restarts: int) -> list[str]:
-    return ([f"{stem}_restart{r:02d}.png" for r in range(restarts)] + [f"{stem}_restart{r:02d}.npy" for r in range(restarts)]
-            + [f"{stem}_montage.png"])
-
-
-def _write_unit(folder: Path, result, settings: dict) -> None:
-    from onnxprobe.fsutil import atomic_save_npy, atomic_write_json, checkpoint, inside
-    from onnxprobe.render.images import montage, upscale, write_png
-
-    stem = f"unit{result.unit:04d}"
-    for r, image in enumerate(result.images):
-        write_png(inside(folder, f"{stem}_restart{r:02d}.png"), image)
-        atomic_save_npy(inside(folder, f"{stem}_restart{r:02d}.npy"), result.inputs[r])
-    write_png(inside(folder, f"{stem}_montage.png"), montage([upscale(im, 64) for im in result.images]))
-    shown = ("contrast-stretched around the mean pixel, as the toolbox showed the paper's images"
-             if result.display == "stretched" else "the optimized image as it is")
-    files = {"png": f"{stem}_restartRR.png: {shown}",
-             "npy": f"{stem}_restartRR.npy: the optimized model input itself (float32, the model's layout, "
-                    "no batch axis; the PNG's source)",
-             "montage": f"{stem}_montage.png: the PNGs side by side"}
-    # the record is written last: its presence marks the unit finished (every write is atomic)
-    atomic_write_json(inside(folder, f"{stem}.json"), {**result.to_json(), "files": files, "settings": settings})
-    checkpoint()  # a finished unit is kept even if the run is interrupted now (resume)
-
-
-def _finished(folder: Path, unit: int, restarts: int, settings: dict) -> bool:
-    stem = folder / f"unit{unit:04d}"
-    try:
-        record = json.loads(stem.with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return False
-    files = [folder / name for name in _files(stem.name, restarts)]
-    return record.get("settings") == json.loads(json.dumps(settings)) and all(f.is_file() for f in files)
 
 
 def _barely_moved(results) -> bool:

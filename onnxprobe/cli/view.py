@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 
-from onnxprobe.cli.common import add_model_args, load_model_from_args
-from onnxprobe.cli.demo import DEFAULT_MODEL, sample_images
+from onnxprobe.cli.common import DEFAULT_MODEL, add_model_args, load_model_from_args, sample_images
+from onnxprobe.cli.flags import VIEWER_WORDS
 from onnxprobe.errors import ProbeError, UsageError
 from onnxprobe.viewer.keys import help_lines
 
 DESCRIPTION = """The Deep Visualization Toolbox's live window for MODEL (default: the bundled ImageNet
 MobileNetV2, on its sample photos unless a source is given): every unit of a layer reacting to
 the input, back maps, unit visuals and live optimization."""
-EXAMPLES = "keys (h in the window shows them too):\n" + "\n".join("  " + line for line in help_lines(arrows=False)) + """
+EXAMPLES = "keys (h in the window shows them too):\n" + "\n".join("  " + line for line in help_lines(arrows=False, words=VIEWER_WORDS)) + """
 
 examples:
   onnxprobe view                                                # the bundled ImageNet network on its sample photos
@@ -78,7 +78,7 @@ def run(args) -> int:
     model = load_model_from_args(args)
     model.threads = inference_threads()  # set where the model is made, before any session is (they are built lazily)
 
-    viewer = Viewer(model, source, atlas=atlas, camera_index=args.camera or 0, save_dir=args.save_dir)
+    viewer = Viewer(model, source, atlas=atlas, camera_index=args.camera or 0, save_dir=args.save_dir, words=VIEWER_WORDS)
     return run_window(viewer, quit_after=args.quit_after, screenshot=args.screenshot, keys=args.keys)
 
 

@@ -13,7 +13,6 @@ is run a fixed number of rows at a time (`BatchAxis.rows`) by `ProbeModel`.
 from __future__ import annotations
 
 import re
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from onnxprobe.graph.facts import FLOAT_TYPES, GraphFacts, attr
 from onnxprobe.graph.loading import finalize_model
 
 PREFIX = "onnxprobe.batch:"
@@ -71,41 +71,17 @@ def declared_batch(dim) -> int | str | None:
 
 def reachable_from(model: onnx.ModelProto, name: str) -> set[str]:
     """Every tensor that depends on `name` (and `name` itself)."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for i in node.input:
-            consumers.setdefault(i, []).append(node)
-    seen, queue = {name}, deque([name])
-    while queue:
-        for node in consumers.get(queue.popleft(), ()):
-            for out in node.output:
-                if out and out not in seen:
-                    seen.add(out)
-                    queue.append(out)
-    return seen
+    return GraphFacts(model, infer_shapes=False).reachable_from(name)
 
 
 def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...]) -> tuple[dict[str, tuple], dict[str, int]]:
     """Shapes and element types of every tensor with the input fixed at `shape` (ONNX shape
-    inference, else one run; dims neither pins down are None)."""
-    probe = _skeleton(model)
-    for value in probe.graph.input:
-        if value.name == input_name:
-            for d, size in zip(value.type.tensor_type.shape.dim, shape):
-                d.Clear()
-                d.dim_value = int(size)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=False, data_prop=True)
-    except Exception:
-        inferred = probe
-    out = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    elems = {init.name: init.data_type for init in model.graph.initializer}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
-        t = value.type.tensor_type
-        if value.type.HasField("tensor_type") and t.elem_type:
-            elems[value.name] = t.elem_type
-        if value.type.HasField("tensor_type") and t.HasField("shape"):
-            out[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+    inference, else one run; dims neither pins down are None). This is the file's own graph at its
+    own fixed batch, before the rewrite that these shapes decide: an inference of its own, not the
+    loaded model's (GraphFacts), which describes the rewritten graph with a dynamic batch."""
+    facts = GraphFacts(model, {input_name: shape})
+    out = {name: tuple(dims) for name, dims in facts.dims.items()}
+    elems = dict(facts.elem)
     missing = [o for n in model.graph.node for o in n.output if o and None in out.get(o, (None,))]
     if missing:  # shapes computed at run time (Split sizes from Shape ops ...): run once at that batch
         from onnxprobe.graph.expose import expose_tensors
@@ -122,32 +98,10 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
     return out, elems
 
 
-def _skeleton(model: onnx.ModelProto, large: int = 4096) -> onnx.ModelProto:
-    """A copy without the bulk of the weights: float initializers of more than `large` elements
-    become graph inputs of the same type and shape (all shape inference needs of them)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    keep, moved = [], []
-    for init in out.graph.initializer:
-        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE) \
-                and int(np.prod(init.dims)) > large:
-            moved.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-        else:
-            keep.append(init)
-    if moved:
-        del out.graph.initializer[:]
-        out.graph.initializer.extend(keep)
-        out.graph.input.extend(moved)
-    return out
-
-
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    values = {init.name: init for init in model.graph.initializer}
-    out = {name: numpy_helper.to_array(t) for name, t in values.items()}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            out[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return out
+    facts = GraphFacts(model, infer_shapes=False)
+    names = list(facts.initializers) + [n.output[0] for n in model.graph.node if n.op_type == "Constant" and n.output]
+    return {name: value for name in names if (value := facts.const(name)) is not None}
 
 
 def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
@@ -197,7 +151,7 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
                 return
             if op == "Reshape":
                 data = node.input[0]
-                allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+                allowzero = bool(attr(node, "allowzero", 0))
                 if data not in reach or leading(data) != batch or allowzero:
                     return
                 target = fresh("reshape")
@@ -214,7 +168,7 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
             rewritten.append(node.name or node.output[0])
         elif op == "Concat" and batch == 1:
             # a constant one-row tensor concatenated onto batched ones (class tokens): broadcast it
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            axis = attr(node, "axis", 0)
             inputs = list(node.input)
             batched = [i for i in inputs if i in reach and leading(i) == 1]
             if not batched or axis == 0:
@@ -263,7 +217,7 @@ def _reduction_lengths(model: onnx.ModelProto, shapes: dict[str, tuple]) -> dict
                 k = int(np.prod(w[1:])) * (int(w[0]) if op == "ConvTranspose" else 1)
         elif op in ("Gemm", "MatMul") and node.input:
             a = shapes.get(node.input[0]) or ()
-            trans = any(at.name == "transA" and at.i for at in node.attribute)
+            trans = bool(attr(node, "transA", 0))
             if a and a[-1 if not trans else -2]:
                 k = int(a[-1 if not trans else -2])
         elif op in ("GlobalAveragePool", "ReduceMean", "ReduceSum", "AveragePool", "Softmax",
@@ -283,7 +237,7 @@ def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, i
     batch. Returns (proved, why not, the largest error as a fraction of its tolerance)."""
     shapes, elem = known or static_shapes(original, input_name, (batch, *input_shape[1:]))
     reach = reachable_from(original, input_name)
-    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
+    float_types = FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}  # compared in numpy, which has no bfloat16
     outputs = [o.name for o in original.graph.output]
     produced = [o for n in original.graph.node for o in n.output if o]
     names = [t for t in dict.fromkeys(produced + outputs)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-import onnx
-
 from onnxprobe.errors import UsageError
+from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.geometry import ReceptiveField, TensorGeometry, analyze_geometry
-from onnxprobe.graph.shapes import TensorInfo
 
 
 @dataclass(frozen=True)
@@ -50,13 +48,14 @@ class LayerInfo:
         }
 
 
-def probeable_layers(model: onnx.ModelProto, infos: dict[str, TensorInfo], input_name: str, layout: str,
+def probeable_layers(facts: GraphFacts, input_name: str, layout: str,
                      differentiable: set[str] | None = None) -> list[LayerInfo]:
-    shapes = {name: info.shape for name, info in infos.items()}
-    strict = analyze_geometry(model, input_name, layout=layout, shapes=shapes)
+    """The layers of a loaded model (`GraphFacts.of_loaded`: its `infos` say which tensors qualify)."""
+    model, infos = facts.model, facts.infos
+    strict = analyze_geometry(model, input_name, layout=layout, facts=facts)
     # the approximate pass only matters where the strict one left a spatial tensor without a field
     gaps = any(g.spatial_axes and g.receptive_field is None for g in strict.values())
-    local = analyze_geometry(model, input_name, layout=layout, shapes=shapes, approximate=True) if gaps else {}
+    local = analyze_geometry(model, input_name, layout=layout, facts=facts, approximate=True) if gaps else {}
     layers = []
     seen = set()
     for node in model.graph.node:

@@ -8,12 +8,11 @@ from pathlib import Path
 import onnx
 from onnx import helper, version_converter
 
-from onnxprobe.errors import ModelError, UsageError
+from onnxprobe.errors import ModelError, ParameterError, UsageError
 
 WORKING_OPSET = 18
 MAX_IR_VERSION = 10  # ONNX Runtime 1.31 reads IR <= 13; onnx 1.23 writes 14 unless told otherwise
 BATCH_DIM = "N"
-NEEDS_INPUT_SHAPE = "an input shape"  # the words of the dynamic-dims error that a front end may replace
 # Domains whose ops ONNX Runtime runs without custom kernels (ai.onnx.ml ops never appear in CNNs,
 # but harmless preprocessing nodes from converters may use them).
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
@@ -52,23 +51,33 @@ def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
         raise ModelError(f"{origin} is not a valid ONNX model: {_short(exc)}") from None
 
 
-def default_opset(model: onnx.ModelProto) -> int:
+def default_opset(model: onnx.ModelProto, missing: int | None = None) -> int:
+    """The model's default-domain opset (the one reader of it); `missing` when it imports none,
+    else a ModelError."""
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             return imp.version
+    if missing is not None:
+        return missing
     raise ModelError("model imports no default-domain opset")
 
 
 def normalize_opset(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Convert models below WORKING_OPSET up to it; newer ones keep their opset."""
-    if default_opset(model) < WORKING_OPSET:
-        try:
-            model = version_converter.convert_version(model, WORKING_OPSET)
-        except Exception as exc:
-            raise ModelError(
-                f"cannot convert the model from opset {default_opset(model)} to {WORKING_OPSET}: {_short(exc)}"
-            ) from None
-    return finalize_model(model)
+    """Convert models below WORKING_OPSET up to it (newer ones keep their opset) and finalize."""
+    default_opset(model)  # a model that imports no default-domain opset is refused here
+    return finalize_model(at_working_opset(model))
+
+
+def at_working_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` itself when its opset is WORKING_OPSET or newer, else a converted copy (the one
+    place models are upgraded)."""
+    opset = default_opset(model, WORKING_OPSET)
+    if opset >= WORKING_OPSET:
+        return model
+    try:
+        return version_converter.convert_version(model, WORKING_OPSET)
+    except Exception as exc:
+        raise ModelError(f"cannot convert the model from opset {opset} to {WORKING_OPSET}: {_short(exc)}") from None
 
 
 def finalize_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -108,9 +117,10 @@ def parse_shape(text: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
     except ValueError:
-        raise UsageError(f"--input-shape must be comma-separated integers like 1,3,224,224, got '{text}'") from None
+        raise ParameterError(f"{{input_shape}} must be comma-separated integers like 1,3,224,224, got '{text}'",
+                             "input_shape") from None
     if not dims or any(d <= 0 for d in dims):
-        raise UsageError(f"--input-shape must be positive integers like 1,3,224,224, got '{text}'")
+        raise ParameterError(f"{{input_shape}} must be positive integers like 1,3,224,224, got '{text}'", "input_shape")
     return dims
 
 
@@ -152,12 +162,9 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
         if unknown:
             filled = _from_hints(dims, hints or {})
             if filled is None:
-                error = UsageError(
-                    f"input '{value.name}' has dynamic dims ({_dims_text(dims)}); give {NEEDS_INPUT_SHAPE}, e.g. "
-                    "1,3,224,224 (or input_size in the preprocessing sidecar)"
-                )
-                error.needs = NEEDS_INPUT_SHAPE  # front ends name their own way of giving it
-                raise error
+                raise ParameterError(
+                    f"input '{value.name}' has dynamic dims ({_dims_text(dims)}); give {{input_shape}}, e.g. "
+                    "1,3,224,224 (or input_size in the preprocessing sidecar)", "input_shape")
             dims = filled
         fixed = [1] + [int(d) for d in dims[1:]]
     model = onnx.ModelProto.FromString(model.SerializeToString())

@@ -1,8 +1,12 @@
-"""Shapes and element types of every tensor, by ONNX shape inference or, where it fails, by running."""
+"""`TensorInfo`: a tensor's element type and shape with its batch axis marked, for every tensor of a
+loaded model, from the graph facts' one ONNX shape inference or, where it falls short, by running the
+model in ONNX Runtime (onnxprobe.runtime, the one package below graph that graph may import, for
+this fallback only: pyproject.toml's layers contract)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -10,7 +14,11 @@ import onnx
 from onnxprobe.graph.loading import BATCH_DIM, image_input
 from onnxprobe.graph.expose import expose_tensors
 
-FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+if TYPE_CHECKING:
+    from onnxprobe.graph.facts import GraphFacts
+
+FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                         onnx.TensorProto.BFLOAT16})
 
 
 @dataclass(frozen=True)
@@ -30,54 +38,31 @@ class TensorInfo:
         return self.elem_type in FLOAT_TYPES
 
 
-def node_outputs(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
-    return {out: node for node in model.graph.node for out in node.output if out}
+def tensor_infos(model: onnx.ModelProto, facts: "GraphFacts", input_shape: tuple[int, ...],
+                 rows: int | None = None) -> tuple[dict[str, TensorInfo], str, bool]:
+    """Every node output's TensorInfo from the facts' one shape inference (`facts.values`), else by
+    running the model; second value says how: "inference" or "execution"; third whether the graph
+    follows the batch (False when a run at batch 2 failed).
 
-
-def infer_tensor_infos(model: onnx.ModelProto, input_shape: tuple[int, ...],
-                       rows: int | None = None) -> tuple[dict[str, TensorInfo], str, bool]:
-    """Every node output's TensorInfo; second value says how: "inference" or "execution"; third
-    whether the graph follows the batch (False when a run at batch 2 failed).
-
-    `rows`: the graph runs a fixed batch of that many rows (its input still declared symbolic):
-    shapes are found at that batch, and a tensor carries the batch axis when it depends on the
-    input and its first dim is `rows`."""
-    producers = node_outputs(model)
+    `rows`: the graph runs a fixed batch of that many rows (its input still declared symbolic; the
+    facts inferred it at that batch): a tensor carries the batch axis when it depends on the input
+    and its first dim is `rows`."""
+    producers = facts.producers
     batch_of = None
     if rows is not None:
-        from onnxprobe.graph.batch import reachable_from
-
-        reach = reachable_from(model, image_input(model).name)
+        reach = facts.reachable_from(image_input(model).name)
         batch_of = lambda name, dim: name in reach and dim == rows  # noqa: E731
-    infos = _from_shape_inference(_at_batch(model, input_shape, rows), producers, batch_of)
-    if all(name in infos for name in producers):
-        return infos, "inference", True
-    infos, follows = _from_execution(model, producers, input_shape, rows, batch_of)
-    return infos, "execution", follows
-
-
-def _at_batch(model: onnx.ModelProto, input_shape, rows):
-    if rows is None:
-        return model
-    probe = onnx.ModelProto.FromString(model.SerializeToString())
-    dims = image_input(probe).type.tensor_type.shape.dim
-    for d, size in zip(dims, (rows, *input_shape[1:])):
-        d.Clear()
-        d.dim_value = int(size)
-    return probe
-
-
-def _from_shape_inference(model, producers, batch_of=None) -> dict[str, TensorInfo]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except Exception:
-        return {}
     infos = {}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+    for value in facts.values or ():
+        if value.name in facts.initializers:  # weights inferred as typed inputs
+            continue
         info = _info_from_value(value, producers, batch_of)
         if info is not None:
             infos[value.name] = info
-    return infos
+    if all(name in infos for name in producers):
+        return infos, "inference", True
+    infos, follows = _from_execution(model, facts, input_shape, rows, batch_of)
+    return infos, "execution", follows
 
 
 def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None) -> TensorInfo | None:
@@ -97,13 +82,13 @@ def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None) -> Te
     return TensorInfo(value.name, tensor_type.elem_type, tuple(shape), node.op_type if node else "Input", node.name if node else "")
 
 
-def _from_execution(model, producers, input_shape, rows=None, batch_of=None) -> tuple[dict[str, TensorInfo], bool]:
+def _from_execution(model, facts, input_shape, rows=None, batch_of=None) -> tuple[dict[str, TensorInfo], bool]:
     """Run once at batch 1 and once at batch 2 with every tensor exposed: an axis 0 that follows the
     batch size is the batch axis. A graph that fails at batch 2 (or runs `rows` rows only) is
     read at one batch: there an axis 0 of that size that depends on the input is the batch axis."""
-    from onnxprobe.runtime.session import create_session  # runtime depends on graph, not the reverse
-    from onnxprobe.graph.batch import reachable_from
+    from onnxprobe.runtime.session import create_session  # graph may import runtime (it sits below)
 
+    producers = facts.producers
     exposed = expose_tensors(model, producers.keys(), keep_outputs=True)
     session = create_session(exposed, device="cpu")
     name = image_input(model).name
@@ -124,7 +109,7 @@ def _from_execution(model, producers, input_shape, rows=None, batch_of=None) -> 
         if 2 in runs:
             batch_of = lambda tensor, dim: dim == 1 and np.shape(runs[2][tensor])[:1] == (2,)  # noqa: E731
         else:  # one batch only: what depends on the input and has a first dim of 1 carries it
-            reach = reachable_from(model, name)
+            reach = facts.reachable_from(name)
             batch_of = lambda tensor, dim: tensor in reach and dim == 1  # noqa: E731
     infos = {}
     for tensor, value in runs[first].items():

@@ -19,7 +19,8 @@ Library API (what `onnxprobe maxact` and the atlas call)::
 - The job is cut into shards of `shard_size` images; finished shards are stored under
   `out_dir/.maxact/` and skipped when the same job is run again (resume). `scheduler="tcp://..."`
   runs the shards on a Dask cluster; the result is bit-identical to a local run.
-- `crops`: patch montages; `deconv`: also deconv and backprop montages (needs a gradient path).
+- `crops`: patch montages; `deconv`: also deconv and backprop montages (needs a gradient path);
+  `units`: of these units only (e.g. the atlas's `units`), the scan and records cover every unit.
 - `progress(total, label)`: a factory of objects with `update(n)` and `close()` (e.g.
   `cli.common.Progress`), called for the scan (images) and the crops (units); `on_shard(result)`
   is called after each stored shard.
@@ -38,14 +39,15 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
                crops: bool = True, deconv: bool = True, *, batch_size: int = 32, shard_size: int = 256, every: int = 1,
                device: str = "auto", threads: int | None = None, preprocess: dict | None = None,
                input_shape=None, fresh: bool = False, ship_data: bool = False, ship_model: bool | None = None,
-               progress=None, on_shard=None, exclude=None) -> MaxactResult:
+               progress=None, on_shard=None, exclude=None, units=None) -> MaxactResult:
     """Run (or resume) the top-k job and write its records and images into `out_dir`. Files under
-    `exclude` (default: `out_dir`) are not data, even inside a dataset folder."""
+    `exclude` (default: `out_dir`) are not data, even inside a dataset folder. `units`: draw the
+    montages of these units of each layer only (default all; the records hold every unit)."""
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.fsutil import checkpoint, make_output_folder
     from onnxprobe.maxact.datasets import open_dataset
     from onnxprobe.maxact.job import StateStore, check_settings, dataset_items_file, make_spec, run_shards_locally
-    from onnxprobe.maxact.records import write_records
+    from onnxprobe.maxact.records import drawn_units, write_records
     from onnxprobe.model import ProbeModel
 
     started = time.monotonic()
@@ -85,8 +87,9 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
         store.states = {n: LayerState.empty(model.layer(n).units, top, len(model.layer(n).spatial_axes), by) for n in spec.layers}
     summary = {"model": str(model.path), "dataset": str(dataset), "top": top, "by": by,
                "scheduler": scheduler, "seconds_scan": round(time.monotonic() - started, 3), "notes": store.notes}
-    bar = progress(sum(s.units for s in store.states.values()), "crops ") if progress and crops else None
-    write_records(out_dir, model, data, store.states, store.skipped, crops, deconv, summary, bar)
+    drawn = sum(len(drawn_units(s.units, units)) for s in store.states.values())
+    bar = progress(drawn, "crops ") if progress and crops else None
+    write_records(out_dir, model, data, store.states, store.skipped, crops, deconv, summary, bar, units)
     checkpoint()  # the finished job's records are a result of their own (the atlas reads them next)
     if bar is not None:
         bar.close()

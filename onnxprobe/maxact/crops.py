@@ -57,16 +57,3 @@ def backmap_patch(grad: np.ndarray, layout: str, box: tuple[int, int, int, int])
     image shows as mid-gray, like a zero gradient inside it)."""
     return render_backmap(crop_padded(gradient_hwc(grad, layout), box), "raw")
 
-
-def unit_seed(layer, batch_units: np.ndarray, batch_locations: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """(B, *layer shape) seeds: row b is `values[b]` at (unit, location) of that row, zero elsewhere
-    (the toolbox seeded the backward pass with the unit's own activation)."""
-    shape = tuple(int(d) for d in layer.shape[1:])
-    seed = np.zeros((len(batch_units), *shape), np.float32)
-    for b, (unit, location, value) in enumerate(zip(batch_units, batch_locations, values)):
-        index: list = [slice(None)] * len(shape)  # axes that are neither unit nor spatial: all of them
-        index[layer.channel_axis - 1] = int(unit)
-        for axis, position in zip(layer.spatial_axes, location):
-            index[axis - 1] = int(position)
-        seed[b][tuple(index)] = value
-    return seed

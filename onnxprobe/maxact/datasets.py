@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from onnxprobe.errors import InputError, UsageError
+from onnxprobe.errors import InputError, ParameterError, UsageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
@@ -100,7 +100,7 @@ def open_dataset(path: str | Path, every: int = 1, exclude: str | Path | None = 
 
     path = Path(path).absolute()
     if every < 1:
-        raise UsageError(f"--every must be at least 1, got {every}")
+        raise ParameterError(f"{{every}} must be at least 1, got {every}", "every")
     if not path.exists():
         raise InputError(f"dataset not found: {path}")
     if path.is_dir():

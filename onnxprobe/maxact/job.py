@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxprobe.distributed import ModelCache, model_fields
-from onnxprobe.errors import InputError, UsageError
+from onnxprobe.errors import InputError, ParameterError
 from onnxprobe.fsutil import atomic_save_npz, atomic_write_json, checkpoint, make_dirs, remove_temp_files
 from onnxprobe.maxact.datasets import Dataset, Shard, load_images
 from onnxprobe.maxact.topk import BY, LayerState
@@ -167,8 +167,8 @@ class StateStore:
             except (OSError, json.JSONDecodeError):
                 saved = None
             if not isinstance(saved, dict) or saved.get("key") != job_key:
-                raise UsageError(f"{out_dir} holds the state of a different maxact job (other model, data, layers or "
-                                 "settings); use another --out or add --fresh to start over")
+                raise ParameterError(f"{out_dir} holds the state of a different maxact job (other model, data, layers "
+                                     "or settings); use another {out_dir} or add {fresh} to start over", "out_dir", "fresh")
         if fresh or saved is None:
             for old in self.root.glob("*.npz"):
                 old.unlink()
@@ -271,15 +271,15 @@ def run_shards_locally(spec: JobSpec, shards: list[Shard], store: StateStore, pr
 
 def check_settings(layers, top: int, by: str, batch_size: int, shard_size: int) -> None:
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise UsageError(f"--top must be a whole number of at least 1, got {top!r}")
+        raise ParameterError(f"{{top}} must be a whole number of at least 1, got {top!r}", "top")
     if top > MAX_TOP:
-        raise UsageError(f"--top must be at most {MAX_TOP} (the state holds units x top entries), got {top}")
+        raise ParameterError(f"{{top}} must be at most {MAX_TOP} (the state holds units x top entries), got {top}", "top")
     if by not in BY:
-        raise UsageError(f"--by must be one of {', '.join(BY)}, got '{by}'")
+        raise ParameterError(f"{{by}} must be one of {', '.join(BY)}, got '{by}'", "by")
     if batch_size < 1 or shard_size < 1:
-        raise UsageError("--batch-size and --shard-size must be at least 1")
+        raise ParameterError("{batch_size} and {shard_size} must be at least 1", "batch_size", "shard_size")
     if not layers:
-        raise UsageError("choose at least one --layer (run 'onnxprobe layers MODEL' to list them)")
+        raise ParameterError("choose at least one {layers} (run 'onnxprobe layers MODEL' to list them)", "layers")
 
 
 def make_spec(model, layers, top: int, by: str, batch_size: int, shard_size: int, threads: int | None) -> JobSpec:

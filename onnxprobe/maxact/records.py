@@ -10,21 +10,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from onnxprobe.autodiff import BackMode
 from onnxprobe.errors import InputError
 from onnxprobe.fsutil import atomic_write_json, inside, make_dirs, safe_name
-from onnxprobe.maxact.crops import backmap_patch, crop_box, crop_padded, unit_montage, unit_seed
+from onnxprobe.autodiff.objectives import neuron, stack
+from onnxprobe.maxact.crops import backmap_patch, crop_box, crop_padded, unit_montage
 from onnxprobe.maxact.datasets import Dataset, read_item
 from onnxprobe.maxact.topk import LayerState
 from onnxprobe.render.images import write_png
 
 SUMMARY = "maxact.json"
 UNITS_PER_CHUNK = 64  # images of this many units are held in memory at once while cropping
-GRADIENT_MODES = (("deconv", "deconv"), ("backprop", "gradient"))
+GRADIENT_MODES = tuple((mode.file_word, mode.value) for mode in (BackMode.DECONV, BackMode.GRADIENT))  # (files, mode)
 
 
 def layer_paths(out_dir: Path, layer: str) -> tuple[Path, Path]:
@@ -48,23 +51,30 @@ def hits_of(state: LayerState, rf, image_hw) -> list[list[dict]]:
     return out
 
 
+def drawn_units(count: int, units: Iterable[int] | None) -> list[int]:
+    """The units of a `count`-unit layer whose montages are drawn: `units` in range (None: all)."""
+    return list(range(count)) if units is None else sorted({int(u) for u in units if 0 <= u < count})
+
+
 def write_layer_images(model, layer, hits: list[list[dict]], k: int, dataset: Dataset, out_dir: Path, deconv: bool,
-                       notes: list[str], progress=None) -> list[dict]:
-    """Patch (and deconv / backprop) montages of every unit; returns the per-unit file names."""
+                       notes: list[str], progress=None, units: Iterable[int] | None = None) -> list[dict]:
+    """Patch (and deconv / backprop) montages of `units` (None: every unit); returns the per-unit
+    file names (empty for the units not drawn)."""
     _, image_dir = layer_paths(out_dir, layer.name)
     make_dirs(image_dir)
     sessions = _gradient_sessions(model, layer, notes) if deconv else {}
     files: list[dict] = [{} for _ in hits]
-    for start in range(0, len(hits), UNITS_PER_CHUNK):
-        units = range(start, min(start + UNITS_PER_CHUNK, len(hits)))
-        needed = sorted({hit["index"] for u in units for hit in hits[u]})
+    drawn = drawn_units(len(hits), units)
+    for start in range(0, len(drawn), UNITS_PER_CHUNK):
+        chunk = drawn[start:start + UNITS_PER_CHUNK]
+        needed = sorted({hit["index"] for u in chunk for hit in hits[u]})
         tensors, displays = {}, {}
         for index in needed:
             image = read_item(dataset.items[index], dataset.video)
             if image is not None:
                 tensors[index] = model.preprocess(image)[0]
                 displays[index] = model.spec.to_display(tensors[index])
-        rows = [(u, hit) for u in units for hit in hits[u] if hit["index"] in tensors]
+        rows = [(u, hit) for u in chunk for hit in hits[u] if hit["index"] in tensors]
         maps = {name: _gradient_maps(model, layer, session, rows, tensors) for name, session in sessions.items()}
         by_unit: dict[int, list[int]] = {}
         for row, (unit, _) in enumerate(rows):
@@ -77,7 +87,7 @@ def write_layer_images(model, layer, hits: list[list[dict]], k: int, dataset: Da
                 tiles = [backmap_patch(grads[r], model.spec.layout, tuple(rows[r][1]["box"])) for r in row_ids]
                 files[unit][name] = _write(image_dir, unit, name, unit_montage(tiles, k))
         if progress is not None:
-            progress.update(len(units))
+            progress.update(len(chunk))
     return files
 
 
@@ -103,32 +113,24 @@ def _gradient_sessions(model, layer, notes: list[str]) -> dict:
 def _gradient_maps(model, layer, session, rows, tensors, batch_size: int = 16) -> list[np.ndarray]:
     """Input gradient of each row's unit at its location, seeded with the unit's activation.
 
-    The gradient is linear in the seed, so one run with a unit seed gives both the activation
-    (a graph output) and the gradient, which is then scaled by that activation."""
+    The gradient is linear in the seed, so one run with the row's neuron as its objective gives
+    both the activation (a graph output: the objective's value) and the gradient, which is then
+    scaled by that activation."""
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         x = np.stack([tensors[hit["index"]] for _, hit in chunk])
-        units = np.array([u for u, _ in chunk])
-        locations = [hit["location"] for _, hit in chunk]
-        result = session.run(x, {layer.name: unit_seed(layer, units, locations, np.ones(len(chunk), np.float32))})
-        acts = result[layer.name]
-        values = np.array([acts[b][_index(layer, u, loc)] for b, (u, loc) in enumerate(zip(units, locations))], np.float32)
+        objective = stack([neuron(model, layer, unit, hit["location"]) for unit, hit in chunk])
+        result = session.run(x, objective.seeds(None, len(chunk)))
+        values = objective.value({layer.name: result[layer.name]}).astype(np.float32)
         grads = result["grad"] * values.reshape((-1,) + (1,) * (result["grad"].ndim - 1))
         out.extend(grads)
     return out
 
 
-def _index(layer, unit, location) -> tuple:
-    index: list = [0] * (len(layer.shape) - 1)
-    index[layer.channel_axis - 1] = int(unit)
-    for axis, position in zip(layer.spatial_axes, location):
-        index[axis - 1] = int(position)
-    return tuple(index)
-
-
 def write_records(out_dir: Path, model, dataset: Dataset, states: dict[str, LayerState], skipped: list,
-                  crops: bool, deconv: bool, summary_extra: dict, progress=None) -> Path:
+                  crops: bool, deconv: bool, summary_extra: dict, progress=None, units: Iterable[int] | None = None) -> Path:
+    """Every unit's statistics and hits; the montages of `units` only (None: all) when `crops`."""
     notes: list[str] = []
     layers_summary = {}
     image_hw = tuple(model.spec.input_size)
@@ -142,11 +144,11 @@ def write_records(out_dir: Path, model, dataset: Dataset, states: dict[str, Laye
                 hit["image"] = item.source
                 if item.frame is not None:
                     hit["frame"] = item.frame
-        files = write_layer_images(model, layer, hits, state.k, dataset, out_dir, deconv, notes, progress) if crops else \
-            [{} for _ in hits]
-        units = []
+        files = write_layer_images(model, layer, hits, state.k, dataset, out_dir, deconv, notes, progress, units) \
+            if crops else [{} for _ in hits]
+        records = []
         for unit in range(state.units):
-            units.append({
+            records.append({
                 "unit": unit,
                 "mean": _num(state.mean_activation()[unit]), "max": _num(state.max[unit]),
                 "mean_max": _num(state.mean_max()[unit]), "fire_rate": _num(state.fire_rate()[unit]),
@@ -157,7 +159,7 @@ def write_records(out_dir: Path, model, dataset: Dataset, states: dict[str, Laye
             "layer": name, "shape": list(layer.shape), "units": state.units, "top": state.k, "by": state.by,
             "images_seen": state.count, "receptive_field": rf.to_json() if rf else None,
             "input_size": list(image_hw), "box_format": "[y0, x0, y1, x1] input pixels, half-open, unclipped",
-            "unit_records": units,
+            "unit_records": records,
         })
         layers_summary[name] = record_path.name
     summary_path = inside(out_dir, SUMMARY)

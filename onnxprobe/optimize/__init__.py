@@ -14,25 +14,32 @@ Library API (stable; the atlas builds on it)::
     results[0].best_activation[0]   # and its numbers: initial_/best_/final_activation, seconds
     results[0].to_json()            # the record the command writes
 
-    opt = Optimizer(pm, objectives.neuron(pm, "relu2", 3), preset="set3", seed=0).start()
+    opt = Optimizer(pm, objectives.neuron(pm, "relu2", 3, pre_activation=True), preset="set3", seed=0).start()
     opt.step(10); opt.image(0); opt.activation; opt.best_image(0); opt.best_activation; opt.history
 
-- `render_units(model, layer, units, preset="lucid", restarts=1, steps=None, seed=0, batch=8,
-  param=None, objective="neuron", position=None, engine="auto", on_step=None) -> list[UnitResult]`:
+- `render_units(model, layer, units, settings=None, *, objective="neuron", position=None,
+  engine="auto", on_step=None, **loose) -> list[UnitResult]`: `settings` is a `RenderSettings`
+  (a final Preset, restarts, seed, batch; `RenderSettings.resolve(preset="lucid", steps=None,
+  param=None, restarts=1, seed=0, batch=8)` checks them once), or give those loose keywords.
   N (unit, restart) rows run as one batch of the gradient graph. Row (unit, restart) draws all its
   randomness from `row_seed(seed, layer, unit, restart)`, so its images do not depend on which
-  other rows share its batch, their order, or the process that ran it. `objective="logit"`
-  ignores `layer` and uses the pre-softmax class scores.
+  other rows share its batch, their order, or the process that ran it. `objective` and
+  `position` are read by `objectives.by_kind`: "neuron" at a position of onnxprobe.position (Y,X,
+  "centre" = None, "mean" = the channel; "max" needs an image, so it is refused here), "channel",
+  or "logit" (ignores `layer`: the pre-softmax class scores).
 - Presets (`presets.PRESETS`): `lucid` (the default: it measures best, bench/bench_quality.py;
   FFT spectrum + colour decorrelation + sigmoid + transformation robustness, Adam lr 0.05, 512
   steps), `lucid-fast` (the same in 128 steps: a quarter of the time, judged as well on
   MobileNetV2 by bench/bench_quality.py) and `set1`..`set4`, the paper's four hyperparameter sets. `param` is "pixel" or "fft";
   the seed's sets are pixel-only, `lucid` takes either (default fft). `presets.get_preset(name,
   steps, param)` resolves a preset once into a typed `Preset` (the command line does this at its
-  boundary); `render_units` and `Optimizer` take that Preset as it is.
-- Objectives (`objectives`): `neuron` (channel at a position, the spatial centre by default),
-  `channel` (mean), `logit` (pre-softmax), `direction` (weighted channels), `diversity` (across the
-  batch, non-linear), combined with `+`, `-`, scalar `*`, and `stack` (one objective per row).
+  boundary, inside `RenderSettings.resolve`); `render_units` and `Optimizer` take it as it is.
+- Objectives (`objectives`, the one objective module `onnxprobe.autodiff.objectives`): `neuron`
+  (channel at a position, the spatial centre by default), `channel` (mean), `logit` (pre-softmax),
+  `direction` (weighted channels), `diversity` (across the batch, non-linear), combined with `+`,
+  `-`, scalar `*`, and `stack` (one objective per row). `render_units` optimises a ReLU layer's
+  units on the ReLU's input (`pre_activation=True`, `objectives.pre_relu`): a ReLU that is off at
+  the start passes no gradient.
 
 The seed's method in pixel units: images are optimised in 0..255 pixel units whose origin is the
 model's input zero (the mean pixel for a mean-subtracting model: exactly the paper's Caffe input
@@ -49,7 +56,8 @@ What differs from the paper, and why (issue 14):
   pixel units, so lr 100 moved the image by 0.01-0.04 units per step and set3's 1000 steps left
   it flat grey (1/10 digits recognized). Now each row measures its input gradient at the start
   and multiplies the constant lr and max_lr by `REFERENCE_GRADIENT_RMS / rms(g0)` (presets.py,
-  0.01): lr 100 means a first step of RMS 1 pixel unit on every model. The rate stays constant
+  0.1, a calibration chosen by measurement there): lr 100 means a first step of RMS 10 pixel
+  units on every model. The rate stays constant
   during the run (as the paper's); the "progress" policy (set1 below its cap, set4) divides by
   ||g||^2 and was already scale-free; decay, blur radius and period, norm and contribution
   percentiles are the paper's values unchanged.
@@ -61,13 +69,13 @@ For linear objectives the whole step runs as one ONNX graph (`stepgraph.py`), on
 state kept on the GPU; `engine="numpy"` runs the same step with numpy priors (`priors.py`).
 """
 
-from onnxprobe.optimize import objectives
-from onnxprobe.optimize.objectives import Objective
+from onnxprobe.autodiff import objectives
+from onnxprobe.autodiff.objectives import Objective
 from onnxprobe.optimize.optimizer import ENGINES, Optimizer, optimize
 from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS, Preset, get_preset
-from onnxprobe.optimize.render import UnitResult, render_units, row_seed
+from onnxprobe.optimize.render import RenderSettings, UnitResult, render_units, row_seed
 
 __all__ = [
-    "DEFAULT_PRESET", "ENGINES", "PARAMS", "PRESETS", "Objective", "Optimizer", "Preset", "UnitResult",
+    "DEFAULT_PRESET", "ENGINES", "PARAMS", "PRESETS", "Objective", "Optimizer", "Preset", "RenderSettings", "UnitResult",
     "get_preset", "objectives", "optimize", "render_units", "row_seed",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 
 from onnxprobe.errors import UsageError
 from onnxprobe.optimize import lucid as lucid_mod
-from onnxprobe.optimize.objectives import Objective
+from onnxprobe.autodiff.objectives import Objective, differentiable_layer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
 from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
 from onnxprobe.optimize.stepgraph import OUTPUTS, blur_feeds, build_step_model, percentile_feeds
@@ -32,8 +32,9 @@ class Optimizer:
     per batch row, in which case `batch` is their count. `param` defaults to the preset's own.
     After `start()`, `step(n)` advances; `image(i)` is the current image of row i (display RGB
     uint8), `activation` the objective per row at the latest step (of the image that step
-    started from), `best_image(i)` / `best_activation` the best so far, `history` one array per
-    step. Images of the paper's presets are shown contrast-stretched around the mean pixel (as the
+    started from; lucid's of its randomly transformed view: progress only), `best_image(i)` /
+    `best_activation` the best so far, `history` one array per step; `initial_activation` and
+    `final_activation` measure the start and final images as `best_activation` does. Images of the paper's presets are shown contrast-stretched around the mean pixel (as the
     toolbox showed them); `raw_image(i)` / `current_input()` are the optimized input itself.
     `preset` is a Preset (resolved once by `presets.get_preset`, as the command line does) or a
     name; `param` and `steps`, when given, override the preset's.
@@ -54,9 +55,7 @@ class Optimizer:
         if self.batch < 1:
             raise UsageError("the batch needs at least one image")
         for target in objective.targets:
-            info = model.layer(target)
-            if info.differentiable is False:
-                raise UsageError(f"layer '{target}' cannot be differentiated w.r.t. the input (no gradient path)")
+            differentiable_layer(model, target)
         self.space = PixelSpace.from_spec(model.spec)
         if self.preset.method == "lucid":
             self.engine_name = "lucid"
@@ -136,7 +135,15 @@ class Optimizer:
 
     @property
     def initial_activation(self) -> np.ndarray | None:
-        return self.history[0] if self.history else None
+        """The objective of the starting images, measured as `best_activation` is (on the image
+        itself at the model's resolution, never through lucid's random transforms)."""
+        return self._require_started().initial_value() if self.history else None
+
+    @property
+    def final_activation(self) -> np.ndarray | None:
+        """The objective of the final images (`image()`) once the run is done, measured as
+        `best_activation` is; None before."""
+        return self._require_started().final_value() if self.done and self.history else None
 
     @property
     def best_activation(self) -> np.ndarray | None:
@@ -157,28 +164,13 @@ def _graph_blur_fits(preset: Preset, size: tuple[int, int]) -> bool:
     return preset.blur_radius <= 0 or preset.blur_every <= 0 or radius < min(size)
 
 
-def _linear_seeds(opt: Optimizer, batch: int) -> dict[str, np.ndarray]:
-    """A linear objective's seeds do not change between steps: built once per optimizer."""
-    cached = getattr(opt, "_linear_seed_cache", None)
-    if cached is None or cached[0] != batch:
-        seeds = opt.objective.seeds(None, batch)
-        cached = (batch, {t: np.ascontiguousarray(np.broadcast_to(s, (batch, *s.shape[1:])), np.float32)
-                          for t, s in seeds.items()})
-        opt._linear_seed_cache = cached
-    return cached[1]
-
-
 def _gradient_pass(opt: Optimizer, session, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One run of the gradient graph on the batch `x`: its outputs and the objective of each row."""
-    targets = list(opt.objective.targets)
-    if not opt.objective.linear:
-        acts = opt.model.activations(x, targets, with_outputs=False)
-        out = session.run(x, opt.objective.seeds(acts, opt.batch))
-        return out, opt.objective.value({t: out[t] for t in targets})
-    seeds = _linear_seeds(opt, opt.batch)
-    out = session.run(x, seeds)
-    value = sum((seeds[t] * out[t]).reshape(opt.batch, -1).sum(axis=1, dtype=np.float64) for t in targets)
-    return out, value
+    """One run of the gradient graph on the batch `x`: its outputs and the objective of each row
+    (`objective.value` on the targets' activations the run also gives)."""
+    objective = opt.objective
+    acts = None if objective.linear else opt.model.activations(x, list(objective.targets), with_outputs=False)
+    out = session.run(x, objective.seeds(acts, opt.batch))
+    return out, objective.value({t: out[t] for t in objective.targets})
 
 
 class _SeedState:
@@ -199,6 +191,12 @@ class _SeedState:
         out, _ = _gradient_pass(opt, session, self.space.to_input(self.space.clip(self.q0)))
         grad = self.space.gradient_to_q(out["grad"]).reshape(opt.batch, -1).astype(np.float64)
         return lr_scale(np.sqrt((grad ** 2).mean(axis=1)))
+
+    def initial_value(self) -> np.ndarray:
+        return self.opt.history[0]  # step 0 measures the starting images themselves
+
+    def final_value(self) -> np.ndarray:
+        return self.opt.history[-1]  # the last step measures the final images (it does not move them)
 
     def display_q(self, q_row, raw=False):
         q_row = self.space.clip(q_row[None])[0]
@@ -243,12 +241,11 @@ class _GraphEngine(_SeedState):
 
         targets = tuple(opt.objective.targets)
         seeds = {t: seed_name(t) for t in targets}
-        ranks = {t: len(s) for t, s in opt.objective.shapes.items()}
         space = self.space
 
         def build():
-            gradient = build_gradient_model(model.proto, list(targets), wrt=[model.input_name])
-            return build_step_model(gradient, model.input_name, grad_name(model.input_name), seeds, ranks,
+            gradient = build_gradient_model(model.proto, list(targets), wrt=[model.input_name], facts=model.facts)
+            return build_step_model(gradient, model.input_name, grad_name(model.input_name), opt.objective, seeds,
                                     space.slope, space.low, space.high, space.nhwc)
 
         self.session = model.session(("optimize-step", targets), build)
@@ -263,14 +260,13 @@ class _GraphEngine(_SeedState):
             **blur_feeds(preset.blur_radius, c), **percentile_feeds("norm_", h * w, preset.norm_pct),
             **percentile_feeds("contrib_", h * w, preset.contrib_pct),
         }
-        constant.update({seeds[t]: s for t, s in _linear_seeds(opt, opt.batch).items()})
+        constant.update({seeds[t]: s for t, s in opt.objective.seeds(None, opt.batch).items()})
         self.blurs = preset.blur_every > 0 and preset.blur_radius > 0
         flags = {(name, v): np.array(v) for name in ("update", "blur_now") for v in (False, True)}
         self.constant = {k: self._device(v) for k, v in constant.items()}
         self.flags = {k: self._device(v) for k, v in flags.items()}
         self.state = {"q": self._device(self.q0), "best_q": self._device(space.clip(self.q0)),
                       "best_value": self._device(np.full(opt.batch, -np.inf, np.float32))}
-        self._best_value = np.full(opt.batch, -np.inf)
 
     def _device(self, array):
         if not self.on_device:
@@ -287,7 +283,6 @@ class _GraphEngine(_SeedState):
         out = self.session.run(feeds, outputs=OUTPUTS, keep_on_device=("q_next", "best_q_next", "best_value_next"))
         self.state = {"q": out["q_next"], "best_q": out["best_q_next"], "best_value": out["best_value_next"]}
         value = np.asarray(out["value"], np.float64)
-        self._best_value = np.maximum(self._best_value, value)
         return value
 
     def _host(self, value) -> np.ndarray:
@@ -323,6 +318,8 @@ class _LucidEngine:
         self.current = self.image_fn.forward(self.params)
         self.best_images = self.current.copy()
         self.best = np.full(opt.batch, -np.inf)
+        # the steps measure transformed images (progress only); the start is measured as the result is
+        self.initial = _gradient_pass(opt, self.session, self._to_model(self.current))[1]
 
     def _to_model(self, display01: np.ndarray) -> np.ndarray:
         pixels = display01 * 255.0
@@ -372,6 +369,12 @@ class _LucidEngine:
 
     def best_value(self):
         return self.best.copy()
+
+    def initial_value(self) -> np.ndarray:
+        return self.initial.copy()
+
+    def final_value(self) -> np.ndarray:
+        return self.best.copy()  # the result is the final image, measured as it is after the last step
 
     def model_input(self, best):
         return self._to_model(self.best_images if best else self.current)

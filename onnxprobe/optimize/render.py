@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprobe.errors import UsageError
-from onnxprobe.optimize.objectives import logit_layer, make_objective, stack
+from onnxprobe.autodiff.objectives import by_kind, logit_layer, stack
+from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
+from onnxprobe.position import Position
 
 
 def row_seed(seed: int, layer: str, unit: int, restart: int) -> np.random.SeedSequence:
@@ -58,27 +59,73 @@ class UnitResult:
         }
 
 
-def render_units(model, layer: str | None, units: Sequence[int], preset: str | Preset = DEFAULT_PRESET, restarts: int = 1,
-                 steps: int | None = None, seed: int = 0, batch: int = 8, param: str | None = None,
-                 objective: str = "neuron", position: Sequence[int] | None = None, engine: str = "auto",
-                 on_step: Callable[[int], None] | None = None) -> list[UnitResult]:
+@dataclass(frozen=True)
+class RenderSettings:
+    """How units are rendered, resolved once (the command line at its boundary, `render_units`
+    for a caller that gives loose values): a final Preset (steps and parameterization included),
+    restarts per unit, the random seed and the batch of (unit, restart) rows run together. The
+    one place restarts and batch are checked."""
+
+    preset: Preset
+    restarts: int = 1
+    seed: int = 0
+    batch: int = 8
+
+    def __post_init__(self):
+        if not isinstance(self.preset, Preset):
+            raise TypeError(f"RenderSettings.preset is a Preset (see RenderSettings.resolve), got {self.preset!r}")
+        if not _count(self.restarts):
+            raise ParameterError(f"{{restarts}} must be at least 1, got {self.restarts!r}", "restarts")
+        if not _count(self.batch):
+            raise ParameterError(f"{{batch}} must be at least 1, got {self.batch!r}", "batch")
+        if not _count(self.seed, minimum=0):
+            raise ParameterError(f"{{seed}} must be a whole number of at least 0, got {self.seed!r}", "seed")
+
+    @classmethod
+    def resolve(cls, preset: str | Preset = DEFAULT_PRESET, steps: int | None = None, param: str | None = None,
+                restarts: int = 1, seed: int = 0, batch: int = 8) -> "RenderSettings":
+        """Loose values (a preset name, overrides) -> the typed settings; bad values: one ParameterError."""
+        return cls(get_preset(preset, steps, param), restarts, seed, batch)
+
+    @property
+    def units_per_chunk(self) -> int:
+        """Units whose (unit, restart) rows fill one batch."""
+        return max(1, self.batch // self.restarts)
+
+    def identity(self) -> dict:
+        """What decides a unit's images (not the batch: a row does not depend on its batch)."""
+        return {"preset": self.preset.to_json(), "param": self.preset.param, "restarts": self.restarts,
+                "seed": self.seed}
+
+
+def _count(value, minimum: int = 1) -> bool:
+    """A whole number of at least `minimum`."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
+
+
+def render_units(model, layer: str | None, units: Sequence[int], settings: RenderSettings | None = None, *,
+                 objective: str = "neuron", position: Position = None, engine: str = "auto",
+                 on_step: Callable[[int], None] | None = None, **loose) -> list[UnitResult]:
     """Visualize `units` of `layer` (see the package docstring); one UnitResult per unit, in order.
+    `settings` as resolved by the caller, or the loose values of `RenderSettings.resolve`
+    (preset, steps, param, restarts, seed, batch) as keywords. `objective` and `position` as
+    `objectives.by_kind` reads them (a neuron at a position of onnxprobe.position: Y,X, "centre"
+    (None: the same), "mean" (the channel); "max" needs an image, which a synthesized one has not).
 
     `on_step(rows)` is called after every optimisation step with the number of rows stepped
     (for progress bars: total work is len(units) * restarts * steps)."""
-    given = isinstance(preset, Preset) and steps is None and param is None
-    chosen = preset if given else get_preset(preset, steps, param)  # the command line passes a Preset
+    if settings is None:
+        settings = RenderSettings.resolve(**loose)
+    elif loose:
+        raise TypeError(f"render_units takes settings or {', '.join(sorted(loose))}, not both")
+    chosen, restarts, seed, batch = settings.preset, settings.restarts, settings.seed, settings.batch
     param = chosen.param
-    if restarts < 1:
-        raise UsageError(f"--restarts must be at least 1, got {restarts}")
-    if batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch}")
     if objective == "logit":
-        layer = logit_layer(model)
+        layer = logit_layer(model).name
     elif layer is None:
-        raise UsageError(f"--objective {objective} needs --layer")
+        raise ParameterError(f"{{objective}} {objective} needs {{layer}}", "objective", "layer")
     layer = model.layer(layer).name
-    objectives = {u: make_objective(model, objective, layer, u, position) for u in units}
+    objectives = {u: by_kind(model, objective, layer, u, position, pre_activation=True) for u in units}
     jobs = [(u, r) for u in units for r in range(restarts)]
     results: dict[int, UnitResult] = {}
     for start in range(0, len(jobs), batch):
@@ -102,6 +149,6 @@ def render_units(model, layer: str | None, units: Sequence[int], preset: str | P
             result.inputs.append(np.asarray(inputs[i], np.float32))
             result.initial_activation.append(float(opt.initial_activation[i]))
             result.best_activation.append(float(best[i]))
-            result.final_activation.append(float(opt.activation[i]))
+            result.final_activation.append(float(opt.final_activation[i]))
             result.seconds += share
     return [results[u] for u in units]

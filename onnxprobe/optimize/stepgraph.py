@@ -4,15 +4,19 @@ decay -> blur -> clip small norms -> clip small contributions -> best-so-far.
 The gradient graph (onnxprobe.autodiff) is wrapped by standard default-domain ops, so a step runs
 on any execution provider; on CUDA with IO binding the state (image, best image, best value)
 stays on the GPU between steps. Hyperparameters are inputs, so one compiled graph serves every
-preset. The numpy reference of the same step is `priors.seed_update`.
+preset. Its nodes are emitted through autodiff's Tape (unique names, constants shared), like the
+backward rules'. The numpy reference of the same step is `priors.seed_update`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
+from onnxprobe.autodiff.objectives import Objective, value_nodes
+from onnxprobe.autodiff.tape import Tape
+from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.loading import finalize_model
 
 P = "onnxprobe.step:"
@@ -34,115 +38,94 @@ def step_inputs(channels: int, height: int, width: int) -> dict[str, tuple[int, 
     }
 
 
-class _Builder:
-    def __init__(self):
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self._count = 0
+def _f32(tape: Tape, value) -> str:
+    return tape.const(np.asarray(value, np.float32))
 
-    def name(self, hint: str) -> str:
-        self._count += 1
-        return f"{P}{hint}.{self._count}"
 
-    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs) -> str:
-        out = self.name(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
-        return out
+def _percentile_mask(t: Tape, values: str, prefix: str) -> str:
+    """values (N,1,H,W) -> bool mask values < row percentile (np.percentile's linear rule)."""
+    flat = t.op("Reshape", values, t.i64([0, -1]))
+    smallest, _ = t.op("TopK", flat, prefix + "k", outputs=2, axis=1, largest=0, sorted=1)
+    a = t.op("Gather", smallest, prefix + "i0", axis=1)
+    b = t.op("Gather", smallest, prefix + "i1", axis=1)
+    weight = prefix + "t"
+    diff = t.op("Sub", b, a)
+    low_side = t.op("Add", a, t.op("Mul", diff, weight))
+    high_side = t.op("Sub", b, t.op("Mul", diff, t.op("Sub", _f32(t, [1.0]), weight)))
+    threshold = t.op("Where", t.op("GreaterOrEqual", weight, _f32(t, [0.5])), high_side, low_side)
+    threshold = t.op("Reshape", threshold, t.i64([-1, 1, 1, 1]))
+    return t.op("Less", values, threshold)
 
-    def const(self, value, dtype=np.float32, hint: str = "c") -> str:
-        name = self.name(hint)
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
 
-    def percentile_mask(self, values: str, prefix: str) -> str:
-        """values (N,1,H,W) -> bool mask values < row percentile (np.percentile's linear rule)."""
-        flat = self.op("Reshape", values, self.const([0, -1], np.int64))
-        smallest, _ = self.topk(flat, prefix + "k")
-        a = self.op("Gather", smallest, prefix + "i0", axis=1)
-        b = self.op("Gather", smallest, prefix + "i1", axis=1)
-        t = prefix + "t"
-        diff = self.op("Sub", b, a)
-        low_side = self.op("Add", a, self.op("Mul", diff, t))
-        high_side = self.op("Sub", b, self.op("Mul", diff, self.op("Sub", self.const([1.0]), t)))
-        threshold = self.op("Where", self.op("GreaterOrEqual", t, self.const([0.5])), high_side, low_side)
-        threshold = self.op("Reshape", threshold, self.const([-1, 1, 1, 1], np.int64))
-        return self.op("Less", values, threshold)
-
-    def topk(self, values: str, k: str) -> tuple[str, str]:
-        out, idx = self.name("topk"), self.name("topk_idx")
-        self.nodes.append(helper.make_node("TopK", [values, k], [out, idx], name=out, axis=1, largest=0, sorted=1))
-        return out, idx
-
-    def symmetric_pad(self, x: str, axis: int) -> str:
-        """Mirror-pad including the edge pixel (scipy's "reflect"), by a run-time radius r."""
-        axes, back = self.const([axis], np.int64), self.const([-1], np.int64)
-        low = self.op("Slice", x, "blur_lo_start", self.const([INT64_MIN], np.int64), axes, back)
-        high = self.op("Slice", x, self.const([-1], np.int64), "blur_hi_end", axes, back)
-        return self.op("Concat", low, x, high, axis=axis)
+def _symmetric_pad(t: Tape, x: str, axis: int) -> str:
+    """Mirror-pad including the edge pixel (scipy's "reflect"), by a run-time radius r."""
+    axes, back = t.i64([axis]), t.i64([-1])
+    low = t.op("Slice", x, "blur_lo_start", t.i64([INT64_MIN]), axes, back)
+    high = t.op("Slice", x, t.i64([-1]), "blur_hi_end", axes, back)
+    return t.op("Concat", low, x, high, axis=axis)
 
 
 def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_output: str,
-                     seeds: dict[str, str], ranks: dict[str, int], slope: np.ndarray, low: np.ndarray, high: np.ndarray,
+                     objective: Objective, seeds: dict[str, str], slope: np.ndarray, low: np.ndarray, high: np.ndarray,
                      nhwc: bool) -> onnx.ModelProto:
     """Wrap `gradient_model` (inputs: `input_name` and the seeds; outputs: the targets and
-    `grad_output`) into the step graph. `seeds` maps target -> seed input name, `ranks` target ->
-    rank; `slope`, `low`,
-    `high` are (1, C, 1, 1) (see priors.PixelSpace)."""
+    `grad_output`) into the step graph of the linear `objective`. `seeds` maps target -> seed input
+    name; `slope`, `low`, `high` are (1, C, 1, 1) (see priors.PixelSpace)."""
     channels = int(slope.shape[1])
     graph = gradient_model.graph
     image_value = next(v for v in graph.input if v.name == input_name)
     dims = [d.dim_value for d in image_value.type.tensor_type.shape.dim]
     height, width = (dims[1], dims[2]) if nhwc else (dims[2], dims[3])
-    b = _Builder()
+    feeds = step_inputs(channels, height, width)
+    # the tape's names avoid the gradient graph's and the step's own inputs and outputs
+    b = Tape(GraphFacts(gradient_model, infer_shapes=False), taken=set(feeds) | set(OUTPUTS), prefix=P)
 
-    q = b.op("Max", b.op("Min", "q", b.const(high)), b.const(low), hint="q_clipped")
-    x = b.op("Mul", q, b.const(slope))
+    q = b.op("Max", b.op("Min", "q", _f32(b, high)), _f32(b, low), hint="q_clipped")
+    x = b.op("Mul", q, _f32(b, slope))
     if nhwc:
         x = b.op("Transpose", x, perm=[0, 2, 3, 1])
-    b.nodes.append(helper.make_node("Identity", [x], [input_name], name=P + "to_model"))
+    b.emit("Identity", [x], [input_name])
     prefix_nodes, b.nodes = b.nodes, []
 
-    # objective value per row: sum over the targets of sum(seed * activation)
-    value = None
-    for target, seed in seeds.items():
-        axes = b.const(list(range(1, ranks[target])), np.int64)
-        part = b.op("ReduceSum", b.op("Mul", seed, target), axes, keepdims=0)
-        value = part if value is None else b.op("Add", value, part)
-    value = b.op("Identity", value, hint="value")
+    # the objective of each row, as the objective computes it (its in-graph form)
+    value = b.fresh("value")
+    nodes, inits = value_nodes(objective, seeds, value)
+    b.nodes.extend(nodes)
+    b.initializers.extend(inits)
 
     g = grad_output
     if nhwc:
         g = b.op("Transpose", g, perm=[0, 3, 1, 2])
-    g = b.op("Mul", g, b.const(slope), hint="grad_q")
-    spatial = b.const([1, 2, 3], np.int64)
+    g = b.op("Mul", g, _f32(b, slope), hint="grad_q")
+    spatial = b.i64([1, 2, 3])
     squared = b.op("ReduceSumSquare", g, spatial, keepdims=0)
     progress_lr = b.op("Min", "max_lr", b.op("Div", "desired_progress", squared))
     lr = b.op("Where", "progress", progress_lr, b.op("Expand", "lr", b.op("Shape", squared)))
-    out = b.op("Add", q, b.op("Mul", b.op("Reshape", lr, b.const([-1, 1, 1, 1], np.int64)), g))
+    out = b.op("Add", q, b.op("Mul", b.op("Reshape", lr, b.i64([-1, 1, 1, 1])), g))
     out = b.op("Mul", out, "keep")
 
-    blurred = b.op("Conv", b.symmetric_pad(out, 2), "blur_v", group=channels)
-    blurred = b.op("Conv", b.symmetric_pad(blurred, 3), "blur_h", group=channels)
+    blurred = b.op("Conv", _symmetric_pad(b, out, 2), "blur_v", group=channels)
+    blurred = b.op("Conv", _symmetric_pad(b, blurred, 3), "blur_h", group=channels)
     out = b.op("Where", "blur_now", blurred, out)
 
-    zero = b.const([0.0])
-    channel_axis = b.const([1], np.int64)
+    zero = _f32(b, [0.0])
+    channel_axis = b.i64([1])
     norms = b.op("Sqrt", b.op("ReduceSumSquare", out, channel_axis, keepdims=1))
-    out = b.op("Where", b.percentile_mask(norms, "norm_"), zero, out)
+    out = b.op("Where", _percentile_mask(b, norms, "norm_"), zero, out)
     contribution = b.op("Abs", b.op("ReduceSum", b.op("Mul", g, b.op("Neg", out)), channel_axis, keepdims=1))
-    out = b.op("Where", b.percentile_mask(contribution, "contrib_"), zero, out)
+    out = b.op("Where", _percentile_mask(b, contribution, "contrib_"), zero, out)
 
-    moving = b.op("And", b.op("Greater", squared, b.const([0.0])), "update")
-    moving4 = b.op("Reshape", moving, b.const([-1, 1, 1, 1], np.int64))
-    b.nodes.append(helper.make_node("Where", [moving4, out, q], ["q_next"], name=P + "q_next"))
+    moving = b.op("And", b.op("Greater", squared, _f32(b, [0.0])), "update")
+    moving4 = b.op("Reshape", moving, b.i64([-1, 1, 1, 1]))
+    b.emit("Where", [moving4, out, q], ["q_next"])
 
     better = b.op("Greater", value, "best_value")
-    b.nodes.append(helper.make_node("Where", [better, value, "best_value"], ["best_value_next"], name=P + "best_value"))
-    better4 = b.op("Reshape", better, b.const([-1, 1, 1, 1], np.int64))
-    b.nodes.append(helper.make_node("Where", [better4, q, "best_q"], ["best_q_next"], name=P + "best_q"))
-    b.nodes.append(helper.make_node("Identity", [value], ["value"], name=P + "value_out"))
+    b.emit("Where", [better, value, "best_value"], ["best_value_next"])
+    better4 = b.op("Reshape", better, b.i64([-1, 1, 1, 1]))
+    b.emit("Where", [better4, q, "best_q"], ["best_q_next"])
+    b.emit("Identity", [value], ["value"])
 
-    inputs = [helper.make_tensor_value_info(n, t, s) for n, (t, s) in step_inputs(channels, height, width).items()]
+    inputs = [helper.make_tensor_value_info(n, t, s) for n, (t, s) in feeds.items()]
     inputs += [v for v in graph.input if v.name in seeds.values()]
     img = ["N", channels, height, width]
     outputs = [helper.make_tensor_value_info("q_next", TensorProto.FLOAT, img),
@@ -150,7 +133,7 @@ def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_outp
                helper.make_tensor_value_info("best_value_next", TensorProto.FLOAT, ["N"]),
                helper.make_tensor_value_info("value", TensorProto.FLOAT, ["N"])]
     step = helper.make_graph(prefix_nodes + list(graph.node) + b.nodes, "onnxprobe_step", inputs, outputs,
-                             list(graph.initializer) + b.inits)
+                             list(graph.initializer) + b.initializers)
     model = helper.make_model(step, opset_imports=list(gradient_model.opset_import))
     return finalize_model(model)
 

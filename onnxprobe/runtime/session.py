@@ -167,6 +167,8 @@ def _tiny_model() -> bytes:
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
         )
+        # any opset ONNX Runtime reads serves (Identity is the same in all); runtime sits below graph,
+        # so graph.loading.WORKING_OPSET, the opset of the models onnxprobe builds, is not imported here
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
         model.ir_version = 8
         _TINY_MODEL = model.SerializeToString()

@@ -60,9 +60,6 @@ class AtlasSource:
     def layer_names(self) -> list[str]:
         return list(self._layers)
 
-    def has_layer(self, layer: str) -> bool:
-        return bool(self._layers.get(layer))
-
     def unit_entry(self, layer: str, unit: int) -> dict:
         return self._layers.get(layer, {}).get(int(unit), {})
 

@@ -28,7 +28,7 @@ from onnxprobe.viewer.workers import FrameGrabber, Worker
 
 class Viewer:
     def __init__(self, model, source: FrameSource | None = None, atlas=None, camera_index: int = 0,
-                 open_capture=None, save_dir: str | Path = ".", notify=None):
+                 open_capture=None, save_dir: str | Path = ".", notify=None, words: dict[str, str] | None = None):
         self.model = model
         self.atlas = atlas
         self.save_dir = Path(save_dir)
@@ -37,7 +37,7 @@ class Viewer:
         entries = [LayerEntry(l.name, l.units, l.is_spatial, l.channel_axis, l.spatial_axes) for l in model.layers]
         spatial = [i for i, e in enumerate(entries) if e.spatial]
         self.state = ViewerState(entries, default_layer=spatial[0] if spatial else 0, has_atlas=atlas is not None,
-                                 model_name=model.path.name)
+                                 model_name=model.path.name, words=words)
         self.passes = Passes(model, atlas)
         self.slots = LatestSlots(notify)
         self._settings = self.state.settings()
@@ -114,7 +114,7 @@ class Viewer:
             self._on_camera = False
             self.set_source(self._files_source)
         else:
-            self.state.message("no files to switch to: start with --images, --image or --video")
+            self.state.message(f"no files to switch to: start with {self.state.words['files']}")
 
     def save_and_report(self) -> None:
         try:
@@ -134,10 +134,6 @@ class Viewer:
         if self._optimization is not None:
             self._optimization = None
             self.state.message("live optimization stopped")
-            return
-        why = LiveOptimization.unavailable_reason()
-        if why:
-            self.state.message(f"live optimization unavailable: {why}")
             return
         layer, unit = self.state.layer.name, self.state.unit
         self._optimization = LiveOptimization(self.model, layer, unit)

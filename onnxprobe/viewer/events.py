@@ -15,9 +15,6 @@ class Emitter:
         self._callbacks.append(callback)
         return callback
 
-    def disconnect(self, callback: Callable[[str], None]) -> None:
-        self._callbacks = [c for c in self._callbacks if c is not callback]
-
     def emit(self, name: str) -> None:
         for callback in list(self._callbacks):
             callback(name)

@@ -2,48 +2,31 @@
 
 The optimize package offers an `Optimizer` with `start()`, `step(n)`, `image(i)` and `activation`.
 The viewer only needs: build one for (layer, unit), step it a few iterations at a time, and show
-image 0. When the package is not there (or lacks that API) the viewer says so and carries on.
+image 0.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from onnxprobe.autodiff.objectives import neuron
+from onnxprobe.optimize.optimizer import Optimizer
+from onnxprobe.optimize.presets import DEFAULT_PRESET
+
 STEPS_PER_UPDATE = 4
-PRESET = "lucid"  # legible on any model within a few dozen steps; set3 depends on the gradient scale
-
-
-def _api():
-    """(Optimizer, neuron objective) from onnxprobe.optimize; ImportError if not (yet) there."""
-    try:
-        from onnxprobe.optimize.objectives import neuron
-        from onnxprobe.optimize.optimizer import Optimizer
-    except ImportError as exc:
-        raise ImportError(f"onnxprobe.optimize cannot be imported ({exc})") from None
-    missing = [name for name in ("start", "step", "image") if not hasattr(Optimizer, name)]
-    if missing:
-        raise ImportError(f"onnxprobe.optimize.Optimizer lacks {', '.join(missing)}")
-    return Optimizer, neuron
+PRESET = DEFAULT_PRESET  # lucid: legible on any model within a few dozen steps; set3 depends on the gradient scale
 
 
 class LiveOptimization:
-    """The toolbox's objective: the unit at the spatial centre of the selected channel."""
+    """The toolbox's objective: the unit at the spatial centre of the selected channel (on the
+    ReLU's input for a ReLU layer, as render_units optimises it)."""
 
     def __init__(self, model, layer: str, unit: int, preset: str = PRESET):
-        optimizer_cls, neuron = _api()
         self.model = model
         self.layer = layer
         self.unit = unit
-        self._optimizer = optimizer_cls(model, neuron(model, layer, unit), preset=preset)
+        self._optimizer = Optimizer(model, neuron(model, layer, unit, pre_activation=True), preset=preset)
         self._image: np.ndarray | None = None
-
-    @staticmethod
-    def unavailable_reason() -> str | None:
-        try:
-            _api()
-        except ImportError as exc:
-            return str(exc)
-        return None
 
     def start(self) -> None:
         self._optimizer.start()
@@ -58,7 +41,7 @@ class LiveOptimization:
 
     def step(self, n: int = STEPS_PER_UPDATE) -> None:
         self._optimizer.step(n)
-        self._image = _as_rgb8(self._optimizer.image(0))
+        self._image = self._optimizer.image(0)  # HxWx3 uint8 RGB
 
     @property
     def activation(self) -> float:
@@ -68,14 +51,3 @@ class LiveOptimization:
     def image(self) -> np.ndarray | None:
         return self._image
 
-
-def _as_rgb8(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        scale = 255.0 if image.max(initial=0) <= 1.0 else 1.0
-        image = np.clip(image * scale, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    return np.ascontiguousarray(image)

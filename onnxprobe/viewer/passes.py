@@ -16,6 +16,7 @@ from time import thread_time
 
 import numpy as np
 
+from onnxprobe.autodiff.objectives import own_activation
 from onnxprobe.position import strongest
 from onnxprobe.preprocess import with_overrides
 from onnxprobe.render.backmaps import gradient_hwc, render_backmap
@@ -73,19 +74,11 @@ def make_frame(model, raw: np.ndarray, resize: str, seq: int, label: str) -> Fra
     return Frame(seq, x, spec.to_display(x[0]), label)
 
 
-def back_seed_mask(origin, unit: int, shape: tuple[int, ...], where: tuple[int, ...] = ()) -> np.ndarray:
-    """Where the back pane's seed lies, as a 0/1 mask of the origin layer's activation shape (batch
-    first): the unit's channel, at spatial position `where` when given (the position where it fires
-    most, onnxprobe.position.strongest), else the whole channel. The seed is the activation there
-    (the toolbox's seed: the unit's own activation), 0 elsewhere; the self-seeded graph forms it
-    inside the run (and finds the position itself: its peak_axes)."""
-    mask = np.zeros(shape, np.float32)
-    index = [slice(None)] * mask.ndim
-    index[origin.channel_axis] = min(unit, shape[origin.channel_axis] - 1)
-    for axis, p in zip(origin.spatial_axes if where else (), where):
-        index[axis] = p
-    mask[tuple(index)] = 1.0
-    return mask
+def back_objective(model, origin, unit: int):
+    """The back pane's objective: the toolbox's seed, the unit's own activation where it fires most
+    (autodiff.objectives.own_activation; a unit past the layer's last is the last). Its in-graph
+    form (`self_seed`) gives the map in one run; its seeds from a forward run otherwise."""
+    return own_activation(model, origin, min(unit, origin.units - 1))
 
 
 def _peak(origin, activation: np.ndarray, unit: int) -> tuple[int, ...]:
@@ -211,22 +204,21 @@ class Passes:
         want_diffs = settings.diffs and grid_layer.name != origin.name
         if any(d is None for d in origin.shape[1:]):
             return self.model.activations(frame.x, names, with_outputs=False), None
-        mask = back_seed_mask(origin, settings.origin[1], (frame.x.shape[0], *origin.shape[1:]))
         wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
         spec = (origin.name, tuple(wrt or ()), settings.back_mode, tuple(names))
         if spec in self._no_one_run:
             return self.model.activations(frame.x, names, with_outputs=False), None
         try:
-            session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode,
-                                                  extra_outputs=names, self_seeded=True,
-                                                  peak_axes=tuple(origin.spatial_axes) if origin.is_spatial else ())
-            out = session.run(frame.x, {origin.name: mask}, extra_outputs=names)
+            objective = back_objective(self.model, origin, settings.origin[1])
+            in_graph = objective.self_seed
+            session = self.model.gradient_session([in_graph.target], wrt=wrt, mode=settings.back_mode,
+                                                  extra_outputs=names, self_seeded=True, peak_axes=in_graph.peak_axes)
+            out = session.run(frame.x, {in_graph.target: in_graph.mask}, extra_outputs=names)
         except Exception:  # noqa: BLE001 -- the back worker meets it again and reports it; the grid goes on
             self._no_one_run.add(spec)
             return self.model.activations(frame.x, names, with_outputs=False), None
-        where = _peak(origin, out[origin.name], settings.origin[1])
-        out["seed"] = out[origin.name] * back_seed_mask(origin, settings.origin[1], mask.shape, where)
-        out["where"] = where
+        out["seed"] = objective.seeds({origin.name: out[origin.name]}, len(frame.x))[origin.name]
+        out["where"] = _peak(origin, out[origin.name], settings.origin[1])
         return {n: out[n] for n in names}, (self._back_job_key(frame, settings), out)
 
     def back(self, job) -> BackResult:
@@ -244,15 +236,12 @@ class Passes:
         else:
             if acts is None or origin.name not in acts:
                 acts = self.model.activations(frame.x, [origin.name], with_outputs=False)
-            activation = acts[origin.name]
-            where = _peak(origin, activation, unit)
-            selected = back_seed_mask(origin, unit, activation.shape, where) != 0
-            seed = np.zeros_like(activation)
-            seed[selected] = activation[selected]
+            objective = back_objective(self.model, origin, unit)
+            seeds = objective.seeds({origin.name: acts[origin.name]}, len(frame.x))
             wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
-            session = self.model.gradient_session([origin.name], wrt=wrt, mode=settings.back_mode)
-            out = session.run(frame.x, {origin.name: seed})
-            out["seed"], out["where"] = seed, where
+            session = self.model.gradient_session(objective.targets, wrt=wrt, mode=settings.back_mode)
+            out = session.run(frame.x, seeds)
+            out["seed"], out["where"] = seeds[origin.name], _peak(origin, acts[origin.name], unit)
             self._back_cache = (key, out)
         grad = gradient_hwc(out["grad"][0], self.model.spec.layout)
         values = {"back": render_backmap(grad, settings.back_filter, rgb_order=self.model.spec.channel_order == "RGB")}

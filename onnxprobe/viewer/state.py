@@ -13,14 +13,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxprobe.autodiff import MODES, BackMode
+
 from onnxprobe.render.backmaps import FILTERS
 from onnxprobe.render.grid import GAMMA_BOOSTS, PER_CHANNEL_BOOSTS, GridLayout
 from onnxprobe.viewer.events import Emitter
 from onnxprobe.viewer.panes import mark_selection, stale
 
-BACK_MODES = ("off", "gradient", "deconv", "guided")
-QUICK_BACK_LOOP = (("off", "raw"), ("gradient", "raw"), ("gradient", "norm"), ("deconv", "raw"))
+BACK_MODES = ("off", *MODES)
+QUICK_BACK_LOOP = (("off", "raw"), (BackMode.GRADIENT.value, "raw"), (BackMode.GRADIENT.value, "norm"),
+                   (BackMode.DECONV.value, "raw"))
 ZOOMS = ("none", "unit", "back")
+# How the user gives the viewer its inputs, in the library's words; a front end passes its own
+# (the view command: its flags, from cli/flags.py) to Viewer / ViewerState as `words`.
+INPUT_WORDS = {"atlas": "an atlas", "files": "image files or a video"}
 
 
 @dataclass(frozen=True)
@@ -93,10 +99,12 @@ class Panes:
 
 
 class ViewerState:
-    def __init__(self, layers: list[LayerEntry], default_layer: int = 0, has_atlas: bool = False, model_name: str = ""):
+    def __init__(self, layers: list[LayerEntry], default_layer: int = 0, has_atlas: bool = False, model_name: str = "",
+                 words: dict[str, str] | None = None):
         if not layers:
             raise ValueError("the viewer needs at least one layer")
         self.layers = layers
+        self.words = {**INPUT_WORDS, **(words or {})}
         self.model_name = model_name
         self.default_layer = default_layer
         self.has_atlas = has_atlas
@@ -208,7 +216,7 @@ class ViewerState:
 
     def pattern_mode(self) -> None:
         if not self.has_atlas and not self.pattern:
-            self.message("pattern mode needs unit images: start with --atlas DIR")
+            self.message(f"pattern mode needs unit images: start with {self.words['atlas']}")
             return
         self._set("modes", pattern=not self.pattern)
 
@@ -283,7 +291,7 @@ class ViewerState:
             "predictions": PaneView("predictions", p.predictions_image),
             "grid": self._grid_view(),
             "visuals": PaneView("live optimization" if optimized else "unit visuals", p.optimized if optimized else p.visuals,
-                                placeholder="no atlas (--atlas DIR)", visible=self.unit_images and (self.has_atlas or optimized)),
+                                visible=self.unit_images and (self.has_atlas or optimized)),
         }
 
     def _grid_view(self) -> PaneView:

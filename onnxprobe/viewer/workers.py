@@ -130,7 +130,7 @@ class FrameGrabber(threading.Thread):
                 continue
             try:
                 if source.live and not paused:
-                    if self._ready_for_more is not None and not getattr(source, "blocking", True):
+                    if self._ready_for_more is not None and not source.blocking:
                         self._ready_for_more(0.25)  # a file read as fast as possible: do not run ahead of inference
                     raw = source.read()
                 elif refresh:

@@ -149,6 +149,49 @@ def test_stale_temporaries_are_removed_and_a_rerun_renders_nothing(reference_tin
     assert_same_atlas(out, reference_tiny_atlas)  # relu2 stays in the atlas
 
 
+def test_position_reaches_the_units_and_the_key(gray_model_path, tmp_path):
+    """`position` is read by the objective module for every unit ("mean": the channel), and an atlas
+    made at another position is other settings."""
+    from onnxprobe.autodiff import objectives
+    from onnxprobe.errors import UsageError
+
+    model = ProbeModel.load(gray_model_path, device="cpu")
+    out = tmp_path / "mean"
+    build_atlas(model, ["relu1"], out, units=[1], position="mean", steps=2, seed=5)
+    record = json.loads(next((out / "units").glob("*/unit_00001.json")).read_text())
+    assert record["optimization"]["objective"] == objectives.channel(model, "relu1", 1, pre_activation=True).description
+    assert json.loads((out / "manifest.json").read_text())["settings"]["objective"] == "channel (mean over positions)"
+    with pytest.raises(UsageError, match="other settings"):
+        build_atlas(model, ["relu1"], out, units=[1], steps=2, seed=5)
+
+
+def _montages(root: Path, units) -> dict[str, bytes]:
+    """The top-k montages (patches, deconv, backprop) of these units in the atlas's maxact folder."""
+    names = {f"unit_{u:05d}_" for u in units}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / "maxact").rglob("unit_*.png"))
+            if p.name[:11] in names}
+
+
+def test_units_draw_only_their_montages_and_a_later_run_adds_its_own(gray_model_path, atlas_digits_dir,
+                                                                      reference_tiny_atlas, tmp_path):
+    """`units` draws the top-k montages of those units only (it used to draw every unit of the layer:
+    88 s for 4 units of a 256-unit layer), the same bytes a full atlas draws; a later run for another
+    unit draws that one and keeps the earlier ones."""
+    out = tmp_path / "atlas"
+    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), units=[1, 2], **TINY_ARGS)
+    every = _montages(out, range(6))
+    expected = _montages(reference_tiny_atlas, [1, 2])
+    assert len(expected) == 2 * 2 * 3  # two layers, two units, three montages: the reference drew them all
+    assert every == expected
+    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), units=[0], **TINY_ARGS)
+    assert _montages(out, range(6)) == _montages(reference_tiny_atlas, [0, 1, 2])
+    manifest = json.loads((out / "manifest.json").read_text())
+    for layer in ("relu1", "relu2"):
+        units = manifest["layers"][layer]["units"]
+        assert sorted(units) == ["0", "1", "2"]
+        assert all((out / units[u][kind]).is_file() for u in units for kind in ("top9", "top9_deconv", "top9_backprop"))
+
+
 # ---- distributed ------------------------------------------------------------------------------
 
 def test_local_dask_cluster_makes_the_same_atlas(gray_model_path, atlas_digits_dir, reference_tiny_atlas, tmp_path):
@@ -215,6 +258,8 @@ BAD = [
     ("other settings", ["--layer", "relu1", "--steps", "3", "--seed", "9"], "other settings"),
     ("out is the model", ["--layer", "relu1", "--out", "{d}/model.onnx"], "is the input model; refusing to overwrite"),
     ("missing data", ["--layer", "relu1", "--steps", "2", "--data", "{d}/nothing-here"], "nothing-here"),
+    ("position max", ["--layer", "relu1", "--position", "max"], "--position max needs an image"),
+    ("position outside", ["--layer", "relu1", "--position", "99,0"], "position 99,0 is outside layer 'relu1'"),
 ]
 
 

@@ -26,7 +26,7 @@ def run_cli(argv: list[str]) -> int:
 @pytest.fixture(scope="module")
 def small_net():
     """A small torch CNN and its ONNX export: (module, path, name of the second ReLU's tensor)."""
-    torch = pytest.importorskip("torch")
+    import torch
     from torch import nn
 
     from tests.fixtures_torch import export_module, onnx_tensor_for_module, seeded
@@ -151,7 +151,7 @@ BAD = [
     ("--layer relu2 --unit 0 --position=-1,0", "position -1,0 is outside"),
     ("--layer relu2 --unit 0 --position 1", "position 1 is outside"),
     ("--layer relu2 --unit 0 --position a,b", "--position takes Y,X integers, max, centre or mean"),
-    ("--layer relu2 --unit 6", "unit 6 is out of range: layer 'relu2' has 6 units"),
+    ("--layer relu2 --unit 6", "unit 6 out of range for layer 'relu2' (6 units: 0-5)"),
     ("--layer top_float --unit 0", "cannot be differentiated back to the input"),
     ("--layer nope --unit 0", "no layer named 'nope'"),
     ("--layer relu2 --unit 0 --mode sideways", "invalid choice: 'sideways'"),

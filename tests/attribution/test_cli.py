@@ -92,15 +92,15 @@ def test_nothing_is_written_on_bad_input(files, capsys):
 BAD = [
     # (arguments after MODEL, fragment of the one-line message)
     ("{d}/image.png --method sparkles", "invalid choice: 'sparkles'"),
-    ("{d}/image.png --method saliency --target 5", "class 5 is out of range: the model has 5 classes"),
-    ("{d}/image.png --method saliency --target -1", "class -1 is out of range"),
+    ("{d}/image.png --method saliency --target 5", "class 5 out of range for layer 'logits' (5 classes: 0-4)"),
+    ("{d}/image.png --method saliency --target -1", "class -1 out of range"),
     ("{d}/missing.png --method saliency", "image not found"),
     ("{d}/broken.png --method saliency", "cannot read image"),
     ("--input-npy {d}/wrong.npy --method saliency", "input tensor has shape (1, 3, 8, 8)"),
     ("--input-npy {d}/text.npy --method saliency", "cannot read --input-npy"),
     ("{d}/image.png --input-npy {d}/x.npy --method saliency", "give either IMAGE or --input-npy"),
     ("--method saliency", "give either IMAGE or --input-npy"),
-    ("{d}/image.png --method saliency --layer relu2 --unit 6", "unit 6 is out of range"),
+    ("{d}/image.png --method saliency --layer relu2 --unit 6", "unit 6 out of range for layer 'relu2' (6 units: 0-5)"),
     ("{d}/image.png --method saliency --layer nope --unit 0", "no layer named 'nope'"),
     ("{d}/image.png --method saliency --unit 0", "needs both a layer and a unit"),
     ("{d}/image.png --method saliency --target 1 --layer relu2 --unit 0", "either a class target or a layer"),

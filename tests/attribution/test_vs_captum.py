@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-captum_attr = pytest.importorskip("captum.attr")
-torchvision = pytest.importorskip("torchvision")
-
+import torch
+import captum.attr as captum_attr
+import torchvision
 from onnxprobe.attribution import attribute  # noqa: E402
 from onnxprobe.model import ProbeModel  # noqa: E402
 from tests.fixtures_torch import (  # noqa: E402

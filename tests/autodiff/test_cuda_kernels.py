@@ -21,6 +21,7 @@ import pytest
 from onnx import TensorProto, defs, helper
 
 from onnxprobe.autodiff import build_gradient_model, grad_name, seed_name
+from onnxprobe.graph.facts import GraphFacts
 
 TABLE = Path(__file__).resolve().parents[1] / "fixtures" / "ort_cuda_kernels.txt"
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,20 +65,12 @@ def load_table(path: Path = TABLE) -> dict[str, list[tuple[int, int, dict[str, s
     return table
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    return next(i.version for i in model.opset_import if i.domain in ("", "ai.onnx"))
-
-
 def missing_kernels(model: onnx.ModelProto, table) -> set[str]:
     """One line per (op, schema version, constraint, type) without a CUDA kernel."""
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    g = inferred.graph
-    elem = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]
-            if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
-    elem.update({i.name: i.data_type for i in g.initializer})
-    opset = _opset(model)
+    facts = GraphFacts(model)  # element types from shape inference, the opset
+    elem, opset = facts.elem, facts.opset
     bad: set[str] = set()
-    for node in g.node:
+    for node in model.graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             continue  # ONNX Runtime turns Constant nodes into initializers when it loads a model
         if node.domain not in ("", "ai.onnx"):
@@ -144,8 +137,8 @@ def test_the_check_finds_a_cpu_only_op():
 # ---- onnxprobe's graphs ------------------------------------------------------------------------
 
 def _network_models():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("torchvision")
+    import torch
+    import torchvision  # noqa: F401  (a test dependency: missing means fail, never skip)
     from tests.fixtures_torch import export_module
     from tests.networks.test_torchvision_gradients import ARCHS, build
 
@@ -184,12 +177,14 @@ def test_optimization_step_graph_has_cuda_kernels():
     from onnxprobe.model import ProbeModel
     from onnxprobe.optimize.stepgraph import build_step_model
 
+    from onnxprobe.autodiff.objectives import neuron
+
     model = ProbeModel.load(ROOT / "models" / "digits" / "digits-cnn.onnx", device="cpu")
     target = model.output_names[0]
     gm = build_gradient_model(model.proto, [target], wrt=[model.input_name])
     c = model.spec.channels
     ones = np.ones((1, c, 1, 1), np.float32)
-    step = build_step_model(gm, model.input_name, grad_name(model.input_name), {target: seed_name(target)},
-                            {target: len(model.infos[target].shape)}, ones, -ones, ones, False)
+    step = build_step_model(gm, model.input_name, grad_name(model.input_name), neuron(model, target, 0),
+                            {target: seed_name(target)}, ones, -ones, ones, False)
     bad = missing_kernels(step, load_table())
     assert not bad, "ops of the step graph that would fall back to the CPU:\n  " + "\n  ".join(sorted(bad))

@@ -67,8 +67,12 @@ def test_examples_name_bundled_files_and_real_layers(capsys, command, bundled_la
 
 
 def test_view_help_lists_every_key(capsys):
+    from onnxprobe.cli.flags import VIEWER_WORDS
+
     text = _help(capsys, "view")
     for keys, _, what in BINDINGS:
+        for word, said in VIEWER_WORDS.items():  # the viewer's inputs, as the view command names them
+            what = what.replace("{" + word + "}", said)
         if what:
             shown = {"Escape": "esc"}.get(keys[0], keys[0])  # the only key help spells differently
             assert re.search(rf"^\s+{re.escape(shown)}\b.*{re.escape(what)}$", text, re.M), (keys, what)

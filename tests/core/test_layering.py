@@ -1,5 +1,6 @@
 """The architecture's import rules (docs/architecture.md), enforced by import-linter's contracts in
-pyproject.toml: the layers, "onnxprobe never imports PyTorch", "Qt only in onnxprobe/viewer/qt"."""
+pyproject.toml: the layers, "commands do not import each other", "onnxprobe never imports PyTorch",
+"Qt only in onnxprobe/viewer/qt"."""
 
 from __future__ import annotations
 
@@ -38,3 +39,10 @@ def test_every_package_has_a_layer():
 def test_forbidden_contracts_cover_the_whole_package(forbidden):
     (contract,) = [c for c in _contracts() if forbidden in c.get("forbidden_modules", ())]
     assert contract["source_modules"] == ["onnxprobe"]
+
+
+def test_every_command_is_in_the_independence_contract():
+    from onnxprobe.cli import COMMANDS
+
+    (contract,) = [c for c in _contracts() if c["type"] == "independence"]
+    assert sorted(contract["modules"]) == sorted(f"onnxprobe.cli.{name}" for name in COMMANDS)

@@ -134,10 +134,10 @@ def test_backprop_and_gradient_check(corpus, capsys, tmp_path, name):
     grad = np.load(tmp_path / "g.npy")
     x = m.model.preprocess(read_image(m.image))
     assert grad.shape == x.shape and np.abs(grad).max() > 0
-    from onnxprobe.attribution.objective import unit_objective
+    from onnxprobe.autodiff.objectives import unit_objective
 
     objective = unit_objective(m.model, m.layer, m.unit, "centre")
-    err, tol = gradient_check(m.model, x, objective.seed, m.layer, grad)
+    err, tol = gradient_check(m.model, x, objective.seeds(None, 1)[m.model.layer(m.layer).name], m.layer, grad)
     record(name, "backprop", f"{err:.1e} (tol {tol:.0e})")
 
 

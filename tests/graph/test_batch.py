@@ -196,17 +196,17 @@ def test_graph_that_cannot_follow_the_batch_runs_rows_at_a_time(tmp_path, batch)
 def test_optimizer_batch_on_a_fixed_graph_equals_its_twin(tmp_path):
     """The optimizer's graph engine (its own step graph around the gradient graph) loops rows too:
     a batch of 3 on the fixed graph gives what its batch-dynamic twin gives."""
-    from onnxprobe.optimize.objectives import Objective, channel
+    from onnxprobe.autodiff.objectives import channel
     from onnxprobe.optimize.optimizer import Optimizer
 
     merged_batch(tmp_path / "merged.onnx", 1)
     model = ProbeModel.load(tmp_path / "merged.onnx", device="cpu")
     twin = ProbeModel.load(tmp_path / "twin.onnx", device="cpu")
-    # the twin's channel objective (the folded Reshape hides the fixed graph's spatial axes from
-    # the receptive-field pass, so its own channel() would weigh positions differently)
-    seed = channel(twin, "conv", 2).seeds(None, 1)["conv"]
-    objective = Objective({"conv": seed.shape}, lambda acts, batch: {"conv": seed}, "channel conv:2")
-    runs = [Optimizer(m, objective, "set3", seed=7, batch=3, steps=4, engine="graph").run() for m in (model, twin)]
+    # each model's own channel objective: the mean over every non-channel position, the same seeds
+    # whether or not the layer's spatial axes are known (the folded Reshape hides the fixed graph's)
+    objectives = [channel(m, "conv", 2) for m in (model, twin)]
+    assert np.array_equal(*(o.seeds(None, 3)["conv"] for o in objectives))
+    runs = [Optimizer(m, o, "set3", seed=7, batch=3, steps=4, engine="graph").run() for m, o in zip((model, twin), objectives)]
     for i in range(3):
         a, b = runs[0].best_image(i).astype(int), runs[1].best_image(i).astype(int)
         assert np.abs(a - b).max() <= 1  # uint8 display images: float32 rounding may flip one level
@@ -282,7 +282,8 @@ def test_commands_on_a_fixed_graph_give_its_twins_results(tmp_path, capsys):
         assert main(["maxact", str(tmp_path / f"{name}.onnx"), str(photos), "--layer", "conv", "--top", "2",
                      "--batch-size", "3", "--out", str(out / "maxact")]) == 0
         assert main(["attribute", str(tmp_path / f"{name}.onnx"), str(photos / "p0.png"), "--method",
-                     "integrated_gradients", "--layer", "relu", "--unit", "1", "--out", str(out / "ig.png"),
+                     "integrated_gradients", "--layer", "relu", "--unit", "1", "--position", "mean",
+                     "--out", str(out / "ig.png"),
                      "--npy", str(out / "ig.npy")]) == 0
         summary = json.loads((out / "maxact" / "maxact.json").read_text())
         records = json.loads((out / "maxact" / summary["layers"]["conv"]).read_text())
@@ -295,7 +296,7 @@ def test_commands_on_a_fixed_graph_give_its_twins_results(tmp_path, capsys):
     (hits, scores, ig), (twin_hits, twin_scores, twin_ig) = results["merged"], results["twin"]
     assert hits == twin_hits
     np.testing.assert_allclose(scores, twin_scores, rtol=0, atol=_tol(twin_scores, 27))
-    # integrated gradients of a ReLU channel's mean (the folded Reshape hides the later layers'
+    # integrated gradients of a ReLU channel's mean (--position mean; the folded Reshape hides the later layers'
     # positions from the receptive-field pass, so their objectives would differ): sums of 36 terms
     np.testing.assert_allclose(ig, twin_ig, rtol=0, atol=_tol(twin_ig, 36))
 

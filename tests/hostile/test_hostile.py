@@ -467,7 +467,7 @@ def test_optimize_interrupted_keeps_finished_units_and_resumes(inputs, tmp_path)
     args = ["optimize", str(inputs / "model.onnx"), "--layer", "conv2", "--unit", "0-15", "--batch", "1",
             "--steps", "80", "--quiet", "--out", str(out)]
     proc = _cli(args)
-    _wait_for(out / "conv2" / "unit0000.json", proc)
+    _wait_for(out / "conv2" / "unit_00000.json", proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in _one_line(err), err

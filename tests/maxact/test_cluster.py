@@ -12,7 +12,7 @@ import pytest
 
 from onnxprobe.maxact import run_maxact
 
-distributed = pytest.importorskip("distributed")
+import distributed
 
 LAYERS = ["relu1", "relu2", "logits"]
 SETTINGS = dict(top=6, shard_size=5, batch_size=4, deconv=False)

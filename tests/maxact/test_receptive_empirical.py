@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-
+import torch
+import torchvision
 from tests.fixtures_torch import export_module, onnx_tensor_for_module, seeded  # noqa: E402
 
 SIZE = 96

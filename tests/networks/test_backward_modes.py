@@ -18,10 +18,9 @@ import numpy as np
 import onnx
 import pytest
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-pytest.importorskip("onnxruntime")
-
+import torch
+import torchvision
+import onnxruntime  # noqa: F401  (a test dependency: missing means fail, never skip)
 from torch import nn  # noqa: E402
 
 from tests.fixtures_torch import GradientReference, export_module, reference_gradient, relative_error, seeded  # noqa: E402

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
+import torch
 from tests.fixtures_torch import FLOOR, K, ReplayDecisions, judge  # noqa: E402
 
 

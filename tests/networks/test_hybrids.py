@@ -23,10 +23,9 @@ import numpy as np
 import onnx
 import pytest
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-pytest.importorskip("onnxruntime")
-
+import torch
+import torchvision
+import onnxruntime  # noqa: F401  (a test dependency: missing means fail, never skip)
 from torch import nn  # noqa: E402
 
 from tests.fixtures_torch import (  # noqa: E402

@@ -25,10 +25,9 @@ import numpy as np
 import onnx
 import pytest
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-ort = pytest.importorskip("onnxruntime")
-
+import torch
+import torchvision
+import onnxruntime as ort
 from torch import nn  # noqa: E402
 from torchvision import models as tvm  # noqa: E402
 

@@ -35,8 +35,8 @@ def test_rerun_keeps_finished_units_and_redoes_the_rest_identically(tmp_path, ca
     assert len(first) == 4 * 6  # per unit: 2 restarts (PNG + the raw input .npy), a montage, a record
     stamps = {name: path.stat().st_mtime_ns for name, path in _files(folder).items()}
     # a run killed while writing unit 2 (its record missing) and before unit 3's images
-    (folder / "unit0002.json").unlink()
-    for name in ("unit0003_restart00.png", "unit0003_restart01.npy", "unit0003_montage.png"):
+    (folder / "unit_00002.json").unlink()
+    for name in ("unit_00003_restart00.png", "unit_00003_restart01.npy", "unit_00003_montage.png"):
         (folder / name).unlink()
     capsys.readouterr()
     assert main(["optimize", str(digits_model_path), *ARGS, "--out", str(out)]) == 0
@@ -44,7 +44,7 @@ def test_rerun_keeps_finished_units_and_redoes_the_rest_identically(tmp_path, ca
     now = _files(folder)
     assert _contents(folder) == first
     for name, path in now.items():
-        if name.startswith(("unit0000", "unit0001")):
+        if name.startswith(("unit_00000", "unit_00001")):
             assert path.stat().st_mtime_ns == stamps[name], name  # not redone
     assert not [p for p in out.rglob(".onnxprobe-tmp-*")]
 
@@ -58,15 +58,15 @@ def test_the_record_says_which_file_is_which(tmp_path, digits_model_path):
 
     out = tmp_path / "out"
     assert main(["optimize", str(digits_model_path), *ARGS, "--preset", "set3", "--out", str(out)]) == 0
-    record = json.loads((out / "conv2" / "unit0001.json").read_text())
+    record = json.loads((out / "conv2" / "unit_00001.json").read_text())
     assert record["display"] == "stretched" and "contrast-stretched" in record["files"]["png"]
     assert "optimized model input" in record["files"]["npy"]
     model = ProbeModel.load(digits_model_path, device="cpu")
-    x = np.load(out / "conv2" / "unit0001_restart00.npy")
+    x = np.load(out / "conv2" / "unit_00001_restart00.npy")
     assert x.shape == tuple(model.spec.input_shape()[1:])
     space = PixelSpace.from_spec(model.spec)
     q = space.gradient_to_q(x[None]) / space.slope ** 2  # x = slope * q, so q = x / slope
-    png = cv2_read(out / "conv2" / "unit0001_restart00.png")
+    png = cv2_read(out / "conv2" / "unit_00001_restart00.png")
     np.testing.assert_array_equal(png, space.to_display_stretched(q[0]))
 
 

@@ -87,7 +87,7 @@ def test_grid_follows_the_frames(tmp_path, options):
 def torch_back_map(model_path, x, mode, unit):
     """d/dx of sum(seed * relu2) with seed = relu2's channel `unit` at the position where it is
     largest (others zero; the back pane's default, issue 14), in PyTorch."""
-    torch = pytest.importorskip("torch")
+    import torch
     import torch.nn.functional as F
     weights = {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy()) for t in onnx.load(str(model_path)).graph.initializer}
     from tests.fixtures_torch import mode_relu

@@ -130,16 +130,24 @@ def test_saved_panes_outline_the_selection_and_ignore_zoom():
     assert tuple(saved["grid"][2, 2]) == (100, 100, 100) and state.panes.grid[y + 2, x - 1, 2] == 100  # a copy
 
 
-def test_back_seed_mask_covers_the_units_channel_on_any_axis():
-    from onnxprobe.viewer.passes import back_seed_mask
+def test_back_objective_covers_the_units_channel_on_any_axis():
+    """The back pane's objective (the unit's own activation where it fires most): its in-graph mask
+    is the unit's whole channel on any channel axis (the graph finds the peak), a unit past the
+    last is the last, and its seed from an activation is the activation at the peak only."""
+    from onnxprobe.graph.layers import LayerInfo
+    from onnxprobe.viewer.passes import back_objective
 
-    nhwc = SimpleNamespace(channel_axis=3)
-    mask = back_seed_mask(nhwc, 2, (1, 4, 5, 3))
+    nhwc = LayerInfo("t", "Conv", (None, 4, 5, 3), 3, (1, 2), None)
+    objective = back_objective(None, nhwc, 2)
+    mask = objective.self_seed.mask
     assert mask[..., 2].min() == 1 and mask[..., :2].max() == 0 and mask.sum() == 20
-    clamped = back_seed_mask(SimpleNamespace(channel_axis=1), 9, (1, 3))  # past the last unit: the last one
-    assert clamped.tolist() == [[0.0, 0.0, 1.0]]
-    at = back_seed_mask(SimpleNamespace(channel_axis=3, spatial_axes=(1, 2)), 2, (1, 4, 5, 3), where=(3, 1))
-    assert at.sum() == 1 and at[0, 3, 1, 2] == 1  # only where the unit fires most
+    assert objective.self_seed.peak_axes == (1, 2)
+    act = np.random.default_rng(0).random((1, 4, 5, 3)).astype(np.float32)
+    act[0, 3, 1, 2] = 2.0  # where unit 2 fires most
+    seed = objective.seeds({"t": act}, 1)["t"]
+    assert np.count_nonzero(seed) == 1 and seed[0, 3, 1, 2] == 2.0
+    clamped = back_objective(None, LayerInfo("v", "Gemm", (None, 3), 1, (), None), 9)  # past the last unit
+    assert clamped.self_seed.mask.tolist() == [[0.0, 0.0, 1.0]] and clamped.self_seed.peak_axes == ()
 
 
 def test_the_controller_leaves_the_shared_model_alone(tmp_path):

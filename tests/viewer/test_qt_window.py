@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
+import pytestqt  # noqa: F401  (a test dependency: missing means fail, never skip)
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
 from onnxprobe.model import ProbeModel  # noqa: E402

@@ -105,7 +105,7 @@ def test_escape_resets_everything():
 def test_pattern_mode_needs_an_atlas():
     without = make_state()
     press(without, "s")
-    assert not without.pattern and "--atlas" in without.status_line()
+    assert not without.pattern and "start with an atlas" in without.status_line()  # the library's words (view: --atlas DIR)
     with_atlas = make_state(has_atlas=True)
     press(with_atlas, "s")
     assert with_atlas.pattern and with_atlas.status_line().startswith("pattern")

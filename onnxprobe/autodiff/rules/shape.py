@@ -11,7 +11,7 @@ import numpy as np
 from onnx import helper
 
 from ..registry import ALL, Ctx, linear, passthrough, register
-from ..tape import FLOAT_TYPES
+from ...graph.facts import FLOAT_TYPES
 
 
 def scatter_adjoint(c: Ctx, g: str, x: str, apply, sentinel: bool = False) -> str:

@@ -1,18 +1,18 @@
 """The walk: every tensor that depends on the image gets its geometry, node by node in topological
 order, from the rule of the node's op (registry.py, rules/*.py). Also the context a rule reads (the
-tensors' geometries, shapes, small constants, the opset) and the shape pass behind it: one ONNX
-shape inference on a copy without large weights, and symbolic values of small int tensors computed
-from shapes (Shape -> Gather/Concat -> Reshape) so that Reshape can follow batch-agnostic targets.
+tensors' geometries, shapes, small constants, the opset: from the model's GraphFacts, whose one
+shape inference this pass shares) and symbolic values of small int tensors computed from shapes
+(Shape -> Gather/Concat -> Reshape) so that Reshape can follow batch-agnostic targets.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
+from ..facts import GraphFacts
 from ..optable import DEFAULT_DOMAINS
 from . import rules as _rules  # noqa: F401  (fills the registry)
 from .field import UNKNOWN, Geo, GiveUp, ReceptiveField, TensorGeometry, public
@@ -22,27 +22,19 @@ from .registry import attr, lookup
 # what a rule or the shape pass raises where a model lacks what it needs (a constant, a shape, a valid
 # attribute): the tensors become unknown, never a wrong receptive field
 _UNPROVEN = (GiveUp, IndexError, KeyError, TypeError, ValueError)
-
-
-def _small(dims: Iterable[int]) -> bool:
-    return int(np.prod(list(dims), dtype=np.int64)) <= 4096
+SMALL = 4096  # constants a rule may read (shape and index tensors, scales), in elements
 
 
 class Ctx:
     """What a geometry rule may look at: the geometries so far, shapes, small constants, the opset."""
 
-    def __init__(self, model: onnx.ModelProto, nsp: int, shapes: dict[str, tuple], approximate: bool):
+    def __init__(self, facts: GraphFacts, nsp: int, shapes: dict[str, tuple], approximate: bool):
         self.nsp = nsp
-        self.shapes = shapes
+        self.facts = facts
+        self.shapes = shapes  # the caller's shapes, over the facts'
         self.approximate = approximate
-        self.opset = next((imp.version for imp in model.opset_import if imp.domain in DEFAULT_DOMAINS), 18)
-        self.consts: dict[str, np.ndarray] = {}
-        for init in model.graph.initializer:
-            if _small(init.dims):
-                try:
-                    self.consts[init.name] = numpy_helper.to_array(init)
-                except Exception:
-                    pass
+        self.opset = facts.opset
+        self.consts: dict[str, np.ndarray] = {}  # values the walk derives (Identity/Cast of a constant)
         self.geos: dict[str, Geo] = {}
         self.symdims: dict[str, list] = {}  # int tensors computed from shapes: ints or dim symbols
 
@@ -64,6 +56,8 @@ class Ctx:
 
     def shape(self, name: str) -> tuple | None:
         shape = self.shapes.get(name)
+        if shape is None:
+            shape = self.facts.shape(name)
         if shape is None:
             return None
         return tuple(d if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 else None
@@ -88,7 +82,13 @@ class Ctx:
     def const(self, name: str) -> np.ndarray | None:
         if not name:
             return None
-        return self.consts.get(name)
+        value = self.consts.get(name)
+        if value is None:
+            try:
+                value = self.facts.const(name, max_size=SMALL)
+            except Exception:  # an initializer numpy cannot read: unknown
+                return None
+        return value
 
     def const_shape(self, name: str) -> tuple | None:
         value = self.const(name)
@@ -146,45 +146,6 @@ def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     return order
 
 
-def _inferred_shapes(model: onnx.ModelProto, overrides: dict[str, tuple]) -> dict[str, tuple]:
-    """Shapes from ONNX shape inference on a copy without large weights (they become typed inputs)."""
-    graph = model.graph
-    light = onnx.GraphProto(name=graph.name)
-    light.node.extend(graph.node)
-    light.output.extend(graph.output)
-    light.value_info.extend(graph.value_info)
-    for value in graph.input:
-        v = light.input.add()
-        v.CopyFrom(value)
-        shape = overrides.get(value.name)
-        if shape is not None and v.type.HasField("tensor_type") and len(shape) == len(v.type.tensor_type.shape.dim):
-            for d, s in zip(v.type.tensor_type.shape.dim, shape):
-                if isinstance(s, (int, np.integer)) and s >= 0:
-                    d.Clear()
-                    d.dim_value = int(s)
-    input_names = {v.name for v in graph.input}
-    for init in graph.initializer:
-        if _small(init.dims):
-            light.initializer.append(init)
-        elif init.name not in input_names:
-            light.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-    light_model = onnx.ModelProto(ir_version=model.ir_version, graph=light)
-    light_model.opset_import.extend(model.opset_import)
-    light_model.functions.extend(model.functions)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(light_model, check_type=False, strict_mode=False, data_prop=True)
-    except Exception:
-        inferred = light_model
-    shapes = {}
-    for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
-        tt = value.type.tensor_type
-        if value.type.HasField("tensor_type") and tt.HasField("shape"):
-            shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
-    for init in graph.initializer:
-        shapes[init.name] = tuple(init.dims)
-    return shapes
-
-
 def _shape_values(ctx: Ctx, node: onnx.NodeProto) -> list | None:
     """Values of small int tensors computed from shapes (Shape -> Gather/Slice/Concat/...): ints or symbols."""
     op = node.op_type
@@ -231,30 +192,29 @@ def _layout_labels(layout: str) -> tuple[tuple, int]:
 
 
 def analyze_geometry(model: onnx.ModelProto, input_name: str, layout: str = "NCHW",
-                     shapes: dict[str, tuple] | None = None, *, approximate: bool = False) -> dict[str, TensorGeometry]:
+                     shapes: dict[str, tuple] | None = None, *, approximate: bool = False,
+                     facts: GraphFacts | None = None) -> dict[str, TensorGeometry]:
     """Axis roles and receptive fields of every tensor that depends on ``input_name``.
 
     ``layout`` names the input's axes (``N``, ``C``, anything else spatial in input order: "NCHW",
     "NHWC", "NCW", "NCDHW"...). ``shapes`` maps tensor names to shapes (ints, None/str for unknown
-    dims); they override ONNX shape inference, which fills in the rest. ``approximate=True`` keeps the
+    dims); they override ONNX shape inference, which fills in the rest: the model's ``facts`` when
+    given (a loaded model's: no inference here), else one of its own. ``approximate=True`` keeps the
     local RF through global-context ops (squeeze-excitation gates, instance/group/layer norm statistics
     over the map) and reflect/edge/wrap padding, where the strict answer is None.
     """
     labels, nsp = _layout_labels(layout)
-    overrides = dict(shapes or {})
-    all_shapes = _inferred_shapes(model, overrides)
-    all_shapes.update({k: tuple(v) for k, v in overrides.items() if v is not None})
-    in_shape = all_shapes.get(input_name)
+    overrides = {k: tuple(v) for k, v in (shapes or {}).items() if v is not None}
+    if facts is None:
+        facts = GraphFacts(model, {v.name: overrides[v.name] for v in model.graph.input if v.name in overrides})
+    ctx = Ctx(facts, nsp, overrides, approximate)
+    in_shape = ctx.shapes.get(input_name) or facts.shape(input_name)
     if in_shape is not None and len(in_shape) != len(labels):
         raise ValueError(f"layout {layout!r} has {len(labels)} axes but input {input_name!r} has rank {len(in_shape)}")
-    ctx = Ctx(model, nsp, all_shapes, approximate)
     ctx.geos[input_name] = Geo(labels, ReceptiveField.identity(nsp))
     for node in _topological(model.graph):
         if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS and node.output:
-            value = _constant_value(node)
-            if value is not None:
-                ctx.consts[node.output[0]] = value
-            continue
+            continue  # the facts hold its value
         if node.op_type in ("Shape", "Identity", "Cast", "Squeeze", "Unsqueeze", "Concat", "Gather") \
                 and node.output and (node.op_type == "Shape" or any(n in ctx.symdims for n in node.input)):
             try:
@@ -265,8 +225,8 @@ def analyze_geometry(model: onnx.ModelProto, input_name: str, layout: str = "NCH
                 ctx.symdims[node.output[0]] = values
                 continue
         if not any(ctx.dep(n) for n in node.input):
-            if node.op_type in ("Identity", "Cast") and node.input and node.input[0] in ctx.consts:
-                ctx.consts[node.output[0]] = ctx.consts[node.input[0]]
+            if node.op_type in ("Identity", "Cast") and node.input and ctx.const(node.input[0]) is not None:
+                ctx.consts[node.output[0]] = ctx.const(node.input[0])
             continue
         rule = lookup(node.domain, node.op_type)
         outs: list[Geo | None]
@@ -284,15 +244,3 @@ def analyze_geometry(model: onnx.ModelProto, input_name: str, layout: str = "NCH
             if name and name != input_name:
                 ctx.geos[name] = geo
     return {name: public(geo, nsp) for name, geo in ctx.geos.items()}
-
-
-def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
-    for a in node.attribute:
-        if a.name == "value":
-            t = a.t
-            return numpy_helper.to_array(t) if _small(t.dims) else None
-        if a.name in ("value_int", "value_float"):
-            return np.asarray(helper.get_attribute_value(a))
-        if a.name in ("value_ints", "value_floats"):
-            return np.asarray(list(helper.get_attribute_value(a)))
-    return None

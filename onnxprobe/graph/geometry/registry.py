@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 import onnx
-from onnx import helper
 
+from ..facts import attr  # noqa: F401  (what every rule reads a node's attributes with)
 from ..optable import OpTable
 from .field import Geo, GiveUp
 
@@ -34,15 +34,6 @@ def register(*ops: str):
         return fn
 
     return deco
-
-
-def attr(node: onnx.NodeProto, name: str, default=None):
-    """An attribute's value (strings decoded), or ``default``."""
-    for a in node.attribute:
-        if a.name == name:
-            value = helper.get_attribute_value(a)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
 
 
 def norm_axis(axis: int, rank: int) -> int:

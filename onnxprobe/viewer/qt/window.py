@@ -69,7 +69,7 @@ class ViewerWindow(QWidget):
         grid.setColumnStretch(2, 1)
         grid.setColumnStretch(3, 1)
 
-        self.help = QLabel("\n".join(help_lines()), self)
+        self.help = QLabel("\n".join(help_lines(words=self.state.words)), self)
         self.help.setFont(QFont("DejaVu Sans Mono", 10))
         self.help.setStyleSheet("background: rgba(0, 0, 0, 210); color: #f0f0a0; padding: 16px;")
         self.help.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)

@@ -1,0 +1,43 @@
+"""The one table from the library's parameter names to this command line's flags: a library error
+(`errors.ParameterError`) names parameters, and `main()` prints it with the flags a user typed."""
+
+from __future__ import annotations
+
+from onnxprobe.errors import ParameterError, ProbeError
+
+# parameter (as the library's functions name it) -> the flag that gives it on the command line
+FLAGS = {
+    "input_shape": "--input-shape",
+    "layer": "--layer",
+    "layers": "--layer",
+    "all_layers": "--all",
+    "units": "--units",
+    "objective": "--objective",
+    "position": "--position",
+    "preset": "--preset",
+    "param": "--param",
+    "steps": "--steps",
+    "seed": "--seed",
+    "restarts": "--restarts",
+    "batch": "--batch",
+    "out_dir": "--out",
+    "fresh": "--fresh",
+    "scheduler": "--scheduler",
+    "every": "--every",
+    "top": "--top",
+    "by": "--by",
+    "batch_size": "--batch-size",
+    "shard_size": "--shard-size",
+    # the viewer's inputs (view)
+    "atlas": "--atlas",
+    "images": "--images",
+    "image": "--image",
+    "video": "--video",
+}
+# how the view command names the viewer's inputs in its hints (viewer.state.INPUT_WORDS)
+VIEWER_WORDS = {"atlas": f"{FLAGS['atlas']} DIR", "files": f"{FLAGS['images']}, {FLAGS['image']} or {FLAGS['video']}"}
+
+
+def in_cli_words(exc: ProbeError) -> str:
+    """The error's line as a command-line user reads it: parameters named by their flags."""
+    return exc.in_words(FLAGS) if isinstance(exc, ParameterError) else str(exc)

@@ -1,0 +1,142 @@
+"""Library errors speak the library's words (parameter names); the command line maps them to its
+flags through one table (cli/flags.py) when it prints the line (issue 16)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import onnxprobe
+from onnxprobe.cli import build_parser, main
+from onnxprobe.cli.flags import FLAGS
+from onnxprobe.errors import ParameterError
+
+PACKAGE = Path(onnxprobe.__file__).parent
+FLAG = re.compile(r"(?<![\w-])--[a-z]")
+
+
+def _library_files():
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if "cli" not in p.relative_to(PACKAGE).parts]
+
+
+def _strings(node) -> list[str]:
+    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def _calls(name: str):
+    for path in _library_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == name:
+                yield path, node
+
+
+def test_no_library_error_names_a_flag():
+    found = []
+    for path in _library_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                found += [f"{path.relative_to(PACKAGE)}:{node.lineno}: {s!r}" for s in _strings(node.exc) if FLAG.search(s)]
+    assert not found, "library errors naming command-line flags:\n" + "\n".join(found)
+
+
+def test_every_parameter_a_library_error_names_has_a_flag_and_is_in_its_message():
+    calls = list(_calls("ParameterError"))
+    assert len(calls) >= 20  # the scan sees the library's errors (it would pass vacuously if it saw none)
+    for path, call in calls:
+        where = f"{path.relative_to(PACKAGE)}:{call.lineno}"
+        params = [a.value for a in call.args[1:] if isinstance(a, ast.Constant)]
+        assert params and len(params) == len(call.args) - 1, f"{where}: parameters must be literal names"
+        template = "".join(_strings(call.args[0]))
+        for param in params:
+            assert param in FLAGS, f"{where}: parameter '{param}' has no flag in cli/flags.py FLAGS"
+            # an f-string writes {{name}} as the literal {name}
+            assert "{" + param + "}" in template, f"{where}: the message does not name '{param}'"
+
+
+def test_the_viewer_names_no_flag():
+    """The viewer's hints (status messages, pane placeholders, the key help) name its inputs in the
+    words its front end gives (the view command: cli/flags.py VIEWER_WORDS), never a flag itself."""
+    found = []
+    for path in sorted((PACKAGE / "viewer").rglob("*.py")):
+        found += [f"{path.relative_to(PACKAGE)}: {s!r}" for s in _strings(ast.parse(path.read_text(encoding="utf-8")))
+                  if FLAG.search(s)]
+    assert not found, "viewer texts naming command-line flags:\n" + "\n".join(found)
+
+
+def test_the_view_command_words_the_viewer_hints_with_its_flags(digits_model_path):
+    from types import SimpleNamespace
+
+    from onnxprobe.model import ProbeModel
+    from onnxprobe.viewer.controller import Viewer
+    from onnxprobe.viewer.sources import CameraSource
+
+    from onnxprobe.cli.flags import VIEWER_WORDS
+    from onnxprobe.viewer.keys import KEYMAP, help_lines
+    from onnxprobe.viewer.state import INPUT_WORDS, LayerEntry, ViewerState
+
+    assert set(VIEWER_WORDS) == set(INPUT_WORDS)  # every input the viewer's hints name
+    layers = [LayerEntry("conv1", 4, True, 1, (2, 3))]
+    for words, atlas in ((None, "an atlas"), (VIEWER_WORDS, "--atlas DIR")):
+        state = ViewerState(layers, words=words)
+        KEYMAP["s"].action(SimpleNamespace(state=state))  # pattern mode without an atlas
+        assert state.messages[-1][1] == f"pattern mode needs unit images: start with {atlas}"
+        assert any(line.endswith(f"(needs {atlas})") for line in help_lines(words=words))
+    assert VIEWER_WORDS["files"] == "--images, --image or --video"
+    model = ProbeModel.load(digits_model_path, device="cpu")
+    for words, files in ((None, "image files or a video"), (VIEWER_WORDS, "--images, --image or --video")):
+        viewer = Viewer(model, CameraSource(0), words=words)  # never started: no thread, no camera opened
+        viewer.toggle_source()  # on the camera with no files to go back to
+        assert viewer.state.messages[-1][1] == f"no files to switch to: start with {files}"
+
+
+def test_every_flag_in_the_table_exists():
+    parser = build_parser()
+    options = {opt for command in parser._subparsers._group_actions[0].choices.values()  # noqa: SLF001
+               for action in command._actions for opt in action.option_strings}  # noqa: SLF001
+    missing = sorted(set(FLAGS.values()) - options)
+    assert not missing, f"FLAGS names flags no command has: {missing}"
+
+
+def test_parameter_error_words():
+    import pickle
+
+    exc = ParameterError("{batch} must be at least 1, got 0; not {batches}", "batch")
+    assert str(exc) == "batch must be at least 1, got 0; not {batches}"
+    assert exc.in_words(FLAGS) == "--batch must be at least 1, got 0; not {batches}"
+    again = pickle.loads(pickle.dumps(exc))  # from a Dask worker: still names its parameter
+    assert type(again) is ParameterError and again.in_words(FLAGS) == exc.in_words(FLAGS)
+
+
+def test_a_library_caller_is_told_the_parameter(digits_model_path):
+    from onnxprobe.model import ProbeModel
+    from onnxprobe.optimize import render_units
+
+    model = ProbeModel.load(digits_model_path, device="cpu")
+    for kwargs, words in (({"batch": 0}, "batch must be at least 1, got 0"),
+                          ({"restarts": 0}, "restarts must be at least 1, got 0"),
+                          ({"steps": 0}, "steps must be at least 1, got 0"),
+                          ({"seed": -1}, "seed must be a whole number of at least 0, got -1"),
+                          ({"seed": 0.5}, "seed must be a whole number of at least 0, got 0.5")):
+        with pytest.raises(ParameterError) as info:
+            render_units(model, "conv2", [0], **kwargs)
+        assert str(info.value) == words and "--" not in str(info.value)
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["optimize", "{m}", "--layer", "conv2", "--unit", "0", "--batch", "0", "--out", "{o}"],
+     "--batch must be at least 1, got 0"),
+    (["optimize", "{m}", "--layer", "conv2", "--unit", "0", "--restarts", "0", "--out", "{o}"],
+     "--restarts must be at least 1, got 0"),
+    (["atlas", "{m}", "--layer", "conv2", "--batch", "0", "--out", "{o}"], "--batch must be at least 1, got 0"),
+    (["atlas", "{m}", "--out", "{o}"], "choose at least one --layer, or --all"),
+    (["maxact", "{m}", "{o}", "--layer", "conv2", "--every", "0", "--out", "{o}/x"], "--every must be at least 1"),
+])
+def test_the_command_line_is_told_the_flag(argv, line, digits_model_path, tmp_path, capsys):
+    argv = [a.format(m=digits_model_path, o=tmp_path / "out") for a in argv]
+    (tmp_path / "out").mkdir()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"onnxprobe: error: {line}") and err.count("\n") == 1, err
