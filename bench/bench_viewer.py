@@ -15,7 +15,12 @@ ResNet-18 at 224x224, random weights, exported once and cached under bench/.cach
               is work done)
   stall       the longest gap between ticks of a 2 ms GUI timer while inference runs, minus 2 ms
               (goal: under 50 ms)
-Each is measured in forward mode and again with the gradient back pane on.
+Each is measured in forward mode and again with the gradient back pane on; a line under each gives
+the CPU milliseconds per shown frame of each thread (where Linux's /proc says), the profile of where
+a frame goes. Under load from other work the wall ratio flatters the viewer (its several threads get
+more of the machine than the bare loop's one): compare cpu ratios across runs, and say the load.
+The quiet-machine bound is the wall ratio the viewer can reach with nothing else running: a frame
+takes at least its busiest thread's CPU time, and at least its whole CPU time spread over the cores.
 usage: QT_QPA_PLATFORM=offscreen python bench/bench_viewer.py [--seconds S] [--device auto|cpu|cuda]
 """
 
@@ -32,7 +37,7 @@ os.environ.setdefault("ONNXPROBE_ORT_SPIN", "0")  # CPU time = work done (read w
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import BUNDLED, CACHE, ROOT, torchvision_onnx  # noqa: E402
+from common import BUNDLED, CACHE, ROOT, load_line, torchvision_onnx  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -73,7 +78,28 @@ def bare_fps(model: ProbeModel, video: str, seconds: float) -> float:
     return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 
-def viewer_run(app, model: ProbeModel, video: str, seconds: float, keys: str = "") -> tuple[float, float, float]:
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of each live thread of this process, by thread name ({} without /proc)."""
+    import threading
+
+    names = {t.native_id: t.name.removeprefix("onnxprobe-") for t in threading.enumerate()}
+    names[threading.main_thread().native_id] = "GUI"
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            fields = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def viewer_run(app, model: ProbeModel, video: str, seconds: float, keys: str = "") -> tuple:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
     from onnxprobe.viewer.controller import Viewer
@@ -109,19 +135,26 @@ def viewer_run(app, model: ProbeModel, video: str, seconds: float, keys: str = "
     def begin():
         gaps["measuring"] = True
         gaps["cpu"] = time.process_time()
+        gaps["threads"] = thread_cpu()
         gaps["last"] = None
         shown.clear()
         backs.clear()
 
     QTimer.singleShot(int(warmup * 1000), begin)  # session building and first frames are not the steady state
-    QTimer.singleShot(int((warmup + seconds) * 1000), loop.quit)
+    def end():
+        gaps["threads_end"] = thread_cpu()  # before the window closes and the workers stop
+        loop.quit()
+
+    QTimer.singleShot(int((warmup + seconds) * 1000), end)
     loop.exec()
     timer.stop()
     cpu_per_frame = (time.process_time() - gaps["cpu"]) / max(1, len(shown))
+    per_thread = {name: (cpu - gaps["threads"].get(name, 0.0)) / max(1, len(shown))
+                  for name, cpu in gaps["threads_end"].items()}
     fps = (len(shown) - 1) / (shown[-1] - shown[0]) if len(shown) > 1 else 0.0
     back_fps = len(backs) / seconds
     window.close()
-    return fps, max(0.0, gaps["max"] - 0.002), back_fps, cpu_per_frame
+    return fps, max(0.0, gaps["max"] - 0.002), back_fps, cpu_per_frame, per_thread
 
 
 def main() -> int:
@@ -149,11 +182,19 @@ def main() -> int:
         model = ProbeModel.load(path, device=args.device, threads=inference_threads())  # as `onnxprobe view` loads it
         for mode, keys in (("forward", ""), ("back", "n")):
             before, cpu_a = bare_fps(model, video, args.seconds / 4)  # bare runs on both sides of the viewer's:
-            shown, stall, backs, cpu_frame = viewer_run(app, model, video, args.seconds, keys)
+            shown, stall, backs, cpu_frame, per_thread = viewer_run(app, model, video, args.seconds, keys)
             after, cpu_b = bare_fps(model, video, args.seconds / 4)
             bare, cpu_bare = (before + after) / 2, (cpu_a + cpu_b) / 2  # load that drifts hits both alike
             print(f"{name:<38} {mode:<9} {bare:9.1f} {shown:11.1f} {shown / bare:6.2f} {stall * 1000:9.1f}"
-                  f" {backs:12.1f} {cpu_bare / cpu_frame:8.2f}   [{model.device}]", flush=True)
+                  f" {backs:12.1f} {cpu_bare / cpu_frame:8.2f}   [{model.device}; {load_line()}]", flush=True)
+            threads = sorted(per_thread.items(), key=lambda kv: -kv[1])
+            print(f"{'':<38} CPU ms per frame: bare forward {cpu_bare * 1000:.1f}; viewer "
+                  + ", ".join(f"{name} {ms * 1000:.1f}" for name, ms in threads if ms >= 5e-5), flush=True)
+            if threads:  # a frame takes at least its busiest thread's time, and its CPU time over the cores
+                busiest, cores = threads[0], os.cpu_count() or 1
+                bound = max(busiest[1], cpu_frame / cores)
+                print(f"{'':<38} quiet-machine bound: viewer / bare <= {cpu_bare / bound:.2f} on {cores} cores "
+                      f"({'the ' + busiest[0] + ' thread' if bound == busiest[1] else 'all cores'} limits)", flush=True)
     return 0
 
 

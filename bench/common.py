@@ -47,3 +47,11 @@ def torchvision_onnx(name: str, size: int = 224) -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         export_torchvision(name, path, input_size=(size, size), weights=None)
     return path
+
+
+def load_line() -> str:
+    """The machine's load, printed beside wall-time ratios (which other work on the machine moves)."""
+    import os
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"load average {load:.1f} on {os.cpu_count()} CPUs"

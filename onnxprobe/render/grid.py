@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 PER_CHANNEL_BOOSTS = (0.0, 0.3, 0.5, 0.8, 1.0)  # key T
@@ -73,43 +74,71 @@ def normalize_tiles(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: fl
     The whole layer is scaled to 0..1 (so units compare), then each unit is divided by its own
     max ** boost_indiv (1 = every unit normalised on its own), then raised to boost_gamma.
     """
+    if neg_pos_colors is None:
+        return np.repeat(_normalize_gray(tiles, boost_indiv, boost_gamma)[..., None], 3, axis=-1)
     data = np.array(tiles, dtype=np.float32, copy=True)
-    if neg_pos_colors is not None:
-        neg, pos = (np.asarray(c, np.float32) for c in neg_pos_colors)
-        data /= max(float(data.max(initial=0)), float(-data.min(initial=0))) + 1e-10
-        data = (np.maximum(data, 0)[..., None] * pos) + (np.maximum(-data, 0)[..., None] * neg)
+    neg, pos = (np.asarray(c, np.float32) for c in neg_pos_colors)
+    data /= max(float(data.max(initial=0)), float(-data.min(initial=0))) + 1e-10
+    data = (np.maximum(data, 0)[..., None] * pos) + (np.maximum(-data, 0)[..., None] * neg)
+    return np.clip(_scale_boost(data, boost_indiv, boost_gamma), 0, 1)
+
+
+def _scale_boost(data: np.ndarray, boost_indiv: float, boost_gamma: float) -> np.ndarray:
+    """The layer scaled to 0..1 and boosted, in place where it can (data: a float32 array of its own)."""
     data -= data.min(initial=0) if data.size else 0
     data *= 1.0 / (data.max(initial=0) + 1e-10)
     if boost_indiv > 0:
         peaks = data.reshape(data.shape[0], -1).max(axis=1) + 1e-10
-        data = data * (peaks ** -boost_indiv).reshape((-1,) + (1,) * (data.ndim - 1))
+        data *= (peaks ** -boost_indiv).astype(np.float32).reshape((-1,) + (1,) * (data.ndim - 1))
     if boost_gamma != 1.0:
-        data = np.clip(data, 0, None) ** boost_gamma
-    if data.ndim == 3:
-        data = np.repeat(data[..., None], 3, axis=-1)
-    return np.clip(data, 0, 1)
+        np.maximum(data, 0, out=data)
+        data **= np.float32(boost_gamma)
+    return data
+
+
+def _normalize_gray(tiles: np.ndarray, boost_indiv: float, boost_gamma: float) -> np.ndarray:
+    """normalize_tiles without colours, one channel: (units, H, W) in 0..1. The layer pane is gray
+    (its three channels are equal), so the viewer's grid works on one channel, a third of the data."""
+    data = _scale_boost(np.array(tiles, dtype=np.float32, copy=True), boost_indiv, boost_gamma)
+    return np.clip(data, 0, 1, out=data)
 
 
 def layer_grid(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: float = 1.0, min_tile: int = 1,
                pad: int = 1, neg_pos_colors=None, images: np.ndarray | None = None) -> tuple[np.ndarray, GridLayout]:
     """Tile (units, H, W) activations into one RGB uint8 image; or tile ready RGB `images`
-    (units, H, W, 3 uint8, pattern mode) instead. Returns the image and its layout."""
-    if images is None:
+    (units, H, W, 3 uint8, pattern mode) instead. Returns the image and its layout.
+
+    The viewer draws this every frame: a gray grid (no colours, no pattern images) is tiled on one
+    channel and made RGB once at the end, and tiles are upscaled and placed with whole-array copies."""
+    if images is not None:
+        rgb = np.asarray(images, dtype=np.uint8)
+    elif neg_pos_colors is not None:
         rgb = (normalize_tiles(tiles, boost_indiv, boost_gamma, neg_pos_colors) * 255).astype(np.uint8)
     else:
-        rgb = np.asarray(images, dtype=np.uint8)
-    count, h, w = rgb.shape[:3]
+        gray = _normalize_gray(tiles, boost_indiv, boost_gamma)
+        gray *= 255
+        out, layout = _tile(gray.astype(np.uint8), min_tile, pad)
+        return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB), layout
+    return _tile(rgb, min_tile, pad)
+
+
+def _tile(pixels: np.ndarray, min_tile: int, pad: int) -> tuple[np.ndarray, GridLayout]:
+    """(units, h, w[, 3]) uint8 -> the grid image (tiles upscaled by a whole factor to at least
+    `min_tile`, `pad` pixels of black between them) and its layout."""
+    count, h, w = pixels.shape[:3]
     scale = max(1, int(np.ceil(min_tile / max(1, min(h, w)))))
-    if scale > 1:
-        rgb = np.repeat(np.repeat(rgb, scale, axis=1), scale, axis=2)
-        h, w = h * scale, w * scale
-    rows, columns = grid_shape(count, aspect=h / w)
-    layout = GridLayout(count, rows, columns, h, w, pad)
-    out = np.zeros((*layout.size, 3), np.uint8)
-    for unit in range(count):
-        y, x, _, _ = layout.tile_rect(unit)
-        out[y:y + h, x:x + w] = rgb[unit]
-    return out, layout
+    th, tw = h * scale, w * scale
+    rows, columns = grid_shape(count, aspect=th / tw)
+    layout = GridLayout(count, rows, columns, th, tw, pad)
+    depth = pixels.shape[3:]
+    cells = np.zeros((rows * columns, th + pad, tw + pad, *depth), np.uint8)
+    # nearest-neighbour upscale and placement in one copy: (units, h, s, w, s) -> (units, h*s, w*s)
+    cells[:count, :th, :tw] = np.broadcast_to(
+        pixels[:, :, None, :, None], (count, h, scale, w, scale, *depth)).reshape(count, th, tw, *depth)
+    grid = cells.reshape(rows, columns, th + pad, tw + pad, *depth).swapaxes(1, 2)
+    grid = grid.reshape(rows * (th + pad), columns * (tw + pad), *depth)
+    height, width = layout.size
+    return np.ascontiguousarray(grid[:height, :width]), layout
 
 
 FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX

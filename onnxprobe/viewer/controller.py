@@ -1,10 +1,12 @@
 """`Viewer`: wires the model (`ViewerState`), the frame sources and the worker threads. Qt-free.
 
-Threads: the grabber reads frames; the forward worker runs `Passes.forward` (the grid, unit, input
-and prediction panes); the back worker runs `Passes.back` (the back pane); the optimize worker steps
-a live optimization. Each takes only the newest job (one-slot mailboxes). Results go into
-`LatestSlots`; the GUI thread calls `poll()` (when `notify` fires) to move them into the model,
-which emits events to the widgets. The GUI thread never waits on the network.
+Threads: the grabber reads frames; the forward worker runs the network on them (`Passes.compute`);
+the draw worker draws the grid, unit, input and prediction panes from its results (`Passes.draw`),
+so the next frame's forward runs while this one is drawn; the back worker runs `Passes.back` (the
+back pane); the optimize worker steps a live optimization. Each takes only the newest job
+(one-slot mailboxes). Results go into `LatestSlots`; the GUI thread calls `poll()` (when `notify`
+fires) to move them into the model, which emits events to the widgets. The GUI thread never waits
+on the network.
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ class Viewer:
         self._errors_lock = threading.Lock()
         self.last_forward: ForwardResult | None = None  # the results the model shows (for tests)
         self.last_back: BackResult | None = None
+        self._early_back: BackResult | None = None  # a back map whose frame's grid is not shown yet
         self.snapshot_extras = None  # callable -> {name: image} added to saved panes (the Qt window's screenshot)
         self.forward = Worker("forward", self._run_forward, self._worker_failed)
+        self.draw = Worker("draw", self._run_draw, self._worker_failed)
         self.back = Worker("back", self._run_back, self._worker_failed)
         self.optimizer = Worker("optimize", self._run_optimize, self._worker_failed)
         self.grabber = FrameGrabber(self._make_frame, self._on_frame, self._report,
@@ -60,14 +64,14 @@ class Viewer:
 
     # ---- life cycle ------------------------------------------------------------------------------
     def start(self) -> "Viewer":
-        for thread in (self.forward, self.back, self.optimizer, self.grabber):
+        for thread in (self.forward, self.draw, self.back, self.optimizer, self.grabber):
             thread.start()
         self.set_source(self._initial_source)
         return self
 
     def stop(self) -> None:
         self._optimization = None
-        for thread in (self.grabber, self.forward, self.back, self.optimizer):
+        for thread in (self.grabber, self.forward, self.draw, self.back, self.optimizer):
             thread.stop()
 
     def set_source(self, source: FrameSource | None) -> None:
@@ -169,12 +173,16 @@ class Viewer:
 
     # ---- the workers ----------------------------------------------------------------------------------
     def _run_forward(self, job) -> None:
-        result, back_job, note = self.passes.forward(*job)
+        computed = self.passes.compute(*job)
+        if computed.back_job is not None:
+            self.back.submit(computed.back_job)
+        self.draw.submit(computed)
+
+    def _run_draw(self, computed) -> None:
+        result, note = self.passes.draw(computed)
         if note:
             self._report(note)
         self.slots.post("forward", result)
-        if back_job is not None:
-            self.back.submit(back_job)
 
     def _run_back(self, job) -> None:
         self.slots.post("back", self.passes.back(job))
@@ -189,6 +197,15 @@ class Viewer:
                          f"(activation {optimization.activation:.4g})")
 
     # ---- results -> model (GUI thread) ----------------------------------------------------------------
+    def _grid_caught_up(self, back: BackResult) -> bool:
+        """The grid is drawn on its own thread, so a back map can arrive before the grid of its
+        frame: it waits (`_early_back`) until the grid shows that frame with the same settings, or
+        a later frame. A newer back map replaces a waiting one."""
+        shown = self.last_forward
+        if shown is None:
+            return False
+        return shown.frame.seq > back.frame.seq or (shown.frame is back.frame and shown.settings is back.settings)
+
     def poll(self) -> set[str]:
         """Move the newest worker results into the model (GUI thread). Returns the kinds applied."""
         slots = self.slots.drain()
@@ -200,7 +217,10 @@ class Viewer:
             self.last_forward = forward
             state.update_panes("forward", **forward.values)
             state.frame_shown()
-        back = slots.get("back")
+        back = slots.get("back", self._early_back)
+        self._early_back = None
+        if back is not None and not self._grid_caught_up(back):
+            self._early_back, back = back, None
         if back is not None and state.show_back(back.settings, back.values):
             self.last_back = back
             if back.message:

@@ -1,15 +1,18 @@
 """The viewer's computations: a frame through the model into the forward panes (grid, unit, input,
 predictions, unit visuals), and the backward pass into the back pane and the back-diffs grid.
-Qt-free and thread-free: the controller's workers call `Passes.forward` and `Passes.back`.
+Qt-free and thread-free: the controller's workers call `Passes.compute` (the network),
+`Passes.draw` (the panes) and `Passes.back`.
 
 With the back pane on, a new frame gets the back map too (one self-seeded gradient run, ~2.5
-forwards on the CPU) every BACK_EVERY-th frame and a plain forward otherwise: the grid keeps a
-frame rate near the forward's while the back map still follows the video.
+forwards on the CPU) when the back maps so far have taken less than BACK_SHARE of the forward
+worker's time, and a plain forward otherwise: the grid keeps a frame rate near the forward's while
+the back map still follows the video.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from time import thread_time
 
 import numpy as np
 
@@ -23,7 +26,7 @@ from onnxprobe.viewer.state import Settings
 
 GRID_MIN_TILE = 24  # tiles smaller than this are repeated (nearest) so units stay clickable
 PATTERN_TILE = 48
-BACK_EVERY = 2
+BACK_SHARE = 0.15  # the most of the forward worker's time that back maps take on a moving video
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,16 @@ class Frame:
     x: np.ndarray  # (1, ...) input tensor
     display: np.ndarray  # the input as the model sees it, HxWx3 uint8 RGB
     label: str
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A frame through the network (`Passes.compute`), waiting to be drawn (`Passes.draw`)."""
+
+    frame: Frame
+    settings: Settings
+    acts: dict  # the grid layer's (and class output's) activations
+    back_job: tuple | None  # for the back worker, or None
 
 
 @dataclass
@@ -84,31 +97,73 @@ class Passes:
         self._forward_cache: tuple[tuple, dict] | None = None
         self._back_cache: tuple[tuple, dict] | None = None
         self._back_done: tuple | None = None  # the back settings of the newest back map
-        self._plain_since_back = 0  # frames shown since, without a back map
+        self._work_since_back = 0.0  # CPU seconds of plain forwards since the newest back map
+        self._back_extra = 0.0  # CPU seconds the newest back map's run took beyond a plain forward
+        self._plain_seconds = 0.0  # a plain forward's CPU seconds (moving average)
+        self._back_timed: set[tuple] = set()  # back settings whose run has been built (so it can be timed)
         self._back_seq = -1  # the frame of the newest back job
         self._no_one_run: set[tuple] = set()  # back settings whose one-run graph failed (not retried)
 
     def forward(self, frame: Frame, settings: Settings) -> tuple[ForwardResult, tuple | None, str | None]:
-        """(the forward panes, the back job to submit or None, a note for the status line or None)."""
+        """(the forward panes, the back job to submit or None, a note for the status line or None):
+        `compute` then `draw` (the controller runs them on two threads, so a frame is drawn while
+        the network runs on the next)."""
+        computed = self.compute(frame, settings)
+        result, note = self.draw(computed)
+        return result, computed.back_job, note
+
+    def compute(self, frame: Frame, settings: Settings) -> "Computed":
+        """The network's part of a frame: the grid layer's (and class output's) activations, with
+        the back map from the same run when one is due (`back_due`)."""
         layer = self.model.layer(settings.layer)
         back_now = settings.back_mode != "off"
-        if back_now:  # back settings changed, the same frame again (a still), or every BACK_EVERY-th frame
+        if back_now:
             wanted = self._back_job_key(frame, settings)[1:]
-            back_now = (wanted != self._back_done or frame.seq == self._back_seq
-                        or self._plain_since_back + 1 >= BACK_EVERY)
+            back_now = self.back_due(wanted != self._back_done or frame.seq == self._back_seq)
         key = (frame.seq, layer.name, self._back_job_key(frame, settings) if back_now else None)
         back_out = None
         if self._forward_cache is not None and self._forward_cache[0] == key:
             acts = self._forward_cache[1]
         else:
             names = [layer.name] + ([self.model.class_output] if self.model.class_output else [])
+            start = thread_time()
             if back_now:
                 acts, back_out = self.forward_with_back(frame, settings, names)
-                self._back_done, self._plain_since_back = wanted, 0
+                self._back_done, self._work_since_back = wanted, 0.0
+                if wanted in self._back_timed:
+                    self._back_extra = max(0.0, thread_time() - start - self._plain_seconds)
+                else:  # its first run builds the graph: not what a map costs; the next frame maps again, timed
+                    self._back_timed.add(wanted)
+                    self._back_extra = 0.0
             else:
                 acts = self.model.activations(frame.x, names, with_outputs=False)
-                self._plain_since_back += 1
+                took = thread_time() - start
+                self._work_since_back += took
+                self._plain_seconds = took if not self._plain_seconds else 0.8 * self._plain_seconds + 0.2 * took
             self._forward_cache = (key, acts)
+        back_job = None
+        if back_now:
+            self._back_seq = frame.seq
+            back_job = (frame, settings, acts if settings.origin[0] == layer.name else None, back_out)
+        return Computed(frame, settings, acts, back_job)
+
+    def back_due(self, must: bool) -> bool:
+        """Whether this frame's run also computes the back map: when it `must` (new back settings,
+        or the same frame again: a still), else once the plain forwards since the last back map
+        have taken (1 - BACK_SHARE) / BACK_SHARE times what that map cost beyond a plain forward,
+        so back maps take at most BACK_SHARE of the forward worker's time and the grid keeps the
+        forward's frame rate, however the gradient's cost compares with the forward's. Runs are
+        timed in CPU time of the worker thread, which other work on the machine does not inflate
+        (the network runs on that thread; where it has more threads, both kinds of run spread alike)."""
+        if must:
+            return True
+        return self._work_since_back * BACK_SHARE >= self._back_extra * (1 - BACK_SHARE)
+
+    def draw(self, computed: "Computed") -> tuple[ForwardResult, str | None]:
+        """The forward panes of a computed frame (grid, unit, input, predictions, unit visuals) and
+        a note for the status line or None. Reads the model's description only: any thread."""
+        frame, settings, acts = computed.frame, computed.settings, computed.acts
+        layer = self.model.layer(settings.layer)
         activation = acts[layer.name][0]
         tiles = units_first(activation, layer.channel_axis, layer.spatial_axes)
         unit = min(settings.unit, tiles.shape[0] - 1)
@@ -132,11 +187,7 @@ class Passes:
             values["visuals"] = panes.visuals_pane(self.atlas.unit_images(layer.name, unit))
         result = ForwardResult(frame, settings, activation, tiles, values)
         note = f"the atlas has no optimized images for layer '{layer.name}'" if found == 0 else None
-        back_job = None
-        if back_now:
-            self._back_seq = frame.seq
-            back_job = (frame, settings, acts if settings.origin[0] == layer.name else None, back_out)
-        return result, back_job, note
+        return result, note
 
     def _back_job_key(self, frame, settings) -> tuple:
         origin = self.model.layer(settings.origin[0])

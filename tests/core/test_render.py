@@ -118,3 +118,21 @@ def test_labelled_grid_upscales_and_captions():
     assert (tile == tile[0, 0]).all()
     caption = out[22 + 24:22 + 24 + 14, 3:3 + 48]
     assert caption.max() > 100 and (out[:22] > 100).any()  # caption and title drawn
+
+
+@pytest.mark.parametrize("boost_indiv,boost_gamma,min_tile", [(0.0, 1.0, 12), (0.5, 0.7, 24), (1.0, 0.3, 1)])
+def test_grid_tiles_are_the_normalised_units_upscaled(boost_indiv, boost_gamma, min_tile):
+    """The viewer's grid (gray, tiled on one channel) holds each unit's normalize_tiles image,
+    upscaled by a whole factor (nearest), in all three channels, with black padding between."""
+    tiles = np.random.default_rng(2).standard_normal((7, 5, 3)).astype(np.float32)
+    image, layout = layer_grid(tiles, boost_indiv, boost_gamma, min_tile=min_tile, pad=2)
+    expected = (normalize_tiles(tiles, boost_indiv, boost_gamma) * 255).astype(np.uint8)
+    scale = layout.tile_h // 5
+    assert scale == max(1, -(-min_tile // 3)) and layout.tile_w == 3 * scale
+    mask = np.zeros(image.shape[:2], bool)
+    for unit in range(7):
+        y, x, h, w = layout.tile_rect(unit)
+        up = np.repeat(np.repeat(expected[unit], scale, axis=0), scale, axis=1)
+        np.testing.assert_array_equal(image[y:y + h, x:x + w], up)
+        mask[y:y + h, x:x + w] = True
+    assert not image[~mask].any()  # padding and empty cells are black

@@ -121,3 +121,17 @@ def test_quit_key_closes(qtbot, window):
     qtbot.keyClick(window, "q")
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
     assert not window.viewer.forward.is_alive()
+
+
+def test_pane_images_are_copies_that_keep_every_pixel(qapp):
+    """to_qimage hands the painter a 32-bit image of its own: the same pixels (colour and gray
+    arrays), and a later change to the array does not reach what is painted."""
+    from onnxprobe.viewer.qt.widgets import from_qimage, to_qimage
+
+    rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    image = to_qimage(rgb)
+    rgb_before = rgb.copy()
+    rgb[:] = 0
+    np.testing.assert_array_equal(from_qimage(image), rgb_before)
+    gray = np.random.default_rng(1).integers(0, 256, (4, 6), dtype=np.uint8)
+    np.testing.assert_array_equal(from_qimage(to_qimage(gray)), np.repeat(gray[:, :, None], 3, axis=2))
