@@ -69,11 +69,11 @@ PRESETS: dict[str, Preset] = {
                     jitter=(8, 4), scales=tuple(round(0.9 + 0.02 * i, 2) for i in range(11)), max_rotate=10.0,
                     decorrelate=True),
 }
-# Lucid in a quarter of the steps: on MobileNetV2 (224 px) its class images are judged as well as
-# lucid's 512 steps by independent classifiers (bench/bench_quality.py: EfficientNet-Lite0 top-1
-# 80 %, top-5 100 % for both on 10 classes; lucid-fast 84 % / 98 % on 50) at 0.28 of lucid's time
-# per unit (7.5 s at batch 1 on the shared 2 cores, load 5-6), and the digits model's are all
-# recognized at 100 steps (models/README.md).
+# Lucid in a quarter of the steps, at 0.28 of lucid's time per unit (7.5 s at batch 1 on the
+# shared 2 cores, load 5-6). On MobileNetV2 (224 px) independent classifiers judge its class images
+# a little below lucid's 512 steps (bench/bench_quality.py, EfficientNet-Lite0, 50 classes: top-1
+# 84 % / top-5 98 % against 96 % / 100 %; alike on a 10-class subset, 80 % / 100 % for both); the
+# digits model's are all recognized at 100 steps (models/README.md).
 PRESETS["lucid-fast"] = replace(PRESETS["lucid"], name="lucid-fast", steps=128)
 DEFAULT_PRESET = "lucid"
 # The per-pixel RMS input gradient (0..255 pixel units) the paper's constant rates are read against:
