@@ -70,6 +70,9 @@ Round 2, final main, after the other engineers stopped (12:00-12:18 UTC, load 1.
 - imagenet, 50 classes, lucid (512 steps, batch 8): 36 % / 60 % / 2 and **96 % / 100 % / 1**,
   16.4 s per unit. So the best preset reaches issue 14's 95 % top-1 by the stronger judge, and
   lucid-fast (84 % / 98 % on the same 50) is not yet lucid's quality: the quarter-time goal stays open.
+- imagenet, 50 classes, lucid at --steps 256 (batch 8, load 1.1): 44 % / 58 % / 2 and 94 % / 100 % / 1,
+  5.8 s per unit: one class of 50 below 512 steps by EfficientNet-Lite0, eight above by SqueezeNet.
+  One seed each, so whether 256 steps is lucid's quality is not settled; presets unchanged.
 
 Round 1 (shared 2-core machine, load average 9-17, so subsets; 2026-11-30):
 - digits (tools/recognizability.py, each preset's own steps, 3 restarts, seeds 0 and 1): set1 9-10,
