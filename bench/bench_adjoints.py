@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from onnxprobe.autodiff import build_gradient_model, grad_name, seed_name  # noqa: E402
 from onnxprobe.graph.loading import finalize_model  # noqa: E402
+
+from common import interleaved_times  # noqa: E402  (bench/ is on the path when a bench runs)
 
 OPSET = 17
 BATCH = 8
@@ -247,21 +248,6 @@ def cases(rng: np.random.Generator):
                [("DepthToSpace blocksize 2", d2s, {"x": x})])
 
 
-def _timed(fns: dict, warmup: int, reps: int) -> tuple[dict, dict]:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            cpu[k].append(time.process_time() - c0)
-            wall[k].append(time.perf_counter() - t0)
-    return wall, cpu
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -285,7 +271,7 @@ def main(argv=None) -> int:
         outs = {label: sess.run(None, f)[0] for label, (sess, f) in sessions.items()}
         ref = outs["rule"]
         fns = {label: (lambda s=sess, f=f: s.run(None, f)) for label, (sess, f) in sessions.items()}
-        wall, cpu = _timed(fns, args.warmup, args.reps)
+        wall, cpu = interleaved_times(fns, reps=args.reps, warmup=args.warmup)
         print(f"\n{name}")
         for label in sessions:
             agree = ""

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
-from common import BUNDLED, load_line, torchvision_onnx
+from common import BUNDLED, interleaved_times, load_line, torchvision_onnx
 from onnxprobe.model import ProbeModel
 from onnxprobe.runtime.session import Session
 
@@ -52,17 +51,7 @@ def measure(path, device: str, repeats: int, batch: int, which: str = "all") -> 
     layers = ([next(l.name for l in model.layers if l.is_spatial)] if one_layer
               else caffe_layers(model) if which == "caffe" else None)
     fns = {"plain": lambda: plain.run(feeds), "exposed": lambda: model.activations(x, layers)}
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            cpu[name].append(time.process_time() - c0)
-            wall[name].append(time.perf_counter() - t0)
+    wall, cpu = interleaved_times(fns, reps=repeats, warmup=2)
     best = {k: min(v) for k, v in wall.items()}
     med = {k: statistics.median(v) for k, v in wall.items()}
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}

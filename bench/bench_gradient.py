@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from common import interleaved_times  # noqa: E402  (bench/ is on the path when a bench runs)
 CLASSES = (17, 503, 2, 999)  # logits seeded, one per batch row (cycled)
 
 
@@ -176,28 +178,6 @@ def _ort_runner(sess, feeds: dict, args):
     return run
 
 
-def _cpu_timed(fns: dict, warmup: int, reps: int, sync=lambda: None) -> tuple[dict, dict]:
-    """Wall and process-CPU seconds of each function, alternating run by run; every other round
-    runs in reverse order, so that no function always runs right after the same other one (an A/A
-    run of the same graph read 0.96 CPU time with a fixed order under load)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    sync()
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    order = list(fns)
-    for rep in range(reps):
-        for k in order if rep % 2 == 0 else order[::-1]:
-            fn = fns[k]
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            sync()
-            cpu[k].append(time.process_time() - c0)
-            wall[k].append(time.perf_counter() - t0)
-    return wall, cpu
-
-
 def worker_ort(args) -> dict:
     """floor and ours (and before) in one process, alternating; ours' peak RSS is read before
     floor exists."""
@@ -238,7 +218,7 @@ def worker_ort(args) -> dict:
     floor = _ort_session(model.SerializeToString(), args)
     del model
     run_floor = _ort_runner(floor, {"input": x}, args)
-    wall, cpu = _cpu_timed({"floor": run_floor, "ours": run_ours, **runs}, args.warmup, args.reps)
+    wall, cpu = interleaved_times({"floor": run_floor, "ours": run_ours, **runs}, reps=args.reps, warmup=args.warmup)
     return {"times": wall, "cpu": cpu, "base_rss": base, "peak_rss_ours": peak_ours, "peak_rss": _peak_rss_mib(),
             "gpu_mib": gpu_ours, "build_s": t_build, "providers": ours.get_providers(), "before_diff": diff}
 
