@@ -17,7 +17,6 @@ Needs torch (the `tools`/`test` extras); the onnxprobe runtime never imports thi
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -63,11 +62,9 @@ def export(out_path: str | Path) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output .onnx path")
-    args = parser.parse_args(argv)
-    print(export(args.out))
-    return 0
+    from tools.export_torch import export_main
+
+    return export_main(export, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -503,6 +503,15 @@ def _check_export(module, out: Path, input_size, channels) -> float:
     return float(np.max(np.abs(got - ref)))
 
 
+def export_main(export: Callable[[str], Path], description: str, argv: Sequence[str] | None = None) -> int:
+    """The command line of a script that exports one fixed network (`export(out_path)`): `--out PATH`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", required=True, help="output .onnx path")
+    args = parser.parse_args(argv)
+    print(export(args.out))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

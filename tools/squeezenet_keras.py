@@ -17,7 +17,6 @@ Needs h5py and torch (the `tools`/`test` extras); the onnxprobe runtime never im
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -112,11 +111,9 @@ def to_input(rgb_uint8: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output .onnx path")
-    args = parser.parse_args(argv)
-    print(export(args.out))
-    return 0
+    from tools.export_torch import export_main
+
+    return export_main(export, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
