@@ -89,7 +89,8 @@ def _peak(origin, activation: np.ndarray, unit: int) -> tuple[int, ...]:
 class Passes:
     """The forward and back computations, with what they keep between frames: the newest results
     (a still frame is not recomputed), the back settings last mapped, and the self-seeded graphs
-    that failed (not retried). `forward` runs on the forward worker, `back` on the back worker."""
+    that failed (not retried). `compute` runs on the forward worker, `draw` on the draw worker,
+    `back` on the back worker."""
 
     def __init__(self, model, atlas=None):
         self.model = model
@@ -103,14 +104,6 @@ class Passes:
         self._back_timed: set[tuple] = set()  # back settings whose run has been built (so it can be timed)
         self._back_seq = -1  # the frame of the newest back job
         self._no_one_run: set[tuple] = set()  # back settings whose one-run graph failed (not retried)
-
-    def forward(self, frame: Frame, settings: Settings) -> tuple[ForwardResult, tuple | None, str | None]:
-        """(the forward panes, the back job to submit or None, a note for the status line or None):
-        `compute` then `draw` (the controller runs them on two threads, so a frame is drawn while
-        the network runs on the next)."""
-        computed = self.compute(frame, settings)
-        result, note = self.draw(computed)
-        return result, computed.back_job, note
 
     def compute(self, frame: Frame, settings: Settings) -> "Computed":
         """The network's part of a frame: the grid layer's (and class output's) activations, with
