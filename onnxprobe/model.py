@@ -18,7 +18,7 @@ from onnxprobe.graph.layers import LayerInfo, find_layer, probeable_layers
 from onnxprobe.graph.loading import fix_input_shape, image_input, input_dims, load_model
 from onnxprobe.graph.facts import GraphFacts, TensorInfo
 from onnxprobe.preprocess import PreprocessSpec, declared_preprocessing, resolve_spec
-from onnxprobe.runtime.session import Session, SessionCache, resolve_device
+from onnxprobe.runtime.session import Session, SessionCache, resolve_device, to_numpy
 
 
 class ProbeModel:
@@ -256,18 +256,18 @@ class RowSession:
 
     def run(self, feeds: dict, outputs: Iterable[str] | None = None, keep_on_device: Iterable[str] = ()) -> dict:
         # results come back to the host: joining chunks needs them there (callers accept either)
-        feeds = {k: _host(v) for k, v in feeds.items()}
+        feeds = {k: to_numpy(v) for k, v in feeds.items()}
         sizes = {feeds[k].shape[0] for k in feeds if k in self.batched and np.ndim(feeds[k]) >= 1}
         if len(sizes) > 1:
             raise InputError(f"batched inputs disagree on the number of rows: {sorted(sizes)}")
         n = sizes.pop() if sizes else self.rows
         if n == self.rows:
-            return {k: _host(v) for k, v in self.inner.run(feeds, outputs).items()}
+            return {k: to_numpy(v) for k, v in self.inner.run(feeds, outputs).items()}
         parts = []
         for start in range(0, n, self.rows):
             index = np.minimum(np.arange(start, start + self.rows), n - 1)
             chunk = {k: (np.ascontiguousarray(v[index]) if k in self.batched else v) for k, v in feeds.items()}
-            parts.append({k: _host(v) for k, v in self.inner.run(chunk, outputs).items()})
+            parts.append({k: to_numpy(v) for k, v in self.inner.run(chunk, outputs).items()})
         out = {}
         for name in parts[0]:
             values = [p[name] for p in parts]
@@ -277,6 +277,3 @@ class RowSession:
                 out[name] = values[0]
         return out
 
-
-def _host(value):
-    return value if isinstance(value, np.ndarray) or not hasattr(value, "numpy") else value.numpy()

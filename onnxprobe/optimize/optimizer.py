@@ -14,6 +14,7 @@ from onnxprobe.optimize import lucid as lucid_mod
 from onnxprobe.autodiff.objectives import Objective, differentiable_layer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
 from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
+from onnxprobe.runtime.session import to_numpy
 from onnxprobe.optimize.stepgraph import OUTPUTS, blur_feeds, build_step_model, percentile_feeds
 
 ENGINES = ("auto", "graph", "numpy")
@@ -285,17 +286,14 @@ class _GraphEngine(_SeedState):
         value = np.asarray(out["value"], np.float64)
         return value
 
-    def _host(self, value) -> np.ndarray:
-        return value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else value
-
     def display(self, i, best, raw=False):
-        return self.display_q(self._host(self.state["best_q" if best else "q"])[i], raw)
+        return self.display_q(to_numpy(self.state["best_q" if best else "q"])[i], raw)
 
     def best_value(self):
-        return self._host(self.state["best_value"]).astype(np.float64)
+        return to_numpy(self.state["best_value"]).astype(np.float64)
 
     def model_input(self, best):
-        q = self._host(self.state["best_q" if best else "q"])
+        q = to_numpy(self.state["best_q" if best else "q"])
         return self.space.to_input(q if best else self.space.clip(q))
 
 

@@ -131,6 +131,12 @@ class Session:
         return {name: (value if name in keep else value.numpy()) for name, value in zip(names, values)}
 
 
+def to_numpy(value) -> np.ndarray:
+    """A run's output on the host: an OrtValue kept on the device (`keep_on_device`) copied back, a
+    numpy array as it is."""
+    return value if isinstance(value, np.ndarray) or not hasattr(value, "numpy") else value.numpy()
+
+
 def create_session(model, device: str = "auto", threads: int | None = None) -> Session:
     return Session(model, device=device, threads=threads)
 
