@@ -15,7 +15,7 @@ from onnxprobe.autodiff.objectives import Objective, differentiable_layer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
 from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
 from onnxprobe.runtime.session import to_numpy
-from onnxprobe.optimize.stepgraph import OUTPUTS, blur_feeds, build_step_model, percentile_feeds
+from onnxprobe.optimize.stepgraph import OUTPUTS, blur_feeds, build_step_model, io, percentile_feeds
 
 ENGINES = ("auto", "graph", "numpy")
 
@@ -261,6 +261,7 @@ class _GraphEngine(_SeedState):
             **blur_feeds(preset.blur_radius, c), **percentile_feeds("norm_", h * w, preset.norm_pct),
             **percentile_feeds("contrib_", h * w, preset.contrib_pct),
         }
+        constant = {io(k): v for k, v in constant.items()}
         constant.update({seeds[t]: s for t, s in opt.objective.seeds(None, opt.batch).items()})
         self.blurs = preset.blur_every > 0 and preset.blur_radius > 0
         flags = {(name, v): np.array(v) for name in ("update", "blur_now") for v in (False, True)}
@@ -278,10 +279,12 @@ class _GraphEngine(_SeedState):
 
     def step(self, index: int, last: bool) -> np.ndarray:
         feeds = dict(self.constant)
-        feeds.update(self.state)
-        feeds["update"] = self.flags[("update", not last)]
-        feeds["blur_now"] = self.flags[("blur_now", bool(self.blurs and index % self.opt.preset.blur_every == 0))]
-        out = self.session.run(feeds, outputs=OUTPUTS, keep_on_device=("q_next", "best_q_next", "best_value_next"))
+        feeds.update({io(k): v for k, v in self.state.items()})
+        feeds[io("update")] = self.flags[("update", not last)]
+        feeds[io("blur_now")] = self.flags[("blur_now", bool(self.blurs and index % self.opt.preset.blur_every == 0))]
+        ran = self.session.run(feeds, outputs=[io(o) for o in OUTPUTS],
+                               keep_on_device=[io(o) for o in ("q_next", "best_q_next", "best_value_next")])
+        out = {o: ran[io(o)] for o in OUTPUTS}
         self.state = {"q": out["q_next"], "best_q": out["best_q_next"], "best_value": out["best_value_next"]}
         value = np.asarray(out["value"], np.float64)
         return value

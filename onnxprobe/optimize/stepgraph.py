@@ -20,9 +20,17 @@ from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.loading import finalize_model
 
 P = "onnxprobe.step:"
+# The step's own inputs and outputs are named under IO in the graph, so that a model tensor called
+# "q" or "value" cannot clash with them; callers speak the short names and map them with `io`.
+IO = "onnxprobe.step."
 INT64_MIN = np.iinfo(np.int64).min
 
 OUTPUTS = ("q_next", "best_q_next", "best_value_next", "value")
+
+
+def io(name: str) -> str:
+    """The graph name of the step's input or output `name` ("q" -> "onnxprobe.step.q")."""
+    return IO + name
 
 
 def step_inputs(channels: int, height: int, width: int) -> dict[str, tuple[int, list]]:
@@ -45,10 +53,10 @@ def _f32(tape: Tape, value) -> str:
 def _percentile_mask(t: Tape, values: str, prefix: str) -> str:
     """values (N,1,H,W) -> bool mask values < row percentile (np.percentile's linear rule)."""
     flat = t.op("Reshape", values, t.i64([0, -1]))
-    smallest, _ = t.op("TopK", flat, prefix + "k", outputs=2, axis=1, largest=0, sorted=1)
-    a = t.op("Gather", smallest, prefix + "i0", axis=1)
-    b = t.op("Gather", smallest, prefix + "i1", axis=1)
-    weight = prefix + "t"
+    smallest, _ = t.op("TopK", flat, io(prefix + "k"), outputs=2, axis=1, largest=0, sorted=1)
+    a = t.op("Gather", smallest, io(prefix + "i0"), axis=1)
+    b = t.op("Gather", smallest, io(prefix + "i1"), axis=1)
+    weight = io(prefix + "t")
     diff = t.op("Sub", b, a)
     low_side = t.op("Add", a, t.op("Mul", diff, weight))
     high_side = t.op("Sub", b, t.op("Mul", diff, t.op("Sub", _f32(t, [1.0]), weight)))
@@ -60,8 +68,8 @@ def _percentile_mask(t: Tape, values: str, prefix: str) -> str:
 def _symmetric_pad(t: Tape, x: str, axis: int) -> str:
     """Mirror-pad including the edge pixel (scipy's "reflect"), by a run-time radius r."""
     axes, back = t.i64([axis]), t.i64([-1])
-    low = t.op("Slice", x, "blur_lo_start", t.i64([INT64_MIN]), axes, back)
-    high = t.op("Slice", x, t.i64([-1]), "blur_hi_end", axes, back)
+    low = t.op("Slice", x, io("blur_lo_start"), t.i64([INT64_MIN]), axes, back)
+    high = t.op("Slice", x, t.i64([-1]), io("blur_hi_end"), axes, back)
     return t.op("Concat", low, x, high, axis=axis)
 
 
@@ -78,9 +86,9 @@ def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_outp
     height, width = (dims[1], dims[2]) if nhwc else (dims[2], dims[3])
     feeds = step_inputs(channels, height, width)
     # the tape's names avoid the gradient graph's and the step's own inputs and outputs
-    b = Tape(GraphFacts(gradient_model, infer_shapes=False), taken=set(feeds) | set(OUTPUTS), prefix=P)
+    b = Tape(GraphFacts(gradient_model, infer_shapes=False), taken={io(n) for n in (*feeds, *OUTPUTS)}, prefix=P)
 
-    q = b.op("Max", b.op("Min", "q", _f32(b, high)), _f32(b, low), hint="q_clipped")
+    q = b.op("Max", b.op("Min", io("q"), _f32(b, high)), _f32(b, low), hint="q_clipped")
     x = b.op("Mul", q, _f32(b, slope))
     if nhwc:
         x = b.op("Transpose", x, perm=[0, 2, 3, 1])
@@ -99,14 +107,14 @@ def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_outp
     g = b.op("Mul", g, _f32(b, slope), hint="grad_q")
     spatial = b.i64([1, 2, 3])
     squared = b.op("ReduceSumSquare", g, spatial, keepdims=0)
-    progress_lr = b.op("Min", "max_lr", b.op("Div", "desired_progress", squared))
-    lr = b.op("Where", "progress", progress_lr, b.op("Expand", "lr", b.op("Shape", squared)))
+    progress_lr = b.op("Min", io("max_lr"), b.op("Div", io("desired_progress"), squared))
+    lr = b.op("Where", io("progress"), progress_lr, b.op("Expand", io("lr"), b.op("Shape", squared)))
     out = b.op("Add", q, b.op("Mul", b.op("Reshape", lr, b.i64([-1, 1, 1, 1])), g))
-    out = b.op("Mul", out, "keep")
+    out = b.op("Mul", out, io("keep"))
 
-    blurred = b.op("Conv", _symmetric_pad(b, out, 2), "blur_v", group=channels)
-    blurred = b.op("Conv", _symmetric_pad(b, blurred, 3), "blur_h", group=channels)
-    out = b.op("Where", "blur_now", blurred, out)
+    blurred = b.op("Conv", _symmetric_pad(b, out, 2), io("blur_v"), group=channels)
+    blurred = b.op("Conv", _symmetric_pad(b, blurred, 3), io("blur_h"), group=channels)
+    out = b.op("Where", io("blur_now"), blurred, out)
 
     zero = _f32(b, [0.0])
     channel_axis = b.i64([1])
@@ -115,23 +123,23 @@ def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_outp
     contribution = b.op("Abs", b.op("ReduceSum", b.op("Mul", g, b.op("Neg", out)), channel_axis, keepdims=1))
     out = b.op("Where", _percentile_mask(b, contribution, "contrib_"), zero, out)
 
-    moving = b.op("And", b.op("Greater", squared, _f32(b, [0.0])), "update")
+    moving = b.op("And", b.op("Greater", squared, _f32(b, [0.0])), io("update"))
     moving4 = b.op("Reshape", moving, b.i64([-1, 1, 1, 1]))
-    b.emit("Where", [moving4, out, q], ["q_next"])
+    b.emit("Where", [moving4, out, q], [io("q_next")])
 
-    better = b.op("Greater", value, "best_value")
-    b.emit("Where", [better, value, "best_value"], ["best_value_next"])
+    better = b.op("Greater", value, io("best_value"))
+    b.emit("Where", [better, value, io("best_value")], [io("best_value_next")])
     better4 = b.op("Reshape", better, b.i64([-1, 1, 1, 1]))
-    b.emit("Where", [better4, q, "best_q"], ["best_q_next"])
-    b.emit("Identity", [value], ["value"])
+    b.emit("Where", [better4, q, io("best_q")], [io("best_q_next")])
+    b.emit("Identity", [value], [io("value")])
 
-    inputs = [helper.make_tensor_value_info(n, t, s) for n, (t, s) in feeds.items()]
+    inputs = [helper.make_tensor_value_info(io(n), t, s) for n, (t, s) in feeds.items()]
     inputs += [v for v in graph.input if v.name in seeds.values()]
     img = ["N", channels, height, width]
-    outputs = [helper.make_tensor_value_info("q_next", TensorProto.FLOAT, img),
-               helper.make_tensor_value_info("best_q_next", TensorProto.FLOAT, img),
-               helper.make_tensor_value_info("best_value_next", TensorProto.FLOAT, ["N"]),
-               helper.make_tensor_value_info("value", TensorProto.FLOAT, ["N"])]
+    outputs = [helper.make_tensor_value_info(io("q_next"), TensorProto.FLOAT, img),
+               helper.make_tensor_value_info(io("best_q_next"), TensorProto.FLOAT, img),
+               helper.make_tensor_value_info(io("best_value_next"), TensorProto.FLOAT, ["N"]),
+               helper.make_tensor_value_info(io("value"), TensorProto.FLOAT, ["N"])]
     step = helper.make_graph(prefix_nodes + list(graph.node) + b.nodes, "onnxprobe_step", inputs, outputs,
                              list(graph.initializer) + b.initializers)
     model = helper.make_model(step, opset_imports=list(gradient_model.opset_import))

@@ -115,3 +115,27 @@ def test_affine_sampler_matches_scipy_map_coordinates():
         for c in range(2):
             want = ndimage.map_coordinates(x[n, c], src, order=1, mode="grid-constant", cval=0.5).reshape(size)
             np.testing.assert_allclose(got[n, c], want, atol=8 * np.finfo(np.float32).eps)
+
+
+def test_step_graph_names_do_not_clash_with_the_model(tmp_path, tiny):
+    """A model whose tensors carry the step graph's short names ("q", "lr", "value", ...) optimizes
+    exactly like the same model under other names: the step's inputs and outputs live under their
+    own prefix (stepgraph.io)."""
+    import onnx
+
+    from tests.conftest import make_conv_model
+
+    proto = make_conv_model(size=(16, 16))
+    renames = {"image": "q", "conv1": "lr", "relu1": "keep", "pool1": "update", "conv2": "value", "w1": "best_q"}
+    for node in proto.graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    proto.graph.input[0].name = "q"
+    proto.graph.initializer[0].name = "best_q"
+    onnx.save(proto, str(tmp_path / "clash.onnx"))
+    clash = ProbeModel.load(tmp_path / "clash.onnx", device="cpu")
+    runs = [Optimizer(m, objectives.stack([objectives.neuron(m, layer, u) for u in range(2)]), "set3", seed=1,
+                      batch=2, steps=12, engine="graph").run()
+            for m, layer in ((tiny, "conv2"), (clash, "value"))]
+    np.testing.assert_array_equal(runs[1].current_input(), runs[0].current_input())
+    np.testing.assert_array_equal(np.array(runs[1].history), np.array(runs[0].history))
