@@ -11,8 +11,8 @@ activations: one gradient run needs no forward first. The others (`diversity`, `
 need the activations (`seeds_for` runs the forward); `own_activation` also has an in-graph form
 (`self_seed`, see `self_seeded`) that needs no forward at all.
 
-Constructors take the model (anything with `.layer(name)`; `logit` also `.proto` and
-`.class_output`) and a layer name or `LayerInfo`. Positions mean what onnxprobe.position says:
+Constructors take the model (anything with `.layer(name)`; `logit` and `pre_relu` also `.facts`,
+`logit` `.class_output`) and a layer name or `LayerInfo`. Positions mean what onnxprobe.position says:
 `neuron` takes Y,X (None: the centre), `unit_objective` takes any position keyword.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from ..errors import ParameterError, UsageError
+from ..graph.facts import GraphFacts
 from ..graph.layers import LayerInfo
 from ..position import Position, centre, check_position, check_unit, resolve
 
@@ -239,25 +240,25 @@ def pre_relu(model, layer: str | LayerInfo) -> LayerInfo:
     optimises such layers "pre_relu" for the same reason. Values reported are then the
     pre-activation's."""
     info = differentiable_layer(model, layer)
-    for node in model.proto.graph.node:
-        if node.op_type in FLAT_ACTIVATIONS and info.name in node.output:
-            try:
-                pre = model.layer(node.input[0])
-            except UsageError:
-                return info
-            if pre.shape == info.shape and pre.channel_axis == info.channel_axis and pre.differentiable is not False:
-                return pre
+    node = model.facts.producers.get(info.name)
+    if node is not None and node.op_type in FLAT_ACTIVATIONS:
+        try:
+            pre = model.layer(node.input[0])
+        except UsageError:
+            return info
+        if pre.shape == info.shape and pre.channel_axis == info.channel_axis and pre.differentiable is not False:
+            return pre
     return info
 
 
 _SHAPE_ONLY = ("Identity",)
 
 
-def pre_softmax_tensor(model: onnx.ModelProto, tensor: str) -> str:
+def pre_softmax_tensor(facts: GraphFacts, tensor: str) -> str:
     """The logits: the input of the Softmax/LogSoftmax that produces `tensor` (through Identity
     nodes), else `tensor` itself. Objectives on class units use the logits, because maximising
     (or explaining) a softmax output mostly minimises the other classes."""
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = facts.producers
     name = tensor
     while name in producers and producers[name].op_type in _SHAPE_ONLY:
         name = producers[name].input[0]
@@ -271,7 +272,7 @@ def logit_layer(model) -> LayerInfo:
     """The class scores before any final softmax (the model's (N, classes) output, through Identity)."""
     if model.class_output is None:
         raise UsageError("the model has no class-score output (N, classes): choose a layer and unit instead of a class")
-    return differentiable_layer(model, pre_softmax_tensor(model.proto, model.class_output))
+    return differentiable_layer(model, pre_softmax_tensor(model.facts, model.class_output))
 
 
 # ---- linear objectives -------------------------------------------------------------------------

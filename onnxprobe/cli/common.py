@@ -67,7 +67,7 @@ def preprocess_overrides(args) -> dict:
         raise UsageError(f"preprocessing flags take comma-separated numbers: {exc}") from None
 
 
-def load_model_from_args(args, device: str | None = None):
+def load_model_from_args(args, device: str | None = None, threads: int | None = None):
     from onnxprobe.model import ProbeModel
 
     return ProbeModel.load(
@@ -75,6 +75,7 @@ def load_model_from_args(args, device: str | None = None):
         input_shape=parse_shape(args.input_shape) if args.input_shape is not None else None,
         device=device or getattr(args, "device", "auto"),
         preprocess=preprocess_overrides(args),
+        threads=threads,
     )
 
 

@@ -173,7 +173,7 @@ def _write_backprop(model, x, acts, folder: Path, root: Path) -> str | None:
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
     from onnxprobe.render.images import upscale, write_png
 
-    if model.layer(pre_softmax_tensor(model.proto, model.class_output)).differentiable is False:
+    if model.layer(pre_softmax_tensor(model.facts, model.class_output)).differentiable is False:
         return None
     objective = logit(model, int(np.argmax(acts[model.class_output][0])))
     session = model.gradient_session(objective.targets, mode=BackMode.GUIDED)

@@ -75,8 +75,7 @@ def run(args) -> int:
     from onnxprobe.viewer.qt.app import run_window
     from onnxprobe.viewer.workers import inference_threads
 
-    model = load_model_from_args(args)
-    model.threads = inference_threads()  # set where the model is made, before any session is (they are built lazily)
+    model = load_model_from_args(args, threads=inference_threads())
 
     viewer = Viewer(model, source, atlas=atlas, camera_index=args.camera or 0, save_dir=args.save_dir, words=VIEWER_WORDS)
     return run_window(viewer, quit_after=args.quit_after, screenshot=args.screenshot, keys=args.keys)

@@ -25,6 +25,7 @@ from onnx import helper
 
 from onnxprobe.autodiff import objectives as O
 from onnxprobe.errors import UsageError
+from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.layers import LayerInfo
 from onnxprobe.model import ProbeModel
 from tests.conftest import make_conv_model
@@ -40,6 +41,7 @@ class StandIn:
     def __init__(self, layers, nodes, class_output=None):
         self._layers = {layer.name: layer for layer in layers}
         self.proto = helper.make_model(helper.make_graph(nodes, "g", [], []))
+        self.facts = GraphFacts(self.proto, infer_shapes=False)
         self.class_output = class_output
         self.spec = SimpleNamespace(labels=None)
 
@@ -276,7 +278,7 @@ def test_by_kind_and_pre_activation():
 def test_pre_softmax_tensor():
     nodes = [helper.make_node("Gemm", ["x", "w"], ["logits"]), helper.make_node("Softmax", ["logits"], ["sm"]),
              helper.make_node("Identity", ["sm"], ["prob"]), helper.make_node("Relu", ["logits"], ["r"])]
-    m = helper.make_model(helper.make_graph(nodes, "g", [], []))
+    m = GraphFacts(helper.make_model(helper.make_graph(nodes, "g", [], [])), infer_shapes=False)
     assert O.pre_softmax_tensor(m, "prob") == "logits"
     assert O.pre_softmax_tensor(m, "sm") == "logits"
     assert O.pre_softmax_tensor(m, "r") == "r"

@@ -315,9 +315,10 @@ def softmax_net():
 
 def test_objective_on_pre_softmax_logits(softmax_net, error_table):
     from onnxprobe.autodiff.objectives import pre_softmax_tensor
+    from onnxprobe.graph.facts import GraphFacts
 
     net, x, model = softmax_net
-    logits = pre_softmax_tensor(model, "prob")
+    logits = pre_softmax_tensor(GraphFacts(model, infer_shapes=False), "prob")
     assert logits != "prob", "pre_softmax_tensor did not find the Softmax"
     seed = logit_seed(20)
     reference = GradientReference(net.body, x, torch.from_numpy(seed))
