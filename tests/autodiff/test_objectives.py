@@ -11,7 +11,7 @@ parameterized test checks, on random activations, that
   peak, which is what the self-seeded gradient graph forms.
 
 The layers are LayerInfo values on a stand-in model (the constructors only ask `.layer(name)`,
-`.proto` and `.class_output`); the real models' use is covered by the optimize, attribution,
+`.facts` and `.class_output`); the real models' use is covered by the optimize, attribution,
 maxact and viewer tests.
 """
 
@@ -40,8 +40,7 @@ class StandIn:
 
     def __init__(self, layers, nodes, class_output=None):
         self._layers = {layer.name: layer for layer in layers}
-        self.proto = helper.make_model(helper.make_graph(nodes, "g", [], []))
-        self.facts = GraphFacts(self.proto, infer_shapes=False)
+        self.facts = GraphFacts(helper.make_model(helper.make_graph(nodes, "g", [], [])), infer_shapes=False)
         self.class_output = class_output
         self.spec = SimpleNamespace(labels=None)
 
