@@ -367,23 +367,32 @@ def unit_objective(model, layer: str | LayerInfo, unit: int, position: Position 
 KINDS = ("neuron", "channel", "logit")
 
 
+def objective_layer(model, kind: str, layer: str | LayerInfo | None) -> LayerInfo:
+    """The layer an objective of `kind` reads (its units are that layer's): the logits for
+    "logit" (`layer` is not needed), else `layer`, which must be given."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown objective '{kind}' (known: {', '.join(KINDS)})")
+    if kind == "logit":
+        return logit_layer(model)
+    if layer is None:
+        raise ParameterError(f"{{objective}} {kind} needs {{layer}}", "objective", "layer")
+    return differentiable_layer(model, layer)
+
+
 def by_kind(model, kind: str, layer: str | LayerInfo | None, unit: int, position: Position = None,
             pre_activation: bool = False, x: np.ndarray | None = None) -> Objective:
     """An objective named by kind: "neuron" (`unit_objective` at `position`: any position of
     onnxprobe.position, the centre when none is given and there is no input `x`), "channel" (the
     mean over positions), "logit" (the class score `unit`; `layer` is not needed). Only a neuron
     takes a position."""
-    if kind not in KINDS:
-        raise UsageError(f"unknown objective '{kind}' (known: {', '.join(KINDS)})")
+    info = objective_layer(model, kind, layer)
     if kind != "neuron" and position is not None:
         raise ParameterError("{position} applies to {objective} neuron only", "position", "objective")
     if kind == "logit":
         return logit(model, unit)
-    if layer is None:
-        raise ParameterError(f"{{objective}} {kind} needs {{layer}}", "objective", "layer")
     if kind == "channel":
-        return channel(model, layer, unit, pre_activation=pre_activation)
-    return unit_objective(model, layer, unit, position, x, pre_activation=pre_activation)
+        return channel(model, info, unit, pre_activation=pre_activation)
+    return unit_objective(model, info, unit, position, x, pre_activation=pre_activation)
 
 
 # ---- non-linear objectives ---------------------------------------------------------------------

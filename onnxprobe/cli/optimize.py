@@ -44,7 +44,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
-    from onnxprobe.autodiff.objectives import by_kind, differentiable_layer, logit_layer
+    from onnxprobe.autodiff.objectives import by_kind, objective_layer
     from onnxprobe.optimize import DEFAULT_PRESET
     from onnxprobe.optimize.store import UnitStore, job_key, render_into
 
@@ -56,10 +56,7 @@ def run(args) -> int:
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
-    layer_name = logit_layer(model).name if args.objective == "logit" else args.layer
-    if layer_name is None:
-        raise UsageError(f"--objective {args.objective} needs --layer")
-    layer = differentiable_layer(model, layer_name)
+    layer = objective_layer(model, args.objective, args.layer)
     units = parse_units(args.unit, layer)
     # the first unit's objective, before anything is written: a position that does not fit is refused here
     optimized = by_kind(model, args.objective, layer, units[0], position, pre_activation=True).targets[0]

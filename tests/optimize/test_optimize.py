@@ -303,6 +303,8 @@ def _non_differentiable_model(path):
     (["--layer", "conv2", "--unit", "0", "--objective", "channel", "--position", "mean"],
      "--position applies to --objective neuron only"),
     (["--unit", "0", "--objective", "logit", "--position", "centre"], "--position applies to --objective neuron only"),
+    (["--unit", "0"], "--objective neuron needs --layer"),
+    (["--unit", "0", "--objective", "channel"], "--objective channel needs --layer"),
 ])
 def test_bad_input_is_one_line_exit_2(tiny_path, tmp_path, capsys, extra, fragment):
     code = main(["optimize", str(tiny_path), "--out", str(tmp_path / "o"), "--quiet", *extra])
