@@ -1,6 +1,6 @@
-"""The gradient graph leaves ONNX Runtime's forward fusions intact: Conv+Relu and Conv+Add+Relu
-still become one fused kernel in the forward half (the backward rules read a ReLU's output, not
-its input, so the convolution's raw output has no second consumer). Checked on the graph ONNX
+"""The gradient graph leaves ONNX Runtime's forward fusions intact: Conv+Relu, Conv+Add+Relu and
+Conv+Clip (ReLU6) still become one fused kernel in the forward half (the backward rules read a
+ReLU's or Clip's output, not its input, so the convolution's raw output has no second consumer). Checked on the graph ONNX
 Runtime itself writes after optimising (optimized_model_filepath), against the plain forward's."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import collections
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprobe.autodiff import build_gradient_model
@@ -30,6 +31,19 @@ def _residual_block() -> onnx.ModelProto:
     return finalize(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
 
 
+def _relu6_block() -> onnx.ModelProto:
+    """MobileNetV2's pattern: Conv -> Clip(0, 6), twice."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, c, 3, 3)).astype(np.float32), f"w{i}")
+             for i, c in enumerate((3, 4))]
+    inits += [numpy_helper.from_array(np.array(0, np.float32), "lo"), numpy_helper.from_array(np.array(6, np.float32), "hi")]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Clip", ["c0", "lo", "hi"], ["r0"]),
+             helper.make_node("Conv", ["r0", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Clip", ["c1", "lo", "hi"], ["y"])]
+    g = helper.make_graph(nodes, "relu6", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 16, 16])], inits)
+    return finalize(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
+
+
 def _fused(model: onnx.ModelProto, tmp_path, name: str, level) -> tuple[int, int]:
     """(convolutions with a fused activation, convolutions with a fused residual Add) in the graph
     ONNX Runtime runs at `level`."""
@@ -43,8 +57,9 @@ def _fused(model: onnx.ModelProto, tmp_path, name: str, level) -> tuple[int, int
     return with_act, with_sum
 
 
-def test_conv_relu_and_conv_add_relu_fusions_survive(tmp_path):
-    model = _residual_block()
+@pytest.mark.parametrize("block", [_residual_block, _relu6_block])
+def test_conv_activation_fusions_survive(tmp_path, block):
+    model = block()
     grad = build_gradient_model(model, ["y"])
     levels = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all (NCHWc)": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
     for label, level in levels.items():

@@ -64,13 +64,15 @@ def _clip_bounds(c: Ctx):
 def _clip(c: Ctx):
     """Exact: G where min < X < max (open interval, like Relu at 0 and torch's hardtanh/ReLU6).
     Clip with a lower bound of 0 (ReLU6) belongs to the ReLU family in deconv/guided modes."""
-    t, x = c.t, c.x()
+    t, x, y = c.t, c.x(), c.y()
     lo, hi, lo_v = _clip_bounds(c)
+    # min < Y < max exactly where min < X < max (outside, Y sits on a bound); reading the output, as
+    # the Relu rule does, leaves X to its one consumer, so ONNX Runtime keeps Conv+Clip fused
     conds = []
     if lo:
-        conds.append(t.op("Greater", x, lo))
+        conds.append(t.op("Greater", y, lo))
     if hi:
-        conds.append(t.op("Less", x, hi))
+        conds.append(t.op("Less", y, hi))
     inside = conds[0] if len(conds) == 1 else t.op("And", *conds) if conds else None
     mask = t.mask(inside, x) if inside else None
     if c.mode != "gradient" and lo_v == 0.0:
