@@ -1,13 +1,17 @@
 """The modern parameterization (Lucid, Olah et al. 2017) in numpy, with hand-written backward passes:
 FFT spectrum with 1/f scaling -> colour decorrelation -> sigmoid -> random pad/jitter/scale/rotate
-(one bilinear resampling) -> model input; Adam ascent on the spectrum. Defaults in
+(one bilinear resampling) -> model input; Adam ascent on the spectrum. The FFTs are single
+precision on every core (scipy.fft): 0.36 of numpy's double-precision time at batch 8, 224 px. Defaults in
 /work/shared/reference/feature-vis-anchors.md; transformation sizes are Lucid's pixels at 128 px,
 scaled down for smaller inputs.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+from scipy import fft as scipy_fft, sparse
 
 # square root of the ImageNet colour correlation (Lucid's color_correlation_svd_sqrt)
 COLOR_CORRELATION_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float64)
@@ -26,19 +30,19 @@ def spectrum_scale(height: int, width: int, decay_power: float = 1.0) -> np.ndar
 
 def fft_image(params: np.ndarray, scale: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(N, C, h, w//2+1, 2) real/imag spectrum -> (N, C, h, w) image (before decorrelation)."""
-    spectrum = (params[..., 0] + 1j * params[..., 1]) * scale
-    return (np.fft.irfft2(spectrum, s=size) / 4.0).astype(np.float32)
+    spectrum = (params[..., 0] + 1j * params[..., 1]).astype(np.complex64) * scale
+    return (scipy_fft.irfft2(spectrum, s=size, workers=-1) * np.float32(0.25)).astype(np.float32)
 
 
 def fft_image_backward(grad_image: np.ndarray, scale: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The adjoint of `fft_image` (real inner product on real/imag parts)."""
     h, w = size
-    spec = np.fft.rfft2(grad_image.astype(np.float64) / 4.0) / (h * w)
-    weight = np.full(spec.shape[-1], 2.0)
+    spec = scipy_fft.rfft2(np.asarray(grad_image, np.float32), workers=-1) * np.float32(0.25 / (h * w))
+    weight = np.full(spec.shape[-1], 2.0, np.float32)
     weight[0] = 1.0
     if w % 2 == 0:
         weight[-1] = 1.0
-    spec = spec * weight * scale
+    spec = spec * (weight * scale)
     return np.stack([spec.real, spec.imag], axis=-1).astype(np.float32)
 
 
@@ -54,6 +58,26 @@ def sigmoid(t: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-t))).astype(np.float32)
 
 
+@lru_cache(maxsize=8)
+def _pixel_grid(out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of every output pixel, row-major, float64 (one per size, shared)."""
+    ys, xs = np.meshgrid(np.arange(out_hw[0], dtype=np.float64), np.arange(out_hw[1], dtype=np.float64), indexing="ij")
+    return ys.ravel(), xs.ravel()
+
+
+def _corners(coord: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Along one axis: for the lower then the upper bilinear neighbour of each source coordinate,
+    its index clipped into 0..size-1 (int32) and its weight (float32), 0 where it lies outside."""
+    base = np.floor(coord)
+    frac = (coord - base).astype(np.float32)
+    lower = base.astype(np.int32)
+    out = []
+    for step, weight in ((0, 1.0 - frac), (1, frac)):
+        index = lower + step
+        out.append((np.clip(index, 0, size - 1), np.where((index >= 0) & (index < size), weight, np.float32(0))))
+    return out
+
+
 class AffineSampler:
     """Bilinear resampling of (N, C, H, W) images through one affine map per row (output pixel ->
     source pixel, pixel centres at integers); samples outside the source read `fill`.
@@ -64,31 +88,32 @@ class AffineSampler:
     lucid step at 224 px)."""
 
     def __init__(self, matrices: np.ndarray, source_hw: tuple[int, int], out_hw: tuple[int, int], fill: float):
-        from scipy import sparse
-
         n = matrices.shape[0]
         h, w = source_hw
         self.source_hw, self.out_hw, self.fill, self.n = source_hw, out_hw, np.float32(fill), n
-        ys, xs = np.meshgrid(np.arange(out_hw[0], dtype=np.float64), np.arange(out_hw[1], dtype=np.float64), indexing="ij")
-        grid = np.stack([ys.ravel(), xs.ravel(), np.ones(ys.size)])  # (3, P)
-        src = matrices @ grid  # (N, 2, P)
+        ys, xs = _pixel_grid(tuple(out_hw))
         p = ys.size
-        y0, x0 = np.floor(src[:, 0]), np.floor(src[:, 1])
-        fy, fx = src[:, 0] - y0, src[:, 1] - x0
-        columns = np.empty((n, p, 4), np.int64)
+        m = np.asarray(matrices, np.float64)
+        src_y = m[:, 0, 0, None] * ys + m[:, 0, 1, None] * xs + m[:, 0, 2, None]  # (N, P) source pixel
+        src_x = m[:, 1, 0, None] * ys + m[:, 1, 1, None] * xs + m[:, 1, 2, None]
+        columns = np.empty((n, p, 4), np.int32)
         weights = np.empty((n, p, 4), np.float32)
-        offsets = (np.arange(n, dtype=np.int64) * (h * w))[:, None]  # row n reads block n of the stacked sources
-        corners = ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx))
-        for k, (dy, dx, weight) in enumerate(corners):
-            yy, xx = y0 + dy, x0 + dx
-            valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-            columns[:, :, k] = (np.clip(yy, 0, h - 1) * w + np.clip(xx, 0, w - 1)).astype(np.int64) + offsets
-            weights[:, :, k] = np.where(valid, weight, 0.0)
+        offsets = (np.arange(n, dtype=np.int32) * (h * w))[:, None]  # row n reads block n of the stacked sources
+        rows, cols = _corners(src_y, h), _corners(src_x, w)
+        corner = 0  # (0, 0), (0, 1), (1, 0), (1, 1): the bilinear corners, row-major
+        for row, row_weight in rows:
+            start = row * w + offsets
+            for column, column_weight in cols:
+                columns[:, :, corner] = start + column
+                weights[:, :, corner] = row_weight * column_weight
+                corner += 1
         # exactly four entries per row: CSR built directly (no sort); matvecs sum repeated columns
-        self.matrix = sparse.csr_matrix((weights.ravel(), columns.ravel(), np.arange(0, 4 * n * p + 1, 4)),
+        self.matrix = sparse.csr_matrix((weights.ravel(), columns.ravel(), np.arange(0, 4 * n * p + 1, 4, dtype=np.int32)),
                                         shape=(n * p, n * h * w))
-        # what the corners outside the source contribute: fill times their weight
-        self.fill_part = (self.fill * (1.0 - weights.sum(axis=2, dtype=np.float64))).astype(np.float32)  # (N, P)
+        # what the corners outside the source contribute: fill times their weight (the four weights
+        # sum to the product of the per-axis in-source weights)
+        inside = (rows[0][1] + rows[1][1]).astype(np.float64) * (cols[0][1] + cols[1][1])
+        self.fill_part = (self.fill * (1.0 - inside)).astype(np.float32)  # (N, P)
 
     @staticmethod
     def _stacked(images: np.ndarray) -> np.ndarray:
