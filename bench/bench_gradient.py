@@ -6,8 +6,9 @@ headline: it does not depend on the machine) and against PyTorch eager autograd 
     python bench/bench_gradient.py                      # CPU, ResNet-18, batch 8, 224x224
     python bench/bench_gradient.py --threads 4 --reps 10
     python bench/bench_gradient.py --device cuda        # needs ORT's CUDA provider and torch.cuda
+    python bench/bench_gradient.py --arch mobilenet_v2  # the bundled network's architecture (ReLU6, depthwise)
 
-ResNet-18 at random init (seeded, BatchNorm with calibrated running statistics; exported with the
+ResNet-18 (or --arch, any torchvision classifier) at random init (seeded, BatchNorm with calibrated running statistics; exported with the
 TorchScript exporter, which folds BatchNorm into the convolutions, as real exports do).
   floor  plain ONNX Runtime forward pass of the original model (the lower bound for ours)
   ours   build_gradient_model(...) in ONNX Runtime: forward + input gradient
@@ -121,7 +122,7 @@ def _torch_module(args):
     from tests.fixtures_torch import calibrate_batchnorm, seeded
 
     with seeded(0):
-        module = torchvision.models.resnet18(weights=None)
+        module = getattr(torchvision.models, args.arch)(weights=None)
     return calibrate_batchnorm(module, torch.zeros(2, 3, args.size, args.size))
 
 
@@ -134,7 +135,7 @@ def export_model(args) -> Path:
 
     module = _torch_module(args)
     # cached under tests/.cache/onnx, keyed by a fingerprint of the weights (never a stale file)
-    return export_module(module, torch.zeros(1, 3, args.size, args.size), name="bench_gradient-resnet18",
+    return export_module(module, torch.zeros(1, 3, args.size, args.size), name=f"bench_gradient-{args.arch}",
                          input_names=["input"], output_names=["logits"], dynamic_batch=True)
 
 
@@ -257,7 +258,7 @@ def worker_torch(args) -> dict:
 def _run_worker(which: str, args, model: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--model", str(model),
            "--device", args.device, "--threads", str(args.threads), "--batch", str(args.batch),
-           "--size", str(args.size), "--reps", str(args.reps), "--warmup", str(args.warmup)]
+           "--size", str(args.size), "--reps", str(args.reps), "--warmup", str(args.warmup), "--arch", args.arch]
     if which == "ort":
         cmd += ["--save-graph", str(args.save_graph)] if args.save_graph else []
         cmd += ["--before", str(args.before)] if args.before else []
@@ -274,6 +275,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both frameworks")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--arch", default="resnet18", help="torchvision architecture (default resnet18, the headline)")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--save-graph", type=Path, help="write this tree's gradient graph here (the 'before' of a later run)")
@@ -294,6 +296,11 @@ def main(argv=None) -> int:
         if "CUDAExecutionProvider" not in ort.get_available_providers() or not torch.cuda.is_available():
             print("--device cuda needs onnxruntime's CUDAExecutionProvider and torch.cuda", file=sys.stderr)
             return 2
+    import torchvision
+
+    if not callable(getattr(torchvision.models, args.arch, None)) or args.arch.startswith("_"):
+        print(f"--arch {args.arch}: not a torchvision model", file=sys.stderr)
+        return 2
     if args.before is not None:
         import onnx
 
@@ -307,7 +314,7 @@ def main(argv=None) -> int:
     if load > (os.cpu_count() or 1) - 0.5:
         print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs; timings (PyTorch's OpenMP threads "
               "especially) suffer badly from other work on the machine", flush=True)
-    print(f"ResNet-18 random init, batch {args.batch}, {args.size}x{args.size}, device {args.device}, "
+    print(f"{args.arch} random init, batch {args.batch}, {args.size}x{args.size}, device {args.device}, "
           f"{args.threads} thread(s), median of {args.reps} after {args.warmup} warm-up runs; "
           f"load average {load:.1f} on {os.cpu_count()} CPUs", flush=True)
     torch_runs = [_run_worker("torch", args, model)]

@@ -4,6 +4,7 @@ step and the all-layers exposed forward of one model, side by side.
 
     python bench/profile_ops.py                        # ResNet-18 (bench_gradient's), batch 8, 224 px
     python bench/profile_ops.py --batch 1 --runs 10 --top 25
+    python bench/profile_ops.py --arch mobilenet_v2    # the bundled network's architecture
     python bench/profile_ops.py --save-optimized DIR   # ORT's optimized graphs, to check fusions
     python bench/profile_ops.py --nodes 40 --threads 1 # also the 40 costliest nodes of the gradient
 
@@ -81,6 +82,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--arch", default="resnet18", help="torchvision architecture (bench_gradient's)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--top", type=int, default=20)
