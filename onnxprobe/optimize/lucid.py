@@ -70,7 +70,8 @@ def _corners(coord: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray]
     its index clipped into 0..size-1 (int32) and its weight (float32), 0 where it lies outside."""
     base = np.floor(coord)
     frac = (coord - base).astype(np.float32)
-    lower = base.astype(np.int32)
+    # both neighbours of a coordinate far outside stay outside: -2, -1 or size, size+1 (and fit int32)
+    lower = np.clip(base, -2, size).astype(np.int32)
     out = []
     for step, weight in ((0, 1.0 - frac), (1, frac)):
         index = lower + step
@@ -96,19 +97,20 @@ class AffineSampler:
         m = np.asarray(matrices, np.float64)
         src_y = m[:, 0, 0, None] * ys + m[:, 0, 1, None] * xs + m[:, 0, 2, None]  # (N, P) source pixel
         src_x = m[:, 1, 0, None] * ys + m[:, 1, 1, None] * xs + m[:, 1, 2, None]
-        columns = np.empty((n, p, 4), np.int32)
+        index_type = np.int32 if max(n * h * w, 4 * n * p + 1) < 2**31 else np.int64  # scipy's matvecs are faster on int32
+        columns = np.empty((n, p, 4), index_type)
         weights = np.empty((n, p, 4), np.float32)
-        offsets = (np.arange(n, dtype=np.int32) * (h * w))[:, None]  # row n reads block n of the stacked sources
+        offsets = (np.arange(n, dtype=index_type) * (h * w))[:, None]  # row n reads block n of the stacked sources
         rows, cols = _corners(src_y, h), _corners(src_x, w)
         corner = 0  # (0, 0), (0, 1), (1, 0), (1, 1): the bilinear corners, row-major
         for row, row_weight in rows:
-            start = row * w + offsets
+            start = row.astype(index_type) * w + offsets
             for column, column_weight in cols:
                 columns[:, :, corner] = start + column
                 weights[:, :, corner] = row_weight * column_weight
                 corner += 1
         # exactly four entries per row: CSR built directly (no sort); matvecs sum repeated columns
-        self.matrix = sparse.csr_matrix((weights.ravel(), columns.ravel(), np.arange(0, 4 * n * p + 1, 4, dtype=np.int32)),
+        self.matrix = sparse.csr_matrix((weights.ravel(), columns.ravel(), np.arange(0, 4 * n * p + 1, 4, dtype=index_type)),
                                         shape=(n * p, n * h * w))
         # what the corners outside the source contribute: fill times their weight (the four weights
         # sum to the product of the per-axis in-source weights)

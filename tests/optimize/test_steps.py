@@ -96,6 +96,15 @@ def test_objectives_compose_linearly(tiny):
     np.testing.assert_allclose(combined.value(acts), expected, rtol=1e-5)
 
 
+def test_affine_sampler_reads_fill_far_outside_the_source():
+    """A map that lands far outside (coordinates beyond int32) reads only `fill`; its adjoint is 0."""
+    x = np.random.default_rng(5).random((2, 3, 6, 7)).astype(np.float32)
+    far = np.array([[[1.0, 0, 1e12], [0, 1.0, 0]], [[1.0, 0, -3.5], [0, 1.0, -1e11]]])
+    sampler = lucid.AffineSampler(far, (6, 7), (6, 7), fill=0.25)
+    np.testing.assert_array_equal(sampler.forward(x), np.full_like(x, 0.25))
+    np.testing.assert_array_equal(sampler.backward(x), np.zeros_like(x))
+
+
 def test_affine_sampler_matches_scipy_map_coordinates():
     """Forward against an independent bilinear reference (scipy.ndimage, float64, order 1, grid-constant
     fill outside), on Lucid's random transforms, which reach outside the source. The sampler's
