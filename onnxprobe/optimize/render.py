@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprobe.autodiff.objectives import by_kind, logit_layer, stack
+from onnxprobe.autodiff.objectives import by_kind, objective_layer, stack
 from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
@@ -120,11 +120,7 @@ def render_units(model, layer: str | None, units: Sequence[int], settings: Rende
         raise TypeError(f"render_units takes settings or {', '.join(sorted(loose))}, not both")
     chosen, restarts, seed, batch = settings.preset, settings.restarts, settings.seed, settings.batch
     param = chosen.param
-    if objective == "logit":
-        layer = logit_layer(model).name
-    elif layer is None:
-        raise ParameterError(f"{{objective}} {objective} needs {{layer}}", "objective", "layer")
-    layer = model.layer(layer).name
+    layer = objective_layer(model, objective, layer).name
     objectives = {u: by_kind(model, objective, layer, u, position, pre_activation=True) for u in units}
     jobs = [(u, r) for u in units for r in range(restarts)]
     results: dict[int, UnitResult] = {}
