@@ -184,15 +184,13 @@ class Adam:
         self.v = np.zeros(shape, np.float32)
         self.t = 0
 
-    def ascend(self, params: np.ndarray, grad: np.ndarray, lr: float | None = None) -> np.ndarray:
-        """One step up `grad`, of step size `lr` (None: the one given at construction)."""
-        lr = self.lr if lr is None else lr
+    def ascend(self, params: np.ndarray, grad: np.ndarray) -> np.ndarray:
         self.t += 1
         self.m = self.b1 * self.m + (1 - self.b1) * grad
         self.v = self.b2 * self.v + (1 - self.b2) * grad * grad
         m_hat = self.m / (1 - self.b1 ** self.t)
         v_hat = self.v / (1 - self.b2 ** self.t)
-        return (params + lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(np.float32)
+        return (params + self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(np.float32)
 
 
 class LucidImage:

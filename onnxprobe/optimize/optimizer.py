@@ -353,7 +353,7 @@ class _LucidEngine:
         self.best_images[better] = image[better]
         grad_image = sampler.backward(self._from_model_grad(out["grad"]))
         grad_params = self.image_fn.backward(self.params, image, grad_image)
-        self.params = self.adam.ascend(self.params, grad_params, opt.preset.adam_step_size(index))
+        self.params = self.adam.ascend(self.params, grad_params)
         if last:
             # Values under random transforms only track progress; as in Lucid the result is the
             # final image, and its activation is measured on that image as saved (untransformed).

@@ -13,14 +13,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-import math
-
 import numpy as np
 
 from onnxprobe.errors import ParameterError, UsageError
-
-
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -32,7 +27,6 @@ class Preset:
     steps: int
     lr_policy: str = "constant"  # "constant" | "progress" (seed) | "adam" (lucid)
     lr: float = 100.0  # constant lr (seed), Adam step size (lucid)
-    lr_schedule: str = "constant"  # lucid: "constant" Adam step size, or "cosine" (decays to 0 over the steps)
     max_lr: float = 0.0  # progress policy: lr = min(max_lr, desired_progress / ||g||^2)
     desired_progress: float = 0.0
     decay: float = 0.0  # L2 decay: x *= (1 - decay)
@@ -56,22 +50,10 @@ class Preset:
             raise ParameterError(f"{{steps}} must be at least 1, got {steps}", "steps")
         return replace(self, steps=int(steps))
 
-    def __post_init__(self):
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UsageError(f"unknown lr schedule '{self.lr_schedule}' (known: {', '.join(LR_SCHEDULES)})")
-
-    def adam_step_size(self, index: int) -> float:
-        """The lucid Adam step size at step `index` (0-based) of `steps`, by `lr_schedule`."""
-        if self.lr_schedule == "cosine":
-            return self.lr * 0.5 * (1.0 + math.cos(math.pi * index / self.steps))
-        return self.lr
-
     def to_json(self) -> dict:
         data = asdict(self)
         data["jitter"] = list(self.jitter)
         data["scales"] = list(self.scales)
-        if self.lr_schedule == "constant":  # as before the field existed: earlier folders keep their job key
-            del data["lr_schedule"]
         return data
 
 

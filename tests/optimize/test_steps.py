@@ -148,23 +148,3 @@ def test_step_graph_names_do_not_clash_with_the_model(tmp_path, tiny):
             for m, layer in ((tiny, "conv2"), (clash, "value"))]
     np.testing.assert_array_equal(runs[1].current_input(), runs[0].current_input())
     np.testing.assert_array_equal(np.array(runs[1].history), np.array(runs[0].history))
-
-
-def test_cosine_schedule_decays_adams_step_size_to_zero():
-    """lr_schedule "cosine": the full step size first, half at mid-run, near zero on the last step
-    (0.5 * (1 + cos(pi * i / steps))); "constant" keeps it; an unknown schedule is refused."""
-    from dataclasses import replace
-
-    from onnxprobe.errors import UsageError
-    from onnxprobe.optimize.presets import PRESETS
-
-    cosine = replace(PRESETS["lucid"], steps=8, lr=0.1, lr_schedule="cosine")
-    sizes = [cosine.adam_step_size(i) for i in range(8)]
-    assert sizes[0] == 0.1 and np.isclose(sizes[4], 0.05) and 0 < sizes[7] < 0.004
-    assert all(a > b for a, b in zip(sizes, sizes[1:]))
-    assert {PRESETS["lucid"].adam_step_size(i) for i in (0, 100, 511)} == {PRESETS["lucid"].lr}
-    with pytest.raises(UsageError, match="unknown lr schedule"):
-        replace(cosine, lr_schedule="linear")
-    adam = lucid.Adam((2,), lr=0.1)
-    step = adam.ascend(np.zeros(2, np.float32), np.array([1.0, -2.0], np.float32), lr=0.03)
-    np.testing.assert_allclose(step, [0.03, -0.03], rtol=1e-5)  # Adam's first step is lr * sign(g)
