@@ -32,13 +32,10 @@ IN_PLACE = {"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Har
 def caffe_layers(model: ProbeModel) -> list[str]:
     """The probeable layers less the pre-activations that Caffe computed in place (a tensor whose
     only consumer is an elementwise activation and which is no graph output)."""
-    consumers: dict[str, list[str]] = {}
-    for node in model.proto.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node.op_type)
+    consumers = model.facts.consumers
     outputs = set(model.output_names)
     return [l.name for l in model.layers
-            if l.name in outputs or not (len(consumers.get(l.name, [])) == 1 and consumers[l.name][0] in IN_PLACE)]
+            if l.name in outputs or not (len(consumers.get(l.name, [])) == 1 and consumers[l.name][0].op_type in IN_PLACE)]
 
 
 def measure(path, device: str, repeats: int, batch: int, which: str = "all") -> dict:
