@@ -50,6 +50,12 @@ Cells as below (SqueezeNet | EfficientNet-Lite0, top-1 / top-5 / median rank).
   | lucid | 2.77, 2.29, 3.02, 2.27 | 4.09, 4.14, 3.16, 4.68 | 8.02, 2.39, 2.70, 6.22 |
   With round 2's lucid-fast (128 steps, 8 units) and set3 (4 units): every unit of every preset > 1
   (smallest 1.21, set2).
+- speed, on the quiet machine after the runs above (load 1.0-1.3), section speed (2 classes, batch
+  1): lucid 8.3 s per unit, lucid-fast 4.2 s, ratio 0.50; at batch 8 lucid-fast took 4.6 s per unit
+  (8 classes, 256 steps, with the start-up passes). Issue 14's baseline was about 40 s for a lucid
+  unit: both presets are now within its 10 s. The lucid step itself, old tree (dfa5aeb) against
+  this one, 64 steps at batch 8, runs alternated: 1.49 / 1.30, 1.49 / 1.21, 1.36 / 1.17 s per unit
+  (new / old 0.81-0.87: single-precision FFTs, the sampler's matrix, Conv+Clip kept fused).
 
 Round 2 (2026-11-30, 10:10-11:40 UTC, shared 2-core machine at load average 5-16: absolute
 seconds are that load's, compare within a row's run only). Judges: SqueezeNet / EfficientNet-Lite0,
