@@ -62,7 +62,9 @@ def sigmoid(t: np.ndarray) -> np.ndarray:
 def _pixel_grid(out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Row and column of every output pixel, row-major, float64 (one per size, shared)."""
     ys, xs = np.meshgrid(np.arange(out_hw[0], dtype=np.float64), np.arange(out_hw[1], dtype=np.float64), indexing="ij")
-    return ys.ravel(), xs.ravel()
+    ys, xs = ys.ravel(), xs.ravel()
+    ys.flags.writeable = xs.flags.writeable = False  # shared by every sampler of this size
+    return ys, xs
 
 
 def _corners(coord: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
