@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from onnxprobe.render.images import clip_unit
+
 FILTERS = ("raw", "gray", "norm", "normblur")
 NORMBLUR_SIGMA = 4.0
 # Per cent of a map's largest |values| that saturate the display (Captum's `outlier_perc` idea). 5:
@@ -57,7 +59,7 @@ def render_backmap(grad_hwc: np.ndarray, name: str = "raw", rgb_order: bool = Tr
         data = 0.5 + 0.5 * data / scale
     else:
         data = data / scale
-    data = np.clip(data, 0, 1)
+    data = clip_unit(data)
     if data.ndim == 2:
         data = data[:, :, None]
     if data.shape[2] == 1:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from onnxprobe.render.images import clip_unit, unit_to_uint8
+
 PER_CHANNEL_BOOSTS = (0.0, 0.3, 0.5, 0.8, 1.0)  # key T
 GAMMA_BOOSTS = (1.0, 0.7, 0.5, 0.3)  # key t
 NEG_POS_COLORS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))  # back diffs: negative red, positive green
@@ -80,7 +82,7 @@ def normalize_tiles(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: fl
     neg, pos = (np.asarray(c, np.float32) for c in neg_pos_colors)
     data /= max(float(data.max(initial=0)), float(-data.min(initial=0))) + 1e-10
     data = (np.maximum(data, 0)[..., None] * pos) + (np.maximum(-data, 0)[..., None] * neg)
-    return np.clip(_scale_boost(data, boost_indiv, boost_gamma), 0, 1)
+    return clip_unit(_scale_boost(data, boost_indiv, boost_gamma))
 
 
 def _scale_boost(data: np.ndarray, boost_indiv: float, boost_gamma: float) -> np.ndarray:
@@ -100,7 +102,7 @@ def _normalize_gray(tiles: np.ndarray, boost_indiv: float, boost_gamma: float) -
     """normalize_tiles without colours, one channel: (units, H, W) in 0..1. The layer pane is gray
     (its three channels are equal), so the viewer's grid works on one channel, a third of the data."""
     data = _scale_boost(np.array(tiles, dtype=np.float32, copy=True), boost_indiv, boost_gamma)
-    return np.clip(data, 0, 1, out=data)
+    return clip_unit(data, out=data)
 
 
 def layer_grid(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: float = 1.0, min_tile: int = 1,
@@ -113,7 +115,7 @@ def layer_grid(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: float =
     if images is not None:
         rgb = np.asarray(images, dtype=np.uint8)
     elif neg_pos_colors is not None:
-        rgb = (normalize_tiles(tiles, boost_indiv, boost_gamma, neg_pos_colors) * 255).astype(np.uint8)
+        rgb = unit_to_uint8(normalize_tiles(tiles, boost_indiv, boost_gamma, neg_pos_colors))
     else:
         gray = _normalize_gray(tiles, boost_indiv, boost_gamma)
         gray *= 255

@@ -68,12 +68,24 @@ def montage(images: list[np.ndarray], columns: int | None = None, pad: int = 2, 
     return out
 
 
+def clip_unit(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Clip to 0..1, NaN (a model that yields NaN) to 0: the casts to uint8 that follow are then
+    defined (NaN to an integer is not, and np.clip keeps NaN)."""
+    return np.fmin(np.fmax(values, 0.0, out=out), 1.0, out=out)
+
+
+def unit_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Display values in 0..1 -> uint8 0..255 (truncating, as the displays always did), through
+    `clip_unit`."""
+    return (clip_unit(values) * 255).astype(np.uint8)
+
+
 def heatmap(values: np.ndarray, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
     """A 2-D array -> RGB heat map (normalised to its own range)."""
     values = np.asarray(values, dtype=np.float32)
     lo, hi = float(values.min(initial=0)), float(values.max(initial=0))
     scaled = np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
-    colored = cv2.applyColorMap((scaled * 255).astype(np.uint8), colormap)
+    colored = cv2.applyColorMap(unit_to_uint8(scaled), colormap)
     return colored[:, :, ::-1].copy()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from onnxprobe.render.images import heatmap, upscale
+from onnxprobe.render.images import clip_unit, heatmap, upscale
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BACKGROUND = 16
@@ -70,7 +70,7 @@ def unit_pane(tile: np.ndarray, display_rgb: np.ndarray, spatial: bool, value: f
         return np.concatenate([base, cv2.resize(text_image(lines, 200), (w, h), interpolation=cv2.INTER_AREA)], axis=1)
     tile = np.asarray(tile, dtype=np.float32)
     lo, hi = float(tile.min(initial=0)), float(tile.max(initial=0))
-    gray = np.zeros_like(tile) if hi <= lo else (tile - lo) / (hi - lo)
+    gray = np.zeros_like(tile) if hi <= lo else clip_unit((tile - lo) / (hi - lo))
     enlarged = cv2.resize((gray * 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
     enlarged = np.repeat(enlarged[:, :, None], 3, axis=2)
     heat = cv2.resize(heatmap(tile), (w, h), interpolation=cv2.INTER_LINEAR)
