@@ -267,6 +267,9 @@ class _GraphEngine(_SeedState):
         flags = {(name, v): np.array(v) for name in ("update", "blur_now") for v in (False, True)}
         self.constant = {k: self._device(v) for k, v in constant.items()}
         self.flags = {k: self._device(v) for k, v in flags.items()}
+        # the step graph's output names (its own, onnxprobe.step.*), resolved once for every step
+        self.outputs = [io(o) for o in OUTPUTS]
+        self.kept = [io(o) for o in ("q_next", "best_q_next", "best_value_next")]  # stay on the device
         self.state = {"q": self._device(self.q0), "best_q": self._device(space.clip(self.q0)),
                       "best_value": self._device(np.full(opt.batch, -np.inf, np.float32))}
 
@@ -282,9 +285,8 @@ class _GraphEngine(_SeedState):
         feeds.update({io(k): v for k, v in self.state.items()})
         feeds[io("update")] = self.flags[("update", not last)]
         feeds[io("blur_now")] = self.flags[("blur_now", bool(self.blurs and index % self.opt.preset.blur_every == 0))]
-        ran = self.session.run(feeds, outputs=[io(o) for o in OUTPUTS],
-                               keep_on_device=[io(o) for o in ("q_next", "best_q_next", "best_value_next")])
-        out = {o: ran[io(o)] for o in OUTPUTS}
+        ran = self.session.run(feeds, outputs=self.outputs, keep_on_device=self.kept)
+        out = dict(zip(OUTPUTS, (ran[name] for name in self.outputs)))
         self.state = {"q": out["q_next"], "best_q": out["best_q_next"], "best_value": out["best_value_next"]}
         value = np.asarray(out["value"], np.float64)
         return value
