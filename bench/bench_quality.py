@@ -214,13 +214,6 @@ def judge_topk(judge: ProbeModel, images: list[np.ndarray], k: int = 5) -> np.nd
     return np.argsort(-judge_probs(judge, images), axis=1)[:, :k]
 
 
-def judge_ranks(judge: ProbeModel, images: list[np.ndarray], classes) -> np.ndarray:
-    """The rank (1 = top) of the intended class in the judge's answer for each image: a finer
-    measure than top-1/top-5 when the judge rarely agrees outright."""
-    probs = judge_probs(judge, images)
-    return np.array([int((p > p[c]).sum()) + 1 for p, c in zip(probs, classes)])
-
-
 def imagenet_classes(count: int) -> list[int]:
     return [int(c) for c in np.linspace(0, 999, count).round()]
 
