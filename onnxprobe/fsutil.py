@@ -118,7 +118,7 @@ class Stage:
 
     def add(self, tmp: str, path: Path) -> None:
         with self._lock:
-            self.pending.append((tmp, path))
+            self.pending.append((tmp, _identity(path)))
 
     def holds(self, tmp: str) -> bool:
         return any(t == tmp for t, _ in self.pending)
@@ -126,7 +126,8 @@ class Stage:
     def pending_file(self, path: Path) -> str | None:
         """The temporary holding the newest uncommitted write to `path`, if any."""
         with self._lock:
-            found = [tmp for tmp, final in self.pending if Path(final) == Path(path)]
+            key = _identity(path)
+            found = [tmp for tmp, final in self.pending if final == key]
         return found[-1] if found else None
 
     def commit(self) -> None:
@@ -151,6 +152,13 @@ class Stage:
                 folder.rmdir()  # only when empty: a folder that held something before stays
             except OSError:
                 pass
+
+
+def _identity(path: str | Path) -> Path:
+    """The one identity of an output path in a stage: absolute and normalised (not resolved, so a
+    symlinked folder keeps its name), so 'out/a.png', './out/a.png' and '/cwd/out/a.png' are one file
+    whether a command writes through a relative folder and reads back through an absolute one."""
+    return Path(os.path.abspath(path))
 
 
 _STAGES: list[Stage] = []
