@@ -811,7 +811,40 @@ def pixel_shuffle(n):
     return n.op("DepthToSpace", [down], blocksize=2)
 
 
+def _same_pad_amounts_from_shape(n, x, kernel, stride):
+    """tf2onnx / TF-style SAME padding computed in the graph from the tensor's shape (H, W):
+    pad = max((ceil(size / s) - 1) * s + k - size, 0), begin = pad // 2, end = pad - begin."""
+    shape = n.op("Shape", [x])
+    sizes = n.op("Gather", [shape, n.const([2, 3])], axis=0)
+    out = n.op("Div", [n.op("Sub", [n.op("Add", [sizes, n.const([stride - 1] * 2)]), n.const([0, 0])]),
+                       n.const([stride] * 2)])  # ceil(size / s), integer division
+    total = n.op("Max", [n.op("Sub", [n.op("Add", [n.op("Mul", [n.op("Sub", [out, n.const([1, 1])]),
+                                                                  n.const([stride] * 2)]),
+                                                   n.const([kernel] * 2)]), sizes]), n.const([0, 0])])
+    begin = n.op("Div", [total, n.const([2, 2])])
+    end = n.op("Sub", [total, begin])
+    zeros = n.const([0, 0])
+    return n.op("Concat", [zeros, begin, zeros, end], axis=0)
+
+
+def tf_same_from_shape(n):  # the pads of two strided convs computed from the image's shape
+    x = n.input
+    for cin, cout in ((3, 4), (4, 4)):
+        x = n.conv(n.op("Pad", [x, _same_pad_amounts_from_shape(n, x, 3, 2)]), cin, cout, 3, strides=[2, 2])
+    return x
+
+
+def torch_static_pad(n):  # PyTorch's F.pad with a list, as exported: ConstantOfShape/Concat/Reshape/Slice/Transpose
+    zeros = n.op("ConstantOfShape", [n.const([4])], value=numpy_helper.from_array(np.zeros(1, np.int64)))
+    pads = n.op("Concat", [n.const([0, 1, 0, 1]), zeros], axis=0)
+    pads = n.op("Reshape", [pads, n.const([-1, 2])])
+    pads = n.op("Slice", [pads, n.const([-1]), n.const([-(2 ** 63) + 1]), n.const([0]), n.const([-1])])
+    pads = n.op("Cast", [n.op("Reshape", [n.op("Transpose", [pads], perm=[1, 0]), n.const([-1])])], to=7)
+    return n.conv(n.op("Pad", [n.input, pads]), 3, 4, 3, strides=[2, 2])
+
+
 EMPIRICAL = [
+    (torch_static_pad, (3, 20, 20), "NCHW", True),
     # (builder, input shape without batch, layout, exact?)
     (alexnet_like, (3, 48, 48), "NCHW", True),
     (resnet_like, (3, 32, 32), "NCHW", True),
@@ -855,12 +888,26 @@ def empirical_supports(model: onnx.ModelProto, input_shape, layout, out_name, ge
     return changed.reshape(H, W, *changed.shape[1:]), (H, W)
 
 
-@pytest.mark.parametrize("build, shape, layout, exact", EMPIRICAL, ids=[c[0].__name__ for c in EMPIRICAL])
-def test_empirical_support(build, shape, layout, exact):
+LOADED = [(tf_same_from_shape, (3, 23, 20), "NCHW", True), (tf_same_from_shape, (3, 16, 17), "NCHW", True)]
+
+
+@pytest.mark.parametrize("build, shape, layout, exact, loaded",
+                         [(*c, False) for c in EMPIRICAL] + [(*c, True) for c in LOADED],
+                         ids=[c[0].__name__ for c in EMPIRICAL] + [f"{c[0].__name__}-{c[1][1]}x{c[1][2]}" for c in LOADED])
+def test_empirical_support(build, shape, layout, exact, loaded):
+    """`loaded`: padding computed from the image's shape, which ONNX's shape inference cannot follow
+    past the first Pad: the shapes of a loaded model (GraphFacts.of_loaded, by running it) let the
+    walk fold every Pad's amounts."""
     net = Net(shape, seed=3)
     out = build(net)
     model = net.model(out)
-    geo = analyze_geometry(model, net.input, layout=layout)[out]
+    facts = None
+    if loaded:
+        from onnxprobe.graph.facts import GraphFacts
+
+        facts = GraphFacts.of_loaded(model, (1, *shape))
+        assert analyze_geometry(model, net.input, layout=layout)[out].receptive_field is None  # without the shapes
+    geo = analyze_geometry(model, net.input, layout=layout, facts=facts)[out]
     field = geo.receptive_field
     assert field is not None and len(geo.spatial_axes) == 2
     mask, (H, W) = empirical_supports(model, shape, layout, out, geo)

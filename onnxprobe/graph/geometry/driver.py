@@ -15,6 +15,7 @@ import onnx
 from ..facts import GraphFacts
 from ..optable import DEFAULT_DOMAINS
 from . import rules as _rules  # noqa: F401  (fills the registry)
+from .fold import fold_node
 from .field import UNKNOWN, Geo, GiveUp, ReceptiveField, TensorGeometry, public
 from .registry import attr, lookup
 
@@ -225,8 +226,10 @@ def analyze_geometry(model: onnx.ModelProto, input_name: str, layout: str = "NCH
                 ctx.symdims[node.output[0]] = values
                 continue
         if not any(ctx.dep(n) for n in node.input):
-            if node.op_type in ("Identity", "Cast") and node.input and ctx.const(node.input[0]) is not None:
-                ctx.consts[node.output[0]] = ctx.const(node.input[0])
+            # padding and shapes computed in the graph, folded with the known input shape (fold.py)
+            for name, value in (fold_node(ctx, node, SMALL) or {}).items():
+                if value.size <= SMALL:
+                    ctx.consts[name] = value
             continue
         rule = lookup(node.domain, node.op_type)
         outs: list[Geo | None]

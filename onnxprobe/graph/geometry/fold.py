@@ -1,0 +1,82 @@
+"""Constant folding of the small integer subgraphs that compute padding and shapes, given the
+known input shape: what a rule reads with `Ctx.const` (Pad amounts, Slice starts, Reshape targets).
+
+Exporters compute TF-style SAME padding in the graph: from constants (PyTorch's `F.pad` with a
+Python list becomes Constant -> ConstantOfShape -> Concat -> Reshape -> Slice -> Transpose -> Cast)
+or from the image's shape (Shape -> Gather -> Sub / Div / Max ... -> Concat -> Pad). Neither is a
+constant of the file, so without folding every receptive field after the first Pad is unknown.
+
+`fold_node` evaluates one node that does not depend on the image's values when every input is
+known: a constant (initializer, Constant, a value folded before) or a shape value whose entries
+are all ints (the driver's symbolic dims, fixed by the input shape; the batch axis stays a symbol,
+so whatever reads it is never folded). The node runs through ONNX's reference evaluator, small
+tensors only (`SMALL` elements in and out); anything it cannot evaluate stays unknown, so a fold
+never makes a receptive field wrong, only known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+# ops whose value depends on their inputs' values only (no randomness, no subgraphs)
+_FOLDABLE = frozenset({
+    "Abs", "Add", "And", "Cast", "Ceil", "Clip", "Concat", "ConstantOfShape", "Div", "Equal", "Expand", "Flatten",
+    "Floor", "Gather", "Greater", "GreaterOrEqual", "Identity", "Less", "LessOrEqual", "Max", "Min", "Mod", "Mul",
+    "Neg", "Not", "Or", "Pad", "Range", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSum", "Reshape", "Round",
+    "Sign", "Slice", "Sqrt", "Squeeze", "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
+})
+
+
+def known_value(ctx, name: str, small: int) -> np.ndarray | None:
+    """A tensor's value if the walk knows it: a constant, or shape values that are all ints."""
+    if not name:
+        return None
+    values = ctx.symdims.get(name)
+    if values is not None:
+        if all(isinstance(v, (int, np.integer)) for v in values):
+            return np.asarray(values, np.int64)
+        return None
+    value = ctx.const(name)
+    return None if value is None or value.size > small else value
+
+
+def fold_node(ctx, node: onnx.NodeProto, small: int) -> dict[str, np.ndarray] | None:
+    """The values of `node`'s outputs when all its inputs are known and small, else None."""
+    if node.domain not in ("", "ai.onnx") or node.op_type not in _FOLDABLE or not node.output:
+        return None
+    inputs = [known_value(ctx, name, small) if name else None for name in node.input]
+    if any(value is None for name, value in zip(node.input, inputs) if name):
+        return None
+    try:
+        return _evaluate(node, inputs, ctx.opset)
+    except Exception:  # the reference evaluator refused it: unknown, as before folding
+        return None
+
+
+def _evaluate(node: onnx.NodeProto, inputs: list, opset: int) -> dict[str, np.ndarray] | None:
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" if name else "" for i, name in enumerate(node.input)]
+    outs = [f"out{i}" if name else "" for i, name in enumerate(node.output)]
+    one = helper.make_node(node.op_type, names, outs, domain=node.domain)
+    one.attribute.extend(node.attribute)
+    graph = helper.make_graph(
+        [one], "fold",
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), np.shape(v))
+         for n, v in zip(names, inputs) if n],
+        [helper.make_value_info(o, onnx.TypeProto()) for o in outs if o])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(int(opset), 7))])
+    feeds = {n: np.asarray(v) for n, v in zip(names, inputs) if n}
+    results = ReferenceEvaluator(model).run(None, feeds)
+    values = {}
+    for name, value in zip((o for o in node.output if o), results):
+        value = np.asarray(value)
+        if value.dtype == object:
+            return None
+        values[name] = value
+    return values
+
+
+__all__ = ["fold_node", "known_value"]
