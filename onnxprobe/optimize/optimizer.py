@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxprobe.errors import UsageError
-from onnxprobe.optimize import lucid as lucid_mod
+from onnxprobe.optimize import lucid as lucid_mod, maco as maco_mod
 from onnxprobe.autodiff.objectives import Objective, differentiable_layer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
 from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
@@ -58,8 +58,8 @@ class Optimizer:
         for target in objective.targets:
             differentiable_layer(model, target)
         self.space = PixelSpace.from_spec(model.spec)
-        if self.preset.method == "lucid":
-            self.engine_name = "lucid"
+        if self.preset.method in ("lucid", "maco"):
+            self.engine_name = self.preset.method
         elif engine == "auto":
             self.engine_name = "graph" if objective.linear and _graph_blur_fits(self.preset, model.spec.input_size) else "numpy"
         else:
@@ -80,7 +80,7 @@ class Optimizer:
         return self.steps_done >= self.steps
 
     def start(self) -> "Optimizer":
-        cls = {"graph": _GraphEngine, "numpy": _NumpyEngine, "lucid": _LucidEngine}[self.engine_name]
+        cls = {"graph": _GraphEngine, "numpy": _NumpyEngine, "lucid": _LucidEngine, "maco": _MacoEngine}[self.engine_name]
         self._engine = cls(self)
         self.history = []
         self.steps_done = 0
@@ -302,15 +302,15 @@ class _GraphEngine(_SeedState):
         return self.space.to_input(q if best else self.space.clip(q))
 
 
-class _LucidEngine:
+class _DisplayEngine:
+    """What the lucid and maco engines share: images in display space 0..1 (N, C, H, W) <-> the
+    model's input and its gradient, the results as display images."""
+
     def __init__(self, opt: Optimizer):
         self.opt = opt
         spec = opt.model.spec
         self.spec = spec
         self.size = spec.input_size
-        self.image_fn = lucid_mod.LucidImage(spec.channels, self.size, opt.param, opt.preset.decorrelate)
-        self.params = np.stack([self.image_fn.init(rng, opt.preset.init_sd) for rng in opt.rngs])
-        self.adam = lucid_mod.Adam(self.params.shape, opt.preset.lr)
         self.session = opt.model.gradient_session(list(opt.objective.targets))
         lo, hi = spec.value_range
         std = np.broadcast_to(np.asarray(spec.std, np.float32), (spec.channels,))
@@ -318,11 +318,6 @@ class _LucidEngine:
         self.slope = ((hi - lo) / 255.0 / std).reshape(1, -1, 1, 1).astype(np.float32)
         self.offset = ((lo - mean) / std).reshape(1, -1, 1, 1).astype(np.float32)
         self.flip = spec.channels == 3 and spec.channel_order == "BGR"
-        self.current = self.image_fn.forward(self.params)
-        self.best_images = self.current.copy()
-        self.best = np.full(opt.batch, -np.inf)
-        # the steps measure transformed images (progress only); the start is measured as the result is
-        self.initial = _gradient_pass(opt, self.session, self._to_model(self.current))[1]
 
     def _to_model(self, display01: np.ndarray) -> np.ndarray:
         pixels = display01 * 255.0
@@ -341,6 +336,36 @@ class _LucidEngine:
         if self.flip:
             g = g[:, ::-1]
         return np.ascontiguousarray(g * 255.0, np.float32)
+
+    def display(self, i, best, raw=False):
+        image = (self.best_images if best else self.current)[i]
+        rgb = np.clip(np.rint(image.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+
+    def best_value(self):
+        return self.best.copy()
+
+    def initial_value(self) -> np.ndarray:
+        return self.initial.copy()
+
+    def final_value(self) -> np.ndarray:
+        return self.best.copy()  # the result is the final image, measured as it is after the last step
+
+    def model_input(self, best):
+        return self._to_model(self.best_images if best else self.current)
+
+
+class _LucidEngine(_DisplayEngine):
+    def __init__(self, opt: Optimizer):
+        super().__init__(opt)
+        self.image_fn = lucid_mod.LucidImage(self.spec.channels, self.size, opt.param, opt.preset.decorrelate)
+        self.params = np.stack([self.image_fn.init(rng, opt.preset.init_sd) for rng in opt.rngs])
+        self.adam = lucid_mod.Adam(self.params.shape, opt.preset.lr)
+        self.current = self.image_fn.forward(self.params)
+        self.best_images = self.current.copy()
+        self.best = np.full(opt.batch, -np.inf)
+        # the steps measure transformed images (progress only); the start is measured as the result is
+        self.initial = _gradient_pass(opt, self.session, self._to_model(self.current))[1]
 
     def step(self, index: int, last: bool) -> np.ndarray:
         opt = self.opt
@@ -365,22 +390,65 @@ class _LucidEngine:
             self.best = final
         return value
 
-    def display(self, i, best, raw=False):
-        image = (self.best_images if best else self.current)[i]
-        rgb = np.clip(np.rint(image.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
 
-    def best_value(self):
-        return self.best.copy()
+class _MacoEngine(_DisplayEngine):
+    """MACO (maco.py): the phase of a canvas larger than the input; each step `crops` random crops
+    per row, resized to the input, with noise; NAdam on the mean objective over the crops. The
+    result is the canvas resized to the input."""
 
-    def initial_value(self) -> np.ndarray:
-        return self.initial.copy()
+    def __init__(self, opt: Optimizer):
+        super().__init__(opt)
+        preset = opt.preset
+        self.canvas = max(int(round(preset.canvas * max(self.size))), max(self.size))
+        self.image_fn = maco_mod.MacoImage(self.spec.channels, self.canvas)
+        self.params = np.stack([self.image_fn.init(rng, preset.init_sd) for rng in opt.rngs])
+        self.nadam = maco_mod.NAdam(self.params.shape, preset.lr)
+        self.crops = max(1, preset.crops)
+        self.boxes = np.linspace(preset.box[0], preset.box[-1], max(preset.steps, 1)) if preset.box else None
+        canvas, _ = self.image_fn.forward(self.params)
+        self.current = maco_mod.to_model_size(canvas, self.size)
+        self.best_images = self.current.copy()
+        self.best = np.full(opt.batch, -np.inf)
+        self.initial = _gradient_pass(opt, self.session, self._to_model(self.current))[1]
 
-    def final_value(self) -> np.ndarray:
-        return self.best.copy()  # the result is the final image, measured as it is after the last step
+    def _crop_pass(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient of the mean objective over each row's crops (rows i*K .. i*K+K-1 of `x`)
+        w.r.t. `x`, and each row's mean objective."""
+        opt, k = self.opt, self.crops
+        objective = opt.objective
+        acts = None if objective.linear else opt.model.activations(x, list(objective.targets), with_outputs=False)
+        per_crop = [objective.seeds(None if acts is None else {t: a[j::k] for t, a in acts.items()}, opt.batch)
+                    for j in range(k)]
+        seeds = {t: np.stack([s[t] for s in per_crop], axis=1).reshape(-1, *per_crop[0][t].shape[1:]) / np.float32(k)
+                 for t in objective.targets}
+        out = self.session.run(x, seeds)
+        values = np.mean([objective.value({t: out[t][j::k] for t in objective.targets}) for j in range(k)], axis=0)
+        return out["grad"], values
 
-    def model_input(self, best):
-        return self._to_model(self.best_images if best else self.current)
+    def step(self, index: int, last: bool) -> np.ndarray:
+        opt, preset, k = self.opt, self.opt.preset, self.crops
+        canvas, cache = self.image_fn.forward(self.params)
+        box = float(self.boxes[min(index, len(self.boxes) - 1)]) if self.boxes is not None else 1.0
+        matrices = np.concatenate([maco_mod.crop_matrices(rng, k, self.canvas, self.size, box) for rng in opt.rngs])
+        sampler = maco_mod.crops_of(canvas, matrices, self.size)
+        crops = sampler.forward(np.repeat(canvas, k, axis=0))
+        if preset.noise:  # Gaussian and uniform noise, each row's from its own stream
+            shape = (k, *crops.shape[1:])
+            crops = crops + np.float32(preset.noise) * np.concatenate(
+                [rng.standard_normal(shape, dtype=np.float32) + rng.random(shape, dtype=np.float32) - 0.5
+                 for rng in opt.rngs])
+        grad_x, value = self._crop_pass(self._to_model(crops))
+        grad_canvas = sampler.backward(self._from_model_grad(grad_x))
+        grad_canvas = grad_canvas.reshape(opt.batch, k, *grad_canvas.shape[1:]).sum(axis=1)
+        self.params = self.nadam.ascend(self.params, self.image_fn.backward(cache, grad_canvas))
+        if last:
+            canvas, _ = self.image_fn.forward(self.params)
+            self.current = maco_mod.to_model_size(canvas, self.size)
+            self.canvas_images = canvas
+            _, final = _gradient_pass(opt, self.session, self._to_model(self.current))
+            self.best_images = self.current.copy()
+            self.best = final
+        return value
 
 
 def optimize(model, objective: Objective, preset: str | Preset = DEFAULT_PRESET, seed=0, batch: int = 1,
