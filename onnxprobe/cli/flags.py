@@ -28,6 +28,12 @@ FLAGS = {
     "by": "--by",
     "batch_size": "--batch-size",
     "shard_size": "--shard-size",
+    # pictures from a photo (optimize --from)
+    "photo": "--from",
+    "picture": "--picture",
+    "unit": "--unit",
+    "photo_activation": "--from",
+    "weight": "--closeness",
     # the viewer's inputs (view)
     "atlas": "--atlas",
     "images": "--images",

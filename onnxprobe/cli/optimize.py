@@ -21,6 +21,9 @@ EXAMPLES = """examples:
   onnxprobe optimize models/imagenet/mobilenet_v2.onnx --layer features.13.conv.0.2/Clip --objective channel \\
       --unit 0-7 --preset lucid --steps 256 --out vis/
   onnxprobe optimize models/digits/digits-cnn.onnx --layer logits --unit all --preset set4 --out vis/
+  onnxprobe optimize models/imagenet/mobilenet_v2.onnx --from cat.jpg --picture invert --layer features.9/Add --out pics/
+  onnxprobe optimize models/imagenet/mobilenet_v2.onnx --from cat.jpg --picture accentuate --objective logit \
+      --unit 281 --out pics/
 """
 
 
@@ -28,14 +31,22 @@ def register(sub) -> None:
     parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
     add_model_args(parser)
     parser.add_argument("--layer", help="layer (ONNX tensor name); not needed for --objective logit")
-    parser.add_argument("--unit", action="append", required=True,
-                        help="unit index, range like 0-15, or 'all' (repeatable)")
+    parser.add_argument("--unit", action="append",
+                        help="unit index, range like 0-15, or 'all' (repeatable); with --from, one unit or class")
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
                         help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
     parser.add_argument("--position", metavar="Y,X|centre|mean",
                         help=f"for --objective neuron: {POSITION_HELP} (default centre; optimize has no image, so no max; "
                              "mean is --objective channel)")
     add_render_args(parser, default_preset=None)
+    parser.add_argument("--from", dest="photo", metavar="IMAGE",
+                        help="a picture from this photo (--picture): accentuate a unit or class in it, a caricature "
+                             "of what --layer sees in it, or its reconstruction from --layer alone (lucid preset)")
+    parser.add_argument("--picture", choices=("accentuate", "caricature", "invert"), default="accentuate",
+                        help="with --from: accentuate (default; push --unit from the photo, staying close to it), "
+                             "caricature (amplify what --layer sees), invert (reconstruct from --layer's activation)")
+    parser.add_argument("--closeness", type=float, default=1.0,
+                        help="with --picture accentuate: weight of the mean squared distance from the photo (default 1)")
     parser.add_argument("--fresh", action="store_true", help="redo units already finished in --out by the same settings")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -49,6 +60,10 @@ def run(args) -> int:
     from onnxprobe.optimize.store import UnitStore, job_key, render_into
 
     # the one resolution of the render flags: render_units takes them as they are
+    if args.photo is not None:
+        return _from_photo(args)
+    if not args.unit:
+        raise UsageError("optimize needs --unit (or --from IMAGE for a picture from a photo)")
     render = render_settings(args)
     preset = render.preset
     position = parse_position(args.position)  # read by the objective module: no image here, so no max
@@ -97,3 +112,49 @@ def _barely_moved(results) -> bool:
     """Every unit rose by less than half the typical starting magnitude of the units."""
     scale = max(float(np.median([abs(max(r.initial_activation)) for r in results])), 1e-3)
     return all(max(r.best_activation) - max(r.initial_activation) < 0.5 * scale for r in results)
+
+
+def _from_photo(args) -> int:
+    """optimize --from IMAGE: one picture from a photo (onnxprobe.optimize.photo)."""
+    from onnxprobe.fsutil import atomic_write_json, safe_name
+    from onnxprobe.optimize.photo import PHOTO_PRESET, picture_from_photo
+    from onnxprobe.preprocess import read_image
+    from onnxprobe.render.images import write_png
+
+    image = read_image(args.photo, "--from image")
+    out = Path(args.out)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out must be a folder, got the file {out}")
+    model = load_model_from_args(args)
+    unit = None
+    if args.unit:
+        if args.objective == "logit":
+            from onnxprobe.autodiff.objectives import logit_layer
+
+            units = parse_units(args.unit, logit_layer(model))
+        else:
+            if args.layer is None:
+                raise UsageError("--unit needs --layer (or --objective logit)")
+            units = parse_units(args.unit, model.layer(args.layer))
+        if len(units) != 1:
+            raise UsageError(f"--from takes one --unit, got {len(units)}")
+        unit = units[0]
+    from onnxprobe.optimize import DEFAULT_PRESET
+
+    preset = PHOTO_PRESET if args.preset == DEFAULT_PRESET else args.preset  # not given: the photo's engine
+    pic = picture_from_photo(model, image, args.picture, layer=args.layer, unit=unit, objective=args.objective,
+                             position=parse_position(args.position), preset=preset, steps=args.steps, seed=args.seed,
+                             weight=args.closeness)
+    stem = f"{args.picture}-{safe_name(Path(args.photo).stem)}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_png(out / f"{stem}.png", pic.image)
+    write_png(out / f"{stem}-photo.png", pic.photo)
+    atomic_write_json(out / f"{stem}.json", pic.to_json())
+    print(f"{pic.objective}: {pic.photo_value:.4g} on the photo, {pic.value:.4g} on the picture "
+          f"(RMS distance from the photo {pic.distance:.1f} of 255; {pic.seconds:.1f} s)")
+    if args.picture == "accentuate":
+        print("step  value  distance (the unit's rise against the distance from the photo)")
+        for step, value, distance in pic.curve:
+            print(f"{step:4d}  {value:.4g}  {distance:.1f}")
+    print(f"wrote {out / (stem + '.png')}")
+    return 0

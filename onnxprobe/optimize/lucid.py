@@ -208,6 +208,18 @@ class LucidImage:
         shape = (self.channels, h, w // 2 + 1, 2) if self.param == "fft" else (self.channels, h, w)
         return (rng.standard_normal(shape) * sd).astype(np.float32)
 
+    def from_display(self, images: np.ndarray) -> np.ndarray:
+        """The parameters whose image is `images` (N, C, H, W) in 0..1 (clipped to 0.001..0.999,
+        where the sigmoid is invertible): the start of a picture from a photo."""
+        d = np.clip(np.asarray(images, np.float64), 1e-3, 1 - 1e-3)
+        t = np.log(d / (1 - d))
+        if self.decorrelate:
+            t = np.einsum("cd,ndhw->nchw", np.linalg.inv(COLOR_MATRIX.astype(np.float64)), t)
+        if self.param != "fft":
+            return t.astype(np.float32)
+        spectrum = np.fft.rfft2(t) / (0.25 * self.scale)
+        return np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)
+
     def forward(self, params: np.ndarray) -> np.ndarray:
         t = fft_image(params, self.scale, self.size) if self.param == "fft" else params
         if self.decorrelate:

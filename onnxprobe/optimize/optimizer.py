@@ -42,9 +42,12 @@ class Optimizer:
     """
 
     def __init__(self, model, objective: Objective, preset: str | Preset = DEFAULT_PRESET, seed=0, batch: int = 1,
-                 param: str | None = None, steps: int | None = None, engine: str = "auto"):
+                 param: str | None = None, steps: int | None = None, engine: str = "auto",
+                 start: np.ndarray | None = None):
         self.model = model
         self.objective = objective
+        # start: display images (N or 1, C, H, W) in 0..1 to start from (pictures from a photo)
+        self.start_images = None if start is None else np.asarray(start, np.float32)
         # a Preset (the command line's, resolved once) is used as it is; a name is resolved here
         given = isinstance(preset, Preset) and steps is None and param is None
         self.preset = preset if given else get_preset(preset, steps, param)
@@ -64,6 +67,9 @@ class Optimizer:
             self.engine_name = "graph" if objective.linear and _graph_blur_fits(self.preset, model.spec.input_size) else "numpy"
         else:
             self.engine_name = engine
+        if (self.start_images is not None or objective.anchor is not None) and self.engine_name != "lucid":
+            raise UsageError(f"pictures from a photo take the lucid parameterization (preset lucid or lucid-fast), "
+                             f"not preset '{self.preset.name}'")
         if self.engine_name == "graph" and not objective.linear:
             raise UsageError(f"objective '{objective.description}' is not linear: it needs engine 'numpy'")
         self._engine = None
@@ -149,6 +155,14 @@ class Optimizer:
     @property
     def best_activation(self) -> np.ndarray | None:
         return self._require_started().best_value() if self.history else None
+
+    def display_images(self, best: bool = False) -> np.ndarray:
+        """The current (or best) images in display space, (N, C, H, W) float32 in 0..1 (the lucid
+        and maco engines, whose parameterizations produce display images)."""
+        engine = self._require_started()
+        if not isinstance(engine, _DisplayEngine):
+            raise UsageError(f"engine '{self.engine_name}' keeps pixel units; use image() or current_input()")
+        return (engine.best_images if best else engine.current).copy()
 
     def current_input(self, best: bool = False) -> np.ndarray:
         """The model input tensors (N, ...) of the current (or best) images."""
@@ -360,12 +374,20 @@ class _LucidEngine(_DisplayEngine):
         super().__init__(opt)
         self.image_fn = lucid_mod.LucidImage(self.spec.channels, self.size, opt.param, opt.preset.decorrelate)
         self.params = np.stack([self.image_fn.init(rng, opt.preset.init_sd) for rng in opt.rngs])
+        if opt.start_images is not None:
+            self.params = np.ascontiguousarray(np.broadcast_to(self.image_fn.from_display(opt.start_images),
+                                                               self.params.shape), np.float32)
+        self.anchor = opt.objective.anchor
         self.adam = lucid_mod.Adam(self.params.shape, opt.preset.lr)
         self.current = self.image_fn.forward(self.params)
         self.best_images = self.current.copy()
         self.best = np.full(opt.batch, -np.inf)
         # the steps measure transformed images (progress only); the start is measured as the result is
-        self.initial = _gradient_pass(opt, self.session, self._to_model(self.current))[1]
+        self.initial = self._anchored(_gradient_pass(opt, self.session, self._to_model(self.current))[1], self.current)
+
+    def _anchored(self, value: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """The objective's value with accentuation's closeness term (on the untransformed images)."""
+        return value if self.anchor is None else value + self.anchor.value(images)
 
     def step(self, index: int, last: bool) -> np.ndarray:
         opt = self.opt
@@ -379,6 +401,9 @@ class _LucidEngine(_DisplayEngine):
         self.best = np.where(better, value, self.best)
         self.best_images[better] = image[better]
         grad_image = sampler.backward(self._from_model_grad(out["grad"]))
+        if self.anchor is not None:
+            value = self._anchored(value, image)
+            grad_image = grad_image + self.anchor.gradient(image)
         grad_params = self.image_fn.backward(self.params, image, grad_image)
         self.params = self.adam.ascend(self.params, grad_params)
         if last:
@@ -387,7 +412,7 @@ class _LucidEngine(_DisplayEngine):
             self.current = self.image_fn.forward(self.params)
             _, final = _gradient_pass(opt, self.session, self._to_model(self.current))
             self.best_images = self.current.copy()
-            self.best = final
+            self.best = self._anchored(final, self.current)
         return value
 
 
@@ -452,9 +477,10 @@ class _MacoEngine(_DisplayEngine):
 
 
 def optimize(model, objective: Objective, preset: str | Preset = DEFAULT_PRESET, seed=0, batch: int = 1,
-             param: str | None = None, steps: int | None = None, engine: str = "auto") -> Optimizer:
+             param: str | None = None, steps: int | None = None, engine: str = "auto",
+             start: np.ndarray | None = None) -> Optimizer:
     """Run an `Optimizer` to the end and return it."""
-    return Optimizer(model, objective, preset, seed, batch, param, steps, engine).run()
+    return Optimizer(model, objective, preset, seed, batch, param, steps, engine, start).run()
 
 
 __all__ = ["ENGINES", "Optimizer", "optimize"]

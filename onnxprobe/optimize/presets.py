@@ -140,7 +140,7 @@ def resolve_param(preset: Preset, param: str | None) -> str:
     if preset.method == "maco" and param == preset.param:
         return param
     if preset.method == "maco":
-        raise ParameterError(f"preset 'maco' optimizes the Fourier phase only; {{param}} {param} is lucid's",
+        raise ParameterError(f"{{preset}} maco optimizes the Fourier phase only; {{param}} {param} is lucid's",
                              "preset", "param")
     if param not in PARAMS:
         raise UsageError(f"unknown parameterization '{param}' (known: {', '.join(PARAMS)})")

@@ -1,0 +1,144 @@
+"""Pictures from a photo: what a network sees in one photograph, by optimization (the lucid
+parameterization; the objectives are onnxprobe.autodiff.objectives' `accentuation`, `caricature`
+and `inversion`).
+
+    from onnxprobe.optimize.photo import picture_from_photo
+    pic = picture_from_photo(pm, read_image("cat.jpg"), "invert", layer="features.9/Add")
+    pic.image, pic.photo, pic.value, pic.photo_value, pic.distance, pic.curve, pic.to_json()
+
+- "accentuate" (feature accentuation, Hamblin et al. 2024): start from the photo and push a unit or
+  a class (`objective` neuron / channel / logit, `unit`, `position`: a neuron may take `max`, the
+  photo's own peak) while staying close to the photo (`weight` on the mean squared distance in
+  display space). `curve` is the unit's rise against the distance from the photo along the run.
+- "caricature" (OpenAI Microscope's): amplify what `layer` already sees in the photo (the dot
+  product with the photo's activation, normalized), from the preset's random start.
+- "invert" (feature inversion, Mahendran and Vedaldi 2015): reconstruct an image from `layer`'s
+  activation of the photo alone, from the preset's random start. The preset's transformation
+  robustness is switched off: the photo's activation is spatially fixed, a shifted or rotated view
+  of the image would be compared with it at the wrong places.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from onnxprobe.autodiff import objectives
+from onnxprobe.errors import ParameterError
+from onnxprobe.optimize.optimizer import Optimizer
+from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
+
+PICTURES = ("accentuate", "caricature", "invert")
+PHOTO_PRESET = "lucid"  # the engine pictures from a photo run on (maco has no photo start)
+
+
+@dataclass
+class PhotoPicture:
+    """One picture from a photo. Images are HxWx3 uint8 RGB at the model's input size; `distance`
+    is the RMS difference from the photo in 0..255 pixel units; `value` / `photo_value` the
+    objective (without the closeness term) on the result and on the photo; `curve` rows are
+    (step, value, distance) along the run."""
+
+    kind: str
+    layer: str | None
+    unit: int | None
+    objective: str
+    preset: str
+    steps: int
+    image: np.ndarray
+    photo: np.ndarray
+    input: np.ndarray
+    value: float
+    photo_value: float
+    distance: float
+    curve: list[tuple[int, float, float]] = field(default_factory=list)
+    weight: float | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"picture": self.kind, "layer": self.layer, "unit": self.unit, "objective": self.objective,
+                "preset": self.preset, "steps": self.steps, "weight": self.weight, "value": self.value,
+                "photo_value": self.photo_value, "distance": self.distance,
+                "curve": [{"step": s, "value": v, "distance": d} for s, v, d in self.curve],
+                "seconds": round(self.seconds, 3)}
+
+
+def photo_display(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An image as `preprocess` takes it -> (the model input (1, ...), the photo as the model sees
+    it in display space: (1, C, H, W) float32 in 0..1)."""
+    x = model.preprocess(image)
+    rgb = model.spec.to_display(x[0])
+    if rgb.ndim == 2:
+        rgb = rgb[:, :, None]
+    channels = model.spec.channels
+    planes = rgb[:, :, :1] if channels == 1 else rgb[:, :, :channels]
+    return x, (planes.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+
+
+def _value(model, objective, x: np.ndarray) -> np.ndarray:
+    acts = model.activations(x, list(objective.targets), with_outputs=False)
+    return objective.value(acts)
+
+
+def _rgb(display01: np.ndarray) -> np.ndarray:
+    rgb = np.clip(np.rint(display01.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+    return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+
+
+def picture_from_photo(model, image: np.ndarray, kind: str, *, layer: str | None = None, unit: int | None = None,
+                       objective: str = "neuron", position=None, preset: str | Preset = PHOTO_PRESET,
+                       steps: int | None = None, seed: int = 0, weight: float = 1.0,
+                       checkpoints: int = 8) -> PhotoPicture:
+    """See the module docstring. `image` as `model.preprocess` takes it (HxWx3 BGR uint8 as OpenCV
+    reads, or HxW)."""
+    if kind not in PICTURES:
+        raise ParameterError(f"unknown {{picture}} '{kind}' (known: {', '.join(PICTURES)})", "picture")
+    chosen = get_preset(preset, steps)
+    if chosen.method != "lucid":
+        raise ParameterError(f"pictures from a photo run on the lucid parameterization; {{preset}} "
+                             f"{chosen.name} is not one (use {PHOTO_PRESET})", "preset")
+    began = time.perf_counter()
+    x, photo = photo_display(model, image)
+    start = None
+    if kind == "accentuate":
+        if unit is None:
+            raise ParameterError("accentuation pushes one unit or class: give {unit}", "unit")
+        base = (objectives.logit(model, unit) if objective == "logit" else
+                objectives.channel(model, layer, unit, pre_activation=False) if objective == "channel" else
+                objectives.unit_objective(model, layer, unit, position, x))
+        measure = base
+        goal = objectives.accentuation(base, photo, weight)
+        start = photo
+    else:
+        if layer is None:
+            raise ParameterError(f"a {kind} reads one layer: give {{layer}}", "layer")
+        a0 = model.activations(x, [layer], with_outputs=False)[layer]
+        goal = (objectives.caricature if kind == "caricature" else objectives.inversion)(model, layer, a0)
+        measure = goal
+        if kind == "invert":
+            chosen = replace(chosen, pad=0, jitter=(), scales=(), max_rotate=0.0)
+    opt = Optimizer(model, goal, chosen, seed=[np.random.SeedSequence([int(seed), PICTURES.index(kind)])],
+                    start=start).start()
+    photo_value = float(_value(model, measure, x)[0])
+    curve = []
+    marks = sorted({int(round(s)) for s in np.linspace(0, chosen.steps, max(checkpoints, 1) + 1)[1:]})
+    for mark in marks:
+        opt.step(mark - opt.steps_done)
+        current = opt.current_input(best=False)
+        shown = opt.display_images(best=False)
+        distance = float(np.sqrt(np.mean((shown.astype(np.float64) - photo) ** 2)) * 255.0)
+        curve.append((opt.steps_done, float(_value(model, measure, current)[0]), distance))
+    final = opt.current_input(best=True)
+    shown = opt.display_images(best=True)
+    return PhotoPicture(kind=kind, layer=layer if kind != "accentuate" or objective != "logit" else None, unit=unit,
+                        objective=measure.description, preset=chosen.name, steps=chosen.steps,
+                        image=_rgb(shown[0]), photo=_rgb(photo[0]), input=final[0],
+                        value=float(_value(model, measure, final)[0]), photo_value=photo_value,
+                        distance=float(np.sqrt(np.mean((shown.astype(np.float64) - photo) ** 2)) * 255.0),
+                        curve=curve, weight=weight if kind == "accentuate" else None,
+                        seconds=time.perf_counter() - began)
+
+
+__all__ = ["PICTURES", "PhotoPicture", "picture_from_photo", "photo_display", "DEFAULT_PRESET"]
