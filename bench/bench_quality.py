@@ -318,6 +318,121 @@ def bench_speed(args, model, judges) -> None:
           f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
+# every pretrained ImageNet network the project has, with its family: a hit counts only from a
+# judge of another family (networks of one family share features, not only objects: issue 26)
+NETWORKS = {"MobileNetV2": (MODEL, "mobilenet"), "SqueezeNet": (JUDGE, "squeezenet"),
+            "EfficientNet-Lite0": (STRONG_JUDGE, "efficientnet")}
+INVERSION_LAYER = "features.9/Add"  # a middle layer of the bundled network (14 x 14 x 64, block 9 of 17)
+
+
+def load_networks(device: str = "cpu") -> dict[str, ProbeModel]:
+    ensure_models()
+    return {name: ProbeModel.load(path, device=device) for name, (path, _) in NETWORKS.items()}
+
+
+def other_family(networks: dict[str, ProbeModel], name: str) -> dict[str, ProbeModel]:
+    family = NETWORKS[name][1]
+    return {judge: model for judge, model in networks.items() if NETWORKS[judge][1] != family}
+
+
+def pass_seconds(model: ProbeModel, objective, batch: int, repeats: int = 3) -> float:
+    """Seconds of one forward + gradient pass per image at `batch` (median of `repeats`), what a
+    step costs per row and crop."""
+    session = model.gradient_session(list(objective.targets))
+    h, w = model.spec.input_size
+    x = np.zeros((batch, model.spec.channels, h, w), np.float32)  # the layouts of the three are NCHW
+    seeds = objective.seeds(None, batch)
+    session.run(x, seeds)
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        session.run(x, seeds)
+        times.append(time.perf_counter() - began)
+    return float(np.median(times)) / batch
+
+
+def bench_cross(args, networks: dict[str, ProbeModel], presets) -> dict:
+    """Class visualizations on every network, judged by the networks of other families only."""
+    from onnxprobe.autodiff.objectives import logit, stack
+
+    classes = imagenet_classes(args.classes)
+    print(f"\n## across families: {len(classes)} classes {classes}, seed {args.seed}, batch {args.batch}; "
+          f"a hit only from a judge of another family; load average {os.getloadavg()[0]:.1f} at the start\n")
+    print("| network | preset | steps | passes / step | judge | top-1 | top-5 | median rank | s / unit | "
+          "bound s / unit (pass x passes x steps) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    table = {}
+    for net_name, model in networks.items():
+        judges = other_family(networks, net_name)
+        per_pass = pass_seconds(model, stack([logit(model, c) for c in classes[:args.batch]]),
+                                min(args.batch, len(classes)))
+        for name in presets:
+            preset = get_preset(name, args.steps)
+            passes = max(preset.crops, 1) if preset.method == "maco" else 1
+            began = time.perf_counter()
+            results = render_units(model, None, classes, preset=preset, seed=args.seed, batch=args.batch,
+                                   objective="logit")
+            seconds = (time.perf_counter() - began) / len(classes)
+            images = [r.images[0] for r in results]
+            scores = judged(judges, images, classes)
+            bound = per_pass * passes * preset.steps
+            for judge, (t1, t5, rank) in scores.items():
+                print(f"| {net_name} | {name} | {preset.steps} | {passes} | {judge} | {t1:.0%} | {t5:.0%} | {rank:.0f} | "
+                      f"{seconds:.1f} | {bound:.1f} |", flush=True)
+            table[(net_name, name)] = (scores, seconds, bound)
+            if args.save:
+                _montage(args.save, f"classes-{safe(net_name)}-{name}.png", images)
+    return table
+
+
+def bench_inversion(args, networks: dict[str, ProbeModel]) -> None:
+    """foolbox's 20 labelled photos reconstructed from INVERSION_LAYER of the bundled network
+    alone; a hit when a judge of another family gives the photo's own label."""
+    from onnxprobe.optimize.photo import picture_from_photo
+    from onnxprobe.preprocess import read_image
+    from tools.wheels import members
+
+    model = networks["MobileNetV2"]
+    judges = other_family(networks, "MobileNetV2")
+    files = members("foolbox_imagenet")[:args.photos]
+    labels = np.array([int(f.stem.split("_")[-1]) for f in files])
+    print(f"\n## inversion: {len(files)} foolbox photos from {INVERSION_LAYER} of MobileNetV2, lucid without "
+          f"transforms, {args.inversion_steps} steps; load average {os.getloadavg()[0]:.1f} at the start\n")
+    pictures, photos, seconds = [], [], []
+    for f in files:
+        pic = picture_from_photo(model, read_image(str(f)), "invert", layer=INVERSION_LAYER,
+                                 steps=args.inversion_steps, seed=args.seed)
+        pictures.append(pic.image)
+        photos.append(pic.photo)
+        seconds.append(pic.seconds)
+    print("| judge | photos: top-1 / top-5 | reconstructions: top-1 / top-5 | s / photo |")
+    print("|---|---|---|---|")
+    for judge_name, judge in judges.items():
+        cells = []
+        for images in (photos, pictures):
+            top = judge_topk(judge, images)
+            cells.append(f"{int((top[:, 0] == labels).sum())} / {sum(l in t for l, t in zip(labels, top))} of {len(labels)}")
+        print(f"| {judge_name} | {cells[0]} | {cells[1]} | {np.median(seconds):.1f} |", flush=True)
+    if args.save:
+        _montage(args.save, "inversion-photos.png", photos[:10])
+        _montage(args.save, "inversion-reconstructions.png", pictures[:10])
+
+
+def safe(name: str) -> str:
+    return name.lower().replace(" ", "-")
+
+
+def _montage(folder: str, name: str, images, size: int = 96) -> None:
+    """One small PNG: the images side by side at `size` px (the gallery's pictures)."""
+    import cv2
+
+    from onnxprobe.render.images import write_png
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    row = np.hstack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images])
+    write_png(Path(folder) / name, row)
+
+
 def _save(folder: str, name: str, results) -> None:
     from onnxprobe.render.images import write_png
 
@@ -329,7 +444,8 @@ def _save(folder: str, name: str, results) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="digits,imagenet,hidden,speed")
+    parser.add_argument("--sections", default="digits,imagenet,hidden,speed",
+                        help="also: cross (every network judged by other families), inversion (foolbox's photos)")
     parser.add_argument("--presets", default=",".join(PRESET_ORDER))
     parser.add_argument("--classes", type=int, default=50, help="ImageNet classes (evenly spread over 0..999)")
     parser.add_argument("--speed-classes", type=int, default=10)
@@ -339,10 +455,18 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--save", help="folder for the judged images")
+    parser.add_argument("--save", help="folder for the judged images (cross, inversion: small montages)")
+    parser.add_argument("--photos", type=int, default=20, help="inversion: foolbox photos (of 20)")
+    parser.add_argument("--inversion-steps", type=int, default=512, help="inversion: steps (lucid's 512)")
     args = parser.parse_args()
     sections = args.sections.split(",")
     presets = args.presets.split(",")
+    if {"cross", "inversion"} & set(sections):
+        networks = load_networks(args.device)
+        if "cross" in sections:
+            bench_cross(args, networks, presets)
+        if "inversion" in sections:
+            bench_inversion(args, networks)
     if "digits" in sections:
         bench_digits(args, presets)
     if {"imagenet", "hidden", "speed"} & set(sections):

@@ -453,6 +453,7 @@ class _MacoEngine(_DisplayEngine):
     def step(self, index: int, last: bool) -> np.ndarray:
         opt, preset, k = self.opt, self.opt.preset, self.crops
         canvas, cache = self.image_fn.forward(self.params)
+        self.current = maco_mod.to_model_size(canvas, self.size)  # what a live view shows (image())
         box = float(self.boxes[min(index, len(self.boxes) - 1)]) if self.boxes is not None else 1.0
         matrices = np.concatenate([maco_mod.crop_matrices(rng, k, self.canvas, self.size, box) for rng in opt.rngs])
         sampler = maco_mod.crops_of(canvas, matrices, self.size)
