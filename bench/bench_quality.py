@@ -366,8 +366,9 @@ def bench_cross(args, networks: dict[str, ProbeModel], presets) -> dict:
         judges = other_family(networks, net_name)
         per_pass = pass_seconds(model, stack([logit(model, c) for c in classes[:args.batch]]),
                                 min(args.batch, len(classes)))
-        for name in presets:
-            preset = get_preset(name, args.steps)
+        for entry in presets:
+            name, _, steps = entry.partition(":")  # "maco:64": a preset at its own step count
+            preset = get_preset(name, int(steps) if steps else args.steps)
             passes = max(preset.crops, 1) if preset.method == "maco" else 1
             began = time.perf_counter()
             results = render_units(model, None, classes, preset=preset, seed=args.seed, batch=args.batch,
@@ -379,9 +380,9 @@ def bench_cross(args, networks: dict[str, ProbeModel], presets) -> dict:
             for judge, (t1, t5, rank) in scores.items():
                 print(f"| {net_name} | {name} | {preset.steps} | {passes} | {judge} | {t1:.0%} | {t5:.0%} | {rank:.0f} | "
                       f"{seconds:.1f} | {bound:.1f} |", flush=True)
-            table[(net_name, name)] = (scores, seconds, bound)
+            table[(net_name, entry)] = (scores, seconds, bound)
             if args.save:
-                _montage(args.save, f"classes-{safe(net_name)}-{name}.png", images)
+                _montage(args.save, f"classes-{safe(net_name)}-{name}-{preset.steps}.png", images)
     return table
 
 

@@ -31,10 +31,22 @@ Library API (stable; the atlas builds on it)::
   FFT spectrum + colour decorrelation + sigmoid + transformation robustness, Adam lr 0.05, 512
   steps), `lucid-fast` (the same in 256 steps: half the time; its class images are judged as
   lucid's, top-1 92 % on average over three runs on MobileNetV2's 50 judged classes) and
+  `maco` (Fel et al. 2023, maco.py: only the Fourier phase is optimized, under the fixed mean
+  magnitude spectrum of the project's photographs, shipped as package data; random crops of a
+  canvas twice the input's size, noise, NAdam lr 1.0, 256 steps of 4 crops: each step costs 4
+  forward+backward passes per unit where lucid's costs 1; its images keep natural images' 1/f
+  power, so they cannot turn into a network family's high-frequency textures), and
   `set1`..`set4`, the paper's four hyperparameter sets. `param` is "pixel" or "fft";
   the seed's sets are pixel-only, `lucid` takes either (default fft). `presets.get_preset(name,
   steps, param)` resolves a preset once into a typed `Preset` (the command line does this at its
   boundary, inside `RenderSettings.resolve`); `render_units` and `Optimizer` take it as it is.
+- Pictures from a photo (`photo.picture_from_photo(model, image, "accentuate" | "caricature" |
+  "invert", layer=, unit=, objective=, position=, steps=, weight=)`, `optimize --from IMAGE`):
+  feature accentuation (Hamblin et al. 2024: a unit or class pushed from the photo, staying close
+  to it; `curve` is the unit's rise against the distance from the photo), Microscope's caricature
+  (what a layer already sees, amplified) and feature inversion (Mahendran and Vedaldi 2015: the
+  photo reconstructed from one layer's activation). Lucid parameterization; the objectives are
+  `objectives.accentuation`, `caricature` and `inversion`.
 - Objectives (`objectives`, the one objective module `onnxprobe.autodiff.objectives`): `neuron`
   (channel at a position, the spatial centre by default), `channel` (mean), `logit` (pre-softmax),
   `direction` (weighted channels), `diversity` (across the batch, non-linear), combined with `+`,
