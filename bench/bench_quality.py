@@ -389,7 +389,7 @@ def bench_cross(args, networks: dict[str, ProbeModel], presets) -> dict:
 def bench_inversion(args, networks: dict[str, ProbeModel]) -> None:
     """foolbox's 20 labelled photos reconstructed from INVERSION_LAYER of the bundled network
     alone; a hit when a judge of another family gives the photo's own label."""
-    from onnxprobe.optimize.photo import picture_from_photo
+    from onnxprobe.optimize.photo import invert_photos
     from onnxprobe.preprocess import read_image
     from tools.wheels import members
 
@@ -399,13 +399,11 @@ def bench_inversion(args, networks: dict[str, ProbeModel]) -> None:
     labels = np.array([int(f.stem.split("_")[-1]) for f in files])
     print(f"\n## inversion: {len(files)} foolbox photos from {INVERSION_LAYER} of MobileNetV2, lucid without "
           f"transforms, {args.inversion_steps} steps; load average {os.getloadavg()[0]:.1f} at the start\n")
-    pictures, photos, seconds = [], [], []
-    for f in files:
-        pic = picture_from_photo(model, read_image(str(f)), "invert", layer=INVERSION_LAYER,
-                                 steps=args.inversion_steps, seed=args.seed)
-        pictures.append(pic.image)
-        photos.append(pic.photo)
-        seconds.append(pic.seconds)
+    pics = []
+    for start in range(0, len(files), args.batch):  # the photos as the rows of one batch
+        pics += invert_photos(model, [read_image(str(f)) for f in files[start:start + args.batch]], INVERSION_LAYER,
+                              steps=args.inversion_steps, seed=args.seed)
+    pictures, photos, seconds = [p.image for p in pics], [p.photo for p in pics], [p.seconds for p in pics]
     print("| judge | photos: top-1 / top-5 | reconstructions: top-1 / top-5 | s / photo |")
     print("|---|---|---|---|")
     for judge_name, judge in judges.items():

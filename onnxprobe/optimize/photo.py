@@ -28,7 +28,7 @@ import numpy as np
 from onnxprobe.autodiff import objectives
 from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.optimizer import Optimizer
-from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
+from onnxprobe.optimize.presets import Preset, get_preset
 
 PICTURES = ("accentuate", "caricature", "invert")
 PHOTO_PRESET = "lucid"  # the engine pictures from a photo run on (maco has no photo start)
@@ -63,6 +63,41 @@ class PhotoPicture:
                 "photo_value": self.photo_value, "distance": self.distance,
                 "curve": [{"step": s, "value": v, "distance": d} for s, v, d in self.curve],
                 "seconds": round(self.seconds, 3)}
+
+
+def still(preset: Preset) -> Preset:
+    """The preset without its transformation robustness (what an inversion runs: the photo's
+    activation is spatially fixed)."""
+    return replace(preset, pad=0, jitter=(), scales=(), max_rotate=0.0)
+
+
+def invert_photos(model, images, layer: str, *, preset: str | Preset = PHOTO_PRESET, steps: int | None = None,
+                  seed: int = 0) -> list[PhotoPicture]:
+    """`picture_from_photo(..., "invert")` of many photos as the rows of one batch (one gradient
+    run per step for all of them; row i draws from SeedSequence([seed, 2, i])). No curve."""
+    chosen = get_preset(preset, steps)
+    if chosen.method != "lucid":
+        raise ParameterError(f"pictures from a photo run on the lucid parameterization; {{preset}} "
+                             f"{chosen.name} is not one (use {PHOTO_PRESET})", "preset")
+    chosen = still(chosen)
+    began = time.perf_counter()
+    shown = [photo_display(model, image) for image in images]
+    x = np.concatenate([s[0] for s in shown])
+    a0 = model.activations(x, [layer], with_outputs=False)[layer]
+    goals = [objectives.inversion(model, layer, a0[i:i + 1]) for i in range(len(images))]
+    opt = Optimizer(model, objectives.stack(goals), chosen,
+                    seed=[np.random.SeedSequence([int(seed), PICTURES.index("invert"), i]) for i in range(len(images))])
+    opt.run()
+    final = opt.current_input(best=True)
+    values = objectives.stack(goals).value(model.activations(final, [layer], with_outputs=False))
+    result = opt.display_images(best=True)
+    share = (time.perf_counter() - began) / len(images)
+    return [PhotoPicture(kind="invert", layer=layer, unit=None, objective=goals[i].description, preset=chosen.name,
+                         steps=chosen.steps, image=_rgb(result[i]), photo=_rgb(shown[i][1][0]), input=final[i],
+                         value=float(values[i]), photo_value=0.0,
+                         distance=float(np.sqrt(np.mean((result[i].astype(np.float64) - shown[i][1][0]) ** 2)) * 255.0),
+                         seconds=share)
+            for i in range(len(images))]
 
 
 def photo_display(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +153,7 @@ def picture_from_photo(model, image: np.ndarray, kind: str, *, layer: str | None
         goal = (objectives.caricature if kind == "caricature" else objectives.inversion)(model, layer, a0)
         measure = goal
         if kind == "invert":
-            chosen = replace(chosen, pad=0, jitter=(), scales=(), max_rotate=0.0)
+            chosen = still(chosen)
     opt = Optimizer(model, goal, chosen, seed=[np.random.SeedSequence([int(seed), PICTURES.index(kind)])],
                     start=start).start()
     photo_value = float(_value(model, measure, x)[0])
@@ -141,4 +176,4 @@ def picture_from_photo(model, image: np.ndarray, kind: str, *, layer: str | None
                         seconds=time.perf_counter() - began)
 
 
-__all__ = ["PICTURES", "PhotoPicture", "picture_from_photo", "photo_display", "DEFAULT_PRESET"]
+__all__ = ["PICTURES", "PhotoPicture", "invert_photos", "picture_from_photo", "photo_display", "still"]
