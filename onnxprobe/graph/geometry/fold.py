@@ -55,10 +55,35 @@ def fold_node(ctx, node: onnx.NodeProto, small: int) -> dict[str, np.ndarray] | 
         return None
 
 
+_EVALUATORS: dict[tuple, object] = {}  # one reference evaluator per (op, attributes, input types, opset)
+_MAX_EVALUATORS = 256
+
+
 def _evaluate(node: onnx.NodeProto, inputs: list, opset: int) -> dict[str, np.ndarray] | None:
+    names = [f"in{i}" if name else "" for i, name in enumerate(node.input)]
+    key = (node.op_type, node.domain, tuple(a.SerializeToString() for a in node.attribute), int(opset),
+           tuple((n, np.asarray(v).dtype.str, np.shape(v)) for n, v in zip(names, inputs) if n),
+           tuple(bool(o) for o in node.output))
+    evaluator = _EVALUATORS.get(key)
+    if evaluator is None:
+        evaluator = _evaluator(node, names, inputs, opset)
+        if len(_EVALUATORS) >= _MAX_EVALUATORS:
+            _EVALUATORS.clear()
+        _EVALUATORS[key] = evaluator
+    feeds = {n: np.asarray(v) for n, v in zip(names, inputs) if n}
+    results = evaluator.run(None, feeds)
+    values = {}
+    for name, value in zip((o for o in node.output if o), results):
+        value = np.asarray(value)
+        if value.dtype == object:
+            return None
+        values[name] = value
+    return values
+
+
+def _evaluator(node: onnx.NodeProto, names: list[str], inputs: list, opset: int):
     from onnx.reference import ReferenceEvaluator
 
-    names = [f"in{i}" if name else "" for i, name in enumerate(node.input)]
     outs = [f"out{i}" if name else "" for i, name in enumerate(node.output)]
     one = helper.make_node(node.op_type, names, outs, domain=node.domain)
     one.attribute.extend(node.attribute)
@@ -68,15 +93,7 @@ def _evaluate(node: onnx.NodeProto, inputs: list, opset: int) -> dict[str, np.nd
          for n, v in zip(names, inputs) if n],
         [helper.make_value_info(o, onnx.TypeProto()) for o in outs if o])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(int(opset), 7))])
-    feeds = {n: np.asarray(v) for n, v in zip(names, inputs) if n}
-    results = ReferenceEvaluator(model).run(None, feeds)
-    values = {}
-    for name, value in zip((o for o in node.output if o), results):
-        value = np.asarray(value)
-        if value.dtype == object:
-            return None
-        values[name] = value
-    return values
+    return ReferenceEvaluator(model)
 
 
 __all__ = ["fold_node", "known_value"]
