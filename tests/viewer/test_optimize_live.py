@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from onnxprobe.model import ProbeModel
 from onnxprobe.viewer.optimize_live import STEPS_PER_UPDATE, LiveOptimization
 from tests.conftest import make_conv_model
 
 
-def test_live_optimization_steps_and_shows_the_current_image(tmp_path):
+@pytest.mark.parametrize("preset", ["lucid", "maco"])  # every engine of the one preset table shows its steps
+def test_live_optimization_steps_and_shows_the_current_image(tmp_path, preset):
     path = tmp_path / "tiny.onnx"
     make_conv_model(path, size=(20, 24))  # not square: the image keeps the model's (H, W)
-    live = LiveOptimization(ProbeModel.load(path, device="cpu"), "relu1", 2)
+    live = LiveOptimization(ProbeModel.load(path, device="cpu"), "relu1", 2, preset=preset)
     live.start()
     assert live.image() is None and np.isnan(live.activation)  # nothing to show before the first step
     live.step()
