@@ -21,6 +21,44 @@ Goals (issue 14): digits >= 8/10 for every preset; ImageNet best preset >= 95 % 
 >= 50 % top-5; hidden ratio > 1 for every unit; FAST_LUCID <= 10 s per unit at lucid's quality.
 Needs torch (to export the two ImageNet networks into bench/.cache once) and the wheel cache.
 
+Round 4 (issue 26, 2026-12-06, 08:10-09:30 UTC, the 2-core machine shared by 8 sessions, load
+average 7-18: reduced scale, and the seconds are that load's).
+- cross (`--sections cross --presets lucid-fast,maco:64 --classes 5 --batch 5`, seed 0, one run;
+  classes 0, 250, 500, 749, 999: tench, Siberian husky, cliff dwelling, quill, toilet tissue; each
+  cell top-1 / top-5 / median rank by a judge of another family; s / unit measured beside the bound
+  = one forward+gradient pass per image at batch 5 (measured once before the network's runs) x
+  passes per step x steps). lucid-fast and maco:64 cost the same passes (256 per unit):
+  | network | preset | judge | top-1 | top-5 | rank | s / unit | bound |
+  |---|---|---|---|---|---|---|---|
+  | MobileNetV2 | lucid-fast (256) | SqueezeNet | 60 % | 80 % | 1 | 81.5 | 98.0 |
+  | MobileNetV2 | lucid-fast (256) | EfficientNet-Lite0 | 60 % | 100 % | 1 | 81.5 | 98.0 |
+  | MobileNetV2 | maco (64 x 4 crops) | SqueezeNet | 20 % | 40 % | 6 | 68.4 | 98.0 |
+  | MobileNetV2 | maco (64 x 4 crops) | EfficientNet-Lite0 | 20 % | 80 % | 3 | 68.4 | 98.0 |
+  | SqueezeNet | lucid-fast (256) | MobileNetV2 | 0 % | 20 % | 48 | 54.0 | 32.1 |
+  | SqueezeNet | lucid-fast (256) | EfficientNet-Lite0 | 20 % | 20 % | 7 | 54.0 | 32.1 |
+  | SqueezeNet | maco (64 x 4 crops) | MobileNetV2 | 20 % | 40 % | 10 | 52.7 | 32.1 |
+  | SqueezeNet | maco (64 x 4 crops) | EfficientNet-Lite0 | 0 % | 0 % | 65 | 52.7 | 32.1 |
+  | EfficientNet-Lite0 | lucid-fast (256) | MobileNetV2 | 0 % | 40 % | 7 | 88.6 | 66.3 |
+  | EfficientNet-Lite0 | lucid-fast (256) | SqueezeNet | 0 % | 0 % | 115 | 88.6 | 66.3 |
+  | EfficientNet-Lite0 | maco (64 x 4 crops) | MobileNetV2 | 0 % | 40 % | 8 | 76.6 | 66.3 |
+  | EfficientNet-Lite0 | maco (64 x 4 crops) | SqueezeNet | 20 % | 20 % | 19 | 76.6 | 66.3 |
+  Issue 26's premise holds: lucid's pictures on the other two networks are named by another
+  family for 0-1 of 5 (top-1). maco at a quarter of its steps is no better on MobileNetV2 (1 of 5
+  against 3) and about as poor on the other two; to the eye its objects are recognizable but small
+  and faint inside the whole canvas it shows (docs/gallery/classes-*-maco-64.png). Not measured:
+  maco at its own 256 steps, 50 classes, three seeds (each network x preset cell of this table took
+  7-8 minutes of this machine). The time per unit is its bound within a factor 0.7-1.7 (the bound's
+  pass was timed once, under another moment's load; lucid's transforms and FFTs add most on
+  SqueezeNet, the cheapest network).
+- inversion (`--sections inversion --batch 5`): foolbox's 20 photos reconstructed from
+  features.9/Add of MobileNetV2 alone, lucid without its transforms, photos as batch rows; a hit
+  when another family's judge gives the photo's label (the photos themselves: SqueezeNet 11 / 18,
+  EfficientNet-Lite0 18 / 19 of 20, top-1 / top-5):
+  | steps | SqueezeNet top-1 / top-5 | EfficientNet-Lite0 top-1 / top-5 | s / photo |
+  |---|---|---|---|
+  | 64 (one photo per run) | 3 / 8 | 11 / 14 | 27.1 |
+  INVERSION128
+
 Round 3 (2026-11-30, 13:00-14:00 UTC, one bench at a time on the 2-core machine, load about 2).
 Cells as below (SqueezeNet | EfficientNet-Lite0, top-1 / top-5 / median rank).
 - imagenet, 50 classes, batch 8, lucid at 512 and 256 steps, runs that differ by seed (0, 1) or by
