@@ -57,7 +57,8 @@ average 7-18: reduced scale, and the seconds are that load's).
   | steps | SqueezeNet top-1 / top-5 | EfficientNet-Lite0 top-1 / top-5 | s / photo |
   |---|---|---|---|
   | 64 (one photo per run) | 3 / 8 | 11 / 14 | 27.1 |
-  INVERSION128
+  | 128 (5 photos per batch) | 2 / 7 | 11 / 14 | 21.8 |
+  INVERSION6
 
 Round 3 (2026-11-30, 13:00-14:00 UTC, one bench at a time on the 2-core machine, load about 2).
 Cells as below (SqueezeNet | EfficientNet-Lite0, top-1 / top-5 / median rank).
@@ -435,11 +436,11 @@ def bench_inversion(args, networks: dict[str, ProbeModel]) -> None:
     judges = other_family(networks, "MobileNetV2")
     files = members("foolbox_imagenet")[:args.photos]
     labels = np.array([int(f.stem.split("_")[-1]) for f in files])
-    print(f"\n## inversion: {len(files)} foolbox photos from {INVERSION_LAYER} of MobileNetV2, lucid without "
+    print(f"\n## inversion: {len(files)} foolbox photos from {args.inversion_layer} of MobileNetV2, lucid without "
           f"transforms, {args.inversion_steps} steps; load average {os.getloadavg()[0]:.1f} at the start\n")
     pics = []
     for start in range(0, len(files), args.batch):  # the photos as the rows of one batch
-        pics += invert_photos(model, [read_image(str(f)) for f in files[start:start + args.batch]], INVERSION_LAYER,
+        pics += invert_photos(model, [read_image(str(f)) for f in files[start:start + args.batch]], args.inversion_layer,
                               steps=args.inversion_steps, seed=args.seed)
     pictures, photos, seconds = [p.image for p in pics], [p.photo for p in pics], [p.seconds for p in pics]
     print("| judge | photos: top-1 / top-5 | reconstructions: top-1 / top-5 | s / photo |")
@@ -452,7 +453,8 @@ def bench_inversion(args, networks: dict[str, ProbeModel]) -> None:
         print(f"| {judge_name} | {cells[0]} | {cells[1]} | {np.median(seconds):.1f} |", flush=True)
     if args.save:
         _montage(args.save, "inversion-photos.png", photos[:10])
-        _montage(args.save, "inversion-reconstructions.png", pictures[:10])
+        _montage(args.save, f"inversion-{safe(args.inversion_layer.replace('/', '-'))}-{args.inversion_steps}.png",
+                 pictures[:10])
 
 
 def safe(name: str) -> str:
@@ -495,6 +497,7 @@ def main() -> int:
     parser.add_argument("--save", help="folder for the judged images (cross, inversion: small montages)")
     parser.add_argument("--photos", type=int, default=20, help="inversion: foolbox photos (of 20)")
     parser.add_argument("--inversion-steps", type=int, default=512, help="inversion: steps (lucid's 512)")
+    parser.add_argument("--inversion-layer", default=INVERSION_LAYER, help="inversion: the layer of MobileNetV2")
     args = parser.parse_args()
     sections = args.sections.split(",")
     presets = args.presets.split(",")

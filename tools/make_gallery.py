@@ -12,7 +12,9 @@ to --out):
 2. `onnxprobe optimize --objective logit --preset lucid` for a few classes -> classes.png;
 3. `tools/gather_photos.py` (photos from pinned wheels), `onnxprobe maxact --crops` on a hidden
    layer and `onnxprobe optimize --objective channel --preset lucid` for some of its units ->
-   units.png: each unit's feature visualization beside its top-9 patches among those photos.
+   units.png: each unit's feature visualization beside its top-9 patches among those photos;
+4. `onnxprobe optimize --from` the cat: a caricature of features.9/Add and class 282 (tiger cat)
+   accentuated, 64 steps -> photo-pictures.png (photo, caricature, accentuation).
 
 Everything is seeded, so a rerun with the same onnxprobe, ONNX Runtime and settings gives the same
 pictures (up to the last bits of float arithmetic across machines).
@@ -39,6 +41,9 @@ CLASSES = (130, 11, 84, 323, 949, 951, 417, 340)
 UNIT_LAYER = "features.10.conv.0.2/Clip"
 UNITS = (3, 5, 6, 8, 9, 10)  # units 0 and 7 are dead on the start image (ReLU6 at 0: no gradient)
 TILE = 224
+
+
+PHOTO_LAYER = "features.9/Add"  # a 14 x 14 middle layer of the bundled network
 
 
 def onnxprobe(*args: str) -> None:
@@ -119,7 +124,20 @@ def main(argv=None) -> int:
         rows.append(montage([captioned(visual, f"unit {unit}: optimized"),
                              captioned(patches, "top 9 of 100 photos")], columns=2, pad=6, background=16))
     write_png(args.out / "units.png", montage(rows, columns=2, pad=16, background=16))
-    for name in ("demo.png", "classes.png", "units.png"):
+    # 4. pictures from a photo: a caricature of what a middle layer sees in the cat, and the class
+    # "tiger cat" accentuated in it (the inversion montages: bench/bench_quality.py --sections inversion --save)
+    cat = str(REPO / "models" / "imagenet" / "samples" / "chelsea.jpg")
+    onnxprobe("optimize", model, "--from", cat, "--picture", "caricature", "--layer", PHOTO_LAYER, "--steps", "64",
+              "--device", device, "--out", str(work / "photo"))
+    onnxprobe("optimize", model, "--from", cat, "--picture", "accentuate", "--objective", "logit", "--unit", "282",
+              "--steps", "64", "--device", device, "--out", str(work / "photo"))
+    import cv2
+    import numpy as np
+
+    small = [cv2.resize(read_rgb(work / "photo" / name), (128, 128), interpolation=cv2.INTER_AREA)
+             for name in ("caricature-chelsea-photo.png", "caricature-chelsea.png", "accentuate-chelsea.png")]
+    write_png(args.out / "photo-pictures.png", np.hstack(small))
+    for name in ("demo.png", "classes.png", "units.png", "photo-pictures.png"):
         print(f"wrote {args.out / name}")
     return 0
 
