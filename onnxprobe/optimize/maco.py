@@ -167,8 +167,13 @@ def crops_of(canvas: np.ndarray, matrices: np.ndarray, out_hw: tuple[int, int]) 
     return AffineSampler(matrices, canvas.shape[-2:], out_hw, fill=0.5)
 
 
-def to_model_size(canvas: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """(N, C, S, S) canvas -> (N, C, h, w), area-averaged (the result shown and measured)."""
+def to_model_size(canvas: np.ndarray, out_hw: tuple[int, int], view: float = 1.0) -> np.ndarray:
+    """(N, C, S, S) canvas -> its centred `view` share (1: all of it) at (N, C, h, w), area-averaged
+    (the result shown and measured)."""
+    side = canvas.shape[-1]
+    keep = min(side, max(1, int(round(side * view))))
+    start = (side - keep) // 2
+    canvas = canvas[..., start:start + keep, start:start + keep]
     rows = []
     for image in canvas:
         hwc = np.ascontiguousarray(image.transpose(1, 2, 0))

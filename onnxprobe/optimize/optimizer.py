@@ -431,7 +431,7 @@ class _MacoEngine(_DisplayEngine):
         self.crops = max(1, preset.crops)
         self.boxes = np.linspace(preset.box[0], preset.box[-1], max(preset.steps, 1)) if preset.box else None
         canvas, _ = self.image_fn.forward(self.params)
-        self.current = maco_mod.to_model_size(canvas, self.size)
+        self.current = maco_mod.to_model_size(canvas, self.size, self.opt.preset.view)
         self.best_images = self.current.copy()
         self.best = np.full(opt.batch, -np.inf)
         self.initial = _gradient_pass(opt, self.session, self._to_model(self.current))[1]
@@ -453,7 +453,7 @@ class _MacoEngine(_DisplayEngine):
     def step(self, index: int, last: bool) -> np.ndarray:
         opt, preset, k = self.opt, self.opt.preset, self.crops
         canvas, cache = self.image_fn.forward(self.params)
-        self.current = maco_mod.to_model_size(canvas, self.size)  # what a live view shows (image())
+        self.current = maco_mod.to_model_size(canvas, self.size, self.opt.preset.view)  # what a live view shows (image())
         box = float(self.boxes[min(index, len(self.boxes) - 1)]) if self.boxes is not None else 1.0
         matrices = np.concatenate([maco_mod.crop_matrices(rng, k, self.canvas, self.size, box) for rng in opt.rngs])
         sampler = maco_mod.crops_of(canvas, matrices, self.size)
@@ -469,7 +469,7 @@ class _MacoEngine(_DisplayEngine):
         self.params = self.nadam.ascend(self.params, self.image_fn.backward(cache, grad_canvas))
         if last:
             canvas, _ = self.image_fn.forward(self.params)
-            self.current = maco_mod.to_model_size(canvas, self.size)
+            self.current = maco_mod.to_model_size(canvas, self.size, self.opt.preset.view)
             self.canvas_images = canvas
             _, final = _gradient_pass(opt, self.session, self._to_model(self.current))
             self.best_images = self.current.copy()

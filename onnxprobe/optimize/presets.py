@@ -48,6 +48,7 @@ class Preset:
     crops: int = 0
     box: tuple[float, float] = ()
     noise: float = 0.0
+    view: float = 1.0  # the centred share of the canvas shown as the result (1: the whole canvas, as xplique)
 
     def with_steps(self, steps: int | None) -> "Preset":
         if steps is None:

@@ -133,3 +133,12 @@ def test_maco_refuses_another_parameterization():
     with pytest.raises(ParameterError) as caught:
         get_preset("maco", param="fft")
     assert set(caught.value.params) == {"preset", "param"}
+
+
+def test_view_shows_the_centre_of_the_canvas():
+    """view 0.5 shows the centred half of the canvas (here 8 x 8 of 16 x 16, at the model's 8 x 8:
+    the pixels themselves); view 1 the whole canvas, area-averaged."""
+    canvas = np.arange(2 * 3 * 16 * 16, dtype=np.float32).reshape(2, 3, 16, 16)
+    assert np.array_equal(maco.to_model_size(canvas, (8, 8), 0.5), canvas[..., 4:12, 4:12])
+    whole = maco.to_model_size(canvas, (8, 8), 1.0)
+    assert np.allclose(whole, canvas.reshape(2, 3, 8, 2, 8, 2).mean(axis=(3, 5)), rtol=1e-6)
