@@ -14,7 +14,7 @@ Library API (the viewer's back-pane modes use it)::
 returns a float32 map without the batch axis: input-shaped for the gradient methods, HxW (the
 input's spatial size) for `gradcam` and `occlusion`.
 
-The objective (onnxprobe.autodiff.objectives, or any `Objective` passed as `objective=`) is the
+The objective (onnxprobe.objectives, or any `Objective` passed as `objective=`) is the
 logit of class `target` (default: the predicted class; the tensor before any final Softmax), or
 unit `unit` of layer `layer` at `position` as onnxprobe.position reads it: (y, x), "centre",
 "mean" (the channel's mean over all positions), "max"; None is "max", where the unit fires most
@@ -41,8 +41,8 @@ from __future__ import annotations
 import numpy as np
 
 from onnxprobe.attribution.methods import IG_BASELINES, IG_RULES, METHODS, resize_map
-from onnxprobe.autodiff import objectives
-from onnxprobe.autodiff.objectives import Objective
+from onnxprobe import objectives
+from onnxprobe.objectives import Objective
 from onnxprobe.errors import UsageError
 
 __all__ = ["attribute", "make_objective", "render_attribution", "map_to_2d", "METHODS", "IG_RULES",

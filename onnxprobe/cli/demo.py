@@ -169,7 +169,7 @@ def _write_backprop(model, x, acts, folder: Path, root: Path) -> str | None:
     if not model.class_output:
         return None
     from onnxprobe.autodiff import BackMode
-    from onnxprobe.autodiff.objectives import logit, pre_softmax_tensor
+    from onnxprobe.objectives import logit, pre_softmax_tensor
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
     from onnxprobe.render.images import upscale, write_png
 
