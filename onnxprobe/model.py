@@ -140,7 +140,8 @@ class ProbeModel:
         names = tuple(self.layer(n).name for n in layers) if layers is not None else tuple(l.name for l in self.layers)
         if with_outputs:
             names = tuple(dict.fromkeys(names + tuple(self.output_names)))
-        session = self.session(("forward", names), lambda: expose_tensors(self.proto, names, keep_outputs=False))
+        exposed = lambda: expose_tensors(self.proto, names, keep_outputs=False, known=self.facts.value_infos)  # noqa: E731
+        session = self.session(("forward", names), exposed)
         return session.run({self.input_name: self.check_input(x)}, outputs=names)
 
     def forward_session(self) -> Session:
