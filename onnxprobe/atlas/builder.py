@@ -11,7 +11,7 @@ from pathlib import Path
 
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
-from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
+from onnxprobe.atlas.site import DATA_KINDS, MANIFEST, STAT_KEYS, AtlasLayer, unit_entry, write_manifest, write_site
 from onnxprobe.autodiff.objectives import by_kind, differentiable_layer
 from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
@@ -201,7 +201,7 @@ def _run_maxact(root: Path, model, data, wanted: dict[str, list[int]], top: int,
     return relative
 
 
-def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEntry]:
+def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[AtlasLayer]:
     """Every finished unit of every layer this atlas holds, with its dataset numbers."""
     from onnxprobe.maxact import load_result
 
@@ -213,7 +213,7 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEnt
         except UsageError:
             continue
         rf = layer.receptive_field.to_json() if layer.receptive_field else None
-        entry = LayerEntry(name, layer.op, list(layer.shape), layer.units, rf)
+        entry = AtlasLayer(name, layer.op, list(layer.shape), layer.units, rf)
         data = None
         relative = state["maxact"].get(name)
         if relative:
@@ -230,9 +230,8 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEnt
             extra = None
             if data is not None and name in data.layers:
                 rec = data.unit(name, unit)
-                paths = {key: _relative(root, getattr(rec, attr)) for key, attr, _ in
-                         (("top9", "patches", ""), ("top9_deconv", "deconv", ""), ("top9_backprop", "backprop", ""))}
-                extra = (paths, {"mean": rec.mean, "max": rec.max, "mean_max": rec.mean_max, "fire_rate": rec.fire_rate})
+                paths = {key: _relative(root, getattr(rec, field)) for key, field, _ in DATA_KINDS}
+                extra = (paths, {key: getattr(rec, key) for key in STAT_KEYS})
                 entry.hits[unit] = list(rec.hits)
             entry.units[unit] = unit_entry(record, extra)
         entries.append(entry)
