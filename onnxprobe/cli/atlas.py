@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
-    parse_position, parse_units, render_settings
-from onnxprobe.position import HELP as POSITION_HELP
+    parse_units, render_settings
+from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 
 DESCRIPTION = """Render units offline into a static, browsable site (index.html): optimized images, top-k

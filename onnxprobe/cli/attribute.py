@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, parse_position, \
+from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, \
     warn_nonfinite, write_map
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP as POSITION_HELP
+from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 # flags that carry a method option of the same name; their default None means "not given"
 METHOD_FLAGS = ("cam_layer", "interpolation", "steps", "rule", "baseline", "batch_size", "samples", "noise_level",

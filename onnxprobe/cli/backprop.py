@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, parse_position, warn_nonfinite, write_map
-from onnxprobe.position import HELP as POSITION_HELP
+from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, warn_nonfinite, write_map
+from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 
 DESCRIPTION = """The gradient, deconvnet or guided-backprop map of one unit (a channel at a position, or a

@@ -183,14 +183,6 @@ def parse_units(texts: list[str], layer) -> list[int]:
     return sorted(dict.fromkeys(check_unit(layer, u) for u in units))
 
 
-def parse_position(text: str | None):
-    """'--position Y,X | max | centre | mean' -> (y, x) or the keyword; None when not given
-    (one meaning for every command: onnxprobe.position)."""
-    from onnxprobe.position import parse_position as parse
-
-    return parse(text)
-
-
 def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
     """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
     `optimize.render_units` (`render_settings(args)` resolves them). `default_preset=None`: the

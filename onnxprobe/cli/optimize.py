@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
+from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, \
     parse_units, render_settings, warn_nonfinite
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP as POSITION_HELP
+from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 
 DESCRIPTION = """Feature visualization: images that maximise a unit, a channel or a class score, by the paper's
