@@ -20,13 +20,13 @@ from pathlib import Path
 from common import torchvision_onnx
 from onnxprobe.atlas import build_atlas
 from onnxprobe.model import ProbeModel
-from onnxprobe.optimize import DEFAULT_PRESET, get_preset, render_units
+from onnxprobe.optimize import DEFAULT_PRESET, RenderSettings, get_preset, render_units
 
 STAGE_ENDS = ("relu", "layer1.1.relu_1", "layer2.1.relu_1", "layer3.1.relu_1", "layer4.1.relu_1", "logits")
 
 
 def whole_layer(path: Path, layer: str, steps: int, device: str, scheduler: str | None, out: Path) -> float:
-    result = build_atlas(str(path), [layer], out, steps=steps, device=device, scheduler=scheduler)
+    result = build_atlas(str(path), [layer], out, settings=RenderSettings.resolve(steps=steps), device=device, scheduler=scheduler)
     return result.units_per_second
 
 
@@ -35,9 +35,9 @@ def step_costs(path: Path, device: str, rows: int = 8, steps: int = 2) -> dict[s
     model = ProbeModel.load(path, device=device)
     costs = {}
     for layer in STAGE_ENDS:
-        render_units(model, layer, range(rows), steps=1)
+        render_units(model, layer, range(rows), RenderSettings.resolve(steps=1))
         start = time.perf_counter()
-        render_units(model, layer, range(rows), steps=steps)
+        render_units(model, layer, range(rows), RenderSettings.resolve(steps=steps))
         costs[layer] = (time.perf_counter() - start) / (rows * steps)
     return costs
 

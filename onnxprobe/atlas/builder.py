@@ -54,18 +54,15 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
 def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False,
                 settings: RenderSettings | None = None, units: list[int] | None = None, top: int = 9, scheduler=None,
                 device: str = "auto", threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
-                progress=None, position=None, **loose) -> AtlasResult:
+                progress=None, position=None) -> AtlasResult:
     """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring. `settings`
-    as resolved by the caller, or the loose values of `RenderSettings.resolve` (preset, steps,
-    param, restarts, seed, batch) as keywords. `position`: where each unit is optimized, as
+    as resolved by the caller (`RenderSettings.resolve(preset, steps, param, restarts, seed,
+    batch)`; None: the defaults). `position`: where each unit is optimized, as
     `render_units` reads it (none: the centre; "mean": the channel)."""
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
-    if settings is None:
-        settings = RenderSettings.resolve(**loose)  # bad values: one line, before any work
-    elif loose:
-        raise TypeError(f"build_atlas takes settings or {', '.join(sorted(loose))}, not both")
+    settings = RenderSettings.resolve() if settings is None else settings
     if scheduler:
         from onnxprobe.distributed import check_scheduler_address
 

@@ -206,13 +206,14 @@ def _write_gradcam(model, x, folder: Path, root: Path) -> str | None:
 def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, out: Path, root: Path) -> list[dict]:
     """What each class looks like to the network: the default (lucid) preset on its pre-softmax score."""
     from onnxprobe.fsutil import safe_name
-    from onnxprobe.optimize import DEFAULT_PRESET, render_units
+    from onnxprobe.optimize import DEFAULT_PRESET, RenderSettings, render_units
     from onnxprobe.render.images import upscale, write_png
 
     units = [c for c, _ in classes]
     print(f"visualizing {len(units)} class(es) ({', '.join(label for _, label in classes)}): {DEFAULT_PRESET} preset, "
           f"{steps} steps ...", flush=True)
-    results = render_units(model, None, units, preset=DEFAULT_PRESET, steps=steps, objective="logit", batch=len(units))
+    settings = RenderSettings.resolve(DEFAULT_PRESET, steps=steps, batch=len(units))
+    results = render_units(model, None, units, settings, objective="logit")
     written = []
     for (cls, label), result in zip(classes, results):
         path = write_png(out / "classes" / f"class-{cls}-{safe_name(label)}.png", upscale(result.images[0], 224))
