@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.cli.common import DEFAULT_MODEL, sample_images
+from onnxprobe.cli.common import DEFAULT_MODEL, DEVICE_HELP, sample_images
 from onnxprobe.errors import UsageError
 
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
@@ -37,7 +37,7 @@ def register(sub) -> None:
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
     parser.add_argument("--images", nargs="*", help="images to probe (default: the model's samples/ folder)")
     parser.add_argument("--out", default="onnxprobe-out", help="output folder (default: ./onnxprobe-out)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                         help=f"optimization steps per class visualization (default {DEFAULT_STEPS}; 0: none)")
     parser.add_argument("--classes", type=int, default=DEFAULT_CLASSES, metavar="K",
