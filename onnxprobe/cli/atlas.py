@@ -22,7 +22,9 @@ def register(sub) -> None:
     parser.add_argument("--layer", action="append", help="layer (ONNX tensor name); repeatable")
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
     parser.add_argument("--out", required=True, metavar="DIR", help="atlas folder (resumed when it already holds one)")
-    parser.add_argument("--data", metavar="DATASET", help="images for the top-9 patches and statistics: folder, list file or video")
+    parser.add_argument("--data", metavar="DATASET",
+                        help="images for the top-k patches (--top) and statistics: folder, list file or video "
+                             "(none: optimized images only)")
     add_render_args(parser, default_preset=None)
     parser.add_argument("--units", action="append", metavar="RANGE",
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
