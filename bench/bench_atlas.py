@@ -24,14 +24,15 @@ from pathlib import Path
 from common import torchvision_onnx
 from onnxprobe.atlas import build_atlas
 from onnxprobe.model import ProbeModel
-from onnxprobe.optimize import get_preset, render_units
+from onnxprobe.optimize import RenderSettings, get_preset, render_units
 from onnxprobe.resources import default_model
 
 DEFAULT_LAYERS = {"bundled": "features.10.conv.0.2/Clip", "resnet18": "layer1.1.relu_1"}
 
 
 def whole_layer(path: Path, layer: str, preset: str, steps: int, device: str, scheduler: str | None, out: Path) -> float:
-    result = build_atlas(str(path), [layer], out, preset=preset, steps=steps, device=device, scheduler=scheduler)
+    result = build_atlas(str(path), [layer], out, settings=RenderSettings.resolve(preset=preset, steps=steps), device=device,
+                         scheduler=scheduler)
     return result.units_per_second
 
 
@@ -46,9 +47,9 @@ def step_costs(model: ProbeModel, layers: list[str], preset: str, rows: int = 8,
     costs = {}
     for layer in layers:
         units = range(min(rows, model.layer(layer).units))
-        render_units(model, layer, units, preset=preset, steps=1)
+        render_units(model, layer, units, RenderSettings.resolve(preset=preset, steps=1))
         start = time.perf_counter()
-        render_units(model, layer, units, preset=preset, steps=steps)
+        render_units(model, layer, units, RenderSettings.resolve(preset=preset, steps=steps))
         costs[layer] = (time.perf_counter() - start) / (len(units) * steps)
     return costs
 
