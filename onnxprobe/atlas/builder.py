@@ -213,7 +213,7 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEnt
         except UsageError:
             continue
         rf = layer.receptive_field.to_json() if layer.receptive_field else None
-        entry = LayerEntry(name, layer.op, list(layer.shape), layer.units, rf)
+        entry = LayerEntry(name, layer.op, list(layer.shape), layer.units, rf, module_path=layer.module_path)
         data = None
         relative = state["maxact"].get(name)
         if relative:
