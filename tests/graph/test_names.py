@@ -8,6 +8,7 @@ weights, 64x64 input) with the default (dynamo) exporter and the legacy one, onc
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -128,20 +129,38 @@ def test_resolver_onnx_name_path_tail_and_ambiguity():
 EXPORTERS = ("dynamo", "legacy")
 
 
-def _export(module, x, path: Path, exporter: str) -> Path:
+def _export(module, x, name: str, exporter: str) -> Path:
+    """`module` exported by `exporter` into tests/.cache/onnx (gitignored), named after the module's
+    fingerprint and the exporter's version, so a later session skips the (slow) exporter. Written in
+    a scratch folder under its final name (the dynamo export's `.onnx.data` is named in the .onnx),
+    then moved: the data first, so a finished .onnx always has its data."""
+    import tempfile
+
     import torch
 
-    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation, tracer warnings
-        if exporter == "dynamo":
-            torch.onnx.export(module, (x,), str(path))  # the default: weights in path.data
-        else:
-            torch.onnx.export(module, (x,), str(path), dynamo=False)
+    from tests.fixtures_torch import CACHE_DIR, fingerprint
+
+    versions = torch.__version__ + (("|" + __import__("onnxscript").__version__) if exporter == "dynamo" else "")
+    key = hashlib.blake2b(f"{fingerprint(module)}|{tuple(x.shape)}|{exporter}|{versions}".encode(), digest_size=6).hexdigest()
+    path = CACHE_DIR / f"names-{name}-{exporter}-{key}.onnx"
+    if path.exists():
+        return path
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR) as scratch:
+        staged = Path(scratch) / path.name
+        with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation, tracer warnings
+            if exporter == "dynamo":
+                torch.onnx.export(module, (x,), str(staged))  # the default: weights in <file>.data
+            else:
+                torch.onnx.export(module, (x,), str(staged), dynamo=False)
+        for file in sorted(Path(scratch).iterdir(), key=lambda f: f.suffix == ".onnx"):
+            os.replace(file, CACHE_DIR / file.name)
     return path
 
 
 @pytest.fixture(scope="session")
-def torchvision_exports(tmp_path_factory):
+def torchvision_exports():
     """{(model name, exporter): (path, torch module)}: resnet18 and mobilenet_v3_small, random
     weights with non-trivial BatchNorm statistics, exported at 1x3x64x64 by both exporters."""
     pytest.importorskip("onnxscript", reason="the default exporter needs onnxscript (a test dependency)")
@@ -150,7 +169,6 @@ def torchvision_exports(tmp_path_factory):
 
     from tests.fixtures_torch import calibrate_batchnorm, seeded
 
-    folder = tmp_path_factory.mktemp("exports")
     out = {}
     for name in ("resnet18", "mobilenet_v3_small"):
         with seeded(0):
@@ -158,7 +176,7 @@ def torchvision_exports(tmp_path_factory):
         x = torch.zeros(1, 3, SIZE, SIZE)
         module = calibrate_batchnorm(module, x)
         for exporter in EXPORTERS:
-            out[(name, exporter)] = (_export(module, x, folder / f"{name}-{exporter}.onnx", exporter), module)
+            out[(name, exporter)] = (_export(module, x, name, exporter), module)
     return out
 
 
@@ -246,37 +264,42 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def test_cli_with_module_paths_and_relative_paths(torchvision_exports, tmp_path):
-    """`layers` and `activations --layer layer2.1.relu` from a working folder, with relative paths;
-    the .npz stays keyed by the ONNX name."""
-    for exporter in EXPORTERS:
+def test_cli_with_module_paths_and_relative_paths(torchvision_exports, loaded, tmp_path):
+    """`layers` (text under one exporter, --json under the other) and `activations --layer
+    layer2.1.relu` under both, from a working folder with relative paths; the .npz stays keyed by
+    the ONNX name; an ambiguous tail is one line and exit 2."""
+    for exporter in EXPORTERS:  # the model and the dynamo export's .data (which the .onnx names)
         source = torchvision_exports[("resnet18", exporter)][0]
-        for file in source.parent.glob(source.name + "*"):  # the model and the dynamo export's .data
-            if not (tmp_path / file.name).exists():
-                shutil.copy(file, tmp_path / file.name)  # onnx refuses external data behind a link
+        for file in source.parent.glob(source.name + "*"):
+            shutil.copy(file, tmp_path / file.name)
     shutil.copy(SAMPLE, tmp_path / "photo.jpg")
+    dynamo, legacy = (torchvision_exports[("resnet18", e)][0].name for e in EXPORTERS)  # relative to tmp_path
+
+    text = _cli(tmp_path, "layers", dynamo)
+    assert text.returncode == 0, text.stderr
+    assert "module paths for" in text.stdout and "layer2.1.relu = layer2.1, layer2" in text.stdout
+    assert "(in layer2.1)" in text.stdout  # the block's Add: computed there, the output of no module
+    listed = json.loads(_cli(tmp_path, "layers", legacy, "--json").stdout)
+    relu = [entry for entry in listed if entry["module_path"] == "layer2.1.relu"]
+    assert len(relu) == 1 and relu[0]["module_aliases"] == ["layer2.1", "layer2"] and relu[0]["op"] == "Relu"
+    assert relu[0]["name"] == loaded[("resnet18", "legacy")].layer("layer2.1.relu").name
+
     shapes = {}
-    for exporter in EXPORTERS:
-        model = f"resnet18-{exporter}.onnx"
-        text = _cli(tmp_path, "layers", model)
-        assert text.returncode == 0, text.stderr
-        assert "module paths for" in text.stdout and "layer2.1.relu = layer2.1" in text.stdout
-        listed = json.loads(_cli(tmp_path, "layers", model, "--json").stdout)
-        relu = [entry for entry in listed if entry["module_path"] == "layer2.1.relu"]
-        assert len(relu) == 1 and relu[0]["module_aliases"] == ["layer2.1", "layer2"] and relu[0]["op"] == "Relu"
+    for exporter, model in zip(EXPORTERS, (dynamo, legacy)):
         run = _cli(tmp_path, "activations", model, "photo.jpg", "--layer", "layer2.1.relu", "--out", f"{exporter}.npz",
                    "--grid", f"{exporter}.png")
         assert run.returncode == 0, run.stderr
-        assert "'layer2.1.relu'" in run.stdout
+        assert "'layer2.1.relu'" in run.stdout and (tmp_path / f"{exporter}.png").exists()
+        onnx_name = loaded[("resnet18", exporter)].layer("layer2.1.relu").name
         with np.load(tmp_path / f"{exporter}.npz") as saved:
-            assert list(saved) == [relu[0]["name"]]  # the ONNX name is the key in files
-            shapes[exporter] = saved[relu[0]["name"]].shape
-        assert (tmp_path / f"{exporter}.png").exists()
-        refused = _cli(tmp_path, "activations", model, "photo.jpg", "--layer", "bn2" if exporter == "dynamo" else "conv2",
-                       "--out", "refused.npz")
-        assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0 and "ambiguous" in refused.stderr
-        assert "Traceback" not in refused.stderr and not (tmp_path / "refused.npz").exists()
+            assert list(saved) == [onnx_name]  # the ONNX name is the key in files
+            shapes[exporter] = saved[onnx_name].shape
     assert shapes["dynamo"] == shapes["legacy"] == (128, SIZE // 8, SIZE // 8)
+
+    refused = _cli(tmp_path, "activations", dynamo, "photo.jpg", "--layer", "bn2", "--out", "refused.npz")
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0 and "ambiguous" in refused.stderr
+    assert "layer1.0.bn2" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "refused.npz").exists()
 
 
 def test_viewer_and_atlas_pages_show_the_module_path(tmp_path):
