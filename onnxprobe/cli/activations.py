@@ -48,7 +48,8 @@ def run(args) -> int:
         path = write_layer_grid(model, layer, acts.get(layer.name, None) if layer.name in acts else
                                 model.activations(x, [layer.name])[layer.name], args.grid,
                                 args.boost_indiv, args.boost_gamma)
-        print(f"wrote the grid of '{layer.name}' ({layer.units} units) to {path}")
+        named = f"'{layer.module_path}' ('{layer.name}')" if layer.module_path else f"'{layer.name}'"
+        print(f"wrote the grid of {named} ({layer.units} units) to {path}")
     return 0
 
 

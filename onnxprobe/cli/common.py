@@ -144,7 +144,7 @@ def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0
     if labels and len(labels) == layer.units and not layer.is_spatial:
         unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
     shape = "x".join("N" if d is None else str(d) for d in layer.shape)
-    title = f"{layer.name}  {shape}  {layer.units} units"
+    title = f"{layer.label}  {shape}  {layer.units} units"
     image = labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
     return write_png(path, image)
 
