@@ -304,13 +304,13 @@ def test_cli_with_module_paths_and_relative_paths(torchvision_exports, loaded, t
 
 def test_viewer_and_atlas_pages_show_the_module_path(tmp_path):
     """What a person reads shows the module path; links and files keep the ONNX name."""
-    from onnxprobe.atlas.site import LayerEntry as AtlasEntry, write_site
+    from onnxprobe.atlas.site import AtlasLayer, write_site
     from onnxprobe.viewer.state import LayerEntry, ViewerState
 
     state = ViewerState([LayerEntry("relu_8", 4, True, 1, (2, 3), "layer2.1.relu"), LayerEntry("add_3", 4, True, 1, (2, 3))])
     assert state.layer_labels() == ["layer2.1.relu  (4)", "add_3  (4)"]
     assert "layer2.1.relu:0" in state.status_line() and state.pane_views()["grid"].title.startswith("layer2.1.relu:")
-    entry = AtlasEntry("relu_8", "Relu", [None, 4, 8, 8], 4, None, module_path="layer2.1.relu")
+    entry = AtlasLayer("relu_8", "Relu", [None, 4, 8, 8], 4, None, module_path="layer2.1.relu")
     write_site(tmp_path, "m.onnx", [entry], {}, None)
     index, page = (tmp_path / "index.html").read_text(), (tmp_path / entry.page).read_text()
     assert entry.page == "layers/relu_8.html" and ">layer2.1.relu</a>" in index
