@@ -41,11 +41,14 @@ def safe_name(name: str, max_length: int = 80) -> str:
 
 
 def inside(root: str | Path, *parts: str) -> Path:
-    """root/parts, refusing anything that resolves outside root."""
+    """root/parts, refusing (a one-line OutputError) anything that resolves outside root: a name
+    with '..', or a symbolic link in the folder that leads elsewhere."""
     root = Path(root).resolve()
     path = root.joinpath(*parts).resolve()
     if path != root and root not in path.parents:
-        raise ValueError(f"refusing to write outside {root}: {path}")
+        named = root.joinpath(*parts)
+        raise OutputError(f"refusing to use {named}: it leads outside the folder {root} (to {path}, through a "
+                          "symbolic link or '..')")
     return path
 
 
@@ -293,14 +296,49 @@ def atomic_write_json(path: str | Path, data) -> Path:
     return atomic_write_text(path, json_text(data) + "\n")
 
 
+NPZ_NAMES = ".onnxprobe-names.json"  # the member that maps renamed members back (safe_name never makes a dot-name)
+
+
+def npz_member(name: str) -> str:
+    """The .npz member name (less numpy's '.npy') that holds the array named `name`: the name itself
+    when unzipping it is harmless, else its `safe_name` (a name with '..', a leading '/', a
+    backslash, NUL or another control character would write outside the folder it is unzipped
+    in, or be stored cut short)."""
+    parts = name.split("/")
+    harmless = (name and not name.startswith("/") and ".." not in parts and "\\" not in name
+                and name != NPZ_NAMES and not any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in name))
+    return name if harmless else safe_name(name)
+
+
 def atomic_save_npz(path: str | Path, arrays: dict) -> Path:
+    """The arrays as a compressed .npz, one member per name (`npz_member`); when a name had to be
+    changed, the member NPZ_NAMES (JSON: member -> name) says which, and `load_npz` reads the
+    arrays back by their own names."""
     import io
+    import zipfile
 
     import numpy as np
 
+    members = {npz_member(str(name)): (str(name), value) for name, value in arrays.items()}
+    if len(members) != len(arrays):
+        raise OutputError(f"cannot write {path}: two array names map to one archive member")
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **{member: value for member, (_, value) in members.items()})
+    renamed = {member: name for member, (name, _) in members.items() if member != name}
+    if renamed:
+        with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(NPZ_NAMES, json_text(renamed))
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_npz(path: str | Path) -> dict:
+    """The arrays of an .npz that `atomic_save_npz` wrote, keyed by their own names (renamed
+    members mapped back through NPZ_NAMES)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        renamed = json.loads(archive.zip.read(NPZ_NAMES)) if NPZ_NAMES in archive.files else {}
+        return {renamed.get(member, member): archive[member] for member in archive.files if member != NPZ_NAMES}
 
 
 def atomic_save_npy(path: str | Path, array) -> Path:

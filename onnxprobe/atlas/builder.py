@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class AtlasResult:
     seconds_render: float
     pages: int
     notes: list[str] = field(default_factory=list)  # e.g. the top-k patches were redone for changed images
+    nonfinite: list[str] = field(default_factory=list)  # "layer:unit" whose numbers hold NaN or infinities
 
     @property
     def units_per_second(self) -> float:
@@ -117,7 +119,21 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     write_manifest(root, info, shown, entries, state.get("dataset"))
     pages = write_site(root, info["name"], entries, shown, state.get("dataset"))
     return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
-                       seconds, pages, notes)
+                       seconds, pages, notes, _nonfinite(entries))
+
+
+def _nonfinite(entries: list[LayerEntry]) -> list[str]:
+    """The units whose optimized activations are NaN or infinite (a model that yields NaN; the
+    manifest holds null for them). The dataset's statistics are left out: without a usable image
+    they are null by rights."""
+    def finite(value) -> bool:
+        if isinstance(value, (list, tuple)):
+            return all(finite(v) for v in value)
+        return isinstance(value, (int, float)) and math.isfinite(value)  # null in a record: not finite
+
+    keys = ("best_activation", "initial_activation", "restart_best_activations")
+    return [f"{entry.name}:{unit}" for entry in entries for unit, unit_entry_ in sorted(entry.units.items())
+            if not all(finite(unit_entry_["stats"].get(key)) for key in keys)]
 
 
 def _objective_words(position) -> str:
