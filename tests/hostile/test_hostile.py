@@ -647,3 +647,87 @@ def test_layer_names_become_safe_reversible_archive_members(inputs, tmp_path, ca
     with zipfile.ZipFile(out) as archive:  # unzipped, nothing lands outside the folder
         archive.extractall(tmp_path / "unzipped")
     assert {p.name for p in tmp_path.iterdir()} == {"a.npz", "unzipped"}
+
+
+# ---- two writers on one output folder ------------------------------------------------------------
+
+def test_the_output_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path):
+    """fsutil.output_lock: held by a child process, refused here in one line naming it; the child
+    killed (SIGKILL: no cleanup), the lock is free at once, though its file is still there."""
+    from onnxprobe.errors import OutputError
+    from onnxprobe.fsutil import LOCK_NAME, output_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom onnxprobe.fsutil import output_lock\n"
+                               f"with output_lock({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(120)"],
+                              env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=f"in use by another onnxprobe run \\(process {holder.pid}\\)"):
+            with output_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait(30)
+    assert (tmp_path / LOCK_NAME).exists()  # left by the killed holder: a file, not a lock
+    with output_lock(tmp_path) as path:
+        assert path.read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+WRITERS = {
+    "optimize": (["optimize", "{m}", "--layer", "conv2", "--unit", "0-15", "--batch", "1", "--steps", "80", "--quiet",
+                  "--out", "{o}"], "conv2/unit_00000.json"),
+    "atlas": (["atlas", "{m}", "--layer", "conv2", "--units", "0-31", "--batch", "1", "--steps", "100", "--quiet",
+               "--out", "{o}"], "units/conv2/unit_00000.json"),
+    "maxact": (["maxact", "{m}", "{data}", "--layer", "conv2", "--top", "3", "--shard-size", "8", "--batch-size", "2",
+                "--out", "{o}"], ".maxact/job.json"),
+}
+
+
+def _files(root: Path) -> dict[str, object]:
+    """Every file's bytes; JSON without the fields that name the folder or a time."""
+    def content(path: Path):
+        if path.suffix != ".json":
+            return path.read_bytes()
+        data = json.loads(path.read_text())
+        return {k: v for k, v in data.items() if k not in ("seconds", "seconds_scan", "out_dir", "root")} \
+            if isinstance(data, dict) else data
+
+    return {p.relative_to(root).as_posix(): content(p) for p in sorted(root.rglob("*")) if p.is_file()
+            and p.name not in ("items.json", "maxact.json", "job.json") and not p.name.startswith(".onnxprobe-tmp-")}
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_a_second_run_on_the_same_output_is_refused_and_a_killed_one_leaves_no_lock(inputs, big_data, tmp_path, capsys,
+                                                                                      command):
+    """Two runs on one --out: the second says so in one line (exit 2) while the first runs and
+    writes nothing; the first killed with SIGKILL (no cleanup at all), a third run takes the folder
+    (no stale lock), resumes, and ends with what one clean run writes."""
+    from onnxprobe.fsutil import LOCK_NAME
+
+    template, progress = WRITERS[command]
+    argv = lambda out: [a.replace("{m}", str(inputs / "model.onnx")).replace("{data}", str(big_data))  # noqa: E731
+                        .replace("{o}", str(out)) for a in template]
+    out = tmp_path / "out"
+    first = _cli(argv(out))
+    try:
+        _wait_for(out / progress, first)
+        assert (out / LOCK_NAME).read_text().strip() == str(first.pid)
+        before = _files(out)
+        capsys.readouterr()
+        assert main(argv(out)) == 2  # in this process: it reaches the lock in a moment, while the first still runs
+        line = _one_line(capsys.readouterr().err, "onnxprobe: error:")
+        assert f"is in use by another onnxprobe run (process {first.pid})" in line
+        assert first.poll() is None  # the first run was still going: the refusal was no accident of timing
+        assert set(before) <= set(_files(out))  # the second removed nothing the first had finished
+    finally:
+        first.kill()
+        first.wait(60)
+    third = subprocess.run([sys.executable, "-m", "onnxprobe", *argv(out)], env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0, third.stderr
+    fresh = subprocess.run([sys.executable, "-m", "onnxprobe", *argv(tmp_path / "fresh")], env=ENV, capture_output=True,
+                           text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert not (out / LOCK_NAME).exists() and not _temporaries(out)
+    assert _files(out) == _files(tmp_path / "fresh")
