@@ -8,12 +8,18 @@ JSON values), and defaults derived from the input shape. The format is documente
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
+# FFmpeg's own log off (its 'moov atom not found' on a corrupt video would come before our one line):
+# OpenCV reads this when FFmpeg starts, at the process's first video capture or writer, so it is set
+# as soon as onnxprobe reads images at all; a value the user set is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from onnxprobe.errors import InputError, ModelError, UsageError
 
@@ -344,13 +350,10 @@ def read_image(path: str | Path, what: str = "image") -> np.ndarray:
 
 def open_video(source: str | Path | int):
     """`cv2.VideoCapture(source)`, the one way onnxprobe opens a video file or a camera, with no
-    chatter of its own on a corrupt file (ours is the one line): FFmpeg's log is off (OpenCV reads
-    OPENCV_FFMPEG_LOGLEVEL when FFmpeg starts, at the first capture; a value the user set is kept),
-    and files are read by FFmpeg alone where OpenCV has it (its built-in MJPEG reader, tried after
-    FFmpeg fails, prints 'Unexpected list type' with stray bytes on a cut .avi)."""
-    import os
-
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    chatter of its own on a corrupt file (ours is the one line): FFmpeg's log is off (above), and
+    files are read by FFmpeg alone where OpenCV has it (its built-in MJPEG reader, tried after FFmpeg
+    fails, prints 'Unexpected list type' with stray bytes on a cut .avi), with OpenCV's warning that
+    FFmpeg could not open the file held back."""
     if isinstance(source, int):
         return cv2.VideoCapture(source)
     backend = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
