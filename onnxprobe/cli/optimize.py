@@ -45,13 +45,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
+    from onnxprobe.fsutil import make_output_folder, output_lock
     from onnxprobe.objectives import by_kind, objective_layer
-    from onnxprobe.optimize import DEFAULT_PRESET
-    from onnxprobe.optimize.store import UnitStore, job_key, render_into
+    from onnxprobe.optimize.store import UnitStore, job_key
 
     # the one resolution of the render flags: render_units takes them as they are
     render = render_settings(args)
-    preset = render.preset
     position = parse_position(args.position)  # read by the objective module: no image here, so no max
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
@@ -68,6 +67,16 @@ def run(args) -> int:
                 "position": list(position) if isinstance(position, tuple) else position,
                 "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}
     store = UnitStore(out, job_key(settings))
+    make_output_folder(out)
+    with output_lock(out):  # a second run on the same folder is refused while this one runs
+        return _render(args, store, model, layer, units, render, settings, position)
+
+
+def _render(args, store, model, layer, units, render, settings, position) -> int:
+    from onnxprobe.optimize import DEFAULT_PRESET
+    from onnxprobe.optimize.store import render_into
+
+    preset = render.preset
     folder = store.folder(layer.name)
     if not args.fresh:
         pending = store.pending(layer.name, units)
