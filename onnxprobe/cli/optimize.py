@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
+from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, \
     parse_units, render_settings, warn_nonfinite
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP as POSITION_HELP
+from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE, parse_position
 
 
 DESCRIPTION = """Feature visualization: images that maximise a unit, a channel or a class score, by the paper's
@@ -30,14 +30,15 @@ EXAMPLES = """examples:
 def register(sub) -> None:
     parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
     add_model_args(parser)
-    parser.add_argument("--layer", help="layer (ONNX tensor name); not needed for --objective logit")
+    parser.add_argument("--layer", help="layer (ONNX tensor name or module path); not needed for --objective logit")
     parser.add_argument("--unit", action="append",
                         help="unit index, range like 0-15, or 'all' (repeatable); with --from, one unit or class")
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
-                        help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
+                        help="neuron: channel at --position; channel: its mean; logit: pre-softmax class score "
+                             "(default %(default)s)")
     parser.add_argument("--position", metavar="Y,X|centre|mean",
-                        help=f"for --objective neuron: {POSITION_HELP} (default centre; optimize has no image, so no max; "
-                             "mean is --objective channel)")
+                        help=f"for --objective neuron: {POSITION_HELP_WITHOUT_IMAGE} (default centre; mean is "
+                             "--objective channel)")
     add_render_args(parser, default_preset=None)
     parser.add_argument("--from", dest="photo", metavar="IMAGE",
                         help="a picture from this photo (--picture): accentuate a unit or class in it, a caricature "
@@ -55,9 +56,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
-    from onnxprobe.autodiff.objectives import by_kind, objective_layer
-    from onnxprobe.optimize import DEFAULT_PRESET
-    from onnxprobe.optimize.store import UnitStore, job_key, render_into
+    from onnxprobe.fsutil import make_output_folder, output_lock
+    from onnxprobe.objectives import by_kind, objective_layer
+    from onnxprobe.optimize.store import UnitStore, job_key
 
     # the one resolution of the render flags: render_units takes them as they are
     if args.photo is not None:
@@ -65,7 +66,6 @@ def run(args) -> int:
     if not args.unit:
         raise UsageError("optimize needs --unit (or --from IMAGE for a picture from a photo)")
     render = render_settings(args)
-    preset = render.preset
     position = parse_position(args.position)  # read by the objective module: no image here, so no max
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
@@ -82,6 +82,16 @@ def run(args) -> int:
                 "position": list(position) if isinstance(position, tuple) else position,
                 "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}
     store = UnitStore(out, job_key(settings))
+    make_output_folder(out)
+    with output_lock(out):  # a second run on the same folder is refused while this one runs
+        return _render(args, store, model, layer, units, render, settings, position)
+
+
+def _render(args, store, model, layer, units, render, settings, position) -> int:
+    from onnxprobe.optimize import DEFAULT_PRESET
+    from onnxprobe.optimize.store import render_into
+
+    preset = render.preset
     folder = store.folder(layer.name)
     if not args.fresh:
         pending = store.pending(layer.name, units)
@@ -129,7 +139,7 @@ def _from_photo(args) -> int:
     unit = None
     if args.unit:
         if args.objective == "logit":
-            from onnxprobe.autodiff.objectives import logit_layer
+            from onnxprobe.objectives import logit_layer
 
             units = parse_units(args.unit, logit_layer(model))
         else:

@@ -1,5 +1,5 @@
 """Pictures from a photo: what a network sees in one photograph, by optimization (the lucid
-parameterization; the objectives are onnxprobe.autodiff.objectives' `accentuation`, `caricature`
+parameterization; the objectives are onnxprobe.objectives. `accentuation`, `caricature`
 and `inversion`).
 
     from onnxprobe.optimize.photo import picture_from_photo
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from onnxprobe.autodiff import objectives
+from onnxprobe import objectives
 from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import Preset, get_preset

@@ -9,7 +9,7 @@ import pytest
 
 from onnxprobe.errors import ParameterError
 from onnxprobe.model import ProbeModel
-from onnxprobe.optimize import PRESETS, get_preset, render_units
+from onnxprobe.optimize import PRESETS, RenderSettings, get_preset, render_units
 from onnxprobe.optimize import maco
 from onnxprobe.optimize.lucid import COLOR_MATRIX
 from tests.conftest import make_conv_model
@@ -119,8 +119,8 @@ def test_maco_preset_runs_and_rows_are_independent(tiny):
     """The preset through render_units: the unit rises from its start, images at the model's size,
     and a row's image does not depend on the rows batched with it."""
     preset = get_preset("maco", steps=24)
-    both = render_units(tiny, "conv2", [1, 3], preset=preset, seed=0, batch=2)
-    alone = render_units(tiny, "conv2", [3], preset=preset, seed=0, batch=1)
+    both = render_units(tiny, "conv2", [1, 3], RenderSettings(preset, seed=0, batch=2))
+    alone = render_units(tiny, "conv2", [3], RenderSettings(preset, seed=0, batch=1))
     assert both[0].images[0].shape == (24, 24, 3)
     assert np.array_equal(both[1].images[0], alone[0].images[0])
     for r in both:

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from onnxprobe.autodiff import objectives
+from onnxprobe import objectives
 from onnxprobe.cli import main
 from onnxprobe.errors import ParameterError
 from onnxprobe.model import ProbeModel

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from onnxprobe.model import ProbeModel
+from onnxprobe.optimize import get_preset
 from onnxprobe.viewer.optimize_live import STEPS_PER_UPDATE, LiveOptimization
 from tests.conftest import make_conv_model
 
@@ -14,7 +15,7 @@ from tests.conftest import make_conv_model
 def test_live_optimization_steps_and_shows_the_current_image(tmp_path, preset):
     path = tmp_path / "tiny.onnx"
     make_conv_model(path, size=(20, 24))  # not square: the image keeps the model's (H, W)
-    live = LiveOptimization(ProbeModel.load(path, device="cpu"), "relu1", 2, preset=preset)
+    live = LiveOptimization(ProbeModel.load(path, device="cpu"), "relu1", 2, preset=get_preset(preset))
     live.start()
     assert live.image() is None and np.isnan(live.activation)  # nothing to show before the first step
     live.step()
