@@ -126,7 +126,7 @@ def _barely_moved(results) -> bool:
 
 def _from_photo(args) -> int:
     """optimize --from IMAGE: one picture from a photo (onnxprobe.optimize.photo)."""
-    from onnxprobe.fsutil import atomic_write_json, safe_name
+    from onnxprobe.fsutil import atomic_write_json, make_output_folder, output_lock, safe_name
     from onnxprobe.optimize.photo import PHOTO_PRESET, picture_from_photo
     from onnxprobe.preprocess import read_image
     from onnxprobe.render.images import write_png
@@ -156,10 +156,11 @@ def _from_photo(args) -> int:
                              position=parse_position(args.position), preset=preset, steps=args.steps, seed=args.seed,
                              weight=args.closeness)
     stem = f"{args.picture}-{safe_name(Path(args.photo).stem)}"
-    out.mkdir(parents=True, exist_ok=True)
-    write_png(out / f"{stem}.png", pic.image)
-    write_png(out / f"{stem}-photo.png", pic.photo)
-    atomic_write_json(out / f"{stem}.json", pic.to_json())
+    make_output_folder(out)
+    with output_lock(out):
+        write_png(out / f"{stem}.png", pic.image)
+        write_png(out / f"{stem}-photo.png", pic.photo)
+        atomic_write_json(out / f"{stem}.json", pic.to_json())
     print(f"{pic.objective}: {pic.photo_value:.4g} on the photo, {pic.value:.4g} on the picture "
           f"(RMS distance from the photo {pic.distance:.1f} of 255; {pic.seconds:.1f} s)")
     if args.picture == "accentuate":
