@@ -33,7 +33,8 @@ Library API (stable; the atlas builds on it)::
   lucid's, top-1 92 % on average over three runs on MobileNetV2's 50 judged classes) and
   `maco` (Fel et al. 2023, maco.py: only the Fourier phase is optimized, under the fixed mean
   magnitude spectrum of the project's photographs, shipped as package data; random crops of a
-  canvas twice the input's size, noise, NAdam lr 1.0, 256 steps of 4 crops: each step costs 4
+  canvas twice the input's size, noise, NAdam lr 1.0, the canvas's centred half shown (`view`
+  0.5), 256 steps of 4 crops: each step costs 4
   forward+backward passes per unit where lucid's costs 1; its images keep natural images' 1/f
   power, so they cannot turn into a network family's high-frequency textures), and
   `set1`..`set4`, the paper's four hyperparameter sets. `param` is "pixel" or "fft";
