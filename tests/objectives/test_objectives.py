@@ -25,6 +25,7 @@ from onnx import helper
 
 from onnxprobe import objectives as O
 from onnxprobe.errors import UsageError
+from onnxprobe.autodiff.tape import Tape
 from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.layers import LayerInfo
 from onnxprobe.model import ProbeModel
@@ -188,7 +189,7 @@ LINEAR = [c for c in CASES if c[1].linear]
 
 @pytest.mark.parametrize("objective", [c[1] for c in LINEAR], ids=[c[0] for c in LINEAR])
 def test_in_graph_value_is_the_objective_value(objective):
-    """`value_nodes` (the step graph's value, optimize/stepgraph.py) run by ONNX Runtime on the
+    """`write_value` (the step graph's value, optimize/stepgraph.py) run by ONNX Runtime on the
     targets' activations and the objective's own seeds gives `objective.value` of the same
     activations."""
     import onnx
@@ -197,7 +198,9 @@ def test_in_graph_value_is_the_objective_value(objective):
     rng = np.random.default_rng(1)
     acts = _acts(objective, rng)
     seed_inputs = {t: f"seed:{t}" for t in objective.targets}
-    nodes, inits = O.value_nodes(objective, seed_inputs, "value")
+    tape = Tape(GraphFacts(helper.make_model(helper.make_graph([], "empty", [], [])), infer_shapes=False))
+    tape.emit("Identity", [O.write_value(tape, objective, seed_inputs)], ["value"])
+    nodes, inits = tape.nodes, tape.initializers
     inputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, ["N", *objective.shapes[t][1:]])
               for t in objective.targets for n in (t, seed_inputs[t])]
     graph = helper.make_graph(nodes, "value", inputs, [helper.make_tensor_value_info("value", onnx.TensorProto.FLOAT, ["N"])],
@@ -218,7 +221,8 @@ def test_in_graph_value_is_the_objective_value(objective):
 
 def test_the_non_linear_have_no_in_graph_value():
     with pytest.raises(ValueError, match="not linear"):
-        O.value_nodes(O.own_activation(MODEL, "conv", 0), {"conv": "seed"}, "value")
+        O.write_value(Tape(GraphFacts(helper.make_model(helper.make_graph([], "empty", [], [])), infer_shapes=False)),
+                      O.own_activation(MODEL, "conv", 0), {"conv": "seed"})
 
 
 def test_linear_seeds_need_no_activations_and_non_linear_ones_do():
