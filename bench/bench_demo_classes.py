@@ -38,13 +38,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_quality import MODEL, judge_probs, load_judges  # noqa: E402
 from onnxprobe.model import ProbeModel, top_predictions  # noqa: E402
-from onnxprobe.optimize import render_units  # noqa: E402
+from onnxprobe.optimize import RenderSettings, render_units  # noqa: E402
 from onnxprobe.preprocess import read_image  # noqa: E402
 
 
 def demo_classes(model: ProbeModel) -> list[int]:
     """The demo's classes: the first distinct top-1 of each sample photo, in the photos' order."""
-    from onnxprobe.cli.common import sample_images
+    from onnxprobe.resources import sample_images
 
     seen: list[int] = []
     for path in sample_images(MODEL):
@@ -75,8 +75,8 @@ def main() -> None:
         chosen = classes[:int(count)]
         for seed in (int(s) for s in args.seeds.split(",")):
             began = time.process_time()
-            results = render_units(model, None, chosen, preset=preset, steps=int(steps), objective="logit",
-                                   batch=len(chosen), seed=seed)
+            settings = RenderSettings.resolve(preset, steps=int(steps), batch=len(chosen), seed=seed)
+            results = render_units(model, None, chosen, settings, objective="logit")
             cpu = time.process_time() - began
             images = [r.images[0] for r in results]
             ranks, tops = [], []

@@ -99,15 +99,17 @@ def map_to_2d(model, method: str, values: np.ndarray) -> np.ndarray:
 
 def diverging(values: np.ndarray, outlier_perc: float = 0.0) -> np.ndarray:
     """Signed 2-D map -> RGB: blue (negative), white (0), red (positive), symmetric scale (outliers
-    clipped as Captum's outlier_perc, render.backmaps.outlier_scale)."""
+    clipped as Captum's outlier_perc, render.backmaps.outlier_scale); NaN black (render's one way
+    to bytes)."""
     from onnxprobe.render.backmaps import outlier_scale
+    from onnxprobe.render.images import unit_to_uint8
 
     scale = outlier_scale(values, outlier_perc) or 1.0
     v = np.clip(values / scale, -1, 1)[:, :, None]
     white = np.ones(3, np.float32)
     red, blue = np.array([0.8, 0.0, 0.0], np.float32), np.array([0.0, 0.2, 0.8], np.float32)
     rgb = np.where(v >= 0, white + v * (red - white), white - v * (blue - white))
-    return (rgb * 255).astype(np.uint8)
+    return unit_to_uint8(rgb, in_place=True)
 
 
 def render_attribution(model, x: np.ndarray, method: str, values: np.ndarray, overlay: bool = False,

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.cli.common import DEFAULT_MODEL, sample_images
+from onnxprobe.cli.common import DEVICE_HELP
 from onnxprobe.errors import UsageError
 from onnxprobe.model import top_predictions
 from onnxprobe.render.images import write_png
+from onnxprobe.resources import default_model, sample_images
 
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
 # lucid steps per class visualization: 4 ImageNet classes in ~30 s of CPU (models/README.md). More steps
@@ -38,11 +39,11 @@ EXAMPLES = """examples:
 
 def register(sub) -> None:
     parser = sub.add_parser("demo", help="the main job on the bundled ImageNet network (or MODEL), headless, as pictures")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL),
+    parser.add_argument("--model", default=str(default_model()),
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
     parser.add_argument("--images", nargs="*", help="images to probe (default: the model's samples/ folder)")
     parser.add_argument("--out", default="onnxprobe-out", help="output folder (default: ./onnxprobe-out)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                         help=f"optimization steps per class visualization (default {DEFAULT_STEPS}; 0: none)")
     parser.add_argument("--classes", type=int, default=DEFAULT_CLASSES, metavar="K",
@@ -123,7 +124,7 @@ def run(args) -> int:
         tiles += _write_maps(model, x, name, entry, files)
         for n, layer in enumerate(shown):
             tile = files.write(entry["grids"], layer.name, f"{name}/grid-{place[layer.name]:03d}-{file_word(layer.name)}.png",
-                               _grid(model, layer, acts[layer.name]), f"grid {layer.name}")
+                               _grid(model, layer, acts[layer.name]), f"grid {layer.label}")
             if n == 0:  # the first (most legible) grid in the summary; index.html shows every one
                 tiles.append(tile)
         summary.append(entry)
@@ -243,13 +244,14 @@ def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, file
     whose score never moves (no gradient reaches the picture) is drawn as no signal."""
     from onnxprobe.fsutil import file_word
     from onnxprobe.objectives import logit, silence
-    from onnxprobe.optimize import render_units
+    from onnxprobe.optimize import RenderSettings, render_units
     from onnxprobe.render.images import MAP_MIN_SIDE, upscale
 
     units = [c for c, _ in classes]
     print(f"visualizing {len(units)} class(es) ({', '.join(label for _, label in classes)}): {CLASS_PRESET} preset, "
           f"{steps} steps ...", flush=True)
-    results = render_units(model, None, units, preset=CLASS_PRESET, steps=steps, objective="logit", batch=len(units))
+    settings = RenderSettings.resolve(CLASS_PRESET, steps=steps, batch=len(units))
+    results = render_units(model, None, units, settings, objective="logit")
     written = []
     for (cls, label), result in zip(classes, results):
         record = {"class": cls, "label": label, "steps": steps, "initial_logit": result.initial_activation[0],
@@ -284,6 +286,6 @@ def _index_html(model, summary: list[dict], visuals: list[dict]) -> str:
         parts.append('<div class="views">' + "".join(views) + "</div>")
         parts.append(f"<h3>activation grids</h3><p>every unit of a layer as a tile, each scaled to its own peak "
                      f"(per-unit boost {GRID_BOOST_INDIV:g}, gamma {GRID_BOOST_GAMMA:g})</p>")
-        parts.append('<div class="views">' + "".join(figure(here, rel, name, link=True)
+        parts.append('<div class="views">' + "".join(figure(here, rel, model.layer(name).label, link=True)
                                                      for name, rel in entry["grids"].items()) + "</div>")
     return page(f"onnxprobe demo: {model.path.name}", "\n".join(parts))
