@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from onnxprobe.autodiff import BackMode, differentiable_tensors
-from onnxprobe.errors import InputError, UsageError
+from onnxprobe.errors import InputError, ParameterError, UsageError
 from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
 from onnxprobe.graph.layers import LayerInfo, probeable_layers
@@ -210,7 +210,9 @@ class ProbeModel:
             whole = objective.seeds({t: activations[t] for t in objective.targets}, n)
         else:
             whole = None  # each run's rows read their targets first
-        step = n if batch_size is None else max(1, int(batch_size))
+        if batch_size is not None and not (int(batch_size) == batch_size and batch_size >= 1):
+            raise ParameterError(f"{{batch_size}} must be a positive integer, got {batch_size!r}", "batch_size")
+        step = n if batch_size is None else int(batch_size)
         parts = []
         for start in range(0, n, step):
             rows = x[start:start + step]
