@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, \
-    parse_units, render_settings, warn_nonfinite
+    parse_units, render_settings, warn, warn_nonfinite
 from onnxprobe.errors import UsageError
 from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE, parse_position
 
@@ -93,6 +93,13 @@ def _render(args, store, model, layer, units, render, settings, position) -> int
         progress.close()
     warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},
                    "the optimized activations")
+    still = [r.unit for r in results if list(r.best_activation) == list(r.initial_activation)]
+    if still:  # no step moved the objective: no gradient reached the image
+        from onnxprobe.objectives import silence
+
+        objective = by_kind(model, args.objective, layer, still[0], position, pre_activation=True)
+        warn(silence(model, objective, np.zeros(1), "the image gradient")
+             + (f" (units {', '.join(map(str, still))})" if len(still) > 1 else ""))
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
