@@ -95,7 +95,7 @@ def _render(args, store, model, layer, units, render, settings, position) -> int
                    "the optimized activations")
     still = [r.unit for r in results if list(r.best_activation) == list(r.initial_activation)]
     if still:  # no step moved the objective: no gradient reached the image
-        from onnxprobe.objectives import silence
+        from onnxprobe.objectives import by_kind, silence
 
         objective = by_kind(model, args.objective, layer, still[0], position, pre_activation=True)
         warn(silence(model, objective, np.zeros(1), "the image gradient")
