@@ -153,6 +153,17 @@ class Activations(Result):
             return next(iter(self.values.values()))
         return self[layer]
 
+    def save(self, path: str | Path) -> Path:
+        """`.npz`: every layer's activations keyed by layer name (without the batch axis for one
+        image, as `onnxprobe activations` writes them); `.npy`: `.numpy()`; else the picture."""
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            from onnxprobe.fsutil import atomic_save_npz
+
+            one = len(self.names) == 1
+            return atomic_save_npz(path, {name: value[0] if one else value for name, value in self.values.items()})
+        return super().save(path)
+
     def grid(self, layer: str | None = None, image: int = 0, boost_indiv: float = 0.0, boost_gamma: float = 1.0):
         """The layer pane of one layer (default: the first) for image `image`, HxWx3 uint8."""
         name = self._model.layer(layer).name if layer is not None else self.layers[0]
