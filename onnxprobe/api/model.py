@@ -47,7 +47,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 Units = int | Iterable[int] | str
 
 
-def load(model: str | os.PathLike | bytes | "onnx.ModelProto" | None = None, *, input_shape: Sequence[int] | None = None,
+def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, input_shape: Sequence[int] | None = None,
          device: str = "auto", threads: int | None = None, **preprocess: Any) -> "Model":
     """Open a model: a path to an ONNX file, the file's bytes, or an `onnx.ModelProto`; None is the
     bundled ImageNet network (MobileNetV2, `BUNDLED_MODEL`).
