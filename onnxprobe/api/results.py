@@ -52,10 +52,12 @@ def _png_tag(image: np.ndarray) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(encode_png(image)).decode()}">'
 
 
-def _strip(images: list[np.ndarray], captions: list[str], width: int = TILE, columns: int = 8) -> np.ndarray:
-    """Captioned tiles, `columns` to a row."""
+def _strip(images: list[np.ndarray], captions: list[str], width: int | None = None, columns: int = 8) -> np.ndarray:
+    """Captioned tiles, `columns` to a row, `width` pixels wide (default: the images' own width,
+    between TILE and 224)."""
     from onnxprobe.render.images import caption, one_above_another, side_by_side, upscale
 
+    width = width or max(TILE, min(224, max(im.shape[1] for im in images)))
     tiles = [caption(upscale(im, width), text, width) for im, text in zip(images, captions)]
     rows = [side_by_side(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
     return one_above_another(rows) if len(rows) > 1 else rows[0]
@@ -66,8 +68,15 @@ def _strip(images: list[np.ndarray], captions: list[str], width: int = TILE, col
 class Layers(list):
     """The model's probeable layers (`LayerInfo`s, in graph order), shown as a table."""
 
+    def __getitem__(self, index):
+        found = super().__getitem__(index)
+        return Layers(found) if isinstance(index, slice) else found
+
     def names(self) -> list[str]:
         return [layer.name for layer in self]
+
+    def __repr__(self) -> str:
+        return f"Layers({len(self)}: {', '.join(self.names()[:6])}{', ...' if len(self) > 6 else ''})"
 
     def numpy(self) -> np.ndarray:
         """The unit count of each layer."""
