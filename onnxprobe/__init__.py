@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it (imported on first use: `import onnxprobe` and
 # `onnxprobe --help` load none of them)
 _EXPORTS = {
-    "load": "onnxprobe.api.model", "Model": "onnxprobe.api.model", "BUNDLED_MODEL": "onnxprobe.api.model",
+    "load": "onnxprobe.api.model", "Model": "onnxprobe.api.model",
     "ObjectiveSpec": "onnxprobe.api.objectives", "channel": "onnxprobe.api.objectives",
     "neuron": "onnxprobe.api.objectives", "logit": "onnxprobe.api.objectives",
     "direction": "onnxprobe.api.objectives", "diversity": "onnxprobe.api.objectives",
@@ -52,7 +52,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr__` imports on demand
-    from onnxprobe.api.model import BUNDLED_MODEL, Model, load
+    from onnxprobe.api.model import Model, load
     from onnxprobe.api.objectives import ObjectiveSpec, channel, direction, diversity, logit, neuron, stack
     from onnxprobe.api.results import Activations, Atlas, Layers, Map, Pictures, Predictions, TopK
     from onnxprobe.attribution import METHODS

@@ -140,7 +140,8 @@ class ProbeModel:
         names = tuple(self.layer(n).name for n in layers) if layers is not None else tuple(l.name for l in self.layers)
         if with_outputs:
             names = tuple(dict.fromkeys(names + tuple(self.output_names)))
-        session = self.session(("forward", names), lambda: expose_tensors(self.proto, names, keep_outputs=False))
+        exposed = lambda: expose_tensors(self.proto, names, keep_outputs=False, known=self.facts.value_infos)  # noqa: E731
+        session = self.session(("forward", names), exposed)
         return session.run({self.input_name: self.check_input(x)}, outputs=names)
 
     def forward_session(self) -> Session:
@@ -151,7 +152,7 @@ class ProbeModel:
                          peak_axes: tuple[int, ...] = ()) -> "GradientSession":
         """extra_outputs: tensors the same run also returns (GradientSession.run's extra_outputs).
         self_seeded: the single target's seed is its own activation times a 0/1 mask given at run
-        time (autodiff.objectives.self_seeded), so no forward pass is needed to build the seed;
+        time (objectives.self_seeded), so no forward pass is needed to build the seed;
         peak_axes: and only where it is largest over these (spatial) axes."""
         from onnxprobe.autodiff import build_gradient_model
 
@@ -167,7 +168,7 @@ class ProbeModel:
         def build():
             proto, names = self.proto, list(targets)
             if self_seeded:
-                from onnxprobe.autodiff.objectives import self_seeded as square
+                from onnxprobe.objectives import self_seeded as square
 
                 proto, square_name = square(proto, targets[0], tuple(peak_axes))
                 names = [square_name]
@@ -207,7 +208,7 @@ class GradientSession:
                 raise UsageError(f"no seed given for target '{target}'")
             seed = np.asarray(seeds[target], dtype=np.float32)
             if self.self_seeded:
-                seed = seed * np.float32(0.5)  # see autodiff.objectives.self_seeded
+                seed = seed * np.float32(0.5)  # see objectives.self_seeded
             if seed.shape[0] != x.shape[0]:
                 seed = np.broadcast_to(seed, (x.shape[0], *seed.shape[1:]))
             feeds[self._seed_names[target]] = np.ascontiguousarray(seed)

@@ -10,7 +10,7 @@
 - None (not given): `max` where there is an image, `centre` where there is none (`resolve`).
 
 A layer without spatial axes takes no position (any of them but `max`/`centre` is an error there).
-`check_unit` is the one "unit out of range" check. Objectives built on these: autodiff.objectives.
+`check_unit` is the one "unit out of range" check. Objectives built on these: objectives.
 """
 
 from __future__ import annotations

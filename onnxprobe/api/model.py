@@ -37,20 +37,17 @@ if TYPE_CHECKING:
     from onnxprobe.graph.layers import LayerInfo
     from onnxprobe.model import ProbeModel
 
-__all__ = ["BUNDLED_MODEL", "Model", "load"]
+__all__ = ["Model", "load"]
 
-# the bundled ImageNet network (MobileNetV2, 1,000 classes) with its sidecar, labels and sample photos
-BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "models" / "imagenet" / "mobilenet_v2.onnx"
 PREPROCESS_KEYS = ("input_size", "layout", "channels", "channel_order", "value_range", "mean", "std", "labels",
                    "resize", "invert")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 Units = int | Iterable[int] | str
 
 
 def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, input_shape: Sequence[int] | None = None,
          device: str = "auto", threads: int | None = None, **preprocess: Any) -> "Model":
     """Open a model: a path to an ONNX file, the file's bytes, or an `onnx.ModelProto`; None is the
-    bundled ImageNet network (MobileNetV2, `BUNDLED_MODEL`).
+    bundled ImageNet network (MobileNetV2, 1,000 classes; `onnxprobe.resources.default_model()`).
 
     `preprocess`: the sidecar's keys as keywords (`input_size`, `layout`, `channels`,
     `channel_order`, `value_range`, `mean`, `std`, `labels` (a file or a list of names),
@@ -73,7 +70,9 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, in
 
     keep = None
     if model is None:
-        model = BUNDLED_MODEL
+        from onnxprobe.resources import default_model
+
+        model = default_model()
     if isinstance(model, (bytes, bytearray)) or type(model).__name__ == "ModelProto":
         keep = tempfile.mkdtemp(prefix="onnxprobe-model-")  # the library reads files: one of its own
         path = Path(keep) / "model.onnx"
@@ -150,10 +149,9 @@ class Model:
     @property
     def samples(self) -> list[Path]:
         """The sample images shipped in a `samples/` folder beside the model (empty when none)."""
-        folder = self.path.parent / "samples"
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        from onnxprobe.resources import sample_images
+
+        return sample_images(self.path)
 
     def tensor(self, images: Images) -> np.ndarray:
         """The model's input batch (N, ...) float32 for one image or a list (see
@@ -218,7 +216,7 @@ class Model:
         >>> m.numpy().shape, m.image.shape
         ((1, 28, 28), (28, 28, 3))
         """
-        from onnxprobe.autodiff.objectives import unit_objective
+        from onnxprobe.objectives import unit_objective
         from onnxprobe.position import resolve
         from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 
@@ -324,7 +322,7 @@ class Model:
         >>> pics.captions, pics.numpy().shape
         (['relu2:0', 'relu2:1'], (2, 28, 28, 3))
         """
-        from onnxprobe.autodiff.objectives import by_kind, objective_layer
+        from onnxprobe.objectives import by_kind, objective_layer
         from onnxprobe.optimize import RenderSettings, render_units
 
         settings = RenderSettings.resolve(preset, steps, param, restarts, seed, batch)

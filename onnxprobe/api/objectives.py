@@ -27,7 +27,7 @@ __all__ = ["ObjectiveSpec", "channel", "direction", "diversity", "logit", "neuro
 
 
 def _lib():
-    from onnxprobe.autodiff import objectives
+    from onnxprobe import objectives
 
     return objectives
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
 from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
-from onnxprobe.autodiff.objectives import by_kind, differentiable_layer
+from onnxprobe.objectives import by_kind, differentiable_layer
 from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
 from onnxprobe.optimize.render import RenderSettings

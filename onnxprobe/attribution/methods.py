@@ -1,5 +1,5 @@
 """The attribution methods. Each takes a `ProbeModel`, one input `x` (batch 1) and an `Objective`
-(onnxprobe.autodiff.objectives) and returns a map without the batch axis: input-shaped, or HxW for
+(onnxprobe.objectives) and returns a map without the batch axis: input-shaped, or HxW for
 Grad-CAM and occlusion."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
-from onnxprobe.autodiff.objectives import Objective
+from onnxprobe.objectives import Objective
 from onnxprobe.errors import UsageError
 
 IG_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")

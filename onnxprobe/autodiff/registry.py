@@ -29,6 +29,7 @@ from typing import Callable
 import onnx
 from onnx import helper
 
+from ..graph.facts import attr
 from ..graph.optable import OpTable
 from .tape import Tape
 
@@ -89,8 +90,7 @@ class Ctx:
         return i < len(self.needs_) and self.needs_[i]
 
     def attr(self, name: str, default=None):
-        v = self.attrs.get(name, default)
-        return v.decode() if isinstance(v, bytes) else v
+        return attr(self.node, name, default)
 
     def const(self, i: int):
         """Build-time value of input i when it is an initializer or Constant output, else None."""

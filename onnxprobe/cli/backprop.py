@@ -40,7 +40,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from onnxprobe.autodiff.objectives import unit_objective
+    from onnxprobe.objectives import unit_objective
     from onnxprobe.position import resolve
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 

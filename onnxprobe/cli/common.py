@@ -13,8 +13,6 @@ from onnxprobe.graph.loading import parse_shape
 if TYPE_CHECKING:
     import numpy as np
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_MODEL = REPO_MODELS / "imagenet" / "mobilenet_v2.onnx"  # the bundled network of demo and view
 
 
 def add_model_args(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -127,16 +125,7 @@ def write_map(args, image, raw, what: str, raw_name: str) -> None:
         print(f"wrote the raw {raw_name} {raw.shape} to {args.npy}")
 
 
-# ---- the bundled model's sample images, a layer's grid as a file: demo, view, activations ------------
-
-def sample_images(model_path: Path) -> list[Path]:
-    from onnxprobe.viewer.sources import IMAGE_SUFFIXES
-
-    folder = Path(model_path).parent / "samples"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
+# ---- a layer's grid as a file: demo, view, activations ----------------------------------------------
 
 def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
     """The layer pane as a PNG a person can read: upscaled tiles, unit captions (class names on a

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.cli.common import DEFAULT_MODEL, sample_images
 from onnxprobe.errors import UsageError
+from onnxprobe.resources import default_model, sample_images
 
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
 DEFAULT_STEPS = 128  # lucid steps per class visualization: 4 ImageNet classes in ~30 s on 2 cores (models/README.md)
@@ -33,7 +33,7 @@ EXAMPLES = """examples:
 
 def register(sub) -> None:
     parser = sub.add_parser("demo", help="the main job on the bundled ImageNet network (or MODEL), headless, as pictures")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL),
+    parser.add_argument("--model", default=str(default_model()),
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
     parser.add_argument("--images", nargs="*", help="images to probe (default: the model's samples/ folder)")
     parser.add_argument("--out", default="onnxprobe-out", help="output folder (default: ./onnxprobe-out)")
@@ -169,7 +169,7 @@ def _write_backprop(model, x, acts, folder: Path, root: Path) -> str | None:
     if not model.class_output:
         return None
     from onnxprobe.autodiff import BackMode
-    from onnxprobe.autodiff.objectives import logit, pre_softmax_tensor
+    from onnxprobe.objectives import logit, pre_softmax_tensor
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
     from onnxprobe.render.images import upscale, write_png
 

@@ -44,7 +44,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
-    from onnxprobe.autodiff.objectives import by_kind, objective_layer
+    from onnxprobe.objectives import by_kind, objective_layer
     from onnxprobe.optimize import DEFAULT_PRESET
     from onnxprobe.optimize.store import UnitStore, job_key, render_into
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-from onnxprobe.cli.common import DEFAULT_MODEL, add_model_args, load_model_from_args, sample_images
+from onnxprobe.cli.common import add_model_args, load_model_from_args
 from onnxprobe.cli.flags import VIEWER_WORDS
 from onnxprobe.errors import ProbeError, UsageError
+from onnxprobe.resources import default_model, sample_images
 from onnxprobe.viewer.keys import help_lines
 
 DESCRIPTION = """The Deep Visualization Toolbox's live window for MODEL (default: the bundled ImageNet
@@ -61,9 +62,9 @@ def run(args) -> int:
     if args.quit_after is not None and args.quit_after <= 0:
         raise UsageError("--quit-after must be positive")
     if args.model is None:  # the bundled network, on its own sample photos unless a source is given
-        args.model = str(DEFAULT_MODEL)
+        args.model = str(default_model())
         if args.video is None and args.images is None and args.image is None and args.camera is None:
-            samples = sample_images(DEFAULT_MODEL)
+            samples = sample_images(default_model())
             args.images = str(samples[0].parent) if samples else None
     source = _source(args)  # before loading anything: a bad path fails in a moment
     atlas = None

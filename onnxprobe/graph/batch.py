@@ -88,7 +88,7 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
         from onnxprobe.runtime.session import create_session
 
         try:
-            session = create_session(expose_tensors(model, missing, keep_outputs=False), device="cpu")
+            session = create_session(expose_tensors(model, missing, keep_outputs=False, known=facts.value_infos), device="cpu")
             x = np.zeros(shape, session.input_dtype(input_name))
             for k, v in session.run({input_name: x}, missing).items():
                 out[k] = tuple(np.shape(v))

@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 
 from onnxprobe.errors import InputError, ParameterError, UsageError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from onnxprobe.resources import IMAGE_SUFFIXES
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 

@@ -19,7 +19,7 @@ import numpy as np
 from onnxprobe.autodiff import BackMode
 from onnxprobe.errors import InputError
 from onnxprobe.fsutil import atomic_write_json, inside, make_dirs, safe_name
-from onnxprobe.autodiff.objectives import neuron, stack
+from onnxprobe.objectives import neuron, stack
 from onnxprobe.maxact.crops import backmap_patch, crop_box, crop_padded, unit_montage
 from onnxprobe.maxact.datasets import Dataset, read_item
 from onnxprobe.maxact.topk import LayerState

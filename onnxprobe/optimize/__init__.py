@@ -35,7 +35,7 @@ Library API (stable; the atlas builds on it)::
   the seed's sets are pixel-only, `lucid` takes either (default fft). `presets.get_preset(name,
   steps, param)` resolves a preset once into a typed `Preset` (the command line does this at its
   boundary, inside `RenderSettings.resolve`); `render_units` and `Optimizer` take it as it is.
-- Objectives (`objectives`, the one objective module `onnxprobe.autodiff.objectives`): `neuron`
+- Objectives (`objectives`, the one objective module `onnxprobe.objectives`): `neuron`
   (channel at a position, the spatial centre by default), `channel` (mean), `logit` (pre-softmax),
   `direction` (weighted channels), `diversity` (across the batch, non-linear), combined with `+`,
   `-`, scalar `*`, and `stack` (one objective per row). `render_units` optimises a ReLU layer's
@@ -70,8 +70,8 @@ For linear objectives the whole step runs as one ONNX graph (`stepgraph.py`), on
 state kept on the GPU; `engine="numpy"` runs the same step with numpy priors (`priors.py`).
 """
 
-from onnxprobe.autodiff import objectives
-from onnxprobe.autodiff.objectives import Objective
+from onnxprobe import objectives
+from onnxprobe.objectives import Objective
 from onnxprobe.optimize.optimizer import ENGINES, Optimizer, optimize
 from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS, Preset, get_preset
 from onnxprobe.optimize.render import RenderSettings, UnitResult, render_units, row_seed

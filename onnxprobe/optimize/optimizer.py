@@ -11,7 +11,7 @@ import numpy as np
 
 from onnxprobe.errors import UsageError
 from onnxprobe.optimize import lucid as lucid_mod
-from onnxprobe.autodiff.objectives import Objective, differentiable_layer
+from onnxprobe.objectives import Objective, differentiable_layer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
 from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
 from onnxprobe.runtime.session import to_numpy

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprobe.autodiff.objectives import by_kind, objective_layer, stack
+from onnxprobe.objectives import by_kind, objective_layer, stack
 from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset

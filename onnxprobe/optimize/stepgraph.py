@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from onnxprobe.autodiff.objectives import Objective, value_nodes
+from onnxprobe.objectives import Objective, value_nodes
 from onnxprobe.autodiff.tape import Tape
 from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.loading import finalize_model

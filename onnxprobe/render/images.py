@@ -74,10 +74,12 @@ def clip_unit(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.fmin(np.fmax(values, 0.0, out=out), 1.0, out=out)
 
 
-def unit_to_uint8(values: np.ndarray) -> np.ndarray:
+def unit_to_uint8(values: np.ndarray, in_place: bool = False) -> np.ndarray:
     """Display values in 0..1 -> uint8 0..255 (truncating, as the displays always did), through
-    `clip_unit`."""
-    return (clip_unit(values) * 255).astype(np.uint8)
+    `clip_unit`; `in_place`: `values` (a float array of the caller's own) is used as scratch."""
+    scaled = clip_unit(values, out=values if in_place else None)
+    scaled *= 255
+    return scaled.astype(np.uint8)
 
 
 def heatmap(values: np.ndarray, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from onnxprobe.render.images import clip_unit, heatmap, upscale
+from onnxprobe.render.images import clip_unit, heatmap, unit_to_uint8, upscale
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BACKGROUND = 16
@@ -71,7 +71,7 @@ def unit_pane(tile: np.ndarray, display_rgb: np.ndarray, spatial: bool, value: f
     tile = np.asarray(tile, dtype=np.float32)
     lo, hi = float(tile.min(initial=0)), float(tile.max(initial=0))
     gray = np.zeros_like(tile) if hi <= lo else clip_unit((tile - lo) / (hi - lo))
-    enlarged = cv2.resize((gray * 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    enlarged = cv2.resize(unit_to_uint8(gray), (w, h), interpolation=cv2.INTER_NEAREST)
     enlarged = np.repeat(enlarged[:, :, None], 3, axis=2)
     heat = cv2.resize(heatmap(tile), (w, h), interpolation=cv2.INTER_LINEAR)
     # where the unit is silent the input shows through; where it fires, the heat colour does

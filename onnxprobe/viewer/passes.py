@@ -16,7 +16,7 @@ from time import thread_time
 
 import numpy as np
 
-from onnxprobe.autodiff.objectives import own_activation
+from onnxprobe.objectives import own_activation
 from onnxprobe.position import strongest
 from onnxprobe.preprocess import with_overrides
 from onnxprobe.render.backmaps import gradient_hwc, render_backmap
@@ -76,7 +76,7 @@ def make_frame(model, raw: np.ndarray, resize: str, seq: int, label: str) -> Fra
 
 def back_objective(model, origin, unit: int):
     """The back pane's objective: the toolbox's seed, the unit's own activation where it fires most
-    (autodiff.objectives.own_activation; a unit past the layer's last is the last). Its in-graph
+    (objectives.own_activation; a unit past the layer's last is the last). Its in-graph
     form (`self_seed`) gives the map in one run; its seeds from a forward run otherwise."""
     return own_activation(model, origin, min(unit, origin.units - 1))
 

@@ -13,8 +13,7 @@ import numpy as np
 
 from onnxprobe.errors import InputError
 from onnxprobe.preprocess import read_image
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+from onnxprobe.resources import IMAGE_SUFFIXES
 
 
 class SourceError(Exception):

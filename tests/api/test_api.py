@@ -122,7 +122,7 @@ def test_results_show_themselves_and_save(model, tmp_path):
 def test_maps_are_the_library_maps(model):
     """backprop and attribute compose the library: the same numbers as its own calls."""
     from onnxprobe.attribution import attribute
-    from onnxprobe.autodiff.objectives import unit_objective
+    from onnxprobe.objectives import unit_objective
 
     probe = model.probe
     x = model.tensor(THREE)
@@ -137,7 +137,7 @@ def test_maps_are_the_library_maps(model):
 
 
 def test_objectives_compose_as_the_library_objectives(model):
-    from onnxprobe.autodiff import objectives as lib
+    from onnxprobe import objectives as lib
 
     probe = model.probe
     spec = onnxprobe.channel("conv2", 5) + 0.5 * onnxprobe.neuron("relu2", 3, (2, 2)) - onnxprobe.logit(3) / 4

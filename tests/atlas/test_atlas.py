@@ -152,7 +152,7 @@ def test_stale_temporaries_are_removed_and_a_rerun_renders_nothing(reference_tin
 def test_position_reaches_the_units_and_the_key(gray_model_path, tmp_path):
     """`position` is read by the objective module for every unit ("mean": the channel), and an atlas
     made at another position is other settings."""
-    from onnxprobe.autodiff import objectives
+    from onnxprobe import objectives
     from onnxprobe.errors import UsageError
 
     model = ProbeModel.load(gray_model_path, device="cpu")

@@ -134,7 +134,7 @@ def test_backprop_and_gradient_check(corpus, capsys, tmp_path, name):
     grad = np.load(tmp_path / "g.npy")
     x = m.model.preprocess(read_image(m.image))
     assert grad.shape == x.shape and np.abs(grad).max() > 0
-    from onnxprobe.autodiff.objectives import unit_objective
+    from onnxprobe.objectives import unit_objective
 
     objective = unit_objective(m.model, m.layer, m.unit, "centre")
     err, tol = gradient_check(m.model, x, objective.seeds(None, 1)[m.model.layer(m.layer).name], m.layer, grad)

@@ -196,7 +196,7 @@ def test_graph_that_cannot_follow_the_batch_runs_rows_at_a_time(tmp_path, batch)
 def test_optimizer_batch_on_a_fixed_graph_equals_its_twin(tmp_path):
     """The optimizer's graph engine (its own step graph around the gradient graph) loops rows too:
     a batch of 3 on the fixed graph gives what its batch-dynamic twin gives."""
-    from onnxprobe.autodiff.objectives import channel
+    from onnxprobe.objectives import channel
     from onnxprobe.optimize.optimizer import Optimizer
 
     merged_batch(tmp_path / "merged.onnx", 1)

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxprobe.graph.batch as batch_module
 from onnxprobe.autodiff import build_gradient_model, grad_name, seed_name
-from onnxprobe.autodiff.objectives import neuron, self_seeded
+from onnxprobe.objectives import neuron, self_seeded
 from onnxprobe.autodiff.tape import Tape
 from onnxprobe.graph.facts import GraphFacts, attr
 from onnxprobe.model import ProbeModel

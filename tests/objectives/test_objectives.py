@@ -1,4 +1,4 @@
-"""The objective algebra (onnxprobe.autodiff.objectives), table-driven like test_rules.py: every
+"""The objective algebra (onnxprobe.objectives), table-driven like test_rules.py: every
 case is an objective built with the module's constructors and `+`, `-`, scalar `*`, `/` and
 `stack`, beside an independent float64 numpy formula of the same scalar per batch row. One
 parameterized test checks, on random activations, that
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from onnxprobe.autodiff import objectives as O
+from onnxprobe import objectives as O
 from onnxprobe.errors import UsageError
 from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.layers import LayerInfo
@@ -299,7 +299,7 @@ def tiny(tmp_path_factory):
 def test_the_in_graph_form_gives_the_gradient_of_the_seeds_from_a_forward(tiny, build):
     """The self-seeded graph run with `self_seed.mask` (no forward first) and the plain gradient graph
     run with the seeds read from a forward give the same input gradient: bit for bit, because the
-    square's Mul rule hands each factor exactly half of mask * target (autodiff.objectives.self_seeded)."""
+    square's Mul rule hands each factor exactly half of mask * target (objectives.self_seeded)."""
     model = tiny
     objective = build(model)
     x = np.random.default_rng(5).standard_normal((2, 3, 16, 16)).astype(np.float32)
