@@ -200,7 +200,7 @@ def layer_grid_image(model, layer, activation: np.ndarray, boost_indiv: float = 
     if labels and len(labels) == layer.units and not layer.is_spatial:
         unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
     shape = "x".join("N" if d is None else str(d) for d in layer.shape)
-    title = f"{layer.name}  {shape}  {layer.units} units"
+    title = f"{getattr(layer, 'label', layer.name)}  {shape}  {layer.units} units"  # label: the module path, if known
     return labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
 
 
