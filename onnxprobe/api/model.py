@@ -396,13 +396,14 @@ class Model:
     def top_k(self, data: str | os.PathLike, layers: str | Sequence[str], *, top: int = 9, by: str = "max",
               units: Units | None = None, out: str | os.PathLike | None = None, crops: bool = True,
               deconv: bool = False, fresh: bool = False, scheduler: str | None = None, batch_size: int = 32,
-              progress: bool = True) -> TopK:
+              shard_size: int = 256, progress: bool = True) -> TopK:
         """The `top` images of a dataset (a folder, searched recursively; a text file listing
         images; a video) that excite each unit of `layers` most, ranked by the unit's spatial
         "max" or "mean", with the patches under its receptive field (`crops`; `deconv` adds their
         deconv and backprop maps). `units`: draw the montages of these units only (the scan covers
         all). The job keeps its state in `out` (default: a new temporary folder): run again with
-        the same `out`, it resumes from the shards it finished, also after an interrupt.
+        the same `out`, it resumes from the shards (`shard_size` images each) it finished, also
+        after an interrupt.
         `scheduler`: a Dask scheduler address to run on.
         """
         from onnxprobe.fsutil import staged
@@ -415,7 +416,7 @@ class Model:
             out = tempfile.mkdtemp(prefix="onnxprobe-topk-")
         with staged():
             result = run_maxact(self.probe, data, names, top=top, by=by, out_dir=out, scheduler=scheduler,
-                                crops=crops or deconv, deconv=deconv, batch_size=batch_size, fresh=fresh,
+                                crops=crops or deconv, deconv=deconv, batch_size=batch_size, shard_size=shard_size, fresh=fresh,
                                 units=chosen, progress=_bars(progress))
         return TopK(result, names, chosen)
 

@@ -217,6 +217,37 @@ def test_top_k_and_atlas(model, tmp_path):
     assert again.result.units_rendered == 0  # resumed: both units were finished
 
 
+def test_an_interrupted_top_k_resumes_from_its_finished_shards(model, tmp_path, monkeypatch):
+    import onnxprobe.progress
+
+    seen = []
+
+    class Bar:
+        def __init__(self, total, label, unit):
+            self.done = 0
+            self.label = label
+
+        def update(self, n=1):
+            seen.append((self.label, n))
+            self.done += n
+            if interrupt and self.label.startswith("scan") and self.done >= 6:  # inside the second shard
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(onnxprobe.progress, "progress_bar", Bar)
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        model.top_k(DIGITS / "samples", "relu2", top=2, out=tmp_path / "topk", batch_size=2, shard_size=4)
+    assert not [p for p in (tmp_path / "topk").rglob("*") if p.name.startswith(".onnxprobe-tmp-")]
+    interrupt, seen[:] = False, []
+    top = model.top_k(DIGITS / "samples", "relu2", top=2, out=tmp_path / "topk", batch_size=2, shard_size=4)
+    assert seen[0] == ("scan ", 4)  # the first shard was kept: the scan starts at its 4 images
+    fresh = model.top_k(DIGITS / "samples", "relu2", top=2, out=tmp_path / "again", progress=False)
+    np.testing.assert_array_equal(top.numpy(), fresh.numpy())
+
+
 def test_progress_bars_outside_a_notebook(capsys):
     from onnxprobe.progress import Progress, in_notebook, progress_bar
 
