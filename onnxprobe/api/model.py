@@ -196,9 +196,9 @@ class Model:
         >>> acts.layers, acts["conv1"].shape
         (['conv1', 'relu2'], (1, 16, 28, 28))
         """
+        x = self.tensor(images)
         names = [layers] if isinstance(layers, str) else layers
         names = [self.probe.layer(n).name for n in names] if names is not None else None
-        x = self.tensor(images)
         values = self.probe.activations(x, names, with_outputs=False)
         order = names if names is not None else [layer.name for layer in self.probe.layers]
         return Activations(self.probe, {n: values[n] for n in order}, names_of(images))

@@ -167,14 +167,25 @@ class Activations(Result):
         image, as `onnxprobe activations` writes them); `.npy`: `.numpy()`; else the picture."""
         path = Path(path)
         if path.suffix.lower() == ".npz":
-            from onnxprobe.fsutil import atomic_save_npz
-
-            one = len(self.names) == 1
-            return atomic_save_npz(path, {name: value[0] if one else value for name, value in self.values.items()})
+            return self.save_npz(path)
         return super().save(path)
 
+    def save_npz(self, path: str | Path) -> Path:
+        """Every layer's activations as .npz keyed by layer name, without the batch axis for one
+        image (what `onnxprobe activations --out` writes), whatever the suffix of `path`."""
+        from onnxprobe.fsutil import atomic_save_npz
+
+        one = len(self.names) == 1
+        return atomic_save_npz(path, {name: value[0] if one else value for name, value in self.values.items()})
+
     def grid(self, layer: str | None = None, image: int = 0, boost_indiv: float = 0.0, boost_gamma: float = 1.0):
-        """The layer pane of one layer (default: the first) for image `image`, HxWx3 uint8."""
+        """The layer pane of one layer (default: the first) for image `image`, HxWx3 uint8;
+        `boost_indiv` (0..1) and `boost_gamma` (> 0) are the toolbox's boosts (keys T and t)."""
+        from onnxprobe.errors import UsageError
+
+        if not 0 <= boost_indiv <= 1 or boost_gamma <= 0:
+            raise UsageError(f"boost_indiv must be between 0 and 1 and boost_gamma positive, got {boost_indiv}, "
+                             f"{boost_gamma}")
         name = self._model.layer(layer).name if layer is not None else self.layers[0]
         return layer_grid_image(self._model, self._model.layer(name), self.values[name][image:image + 1],
                                 boost_indiv, boost_gamma)
