@@ -314,8 +314,9 @@ class Model:
         "mean") or "logit" (class scores; `layer` is not needed). `units`: an index, a list, a
         range, or "all". Each (unit, restart) draws its randomness from (`seed`, layer, unit,
         restart), so its image does not depend on `batch`. With `out` (a folder) the job is
-        resumable as `onnxprobe optimize` is: finished units are kept there and skipped when the
-        same call runs again (`fresh` redoes them), also after an interrupt.
+        resumable as `onnxprobe optimize` is: finished units are kept there and read back (not
+        rendered again) when the same call runs again (`fresh` redoes them), also after an
+        interrupt.
 
         >>> model = load("models/digits/digits-cnn.onnx", device="cpu")
         >>> pics = model.render_units("relu2", [0, 1], steps=8, progress=False)
@@ -338,6 +339,7 @@ class Model:
             else:
                 results, folder, _ = self.render_into(out, info.name, chosen, settings, objective=objective,
                                                       position=position, fresh=fresh, on_step=update)
+                results = self._with_kept(out, info.name, chosen, results, objective, position, settings)
         return self._pictures(results, info, objective, folder)
 
     def render_classes(self, classes: Units, **options: Any) -> Pictures:
@@ -350,22 +352,27 @@ class Model:
         """The resumable form of `render_units` (what `onnxprobe optimize` runs): units finished in
         `out` by the same settings are kept, the others rendered and written unit by unit. Returns
         (the UnitResults rendered now, the layer's folder, how many were kept)."""
-        from onnxprobe.distributed import file_hash
         from onnxprobe.fsutil import staged
-        from onnxprobe.optimize.store import UnitStore, job_key, render_into
+        from onnxprobe.optimize.store import UnitStore, job_key, optimize_job, render_into
 
         out = Path(out)
         if os.path.lexists(out) and not os.path.isdir(out):
             raise ParameterError(f"{{out_dir}} must be a folder, got the file {out}", "out_dir")
-        job = {"model_sha256": file_hash(self.probe.path), "objective": objective,
-               "position": list(position) if isinstance(position, tuple) else position,
-               "layer": layer, **settings.identity(), "preprocess": self.probe.spec.to_json()}
+        job = optimize_job(self.probe, layer, objective, position, settings)
         store = UnitStore(out, job_key(job))
         pending = units if fresh else store.pending(layer, units)
         with staged():  # an interrupt removes the unit in progress; finished units stay (checkpoints)
             results = render_into(store, self.probe, layer, pending, settings, job, objective=objective,
                                   position=position, on_step=on_step)
         return results, store.folder(layer), len(units) - len(pending)
+
+    def _with_kept(self, out, layer: str, units: list[int], rendered, objective, position, settings) -> list:
+        """Every unit's result in `units` order: the ones rendered now and those kept in `out`."""
+        from onnxprobe.optimize.store import UnitStore, job_key, optimize_job, read_result
+
+        now = {r.unit: r for r in rendered}
+        store = UnitStore(out, job_key(optimize_job(self.probe, layer, objective, position, settings)))
+        return [now[u] if u in now else read_result(store, layer, u) for u in units]
 
     def _units(self, info, units: Units) -> list[int]:
         from onnxprobe.position import check_unit

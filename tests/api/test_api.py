@@ -200,7 +200,11 @@ def test_resumable_render_keeps_finished_units_after_an_interrupt(model, tmp_pat
     done, _, kept = model.render_into(tmp_path / "vis", "relu2", [0, 1], settings)
     assert kept == 1 and [r.unit for r in done] == [1]
     pics = model.render_units("relu2", [0, 1], steps=3, batch=1, out=tmp_path / "vis", progress=False)
-    assert len(pics) == 0 and pics.folder == folder  # both finished: nothing left to render
+    assert pics.captions == ["relu2:0", "relu2:1"] and pics.folder == folder  # both read back, none rendered
+    fresh = model.render_units("relu2", [0, 1], steps=3, batch=1, progress=False)
+    np.testing.assert_array_equal(pics.numpy(), fresh.numpy())
+    np.testing.assert_array_equal(np.stack(pics.inputs), np.stack(fresh.inputs))
+    assert pics.values == fresh.values
 
 
 def test_top_k_and_atlas(model, tmp_path):
@@ -271,3 +275,20 @@ def test_view_opens_the_window(model, qtbot, tmp_path, monkeypatch):
     shot = tmp_path / "window.png"
     assert model.view(quit_after=1.5, screenshot=shot, save_dir=tmp_path) == 0
     assert _png_size(shot.read_bytes())[0] > 200
+
+
+def _settings(**given):
+    from onnxprobe.optimize import RenderSettings
+
+    return RenderSettings.resolve(**given)
+
+
+def test_a_render_into_a_folder_resumes_what_the_command_wrote(model, tmp_path):
+    """`Model.render_units(out=...)` and `onnxprobe optimize --out` share one store and job key:
+    units the command finished are kept by the API."""
+    from onnxprobe.cli import main
+
+    assert main(["optimize", str(DIGITS / "digits-cnn.onnx"), "--layer", "relu2", "--unit", "0", "--objective",
+                 "channel", "--steps", "3", "--device", "cpu", "--quiet", "--out", str(tmp_path)]) == 0
+    rendered, _, kept = model.render_into(tmp_path, "relu2", [0, 1], _settings(steps=3), objective="channel")
+    assert kept == 1 and [r.unit for r in rendered] == [1]  # unit 0 was the command's
