@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Model", "load"]
 
-PREPROCESS_KEYS = ("input_size", "layout", "channels", "channel_order", "value_range", "mean", "std", "labels",
-                   "resize", "invert")
 Units = int | Iterable[int] | str
 
 
@@ -62,11 +60,12 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, in
     >>> load(onnx.load("models/digits/digits-cnn.onnx"), device="cpu", labels=list("0123456789")).labels[3]
     '3'
     """
-    unknown = sorted(set(preprocess) - set(PREPROCESS_KEYS))
-    if unknown:
-        raise UsageError(f"unknown preprocessing key(s) {', '.join(unknown)} (the sidecar's keys: "
-                         f"{', '.join(PREPROCESS_KEYS)})")
     from onnxprobe.model import ProbeModel
+    from onnxprobe.preprocess import KEYS
+
+    unknown = sorted(set(preprocess) - set(KEYS))
+    if unknown:
+        raise UsageError(f"unknown preprocessing key(s) {', '.join(unknown)} (the sidecar's keys: {', '.join(KEYS)})")
 
     keep = None
     if model is None:
@@ -76,8 +75,12 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, in
     if isinstance(model, (bytes, bytearray)) or type(model).__name__ == "ModelProto":
         keep = tempfile.mkdtemp(prefix="onnxprobe-model-")  # the library reads files: one of its own
         path = Path(keep) / "model.onnx"
-        data = bytes(model) if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
-        path.write_bytes(data)
+        if isinstance(model, (bytes, bytearray)):
+            path.write_bytes(bytes(model))
+        else:  # weights over protobuf's 2 GB limit go to a file beside it, as the exporters write them
+            import onnx
+
+            onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > 2_000_000_000)
         model = path
     elif not isinstance(model, (str, os.PathLike)):
         raise InputError(f"a model is a file path, bytes or an onnx.ModelProto, got {type(model).__name__}")
