@@ -83,16 +83,18 @@ class Layers(list):
         return np.array([layer.units for layer in self])
 
     def _repr_html_(self) -> str:
+        modules = any(getattr(layer, "module_path", None) for layer in self)  # where the file records them
         rows = []
         for layer in self:
             shape = "x".join("N" if d is None else str(d) for d in layer.shape)
             rf = layer.receptive_field
             field_text = "" if rf is None else "x".join(f"{v:g}" for v in rf.size)
-            rows.append(f"<tr><td><code>{html.escape(layer.name)}</code></td><td>{html.escape(layer.op)}</td>"
+            module = f"<td>{html.escape(getattr(layer, 'module_path', None) or '')}</td>" if modules else ""
+            rows.append(f"<tr><td><code>{html.escape(layer.name)}</code></td>{module}<td>{html.escape(layer.op)}</td>"
                         f"<td>{shape}</td><td>{layer.units}</td><td>{field_text}</td>"
                         f"<td>{'' if layer.differentiable is not False else 'no'}</td></tr>")
-        return ("<table><tr><th>layer</th><th>op</th><th>shape</th><th>units</th><th>receptive field</th>"
-                "<th>gradient</th></tr>" + "".join(rows) + "</table>")
+        return ("<table><tr><th>layer</th>" + ("<th>module</th>" if modules else "") + "<th>op</th><th>shape</th>"
+                "<th>units</th><th>receptive field</th><th>gradient</th></tr>" + "".join(rows) + "</table>")
 
 
 # ---- predictions -----------------------------------------------------------------------------------
