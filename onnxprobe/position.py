@@ -22,8 +22,10 @@ import numpy as np
 from onnxprobe.errors import ParameterError, UsageError
 
 KEYWORDS = ("max", "centre", "mean")
-HELP = ("Y,X: that position of the layer's spatial grid (row, column from 0); max: where the unit fires most "
-        "on the image; centre; mean: the channel's mean over all positions")
+_YX = "Y,X: that position of the layer's spatial grid (row, column from 0)"
+_REST = "centre; mean: the channel's mean over all positions"
+HELP = f"{_YX}; max: where the unit fires most on the image; {_REST}"
+HELP_WITHOUT_IMAGE = f"{_YX}; {_REST}"  # where there is no image (a synthesized one): no max
 
 Position = tuple[int, ...] | str | None
 

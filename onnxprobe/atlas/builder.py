@@ -11,7 +11,7 @@ from pathlib import Path
 
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
-from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
+from onnxprobe.atlas.site import DATA_KINDS, MANIFEST, STAT_KEYS, AtlasLayer, unit_entry, write_manifest, write_site
 from onnxprobe.objectives import by_kind, differentiable_layer
 from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
@@ -54,18 +54,15 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
 def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False,
                 settings: RenderSettings | None = None, units: list[int] | None = None, top: int = 9, scheduler=None,
                 device: str = "auto", threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
-                progress=None, position=None, **loose) -> AtlasResult:
+                progress=None, position=None) -> AtlasResult:
     """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring. `settings`
-    as resolved by the caller, or the loose values of `RenderSettings.resolve` (preset, steps,
-    param, restarts, seed, batch) as keywords. `position`: where each unit is optimized, as
+    as resolved by the caller (`RenderSettings.resolve(preset, steps, param, restarts, seed,
+    batch)`; None: the defaults). `position`: where each unit is optimized, as
     `render_units` reads it (none: the centre; "mean": the channel)."""
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
-    if settings is None:
-        settings = RenderSettings.resolve(**loose)  # bad values: one line, before any work
-    elif loose:
-        raise TypeError(f"build_atlas takes settings or {', '.join(sorted(loose))}, not both")
+    settings = RenderSettings.resolve() if settings is None else settings
     if scheduler:
         from onnxprobe.distributed import check_scheduler_address
 
@@ -201,7 +198,7 @@ def _run_maxact(root: Path, model, data, wanted: dict[str, list[int]], top: int,
     return relative
 
 
-def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEntry]:
+def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[AtlasLayer]:
     """Every finished unit of every layer this atlas holds, with its dataset numbers."""
     from onnxprobe.maxact import load_result
 
@@ -213,7 +210,7 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEnt
         except UsageError:
             continue
         rf = layer.receptive_field.to_json() if layer.receptive_field else None
-        entry = LayerEntry(name, layer.op, list(layer.shape), layer.units, rf)
+        entry = AtlasLayer(name, layer.op, list(layer.shape), layer.units, rf)
         data = None
         relative = state["maxact"].get(name)
         if relative:
@@ -230,9 +227,8 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEnt
             extra = None
             if data is not None and name in data.layers:
                 rec = data.unit(name, unit)
-                paths = {key: _relative(root, getattr(rec, attr)) for key, attr, _ in
-                         (("top9", "patches", ""), ("top9_deconv", "deconv", ""), ("top9_backprop", "backprop", ""))}
-                extra = (paths, {"mean": rec.mean, "max": rec.max, "mean_max": rec.mean_max, "fire_rate": rec.fire_rate})
+                paths = {key: _relative(root, getattr(rec, field)) for key, field, _ in DATA_KINDS}
+                extra = (paths, {key: getattr(rec, key) for key in STAT_KEYS})
                 entry.hits[unit] = list(rec.hits)
             entry.units[unit] = unit_entry(record, extra)
         entries.append(entry)

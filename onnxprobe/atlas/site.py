@@ -15,12 +15,20 @@ import posixpath
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from onnxprobe.autodiff import BackMode
 from onnxprobe.fsutil import atomic_write_json, atomic_write_text, inside, safe_name
+from onnxprobe.maxact.records import GRADIENT_MODES
 
+# the atlas's vocabulary, one home: the builder writes it, the site and the viewer read it
 MANIFEST = "manifest.json"
+OPTIMIZED = "optimized"  # a unit's optimized image (best restart)
 STAT_KEYS = ("mean", "max", "mean_max", "fire_rate")
-DATA_KINDS = (("top9", "patches", "top-9 patches"), ("top9_deconv", "deconv", "deconv of the top 9"),
-              ("top9_backprop", "backprop", "backprop of the top 9"))
+# a unit's dataset images: (manifest key, the maxact UnitRecord field that holds it, caption); the
+# back maps are those maxact draws, named by BackMode.file_word
+DATA_KINDS = (("top9", "patches", "top-9 patches"),
+              *((f"top9_{word}", word, f"{word} of the top 9") for word, _ in GRADIENT_MODES))
+# what the viewer shows of a unit: the optimized image, the top-9 patches and their deconv
+VIEWER_KINDS = (OPTIMIZED, "top9", f"top9_{BackMode.DECONV.file_word}")
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;background:#16181c;color:#ddd}
@@ -37,7 +45,9 @@ figcaption{font-size:.85em;color:#aaa}.nav{margin-bottom:1em}.muted{color:#888}
 
 
 @dataclass
-class LayerEntry:
+class AtlasLayer:
+    """A layer of the atlas: what its pages and its manifest entry say, and its finished units."""
+
     name: str
     op: str
     shape: list
@@ -57,7 +67,7 @@ class LayerEntry:
 def unit_entry(record: dict, data=None) -> dict:
     """The manifest entry of one unit from its atlas record and (optional) maxact UnitRecord paths."""
     files, opt = record["files"], record["optimization"]
-    entry = {"optimized": files["optimized"], "optimized_montage": files.get("montage"),
+    entry = {OPTIMIZED: files["optimized"], "optimized_montage": files.get("montage"),
              "restarts": list(files.get("restarts", []))}
     stats = {"best_activation": max(opt["best_activation"]), "initial_activation": max(opt["initial_activation"]),
              "restart_best_activations": opt["best_activation"]}
@@ -69,7 +79,7 @@ def unit_entry(record: dict, data=None) -> dict:
     return entry
 
 
-def write_manifest(root, model: dict, settings: dict, layers: list[LayerEntry], dataset: str | None) -> None:
+def write_manifest(root, model: dict, settings: dict, layers: list[AtlasLayer], dataset: str | None) -> None:
     manifest = {
         "model": model["name"], "model_path": model["path"], "model_sha256": model["sha256"], "format": 1,
         "settings": settings, "dataset": dataset,
@@ -119,7 +129,7 @@ def _rf(rf: dict | None) -> str:
     return f"{size} px, stride {stride}"
 
 
-def write_site(root, model_name: str, layers: list[LayerEntry], settings: dict, dataset: str | None) -> int:
+def write_site(root, model_name: str, layers: list[AtlasLayer], settings: dict, dataset: str | None) -> int:
     """Write every page; returns the number of pages."""
     pages = {"index.html": _index(model_name, layers, settings, dataset)}
     for layer in layers:
@@ -133,7 +143,7 @@ def write_site(root, model_name: str, layers: list[LayerEntry], settings: dict, 
     return len(pages)
 
 
-def _index(model_name: str, layers: list[LayerEntry], settings: dict, dataset: str | None) -> str:
+def _index(model_name: str, layers: list[AtlasLayer], settings: dict, dataset: str | None) -> str:
     rows = "\n".join(
         f'<tr><td><a href="{_href("index.html", layer.page)}">{_e(layer.name)}</a></td><td>{_e(layer.op)}</td>'
         f'<td>{_shape(layer.shape)}</td><td class="num">{len(layer.units)} / {layer.units_total}</td>'
@@ -146,12 +156,12 @@ def _index(model_name: str, layers: list[LayerEntry], settings: dict, dataset: s
     return _page(f"Unit atlas: {model_name}", body)
 
 
-def _layer_page(model_name: str, layer: LayerEntry) -> str:
+def _layer_page(model_name: str, layer: AtlasLayer) -> str:
     page = layer.page
     cards = []
     for unit, entry in sorted(layer.units.items()):
         link = _href(page, layer.unit_page(unit))
-        images = f'<img src="{_href(page, entry["optimized"])}" alt="unit {unit}, optimized">'
+        images = f'<img src="{_href(page, entry[OPTIMIZED])}" alt="unit {unit}, optimized">'
         if entry.get("top9"):
             images += f'<img src="{_href(page, entry["top9"])}" alt="unit {unit}, top-9 patches">'
         cards.append(f'<a class="card" href="{link}">{images}{unit}</a>')
@@ -161,7 +171,7 @@ def _layer_page(model_name: str, layer: LayerEntry) -> str:
     return _page(f"{layer.name}: {model_name}", body)
 
 
-def _unit_page(model_name: str, layer: LayerEntry, unit: int, neighbours) -> str:
+def _unit_page(model_name: str, layer: AtlasLayer, unit: int, neighbours) -> str:
     page = layer.unit_page(unit)
     entry = layer.units[unit]
     stats = entry["stats"]
@@ -173,7 +183,7 @@ def _unit_page(model_name: str, layer: LayerEntry, unit: int, neighbours) -> str
     def figure(path, caption):
         return f'<figure><img src="{_href(page, path)}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
 
-    views = [figure(entry["optimized"], f"optimized (best of {len(entry['restarts'])} restart(s))")]
+    views = [figure(entry[OPTIMIZED], f"optimized (best of {len(entry['restarts'])} restart(s))")]
     if len(entry["restarts"]) > 1 and entry.get("optimized_montage"):
         views.append(figure(entry["optimized_montage"], "all restarts"))
     activations = stats.get("restart_best_activations", [])

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
+from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.objectives import Objective
-from onnxprobe.errors import UsageError
 
 IG_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 IG_BASELINES = ("zero", "black", "white")
@@ -40,9 +40,17 @@ def _batched_gradient(model, inputs: np.ndarray, objective: Objective, batch_siz
     return out
 
 
-def _positive_int(name: str, value) -> int:
-    if int(value) != value or value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value}")
+def _positive_int(value) -> int | None:
+    """`value` as an int when it is a whole number of at least 1, else None."""
+    try:
+        return int(value) if int(value) == value and value >= 1 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _batch_size(value) -> int:
+    if _positive_int(value) is None:
+        raise ParameterError(f"{{batch_size}} must be a positive integer, got {value!r}", "batch_size")
     return int(value)
 
 
@@ -184,8 +192,9 @@ def integrated_gradients(model, x, objective, steps: int = 50, rule: str = "gaus
                          batch_size: int | None = None):
     """(x - baseline) * the integral of the gradient along the straight path (Sundararajan et al.
     2017), by the quadrature `rule` with `steps` points; memory is bounded by `batch_size` points."""
-    steps = _positive_int("steps", steps)
-    batch_size = _positive_int("batch size", batch_size or default_gradient_batch(model))
+    if _positive_int(steps) is None:
+        raise ParameterError(f"{{steps}} must be a positive integer, got {steps!r}", "steps")
+    steps, batch_size = int(steps), _batch_size(batch_size or default_gradient_batch(model))
     alphas, weights = _ig_rule(rule, steps)
     base = ig_baseline(model, x, baseline)
     delta = x - base
@@ -204,10 +213,11 @@ def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15
     """The mean input gradient over `samples` noisy copies of x (Smilkov et al. 2017). The noise is
     `np.random.default_rng(seed).normal(0, sigma, (samples, *x.shape[1:]))` with
     sigma = noise_level * (x.max() - x.min())."""
-    samples = _positive_int("samples", samples)
-    batch_size = _positive_int("batch size", batch_size or default_gradient_batch(model))
+    if _positive_int(samples) is None:
+        raise ParameterError(f"{{samples}} must be a positive integer, got {samples!r}", "samples")
+    samples, batch_size = int(samples), _batch_size(batch_size or default_gradient_batch(model))
     if not noise_level >= 0:
-        raise UsageError(f"noise level must be >= 0, got {noise_level}")
+        raise ParameterError(f"{{noise_level}} must be >= 0, got {noise_level}", "noise_level")
     sigma = float(noise_level) * float(x.max() - x.min())
     noise = np.random.default_rng(seed).normal(0.0, sigma, (samples, *x.shape[1:])).astype(np.float32)
     grads = _batched_gradient(model, x + noise, objective, batch_size)
@@ -232,7 +242,7 @@ def occlusion(model, x, objective, window=(8, 8), stride=(4, 4), baseline: float
         raise UsageError("occlusion window and stride take one or two positive integers")
     if window[0] > h or window[1] > w:
         raise UsageError(f"occlusion window {window[0]}x{window[1]} is larger than the input {h}x{w}")
-    batch_size = _positive_int("batch size", batch_size)
+    batch_size = _batch_size(batch_size)
     boxes = [(y, x0) for y in window_starts(h, window[0], stride[0]) for x0 in window_starts(w, window[1], stride[1])]
     reference = objective.value(model.activations(x, objective.targets, with_outputs=False))[0]
     total = np.zeros((h, w), np.float64)

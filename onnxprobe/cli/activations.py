@@ -22,8 +22,8 @@ def register(sub) -> None:
     parser.add_argument("--layer", action="append", default=None, help="layer to save (repeatable; default: all)")
     parser.add_argument("--out", required=True, help="output .npz, keyed by layer name")
     parser.add_argument("--grid", help="also draw the layer pane of the (first) chosen layer as PNG")
-    parser.add_argument("--boost-indiv", type=float, default=0.0, help="per-unit boost exponent (toolbox key T): 0..1")
-    parser.add_argument("--boost-gamma", type=float, default=1.0, help="gamma boost (toolbox key t): e.g. 1, .7, .5, .3")
+    parser.add_argument("--boost-indiv", type=float, default=0.0, help="per-unit boost exponent (toolbox key T): 0..1 (default %(default)s)")
+    parser.add_argument("--boost-gamma", type=float, default=1.0, help="gamma boost (toolbox key t): e.g. 1, .7, .5, .3 (default %(default)s)")
     parser.set_defaults(func=run)
 
 

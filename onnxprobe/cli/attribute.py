@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, parse_position, \
+from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, \
     warn_nonfinite, write_map
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP as POSITION_HELP
+from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 # flags that carry a method option of the same name; their default None means "not given"
 METHOD_FLAGS = ("cam_layer", "interpolation", "steps", "rule", "baseline", "batch_size", "samples", "noise_level",
@@ -37,7 +37,7 @@ def register(sub) -> None:
                       help=f"for a spatial --layer: {POSITION_HELP} (default max)")
     opts = parser.add_argument_group("method options")
     opts.add_argument("--cam-layer", help="gradcam, guided_gradcam: layer to weight (default: last spatial layer)")
-    opts.add_argument("--interpolation", choices=("bilinear", "nearest"), help="gradcam, guided_gradcam: upsampling")
+    opts.add_argument("--interpolation", choices=("bilinear", "nearest"), help="gradcam, guided_gradcam: upsampling (default bilinear)")
     opts.add_argument("--steps", type=int, help="integrated_gradients: integration points (default 50)")
     opts.add_argument("--rule", choices=IG_RULES, help="integrated_gradients: quadrature (default gausslegendre)")
     opts.add_argument("--baseline", help="integrated_gradients: zero, black, white or FILE.npy (default zero); "
@@ -47,7 +47,8 @@ def register(sub) -> None:
     opts.add_argument("--seed", type=count_arg(0), help="smoothgrad: random seed (default 0)")
     opts.add_argument("--window", metavar="H[,W]", help="occlusion: window in pixels (default 8)")
     opts.add_argument("--stride", metavar="S[,S]", help="occlusion: stride in pixels (default 4)")
-    opts.add_argument("--batch-size", type=int, help="integrated_gradients, smoothgrad, occlusion: inputs per run")
+    opts.add_argument("--batch-size", type=int, help="integrated_gradients, smoothgrad, occlusion: inputs per run (default: 2 on the CPU, 32 on "
+                                                            "CUDA; occlusion 32)")
     parser.add_argument("--out", required=True, help="output PNG: the map as a heat map")
     parser.add_argument("--overlay", action="store_true", help="blend the heat map over the input image")
     parser.add_argument("--npy", metavar="FILE", help="also save the raw map as .npy")

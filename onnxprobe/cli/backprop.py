@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, parse_position, warn_nonfinite, write_map
-from onnxprobe.position import HELP as POSITION_HELP
+from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, warn_nonfinite, write_map
+from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 
 DESCRIPTION = """The gradient, deconvnet or guided-backprop map of one unit (a channel at a position, or a
@@ -28,8 +28,9 @@ def register(sub) -> None:
     parser.add_argument("--position", metavar="Y,X|max|centre|mean", default="max",
                         help=f"{POSITION_HELP} (default max)")
     parser.add_argument("--mode", choices=[m.value for m in BackMode], default=BackMode.GRADIENT.value,
-                        help=", ".join(f"{m.value} ({m.description})" for m in BackMode))
-    parser.add_argument("--filter", choices=FILTERS, default="raw", help="display filter of the toolbox's back pane")
+                        help=", ".join(f"{m.value} ({m.description})" for m in BackMode) + " (default %(default)s)")
+    parser.add_argument("--filter", choices=FILTERS, default="raw",
+                        help="display filter of the toolbox's back pane (default %(default)s)")
     parser.add_argument("--out", required=True, help="output PNG")
     parser.add_argument("--npy", metavar="FILE", help="also save the raw gradient w.r.t. the input tensor")
     parser.set_defaults(func=run)

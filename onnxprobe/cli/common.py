@@ -15,15 +15,20 @@ if TYPE_CHECKING:
 
 
 
+DEVICE_HELP = "execution provider: auto = CUDA when a GPU is usable, else CPU (default %(default)s)"
+
+
 def add_model_args(parser: argparse.ArgumentParser, device: bool = True) -> None:
     parser.add_argument("model", help="ONNX model file")
-    parser.add_argument("--input-shape", metavar="N,C,H,W", help="fix the input shape (needed for dynamic H/W)")
+    parser.add_argument("--input-shape", metavar="N,C,H,W",
+                        help="fix the input shape (needed for dynamic H/W; default: the model's own dims, else the "
+                             "preprocessing's input size)")
     if device:
-        parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                            help="execution provider: auto = CUDA when a GPU is usable, else CPU")
-    group = parser.add_argument_group("preprocessing (overrides the sidecar file and the model's metadata)")
-    group.add_argument("--layout", choices=("NCHW", "NHWC"))
-    group.add_argument("--channel-order", choices=("RGB", "BGR"))
+        parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
+    group = parser.add_argument_group("preprocessing (default: the sidecar file, else the model's metadata; these "
+                                      "flags override both)")
+    group.add_argument("--layout", choices=("NCHW", "NHWC"), help="axis order of the input tensor")
+    group.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order the model expects")
     group.add_argument("--value-range", metavar="LO,HI", help="pixel 0..255 maps to LO..HI, e.g. 0,1 or 0,255")
     group.add_argument("--mean", metavar="M[,M,M]", help="per-channel mean subtracted after scaling")
     group.add_argument("--std", metavar="S[,S,S]", help="per-channel std divided after the mean")
@@ -164,14 +169,6 @@ def parse_units(texts: list[str], layer) -> list[int]:
     return sorted(dict.fromkeys(check_unit(layer, u) for u in units))
 
 
-def parse_position(text: str | None):
-    """'--position Y,X | max | centre | mean' -> (y, x) or the keyword; None when not given
-    (one meaning for every command: onnxprobe.position)."""
-    from onnxprobe.position import parse_position as parse
-
-    return parse(text)
-
-
 def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
     """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
     `optimize.render_units` (`render_settings(args)` resolves them). `default_preset=None`: the
@@ -181,13 +178,17 @@ def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None)
     parser.add_argument("--preset", default=default_preset or DEFAULT_PRESET,
                         help=f"hyperparameters: {', '.join(PRESETS)} (default {default_preset or DEFAULT_PRESET}: "
                              "it measures best; set1-set4 are the paper's four sets, their step made scale-free)")
+    own = lambda field: ", ".join(f"{name} {getattr(p, field)}" for name, p in PRESETS.items())  # noqa: E731
     parser.add_argument("--param", choices=PARAMS,
-                        help="pixel (the paper) or fft (Lucid's spectrum parameterization, with the lucid preset)")
-    parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default 1)")
-    parser.add_argument("--steps", type=int, help="override the preset's number of steps")
-    parser.add_argument("--seed", type=count_arg(0), default=0, help="random seed (each unit/restart derives its own)")
+                        help="pixel (the paper) or fft (Lucid's spectrum parameterization, with the lucid preset; "
+                             f"default: the preset's own: {own('param')})")
+    parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default %(default)s)")
+    parser.add_argument("--steps", type=int, help=f"optimization steps (default: the preset's own: {own('steps')})")
+    parser.add_argument("--seed", type=count_arg(0), default=0,
+                        help="random seed (each unit/restart derives its own; default %(default)s)")
     parser.add_argument("--batch", type=int, default=8,
-                        help="(unit, restart) rows optimised together in one run of the gradient graph (default 8)")
+                        help="(unit, restart) rows optimised together in one run of the gradient graph "
+                             "(default %(default)s)")
 
 
 def render_settings(args):

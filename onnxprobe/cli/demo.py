@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxprobe.cli.common import DEVICE_HELP
 from onnxprobe.errors import UsageError
 from onnxprobe.resources import default_model, sample_images
 
@@ -37,7 +38,7 @@ def register(sub) -> None:
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
     parser.add_argument("--images", nargs="*", help="images to probe (default: the model's samples/ folder)")
     parser.add_argument("--out", default="onnxprobe-out", help="output folder (default: ./onnxprobe-out)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                         help=f"optimization steps per class visualization (default {DEFAULT_STEPS}; 0: none)")
     parser.add_argument("--classes", type=int, default=DEFAULT_CLASSES, metavar="K",
@@ -206,13 +207,14 @@ def _write_gradcam(model, x, folder: Path, root: Path) -> str | None:
 def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, out: Path, root: Path) -> list[dict]:
     """What each class looks like to the network: the default (lucid) preset on its pre-softmax score."""
     from onnxprobe.fsutil import safe_name
-    from onnxprobe.optimize import DEFAULT_PRESET, render_units
+    from onnxprobe.optimize import DEFAULT_PRESET, RenderSettings, render_units
     from onnxprobe.render.images import upscale, write_png
 
     units = [c for c, _ in classes]
     print(f"visualizing {len(units)} class(es) ({', '.join(label for _, label in classes)}): {DEFAULT_PRESET} preset, "
           f"{steps} steps ...", flush=True)
-    results = render_units(model, None, units, preset=DEFAULT_PRESET, steps=steps, objective="logit", batch=len(units))
+    settings = RenderSettings.resolve(DEFAULT_PRESET, steps=steps, batch=len(units))
+    results = render_units(model, None, units, settings, objective="logit")
     written = []
     for (cls, label), result in zip(classes, results):
         path = write_png(out / "classes" / f"class-{cls}-{safe_name(label)}.png", upscale(result.images[0], 224))

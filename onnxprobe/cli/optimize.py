@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
+from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, \
     parse_units, render_settings, warn_nonfinite
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP as POSITION_HELP
+from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE, parse_position
 
 
 DESCRIPTION = """Feature visualization: images that maximise a unit, a channel or a class score, by the paper's
@@ -31,10 +31,11 @@ def register(sub) -> None:
     parser.add_argument("--unit", action="append", required=True,
                         help="unit index, range like 0-15, or 'all' (repeatable)")
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
-                        help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
+                        help="neuron: channel at --position; channel: its mean; logit: pre-softmax class score "
+                             "(default %(default)s)")
     parser.add_argument("--position", metavar="Y,X|centre|mean",
-                        help=f"for --objective neuron: {POSITION_HELP} (default centre; optimize has no image, so no max; "
-                             "mean is --objective channel)")
+                        help=f"for --objective neuron: {POSITION_HELP_WITHOUT_IMAGE} (default centre; mean is "
+                             "--objective channel)")
     add_render_args(parser, default_preset=None)
     parser.add_argument("--fresh", action="store_true", help="redo units already finished in --out by the same settings")
     parser.add_argument("--out", required=True, help="output folder")

@@ -189,7 +189,7 @@ class UnitRecord:
     fire_rate: float | None  # fraction of images whose spatial max is > 0
     hits: tuple[dict, ...]  # rank, index, image, score, location, box (+ frame)
     patches: Path | None
-    deconv: Path | None
+    deconv: Path | None  # the back maps, in GRADIENT_MODES' order, named by BackMode.file_word
     backprop: Path | None
 
 
@@ -225,7 +225,7 @@ class MaxactResult:
         data = self.record(layer)["unit_records"][unit]
         path = lambda kind: inside(self.out_dir, data["images"][kind]) if kind in data["images"] else None  # noqa: E731
         return UnitRecord(layer, unit, data["mean"], data["max"], data["mean_max"], data["fire_rate"],
-                          tuple(data["hits"]), path("patches"), path("deconv"), path("backprop"))
+                          tuple(data["hits"]), path("patches"), *(path(word) for word, _ in GRADIENT_MODES))
 
     def units(self, layer: str) -> list[UnitRecord]:
         return [self.unit(layer, u) for u in range(self.record(layer)["units"])]

@@ -107,13 +107,15 @@ BAD = [
     ("{d}/image.png --method saliency --layer relu2 --unit 0 --position 9,9", "position 9,9 is outside"),
     ("{d}/image.png --method saliency --layer logits --unit 0 --position 0,0", "is not spatial"),
     ("{d}/image.png --method saliency --steps 5", "--steps do(es) not apply to --method saliency"),
-    ("{d}/image.png --method integrated_gradients --steps 0", "steps must be a positive integer"),
+    ("{d}/image.png --method integrated_gradients --steps 0", "--steps must be a positive integer, got 0"),
+    ("{d}/image.png --method smoothgrad --samples 0", "--samples must be a positive integer, got 0"),
+    ("{d}/image.png --method occlusion --batch-size -2", "--batch-size must be a positive integer, got -2"),
     ("{d}/image.png --method integrated_gradients --steps 1 --rule riemann_left", "needs at least 2 steps"),
     ("{d}/image.png --method integrated_gradients --baseline grey", "unknown baseline 'grey'"),
     ("{d}/image.png --method occlusion --window 20", "window 20x20 is larger than the input 16x16"),
     ("{d}/image.png --method occlusion --window 2,x", "--window takes one or two integers"),
     ("{d}/image.png --method gradcam --cam-layer logits", "Grad-CAM needs a spatial layer"),
-    ("{d}/image.png --method smoothgrad --noise-level -1", "noise level must be >= 0"),
+    ("{d}/image.png --method smoothgrad --noise-level -1", "--noise-level must be >= 0"),
     ("{d}/image.png --method saliency --npy {d}/map.txt", "--npy needs a .npy file name"),
 ]
 

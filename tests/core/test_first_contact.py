@@ -160,7 +160,7 @@ def test_readme_examples_as_written(readme_clone):
                     ONNXPROBE_WHEEL_CACHE=str(WHEEL_CACHE))
     run_shell(readme_example_script(), readme_clone, env, "README's examples on the bundled models")
     for produced in ("acts.npz", "grid.png", "guided.png", "cam.png", "ig.png", "top9", "atlas/index.html",
-                     "digits-out/index.html"):
+                     "digits-out/index.html", "digits-atlas/index.html"):
         assert (readme_clone / produced).exists(), produced
     assert list((readme_clone / "vis").rglob("*.png"))
 
