@@ -174,7 +174,7 @@ def test_render_units_is_render_units(model):
     from onnxprobe.optimize import render_units
 
     pics = model.render_classes([3, 5], steps=6, restarts=2, batch=3, progress=False)
-    expected = render_units(model.probe, None, [3, 5], objective="logit", steps=6, restarts=2, batch=2)
+    expected = render_units(model.probe, None, [3, 5], _settings(steps=6, restarts=2, batch=2), objective="logit")
     assert pics.captions == ["3 3 r0", "3 3 r1", "5 5 r0", "5 5 r1"]
     np.testing.assert_array_equal(pics.numpy(), np.stack([im for r in expected for im in r.images]))
     with pytest.raises(onnxprobe.ParameterError, match="units"):
