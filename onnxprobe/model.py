@@ -14,7 +14,8 @@ from onnxprobe.autodiff import BackMode, differentiable_tensors
 from onnxprobe.errors import InputError, UsageError
 from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
-from onnxprobe.graph.layers import LayerInfo, find_layer, probeable_layers
+from onnxprobe.graph.layers import LayerInfo, probeable_layers
+from onnxprobe.graph.names import LayerNames
 from onnxprobe.graph.loading import fix_input_shape, image_input, input_dims, load_model
 from onnxprobe.graph.facts import GraphFacts, TensorInfo
 from onnxprobe.preprocess import PreprocessSpec, declared_preprocessing, resolve_spec
@@ -94,12 +95,13 @@ class ProbeModel:
         return differentiable_tensors(self.proto)
 
     @functools.cached_property
-    def _layers_by_name(self) -> dict[str, LayerInfo]:
-        return {layer.name: layer for layer in self.layers}
+    def layer_names(self) -> LayerNames:
+        return LayerNames(self.layers)
 
     def layer(self, name: str) -> LayerInfo:
-        found = self._layers_by_name.get(name)
-        return found if found is not None else find_layer(self.layers, name)  # raises, with suggestions
+        """The layer called `name`: its ONNX tensor name or its module path (`layer2.1.relu`), the
+        one resolver of graph/names.py; unknown or ambiguous names raise a one-line UsageError."""
+        return self.layer_names.resolve(name)
 
     @functools.cached_property
     def class_output(self) -> str | None:

@@ -83,13 +83,13 @@ class Layers(list):
         return np.array([layer.units for layer in self])
 
     def _repr_html_(self) -> str:
-        modules = any(getattr(layer, "module_path", None) for layer in self)  # where the file records them
+        modules = any(layer.module_path for layer in self)  # where the file records them
         rows = []
         for layer in self:
             shape = "x".join("N" if d is None else str(d) for d in layer.shape)
             rf = layer.receptive_field
             field_text = "" if rf is None else "x".join(f"{v:g}" for v in rf.size)
-            module = f"<td>{html.escape(getattr(layer, 'module_path', None) or '')}</td>" if modules else ""
+            module = f"<td>{html.escape(layer.module_path or '')}</td>" if modules else ""
             rows.append(f"<tr><td><code>{html.escape(layer.name)}</code></td>{module}<td>{html.escape(layer.op)}</td>"
                         f"<td>{shape}</td><td>{layer.units}</td><td>{field_text}</td>"
                         f"<td>{'' if layer.differentiable is not False else 'no'}</td></tr>")
@@ -213,7 +213,7 @@ def layer_grid_image(model, layer, activation: np.ndarray, boost_indiv: float = 
     if labels and len(labels) == layer.units and not layer.is_spatial:
         unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
     shape = "x".join("N" if d is None else str(d) for d in layer.shape)
-    title = f"{getattr(layer, 'label', layer.name)}  {shape}  {layer.units} units"  # label: the module path, if known
+    title = f"{layer.label}  {shape}  {layer.units} units"
     return labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
 
 

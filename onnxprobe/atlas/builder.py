@@ -210,7 +210,7 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[AtlasLay
         except UsageError:
             continue
         rf = layer.receptive_field.to_json() if layer.receptive_field else None
-        entry = AtlasLayer(name, layer.op, list(layer.shape), layer.units, rf)
+        entry = AtlasLayer(name, layer.op, list(layer.shape), layer.units, rf, module_path=layer.module_path)
         data = None
         relative = state["maxact"].get(name)
         if relative:

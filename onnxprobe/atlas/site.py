@@ -55,6 +55,11 @@ class AtlasLayer:
     receptive_field: dict | None
     units: dict[int, dict] = field(default_factory=dict)  # unit -> manifest entry (paths relative to DIR)
     hits: dict[int, list] = field(default_factory=dict)
+    module_path: str | None = None  # shown where there is one; files stay keyed by the ONNX name
+
+    @property
+    def label(self) -> str:
+        return self.module_path or self.name
 
     @property
     def page(self) -> str:
@@ -83,7 +88,7 @@ def write_manifest(root, model: dict, settings: dict, layers: list[AtlasLayer], 
     manifest = {
         "model": model["name"], "model_path": model["path"], "model_sha256": model["sha256"], "format": 1,
         "settings": settings, "dataset": dataset,
-        "layers": {layer.name: {"op": layer.op, "shape": layer.shape, "count": layer.units_total,
+        "layers": {layer.name: {"module_path": layer.module_path, "op": layer.op, "shape": layer.shape, "count": layer.units_total,
                                 "receptive_field": layer.receptive_field, "page": layer.page,
                                 "units": {str(u): {**e, "page": layer.unit_page(u)} for u, e in sorted(layer.units.items())}}
                    for layer in layers},
@@ -145,7 +150,7 @@ def write_site(root, model_name: str, layers: list[AtlasLayer], settings: dict, 
 
 def _index(model_name: str, layers: list[AtlasLayer], settings: dict, dataset: str | None) -> str:
     rows = "\n".join(
-        f'<tr><td><a href="{_href("index.html", layer.page)}">{_e(layer.name)}</a></td><td>{_e(layer.op)}</td>'
+        f'<tr><td><a href="{_href("index.html", layer.page)}">{_e(layer.label)}</a></td><td>{_e(layer.op)}</td>'
         f'<td>{_shape(layer.shape)}</td><td class="num">{len(layer.units)} / {layer.units_total}</td>'
         f"<td>{_rf(layer.receptive_field)}</td></tr>" for layer in layers)
     opts = ", ".join(f"{_e(k)} {_e(v)}" for k, v in settings.items())
@@ -165,10 +170,14 @@ def _layer_page(model_name: str, layer: AtlasLayer) -> str:
         if entry.get("top9"):
             images += f'<img src="{_href(page, entry["top9"])}" alt="unit {unit}, top-9 patches">'
         cards.append(f'<a class="card" href="{link}">{images}{unit}</a>')
-    body = (f'<div class="nav"><a href="{_href(page, "index.html")}">{_e(model_name)}</a> &rsaquo; {_e(layer.name)}</div>\n'
-            f"<h1>{_e(layer.name)}</h1>\n<p>{_e(layer.op)} {_shape(layer.shape)}, {layer.units_total} units, "
+    body = (f'<div class="nav"><a href="{_href(page, "index.html")}">{_e(model_name)}</a> &rsaquo; {_e(layer.label)}</div>\n'
+            f"<h1>{_e(layer.label)}</h1>\n<p>{_e(layer.op)}{_onnx_name(layer)} {_shape(layer.shape)}, {layer.units_total} units, "
             f"receptive field {_rf(layer.receptive_field)}</p>\n<div class=\"grid\">\n" + "\n".join(cards) + "\n</div>")
-    return _page(f"{layer.name}: {model_name}", body)
+    return _page(f"{layer.label}: {model_name}", body)
+
+
+def _onnx_name(layer: AtlasLayer) -> str:
+    return f" (ONNX tensor <code>{_e(layer.name)}</code>)" if layer.module_path else ""
 
 
 def _unit_page(model_name: str, layer: AtlasLayer, unit: int, neighbours) -> str:
@@ -176,7 +185,7 @@ def _unit_page(model_name: str, layer: AtlasLayer, unit: int, neighbours) -> str
     entry = layer.units[unit]
     stats = entry["stats"]
     nav = [f'<a href="{_href(page, "index.html")}">{_e(model_name)}</a>',
-           f'<a href="{_href(page, layer.page)}">{_e(layer.name)}</a>', f"unit {unit}"]
+           f'<a href="{_href(page, layer.page)}">{_e(layer.label)}</a>', f"unit {unit}"]
     prev_next = " ".join(f'<a href="{_href(page, layer.unit_page(u))}">{label} (unit {u})</a>'
                          for u, label in zip(neighbours, ("previous", "next")) if u is not None)
 
@@ -202,10 +211,10 @@ def _unit_page(model_name: str, layer: AtlasLayer, unit: int, neighbours) -> str
         f'{" frame " + _e(h["frame"]) if "frame" in h else ""}</td>'
         f'<td class="num">{_num(h.get("score"))}</td><td>{_e(h.get("box"))}</td></tr>' for h in hits)
     body = (f'<div class="nav">{" &rsaquo; ".join(nav)} &nbsp; {prev_next}</div>\n'
-            f"<h1>{_e(layer.name)} &mdash; unit {unit}</h1>\n"
+            f"<h1>{_e(layer.label)} &mdash; unit {unit}</h1>\n"
             f'<h2>Optimized images</h2>\n<div class="views">{"".join(views)}</div>\n'
             + (f'<h2>Top dataset patches</h2>\n<div class="views">{"".join(data_views)}</div>\n' if data_views else "")
             + f"<h2>Numbers</h2>\n<table>\n{table}\n</table>\n"
             + ("<h2>Top images</h2>\n<table><tr><th>rank</th><th>image</th><th>score</th><th>box [y0, x0, y1, x1]</th></tr>\n"
                f"{hit_rows}\n</table>\n" if hits else ""))
-    return _page(f"{layer.name} unit {unit}: {model_name}", body)
+    return _page(f"{layer.label} unit {unit}: {model_name}", body)

@@ -42,7 +42,8 @@ def run(args) -> int:
     if args.grid:
         layer = model.layer(args.layer[0]) if args.layer else _default_grid_layer(model.probe)
         path = write_layer_grid(model.probe, layer, acts[layer.name], args.grid, args.boost_indiv, args.boost_gamma)
-        print(f"wrote the grid of '{layer.name}' ({layer.units} units) to {path}")
+        named = f"'{layer.module_path}' ('{layer.name}')" if layer.module_path else f"'{layer.name}'"
+        print(f"wrote the grid of {named} ({layer.units} units) to {path}")
     return 0
 
 

@@ -19,7 +19,7 @@ EXAMPLES = """examples:
 def register(sub) -> None:
     parser = sub.add_parser("atlas", help="render every unit of layers offline into a static site and a manifest")
     add_model_args(parser)
-    parser.add_argument("--layer", action="append", help="layer (ONNX tensor name); repeatable")
+    parser.add_argument("--layer", action="append", help="layer (ONNX tensor name or module path); repeatable")
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
     parser.add_argument("--out", required=True, metavar="DIR", help="atlas folder (resumed when it already holds one)")
     parser.add_argument("--data", metavar="DATASET",

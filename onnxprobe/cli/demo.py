@@ -312,5 +312,5 @@ def _index_html(model, summary: list[dict], visuals: list[dict]) -> str:
                      f"(per-unit boost {GRID_BOOST_INDIV:g}, gamma {GRID_BOOST_GAMMA:g})</p>")
         for name, rel in entry["grids"].items():
             parts.append(f"<figure><a href='{e(rel)}'><img src='{e(rel)}' style='max-width:420px'></a>"
-                         f"<figcaption>{e(name)}</figcaption></figure>")
+                         f"<figcaption>{e(model.layer(name).label)}</figcaption></figure>")
     return "\n".join(parts) + "\n"

@@ -27,7 +27,7 @@ EXAMPLES = """examples:
 def register(sub) -> None:
     parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
     add_model_args(parser)
-    parser.add_argument("--layer", help="layer (ONNX tensor name); not needed for --objective logit")
+    parser.add_argument("--layer", help="layer (ONNX tensor name or module path); not needed for --objective logit")
     parser.add_argument("--unit", action="append", required=True,
                         help="unit index, range like 0-15, or 'all' (repeatable)")
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
