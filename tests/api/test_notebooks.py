@@ -105,8 +105,8 @@ def test_your_own_pytorch_model():
                                               "1.00; image 2: disc 1.00)")
     assert float(cells["agree"]["text/plain"]) < 1e-5  # onnxprobe's probabilities are PyTorch's
     assert cells["activations"]["text/plain"] == "Activations(relu: (1, 8, 32, 32))"
-    assert cells["gradcam"]["text/plain"].startswith("Map(gradcam of predicted class 2 (disc)")
-    assert cells["backprop"]["text/plain"].startswith("Map(guided neuron relu_1:3")
+    assert cells["gradcam"]["text/plain"].startswith("Map(gradcam of") and "class 2 (disc)" in cells["gradcam"]["text/plain"]
+    assert cells["backprop"]["text/plain"].startswith("Map(guided") and "relu_1:3" in cells["backprop"]["text/plain"]
     assert cells["classes"]["text/plain"] == "Pictures(3: 0 horizontal stripes, 1 vertical stripes, 2 disc)"
     # the network recognizes the classes it was made to picture
     assert ast.literal_eval(cells["classes_predicted"]["text/plain"]) == ["horizontal stripes", "vertical stripes", "disc"]
