@@ -7,7 +7,9 @@ from onnxprobe.errors import UsageError
 
 
 DESCRIPTION = """The activations of one image at the chosen layers (default: all) saved to .npz, keyed by
-layer name; --grid draws one layer as the toolbox's layer pane (every unit a tile)."""
+layer name (a name that would be unsafe to unzip, with '..', a leading '/' or a control character,
+is stored under a safe name, mapped back in the member .onnxprobe-names.json; onnxprobe.fsutil.load_npz
+reads every array back by its layer name); --grid draws one layer as the toolbox's layer pane."""
 EXAMPLES = """examples:
   onnxprobe activations models/imagenet/mobilenet_v2.onnx models/imagenet/samples/chelsea.jpg \\
       --layer features.2.conv.0.2/Clip --out acts.npz --grid grid.png

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
-    parse_units, render_settings
+    parse_units, render_settings, warn_nonfinite_names
 from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE, parse_position
 
 
@@ -59,4 +59,5 @@ def run(args) -> int:
           f"{result.units_total} unit(s) of {len(result.layers)} layer(s): {result.out_dir / 'index.html'}")
     for note in result.notes:
         print(f"note: {note}")
+    warn_nonfinite_names(result.nonfinite, "the optimized activations")
     return 0

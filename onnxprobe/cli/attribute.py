@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, \
-    warn_nonfinite, write_map
+from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, write_map
 from onnxprobe.errors import UsageError
 from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
@@ -92,7 +91,8 @@ def method_options(args, model, method: str) -> dict:
 
 
 def run(args) -> int:
-    from onnxprobe.attribution import attribute, make_objective, render_attribution
+    from onnxprobe.attribution import METHODS, attribute, make_objective, render_attribution
+    from onnxprobe.objectives import silence
 
     model, x = model_and_input(args)
     options = method_options(args, model, args.method)
@@ -107,7 +107,7 @@ def run(args) -> int:
         position = "mean" if position is None else position
     objective = make_objective(model, x, args.target, args.layer, args.unit, position)
     values = attribute(model, x, args.method, objective=objective, **options)
-    warn_nonfinite({args.method: values}, "the attribution map")
     image = render_attribution(model, x, args.method, values, overlay=args.overlay)
-    write_map(args, image, values, f"{args.method} of the {objective.description}", "map")
+    write_map(args, image, values, f"{args.method} of the {objective.description}", "map",
+              silence(model, objective, values, f"the {args.method} map", cause=METHODS[args.method].empty))
     return 0

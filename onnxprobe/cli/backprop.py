@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, warn_nonfinite, write_map
+from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, write_map
 from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 
@@ -37,11 +37,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    import numpy as np
-
-    from onnxprobe.objectives import unit_objective
+    from onnxprobe.objectives import silence, unit_objective
     from onnxprobe.position import resolve
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 
@@ -51,13 +47,10 @@ def run(args) -> int:
     objective = unit_objective(model, layer, args.unit, "mean" if position is None else position)
     if layer.is_spatial and position is not None:
         print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-    session = model.gradient_session(objective.targets, mode=args.mode)
-    grad = session.run(x, objective.seeds(None, 1))["grad"]
-    warn_nonfinite({"gradient": grad}, "the gradient")
+    run = model.gradient(x, objective, mode=args.mode)
+    grad = run.input
     image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
                            rgb_order=model.spec.channel_order == "RGB")
-    write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient")
-    if not np.any(grad):
-        print(f"note: the map is all zero (the PNG is flat): no {args.mode} reaches the input from "
-              f"{objective.description} on this image (a unit that does not fire passes no gradient)", file=sys.stderr)
+    write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient",
+              silence(model, objective, grad, f"the {args.mode} map", run.activations))
     return 0

@@ -118,11 +118,18 @@ def model_and_input(args):
     return model, load_input(model, args)
 
 
-def write_map(args, image, raw, what: str, raw_name: str) -> None:
-    """The PNG at --out, and the raw array at --npy when asked."""
+def write_map(args, image, raw, what: str, raw_name: str, silent: str | None = None) -> None:
+    """The map's picture at --out, upscaled to at least MAP_MIN_SIDE pixels (the raw array keeps
+    the model's size at --npy, when asked); with `silent` (objectives.silence's line) the one
+    no-signal picture instead, and the line as a warning."""
     from onnxprobe.fsutil import atomic_save_npy
-    from onnxprobe.render.images import write_png
+    from onnxprobe.render.compose import no_signal
+    from onnxprobe.render.images import MAP_MIN_SIDE, upscale, write_png
 
+    image = upscale(image, MAP_MIN_SIDE)
+    if silent is not None:
+        warn(silent)
+        image = no_signal(*image.shape[:2])
     path = write_png(args.out, image)
     print(f"{what}: wrote {path}")
     if args.npy:
@@ -139,6 +146,14 @@ def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0
     from onnxprobe.render.images import write_png
 
     return write_png(path, layer_grid_image(model, layer, activation, boost_indiv, boost_gamma))
+
+
+def layer_grid_image(model, layer, activation: np.ndarray, boost_indiv=0.0, boost_gamma=1.0) -> np.ndarray:
+    """The layer pane as a picture: `onnxprobe.api.results.layer_grid_image` (its one home, what a
+    notebook shows for `Model.activations`)."""
+    from onnxprobe.api.results import layer_grid_image as picture
+
+    return picture(model, layer, activation, boost_indiv, boost_gamma)
 
 
 def parse_units(texts: list[str], layer) -> list[int]:
@@ -217,9 +232,15 @@ def warn_nonfinite_names(bad: list[str], what: str) -> bool:
     if not bad:
         return False
     listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-    print(f"onnxprobe: warning: NaN or infinite values in {what} ({listed}); check the model's weights and "
-          "the preprocessing", file=sys.stderr)
+    warn(f"NaN or infinite values in {what} ({listed}); check the model's weights and the preprocessing")
     return True
+
+
+def warn(line: str) -> None:
+    """The one warning line on stderr: the output is written, but says less than it seems to."""
+    from onnxprobe.errors import printable
+
+    print(f"onnxprobe: warning: {printable(line)}", file=sys.stderr)
 
 
 def Progress(total: int, unit: str = "it", enabled: bool | None = None, label: str = ""):

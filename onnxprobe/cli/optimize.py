@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, \
-    parse_units, render_settings, warn_nonfinite
+    parse_units, render_settings, warn, warn_nonfinite
 from onnxprobe.errors import UsageError
 from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE, parse_position
 
@@ -45,13 +45,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
+    from onnxprobe.fsutil import make_output_folder, output_lock
     from onnxprobe.objectives import by_kind, objective_layer
-    from onnxprobe.optimize import DEFAULT_PRESET
-    from onnxprobe.optimize.store import UnitStore, job_key, render_into
+    from onnxprobe.optimize.store import UnitStore, job_key
 
     # the one resolution of the render flags: render_units takes them as they are
     render = render_settings(args)
-    preset = render.preset
     position = parse_position(args.position)  # read by the objective module: no image here, so no max
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
@@ -68,6 +67,16 @@ def run(args) -> int:
                 "position": list(position) if isinstance(position, tuple) else position,
                 "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}
     store = UnitStore(out, job_key(settings))
+    make_output_folder(out)
+    with output_lock(out):  # a second run on the same folder is refused while this one runs
+        return _render(args, store, model, layer, units, render, settings, position)
+
+
+def _render(args, store, model, layer, units, render, settings, position) -> int:
+    from onnxprobe.optimize import DEFAULT_PRESET
+    from onnxprobe.optimize.store import render_into
+
+    preset = render.preset
     folder = store.folder(layer.name)
     if not args.fresh:
         pending = store.pending(layer.name, units)
@@ -84,6 +93,13 @@ def run(args) -> int:
         progress.close()
     warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},
                    "the optimized activations")
+    still = [r.unit for r in results if list(r.best_activation) == list(r.initial_activation)]
+    if still:  # no step moved the objective: no gradient reached the image
+        from onnxprobe.objectives import silence
+
+        objective = by_kind(model, args.objective, layer, still[0], position, pre_activation=True)
+        warn(silence(model, objective, np.zeros(1), "the image gradient")
+             + (f" (units {', '.join(map(str, still))})" if len(still) > 1 else ""))
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")

@@ -240,11 +240,13 @@ class GraphFacts:
         facts._add_nodes(new)
         produced = {o for n in new for o in n.output if o}
         feeds = [i for i in dict.fromkeys(i for n in new for i in n.input if i) if i not in produced]
+        added_inits = [init for init in model.graph.initializer if init.name in feeds and init.name not in self.initializers]
+        feeds = [i for i in feeds if i not in {init.name for init in added_inits}]
         if any(i not in self.elem or i not in self.dims for i in feeds):  # a new tensor we know nothing of
             facts._record(infer(model) or ())
             return facts
         graph = helper.make_graph(new, "added", [helper.make_tensor_value_info(i, self.elem[i], self.dims[i]) for i in feeds],
-                                  [helper.make_empty_tensor_value_info(o) for o in produced])
+                                  [helper.make_empty_tensor_value_info(o) for o in produced], added_inits)
         added = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
         facts._record(infer(added) or ())
         return facts

@@ -41,6 +41,9 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     return atomic_write_bytes(path, encode_png(image))
 
 
+MAP_MIN_SIDE = 224  # maps and class pictures are shown at least this large (a 28x28 map is upscaled 8x)
+
+
 def upscale(image: np.ndarray, min_side: int) -> np.ndarray:
     """Nearest-neighbour upscaling by an integer factor so the shorter side is at least `min_side`."""
     h, w = image.shape[:2]

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from onnxprobe.atlas.site import MANIFEST, OPTIMIZED, VIEWER_KINDS
-from onnxprobe.errors import InputError
+from onnxprobe.errors import InputError, OutputError
 from onnxprobe.fsutil import inside
 
 
@@ -101,7 +101,7 @@ class AtlasSource:
         try:
             path = inside(self.root, relative)
             data = np.fromfile(str(path), dtype=np.uint8)
-        except (ValueError, OSError):
+        except (OutputError, ValueError, OSError):  # a name leading outside the atlas: no image
             return None
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         return None if image is None else np.ascontiguousarray(image[:, :, ::-1])

@@ -210,6 +210,37 @@ def test_local_dask_cluster_makes_the_same_atlas(gray_model_path, atlas_digits_d
     assert_same_atlas(out, reference_tiny_atlas)
 
 
+def test_a_worker_killed_mid_atlas_gives_the_local_atlas_byte_for_byte(digits_model_path, tmp_path):
+    """The digits CNN's atlas (conv2 units 0-9, one unit per task) on a local cluster of 3 worker
+    processes; one worker that is rendering a unit is SIGKILLed after 3 units arrived. The job
+    completes, and every file (images, records, pages, manifest) equals a clean local run's."""
+    from distributed import Client, LocalCluster
+
+    from tests.maxact.test_cluster import BusyWorkerKiller
+
+    args = dict(units=list(range(10)), settings=TINY)
+    build_atlas(str(digits_model_path), ["conv2"], tmp_path / "local", **args)
+
+    class Progress:  # build_atlas's progress bar: the killer sees each arriving unit
+        def __init__(self, killer):
+            self.update = killer
+
+        def close(self):
+            pass
+
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        client.wait_for_workers(3, timeout=60)
+        killer = BusyWorkerKiller(client, after=3)
+        result = build_atlas(str(digits_model_path), ["conv2"], tmp_path / "cluster", scheduler=cluster.scheduler_address,
+                             progress=lambda total, label: Progress(killer), **args)
+        assert killer.killed is not None and any(str(k).startswith("atlas-") for k in killer.victim_tasks)
+        assert killer.killed not in client.run(os.getpid).values()
+    assert result.units_rendered == 10 and killer.seen == 10  # each unit arrived once
+    assert_same_atlas(tmp_path / "cluster", tmp_path / "local")
+    assert len(list((tmp_path / "local" / "units" / "conv2").glob("unit_*_optimized.png"))) == 10
+
+
 # ---- hostile names ----------------------------------------------------------------------------
 
 HOSTILE = {"relu1": "../x", "conv2": "a/b:c", "relu2": "<script>alert(1)</script>"}
