@@ -88,6 +88,19 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, in
     return Model(probe, temporary=keep)
 
 
+def _map(values: np.ndarray, drawn: np.ndarray, shown: np.ndarray, title: str, notes: list[str],
+         silent: str | None) -> Map:
+    """A Map as the commands write it: the drawing upscaled to at least MAP_MIN_SIDE pixels, the one
+    "no signal" picture when the map holds none (`silent` says why)."""
+    from onnxprobe.render.compose import no_signal
+    from onnxprobe.render.images import MAP_MIN_SIDE, upscale
+
+    drawn = upscale(drawn, MAP_MIN_SIDE)
+    if silent is not None:
+        drawn = no_signal(*drawn.shape[:2])
+    return Map(values, drawn, shown, title, notes=notes, silent=silent)
+
+
 def _one(x: np.ndarray) -> np.ndarray:
     if x.shape[0] != 1:
         raise InputError(f"this takes one image, got {x.shape[0]}")
@@ -175,7 +188,7 @@ class Model:
         >>> p.labels, p.numpy().shape
         (['3', '7'], (2, 10))
         """
-        from onnxprobe.viewer.panes import softmax_if_needed, top_predictions
+        from onnxprobe.model import softmax_if_needed, top_predictions
 
         if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
             raise ParameterError(f"{{top}} must be at least 1, got {top!r}", "top")
@@ -186,9 +199,7 @@ class Model:
         x = self.tensor(images)
         scores = self.probe.activations(x, [], with_outputs=True)[output].reshape(len(x), -1)
         probs = np.stack([softmax_if_needed(row) for row in scores])
-        top = [top_predictions(row, self.labels, k) for row in scores]
-        classes = [[int(c) for c in np.argsort(-p, kind="stable")[:k]] for p in probs]
-        return Predictions(names_of(images), top, probs, classes)
+        return Predictions(names_of(images), [top_predictions(row, self.labels, k) for row in scores], probs)
 
     def activations(self, images: Images, layers: str | Sequence[str] | None = None) -> Activations:
         """Activations of `layers` (one name, a list, or None: every layer) for one image or a
@@ -216,10 +227,10 @@ class Model:
 
         >>> model = load("models/digits/digits-cnn.onnx", device="cpu")
         >>> m = model.backprop("models/digits/samples/digit-3.png", "logits", 3, mode="guided")
-        >>> m.numpy().shape, m.image.shape
-        ((1, 28, 28), (28, 28, 3))
+        >>> m.numpy().shape, m.image.shape  # the drawing upscaled for display, as the command writes it
+        ((1, 28, 28), (224, 224, 3))
         """
-        from onnxprobe.objectives import unit_objective
+        from onnxprobe.objectives import silence, unit_objective
         from onnxprobe.position import resolve
         from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 
@@ -229,14 +240,13 @@ class Model:
         where, how = resolve(probe, info, unit, position, x)
         objective = unit_objective(probe, info, unit, "mean" if where is None else where)
         notes = [f"position {','.join(map(str, where))} of '{info.name}': {how}"] if info.is_spatial and where else []
-        grad = probe.gradient_session(objective.targets, mode=mode).run(x, objective.seeds(None, 1))["grad"]
+        run = probe.gradient(x, objective, mode=mode)
+        grad = run.input
         drawn = render_backmap(gradient_hwc(grad[0], probe.spec.layout), filter,
                                rgb_order=probe.spec.channel_order == "RGB")
-        if not np.any(grad):
-            notes.append(f"the map is all zero: no {mode} reaches the input from {objective.description} on this image "
-                         "(a unit that does not fire passes no gradient)")
-        return Map(grad[0], drawn, probe.spec.to_display(x[0]), f"{mode} {objective.description} ({filter})",
-                   notes=notes)
+        silent = silence(probe, objective, grad, f"the {mode} map", run.activations)
+        return _map(grad[0], drawn, probe.spec.to_display(x[0]), f"{mode} of the {objective.description} ({filter} filter)",
+                    notes, silent)
 
     def attribute(self, image: ImageLike, method: str = "gradcam", *, target: int | None = None,
                   layer: str | None = None, unit: int | None = None, position=None, overlay: bool = False,
@@ -254,9 +264,10 @@ class Model:
         >>> m.numpy().shape
         (1, 28, 28)
         >>> print(m.title)
-        integrated_gradients of predicted class 3 (3), logit 'logits'
+        integrated_gradients of the predicted class 3 (3), logit 'logits'
         """
-        from onnxprobe.attribution import attribute, make_objective, render_attribution
+        from onnxprobe.attribution import METHODS, attribute, make_objective, render_attribution
+        from onnxprobe.objectives import silence
         from onnxprobe.position import resolve
 
         probe = self.probe
@@ -271,7 +282,8 @@ class Model:
         objective = make_objective(probe, x, target, layer, unit, position)
         values = attribute(probe, x, method, objective=objective, **options)
         drawn = render_attribution(probe, x, method, values, overlay=overlay)
-        return Map(values, drawn, probe.spec.to_display(x[0]), f"{method} of {objective.description}", notes=notes)
+        silent = silence(probe, objective, values, f"the {method} map", cause=METHODS[method].empty)
+        return _map(values, drawn, probe.spec.to_display(x[0]), f"{method} of the {objective.description}", notes, silent)
 
     # ---- feature visualization ------------------------------------------------------------------------
     def render(self, objective: ObjectiveSpec | Sequence[ObjectiveSpec], *, preset: str = "lucid",

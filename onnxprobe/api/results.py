@@ -55,12 +55,13 @@ def _png_tag(image: np.ndarray) -> str:
 def _strip(images: list[np.ndarray], captions: list[str], width: int | None = None, columns: int = 8) -> np.ndarray:
     """Captioned tiles, `columns` to a row, `width` pixels wide (default: the images' own width,
     between TILE and 224)."""
-    from onnxprobe.render.images import caption, one_above_another, side_by_side, upscale
+    from onnxprobe.render.compose import caption, column, row
+    from onnxprobe.render.images import upscale
 
     width = width or max(TILE, min(224, max(im.shape[1] for im in images)))
     tiles = [caption(upscale(im, width), text, width) for im, text in zip(images, captions)]
-    rows = [side_by_side(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
-    return one_above_another(rows) if len(rows) > 1 else rows[0]
+    rows = [row(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+    return column(rows) if len(rows) > 1 else rows[0]
 
 
 # ---- layers --------------------------------------------------------------------------------------
@@ -101,37 +102,41 @@ class Layers(list):
 
 @dataclass
 class Predictions(Result):
-    """The top classes of each image: `top[i]` is [(label, probability), ...] best first;
-    `probabilities` (N, classes) the model's scores as probabilities (softmax when they are not)."""
+    """The top classes of each image: `top[i]` is [Prediction(cls, label, score), ...] best first
+    (`onnxprobe.model.top_predictions`); `probabilities` (N, classes) the model's scores as
+    probabilities (softmax when they are not)."""
 
     names: list[str]
-    top: list[list[tuple[str, float]]]
+    top: list[list]
     probabilities: np.ndarray
-    classes: list[list[int]] = field(default_factory=list)
 
     @property
     def labels(self) -> list[str]:
         """The top-1 label of each image."""
-        return [t[0][0] if t else "" for t in self.top]
+        return [t[0].label if t else "" for t in self.top]
+
+    @property
+    def classes(self) -> list[list[int]]:
+        """The class indices of `top`, per image."""
+        return [[p.cls for p in t] for t in self.top]
 
     def numpy(self) -> np.ndarray:
         return self.probabilities
 
     def picture(self) -> np.ndarray:
-        from onnxprobe.render.images import caption, side_by_side
-        from onnxprobe.viewer.panes import predictions_image
+        from onnxprobe.render.compose import caption, predictions_image, row
 
-        return side_by_side([caption(predictions_image(t, width=260), name, 260) for name, t in zip(self.names, self.top)])
+        return row([caption(predictions_image(t, width=260), name, 260) for name, t in zip(self.names, self.top)])
 
     def _repr_html_(self) -> str:
         cells = []
         for name, top in zip(self.names, self.top):
-            lines = "".join(f"<tr><td>{p * 100:.1f}%</td><td>{html.escape(label)}</td></tr>" for label, p in top)
+            lines = "".join(f"<tr><td>{p.score * 100:.1f}%</td><td>{html.escape(p.label)}</td></tr>" for p in top)
             cells.append(f"<td style='vertical-align:top'><b>{html.escape(name)}</b><table>{lines}</table></td>")
         return f"<table><tr>{''.join(cells)}</tr></table>"
 
     def __repr__(self) -> str:
-        return "Predictions(" + "; ".join(f"{n}: {t[0][0]} {t[0][1]:.2f}" for n, t in zip(self.names, self.top) if t) + ")"
+        return "Predictions(" + "; ".join(f"{n}: {t[0].label} {t[0].score:.2f}" for n, t in zip(self.names, self.top) if t) + ")"
 
 
 # ---- activations -----------------------------------------------------------------------------------
@@ -193,9 +198,9 @@ class Activations(Result):
                                 boost_indiv, boost_gamma)
 
     def picture(self) -> np.ndarray:
-        from onnxprobe.render.images import one_above_another
+        from onnxprobe.render.compose import column
 
-        return one_above_another([self.grid(name) for name in self.layers[:self.SHOWN]])
+        return column([self.grid(name) for name in self.layers[:self.SHOWN]])
 
     def __repr__(self) -> str:
         return "Activations(" + ", ".join(f"{n}: {tuple(v.shape)}" for n, v in self.values.items()) + ")"
@@ -222,25 +227,28 @@ def layer_grid_image(model, layer, activation: np.ndarray, boost_indiv: float = 
 @dataclass
 class Map(Result):
     """A map over one input image (a back map or an attribution): `values` the raw map (input-shaped,
-    or HxW for Grad-CAM and occlusion), `image` the map drawn (HxWx3 uint8), `input_image` the
-    input as the model saw it, `notes` lines worth reading (where a unit was read, an all-zero
-    map); shown side by side with a caption."""
+    or HxW for Grad-CAM and occlusion), `image` the map drawn (HxWx3 uint8, at least
+    `render.images.MAP_MIN_SIDE` pixels: small maps upscaled; the one "no signal" picture when the
+    map is all zero or not finite), `input_image` the input as the model saw it, `silent` the line
+    saying why a map has no signal (None when it has), `notes` lines worth reading (where a unit
+    was read); shown side by side with a caption."""
 
     values: np.ndarray
     image: np.ndarray
     input_image: np.ndarray
     title: str
     notes: list[str] = field(default_factory=list)  # how a position was chosen, why a map is empty
+    silent: str | None = None  # objectives.silence's line: the map holds no signal, and why
 
     def numpy(self) -> np.ndarray:
         return self.values
 
     def picture(self) -> np.ndarray:
-        from onnxprobe.render.images import caption, side_by_side, upscale
+        from onnxprobe.render.compose import caption, row
+        from onnxprobe.render.images import upscale
 
         side = max(224, self.input_image.shape[1])
-        return side_by_side([caption(upscale(self.input_image, side), "input", side),
-                             caption(upscale(self.image, side), self.title, side)])
+        return row([caption(upscale(self.input_image, side), "input", side), caption(self.image, self.title, side)])
 
     def save(self, path: str | Path) -> Path:
         """The map alone as PNG (as the command writes it), or the raw values for a `.npy` path."""
@@ -252,7 +260,8 @@ class Map(Result):
         return write_png(path, self.image)
 
     def __repr__(self) -> str:
-        return f"Map({self.title}, values {tuple(self.values.shape)})"
+        silent = f"; {self.silent}" if self.silent else ""
+        return f"Map({self.title}, values {tuple(self.values.shape)}{silent})"
 
 
 # ---- pictures ------------------------------------------------------------------------------------------
@@ -333,7 +342,7 @@ class TopK(Result):
                 images.append(montage)
                 captions.append(f"{u}  max {record.max:.3g}" if record.max is not None else str(u))
         if not images:
-            from onnxprobe.viewer.panes import text_image
+            from onnxprobe.render.compose import text_image
 
             return text_image([f"{layer}: no patches drawn (crops=False)"])
         return _strip(images, captions, width=TILE, columns=4)

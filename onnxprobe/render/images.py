@@ -98,37 +98,3 @@ def overlay(base_rgb: np.ndarray, heat_rgb: np.ndarray, alpha: float = 0.5) -> n
     heat = cv2.resize(heat_rgb, (base_rgb.shape[1], base_rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
     return (base_rgb.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha).astype(np.uint8)
 
-
-def caption(image: np.ndarray, text: str, width: int | None = None, background: int = 16) -> np.ndarray:
-    """`image` (resized to `width` when given: area when shrinking, nearest when enlarging) over a
-    one-line caption bar (`text`, cut to fit). HxWx3 uint8 RGB."""
-    image = to_rgb8(image)
-    width = width or image.shape[1]
-    if image.shape[1] != width:
-        image = cv2.resize(np.ascontiguousarray(image), (width, max(1, round(image.shape[0] * width / image.shape[1]))),
-                           interpolation=cv2.INTER_AREA if image.shape[1] > width else cv2.INTER_NEAREST)
-    bar = np.full((20, width, 3), background, np.uint8)
-    text = str(text)
-    while len(text) > 1 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] > width - 6:
-        text = text[:-2] + "."
-    cv2.putText(bar, text, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (230, 230, 230), 1, cv2.LINE_AA)
-    return np.vstack([np.ascontiguousarray(image), bar])
-
-
-def side_by_side(tiles: list[np.ndarray], pad: int = 8, background: int = 16) -> np.ndarray:
-    """Tiles in one row, top-aligned, `pad` pixels apart (HxWx3 uint8 RGB)."""
-    tiles = [to_rgb8(t) for t in tiles]
-    height = max(t.shape[0] for t in tiles)
-    out = []
-    for i, tile in enumerate(tiles):
-        out.append(np.pad(tile, ((0, height - tile.shape[0]), (0, 0 if i == len(tiles) - 1 else pad), (0, 0)),
-                          constant_values=background))
-    return np.hstack(out)
-
-
-def one_above_another(rows: list[np.ndarray], pad: int = 10, background: int = 16) -> np.ndarray:
-    """Rows of any width stacked, left-aligned, `pad` pixels apart (HxWx3 uint8 RGB)."""
-    rows = [to_rgb8(r) for r in rows]
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=background) for r in rows]
-    return montage(padded, columns=1, pad=pad, background=background)

@@ -114,7 +114,7 @@ def test_results_show_themselves_and_save(model, tmp_path):
         assert np.load(npy).shape == np.asarray(result.numpy()).shape
     assert "<table>" in preds._repr_html_() and ">3<" in preds._repr_html_()
     assert "relu2" in model.layers._repr_html_()
-    assert back.save(tmp_path / "map.png") and _png_size((tmp_path / "map.png").read_bytes()) == (28, 28)
+    assert back.save(tmp_path / "map.png") and _png_size((tmp_path / "map.png").read_bytes()) == (224, 224)  # upscaled as the command writes it
     with pytest.raises(onnxprobe.ProbeError, match="name one"):
         acts.numpy()
 
@@ -292,3 +292,13 @@ def test_a_render_into_a_folder_resumes_what_the_command_wrote(model, tmp_path):
                  "channel", "--steps", "3", "--device", "cpu", "--quiet", "--out", str(tmp_path)]) == 0
     rendered, _, kept = model.render_into(tmp_path, "relu2", [0, 1], _settings(steps=3), objective="channel")
     assert kept == 1 and [r.unit for r in rendered] == [1]  # unit 0 was the command's
+
+
+def test_a_map_without_signal_says_why_and_is_drawn_as_no_signal(model):
+    from onnxprobe.render.compose import no_signal
+
+    quiet = model.backprop(THREE, "relu2", 24, position=(0, 0))  # off there on this digit: no gradient
+    assert not np.any(quiet.numpy()) and "all zero" in quiet.silent and "does not excite" in quiet.silent
+    np.testing.assert_array_equal(quiet.image, no_signal(224, 224))
+    assert quiet.silent in repr(quiet)
+    assert model.backprop(THREE, "relu2", 24).silent is None  # where it fires most, it has a map
