@@ -367,7 +367,7 @@ class Model:
         """The resumable form of `render_units` (what `onnxprobe optimize` runs): units finished in
         `out` by the same settings are kept, the others rendered and written unit by unit. Returns
         (the UnitResults rendered now, the layer's folder, how many were kept)."""
-        from onnxprobe.fsutil import staged
+        from onnxprobe.fsutil import make_output_folder, output_lock, staged
         from onnxprobe.optimize.store import UnitStore, job_key, optimize_job, render_into
 
         out = Path(out)
@@ -376,7 +376,8 @@ class Model:
         job = optimize_job(self.probe, layer, objective, position, settings)
         store = UnitStore(out, job_key(job))
         pending = units if fresh else store.pending(layer, units)
-        with staged():  # an interrupt removes the unit in progress; finished units stay (checkpoints)
+        make_output_folder(out)
+        with output_lock(out), staged():  # one run per folder; an interrupt keeps the finished units only
             results = render_into(store, self.probe, layer, pending, settings, job, objective=objective,
                                   position=position, on_step=on_step)
         return results, store.folder(layer), len(units) - len(pending)
