@@ -91,23 +91,14 @@ def method_options(args, model, method: str) -> dict:
 
 
 def run(args) -> int:
-    from onnxprobe.attribution import METHODS, attribute, make_objective, render_attribution
-    from onnxprobe.objectives import silence
+    from onnxprobe.api.model import Model
 
     model, x = model_and_input(args)
     options = method_options(args, model, args.method)
-    position = parse_position(args.position)
-    if args.layer is not None and args.unit is not None and args.target is None:
-        from onnxprobe.position import resolve
-
-        layer = model.layer(args.layer)
-        position, how = resolve(model, layer, args.unit, position, x)
-        if layer.is_spatial and position is not None:
-            print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-        position = "mean" if position is None else position
-    objective = make_objective(model, x, args.target, args.layer, args.unit, position)
-    values = attribute(model, x, args.method, objective=objective, **options)
-    image = render_attribution(model, x, args.method, values, overlay=args.overlay)
-    write_map(args, image, values, f"{args.method} of the {objective.description}", "map",
-              silence(model, objective, values, f"the {args.method} map", cause=METHODS[args.method].empty))
+    result = Model(model).attribute(x, args.method, target=args.target, layer=args.layer, unit=args.unit,
+                                    position=parse_position(args.position), overlay=args.overlay,
+                                    **options)  # the notebook API's map: one path for both
+    for note in result.notes:
+        print(note)
+    write_map(args, result.image, result.values, result.title, "map", result.silent)
     return 0

@@ -37,20 +37,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.objectives import silence, unit_objective
-    from onnxprobe.position import resolve
-    from onnxprobe.render.backmaps import gradient_hwc, render_backmap
+    from onnxprobe.api.model import Model
 
     model, x = model_and_input(args)
-    layer = model.layer(args.layer)
-    position, how = resolve(model, layer, args.unit, parse_position(args.position), x)
-    objective = unit_objective(model, layer, args.unit, "mean" if position is None else position)
-    if layer.is_spatial and position is not None:
-        print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-    run = model.gradient(x, objective, mode=args.mode)
-    grad = run.input
-    image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
-                           rgb_order=model.spec.channel_order == "RGB")
-    write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient",
-              silence(model, objective, grad, f"the {args.mode} map", run.activations))
+    result = Model(model).backprop(x, args.layer, args.unit, position=parse_position(args.position), mode=args.mode,
+                                   filter=args.filter)  # the notebook API's map: one path for both
+    for note in result.notes:
+        print(note)
+    write_map(args, result.image, result.values[None], result.title, "gradient", result.silent)
     return 0

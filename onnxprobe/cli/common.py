@@ -140,25 +140,20 @@ def write_map(args, image, raw, what: str, raw_name: str, silent: str | None = N
 # ---- a layer's grid as a file: demo, view, activations ----------------------------------------------
 
 def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
-    """`layer_grid_image` as a PNG at `path`."""
+    """The layer pane as a PNG a person can read (`onnxprobe.api.results.layer_grid_image`, the
+    picture a notebook shows for `Model.activations`)."""
+    from onnxprobe.api.results import layer_grid_image
     from onnxprobe.render.images import write_png
 
     return write_png(path, layer_grid_image(model, layer, activation, boost_indiv, boost_gamma))
 
 
 def layer_grid_image(model, layer, activation: np.ndarray, boost_indiv=0.0, boost_gamma=1.0) -> np.ndarray:
-    """The layer pane as a picture a person can read: upscaled tiles, unit captions (class names on
-    a layer with one unit per class), the layer's name and shape on top (render.grid.labelled_grid)."""
-    from onnxprobe.render.grid import labelled_grid, units_first
+    """The layer pane as a picture: `onnxprobe.api.results.layer_grid_image` (its one home, what a
+    notebook shows for `Model.activations`)."""
+    from onnxprobe.api.results import layer_grid_image as picture
 
-    tiles = units_first(activation[0], layer.channel_axis, layer.spatial_axes)
-    labels = model.spec.labels
-    unit_labels = None
-    if labels and len(labels) == layer.units and not layer.is_spatial:
-        unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
-    shape = "x".join("N" if d is None else str(d) for d in layer.shape)
-    title = f"{layer.label}  {shape}  {layer.units} units"
-    return labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
+    return picture(model, layer, activation, boost_indiv, boost_gamma)
 
 
 def parse_units(texts: list[str], layer) -> list[int]:
@@ -248,41 +243,9 @@ def warn(line: str) -> None:
     print(f"onnxprobe: warning: {printable(line)}", file=sys.stderr)
 
 
-class Progress:
-    """A plain-text progress bar on stderr: done/total, rate and ETA (no extra dependency)."""
+def Progress(total: int, unit: str = "it", enabled: bool | None = None, label: str = ""):
+    """The commands' text progress bar on stderr: `onnxprobe.progress.Progress` (the one home of
+    the bars the commands and the notebook API draw), imported when a command starts working."""
+    from onnxprobe.progress import Progress as TextBar
 
-    def __init__(self, total: int, unit: str = "it", enabled: bool | None = None, label: str = ""):
-        self.total = total
-        self.unit = unit
-        from onnxprobe.errors import printable
-
-        self.label = printable(label)
-        self.done = 0
-        self.start = time.monotonic()
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._last = 0.0
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.enabled and (now - self._last > 0.2 or self.done >= self.total):
-            self._last = now
-            sys.stderr.write("\r" + self.text() + " " * 4)
-            sys.stderr.flush()
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def text(self) -> str:
-        rate = self.rate()
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        width = 24
-        filled = int(width * self.done / self.total) if self.total else width
-        eta_text = f"{eta:5.0f}s" if eta != float("inf") else "    ?"
-        return f"{self.label}[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {rate:.2f} {self.unit}/s ETA {eta_text}"
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+    return TextBar(total, unit=unit, enabled=enabled, label=label)

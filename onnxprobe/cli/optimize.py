@@ -44,10 +44,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.distributed import file_hash
     from onnxprobe.fsutil import make_output_folder, output_lock
     from onnxprobe.objectives import by_kind, objective_layer
-    from onnxprobe.optimize.store import UnitStore, job_key
+    from onnxprobe.optimize.store import UnitStore, job_key, optimize_job
 
     # the one resolution of the render flags: render_units takes them as they are
     render = render_settings(args)
@@ -63,9 +62,7 @@ def run(args) -> int:
     if args.objective != "logit" and optimized != layer.name:
         print(f"note: optimizing '{optimized}', the pre-activation input of '{layer.name}' (its {layer.op} passes "
               "no gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
-    settings = {"model_sha256": file_hash(model.path), "objective": args.objective,
-                "position": list(position) if isinstance(position, tuple) else position,
-                "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}
+    settings = optimize_job(model, layer.name, args.objective, position, render)  # its key: what resumes
     store = UnitStore(out, job_key(settings))
     make_output_folder(out)
     with output_lock(out):  # a second run on the same folder is refused while this one runs

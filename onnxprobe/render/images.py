@@ -97,3 +97,4 @@ def heatmap(values: np.ndarray, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
 def overlay(base_rgb: np.ndarray, heat_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     heat = cv2.resize(heat_rgb, (base_rgb.shape[1], base_rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
     return (base_rgb.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha).astype(np.uint8)
+
