@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
-from onnxprobe.autodiff.objectives import Objective
 from onnxprobe.errors import UsageError
+
+if TYPE_CHECKING:
+    from onnxprobe.autodiff.objectives import Objective
 
 IG_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 IG_BASELINES = ("zero", "black", "white")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
     parse_position, parse_units, render_settings
-from onnxprobe.position import HELP as POSITION_HELP
 
 
+SUMMARY = "render every unit of layers offline into a static site and a manifest"  # the line in 'onnxprobe --help'
 DESCRIPTION = """Render units offline into a static, browsable site (index.html): optimized images, top-k
 patches and back maps per unit, plus a manifest the viewer reads (view --atlas)."""
 EXAMPLES = """examples:
@@ -17,7 +17,9 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("atlas", help="render every unit of layers offline into a static site and a manifest")
+    from onnxprobe.position import HELP as POSITION_HELP
+
+    parser = sub.add_parser("atlas", help=SUMMARY)
     add_model_args(parser)
     parser.add_argument("--layer", action="append", help="layer (ONNX tensor name); repeatable")
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, parse_position, warn_nonfinite, write_map
-from onnxprobe.position import HELP as POSITION_HELP
 
 
+SUMMARY = "gradient / deconv / guided backprop of one unit back to the input"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The gradient, deconvnet or guided-backprop map of one unit (a channel at a position, or a
 class) back to the input image, through one of the toolbox's back filters."""
 EXAMPLES = """examples:
@@ -17,10 +17,11 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.position import HELP as POSITION_HELP
     from onnxprobe.autodiff import BackMode
     from onnxprobe.render.backmaps import FILTERS
 
-    parser = sub.add_parser("backprop", help="gradient / deconv / guided backprop of one unit back to the input")
+    parser = sub.add_parser("backprop", help=SUMMARY)
     add_model_args(parser)
     add_input_args(parser)
     parser.add_argument("--layer", required=True, help="layer of the unit")

@@ -9,11 +9,13 @@ import html
 import os
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from onnxprobe.cli.common import DEFAULT_MODEL, sample_images
 from onnxprobe.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
 DEFAULT_STEPS = 128  # lucid steps per class visualization: 4 ImageNet classes in ~30 s on 2 cores (models/README.md)
@@ -21,6 +23,7 @@ DEFAULT_CLASSES = 4
 # grids drawn with the toolbox's boosts (keys T and t): each unit scaled to its own peak, gamma 0.5,
 # so that weak units show their pattern too (a layer-wide scale leaves most tiles black)
 GRID_BOOST_INDIV, GRID_BOOST_GAMMA = 1.0, 0.5
+SUMMARY = "the main job on the bundled ImageNet network (or MODEL), headless, as pictures"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The main job, headless. For each image: top-5 predictions, activation grids, Grad-CAM and
 guided backprop; then feature visualizations of the predicted classes (lucid preset). Writes
 PNGs, index.html and summary.png to --out and prints their paths."""
@@ -32,7 +35,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("demo", help="the main job on the bundled ImageNet network (or MODEL), headless, as pictures")
+    parser = sub.add_parser("demo", help=SUMMARY)
     parser.add_argument("--model", default=str(DEFAULT_MODEL),
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
     parser.add_argument("--images", nargs="*", help="images to probe (default: the model's samples/ folder)")
@@ -145,6 +148,8 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _top5(model, scores: np.ndarray) -> list[dict]:
+    import numpy as np
+
     from onnxprobe.viewer.panes import softmax_if_needed
 
     probs = softmax_if_needed(scores)
@@ -166,6 +171,8 @@ def _write_backprop(model, x, acts, folder: Path, root: Path) -> str | None:
     """Guided backprop of the top class's logit (before the softmax) w.r.t. the input, norm filter.
     The norm is capped at its 99.5th percentile first, so that a few extreme pixels do not leave
     the rest of the map black."""
+    import numpy as np
+
     if not model.class_output:
         return None
     from onnxprobe.autodiff import BackMode
@@ -223,6 +230,7 @@ def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, out:
 
 def _caption(image: np.ndarray, text: str, width: int | None = None) -> np.ndarray:
     import cv2
+    import numpy as np
 
     from onnxprobe.viewer.panes import text_image
 
@@ -236,6 +244,8 @@ def _caption(image: np.ndarray, text: str, width: int | None = None) -> np.ndarr
 
 def _hstack(tiles: list[np.ndarray], pad: int = 8, background: int = 16) -> np.ndarray:
     """Tiles side by side, top-aligned, `pad` pixels apart."""
+    import numpy as np
+
     height = max(t.shape[0] for t in tiles)
     out = []
     for i, tile in enumerate(tiles):
@@ -248,6 +258,7 @@ def _summary_image(model, summary: list[dict], visuals: list[dict], root: Path) 
     """One picture: a row per image (input, top-5, Grad-CAM, guided backprop, the first activation
     grid) and a row of class images."""
     import cv2
+    import numpy as np
 
     from onnxprobe.fsutil import written_file
     from onnxprobe.render.images import montage

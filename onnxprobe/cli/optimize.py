@@ -6,14 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
     parse_units, render_settings, warn_nonfinite
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP as POSITION_HELP
 
 
+SUMMARY = "synthesize images that maximise units (regularized gradient ascent)"  # the line in 'onnxprobe --help'
 DESCRIPTION = """Feature visualization: images that maximise a unit, a channel or a class score, by the paper's
 regularized gradient ascent (presets set1..set4) or the lucid parameterization. Reruns resume."""
 EXAMPLES = """examples:
@@ -25,7 +23,9 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
+    from onnxprobe.position import HELP as POSITION_HELP
+
+    parser = sub.add_parser("optimize", help=SUMMARY)
     add_model_args(parser)
     parser.add_argument("--layer", help="layer (ONNX tensor name); not needed for --objective logit")
     parser.add_argument("--unit", action="append", required=True,
@@ -43,6 +43,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import numpy as np
+
     from onnxprobe.distributed import file_hash
     from onnxprobe.autodiff.objectives import by_kind, objective_layer
     from onnxprobe.optimize import DEFAULT_PRESET
@@ -95,5 +97,7 @@ def run(args) -> int:
 
 def _barely_moved(results) -> bool:
     """Every unit rose by less than half the typical starting magnitude of the units."""
+    import numpy as np
+
     scale = max(float(np.median([abs(max(r.initial_activation)) for r in results])), 1e-3)
     return all(max(r.best_activation) - max(r.initial_activation) < 0.5 * scale for r in results)
