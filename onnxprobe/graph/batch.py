@@ -101,7 +101,8 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     facts = GraphFacts(model, infer_shapes=False)
     names = list(facts.initializers) + [n.output[0] for n in model.graph.node if n.op_type == "Constant" and n.output]
-    return {name: value for name in names if (value := facts.const(name)) is not None}
+    # shapes, repeats and indices: small (weights are never batch-size constants)
+    return {name: value for name in names if (value := facts.const(name, max_size=1 << 16)) is not None}
 
 
 def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
@@ -151,13 +152,15 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
                 return
             if op == "Reshape":
                 data = node.input[0]
-                allowzero = bool(attr(node, "allowzero", 0))
-                if data not in reach or leading(data) != batch or allowzero:
+                if data not in reach or leading(data) != batch:
                     return
-                target = fresh("reshape")
-                model.graph.initializer.append(numpy_helper.from_array(
-                    np.concatenate([[0], const[1:]]).astype(np.int64), target))
-                node.input[1] = target
+                if not attr(node, "allowzero", 0):  # 0 copies the input's dim: the batch
+                    target = fresh("reshape")
+                    model.graph.initializer.append(numpy_helper.from_array(
+                        np.concatenate([[0], const[1:]]).astype(np.int64), target))
+                    node.input[1] = target
+                else:  # (the default exporter's views) a 0 is a 0: the batch joins the target at run time
+                    node.input[1] = dynamic_shape(const[1:])
             elif op == "Tile":
                 # repeats[0] == batch tiles a one-row tensor into the batch; a batched one is left alone
                 if node.input[0] in reach or leading(node.input[0]) != 1:
@@ -186,6 +189,7 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
                     changed = True
             if changed:
                 rewritten.append(node.name or node.output[0])
+    rewritten += _flat_gathers(model, reach, consts, leading, batch, fresh)
     follows = {input_name}  # tensors that follow the batch once the rewrites so far are made
     ordered: list[onnx.NodeProto] = []
     for node in model.graph.node:
@@ -201,6 +205,50 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
         del model.graph.node[:]
         model.graph.node.extend(ordered)
     return finalize_model(model), tuple(rewritten)
+
+
+def _flat_gathers(model, reach, consts, leading, batch, fresh) -> list[str]:
+    """`as_strided` as PyTorch's default exporter writes it: the whole batch-1 tensor flattened
+    (Reshape to [-1]) and read back by Gathers (axis 0) with constant indices shaped (1, ...).
+    Flattened row by row instead (Reshape to [0, -1]), each Gather reads its indices in every row
+    (axis 1, the indices without their batch axis): rows stay rows. Only when every reader of the
+    flat tensor is such a Gather, and every index lies in the one row there is at batch 1."""
+    if batch != 1:
+        return []
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    done = []
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        target = np.asarray(consts[node.input[1]]).reshape(-1)
+        data, flat = node.input[0], node.output[0]
+        if target.tolist() != [-1] or data not in reach or leading(data) != 1:
+            continue
+        gathers = readers.get(flat, [])
+        fits = [g for g in gathers if g.op_type == "Gather" and g.input[0] == flat and attr(g, "axis", 0) == 0
+                and g.input[1] in consts and np.ndim(consts[g.input[1]]) >= 1 and np.shape(consts[g.input[1]])[0] == 1
+                and np.issubdtype(np.asarray(consts[g.input[1]]).dtype, np.integer)
+                and np.asarray(consts[g.input[1]]).min(initial=0) >= 0]
+        if not gathers or len(fits) != len(gathers) or any(flat == o.name for o in model.graph.output):
+            continue
+        rows = fresh("rows")
+        model.graph.initializer.append(numpy_helper.from_array(np.array([0, -1], np.int64), rows))
+        node.input[1] = rows
+        for gather in fits:
+            indices = fresh("indices")
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(consts[gather.input[1]])[0], indices))
+            gather.input[1] = indices
+            for a in gather.attribute:
+                if a.name == "axis":
+                    a.i = 1
+            if not any(a.name == "axis" for a in gather.attribute):
+                gather.attribute.append(helper.make_attribute("axis", 1))
+            done.append(gather.name or gather.output[0])
+        done.append(node.name or flat)
+    return done
 
 
 def _reduction_lengths(model: onnx.ModelProto, shapes: dict[str, tuple]) -> dict[str, int]:

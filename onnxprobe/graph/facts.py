@@ -28,6 +28,7 @@ from onnx import helper, numpy_helper
 from onnxprobe.graph.loading import WORKING_OPSET, default_opset, image_input
 from onnxprobe.graph.optable import DEFAULT_DOMAINS
 from onnxprobe.graph.shapes import FLOAT_TYPES, TensorInfo, tensor_infos
+from onnxprobe.runtime import weights
 
 LARGE = 4096  # float initializers with more elements are left out of shape inference (typed inputs instead)
 
@@ -165,7 +166,8 @@ class GraphFacts:
             init = self.initializers[name]
             if max_size is not None and int(np.prod(init.dims, dtype=np.int64)) > max_size:
                 return None
-            self._consts[name] = numpy_helper.to_array(init)
+            held = weights.array(init)  # a weight held outside the proto (runtime.weights): its memory map
+            self._consts[name] = held if held is not None else numpy_helper.to_array(init)
         value = self._consts.get(name)
         if value is not None and max_size is not None and value.size > max_size:
             return None

@@ -29,13 +29,72 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     except InputError as exc:
         raise ModelError(str(exc)) from None
     try:
-        model = onnx.load(str(path), load_external_data=True)
-    except Exception as exc:  # protobuf raises DecodeError, external data raises OSError/ValueError
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError
         raise ModelError(f"not a readable ONNX model: {path} ({_short(exc)})") from None
     if not model.graph.node and not model.graph.input:
         raise ModelError(f"not an ONNX model (empty graph): {path}")
+    map_external_data(model, path)
     check_model(model, str(path))
     return normalize_opset(model)
+
+
+def map_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Resolve the external data of `model` (read from `path`) in place: small tensors (shape
+    constants) are read into the proto, large ones are memory-mapped into the file's
+    `runtime.weights.WeightStore` and stay references (never copied through protobuf). A
+    location outside the model's folder, a missing file or a short one is a ModelError."""
+    import numpy as np
+
+    from onnxprobe.runtime.weights import INLINE_LIMIT, WeightStore, dtype_of, held
+
+    external = [t for t in _initializers(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not external:
+        return
+    folder = path.resolve().parent
+    store = WeightStore.of_file(path)
+    for tensor in external:
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        file = (folder / location).resolve()
+        if not location or os.path.isabs(location) or folder not in file.parents:
+            raise ModelError(f"{path}: initializer '{tensor.name}' names external data outside the model's folder: "
+                             f"'{location}'")
+        try:
+            dtype = dtype_of(tensor)
+            count = int(np.prod(tensor.dims, dtype=np.int64))
+            offset = int(info.get("offset", 0) or 0)
+            size = os.stat(file).st_size
+            length = int(info.get("length", count * dtype.itemsize) or 0)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelError(f"{path}: cannot read the external data of '{tensor.name}' ({_short(exc)})") from None
+        if length != count * dtype.itemsize or offset < 0 or offset + length > size:
+            raise ModelError(f"{path}: the external data of '{tensor.name}' does not fit its shape "
+                             f"({location}: {length} bytes at {offset} of {size}, the tensor needs {count * dtype.itemsize})")
+        if length < INLINE_LIMIT:
+            with open(file, "rb") as f:
+                f.seek(offset)
+                raw = f.read(length)
+            tensor.ClearField("external_data")
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            tensor.raw_data = raw
+        else:
+            array = np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=tuple(tensor.dims)) if count else \
+                np.zeros(tuple(tensor.dims), dtype)
+            store.hold(tensor, array)
+    assert len(held(model)) == sum(1 for t in external if t.data_location == onnx.TensorProto.EXTERNAL)
+
+
+def _initializers(graph: onnx.GraphProto):
+    """The initializers of a graph and of its subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _initializers(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _initializers(g)
 
 
 def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
@@ -46,9 +105,35 @@ def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
         raise ModelError(f"{origin} uses ops from custom domains that ONNX Runtime cannot run: {listed}{more}")
     try:
         # full_check would run strict shape inference, which many real exports fail; we infer later.
-        onnx.checker.check_model(model, full_check=False)
+        # The graph is checked without its large weights (typed inputs instead): the checker copies
+        # what it checks, and the weights' sizes were checked when they were read or mapped.
+        onnx.checker.check_model(without_weights(model), full_check=False)
     except Exception as exc:
         raise ModelError(f"{origin} is not a valid ONNX model: {_short(exc)}") from None
+
+
+def without_weights(model: onnx.ModelProto, limit: int = 1024) -> onnx.ModelProto:
+    """A copy of `model` whose initializers of more than `limit` elements, or held outside the
+    proto, are typed graph inputs instead (the graph, its types and shapes, without the values)."""
+    import numpy as np
+
+    graph = model.graph
+    light = onnx.GraphProto(name=graph.name, doc_string=graph.doc_string)
+    light.node.extend(graph.node)
+    light.input.extend(graph.input)
+    light.output.extend(graph.output)
+    light.value_info.extend(graph.value_info)
+    inputs = {v.name for v in graph.input}
+    for init in graph.initializer:
+        if init.data_location != onnx.TensorProto.EXTERNAL and int(np.prod(init.dims, dtype=np.int64)) <= limit:
+            light.initializer.append(init)
+        elif init.name not in inputs:
+            light.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    out = onnx.ModelProto(ir_version=model.ir_version, graph=light, producer_name=model.producer_name)
+    out.opset_import.extend(model.opset_import)
+    out.functions.extend(model.functions)
+    out.metadata_props.extend(model.metadata_props)
+    return out
 
 
 def default_opset(model: onnx.ModelProto, missing: int | None = None) -> int:

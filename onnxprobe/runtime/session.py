@@ -84,7 +84,15 @@ class Session:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if not spinning():
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+        if isinstance(model, onnx.ModelProto):
+            from onnxprobe.runtime.weights import ort_values
+
+            names, values = ort_values(model)  # weights held outside the proto: shared, never serialized
+            if names:
+                options.add_external_initializers(names, values)
+            payload = model.SerializeToString()
+        else:
+            payload = model
         try:
             self._session = ort.InferenceSession(payload, sess_options=options, providers=_PROVIDERS[self.device])
         except Exception as exc:
