@@ -47,7 +47,7 @@ class ProbeModel:
         metadata = {p.key: p.value for p in proto.metadata_props}
         declared = input_dims(image_input(proto))[0]
         hints = None if input_shape else declared_preprocessing(path, metadata, preprocess)
-        proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints)
+        proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints, copy=False)
         spec = resolve_spec(path, fixed, metadata, preprocess)
         proto, batch = resolve_batch(proto, image_input(proto).name, fixed, declared)
         facts = GraphFacts.of_loaded(proto, fixed, rows=batch.rows)

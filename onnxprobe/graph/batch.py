@@ -88,7 +88,7 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
         from onnxprobe.runtime.session import create_session
 
         try:
-            session = create_session(expose_tensors(model, missing, keep_outputs=False), device="cpu")
+            session = create_session(expose_tensors(model, missing, keep_outputs=False), device="cpu", one_off=True)
             x = np.zeros(shape, session.input_dtype(input_name))
             for k, v in session.run({input_name: x}, missing).items():
                 out[k] = tuple(np.shape(v))
@@ -106,11 +106,14 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
-                       batch: int, shapes: dict[str, tuple] | None = None) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+                       batch: int, shapes: dict[str, tuple] | None = None, *,
+                       in_place: bool = False) -> tuple[onnx.ModelProto, tuple[str, ...]]:
     """A copy of `model` (input batch already symbolic) whose batch-size constants follow the
     input's batch, and the names of the nodes rewritten. `batch` is the file's fixed batch and
-    `input_shape` the input shape at that batch."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    `input_shape` the input shape at that batch. `in_place`: rewrite `model` itself (no copy of its
+    weights; `undo` restores it): only nodes and the initializers after the file's change."""
+    if not in_place:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
     if shapes is None:
         shapes = static_shapes(model, input_name, (batch, *input_shape[1:]))[0]
     reach = reachable_from(model, input_name)
@@ -207,6 +210,26 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
     return finalize_model(model), tuple(rewritten)
 
 
+class Undo:
+    """What `make_batch_dynamic(..., in_place=True)` changes in a model, to put it back: the
+    nodes (copied: small) and the number of initializers (the rewrite only appends)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.nodes = onnx.GraphProto()
+        self.nodes.node.extend(model.graph.node)
+        self.initializers = len(model.graph.initializer)
+        self.ir_version = model.ir_version
+
+    def __call__(self) -> onnx.ModelProto:
+        graph = self.model.graph
+        del graph.node[:]
+        graph.node.extend(self.nodes.node)
+        del graph.initializer[self.initializers:]
+        self.model.ir_version = self.ir_version
+        return self.model
+
+
 def _flat_gathers(model, reach, consts, leading, batch, fresh) -> list[str]:
     """`as_strided` as PyTorch's default exporter writes it: the whole batch-1 tensor flattened
     (Reshape to [-1]) and read back by Gathers (axis 0) with constant indices shaped (1, ...).
@@ -279,24 +302,140 @@ def _reduction_lengths(model: onnx.ModelProto, shapes: dict[str, tuple]) -> dict
 
 
 def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, input_name: str,
-                        input_shape: tuple[int, ...], batch: int, known=None) -> tuple[bool, str, float]:
-    """Run both graphs: the rewritten one at batch 2 must equal, row by row, its single runs, and
-    its single runs must equal the original's rows, for every float tensor that carries the
-    batch. Returns (proved, why not, the largest error as a fraction of its tolerance)."""
+                        input_shape: tuple[int, ...], batch: int, known=None, *, compared: list[str] | None = None,
+                        depth: dict[str, int] | None = None) -> tuple[bool, str, float]:
+    """Run the rewritten graph on two different rows, once as a batch of 2 and once each alone:
+    row by row the batch must equal the single runs for every float tensor that carries the batch
+    where rows could meet (`rows_meet`; the rest follow from those). The rewrite gives, at the
+    file's own batch, the constants the file has (a Reshape to [0, ...] or Concat(batch, ...) is
+    [1, ...] at batch 1), so the rewritten graph computes the original's function there; the runs
+    prove that its rows are independent. Returns (proved, why not, the largest error as a fraction
+    of its tolerance). `compared` and `depth`: `rows_meet` and the reduction lengths of the
+    original, when it was rewritten in place since."""
     shapes, elem = known or static_shapes(original, input_name, (batch, *input_shape[1:]))
-    reach = reachable_from(original, input_name)
-    float_types = FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}  # compared in numpy, which has no bfloat16
-    outputs = [o.name for o in original.graph.output]
-    produced = [o for n in original.graph.node for o in n.output if o]
-    names = [t for t in dict.fromkeys(produced + outputs)
-             if t in reach and elem.get(t) in float_types and (shapes.get(t) or (None,))[0] == batch
-             and len(shapes[t]) >= 1]
+    names = compared if compared is not None else rows_meet(original, input_name, shapes, elem, batch)
+    depth = depth if depth is not None else _reduction_lengths(original, shapes)
     if not names:
         return False, "no tensor of the graph carries the batch axis", float("inf")
     rng = np.random.default_rng(20240611)
     rows = rng.standard_normal((2, *input_shape[1:])).astype(np.float32)
     with _quiet_runtime():
-        return _compare(original, rewritten, input_name, names, shapes, rows, batch)
+        return _compare(rewritten, input_name, names, depth, rows)
+
+
+# ops whose output row i depends on input row i only, when the batch is axis 0 of every input the
+# input reaches (conditions on their axes in _row_local); any other op's output is compared
+ELEMENTWISE = {"Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Clip",
+               "LeakyRelu", "HardSigmoid", "HardSwish", "Gelu", "Softplus", "Softsign", "Elu", "Selu", "Celu",
+               "Mish", "ThresholdedRelu", "Cast", "Identity", "Dropout", "Sign", "Floor", "Ceil", "Round", "Sin",
+               "Cos", "PRelu", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Not",
+               "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "IsNaN", "IsInf", "Mod"}
+PER_ROW = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool",
+           "GlobalLpPool", "BatchNormalization", "InstanceNormalization", "LRN", "DepthToSpace", "SpaceToDepth"}
+AXIS_OPS = {"Softmax", "LogSoftmax", "Hardmax", "LayerNormalization", "Flatten", "Concat", "Split", "Gather"}
+REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+          "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ArgMax", "ArgMin"}
+
+
+def rows_meet(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple], elem: dict[str, int],
+              batch: int) -> list[str]:
+    """The float tensors the proof compares: the graph's outputs and every output, carrying the
+    batch on axis 0, of a node where rows could meet (not `_row_local`). By induction every other
+    batch-carrying tensor is then row by row right: a row-local node maps right rows to right rows."""
+    float_types = FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}  # compared in numpy, which has no bfloat16
+    reach = reachable_from(model, input_name)
+    consts = _constants(model)
+
+    def rows_first(name):  # carries the batch on axis 0 (as far as the shapes at the file's batch say)
+        shape = shapes.get(name)
+        return bool(shape) and shape[0] == batch
+
+    right = {input_name}
+    compare = []
+    for node in model.graph.node:
+        outputs = [o for o in node.output if o and o in reach]
+        if not outputs:
+            continue
+        if _row_local(node, reach, right, shapes, consts, rows_first):
+            right.update(o for o in outputs if rows_first(o))
+            continue
+        for o in outputs:
+            if rows_first(o) and elem.get(o) in float_types:
+                compare.append(o)
+                right.add(o)
+    outputs = [o.name for o in model.graph.output
+               if o.name in reach and rows_first(o.name) and elem.get(o.name) in float_types]
+    return list(dict.fromkeys(compare + outputs))
+
+
+def _row_local(node, reach, right, shapes, consts, rows_first) -> bool:
+    op = node.op_type
+    if node.domain not in ("", "ai.onnx") or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                                  for a in node.attribute):
+        return False
+    inputs = [i for i in node.input if i]
+    reached = [i for i in inputs if i in reach]
+    if not reached or any(i not in right for i in reached):
+        return False
+    out = node.output[0]
+    rank = len(shapes.get(out) or ())
+    if rank == 0 or not rows_first(out):
+        return False
+
+    def const_axes(index, name):
+        value = consts.get(node.input[index]) if len(node.input) > index and node.input[index] else None
+        if value is None:
+            value = attr(node, name)
+        return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+    def free_of_axis0(axes, r):
+        return axes is not None and len(axes) > 0 and all(a % r != 0 for a in axes)
+
+    if op in ELEMENTWISE:
+        # every reached input has the output's rank (its axis 0 is the batch); constants broadcast
+        # from fewer dims or a leading 1
+        if any(len(shapes.get(i) or ()) != rank for i in reached):
+            return False
+        for i in inputs:
+            if i not in reach:
+                shape = shapes.get(i)
+                if shape is None or (len(shape) == rank and shape[0] != 1):
+                    return False
+        return True
+    if op in PER_ROW:
+        return reached == [node.input[0]]
+    if op == "Gemm":
+        return reached == [node.input[0]] and not attr(node, "transA", 0)
+    if op == "MatMul":
+        a, b = node.input[0], node.input[1]
+        if b not in reach:
+            return a in reach and len(shapes.get(b) or ()) in (1, 2) and len(shapes.get(a) or ()) >= 2
+        return a in reach and len(shapes.get(a) or ()) == len(shapes.get(b) or ()) == rank >= 3
+    if op == "Transpose":
+        perm = attr(node, "perm")
+        return perm is not None and int(perm[0]) == 0
+    if op in AXIS_OPS:
+        in_rank = len(shapes.get(node.input[0]) or ())
+        axis = attr(node, "axis", 1 if op == "Flatten" else -1 if op in ("Softmax", "LogSoftmax", "Hardmax",
+                                                                           "LayerNormalization") else 0)
+        if in_rank == 0 or axis % in_rank == 0:
+            return False
+        if op == "Concat":
+            return len(reached) == len(inputs) and all(len(shapes.get(i) or ()) == rank for i in inputs)
+        return reached == [node.input[0]]
+    if op in REDUCE:
+        in_rank = len(shapes.get(node.input[0]) or ())
+        axes = const_axes(1, "axes") if op not in ("ArgMax", "ArgMin") else [attr(node, "axis", 0)]
+        return reached == [node.input[0]] and in_rank > 0 and free_of_axis0(axes, in_rank)
+    if op == "Unsqueeze":
+        return reached == [node.input[0]] and free_of_axis0(const_axes(1, "axes"), rank)
+    if op == "Squeeze":
+        in_rank = len(shapes.get(node.input[0]) or ())
+        return reached == [node.input[0]] and in_rank > 0 and free_of_axis0(const_axes(1, "axes"), in_rank)
+    if op == "Slice":
+        in_rank = len(shapes.get(node.input[0]) or ())
+        return reached == [node.input[0]] and in_rank > 0 and free_of_axis0(const_axes(3, "axes"), in_rank)
+    return False
 
 
 @contextmanager
@@ -311,42 +450,35 @@ def _quiet_runtime():
         ort.set_default_logger_severity(3)  # the level onnxprobe.runtime.session sets
 
 
-def _compare(original, rewritten, input_name, names, shapes, rows, batch) -> tuple[bool, str, float]:
+def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, float]:
     from onnxprobe.graph.expose import expose_tensors
     from onnxprobe.runtime.session import create_session
 
     try:
-        after = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu")
-        single = [after.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
-        if rewritten is original and batch == 1:  # nothing rewritten: the single runs are the original's
-            reference = single
-        else:
-            before = create_session(expose_tensors(original, names, keep_outputs=False), device="cpu")
-            reference = [before.run({input_name: np.repeat(rows[i:i + 1], batch, axis=0)}, names) for i in range(2)]
-        both = after.run({input_name: rows}, names)
+        session = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu", one_off=True)
+        single = [session.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
+        both = session.run({input_name: rows}, names)
     except Exception as exc:  # ONNX Runtime refuses the rewritten graph at batch 1 or 2
         text = " ".join(str(exc).split())
         node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
         where = f"{node.group(1)} node '{node.group(2)}' fails" if node else text[:160]
         return False, f"the graph does not run at batch 2 even with its batch-size constants rewritten: {where}", float("inf")
-    depth = _reduction_lengths(original, shapes)
     worst = 0.0
     for t in names:
-        b = np.asarray(both[t], np.float64)
+        b = np.asarray(both[t])
         if b.shape[:1] != (2,):
             return False, f"tensor '{t}' does not follow the batch (shape {b.shape} at batch 2)", float("inf")
         for i in range(2):
-            ref = np.asarray(reference[i][t], np.float64)[:1]
-            one = np.asarray(single[i][t], np.float64)
-            if one.shape != ref.shape or b[i:i + 1].shape != one.shape:
+            one = np.asarray(single[i][t])
+            if b[i:i + 1].shape != one.shape:
                 return False, f"tensor '{t}' changes shape when the batch does", float("inf")
             # Each run computes t in float32 through dot products and reductions of summed length
             # K (its longest path): the standard bound puts each run's rounding error within
             # K*u*scale, scale the largest magnitude on the path (at least max|t|), so two runs
             # differ by at most 2*K*u*scale. A rewrite that mixes rows or drops one differs by O(scale).
-            scale = max(np.abs(ref).max(initial=0.0), np.abs(one).max(initial=0.0), 1e-30)
+            scale = max(float(np.abs(one).max(initial=0.0)), float(np.abs(b[i]).max(initial=0.0)), 1e-30)
             tol = 2.0 * depth.get(t, 1) * UNIT_ROUNDOFF * scale
-            err = max(np.abs(one - ref).max(initial=0.0), np.abs(b[i:i + 1] - one).max(initial=0.0))
+            err = float(np.abs(b[i:i + 1].astype(np.float64) - one).max(initial=0.0))
             if not np.isfinite(err) or err > tol:
                 return False, (f"tensor '{t}' differs between a batch of 2 and single runs "
                                f"by {err:.3g} (float32 rounding allows {tol:.3g})"), float(err / tol)
@@ -363,13 +495,16 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
         return model, BatchAxis("dynamic", declared if declared not in (None, "") else "?")
     with _quiet_runtime():
         known = static_shapes(model, input_name, (batch, *input_shape[1:]))
+    # the facts the proof needs about the file's own graph, before the rewrite changes it in place
+    compared = rows_meet(model, input_name, known[0], known[1], batch)
+    depth = _reduction_lengths(model, known[0])
+    undo = Undo(model)
     try:
-        rewritten, nodes = make_batch_dynamic(model, input_name, input_shape, batch, known[0])
+        rewritten, nodes = make_batch_dynamic(model, input_name, input_shape, batch, known[0], in_place=True)
     except Exception as exc:  # a graph our rewrite cannot read: keep the original, rows at a time
-        return model, BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
-    if not nodes:
-        rewritten = model  # the same graph: its batch axis only had to be declared
-    proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known)
+        return undo(), BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
+    proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known,
+                                             compared=compared, depth=depth)
     if proved:
         return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst)
-    return model, BatchAxis("fixed", batch, rows=batch, why=why, max_error=None if not np.isfinite(worst) else worst)
+    return undo(), BatchAxis("fixed", batch, rows=batch, why=why, max_error=None if not np.isfinite(worst) else worst)

@@ -166,7 +166,7 @@ class GraphFacts:
             init = self.initializers[name]
             if max_size is not None and int(np.prod(init.dims, dtype=np.int64)) > max_size:
                 return None
-            held = weights.array(init)  # a weight held outside the proto (runtime.weights): its memory map
+            held = weights.array(init)  # a weight kept in its file (runtime.weights): a memory map of it
             self._consts[name] = held if held is not None else numpy_helper.to_array(init)
         value = self._consts.get(name)
         if value is not None and max_size is not None and value.size > max_size:

@@ -41,18 +41,15 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
 
 def map_external_data(model: onnx.ModelProto, path: Path) -> None:
     """Resolve the external data of `model` (read from `path`) in place: small tensors (shape
-    constants) are read into the proto, large ones are memory-mapped into the file's
-    `runtime.weights.WeightStore` and stay references (never copied through protobuf). A
-    location outside the model's folder, a missing file or a short one is a ModelError."""
+    constants) are read into the proto, large ones stay references to their file, anchored at the
+    filesystem's root (`runtime.weights`: never read into a proto). A location outside the model's
+    folder, a missing file or one too short is a ModelError."""
     import numpy as np
 
-    from onnxprobe.runtime.weights import INLINE_LIMIT, WeightStore, dtype_of, held
+    from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, dtype_of
 
     external = [t for t in _initializers(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
-    if not external:
-        return
     folder = path.resolve().parent
-    store = WeightStore.of_file(path)
     for tensor in external:
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
@@ -79,10 +76,7 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
             tensor.data_location = onnx.TensorProto.DEFAULT
             tensor.raw_data = raw
         else:
-            array = np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=tuple(tensor.dims)) if count else \
-                np.zeros(tuple(tensor.dims), dtype)
-            store.hold(tensor, array)
-    assert len(held(model)) == sum(1 for t in external if t.data_location == onnx.TensorProto.EXTERNAL)
+            anchored(tensor, str(file))
 
 
 def _initializers(graph: onnx.GraphProto):
@@ -210,12 +204,13 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
-                    hints: dict | None = None) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+                    hints: dict | None = None, *, copy: bool = True) -> tuple[onnx.ModelProto, tuple[int, ...]]:
     """Fix every input dim but the batch axis (made symbolic, named BATCH_DIM, whatever the file
     declares); returns the model and the shape used (with batch 1). Dynamic dims come from `shape`,
     else from `hints` (the preprocessing's "input_size", "layout", "channels", e.g. a sidecar's);
     without either they are an error naming them. The shapes the file records for other tensors
-    are dropped (`strip_shapes`): they were written for the file's batch."""
+    are dropped (`strip_shapes`): they were written for the file's batch. `copy=False` changes
+    `model` itself (the loader's own proto: no copy of weights stored inline)."""
     value = image_input(model)
     # -1 (paddle2onnx) is dynamic anywhere, 0 only on the batch axis; a 0 elsewhere is a zero-size
     # dimension, refused with the other impossible shapes (limits.input_shape_problem)
@@ -252,7 +247,8 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
                     "1,3,224,224 (or input_size in the preprocessing sidecar)", "input_shape")
             dims = filled
         fixed = [1] + [int(d) for d in dims[1:]]
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    if copy:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
     strip_shapes(model)
     new_value = image_input(model)
     for axis, d in enumerate(new_value.type.tensor_type.shape.dim):

@@ -90,7 +90,7 @@ def _from_execution(model, facts, input_shape, rows=None, batch_of=None) -> tupl
 
     producers = facts.producers
     exposed = expose_tensors(model, producers.keys(), keep_outputs=True)
-    session = create_session(exposed, device="cpu")
+    session = create_session(exposed, device="cpu", one_off=True)
     name = image_input(model).name
     rng = np.random.default_rng(0)
     dtype = session.input_dtype(name)

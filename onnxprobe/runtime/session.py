@@ -77,19 +77,24 @@ class Session:
     """One InferenceSession with dict-in, dict-out runs; on CUDA, inputs and outputs go through IO
     binding so that outputs asked to stay on the device are never copied back."""
 
-    def __init__(self, model: onnx.ModelProto | bytes | str, device: str = "auto", threads: int | None = None):
+    def __init__(self, model: onnx.ModelProto | bytes | str, device: str = "auto", threads: int | None = None,
+                 one_off: bool = False):
+        """`one_off`: a session run a few times and dropped (the batch proof, the shape fallback):
+        no memory arena and no memory patterns, so that what its runs allocate is returned at once
+        instead of staying reserved for runs that never come."""
         self.device = resolve_device(device)
         options = ort.SessionOptions()
+        if one_off:
+            options.enable_cpu_mem_arena = False
+            options.enable_mem_pattern = False
         options.intra_op_num_threads = default_threads() if threads is None else threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if not spinning():
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if isinstance(model, onnx.ModelProto):
-            from onnxprobe.runtime.weights import ort_values
+            from onnxprobe.runtime.weights import session_options
 
-            names, values = ort_values(model)  # weights held outside the proto: shared, never serialized
-            if names:
-                options.add_external_initializers(names, values)
+            session_options(model, options)  # weights kept in their file: ONNX Runtime reads them there
             payload = model.SerializeToString()
         else:
             payload = model
@@ -145,8 +150,8 @@ def to_numpy(value) -> np.ndarray:
     return value if isinstance(value, np.ndarray) or not hasattr(value, "numpy") else value.numpy()
 
 
-def create_session(model, device: str = "auto", threads: int | None = None) -> Session:
-    return Session(model, device=device, threads=threads)
+def create_session(model, device: str = "auto", threads: int | None = None, one_off: bool = False) -> Session:
+    return Session(model, device=device, threads=threads, one_off=one_off)
 
 
 class SessionCache:
