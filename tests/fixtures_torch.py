@@ -286,8 +286,9 @@ def onnx_tensor_for_module(
         handle.remove()
     want = captured["y"].numpy()
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    from onnxprobe.runtime.weights import with_values
+
+    m = with_values(model)  # a loaded model's weights stay in its file (onnxprobe.runtime.weights)
     names = list(candidates) if candidates is not None else [o for n in m.graph.node for o in n.output if o]
     known = {o.name for o in m.graph.output}
     for n in names:
@@ -447,8 +448,9 @@ def ort_decisions(model: onnx.ModelProto, x: np.ndarray) -> dict[str, list[np.nd
     from the run under test (another session may round a near-tie the other way)."""
     import onnxruntime as ort
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    from onnxprobe.runtime.weights import with_values
+
+    m = with_values(model)  # a loaded model's weights stay in its file (onnxprobe.runtime.weights)
     known = {o.name for o in m.graph.output}
     for _, name in decision_tensors(m):
         if name not in known:

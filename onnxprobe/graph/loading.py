@@ -29,7 +29,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     except InputError as exc:
         raise ModelError(str(exc)) from None
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = read_light(path)
     except Exception as exc:  # protobuf raises DecodeError
         raise ModelError(f"not a readable ONNX model: {path} ({_short(exc)})") from None
     if not model.graph.node and not model.graph.input:
@@ -37,6 +37,126 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     map_external_data(model, path)
     check_model(model, str(path))
     return normalize_opset(model)
+
+
+def read_light(path: Path) -> onnx.ModelProto:
+    """The model in `path` without reading its large weights into the proto. Weights stored inline
+    (raw_data of the graph's initializers) become external-data references to the file itself, at
+    the offsets where the file holds them (found by reading protobuf's wire format, which is
+    stable): the protobuf parses only the graph, and ONNX Runtime reads the weights from the file
+    as for any external data. A file this reader does not follow is read whole (onnx.load)."""
+    import mmap
+
+    from onnxprobe.runtime.weights import INLINE_LIMIT
+
+    with open(path, "rb") as f:
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            return onnx.load_model_from_string(b"")
+    try:
+        try:
+            light, moved = _strip_weights(buf, INLINE_LIMIT)
+        except (ValueError, IndexError):
+            return onnx.load(str(path), load_external_data=False)
+        model = onnx.ModelProto.FromString(light)
+    finally:
+        buf.close()
+    if moved:
+        by_name = {t.name: t for t in model.graph.initializer}
+        for name, offset, length in moved:
+            tensor = by_name[name]
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", path.name), ("offset", str(offset)), ("length", str(length))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+    return model
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _strip_weights(buf, limit: int) -> tuple[bytes, list[tuple[str, int, int]]]:
+    """ModelProto bytes without the raw_data of the graph's initializers of `limit` bytes or more,
+    and (name, offset, length) of each left out. ModelProto.graph = 7, GraphProto.initializer = 5,
+    TensorProto.name = 8, raw_data = 9, data_location = 14 (onnx.proto, stable)."""
+    moved: list[tuple[str, int, int]] = []
+    out = bytearray()
+    for number, wire, first, start, end in _walk(buf, 0, len(buf)):
+        if number == 7 and wire == 2:
+            graph = bytearray()
+            for g_number, g_wire, g_first, g_start, g_end in _walk(buf, start, end):
+                if g_number == 5 and g_wire == 2:
+                    graph += _strip_tensor(buf, g_first, g_start, g_end, limit, moved)
+                else:
+                    graph += buf[g_first:g_end]
+            out += buf[first:_varint(buf, first)[1]] + _encode_varint(len(graph)) + graph
+        else:
+            out += buf[first:end]
+    return bytes(out), moved
+
+
+def _strip_tensor(buf, first: int, start: int, end: int, limit: int, moved: list) -> bytes:
+    name, raw, external = None, None, False
+    kept = bytearray()
+    for number, wire, f_first, f_start, f_end in _walk(buf, start, end):
+        if number == 8 and wire == 2:
+            name = bytes(buf[f_start:f_end]).decode("utf-8")
+        elif number == 14 and wire == 0:
+            external = _varint(buf, f_start)[0] == 1
+        if number == 9 and wire == 2 and f_end - f_start >= limit:
+            raw = (f_start, f_end - f_start)
+            continue
+        kept += buf[f_first:f_end]
+    if raw is None or name is None or external:
+        return bytes(buf[first:end])
+    moved.append((name, *raw))
+    key = buf[first:_varint(buf, first)[1]]
+    return bytes(key) + _encode_varint(len(kept)) + bytes(kept)
+
+
+def _walk(buf, start: int, end: int):
+    """The fields of the message in buf[start:end]: (number, wire type, field start, value start, end)."""
+    pos = start
+    while pos < end:
+        first = pos
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, after = pos, _varint(buf, pos)[1]
+        elif wire == 1:
+            value, after = pos, pos + 8
+        elif wire == 2:
+            size, value = _varint(buf, pos)
+            after = value + size
+        elif wire == 5:
+            value, after = pos, pos + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if after > end:
+            raise ValueError("truncated message")
+        yield number, wire, first, value, after
+        pos = after
 
 
 def map_external_data(model: onnx.ModelProto, path: Path) -> None:
