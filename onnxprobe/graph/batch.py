@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -42,6 +42,10 @@ class BatchAxis:
     rewritten: tuple[str, ...] = ()  # nodes whose batch-size constants now follow the input
     why: str = ""  # for "fixed": why the graph was not made dynamic
     max_error: float | None = None  # the proof's largest |batch - single| over its tolerance
+    # tensors whose batch the rewrite folds into another axis (batch_placements), with their shapes
+    # at batch 1: they have no batch axis of their own (not layers); not part of to_json
+    off_axis: dict = field(default_factory=dict, compare=False, repr=False)
+    on_axis: frozenset = field(default=frozenset(), compare=False, repr=False)  # batch exactly axis 0
 
     @property
     def fixed(self) -> bool:
@@ -107,7 +111,7 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
                        batch: int, shapes: dict[str, tuple] | None = None, *,
-                       in_place: bool = False) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+                       in_place: bool = False, placements: dict | None = None) -> tuple[onnx.ModelProto, tuple[str, ...]]:
     """A copy of `model` (input batch already symbolic) whose batch-size constants follow the
     input's batch, and the names of the nodes rewritten. `batch` is the file's fixed batch and
     `input_shape` the input shape at that batch. `in_place`: rewrite `model` itself (no copy of its
@@ -118,6 +122,9 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
         shapes = static_shapes(model, input_name, (batch, *input_shape[1:]))[0]
     reach = reachable_from(model, input_name)
     consts = _constants(model)
+    if placements is None:
+        found = batch_placements(model, input_name, shapes, consts, batch)
+        placements = found[0] if found else {}
     rewritten: list[str] = []
     head: list[onnx.NodeProto] = []  # nodes that read only the input: first in the graph
     new_nodes: list[onnx.NodeProto] = []  # nodes the current node needs: just before it
@@ -149,6 +156,36 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
     def _rewrite_node(node: onnx.NodeProto) -> None:
         op = node.op_type
         index = SHAPE_INPUTS.get(op)
+        spot = placements.get(node.name or node.output[0]) if op == "Reshape" else None
+        if spot is not None and node.input[1] in consts:
+            # the batch is a factor of target axis k (batch_placements): that dim times the batch
+            k = spot[0]
+            target = resolved_target(node, shapes.get(node.input[0]) or (), consts[node.input[1]])
+            if k == 0 and target[0] == batch and leading(node.input[0]) == batch and 0 not in target:
+                for a in node.attribute:  # no 0 in the target: allowzero means nothing, 0 may copy
+                    if a.name == "allowzero":
+                        a.i = 0
+                head = fresh("reshape")  # the common case: [0, ...] copies the batch
+                model.graph.initializer.append(numpy_helper.from_array(np.array([0, *target[1:]], np.int64), head))
+                node.input[1] = head
+            else:
+                size = fresh("size")
+                model.graph.initializer.append(numpy_helper.from_array(np.array([target[k] // batch], np.int64), size))
+                scaled = fresh("scaled")
+                new_nodes.append(helper.make_node("Mul", [batch_dim(), size], [scaled], name=scaled))
+                parts = []
+                for part in (target[:k], None, target[k + 1:]):
+                    if part is None:
+                        parts.append(scaled)
+                    elif part:
+                        name = fresh("dims")
+                        model.graph.initializer.append(numpy_helper.from_array(np.array(part, np.int64), name))
+                        parts.append(name)
+                shape = fresh("shape")
+                new_nodes.append(helper.make_node("Concat", parts, [shape], name=shape, axis=0))
+                node.input[1] = shape
+            rewritten.append(node.name or node.output[0])
+            return
         if index is not None and len(node.input) > index and node.input[index] in consts:
             const = np.asarray(consts[node.input[index]]).reshape(-1)
             if const.size < 2 or int(const[0]) != batch:
@@ -228,6 +265,217 @@ class Undo:
         del graph.initializer[self.initializers:]
         self.model.ir_version = self.ir_version
         return self.model
+
+
+def batch_placements(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple], consts: dict,
+                     batch: int, budget: int = 200_000) -> tuple[dict, dict] | None:
+    """Where the batch goes in each Reshape that reads it, for graphs that move the batch off axis 0
+    (nn.MultiheadAttention's (L, N, E) layout as PyTorch's default exporter writes it: views that
+    merge the batch with the heads, then with the sequence): Reshape node name -> (target axis,
+    stride), the batch being a factor of that axis with `stride` elements of the axis inside it;
+    and the same for every tensor that carries the batch.
+
+    A batch-1 shape cannot tell `view(L, N*H, d)` from `view(L*N, H, d)`, so each Reshape has its
+    candidate placements (`_reshape_candidates`, the likeliest first) and the walk below follows
+    the batch through every op, backtracking when a placement leads to a contradiction: the batch
+    in a contracted, normalised or reduced axis, in two axes of one tensor, or anywhere but axis 0
+    of an output. Only files with a batch of 1. None when the walk meets an op it does not know on
+    the batch's path or finds no consistent placement (the proof then decides the plain rewrite)."""
+    if batch != 1:
+        return None
+    nodes = list(model.graph.node)
+    outputs = {o.name for o in model.graph.output}
+    rank = {name: len(shape) for name, shape in shapes.items() if shape is not None}
+    place: dict[str, tuple[int, int]] = {input_name: (0, 1)}
+    chosen: dict[str, tuple[int, int]] = {}
+    stack: list[tuple[int, list, dict, dict]] = []  # choice points: node index, candidates left, state before
+    i, steps = 0, 0
+    while i < len(nodes):
+        steps += 1
+        if steps > budget:
+            return None
+        node = nodes[i]
+        result = _propagate(node, place, shapes, consts, rank)
+        if result == "unknown":
+            return None
+        if isinstance(result, list) and result:  # a Reshape of the batch: try its likeliest placement
+            stack.append((i, result[1:], dict(place), dict(chosen)))
+            result = {node.output[0]: result[0]}
+            chosen[node.name or node.output[0]] = result[node.output[0]]
+        elif isinstance(result, list):
+            result = "conflict"
+        if isinstance(result, dict) and any(o in outputs and (spot[0] != 0 or shapes[o][0] != spot[1])
+                                            for o, spot in result.items()):
+            result = "conflict"  # an output carries the batch as its whole first axis
+        if result == "conflict":  # back to the last Reshape with a placement left
+            while stack and not stack[-1][1]:
+                stack.pop()
+            if not stack:
+                return None
+            index, left, saved_place, saved_chosen = stack.pop()
+            stack.append((index, left[1:], saved_place, saved_chosen))
+            place, chosen = dict(saved_place), dict(saved_chosen)
+            reshape = nodes[index]
+            chosen[reshape.name or reshape.output[0]] = place[reshape.output[0]] = left[0]
+            i = index + 1
+            continue
+        place.update(result)
+        i += 1
+    return chosen, place
+
+
+def resolved_target(node: onnx.NodeProto, dims, target) -> list[int]:
+    """A Reshape's target at the file's batch with its 0s (copies of the input's dims, unless
+    allowzero) and its -1 (the rest) written out."""
+    target = [int(t) for t in np.asarray(target).reshape(-1)]
+    if not attr(node, "allowzero", 0):
+        target = [dims[j] if t == 0 and j < len(dims) else t for j, t in enumerate(target)]
+    if target.count(-1) == 1 and None not in dims:
+        rest = int(np.prod([t for t in target if t != -1], dtype=np.int64))
+        target = [int(np.prod(dims, dtype=np.int64)) // max(rest, 1) if t == -1 else t for t in target]
+    return target
+
+
+def _reshape_candidates(in_shape, axis: int, stride: int, target) -> list[tuple[int, int]]:
+    """Where the batch can sit in a Reshape's target (batch 1 shapes): (axis, stride) with the
+    batch's elements after it (`stride` times the input's dims after its axis) matching the
+    target's; the likeliest first: an axis that is the batch alone, then the batch as an axis's
+    outermost factor, then the rest."""
+    inner = stride * int(np.prod(in_shape[axis + 1:], dtype=np.int64))
+    target = [int(t) for t in target]
+    if any(t <= 0 for t in target):  # -1 or 0 in the target: the plain rewrite handles those
+        return []
+    found = []
+    for k in range(len(target)):
+        after = int(np.prod(target[k + 1:], dtype=np.int64))
+        if inner % after:
+            continue
+        s = inner // after
+        if s == 0 or target[k] % s:
+            continue
+        found.append((k, s))
+    order = {c: (0 if target[c[0]] == 1 else 1 if target[c[0]] == c[1] else 2, c[0]) for c in found}
+    return sorted(found, key=order.get)
+
+
+def _propagate(node, place, shapes, consts, rank):
+    """The batch's place in the outputs of `node` ({} when none of its inputs carries it), a list of
+    candidates for a Reshape of the batch, "conflict" or "unknown"."""
+    op = node.op_type
+    carried = [(k, name) for k, name in enumerate(node.input) if name and name in place]
+    if not carried:
+        index = SHAPE_INPUTS.get(op)
+        if op != "Reshape" and index is not None and len(node.input) > index and node.input[index] in consts:
+            const = np.asarray(consts[node.input[index]]).reshape(-1)
+            if const.size >= 2 and int(const[0]) == 1:  # made to follow the batch by the rewrite
+                return {node.output[0]: (0, 1)}
+        return {}
+    out = node.output[0]
+    out_rank = rank.get(out)
+    if out_rank is None:
+        return "unknown"
+
+    def one(axis, stride):
+        return {out: (axis, stride)}
+
+    (k0, first), = carried[:1]
+    a, s = place[first]
+    if op in ELEMENTWISE or op in ("Expand",):
+        if op == "Expand":
+            if k0 != 0:
+                return "conflict"
+        spots = {(pa + out_rank - rank.get(name, out_rank), ps) for _, name in carried for pa, ps in [place[name]]}
+        if len(spots) != 1:
+            return "conflict"
+        (axis, stride), = spots
+        for name in node.input:
+            if name and name not in place and op != "Expand":
+                shape = shapes.get(name)
+                if shape is None:
+                    return "unknown"
+                j = axis - (out_rank - len(shape))
+                if 0 <= j < len(shape) and shape[j] != 1:
+                    return "conflict"  # a constant that varies along the batch's axis
+        return one(axis, stride)
+    if op in PER_ROW:
+        return one(0, s) if k0 == 0 and a == 0 and len(carried) == 1 else "conflict"
+    if op in ("Softmax", "LogSoftmax", "Hardmax"):
+        axis = attr(node, "axis", -1) % out_rank
+        return "conflict" if axis == a else one(a, s)
+    if op == "LayerNormalization":
+        axis = attr(node, "axis", -1) % out_rank
+        return "conflict" if a >= axis or k0 != 0 else one(a, s)
+    if op == "Transpose":
+        perm = attr(node, "perm") or list(range(out_rank))[::-1]
+        return one(list(perm).index(a), s)
+    if op == "Reshape":
+        if k0 != 0 or len(node.input) < 2 or node.input[1] not in consts:
+            return "unknown" if k0 == 0 else "conflict"
+        return _reshape_candidates(shapes[first], a, s, resolved_target(node, shapes[first], consts[node.input[1]]))
+    if op == "Flatten":
+        f = attr(node, "axis", 1) % max(rank.get(first, 1), 1)
+        dims = shapes[first]
+        if a < f:
+            return one(0, s * int(np.prod(dims[a + 1:f], dtype=np.int64)))
+        return one(1, s * int(np.prod(dims[a + 1:], dtype=np.int64)))
+    if op == "Gather":
+        g = attr(node, "axis", 0) % rank[first]
+        if k0 != 0 or g == a:
+            return "conflict"
+        indices = shapes.get(node.input[1]) or ()
+        return one(a + len(indices) - 1 if g < a else a, s)
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] else attr(node, "axes")
+        if axes is None:
+            return "unknown"
+        axes = [int(x) for x in np.asarray(axes).reshape(-1)]
+        if op == "Squeeze":
+            axes = [x % rank[first] for x in axes]
+            return "conflict" if a in axes else one(a - sum(x < a for x in axes), s)
+        axes = sorted(x % out_rank for x in axes)
+        positions = [j for j in range(out_rank) if j not in axes]
+        return one(positions[a], s)
+    if op in ("Slice", "Split", "Concat"):
+        if op == "Concat":
+            spots = {place[name] for _, name in carried}
+            if len(spots) != 1 or attr(node, "axis", 0) % out_rank == a:
+                return "conflict"
+            for name in node.input:  # a one-row constant on axis 0 is broadcast by the rewrite
+                if name and name not in place and not (a == 0 and (shapes.get(name) or (0,))[0] == 1):
+                    return "conflict"
+            return {out: (a, s)}
+        if op == "Split":
+            return "conflict" if attr(node, "axis", 0) % out_rank == a else {o: (a, s) for o in node.output if o}
+        axes = consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        axes = list(range(out_rank)) if axes is None else [int(x) % out_rank for x in np.asarray(axes).reshape(-1)]
+        return "conflict" if a in axes and shapes[first][a] != shapes[out][a] else one(a, s)
+    if op == "MatMul":
+        ra, rb = rank.get(node.input[0]), rank.get(node.input[1])
+        spots = set()
+        for k, name in carried:
+            pa, ps = place[name]
+            r = ra if k == 0 else rb
+            if (k == 0 and pa == r - 1) or (k == 1 and pa == r - 2) or (k == 1 and r == 1):
+                return "conflict"  # the batch in the contracted axis
+            spots.add((pa + out_rank - r, ps))
+        return one(*spots.pop()) if len(spots) == 1 else "conflict"
+    if op == "Gemm":
+        if [k for k, _ in carried] != [0] or attr(node, "transA", 0):
+            return "conflict" if carried else {}
+        return one(a, s) if a == 0 else "conflict"
+    if op in REDUCE:
+        axes = [attr(node, "axis", 0)] if op in ("ArgMax", "ArgMin") else (
+            consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] else attr(node, "axes"))
+        if axes is None or k0 != 0:
+            return "conflict"
+        axes = [int(x) % rank[first] for x in np.asarray(axes).reshape(-1)]
+        if a in axes:
+            return "conflict"
+        keep = attr(node, "keepdims", 1)
+        return one(a if keep else a - sum(x < a for x in axes), s)
+    if op in ("Shape", "Size"):
+        return {}
+    return "unknown"
 
 
 def _flat_gathers(model, reach, consts, leading, batch, fresh) -> list[str]:
@@ -338,16 +586,20 @@ REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "Re
 
 
 def rows_meet(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple], elem: dict[str, int],
-              batch: int) -> list[str]:
+              batch: int, place: dict[str, tuple[int, int]] | None = None) -> list[str]:
     """The float tensors the proof compares: the graph's outputs and every output, carrying the
     batch on axis 0, of a node where rows could meet (not `_row_local`). By induction every other
-    batch-carrying tensor is then row by row right: a row-local node maps right rows to right rows."""
+    batch-carrying tensor is then row by row right: a row-local node maps right rows to right rows.
+    `place`: where `batch_placements` found the batch (a tensor whose first dim is 1 but whose batch
+    is elsewhere, such as an unsqueezed axis, is not compared as rows)."""
     float_types = FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}  # compared in numpy, which has no bfloat16
     reach = reachable_from(model, input_name)
     consts = _constants(model)
 
-    def rows_first(name):  # carries the batch on axis 0 (as far as the shapes at the file's batch say)
+    def rows_first(name):  # carries the batch on axis 0 (`place`: batch_placements' walk; else the shapes say)
         shape = shapes.get(name)
+        if place is not None:
+            return place.get(name) == (0, 1) and bool(shape) and shape[0] == batch
         return bool(shape) and shape[0] == batch
 
     right = {input_name}
@@ -496,15 +748,23 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
     with _quiet_runtime():
         known = static_shapes(model, input_name, (batch, *input_shape[1:]))
     # the facts the proof needs about the file's own graph, before the rewrite changes it in place
-    compared = rows_meet(model, input_name, known[0], known[1], batch)
+    found = batch_placements(model, input_name, known[0], _constants(model), batch)
+    chosen, place = found if found else ({}, None)
+    compared = rows_meet(model, input_name, known[0], known[1], batch, place)
     depth = _reduction_lengths(model, known[0])
     undo = Undo(model)
     try:
-        rewritten, nodes = make_batch_dynamic(model, input_name, input_shape, batch, known[0], in_place=True)
+        rewritten, nodes = make_batch_dynamic(model, input_name, input_shape, batch, known[0], in_place=True,
+                                              placements=chosen)
     except Exception as exc:  # a graph our rewrite cannot read: keep the original, rows at a time
         return undo(), BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
     proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known,
                                              compared=compared, depth=depth)
     if proved:
-        return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst)
+        off_axis = {t: known[0][t] for t, spot in (place or {}).items()
+                    if spot != (0, 1) or not known[0].get(t) or known[0][t][0] != batch}
+        off_axis = {t: shape for t, shape in off_axis.items() if shape is not None and None not in shape}
+        on_axis = frozenset(t for t, spot in (place or {}).items() if t not in off_axis and spot == (0, 1))
+        return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst, off_axis=off_axis,
+                                    on_axis=on_axis)
     return undo(), BatchAxis("fixed", batch, rows=batch, why=why, max_error=None if not np.isfinite(worst) else worst)

@@ -115,13 +115,17 @@ class GraphFacts:
         self._record(self.values or ())
 
     @classmethod
-    def of_loaded(cls, model: onnx.ModelProto, input_shape: tuple[int, ...], rows: int | None = None) -> "GraphFacts":
+    def of_loaded(cls, model: onnx.ModelProto, input_shape: tuple[int, ...], rows: int | None = None,
+                  off_axis: Mapping[str, Sequence[int]] | None = None, on_axis=frozenset()) -> "GraphFacts":
         """The facts of a loaded model (input dims fixed but the batch): with `rows` (a graph that
         runs a fixed batch) shapes are inferred at that batch. Adds `infos` (every tensor's
-        TensorInfo, from this inference, else by running the model) and `source`, `follows`."""
+        TensorInfo, from this inference, else by running the model) and `source`, `follows`.
+        `off_axis`: tensors whose batch is folded into an axis other than a whole axis 0 (the batch
+        rewrite's `BatchAxis.off_axis`), with their shapes at batch 1: no batch axis of their own;
+        `on_axis`: tensors whose axis 0 is the batch whatever inference calls it."""
         name = image_input(model).name
         facts = cls(model, {name: (rows, *input_shape[1:])} if rows is not None else None)
-        facts.infos, facts.source, facts.follows = tensor_infos(model, facts, input_shape, rows)
+        facts.infos, facts.source, facts.follows = tensor_infos(model, facts, input_shape, rows, off_axis, on_axis)
         for tensor, info in facts.infos.items():  # the batch axis is dynamic whatever batch inference ran at
             facts.elem[tensor] = info.elem_type
             facts.dims[tensor] = list(info.shape)

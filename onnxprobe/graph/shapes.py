@@ -39,15 +39,18 @@ class TensorInfo:
 
 
 def tensor_infos(model: onnx.ModelProto, facts: "GraphFacts", input_shape: tuple[int, ...],
-                 rows: int | None = None) -> tuple[dict[str, TensorInfo], str, bool]:
+                 rows: int | None = None, off_axis=None, on_axis=frozenset()) -> tuple[dict[str, TensorInfo], str, bool]:
     """Every node output's TensorInfo from the facts' one shape inference (`facts.values`), else by
     running the model; second value says how: "inference" or "execution"; third whether the graph
     follows the batch (False when a run at batch 2 failed).
 
     `rows`: the graph runs a fixed batch of that many rows (its input still declared symbolic; the
     facts inferred it at that batch): a tensor carries the batch axis when it depends on the input
-    and its first dim is `rows`."""
+    and its first dim is `rows`. `off_axis`: tensors whose batch sits inside another axis, with
+    their shapes at batch 1 (inference cannot write N*4): their TensorInfo has no batch axis;
+    `on_axis`: tensors whose axis 0 is the batch, whatever symbol inference gives it."""
     producers = facts.producers
+    off_axis = off_axis or {}
     batch_of = None
     if rows is not None:
         reach = facts.reachable_from(image_input(model).name)
@@ -56,7 +59,11 @@ def tensor_infos(model: onnx.ModelProto, facts: "GraphFacts", input_shape: tuple
     for value in facts.values or ():
         if value.name in facts.initializers:  # weights inferred as typed inputs
             continue
-        info = _info_from_value(value, producers, batch_of)
+        info = _info_from_value(value, producers, batch_of, value.name in on_axis)
+        if info is None and value.name in off_axis and value.type.HasField("tensor_type"):
+            node = producers.get(value.name)
+            info = TensorInfo(value.name, value.type.tensor_type.elem_type, tuple(off_axis[value.name]),
+                              node.op_type if node else "Input", node.name if node else "")
         if info is not None:
             infos[value.name] = info
     if all(name in infos for name in producers):
@@ -65,7 +72,7 @@ def tensor_infos(model: onnx.ModelProto, facts: "GraphFacts", input_shape: tuple
     return infos, "execution", follows
 
 
-def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None) -> TensorInfo | None:
+def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None, batch_first: bool = False) -> TensorInfo | None:
     tensor_type = value.type.tensor_type
     if not value.type.HasField("tensor_type") or not tensor_type.HasField("shape") or tensor_type.elem_type == 0:
         return None
@@ -74,7 +81,7 @@ def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None) -> Te
         if d.HasField("dim_value") and d.dim_value >= 0:
             batched = axis == 0 and batch_of is not None and batch_of(value.name, d.dim_value)
             shape.append(None if batched else d.dim_value)
-        elif axis == 0 and d.dim_param == BATCH_DIM and batch_of is None:
+        elif axis == 0 and (d.dim_param == BATCH_DIM or batch_first) and batch_of is None:
             shape.append(None)
         else:
             return None  # a symbolic dim we cannot pin down: let execution decide
