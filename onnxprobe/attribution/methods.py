@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
+from onnxprobe.limits import MAX_GAUSS_LEGENDRE_POINTS, MAX_QUADRATURE_POINTS
 
 if TYPE_CHECKING:
     from onnxprobe.autodiff.objectives import Objective
@@ -151,6 +152,10 @@ def guided_gradcam(model, x, objective, cam_layer: str | None = None, interpolat
 def _ig_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(alphas, weights) of the quadrature; the same points and weights as Captum's methods."""
     n = steps
+    limit = MAX_GAUSS_LEGENDRE_POINTS if rule == "gausslegendre" else MAX_QUADRATURE_POINTS
+    if n > limit:
+        raise ParameterError(f"{{steps}} {n:,} is more than the {rule} rule's limit of {limit:,} points "
+                             f"(onnxprobe.limits)", "steps")
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (1 + nodes), 0.5 * weights

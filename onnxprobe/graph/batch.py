@@ -1,13 +1,17 @@
 """The batch axis: making a fixed-batch graph batch-dynamic, and proving it on the model.
 
-Most published ONNX files fix the batch at 1 (`torch.onnx.export` without `dynamic_axes`), and
-exporters fold the batch size into constants: Reshape targets such as `[1, -1]` or
-`[1, 2, 24, 8, 8]`, the shapes of Expand and ConstantOfShape, Tile repeats, constants
-concatenated onto batched tensors. `make_batch_dynamic` rewrites those constants so that the batch
-follows the input; `prove_batch_dynamic` then runs the model: a batch of two different inputs must
-give, row by row, what two single runs give (and what the original graph gives), for every
-batch-carrying tensor. A graph that cannot be rewritten, or whose proof fails, stays as it was and
-is run a fixed number of rows at a time (`BatchAxis.rows`) by `ProbeModel`.
+Most published ONNX files fix the batch at 1 (`torch.onnx.export` without `dynamic_axes`, and
+PyTorch's default exporter always), and exporters fold the batch size into constants: Reshape
+targets such as `[1, -1]` or `[1, 2, 24, 8, 8]` (the default exporter's views with `allowzero`),
+the shapes of Expand and ConstantOfShape, Tile repeats, constants concatenated onto batched
+tensors, `as_strided` as a flat Gather. `make_batch_dynamic` rewrites those constants so that the
+batch follows the input; where views move the batch off axis 0 (nn.MultiheadAttention's
+(L, N, E) layout), `batch_placements` follows it through every op and says which axis of each
+view it joins. `prove_batch_dynamic` then runs the rewritten graph: a batch of two different
+inputs must give, row by row, what two single runs give, for the tensors where rows could meet
+(`rows_meet`). The rewrite is made in place on the loaded model (`Undo` puts it back), so no
+weight is copied. A graph that cannot be rewritten, or whose proof fails, stays as it was and is
+run a fixed number of rows at a time (`BatchAxis.rows`) by `ProbeModel`.
 """
 
 from __future__ import annotations
