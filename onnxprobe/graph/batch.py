@@ -46,8 +46,9 @@ class BatchAxis:
     rewritten: tuple[str, ...] = ()  # nodes whose batch-size constants now follow the input
     why: str = ""  # for "fixed": why the graph was not made dynamic
     max_error: float | None = None  # the proof's largest |batch - single| over its tolerance
-    # tensors whose batch the rewrite folds into another axis (batch_placements), with their shapes
-    # at batch 1: they have no batch axis of their own (not layers); not part of to_json
+    # "made dynamic": tensors whose batch the rewrite folds into another axis (batch_placements),
+    # with their shapes at batch 1: they have no batch axis of their own (not layers); "fixed":
+    # every tensor's (shape, element type) at the file's batch, found before the proof; not in to_json
     off_axis: dict = field(default_factory=dict, compare=False, repr=False)
     on_axis: frozenset = field(default=frozenset(), compare=False, repr=False)  # batch exactly axis 0
 
@@ -93,16 +94,21 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
     missing = [o for n in model.graph.node for o in n.output if o and None in out.get(o, (None,))]
     if missing:  # shapes computed at run time (Split sizes from Shape ops ...): run once at that batch
         from onnxprobe.graph.expose import expose_tensors
-        from onnxprobe.runtime.session import create_session
+        from onnxprobe.runtime.session import create_session, trim_memory
 
-        try:
+        def run() -> dict[str, tuple]:
             session = create_session(expose_tensors(model, missing, keep_outputs=False), device="cpu", one_off=True)
             x = np.zeros(shape, session.input_dtype(input_name))
-            for k, v in session.run({input_name: x}, missing).items():
-                out[k] = tuple(np.shape(v))
-                elems[k] = helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype)
+            return {k: (tuple(np.shape(v)), helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype))
+                    for k, v in session.run({input_name: x}, missing).items()}
+
+        try:
+            for k, (dims, elem) in run().items():
+                out[k], elems[k] = dims, elem
         except Exception:
             pass  # the rewrite then leaves those tensors alone; the proof decides
+        finally:
+            trim_memory()  # the session is gone: its memory goes back
     return out, elems
 
 
@@ -571,8 +577,13 @@ def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, i
         return False, "no tensor of the graph carries the batch axis", float("inf")
     rng = np.random.default_rng(20240611)
     rows = rng.standard_normal((2, *input_shape[1:])).astype(np.float32)
-    with _quiet_runtime():
-        return _compare(rewritten, input_name, names, depth, rows)
+    from onnxprobe.runtime.session import trim_memory
+
+    try:
+        with _quiet_runtime():
+            return _compare(rewritten, input_name, names, depth, rows)
+    finally:
+        trim_memory()  # the proof's session and runs are gone: their memory goes back
 
 
 # ops whose output row i depends on input row i only, when the batch is axis 0 of every input the
@@ -771,4 +782,8 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
         on_axis = frozenset(t for t, spot in (place or {}).items() if t not in off_axis and spot == (0, 1))
         return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst, off_axis=off_axis,
                                     on_axis=on_axis)
-    return undo(), BatchAxis("fixed", batch, rows=batch, why=why, max_error=None if not np.isfinite(worst) else worst)
+    # the shapes found at the file's batch are the fixed graph's: its facts need no run of their own
+    known_shapes = {t: (shape, known[1].get(t)) for t, shape in known[0].items()
+                    if shape is not None and None not in shape and known[1].get(t)}
+    return undo(), BatchAxis("fixed", batch, rows=batch, why=why, max_error=None if not np.isfinite(worst) else worst,
+                             off_axis=known_shapes)

@@ -60,12 +60,19 @@ def tensor_infos(model: onnx.ModelProto, facts: "GraphFacts", input_shape: tuple
         if value.name in facts.initializers:  # weights inferred as typed inputs
             continue
         info = _info_from_value(value, producers, batch_of, value.name in on_axis)
-        if info is None and value.name in off_axis and value.type.HasField("tensor_type"):
+        if info is None and value.name in off_axis and value.type.HasField("tensor_type") and rows is None:
             node = producers.get(value.name)
             info = TensorInfo(value.name, value.type.tensor_type.elem_type, tuple(off_axis[value.name]),
                               node.op_type if node else "Input", node.name if node else "")
         if info is not None:
             infos[value.name] = info
+    if rows is not None:  # a fixed graph: the shapes the batch rewrite found at its batch, run included
+        for name in producers:
+            if name not in infos and name in off_axis:
+                shape, elem = off_axis[name]
+                node = producers[name]
+                dims = tuple(None if axis == 0 and batch_of(name, d) else d for axis, d in enumerate(shape))
+                infos[name] = TensorInfo(name, elem, dims, node.op_type, node.name)
     if all(name in infos for name in producers):
         return infos, "inference", True
     infos, follows = _from_execution(model, facts, input_shape, rows, batch_of)

@@ -153,6 +153,21 @@ def to_numpy(value) -> np.ndarray:
     return value if isinstance(value, np.ndarray) or not hasattr(value, "numpy") else value.numpy()
 
 
+def trim_memory() -> None:
+    """Hand the heap that dropped sessions freed back to the system (glibc keeps it otherwise: after
+    the batch proof of ViT-B/16, 515 MB of freed memory stayed resident). No-op elsewhere."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def create_session(model, device: str = "auto", threads: int | None = None, one_off: bool = False) -> Session:
     return Session(model, device=device, threads=threads, one_off=one_off)
 
