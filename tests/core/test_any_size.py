@@ -124,3 +124,27 @@ def test_a_model_over_2gb_loads_lists_layers_and_runs(big_and_twin, tmp_path, ca
     np.testing.assert_array_equal(np.load(tmp_path / "big.npy"), np.load(tmp_path / "twin.npy"))
     assert np.abs(np.load(tmp_path / "big.npy")).max() > 0
 
+
+
+@pytest.mark.parametrize("location,size,why", [("../outside.bin", 4000, "outside the model's folder"),
+                                               ("w.bin", 100, "does not fit its shape"),
+                                               ("missing.bin", None, "cannot read the external data")])
+def test_external_data_outside_short_or_missing_is_one_line(tmp_path, capsys, location, size, why):
+    """External data is checked when the file is read: a location outside the model's folder, a
+    file shorter than the tensor and a missing file are each one line and exit 2."""
+    rng = np.random.default_rng(0)
+    nodes, inits = _graph({}, rng)
+    tensor = TensorProto(name="table1", data_type=TensorProto.FLOAT, dims=[FEATURES, HIDDEN])
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(FEATURES * HIDDEN * 4))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    table2 = numpy_helper.from_array(np.ones((HIDDEN, 5), np.float32), "table2")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if size is not None:
+        (folder / location).resolve().write_bytes(b"\0" * size)
+    onnx.save(_model(nodes, [*inits, tensor, table2]), str(folder / "m.onnx"))
+    assert main(["layers", str(folder / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and why in err[0], err
