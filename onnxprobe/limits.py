@@ -16,6 +16,8 @@ MAX_ARRAY_ELEMENTS = 2 ** 28
 # nodes cost n**3 to compute and gain nothing past a few hundred points.
 MAX_QUADRATURE_POINTS = 2 ** 20
 MAX_GAUSS_LEGENDRE_POINTS = 2 ** 10
+# SmoothGrad's noisy copies, streamed through the gradient batch likewise: a limit of time.
+MAX_NOISE_SAMPLES = 2 ** 20
 
 
 def _count(shape) -> int:

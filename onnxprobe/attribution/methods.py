@@ -12,7 +12,7 @@ import numpy as np
 
 from onnxprobe.autodiff import BackMode
 from onnxprobe.errors import ParameterError, UsageError
-from onnxprobe.limits import MAX_GAUSS_LEGENDRE_POINTS, MAX_QUADRATURE_POINTS
+from onnxprobe.limits import MAX_GAUSS_LEGENDRE_POINTS, MAX_NOISE_SAMPLES, MAX_QUADRATURE_POINTS
 
 if TYPE_CHECKING:
     from onnxprobe.autodiff.objectives import Objective
@@ -216,10 +216,20 @@ def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15
     batch_size = _positive_int("batch size", batch_size or default_gradient_batch(model))
     if not noise_level >= 0:
         raise UsageError(f"noise level must be >= 0, got {noise_level}")
+    if samples > MAX_NOISE_SAMPLES:
+        raise ParameterError(f"{{samples}} {samples:,} is more than the limit of {MAX_NOISE_SAMPLES:,} (onnxprobe.limits)",
+                             "samples")
     sigma = float(noise_level) * float(x.max() - x.min())
-    noise = np.random.default_rng(seed).normal(0.0, sigma, (samples, *x.shape[1:])).astype(np.float32)
-    grads = _batched_gradient(model, x + noise, objective, batch_size)
-    return grads.mean(axis=0, dtype=np.float64).astype(np.float32)
+    # streamed: the generator draws each batch's noise in turn (the same numbers as one draw of all
+    # samples), so memory holds one batch whatever the sample count
+    rng = np.random.default_rng(seed)
+    session = model.gradient_session(objective.targets)
+    total = np.zeros(x.shape[1:], np.float64)
+    for start in range(0, samples, batch_size):
+        rows = min(batch_size, samples - start)
+        chunk = x + rng.normal(0.0, sigma, (rows, *x.shape[1:])).astype(np.float32)
+        total += session.run(chunk, objective.seeds_for(model, chunk))["grad"].sum(axis=0, dtype=np.float64)
+    return (total / samples).astype(np.float32)
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
