@@ -1,13 +1,17 @@
-"""Atlas throughput: units per second for a whole layer of a ResNet-18 (224x224, random weights) at
-the default preset, in one process vs a local Dask cluster of two worker processes, and the
-projection for a whole network (every channel of every layer).
+"""Atlas throughput: units per minute for a whole layer, in one process and on a local Dask cluster
+of 1 and 2 worker processes, the scaling between them, and a projection for every unit of the
+network on N machines.
 
-The default preset (set3) runs 1000 steps per unit, about 5 hours per 64-channel layer on a 2-core
-machine, so the bench runs `--steps` (default 4) and scales every time by 1000 / steps (per-task
-overheads, model loading and session building included, are scaled too: a slight over-estimate).
-For the projection, the cost of one unit-step is measured at the last layer of every stage (stem,
-layer1..layer4, logits) and charged to every layer of that stage.
-usage: python bench/bench_atlas.py [--layer NAME] [--steps N] [--device auto|cpu|cuda]
+The default is the bundled ImageNet network (MobileNetV2) at `lucid-fast` (256 steps per unit) on
+its 14x14 stage `features.10.conv.0.2/Clip` (384 units); `--model resnet18` measures a torchvision
+ResNet-18 at random init. A whole layer at the full step count takes most of an hour on a 2-core
+machine, so the bench runs `--steps` (default 16) and scales every time by preset steps / steps
+(per-task overheads, model loading and session building included, are scaled too: a slight
+over-estimate). For the projection, the cost of one unit-step is measured at `--samples` layers
+spread through the network and charged to every layer up to the next sampled one.
+
+usage: python bench/bench_atlas.py [--model bundled|resnet18|FILE] [--layer NAME] [--preset NAME]
+                                   [--steps N] [--workers 1,2] [--machines 10] [--device auto|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -20,74 +24,97 @@ from pathlib import Path
 from common import torchvision_onnx
 from onnxprobe.atlas import build_atlas
 from onnxprobe.model import ProbeModel
-from onnxprobe.optimize import DEFAULT_PRESET, get_preset, render_units
+from onnxprobe.optimize import RenderSettings, get_preset, render_units
+from onnxprobe.resources import default_model
 
-STAGE_ENDS = ("relu", "layer1.1.relu_1", "layer2.1.relu_1", "layer3.1.relu_1", "layer4.1.relu_1", "logits")
+DEFAULT_LAYERS = {"bundled": "features.10.conv.0.2/Clip", "resnet18": "layer1.1.relu_1"}
 
 
-def whole_layer(path: Path, layer: str, steps: int, device: str, scheduler: str | None, out: Path) -> float:
-    result = build_atlas(str(path), [layer], out, steps=steps, device=device, scheduler=scheduler)
+def whole_layer(path: Path, layer: str, preset: str, steps: int, device: str, scheduler: str | None, out: Path) -> float:
+    result = build_atlas(str(path), [layer], out, settings=RenderSettings.resolve(preset=preset, steps=steps), device=device,
+                         scheduler=scheduler)
     return result.units_per_second
 
 
-def step_costs(path: Path, device: str, rows: int = 8, steps: int = 2) -> dict[str, float]:
-    """Seconds per unit-step at the end of each stage (after a warm-up that builds the sessions)."""
-    model = ProbeModel.load(path, device=device)
+def sampled_layers(model: ProbeModel, samples: int) -> list[str]:
+    layers = [layer.name for layer in model.layers if layer.differentiable is not False]
+    picks = sorted({round(i * (len(layers) - 1) / max(samples - 1, 1)) for i in range(samples)})
+    return [layers[i] for i in picks]
+
+
+def step_costs(model: ProbeModel, layers: list[str], preset: str, rows: int = 8, steps: int = 2) -> dict[str, float]:
+    """Seconds per unit-step at each layer (after a warm-up that builds the sessions)."""
     costs = {}
-    for layer in STAGE_ENDS:
-        render_units(model, layer, range(rows), steps=1)
+    for layer in layers:
+        units = range(min(rows, model.layer(layer).units))
+        render_units(model, layer, units, RenderSettings.resolve(preset=preset, steps=1))
         start = time.perf_counter()
-        render_units(model, layer, range(rows), steps=steps)
-        costs[layer] = (time.perf_counter() - start) / (rows * steps)
+        render_units(model, layer, units, RenderSettings.resolve(preset=preset, steps=steps))
+        costs[layer] = (time.perf_counter() - start) / (len(units) * steps)
     return costs
 
 
-def projection(path: Path, costs: dict[str, float], preset_steps: int) -> tuple[int, int, float]:
-    """(layers, channels, seconds) for every channel of every differentiable layer, one process."""
-    model = ProbeModel.load(path)
+def projection(model: ProbeModel, costs: dict[str, float], preset_steps: int) -> tuple[int, int, float]:
+    """(layers, units, seconds) for every unit of every differentiable layer, one process: each
+    layer is charged the cost of the next sampled layer at or after it."""
     layers = [layer for layer in model.layers if layer.differentiable is not False]
+    sampled = list(costs)
     seconds, stage = 0.0, 0
     for layer in layers:
-        seconds += layer.units * costs[STAGE_ENDS[stage]] * preset_steps
-        if layer.name == STAGE_ENDS[stage] and stage + 1 < len(STAGE_ENDS):
+        seconds += layer.units * costs[sampled[stage]] * preset_steps
+        if layer.name == sampled[stage] and stage + 1 < len(sampled):
             stage += 1
     return len(layers), sum(layer.units for layer in layers), seconds
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds / 86400:.1f} days" if seconds > 2 * 86400 else f"{seconds / 3600:.1f} h"
+    if seconds > 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / 3600:.1f} h" if seconds > 2 * 3600 else f"{seconds / 60:.0f} min"
 
 
 def main() -> None:
     from distributed import LocalCluster
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layer", default="layer1.1.relu_1", help="the whole layer to render (default: layer1's output)")
-    parser.add_argument("--steps", type=int, default=4, help="steps per unit for the bench (scaled to the preset's)")
+    parser.add_argument("--model", default="bundled", help="bundled, resnet18 or an ONNX file")
+    parser.add_argument("--layer", help="the whole layer to render (default: a middle stage of the model)")
+    parser.add_argument("--preset", default="lucid-fast")
+    parser.add_argument("--steps", type=int, default=16, help="steps per unit for the bench (scaled to the preset's)")
+    parser.add_argument("--workers", default="1,2", help="local cluster sizes, worker processes x 1 thread")
+    parser.add_argument("--samples", type=int, default=6, help="layers whose step cost the projection measures")
+    parser.add_argument("--machines", type=int, default=10, help="machines in the projection")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    path = torchvision_onnx("resnet18")
-    preset_steps = get_preset(DEFAULT_PRESET).steps
+    path = {"bundled": default_model(), "resnet18": None}.get(args.model, Path(args.model))
+    if path is None:
+        path = torchvision_onnx("resnet18")
+    layer = args.layer or DEFAULT_LAYERS.get(args.model)
+    preset_steps = get_preset(args.preset).steps
     scale = args.steps / preset_steps
-    units = ProbeModel.load(path).layer(args.layer).units
+    model = ProbeModel.load(path, device=args.device)
+    units = model.layer(layer).units
+    rates = {}
     with tempfile.TemporaryDirectory() as tmp:
-        single = whole_layer(path, args.layer, args.steps, args.device, None, Path(tmp) / "single")
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-            clustered = whole_layer(path, args.layer, args.steps, args.device, cluster.scheduler_address,
-                                    Path(tmp) / "cluster")
-    print(f"ResNet-18 224x224, layer {args.layer} ({units} units), preset {DEFAULT_PRESET} with {args.steps} of its "
+        rates["one process"] = whole_layer(path, layer, args.preset, args.steps, args.device, None, Path(tmp) / "single")
+        for workers in (int(w) for w in args.workers.split(",")):
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+                rates[f"local cluster, {workers} worker(s) x 1 thread"] = whole_layer(
+                    path, layer, args.preset, args.steps, args.device, cluster.scheduler_address, Path(tmp) / f"c{workers}")
+    print(f"{Path(path).name}, layer {layer} ({units} units), preset {args.preset} with {args.steps} of its "
           f"{preset_steps} steps, 1 restart:")
-    for label, rate in (("one process", single), ("local cluster, 2 workers x 1 thread", clustered)):
-        print(f"  {label}: {rate:.3f} units/s at {args.steps} steps -> {rate * scale:.5f} units/s at {preset_steps} "
-              f"steps ({units / (rate * scale) / 3600:.1f} h for the layer)")
-    ratio = clustered / single
-    print(f"  cluster / one process throughput ratio: {ratio:.2f}")
-    costs = step_costs(path, args.device)
-    layers, channels, seconds = projection(path, costs, preset_steps)
-    print("seconds per unit-step by stage: " + ", ".join(f"{k} {v:.3f}" for k, v in costs.items()))
-    print(f"whole network ({layers} layers, {channels} channels, {preset_steps} steps, 1 restart): "
-          f"one process {_duration(seconds)}, local 2-worker cluster {_duration(seconds / ratio)}; "
-          f"N such machines (2 workers each): about {_duration(seconds / ratio)} / N")
+    base = rates["one process"]
+    for label, rate in rates.items():
+        per_minute = rate * scale * 60
+        print(f"  {label}: {per_minute:.2f} units/min at {preset_steps} steps ({units / per_minute:.0f} min for the layer); "
+              f"{rate / base:.2f}x one process")
+    best = max(rates.values())
+    costs = step_costs(model, sampled_layers(model, args.samples), args.preset)
+    layers, all_units, seconds = projection(model, costs, preset_steps)
+    print("seconds per unit-step at the sampled layers: " + ", ".join(f"{k} {v:.3f}" for k, v in costs.items()))
+    print(f"every unit of the network ({layers} layers, {all_units} units, {preset_steps} steps, 1 restart): "
+          f"one process {_duration(seconds)}; on {args.machines} machines like this one at the best rate above "
+          f"({best / base:.2f}x one process each): about {_duration(seconds * base / best / args.machines)}")
 
 
 if __name__ == "__main__":

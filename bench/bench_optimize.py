@@ -86,7 +86,7 @@ def main() -> int:
     import torch
 
     from onnxprobe.model import ProbeModel
-    from onnxprobe.optimize import Optimizer, objectives, render_units
+    from onnxprobe.optimize import Optimizer, RenderSettings, get_preset, objectives, render_units
 
     path, module = export_resnet(args.size)
     units = list(range(args.units))
@@ -101,7 +101,7 @@ def main() -> int:
 
     model = ProbeModel.load(path, device=args.device)
     began = time.perf_counter()
-    render_units(model, args.layer, units, preset="set3", steps=args.steps, seed=0, batch=args.batch)
+    render_units(model, args.layer, units, RenderSettings.resolve("set3", args.steps, seed=0, batch=args.batch))
     ours = time.perf_counter() - began
     print(f"(b) onnxprobe, batch {args.batch}, in-graph step: {ours:8.2f} s  {args.units / ours:8.3f} units/s  "
           f"({args.units * args.steps / ours:.1f} image-steps/s, {ours / args.units:.2f} s/unit)")
@@ -112,7 +112,7 @@ def main() -> int:
     short = max(8, args.steps // 10)
     timings, inputs = {}, {}
     for engine in ("graph", "numpy"):
-        opt = Optimizer(model, obj, "set3", seed=0, batch=args.batch, steps=short, engine=engine).start()
+        opt = Optimizer(model, obj, get_preset("set3", short), seed=0, batch=args.batch, engine=engine).start()
         opt.step()  # build and warm up
         t = time.perf_counter()
         opt.step(short - 1)
@@ -126,9 +126,9 @@ def main() -> int:
     sweep_units, sweep_steps = list(range(8)), max(10, args.steps // 10)
     rates = {}
     for batch in (1, 2, 4, 8):
-        render_units(model, args.layer, sweep_units[:batch], preset="set3", steps=2, seed=0, batch=batch)  # warm-up
+        render_units(model, args.layer, sweep_units[:batch], RenderSettings.resolve("set3", 2, seed=0, batch=batch))  # warm-up
         t = time.perf_counter()
-        render_units(model, args.layer, sweep_units, preset="set3", steps=sweep_steps, seed=0, batch=batch)
+        render_units(model, args.layer, sweep_units, RenderSettings.resolve("set3", sweep_steps, seed=0, batch=batch))
         rates[batch] = len(sweep_units) / (time.perf_counter() - t)
     print(f"units/s by batch ({len(sweep_units)} units x {sweep_steps} steps): "
           + ", ".join(f"{b}: {r:.2f}" for b, r in rates.items()) + f"  (batch 8 / batch 1 = {rates[8] / rates[1]:.2f}x)")

@@ -158,7 +158,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import CACHE  # noqa: E402
 from onnxprobe.model import ProbeModel  # noqa: E402
-from onnxprobe.optimize import PRESETS, get_preset, render_units  # noqa: E402
+from onnxprobe.optimize import PRESETS, RenderSettings, get_preset, render_units  # noqa: E402
 
 MODEL = ROOT / "models" / "imagenet" / "mobilenet_v2.onnx"  # the bundled ImageNet network
 JUDGE = CACHE / "squeezenet.onnx"
@@ -230,7 +230,7 @@ def bench_imagenet(args, model, judges, presets) -> dict:
     for name in presets:
         preset = get_preset(name, args.steps)
         began, load = time.perf_counter(), os.getloadavg()[0]
-        results = render_units(model, None, classes, preset=preset, seed=args.seed, batch=args.batch, objective="logit")
+        results = render_units(model, None, classes, RenderSettings(preset, seed=args.seed, batch=args.batch), objective="logit")
         seconds = (time.perf_counter() - began) / len(classes)
         load = (load + os.getloadavg()[0]) / 2
         images = [r.images[0] for r in results]
@@ -285,7 +285,7 @@ def bench_hidden(args, model, presets) -> None:
             info = model.layer(layer)
             units = [int(u) for u in np.linspace(0, info.units - 1, args.hidden_units).round()]
             photo_max = np.moveaxis(acts[layer], info.channel_axis, 1).reshape(len(photos), info.units, -1).max(axis=(0, 2))
-            results = render_units(model, layer, units, preset=preset, seed=args.seed, batch=args.batch)
+            results = render_units(model, layer, units, RenderSettings(preset, seed=args.seed, batch=args.batch))
             centre = tuple(int(info.shape[a]) // 2 for a in info.spatial_axes)
             vis = model.activations(np.stack([r.inputs[0] for r in results]), [layer], with_outputs=False)[layer]
             vis = np.moveaxis(vis, info.channel_axis, 1)
@@ -305,7 +305,7 @@ def bench_speed(args, model, judges) -> None:
     for c in classes:
         for name in seconds:
             began = time.perf_counter()
-            result = render_units(model, None, [c], preset=name, seed=args.seed, batch=1, objective="logit")[0]
+            result = render_units(model, None, [c], RenderSettings.resolve(name, seed=args.seed, batch=1), objective="logit")[0]
             seconds[name].append(time.perf_counter() - began)
             images[name].append(result.images[0])
     print(f"| preset | steps | s / unit (median) | {' | '.join(judges)} (top-1 / top-5 / median rank) |")

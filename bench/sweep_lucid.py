@@ -8,7 +8,7 @@ mix[B] (logit + B * logsoftmax). key=value override fields of the lucid preset (
 `scales=0.8/1.0/1.2`). Prints, per configuration, each judge's top-1 / top-5 / median rank,
 seconds per unit and the load average. The results of every configuration tried are in
 bench_quality.py's docstring. The log-softmax objective lives here, not in
-onnxprobe/autodiff/objectives.py: it measured far worse than the logit and is not offered.
+onnxprobe/objectives/units.py: it measured far worse than the logit and is not offered.
 """
 from __future__ import annotations
 import argparse, os, sys, time
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_quality import MODEL, imagenet_classes, judged, judged_cells, load_judges  # noqa
 from onnxprobe.model import ProbeModel  # noqa
 from onnxprobe.optimize import PRESETS  # noqa
-from onnxprobe.autodiff.objectives import Objective, direction, logit, logit_layer, stack  # noqa
+from onnxprobe.objectives import Objective, direction, logit, logit_layer, stack  # noqa
 from onnxprobe.optimize.optimizer import Optimizer  # noqa
 from onnxprobe.optimize.render import row_seed  # noqa
 

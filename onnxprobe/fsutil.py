@@ -40,12 +40,23 @@ def safe_name(name: str, max_length: int = 80) -> str:
     return f"{cleaned[:max_length - 9]}-{digest}"
 
 
+def file_word(text: str, max_length: int = 60) -> str:
+    """A readable file-name part: lowercase letters and digits, the words joined by '-' ('Egyptian
+    cat' -> 'egyptian-cat', 'features.3/conv/Relu' -> 'features-3-conv-relu'); 'x' when nothing is
+    left. Two texts can give the same word: callers number what could collide (a class index, a
+    layer's place), where `safe_name` hashes instead."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_length].strip("-") or "x"
+
+
 def inside(root: str | Path, *parts: str) -> Path:
-    """root/parts, refusing anything that resolves outside root."""
+    """root/parts, refusing (a one-line OutputError) anything that resolves outside root: a name
+    with '..', or a symbolic link in the folder that leads elsewhere."""
     root = Path(root).resolve()
     path = root.joinpath(*parts).resolve()
     if path != root and root not in path.parents:
-        raise ValueError(f"refusing to write outside {root}: {path}")
+        named = root.joinpath(*parts)
+        raise OutputError(f"refusing to use {named}: it leads outside the folder {root} (to {path}, through a "
+                          "symbolic link or '..')")
     return path
 
 
@@ -189,6 +200,69 @@ def staged(protected=()):
         _STAGES.remove(stage)
 
 
+LOCK_NAME = ".onnxprobe-lock"
+
+
+@contextmanager
+def output_lock(folder: str | Path):
+    """Hold the output folder `folder` (it exists) for this process for the block: a second run
+    given the same folder meanwhile is refused with a one-line OutputError instead of writing into
+    it too. An flock on `folder/.onnxprobe-lock`, which the kernel releases when the holder dies
+    (a killed run leaves no stale lock: the next run takes it); the file holds the holder's pid
+    and goes at the end. What the block wrote in the current stage is committed when it ends
+    without an error (a run started next must find it in place: it removes the temporaries it finds).
+    Where the file system has no locks, the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield None
+        return
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {_why(exc)}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _lock_owner(fd)
+            os.close(fd)
+            raise OutputError(f"the output folder {folder} is in use by another onnxprobe run{owner}; wait for it to "
+                              "finish or choose another folder") from None
+        except OSError:  # no locks on this file system (ENOLCK, EOPNOTSUPP)
+            os.close(fd)
+            yield None
+            return
+        try:  # the holder before us may have removed the file between our open and our lock
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:  # (a full disk) the pid is only for the message
+            pass
+        yield path
+        checkpoint()  # the block's writes are in place before another run may take the folder
+    finally:
+        _unlink(path)  # before the lock goes: whoever opened it meanwhile sees it gone and retries
+        os.close(fd)
+
+
+def _lock_owner(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return f" (process {int(text)})" if text.isdigit() else ""
+
+
 def written_file(path: str | Path) -> Path:
     """Where the command's own newest write to `path` can be read back: its staged temporary while
     the stage is open, else `path` itself (a command that composes a summary from its own outputs)."""
@@ -223,7 +297,7 @@ def make_dirs(path: str | Path) -> Path:
                 folder.rmdir()
             except OSError:
                 pass
-        why = "a file of that name exists" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        why = "a file of that name exists" if isinstance(exc, FileExistsError) else _why(exc)
         raise OutputError(f"cannot create folder {path}: {why}") from None
     stage = current_stage()
     if stage is not None:
@@ -265,7 +339,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except OSError as exc:
         if tmp is not None and (stage is None or not stage.holds(tmp)):
             _unlink(tmp)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {_why(exc)}") from None
     except BaseException:
         if tmp is not None and (stage is None or not stage.holds(tmp)):
             _unlink(tmp)
@@ -293,14 +367,49 @@ def atomic_write_json(path: str | Path, data) -> Path:
     return atomic_write_text(path, json_text(data) + "\n")
 
 
+NPZ_NAMES = ".onnxprobe-names.json"  # the member that maps renamed members back (safe_name never makes a dot-name)
+
+
+def npz_member(name: str) -> str:
+    """The .npz member name (less numpy's '.npy') that holds the array named `name`: the name itself
+    when unzipping it is harmless, else its `safe_name` (a name with '..', a leading '/', a
+    backslash, NUL or another control character would write outside the folder it is unzipped
+    in, or be stored cut short)."""
+    parts = name.split("/")
+    harmless = (name and not name.startswith("/") and ".." not in parts and "\\" not in name
+                and name != NPZ_NAMES and not any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in name))
+    return name if harmless else safe_name(name)
+
+
 def atomic_save_npz(path: str | Path, arrays: dict) -> Path:
+    """The arrays as a compressed .npz, one member per name (`npz_member`); when a name had to be
+    changed, the member NPZ_NAMES (JSON: member -> name) says which, and `load_npz` reads the
+    arrays back by their own names."""
     import io
+    import zipfile
 
     import numpy as np
 
+    members = {npz_member(str(name)): (str(name), value) for name, value in arrays.items()}
+    if len(members) != len(arrays):
+        raise OutputError(f"cannot write {path}: two array names map to one archive member")
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **{member: value for member, (_, value) in members.items()})
+    renamed = {member: name for member, (name, _) in members.items() if member != name}
+    if renamed:
+        with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(NPZ_NAMES, json_text(renamed))
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_npz(path: str | Path) -> dict:
+    """The arrays of an .npz that `atomic_save_npz` wrote, keyed by their own names (renamed
+    members mapped back through NPZ_NAMES)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        renamed = json.loads(archive.zip.read(NPZ_NAMES)) if NPZ_NAMES in archive.files else {}
+        return {renamed.get(member, member): archive[member] for member in archive.files if member != NPZ_NAMES}
 
 
 def atomic_save_npy(path: str | Path, array) -> Path:
@@ -343,6 +452,16 @@ def _check_name_length(path: Path) -> None:
         return
     if limit and len(os.fsencode(path.name)) > limit:
         raise OutputError(f"cannot write {path}: File name too long (the limit is {limit} bytes)")
+
+
+def _why(exc: OSError) -> str:
+    """What went wrong in a write, in words; a full disk (or quota) says what to do about it."""
+    import errno
+
+    text = str(exc.strerror or exc)
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        text += " (free some space and run the command again; a resumable job keeps what it finished)"
+    return text
 
 
 def _unlink(path) -> None:

@@ -10,7 +10,7 @@
 - None (not given): `max` where there is an image, `centre` where there is none (`resolve`).
 
 A layer without spatial axes takes no position (any of them but `max`/`centre` is an error there).
-`check_unit` is the one "unit out of range" check. Objectives built on these: autodiff.objectives.
+`check_unit` is the one "unit out of range" check. Objectives built on these: objectives.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import numpy as np
 from onnxprobe.errors import ParameterError, UsageError
 
 KEYWORDS = ("max", "centre", "mean")
-HELP = ("Y,X: that position of the layer's spatial grid (row, column from 0); max: where the unit fires most "
-        "on the image; centre; mean: the channel's mean over all positions")
+_YX = "Y,X: that position of the layer's spatial grid (row, column from 0)"
+_REST = "centre; mean: the channel's mean over all positions"
+HELP = f"{_YX}; max: where the unit fires most on the image; {_REST}"
+HELP_WITHOUT_IMAGE = f"{_YX}; {_REST}"  # where there is no image (a synthesized one): no max
 
 Position = tuple[int, ...] | str | None
 

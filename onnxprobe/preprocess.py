@@ -8,12 +8,18 @@ JSON values), and defaults derived from the input shape. The format is documente
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
+# FFmpeg's own log off (its 'moov atom not found' on a corrupt video would come before our one line):
+# OpenCV reads this when FFmpeg starts, at the process's first video capture or writer, so it is set
+# as soon as onnxprobe reads images at all; a value the user set is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from onnxprobe.errors import InputError, ModelError, UsageError
 
@@ -342,6 +348,23 @@ def read_image(path: str | Path, what: str = "image") -> np.ndarray:
     return decode_image(data.tobytes() if data.size else b"", f"{what} {path}")
 
 
+def open_video(source: str | Path | int):
+    """`cv2.VideoCapture(source)`, the one way onnxprobe opens a video file or a camera, with no
+    chatter of its own on a corrupt file (ours is the one line): FFmpeg's log is off (above), and
+    files are read by FFmpeg alone where OpenCV has it (its built-in MJPEG reader, tried after FFmpeg
+    fails, prints 'Unexpected list type' with stray bytes on a cut .avi), with OpenCV's warning that
+    FFmpeg could not open the file held back."""
+    if isinstance(source, int):
+        return cv2.VideoCapture(source)
+    backend = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(min(level, cv2.utils.logging.LOG_LEVEL_ERROR))  # its "can't be used to capture" warning
+    try:
+        return cv2.VideoCapture(str(source), backend)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     """Encoded image bytes -> the array OpenCV reads (HxW or HxWxC, BGR(A), any depth), checked:
     a header declaring more than `limits.MAX_IMAGE_PIXELS` is refused before decoding; an empty,
@@ -427,8 +450,9 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
 
 
 def read_array(path: str | Path, what: str = "array") -> np.ndarray:
-    """A real-valued, finite .npy array, checked from its header before it is loaded: a regular
-    file (not a pipe), not empty, not an .npz archive or a pickle, no complex or object values,
+    """A floating-point, finite .npy array (an input tensor), checked from its header before it is
+    loaded: a regular file (not a pipe), not empty, not an .npz archive or a pickle, no boolean,
+    integer, complex or object values,
     at most `limits.MAX_ARRAY_ELEMENTS` values."""
     from numpy.lib import format as npy_format
 
@@ -451,9 +475,11 @@ def read_array(path: str | Path, what: str = "array") -> np.ndarray:
             shape, _, dtype = read_header(handle)
             if dtype.hasobject:
                 raise InputError(f"cannot read {what} {path}: it holds Python objects (a pickle), not numbers")
-            if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
-                kind = "complex numbers" if np.issubdtype(dtype, np.complexfloating) else str(dtype)
-                raise InputError(f"cannot read {what} {path}: it holds {kind}; give real numbers")
+            if not np.issubdtype(dtype, np.floating):  # an input tensor: bool, integers or text are no image
+                kind = ("complex numbers" if np.issubdtype(dtype, np.complexfloating) else
+                        "booleans" if dtype == np.bool_ else f"{dtype} values")
+                raise InputError(f"cannot read {what} {path}: it holds {kind}; an input tensor holds floating-point "
+                                 "numbers (save it as float32)")
             problem = array_size_problem(shape)
             if problem:
                 raise InputError(f"refusing {what} {path}: {problem}")

@@ -10,6 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import onnxprobe.preprocess  # noqa: F401  (first, as in an onnxprobe process: FFmpeg's log is off before
+# this process writes or opens any video; fixtures write videos before the in-process CLI runs)
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from onnxprobe.model import ProbeModel  # noqa: E402
-from onnxprobe.optimize import PRESETS, render_units  # noqa: E402
+from onnxprobe.optimize import PRESETS, RenderSettings, render_units  # noqa: E402
 
 MODEL = ROOT / "models" / "digits" / "digits-cnn.onnx"
 JUDGE = ROOT / "tests" / "fixtures" / "digits-alt" / "digits-alt.onnx"
@@ -47,8 +47,8 @@ def judged_classes(model: ProbeModel, judge: ProbeModel, preset: str, steps: int
                    seed: int, param: str | None = None, classes=range(10)) -> np.ndarray:
     """(restarts, len(classes)) ints: the judge's class for restart r's best image of class c."""
     classes = list(classes)
-    results = render_units(model, None, classes, preset=preset, restarts=restarts, steps=steps, seed=seed,
-                           batch=len(classes) * restarts, param=param, objective="logit")
+    settings = RenderSettings.resolve(preset, steps, param, restarts, seed, batch=len(classes) * restarts)
+    results = render_units(model, None, classes, settings, objective="logit")
     return np.stack([judge_predictions(judge, result.images) for result in results], axis=1)
 
 

@@ -3,8 +3,10 @@
 Library API (what `onnxprobe atlas` calls)::
 
     from onnxprobe.atlas import build_atlas
-    result = build_atlas("model.onnx", ["relu2", "logits"], "atlas/", data="images/", preset="lucid",
-                         steps=None, restarts=2, seed=0, units=None, scheduler=None)
+    from onnxprobe.optimize import RenderSettings
+    settings = RenderSettings.resolve(preset="lucid", steps=None, restarts=2, seed=0)
+    result = build_atlas("model.onnx", ["relu2", "logits"], "atlas/", data="images/", settings=settings,
+                         units=None, scheduler=None)
     result.manifest, result.units_total, result.units_rendered, result.units_per_second
 
 Layout of DIR (open DIR/index.html from the file system; no network, no script):

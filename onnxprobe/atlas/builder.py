@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
-from onnxprobe.atlas.site import MANIFEST, LayerEntry, unit_entry, write_manifest, write_site
-from onnxprobe.autodiff.objectives import by_kind, differentiable_layer
+from onnxprobe.atlas.site import DATA_KINDS, MANIFEST, STAT_KEYS, AtlasLayer, unit_entry, write_manifest, write_site
+from onnxprobe.objectives import by_kind, differentiable_layer
 from onnxprobe.errors import ParameterError, UsageError
-from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, remove_temp_files
+from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, output_lock, remove_temp_files
 from onnxprobe.optimize.render import RenderSettings
 
 MAXACT_DIR = "maxact"
@@ -31,6 +32,7 @@ class AtlasResult:
     seconds_render: float
     pages: int
     notes: list[str] = field(default_factory=list)  # e.g. the top-k patches were redone for changed images
+    nonfinite: list[str] = field(default_factory=list)  # "layer:unit" whose numbers hold NaN or infinities
 
     @property
     def units_per_second(self) -> float:
@@ -54,18 +56,15 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
 def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False,
                 settings: RenderSettings | None = None, units: list[int] | None = None, top: int = 9, scheduler=None,
                 device: str = "auto", threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
-                progress=None, position=None, **loose) -> AtlasResult:
+                progress=None, position=None) -> AtlasResult:
     """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring. `settings`
-    as resolved by the caller, or the loose values of `RenderSettings.resolve` (preset, steps,
-    param, restarts, seed, batch) as keywords. `position`: where each unit is optimized, as
+    as resolved by the caller (`RenderSettings.resolve(preset, steps, param, restarts, seed,
+    batch)`; None: the defaults). `position`: where each unit is optimized, as
     `render_units` reads it (none: the centre; "mean": the channel)."""
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
-    if settings is None:
-        settings = RenderSettings.resolve(**loose)  # bad values: one line, before any work
-    elif loose:
-        raise TypeError(f"build_atlas takes settings or {', '.join(sorted(loose))}, not both")
+    settings = RenderSettings.resolve() if settings is None else settings
     if scheduler:
         from onnxprobe.distributed import check_scheduler_address
 
@@ -84,40 +83,56 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
     if not any(wanted.values()):
         raise ParameterError(f"{{units}} selects no unit of the chosen layer(s): they have "
                              f"{', '.join(str(model.layer(n).units) for n in names)} units", "units")
-    root = _prepare(Path(out_dir), spec, fresh)
-    state = _load_state(root, spec)
-    notes: list[str] = []
-    if data is not None:  # first, so that a bad dataset changes nothing in DIR
-        maxact_dir = _run_maxact(root, model, data, wanted, top, scheduler, threads, progress, notes)
-        state["maxact"].update({name: maxact_dir for name in names})
-        state["dataset"] = str(data)
-    state["layers"] = list(dict.fromkeys(state["layers"] + names))
-    _save_state(root, state)
+    root = make_output_folder(Path(out_dir)).resolve()
+    with output_lock(root):  # a second run on the same folder is refused while this one runs
+        _prepare(root, fresh)
+        state = _load_state(root, spec)
+        notes: list[str] = []
+        if data is not None:  # first, so that a bad dataset changes nothing in DIR
+            maxact_dir = _run_maxact(root, model, data, wanted, top, scheduler, threads, progress, notes)
+            state["maxact"].update({name: maxact_dir for name in names})
+            state["dataset"] = str(data)
+        state["layers"] = list(dict.fromkeys(state["layers"] + names))
+        _save_state(root, state)
 
-    store = AtlasStore(root, spec.key())
-    todo = {name: store.pending(name, wanted[name]) for name in names}
-    tasks = [task for name in names for task in chunks(spec, name, todo[name])]
-    count = sum(len(v) for v in todo.values())
-    bar = progress(count, "units ") if progress and count else None
-    started = time.perf_counter()
-    try:
-        on_unit = (lambda record: bar.update(1)) if bar is not None else (lambda record: None)
-        if scheduler:
-            run_on_cluster(scheduler, spec, tasks, store, on_unit, ship_model)
-        else:
-            run_locally(spec, tasks, store, on_unit)
-    finally:
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - started
-    entries = _collect(root, model, state, store)
-    info = {"name": Path(model.path).name, "path": str(model.path), "sha256": spec.model_hash}
-    shown = {"preset": settings.preset.name, "steps": settings.preset.steps, "restarts": settings.restarts,
-             "seed": settings.seed, "param": settings.preset.param, "objective": _objective_words(position)}
-    write_manifest(root, info, shown, entries, state.get("dataset"))
-    pages = write_site(root, info["name"], entries, shown, state.get("dataset"))
-    return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
-                       seconds, pages, notes)
+        store = AtlasStore(root, spec.key())
+        todo = {name: store.pending(name, wanted[name]) for name in names}
+        tasks = [task for name in names for task in chunks(spec, name, todo[name])]
+        count = sum(len(v) for v in todo.values())
+        bar = progress(count, "units ") if progress and count else None
+        started = time.perf_counter()
+        try:
+            on_unit = (lambda record: bar.update(1)) if bar is not None else (lambda record: None)
+            if scheduler:
+                run_on_cluster(scheduler, spec, tasks, store, on_unit, ship_model)
+            else:
+                run_locally(spec, tasks, store, on_unit)
+        finally:
+            if bar is not None:
+                bar.close()
+        seconds = time.perf_counter() - started
+        entries = _collect(root, model, state, store)
+        info = {"name": Path(model.path).name, "path": str(model.path), "sha256": spec.model_hash}
+        shown = {"preset": settings.preset.name, "steps": settings.preset.steps, "restarts": settings.restarts,
+                 "seed": settings.seed, "param": settings.preset.param, "objective": _objective_words(position)}
+        write_manifest(root, info, shown, entries, state.get("dataset"))
+        pages = write_site(root, info["name"], entries, shown, state.get("dataset"))
+        return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
+                           seconds, pages, notes, _nonfinite(entries))
+
+
+def _nonfinite(entries: list[LayerEntry]) -> list[str]:
+    """The units whose optimized activations are NaN or infinite (a model that yields NaN; the
+    manifest holds null for them). The dataset's statistics are left out: without a usable image
+    they are null by rights."""
+    def finite(value) -> bool:
+        if isinstance(value, (list, tuple)):
+            return all(finite(v) for v in value)
+        return isinstance(value, (int, float)) and math.isfinite(value)  # null in a record: not finite
+
+    keys = ("best_activation", "initial_activation", "restart_best_activations")
+    return [f"{entry.name}:{unit}" for entry in entries for unit, unit_entry_ in sorted(entry.units.items())
+            if not all(finite(unit_entry_["stats"].get(key)) for key in keys)]
 
 
 def _objective_words(position) -> str:
@@ -131,8 +146,7 @@ def _units_of(count: int, units: list[int] | None) -> list[int]:
     return list(range(count)) if units is None else sorted({u for u in units if 0 <= u < count})
 
 
-def _prepare(out_dir: Path, spec: AtlasSpec, fresh: bool) -> Path:
-    root = make_output_folder(out_dir).resolve()
+def _prepare(root: Path, fresh: bool) -> None:
     if fresh:
         for name in OWNED:
             path = inside(root, name)
@@ -141,7 +155,6 @@ def _prepare(out_dir: Path, spec: AtlasSpec, fresh: bool) -> Path:
             elif path.exists():
                 path.unlink()
     remove_temp_files(root)  # what a killed run was writing
-    return root
 
 
 def _state_path(root: Path) -> Path:
@@ -201,7 +214,7 @@ def _run_maxact(root: Path, model, data, wanted: dict[str, list[int]], top: int,
     return relative
 
 
-def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEntry]:
+def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[AtlasLayer]:
     """Every finished unit of every layer this atlas holds, with its dataset numbers."""
     from onnxprobe.maxact import load_result
 
@@ -213,7 +226,7 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEnt
         except UsageError:
             continue
         rf = layer.receptive_field.to_json() if layer.receptive_field else None
-        entry = LayerEntry(name, layer.op, list(layer.shape), layer.units, rf)
+        entry = AtlasLayer(name, layer.op, list(layer.shape), layer.units, rf, module_path=layer.module_path)
         data = None
         relative = state["maxact"].get(name)
         if relative:
@@ -230,9 +243,8 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[LayerEnt
             extra = None
             if data is not None and name in data.layers:
                 rec = data.unit(name, unit)
-                paths = {key: _relative(root, getattr(rec, attr)) for key, attr, _ in
-                         (("top9", "patches", ""), ("top9_deconv", "deconv", ""), ("top9_backprop", "backprop", ""))}
-                extra = (paths, {"mean": rec.mean, "max": rec.max, "mean_max": rec.mean_max, "fire_rate": rec.fire_rate})
+                paths = {key: _relative(root, getattr(rec, field)) for key, field, _ in DATA_KINDS}
+                extra = (paths, {key: getattr(rec, key) for key in STAT_KEYS})
                 entry.hits[unit] = list(rec.hits)
             entry.units[unit] = unit_entry(record, extra)
         entries.append(entry)

@@ -1,4 +1,4 @@
-"""The atlas's manifest and static site: plain HTML with inline CSS, no script, no network.
+"""The atlas's manifest and static site (written by render/site.py, as the demo's page is).
 
     index.html                         layers: op, shape, units, receptive field
     layers/<safe layer>.html           every unit's image on one page
@@ -10,34 +10,28 @@ Every name shown is HTML-escaped; every link and file name is derived with fsuti
 
 from __future__ import annotations
 
-import html
-import posixpath
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
+from onnxprobe.autodiff import BackMode
 from onnxprobe.fsutil import atomic_write_json, atomic_write_text, inside, safe_name
+from onnxprobe.maxact.records import GRADIENT_MODES
+from onnxprobe.render.site import escape as _e, figure, href as _href, page as _page
 
+# the atlas's vocabulary, one home: the builder writes it, the site and the viewer read it
 MANIFEST = "manifest.json"
+OPTIMIZED = "optimized"  # a unit's optimized image (best restart)
 STAT_KEYS = ("mean", "max", "mean_max", "fire_rate")
-DATA_KINDS = (("top9", "patches", "top-9 patches"), ("top9_deconv", "deconv", "deconv of the top 9"),
-              ("top9_backprop", "backprop", "backprop of the top 9"))
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;background:#16181c;color:#ddd}
-a{color:#8cf}h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
-table{border-collapse:collapse}td,th{padding:.25em .7em;border-bottom:1px solid #333;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.grid{display:flex;flex-wrap:wrap;gap:8px}
-.card{background:#202329;padding:4px;text-align:center;font-size:.8em}
-.card img{display:block;width:96px;height:96px;object-fit:contain;image-rendering:pixelated;margin-bottom:2px}
-.views figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
-.views img{image-rendering:pixelated;max-width:420px;min-width:160px;background:#000}
-figcaption{font-size:.85em;color:#aaa}.nav{margin-bottom:1em}.muted{color:#888}
-"""
-
+# a unit's dataset images: (manifest key, the maxact UnitRecord field that holds it, caption); the
+# back maps are those maxact draws, named by BackMode.file_word
+DATA_KINDS = (("top9", "patches", "top-9 patches"),
+              *((f"top9_{word}", word, f"{word} of the top 9") for word, _ in GRADIENT_MODES))
+# what the viewer shows of a unit: the optimized image, the top-9 patches and their deconv
+VIEWER_KINDS = (OPTIMIZED, "top9", f"top9_{BackMode.DECONV.file_word}")
 
 @dataclass
-class LayerEntry:
+class AtlasLayer:
+    """A layer of the atlas: what its pages and its manifest entry say, and its finished units."""
+
     name: str
     op: str
     shape: list
@@ -45,6 +39,11 @@ class LayerEntry:
     receptive_field: dict | None
     units: dict[int, dict] = field(default_factory=dict)  # unit -> manifest entry (paths relative to DIR)
     hits: dict[int, list] = field(default_factory=dict)
+    module_path: str | None = None  # shown where there is one; files stay keyed by the ONNX name
+
+    @property
+    def label(self) -> str:
+        return self.module_path or self.name
 
     @property
     def page(self) -> str:
@@ -57,7 +56,7 @@ class LayerEntry:
 def unit_entry(record: dict, data=None) -> dict:
     """The manifest entry of one unit from its atlas record and (optional) maxact UnitRecord paths."""
     files, opt = record["files"], record["optimization"]
-    entry = {"optimized": files["optimized"], "optimized_montage": files.get("montage"),
+    entry = {OPTIMIZED: files["optimized"], "optimized_montage": files.get("montage"),
              "restarts": list(files.get("restarts", []))}
     stats = {"best_activation": max(opt["best_activation"]), "initial_activation": max(opt["initial_activation"]),
              "restart_best_activations": opt["best_activation"]}
@@ -69,11 +68,11 @@ def unit_entry(record: dict, data=None) -> dict:
     return entry
 
 
-def write_manifest(root, model: dict, settings: dict, layers: list[LayerEntry], dataset: str | None) -> None:
+def write_manifest(root, model: dict, settings: dict, layers: list[AtlasLayer], dataset: str | None) -> None:
     manifest = {
         "model": model["name"], "model_path": model["path"], "model_sha256": model["sha256"], "format": 1,
         "settings": settings, "dataset": dataset,
-        "layers": {layer.name: {"op": layer.op, "shape": layer.shape, "count": layer.units_total,
+        "layers": {layer.name: {"module_path": layer.module_path, "op": layer.op, "shape": layer.shape, "count": layer.units_total,
                                 "receptive_field": layer.receptive_field, "page": layer.page,
                                 "units": {str(u): {**e, "page": layer.unit_page(u)} for u, e in sorted(layer.units.items())}}
                    for layer in layers},
@@ -82,22 +81,6 @@ def write_manifest(root, model: dict, settings: dict, layers: list[LayerEntry], 
 
 
 # ---- HTML ----------------------------------------------------------------------------------------
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _href(from_page: str, target: str) -> str:
-    """A relative, percent-encoded link from one file of DIR to another."""
-    rel = posixpath.relpath(target, posixpath.dirname(from_page) or ".")
-    return _e(quote(rel, safe="/"))
-
-
-def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
-
 
 def _num(value) -> str:
     if value is None:
@@ -119,7 +102,7 @@ def _rf(rf: dict | None) -> str:
     return f"{size} px, stride {stride}"
 
 
-def write_site(root, model_name: str, layers: list[LayerEntry], settings: dict, dataset: str | None) -> int:
+def write_site(root, model_name: str, layers: list[AtlasLayer], settings: dict, dataset: str | None) -> int:
     """Write every page; returns the number of pages."""
     pages = {"index.html": _index(model_name, layers, settings, dataset)}
     for layer in layers:
@@ -133,9 +116,9 @@ def write_site(root, model_name: str, layers: list[LayerEntry], settings: dict, 
     return len(pages)
 
 
-def _index(model_name: str, layers: list[LayerEntry], settings: dict, dataset: str | None) -> str:
+def _index(model_name: str, layers: list[AtlasLayer], settings: dict, dataset: str | None) -> str:
     rows = "\n".join(
-        f'<tr><td><a href="{_href("index.html", layer.page)}">{_e(layer.name)}</a></td><td>{_e(layer.op)}</td>'
+        f'<tr><td><a href="{_href("index.html", layer.page)}">{_e(layer.label)}</a></td><td>{_e(layer.op)}</td>'
         f'<td>{_shape(layer.shape)}</td><td class="num">{len(layer.units)} / {layer.units_total}</td>'
         f"<td>{_rf(layer.receptive_field)}</td></tr>" for layer in layers)
     opts = ", ".join(f"{_e(k)} {_e(v)}" for k, v in settings.items())
@@ -146,40 +129,41 @@ def _index(model_name: str, layers: list[LayerEntry], settings: dict, dataset: s
     return _page(f"Unit atlas: {model_name}", body)
 
 
-def _layer_page(model_name: str, layer: LayerEntry) -> str:
+def _layer_page(model_name: str, layer: AtlasLayer) -> str:
     page = layer.page
     cards = []
     for unit, entry in sorted(layer.units.items()):
         link = _href(page, layer.unit_page(unit))
-        images = f'<img src="{_href(page, entry["optimized"])}" alt="unit {unit}, optimized">'
+        images = f'<img src="{_href(page, entry[OPTIMIZED])}" alt="unit {unit}, optimized">'
         if entry.get("top9"):
             images += f'<img src="{_href(page, entry["top9"])}" alt="unit {unit}, top-9 patches">'
         cards.append(f'<a class="card" href="{link}">{images}{unit}</a>')
-    body = (f'<div class="nav"><a href="{_href(page, "index.html")}">{_e(model_name)}</a> &rsaquo; {_e(layer.name)}</div>\n'
-            f"<h1>{_e(layer.name)}</h1>\n<p>{_e(layer.op)} {_shape(layer.shape)}, {layer.units_total} units, "
+    body = (f'<div class="nav"><a href="{_href(page, "index.html")}">{_e(model_name)}</a> &rsaquo; {_e(layer.label)}</div>\n'
+            f"<h1>{_e(layer.label)}</h1>\n<p>{_e(layer.op)}{_onnx_name(layer)} {_shape(layer.shape)}, {layer.units_total} units, "
             f"receptive field {_rf(layer.receptive_field)}</p>\n<div class=\"grid\">\n" + "\n".join(cards) + "\n</div>")
-    return _page(f"{layer.name}: {model_name}", body)
+    return _page(f"{layer.label}: {model_name}", body)
 
 
-def _unit_page(model_name: str, layer: LayerEntry, unit: int, neighbours) -> str:
+def _onnx_name(layer: AtlasLayer) -> str:
+    return f" (ONNX tensor <code>{_e(layer.name)}</code>)" if layer.module_path else ""
+
+
+def _unit_page(model_name: str, layer: AtlasLayer, unit: int, neighbours) -> str:
     page = layer.unit_page(unit)
     entry = layer.units[unit]
     stats = entry["stats"]
     nav = [f'<a href="{_href(page, "index.html")}">{_e(model_name)}</a>',
-           f'<a href="{_href(page, layer.page)}">{_e(layer.name)}</a>', f"unit {unit}"]
+           f'<a href="{_href(page, layer.page)}">{_e(layer.label)}</a>', f"unit {unit}"]
     prev_next = " ".join(f'<a href="{_href(page, layer.unit_page(u))}">{label} (unit {u})</a>'
                          for u, label in zip(neighbours, ("previous", "next")) if u is not None)
 
-    def figure(path, caption):
-        return f'<figure><img src="{_href(page, path)}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
-
-    views = [figure(entry["optimized"], f"optimized (best of {len(entry['restarts'])} restart(s))")]
+    views = [figure(page, entry[OPTIMIZED], f"optimized (best of {len(entry['restarts'])} restart(s))")]
     if len(entry["restarts"]) > 1 and entry.get("optimized_montage"):
-        views.append(figure(entry["optimized_montage"], "all restarts"))
+        views.append(figure(page, entry["optimized_montage"], "all restarts"))
     activations = stats.get("restart_best_activations", [])
-    views += [figure(path, f"restart {r}: activation {activations[r]:.4g}" if r < len(activations) else f"restart {r}")
+    views += [figure(page, path, f"restart {r}: activation {activations[r]:.4g}" if r < len(activations) else f"restart {r}")
               for r, path in enumerate(entry["restarts"])] if len(entry["restarts"]) > 1 else []
-    data_views = [figure(entry[key], caption) for key, _, caption in DATA_KINDS if entry.get(key)]
+    data_views = [figure(page, entry[key], caption) for key, _, caption in DATA_KINDS if entry.get(key)]
     numbers = [("best activation (optimized)", stats.get("best_activation")),
                ("initial activation (noise)", stats.get("initial_activation"))]
     labels = {"mean": "mean activation over the dataset", "max": "max activation over the dataset",
@@ -192,10 +176,10 @@ def _unit_page(model_name: str, layer: LayerEntry, unit: int, neighbours) -> str
         f'{" frame " + _e(h["frame"]) if "frame" in h else ""}</td>'
         f'<td class="num">{_num(h.get("score"))}</td><td>{_e(h.get("box"))}</td></tr>' for h in hits)
     body = (f'<div class="nav">{" &rsaquo; ".join(nav)} &nbsp; {prev_next}</div>\n'
-            f"<h1>{_e(layer.name)} &mdash; unit {unit}</h1>\n"
+            f"<h1>{_e(layer.label)} &mdash; unit {unit}</h1>\n"
             f'<h2>Optimized images</h2>\n<div class="views">{"".join(views)}</div>\n'
             + (f'<h2>Top dataset patches</h2>\n<div class="views">{"".join(data_views)}</div>\n' if data_views else "")
             + f"<h2>Numbers</h2>\n<table>\n{table}\n</table>\n"
             + ("<h2>Top images</h2>\n<table><tr><th>rank</th><th>image</th><th>score</th><th>box [y0, x0, y1, x1]</th></tr>\n"
                f"{hit_rows}\n</table>\n" if hits else ""))
-    return _page(f"{layer.name} unit {unit}: {model_name}", body)
+    return _page(f"{layer.label} unit {unit}: {model_name}", body)

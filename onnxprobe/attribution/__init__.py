@@ -14,7 +14,7 @@ Library API (the viewer's back-pane modes use it)::
 returns a float32 map without the batch axis: input-shaped for the gradient methods, HxW (the
 input's spatial size) for `gradcam` and `occlusion`.
 
-The objective (onnxprobe.autodiff.objectives, or any `Objective` passed as `objective=`) is the
+The objective (onnxprobe.objectives, or any `Objective` passed as `objective=`) is the
 logit of class `target` (default: the predicted class; the tensor before any final Softmax), or
 unit `unit` of layer `layer` at `position` as onnxprobe.position reads it: (y, x), "centre",
 "mean" (the channel's mean over all positions), "max"; None is "max", where the unit fires most
@@ -46,7 +46,7 @@ from onnxprobe.attribution.methods import IG_BASELINES, IG_RULES, METHODS, resiz
 from onnxprobe.errors import UsageError
 
 if TYPE_CHECKING:
-    from onnxprobe.autodiff.objectives import Objective
+    from onnxprobe.objectives import Objective
 
 __all__ = ["attribute", "make_objective", "render_attribution", "map_to_2d", "METHODS", "IG_RULES",
            "IG_BASELINES", "Objective", "resize_map"]
@@ -55,7 +55,7 @@ __all__ = ["attribute", "make_objective", "render_attribution", "map_to_2d", "ME
 def make_objective(model, x: np.ndarray, target: int | None = None, layer: str | None = None,
                    unit: int | None = None, position=None) -> Objective:
     """What an attribution of `x` explains (see the module docstring)."""
-    from onnxprobe.autodiff import objectives
+    from onnxprobe import objectives
 
     if layer is not None or unit is not None:
         if target is not None:
@@ -104,15 +104,17 @@ def map_to_2d(model, method: str, values: np.ndarray) -> np.ndarray:
 
 def diverging(values: np.ndarray, outlier_perc: float = 0.0) -> np.ndarray:
     """Signed 2-D map -> RGB: blue (negative), white (0), red (positive), symmetric scale (outliers
-    clipped as Captum's outlier_perc, render.backmaps.outlier_scale)."""
+    clipped as Captum's outlier_perc, render.backmaps.outlier_scale); NaN black (render's one way
+    to bytes)."""
     from onnxprobe.render.backmaps import outlier_scale
+    from onnxprobe.render.images import unit_to_uint8
 
     scale = outlier_scale(values, outlier_perc) or 1.0
     v = np.clip(values / scale, -1, 1)[:, :, None]
     white = np.ones(3, np.float32)
     red, blue = np.array([0.8, 0.0, 0.0], np.float32), np.array([0.0, 0.2, 0.8], np.float32)
     rgb = np.where(v >= 0, white + v * (red - white), white - v * (blue - white))
-    return (rgb * 255).astype(np.uint8)
+    return unit_to_uint8(rgb, in_place=True)
 
 
 def render_attribution(model, x: np.ndarray, method: str, values: np.ndarray, overlay: bool = False,
@@ -135,7 +137,7 @@ def render_attribution(model, x: np.ndarray, method: str, values: np.ndarray, ov
 
 def __getattr__(name: str):  # Objective, re-exported on first use (the objectives import the graph library)
     if name == "Objective":
-        from onnxprobe.autodiff.objectives import Objective
+        from onnxprobe.objectives import Objective
 
         return Objective
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

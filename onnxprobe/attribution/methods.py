@@ -1,5 +1,5 @@
 """The attribution methods. Each takes a `ProbeModel`, one input `x` (batch 1) and an `Objective`
-(onnxprobe.autodiff.objectives) and returns a map without the batch axis: input-shaped, or HxW for
+(onnxprobe.objectives) and returns a map without the batch axis: input-shaped, or HxW for
 Grad-CAM and occlusion."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.limits import MAX_GAUSS_LEGENDRE_POINTS, MAX_NOISE_SAMPLES, MAX_QUADRATURE_POINTS
 
 if TYPE_CHECKING:
-    from onnxprobe.autodiff.objectives import Objective
+    from onnxprobe.objectives import Objective
 
 IG_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 IG_BASELINES = ("zero", "black", "white")
@@ -24,8 +24,7 @@ IG_BASELINES = ("zero", "black", "white")
 # ---- helpers ------------------------------------------------------------------------------------
 
 def _gradient(model, x: np.ndarray, objective: Objective, mode: str = BackMode.GRADIENT) -> np.ndarray:
-    session = model.gradient_session(objective.targets, mode=mode)
-    return session.run(x, objective.seeds_for(model, x))["grad"]
+    return model.gradient(x, objective, mode=mode).input
 
 
 def default_gradient_batch(model) -> int:
@@ -34,19 +33,17 @@ def default_gradient_batch(model) -> int:
     return 32 if model.device == "cuda" else 2
 
 
-def _batched_gradient(model, inputs: np.ndarray, objective: Objective, batch_size: int) -> np.ndarray:
-    """Input gradients of the objective for each row of `inputs`, `batch_size` rows at a time."""
-    session = model.gradient_session(objective.targets)
-    out = np.empty(inputs.shape, np.float32)
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start:start + batch_size]
-        out[start:start + len(chunk)] = session.run(chunk, objective.seeds_for(model, chunk))["grad"]
-    return out
+def _positive_int(value) -> int | None:
+    """`value` as an int when it is a whole number of at least 1, else None."""
+    try:
+        return int(value) if int(value) == value and value >= 1 else None
+    except (TypeError, ValueError):
+        return None
 
 
-def _positive_int(name: str, value) -> int:
-    if int(value) != value or value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value}")
+def _batch_size(value) -> int:
+    if _positive_int(value) is None:
+        raise ParameterError(f"{{batch_size}} must be a positive integer, got {value!r}", "batch_size")
     return int(value)
 
 
@@ -123,8 +120,7 @@ def gradcam_layer_map(model, x, objective, cam_layer: str | None = None, relu: b
     if not layer.is_spatial:
         raise UsageError(f"Grad-CAM needs a spatial layer; '{layer.name}' has shape "
                          f"{'x'.join('N' if d is None else str(d) for d in layer.shape)}")
-    session = model.gradient_session(objective.targets, wrt=[layer.name])
-    grad = session.run(x, objective.seeds_for(model, x))[f"grad:{layer.name}"][0]
+    grad = model.gradient(x, objective, wrt=[layer.name]).grads[layer.name][0]
     activation = model.activations(x, [layer.name], with_outputs=False)[layer.name][0]
     spatial = tuple(a - 1 for a in layer.spatial_axes)
     channel = layer.channel_axis - 1
@@ -192,17 +188,16 @@ def integrated_gradients(model, x, objective, steps: int = 50, rule: str = "gaus
                          batch_size: int | None = None):
     """(x - baseline) * the integral of the gradient along the straight path (Sundararajan et al.
     2017), by the quadrature `rule` with `steps` points; memory is bounded by `batch_size` points."""
-    steps = _positive_int("steps", steps)
-    batch_size = _positive_int("batch size", batch_size or default_gradient_batch(model))
+    if _positive_int(steps) is None:
+        raise ParameterError(f"{{steps}} must be a positive integer, got {steps!r}", "steps")
+    steps, batch_size = int(steps), _batch_size(batch_size or default_gradient_batch(model))
     alphas, weights = _ig_rule(rule, steps)
     base = ig_baseline(model, x, baseline)
     delta = x - base
-    session = model.gradient_session(objective.targets)
     total = np.zeros(x.shape[1:], np.float64)
     for start in range(0, steps, batch_size):
         a = alphas[start:start + batch_size].astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))
-        points = base + a * delta
-        grads = session.run(points, objective.seeds_for(model, points))["grad"]
+        grads = _gradient(model, base + a * delta, objective)
         total += np.tensordot(weights[start:start + batch_size], grads.astype(np.float64), axes=1)
     return (total * delta[0]).astype(np.float32)
 
@@ -212,10 +207,11 @@ def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15
     """The mean input gradient over `samples` noisy copies of x (Smilkov et al. 2017). The noise is
     `np.random.default_rng(seed).normal(0, sigma, (samples, *x.shape[1:]))` with
     sigma = noise_level * (x.max() - x.min())."""
-    samples = _positive_int("samples", samples)
-    batch_size = _positive_int("batch size", batch_size or default_gradient_batch(model))
+    if _positive_int(samples) is None:
+        raise ParameterError(f"{{samples}} must be a positive integer, got {samples!r}", "samples")
+    samples, batch_size = int(samples), _batch_size(batch_size or default_gradient_batch(model))
     if not noise_level >= 0:
-        raise UsageError(f"noise level must be >= 0, got {noise_level}")
+        raise ParameterError(f"{{noise_level}} must be >= 0, got {noise_level}", "noise_level")
     if samples > MAX_NOISE_SAMPLES:
         raise ParameterError(f"{{samples}} {samples:,} is more than the limit of {MAX_NOISE_SAMPLES:,} (onnxprobe.limits)",
                              "samples")
@@ -223,12 +219,11 @@ def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15
     # streamed: the generator draws each batch's noise in turn (the same numbers as one draw of all
     # samples), so memory holds one batch whatever the sample count
     rng = np.random.default_rng(seed)
-    session = model.gradient_session(objective.targets)
     total = np.zeros(x.shape[1:], np.float64)
     for start in range(0, samples, batch_size):
         rows = min(batch_size, samples - start)
         chunk = x + rng.normal(0.0, sigma, (rows, *x.shape[1:])).astype(np.float32)
-        total += session.run(chunk, objective.seeds_for(model, chunk))["grad"].sum(axis=0, dtype=np.float64)
+        total += model.gradient(chunk, objective, batch_size=batch_size).input.sum(axis=0, dtype=np.float64)
     return (total / samples).astype(np.float32)
 
 
@@ -250,7 +245,7 @@ def occlusion(model, x, objective, window=(8, 8), stride=(4, 4), baseline: float
         raise UsageError("occlusion window and stride take one or two positive integers")
     if window[0] > h or window[1] > w:
         raise UsageError(f"occlusion window {window[0]}x{window[1]} is larger than the input {h}x{w}")
-    batch_size = _positive_int("batch size", batch_size)
+    batch_size = _batch_size(batch_size)
     boxes = [(y, x0) for y in window_starts(h, window[0], stride[0]) for x0 in window_starts(w, window[1], stride[1])]
     reference = objective.value(model.activations(x, objective.targets, with_outputs=False))[0]
     total = np.zeros((h, w), np.float64)
@@ -278,15 +273,18 @@ class Method:
     run: Callable
     signed: bool  # is the sign of the map meaningful (diverging colours) or a magnitude?
     options: tuple[str, ...] = ()
+    empty: str | None = None  # why the method's map can be all zero where gradients are not (objectives.silence's cause)
 
 
+CAM_EMPTY = ("Grad-CAM keeps positive evidence only, and its layer's channels, weighted by their mean gradients, "
+             "sum to 0 or less everywhere on this input")
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("saliency", saliency, signed=False),
     Method("gradient_x_input", gradient_x_input, signed=True),
     Method("guided_backprop", guided_backprop, signed=True),
     Method("deconvnet", deconvnet, signed=True),
-    Method("gradcam", gradcam, signed=False, options=("cam_layer", "relu", "interpolation")),
-    Method("guided_gradcam", guided_gradcam, signed=True, options=("cam_layer", "interpolation")),
+    Method("gradcam", gradcam, signed=False, options=("cam_layer", "relu", "interpolation"), empty=CAM_EMPTY),
+    Method("guided_gradcam", guided_gradcam, signed=True, options=("cam_layer", "interpolation"), empty=CAM_EMPTY),
     Method("integrated_gradients", integrated_gradients, signed=True, options=("steps", "rule", "baseline", "batch_size")),
     Method("smoothgrad", smoothgrad, signed=False, options=("samples", "noise_level", "seed", "batch_size")),
     Method("occlusion", occlusion, signed=True, options=("window", "stride", "baseline", "batch_size")),

@@ -28,6 +28,7 @@ from typing import Callable
 import onnx
 from onnx import helper
 
+from ..graph.facts import attr
 from ..graph.optable import OpTable
 from .modes import MODES, BackMode  # noqa: F401  (re-exported: the rules read them here)
 from .tape import Tape
@@ -70,8 +71,7 @@ class Ctx:
         return i < len(self.needs_) and self.needs_[i]
 
     def attr(self, name: str, default=None):
-        v = self.attrs.get(name, default)
-        return v.decode() if isinstance(v, bytes) else v
+        return attr(self.node, name, default)
 
     def const(self, i: int):
         """Build-time value of input i when it is an initializer or Constant output, else None."""

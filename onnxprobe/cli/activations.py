@@ -8,7 +8,9 @@ from onnxprobe.errors import UsageError
 
 SUMMARY = "save the activations of layers for one image"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The activations of one image at the chosen layers (default: all) saved to .npz, keyed by
-layer name; --grid draws one layer as the toolbox's layer pane (every unit a tile)."""
+layer name (a name that would be unsafe to unzip, with '..', a leading '/' or a control character,
+is stored under a safe name, mapped back in the member .onnxprobe-names.json; onnxprobe.fsutil.load_npz
+reads every array back by its layer name); --grid draws one layer as the toolbox's layer pane."""
 EXAMPLES = """examples:
   onnxprobe activations models/imagenet/mobilenet_v2.onnx models/imagenet/samples/chelsea.jpg \\
       --layer features.2.conv.0.2/Clip --out acts.npz --grid grid.png
@@ -23,8 +25,8 @@ def register(sub) -> None:
     parser.add_argument("--layer", action="append", default=None, help="layer to save (repeatable; default: all)")
     parser.add_argument("--out", required=True, help="output .npz, keyed by layer name")
     parser.add_argument("--grid", help="also draw the layer pane of the (first) chosen layer as PNG")
-    parser.add_argument("--boost-indiv", type=float, default=0.0, help="per-unit boost exponent (toolbox key T): 0..1")
-    parser.add_argument("--boost-gamma", type=float, default=1.0, help="gamma boost (toolbox key t): e.g. 1, .7, .5, .3")
+    parser.add_argument("--boost-indiv", type=float, default=0.0, help="per-unit boost exponent (toolbox key T): 0..1 (default %(default)s)")
+    parser.add_argument("--boost-gamma", type=float, default=1.0, help="gamma boost (toolbox key t): e.g. 1, .7, .5, .3 (default %(default)s)")
     parser.set_defaults(func=run)
 
 
@@ -49,7 +51,8 @@ def run(args) -> int:
         path = write_layer_grid(model, layer, acts.get(layer.name, None) if layer.name in acts else
                                 model.activations(x, [layer.name])[layer.name], args.grid,
                                 args.boost_indiv, args.boost_gamma)
-        print(f"wrote the grid of '{layer.name}' ({layer.units} units) to {path}")
+        named = f"'{layer.module_path}' ('{layer.name}')" if layer.module_path else f"'{layer.name}'"
+        print(f"wrote the grid of {named} ({layer.units} units) to {path}")
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
-    parse_position, parse_units, render_settings
+    parse_units, render_settings, warn_nonfinite_names
 
 
 SUMMARY = "render every unit of layers offline into a static site and a manifest"  # the line in 'onnxprobe --help'
@@ -17,28 +17,31 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    from onnxprobe.position import HELP as POSITION_HELP
+    from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE
 
     parser = sub.add_parser("atlas", help=SUMMARY)
     add_model_args(parser)
-    parser.add_argument("--layer", action="append", help="layer (ONNX tensor name); repeatable")
+    parser.add_argument("--layer", action="append", help="layer (ONNX tensor name or module path); repeatable")
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
     parser.add_argument("--out", required=True, metavar="DIR", help="atlas folder (resumed when it already holds one)")
-    parser.add_argument("--data", metavar="DATASET", help="images for the top-9 patches and statistics: folder, list file or video")
+    parser.add_argument("--data", metavar="DATASET",
+                        help="images for the top-k patches (--top) and statistics: folder, list file or video "
+                             "(none: optimized images only)")
     add_render_args(parser, default_preset=None)
     parser.add_argument("--units", action="append", metavar="RANGE",
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
     parser.add_argument("--position", metavar="Y,X|centre|mean",
-                        help=f"where each unit is optimized: {POSITION_HELP} (default centre; no image, so no max)")
-    parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default 9)")
+                        help=f"where each unit is optimized: {POSITION_HELP_WITHOUT_IMAGE} (default centre)")
+    parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default %(default)s)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
-    parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (cluster default: 1 per task)")
+    parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (default: $ONNXPROBE_THREADS, else one per core; on a cluster 1 per task)")
     parser.add_argument("--fresh", action="store_true", help="delete the atlas in DIR and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from onnxprobe.position import parse_position
     from onnxprobe.atlas import build_atlas, choose_layers
     from onnxprobe.errors import UsageError
 
@@ -59,4 +62,5 @@ def run(args) -> int:
           f"{result.units_total} unit(s) of {len(result.layers)} layer(s): {result.out_dir / 'index.html'}")
     for note in result.notes:
         print(f"note: {note}")
+    warn_nonfinite_names(result.nonfinite, "the optimized activations")
     return 0

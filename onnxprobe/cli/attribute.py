@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, parse_position, \
-    warn_nonfinite, write_map
+from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, write_map
 from onnxprobe.errors import UsageError
 
 # flags that carry a method option of the same name; their default None means "not given"
@@ -38,7 +37,7 @@ def register(sub) -> None:
                       help=f"for a spatial --layer: {POSITION_HELP} (default max)")
     opts = parser.add_argument_group("method options")
     opts.add_argument("--cam-layer", help="gradcam, guided_gradcam: layer to weight (default: last spatial layer)")
-    opts.add_argument("--interpolation", choices=("bilinear", "nearest"), help="gradcam, guided_gradcam: upsampling")
+    opts.add_argument("--interpolation", choices=("bilinear", "nearest"), help="gradcam, guided_gradcam: upsampling (default bilinear)")
     opts.add_argument("--steps", type=int, help="integrated_gradients: integration points (default 50)")
     opts.add_argument("--rule", choices=IG_RULES, help="integrated_gradients: quadrature (default gausslegendre)")
     opts.add_argument("--baseline", help="integrated_gradients: zero, black, white or FILE.npy (default zero); "
@@ -48,7 +47,8 @@ def register(sub) -> None:
     opts.add_argument("--seed", type=count_arg(0), help="smoothgrad: random seed (default 0)")
     opts.add_argument("--window", metavar="H[,W]", help="occlusion: window in pixels (default 8)")
     opts.add_argument("--stride", metavar="S[,S]", help="occlusion: stride in pixels (default 4)")
-    opts.add_argument("--batch-size", type=int, help="integrated_gradients, smoothgrad, occlusion: inputs per run")
+    opts.add_argument("--batch-size", type=int, help="integrated_gradients, smoothgrad, occlusion: inputs per run (default: 2 on the CPU, 32 on "
+                                                            "CUDA; occlusion 32)")
     parser.add_argument("--out", required=True, help="output PNG: the map as a heat map")
     parser.add_argument("--overlay", action="store_true", help="blend the heat map over the input image")
     parser.add_argument("--npy", metavar="FILE", help="also save the raw map as .npy")
@@ -92,7 +92,9 @@ def method_options(args, model, method: str) -> dict:
 
 
 def run(args) -> int:
-    from onnxprobe.attribution import attribute, make_objective, render_attribution
+    from onnxprobe.position import parse_position
+    from onnxprobe.attribution import METHODS, attribute, make_objective, render_attribution
+    from onnxprobe.objectives import silence
 
     model, x = model_and_input(args)
     options = method_options(args, model, args.method)
@@ -107,7 +109,7 @@ def run(args) -> int:
         position = "mean" if position is None else position
     objective = make_objective(model, x, args.target, args.layer, args.unit, position)
     values = attribute(model, x, args.method, objective=objective, **options)
-    warn_nonfinite({args.method: values}, "the attribution map")
     image = render_attribution(model, x, args.method, values, overlay=args.overlay)
-    write_map(args, image, values, f"{args.method} of the {objective.description}", "map")
+    write_map(args, image, values, f"{args.method} of the {objective.description}", "map",
+              silence(model, objective, values, f"the {args.method} map", cause=METHODS[args.method].empty))
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, parse_position, warn_nonfinite, write_map
+from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, write_map
 
 
 SUMMARY = "gradient / deconv / guided backprop of one unit back to the input"  # the line in 'onnxprobe --help'
@@ -29,19 +29,17 @@ def register(sub) -> None:
     parser.add_argument("--position", metavar="Y,X|max|centre|mean", default="max",
                         help=f"{POSITION_HELP} (default max)")
     parser.add_argument("--mode", choices=[m.value for m in BackMode], default=BackMode.GRADIENT.value,
-                        help=", ".join(f"{m.value} ({m.description})" for m in BackMode))
-    parser.add_argument("--filter", choices=FILTERS, default="raw", help="display filter of the toolbox's back pane")
+                        help=", ".join(f"{m.value} ({m.description})" for m in BackMode) + " (default %(default)s)")
+    parser.add_argument("--filter", choices=FILTERS, default="raw",
+                        help="display filter of the toolbox's back pane (default %(default)s)")
     parser.add_argument("--out", required=True, help="output PNG")
     parser.add_argument("--npy", metavar="FILE", help="also save the raw gradient w.r.t. the input tensor")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import sys
-
-    import numpy as np
-
-    from onnxprobe.autodiff.objectives import unit_objective
+    from onnxprobe.position import parse_position
+    from onnxprobe.objectives import silence, unit_objective
     from onnxprobe.position import resolve
     from onnxprobe.render.backmaps import gradient_hwc, render_backmap
 
@@ -51,13 +49,10 @@ def run(args) -> int:
     objective = unit_objective(model, layer, args.unit, "mean" if position is None else position)
     if layer.is_spatial and position is not None:
         print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-    session = model.gradient_session(objective.targets, mode=args.mode)
-    grad = session.run(x, objective.seeds(None, 1))["grad"]
-    warn_nonfinite({"gradient": grad}, "the gradient")
+    run = model.gradient(x, objective, mode=args.mode)
+    grad = run.input
     image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
                            rgb_order=model.spec.channel_order == "RGB")
-    write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient")
-    if not np.any(grad):
-        print(f"note: the map is all zero (the PNG is flat): no {args.mode} reaches the input from "
-              f"{objective.description} on this image (a unit that does not fire passes no gradient)", file=sys.stderr)
+    write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient",
+              silence(model, objective, grad, f"the {args.mode} map", run.activations))
     return 0

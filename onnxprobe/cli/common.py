@@ -11,19 +11,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_MODEL = REPO_MODELS / "imagenet" / "mobilenet_v2.onnx"  # the bundled network of demo and view
+
+
+DEVICE_HELP = "execution provider: auto = CUDA when a GPU is usable, else CPU (default %(default)s)"
 
 
 def add_model_args(parser: argparse.ArgumentParser, device: bool = True) -> None:
     parser.add_argument("model", help="ONNX model file")
-    parser.add_argument("--input-shape", metavar="N,C,H,W", help="fix the input shape (needed for dynamic H/W)")
+    parser.add_argument("--input-shape", metavar="N,C,H,W",
+                        help="fix the input shape (needed for dynamic H/W; default: the model's own dims, else the "
+                             "preprocessing's input size)")
     if device:
-        parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                            help="execution provider: auto = CUDA when a GPU is usable, else CPU")
-    group = parser.add_argument_group("preprocessing (overrides the sidecar file and the model's metadata)")
-    group.add_argument("--layout", choices=("NCHW", "NHWC"))
-    group.add_argument("--channel-order", choices=("RGB", "BGR"))
+        parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
+    group = parser.add_argument_group("preprocessing (default: the sidecar file, else the model's metadata; these "
+                                      "flags override both)")
+    group.add_argument("--layout", choices=("NCHW", "NHWC"), help="axis order of the input tensor")
+    group.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order the model expects")
     group.add_argument("--value-range", metavar="LO,HI", help="pixel 0..255 maps to LO..HI, e.g. 0,1 or 0,255")
     group.add_argument("--mean", metavar="M[,M,M]", help="per-channel mean subtracted after scaling")
     group.add_argument("--std", metavar="S[,S,S]", help="per-channel std divided after the mean")
@@ -114,11 +117,18 @@ def model_and_input(args):
     return model, load_input(model, args)
 
 
-def write_map(args, image, raw, what: str, raw_name: str) -> None:
-    """The PNG at --out, and the raw array at --npy when asked."""
+def write_map(args, image, raw, what: str, raw_name: str, silent: str | None = None) -> None:
+    """The map's picture at --out, upscaled to at least MAP_MIN_SIDE pixels (the raw array keeps
+    the model's size at --npy, when asked); with `silent` (objectives.silence's line) the one
+    no-signal picture instead, and the line as a warning."""
     from onnxprobe.fsutil import atomic_save_npy
-    from onnxprobe.render.images import write_png
+    from onnxprobe.render.compose import no_signal
+    from onnxprobe.render.images import MAP_MIN_SIDE, upscale, write_png
 
+    image = upscale(image, MAP_MIN_SIDE)
+    if silent is not None:
+        warn(silent)
+        image = no_signal(*image.shape[:2])
     path = write_png(args.out, image)
     print(f"{what}: wrote {path}")
     if args.npy:
@@ -126,22 +136,19 @@ def write_map(args, image, raw, what: str, raw_name: str) -> None:
         print(f"wrote the raw {raw_name} {raw.shape} to {args.npy}")
 
 
-# ---- the bundled model's sample images, a layer's grid as a file: demo, view, activations ------------
-
-def sample_images(model_path: Path) -> list[Path]:
-    from onnxprobe.viewer.sources import IMAGE_SUFFIXES
-
-    folder = Path(model_path).parent / "samples"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
+# ---- a layer's grid as a file: demo, view, activations ----------------------------------------------
 
 def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
-    """The layer pane as a PNG a person can read: upscaled tiles, unit captions (class names on a
-    layer with one unit per class), the layer's name and shape on top (render.grid.labelled_grid)."""
-    from onnxprobe.render.grid import labelled_grid, units_first
+    """`layer_grid_image` as a PNG at `path`."""
     from onnxprobe.render.images import write_png
+
+    return write_png(path, layer_grid_image(model, layer, activation, boost_indiv, boost_gamma))
+
+
+def layer_grid_image(model, layer, activation: np.ndarray, boost_indiv=0.0, boost_gamma=1.0) -> np.ndarray:
+    """The layer pane as a picture a person can read: upscaled tiles, unit captions (class names on
+    a layer with one unit per class), the layer's name and shape on top (render.grid.labelled_grid)."""
+    from onnxprobe.render.grid import labelled_grid, units_first
 
     tiles = units_first(activation[0], layer.channel_axis, layer.spatial_axes)
     labels = model.spec.labels
@@ -149,9 +156,8 @@ def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0
     if labels and len(labels) == layer.units and not layer.is_spatial:
         unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
     shape = "x".join("N" if d is None else str(d) for d in layer.shape)
-    title = f"{layer.name}  {shape}  {layer.units} units"
-    image = labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
-    return write_png(path, image)
+    title = f"{layer.label}  {shape}  {layer.units} units"
+    return labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
 
 
 def parse_units(texts: list[str], layer) -> list[int]:
@@ -182,14 +188,6 @@ def parse_units(texts: list[str], layer) -> list[int]:
     return sorted(dict.fromkeys(check_unit(layer, u) for u in units))
 
 
-def parse_position(text: str | None):
-    """'--position Y,X | max | centre | mean' -> (y, x) or the keyword; None when not given
-    (one meaning for every command: onnxprobe.position)."""
-    from onnxprobe.position import parse_position as parse
-
-    return parse(text)
-
-
 def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
     """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
     `optimize.render_units` (`render_settings(args)` resolves them). `default_preset=None`: the
@@ -199,13 +197,17 @@ def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None)
     parser.add_argument("--preset", default=default_preset or DEFAULT_PRESET,
                         help=f"hyperparameters: {', '.join(PRESETS)} (default {default_preset or DEFAULT_PRESET}: "
                              "it measures best; set1-set4 are the paper's four sets, their step made scale-free)")
+    own = lambda field: ", ".join(f"{name} {getattr(p, field)}" for name, p in PRESETS.items())  # noqa: E731
     parser.add_argument("--param", choices=PARAMS,
-                        help="pixel (the paper) or fft (Lucid's spectrum parameterization, with the lucid preset)")
-    parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default 1)")
-    parser.add_argument("--steps", type=int, help="override the preset's number of steps")
-    parser.add_argument("--seed", type=count_arg(0), default=0, help="random seed (each unit/restart derives its own)")
+                        help="pixel (the paper) or fft (Lucid's spectrum parameterization, with the lucid preset; "
+                             f"default: the preset's own: {own('param')})")
+    parser.add_argument("--restarts", type=int, default=1, help="random restarts per unit (default %(default)s)")
+    parser.add_argument("--steps", type=int, help=f"optimization steps (default: the preset's own: {own('steps')})")
+    parser.add_argument("--seed", type=count_arg(0), default=0,
+                        help="random seed (each unit/restart derives its own; default %(default)s)")
     parser.add_argument("--batch", type=int, default=8,
-                        help="(unit, restart) rows optimised together in one run of the gradient graph (default 8)")
+                        help="(unit, restart) rows optimised together in one run of the gradient graph "
+                             "(default %(default)s)")
 
 
 def render_settings(args):
@@ -234,9 +236,15 @@ def warn_nonfinite_names(bad: list[str], what: str) -> bool:
     if not bad:
         return False
     listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-    print(f"onnxprobe: warning: NaN or infinite values in {what} ({listed}); check the model's weights and "
-          "the preprocessing", file=sys.stderr)
+    warn(f"NaN or infinite values in {what} ({listed}); check the model's weights and the preprocessing")
     return True
+
+
+def warn(line: str) -> None:
+    """The one warning line on stderr: the output is written, but says less than it seems to."""
+    from onnxprobe.errors import printable
+
+    print(f"onnxprobe: warning: {printable(line)}", file=sys.stderr)
 
 
 class Progress:

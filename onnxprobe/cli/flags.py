@@ -28,6 +28,8 @@ FLAGS = {
     "top": "--top",
     "by": "--by",
     "batch_size": "--batch-size",
+    "samples": "--samples",
+    "noise_level": "--noise-level",
     "shard_size": "--shard-size",
     # the viewer's inputs (view)
     "atlas": "--atlas",

@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, parse_position, \
-    parse_units, render_settings, warn_nonfinite
+from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, \
+    parse_units, render_settings, warn, warn_nonfinite
 from onnxprobe.errors import UsageError
 
 
@@ -23,18 +23,18 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    from onnxprobe.position import HELP as POSITION_HELP
-
+    from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE
     parser = sub.add_parser("optimize", help=SUMMARY)
     add_model_args(parser)
-    parser.add_argument("--layer", help="layer (ONNX tensor name); not needed for --objective logit")
+    parser.add_argument("--layer", help="layer (ONNX tensor name or module path); not needed for --objective logit")
     parser.add_argument("--unit", action="append", required=True,
                         help="unit index, range like 0-15, or 'all' (repeatable)")
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel", "logit"),
-                        help="neuron: channel at --position (centre by default); channel: its mean; logit: pre-softmax class score")
+                        help="neuron: channel at --position; channel: its mean; logit: pre-softmax class score "
+                             "(default %(default)s)")
     parser.add_argument("--position", metavar="Y,X|centre|mean",
-                        help=f"for --objective neuron: {POSITION_HELP} (default centre; optimize has no image, so no max; "
-                             "mean is --objective channel)")
+                        help=f"for --objective neuron: {POSITION_HELP_WITHOUT_IMAGE} (default centre; mean is "
+                             "--objective channel)")
     add_render_args(parser, default_preset=None)
     parser.add_argument("--fresh", action="store_true", help="redo units already finished in --out by the same settings")
     parser.add_argument("--out", required=True, help="output folder")
@@ -43,16 +43,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
     from onnxprobe.distributed import file_hash
-    from onnxprobe.autodiff.objectives import by_kind, objective_layer
-    from onnxprobe.optimize import DEFAULT_PRESET
-    from onnxprobe.optimize.store import UnitStore, job_key, render_into
+    from onnxprobe.position import parse_position
+    from onnxprobe.fsutil import make_output_folder, output_lock
+    from onnxprobe.objectives import by_kind, objective_layer
+    from onnxprobe.optimize.store import UnitStore, job_key
 
     # the one resolution of the render flags: render_units takes them as they are
     render = render_settings(args)
-    preset = render.preset
     position = parse_position(args.position)  # read by the objective module: no image here, so no max
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
@@ -69,6 +67,18 @@ def run(args) -> int:
                 "position": list(position) if isinstance(position, tuple) else position,
                 "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}
     store = UnitStore(out, job_key(settings))
+    make_output_folder(out)
+    with output_lock(out):  # a second run on the same folder is refused while this one runs
+        return _render(args, store, model, layer, units, render, settings, position)
+
+
+def _render(args, store, model, layer, units, render, settings, position) -> int:
+    import numpy as np
+
+    from onnxprobe.optimize import DEFAULT_PRESET
+    from onnxprobe.optimize.store import render_into
+
+    preset = render.preset
     folder = store.folder(layer.name)
     if not args.fresh:
         pending = store.pending(layer.name, units)
@@ -85,6 +95,13 @@ def run(args) -> int:
         progress.close()
     warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},
                    "the optimized activations")
+    still = [r.unit for r in results if list(r.best_activation) == list(r.initial_activation)]
+    if still:  # no step moved the objective: no gradient reached the image
+        from onnxprobe.objectives import by_kind, silence
+
+        objective = by_kind(model, args.objective, layer, still[0], position, pre_activation=True)
+        warn(silence(model, objective, np.zeros(1), "the image gradient")
+             + (f" (units {', '.join(map(str, still))})" if len(still) > 1 else ""))
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")

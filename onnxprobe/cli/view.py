@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-from onnxprobe.cli.common import DEFAULT_MODEL, add_model_args, load_model_from_args, sample_images
+from onnxprobe.cli.common import add_model_args, load_model_from_args
 from onnxprobe.cli.flags import VIEWER_WORDS
 from onnxprobe.errors import ProbeError, UsageError
+from onnxprobe.resources import default_model, sample_images
 
 SUMMARY = "live viewer: activations, back maps and unit visuals on a camera, video or images"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The Deep Visualization Toolbox's live window for MODEL (default: the bundled ImageNet
@@ -33,12 +34,13 @@ def register(sub) -> None:
     add_model_args(parser)
     _make_model_optional(parser)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--camera", type=int, metavar="N", help="webcam index (the default: camera 0)")
+    source.add_argument("--camera", type=int, metavar="N", help="webcam index (default: camera 0 when MODEL is given and no other source; "
+                                                                   "key c switches between camera and files)")
     source.add_argument("--video", metavar="FILE", help="video file (loops)")
     source.add_argument("--images", metavar="DIR", help="folder of images (e / w: next / previous)")
     source.add_argument("--image", metavar="FILE", help="one image")
     parser.add_argument("--atlas", metavar="DIR", help="atlas folder (manifest.json) for unit visuals and pattern mode")
-    parser.add_argument("--save-dir", default="onnxprobe-snapshots", metavar="DIR", help="where p saves the panes")
+    parser.add_argument("--save-dir", default="onnxprobe-snapshots", metavar="DIR", help="where p saves the panes (default %(default)s)")
     parser.add_argument("--quit-after", type=float, metavar="SECONDS", help="close after this long (scripted runs)")
     parser.add_argument("--keys", default="", metavar="KEYS", help="with --quit-after: type these keys first")
     parser.add_argument("--screenshot", metavar="PNG", help="with --quit-after: save the window as PNG before closing")
@@ -68,9 +70,9 @@ def run(args) -> int:
     if args.quit_after is not None and args.quit_after <= 0:
         raise UsageError("--quit-after must be positive")
     if args.model is None:  # the bundled network, on its own sample photos unless a source is given
-        args.model = str(DEFAULT_MODEL)
+        args.model = str(default_model())
         if args.video is None and args.images is None and args.image is None and args.camera is None:
-            samples = sample_images(DEFAULT_MODEL)
+            samples = sample_images(default_model())
             args.images = str(samples[0].parent) if samples else None
     source = _source(args)  # before loading anything: a bad path fails in a moment
     atlas = None

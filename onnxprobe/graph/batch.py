@@ -97,7 +97,8 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
         from onnxprobe.runtime.session import create_session, trim_memory
 
         def run() -> dict[str, tuple]:
-            session = create_session(expose_tensors(model, missing, keep_outputs=False), device="cpu", one_off=True)
+            session = create_session(expose_tensors(model, missing, keep_outputs=False, known=facts.value_infos),
+                                     device="cpu", one_off=True)
             x = np.zeros(shape, session.input_dtype(input_name))
             return {k: (tuple(np.shape(v)), helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype))
                     for k, v in session.run({input_name: x}, missing).items()}

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import onnx
 
 from onnxprobe.graph.loading import finalize_model
 
 
-def expose_tensors(model: onnx.ModelProto, names: Iterable[str], keep_outputs: bool = True) -> onnx.ModelProto:
+def expose_tensors(model: onnx.ModelProto, names: Iterable[str], keep_outputs: bool = True,
+                   known: Mapping[str, onnx.ValueInfoProto] | None = None) -> onnx.ModelProto:
     """A copy of `model` whose outputs are the original outputs (if `keep_outputs`) plus `names`.
 
-    Types come from the graph's value_info where known; ONNX Runtime infers the rest.
+    Types come from `known`, the model's facts (`GraphFacts.value_infos`), where given; ONNX
+    Runtime infers the rest.
     """
     names = list(dict.fromkeys(names))
+    known = known or {}
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    known = {v.name: v for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
     existing = [o.name for o in graph.output]
     if not keep_outputs:
         del graph.output[:]

@@ -8,7 +8,7 @@ the default-domain opset, and typed attribute access.
     facts.producers[name], facts.consumers[name], facts.opset, attr(node, "axis", 0)
 
 `ProbeModel` builds one at load (`GraphFacts.of_loaded`: also the probeable `TensorInfo`s, found by
-running the model where inference falls short, graph/shapes.py) and hands it to everything that
+running the model where inference falls short: `tensor_infos`) and hands it to everything that
 reads the graph: layers and geometry, the gradient graph (autodiff's Tape writes what it emits on a
 `scratch()` overlay, never into the shared facts), the step graph. A model rewritten afterwards by
 adding nodes (a self-seeded target) is covered by `extended()`: only the new nodes are inferred.
@@ -25,9 +25,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from onnxprobe.graph.loading import WORKING_OPSET, default_opset, image_input
+from onnxprobe.graph.expose import expose_tensors
+from onnxprobe.graph.loading import BATCH_DIM, WORKING_OPSET, default_opset, image_input
 from onnxprobe.graph.optable import DEFAULT_DOMAINS
-from onnxprobe.graph.shapes import FLOAT_TYPES, TensorInfo, tensor_infos
+from onnxprobe.graph.shapes import FLOAT_TYPES, TensorInfo
 from onnxprobe.runtime import weights
 
 LARGE = 4096  # float initializers with more elements are left out of shape inference (typed inputs instead)
@@ -112,6 +113,7 @@ class GraphFacts:
             self.elem[init.name] = init.data_type
             self.dims[init.name] = list(init.dims)
         self.values = infer(model, pinned) if infer_shapes else None  # None: inference failed or did not run
+        self._value_infos: dict[str, onnx.ValueInfoProto] | None = None
         self._record(self.values or ())
 
     @classmethod
@@ -157,6 +159,16 @@ class GraphFacts:
                 self.dims[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
 
     # ---- reading ------------------------------------------------------------------------------
+    @property
+    def value_infos(self) -> dict[str, onnx.ValueInfoProto]:
+        """Tensor name -> its typed value: the inference's (`values`), else what the file declares
+        (inputs, value_info, outputs)."""
+        if self._value_infos is None:
+            graph = self.model.graph
+            typed = self.values if self.values is not None else [*graph.input, *graph.value_info, *graph.output]
+            self._value_infos = {v.name: v for v in typed}
+        return self._value_infos
+
     def shape(self, name: str) -> list[int | None] | None:
         return self.dims.get(name)
 
@@ -234,11 +246,118 @@ class GraphFacts:
         facts._add_nodes(new)
         produced = {o for n in new for o in n.output if o}
         feeds = [i for i in dict.fromkeys(i for n in new for i in n.input if i) if i not in produced]
+        added_inits = [init for init in model.graph.initializer if init.name in feeds and init.name not in self.initializers]
+        feeds = [i for i in feeds if i not in {init.name for init in added_inits}]
         if any(i not in self.elem or i not in self.dims for i in feeds):  # a new tensor we know nothing of
             facts._record(infer(model) or ())
             return facts
         graph = helper.make_graph(new, "added", [helper.make_tensor_value_info(i, self.elem[i], self.dims[i]) for i in feeds],
-                                  [helper.make_empty_tensor_value_info(o) for o in produced])
+                                  [helper.make_empty_tensor_value_info(o) for o in produced], added_inits)
         added = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
         facts._record(infer(added) or ())
         return facts
+
+
+# ---- the probeable view: TensorInfo of every tensor, from the inference or by running the model ----
+
+def tensor_infos(model: onnx.ModelProto, facts: GraphFacts, input_shape: tuple[int, ...],
+                 rows: int | None = None, off_axis=None, on_axis=frozenset()) -> tuple[dict[str, TensorInfo], str, bool]:
+    """Every node output's TensorInfo from the facts' one shape inference (`facts.values`), else by
+    running the model; second value says how: "inference" or "execution"; third whether the graph
+    follows the batch (False when a run at batch 2 failed).
+
+    `rows`: the graph runs a fixed batch of that many rows (its input still declared symbolic; the
+    facts inferred it at that batch): a tensor carries the batch axis when it depends on the input
+    and its first dim is `rows`. `off_axis`: made dynamic, the tensors whose batch sits inside
+    another axis, with their shapes at batch 1 (inference cannot write N*4): their TensorInfo has no
+    batch axis; fixed, every tensor's (shape, element type) at the file's batch, found by the batch
+    rewrite (run included). `on_axis`: tensors whose axis 0 is the batch, whatever symbol
+    inference gives it."""
+    producers = facts.producers
+    off_axis = off_axis or {}
+    batch_of = None
+    if rows is not None:
+        reach = facts.reachable_from(image_input(model).name)
+        batch_of = lambda name, dim: name in reach and dim == rows  # noqa: E731
+    infos = {}
+    for value in facts.values or ():
+        if value.name in facts.initializers:  # weights inferred as typed inputs
+            continue
+        info = _info_from_value(value, producers, batch_of, value.name in on_axis)
+        if info is None and value.name in off_axis and value.type.HasField("tensor_type") and rows is None:
+            node = producers.get(value.name)
+            info = TensorInfo(value.name, value.type.tensor_type.elem_type, tuple(off_axis[value.name]),
+                              node.op_type if node else "Input", node.name if node else "")
+        if info is not None:
+            infos[value.name] = info
+    if rows is not None:  # a fixed graph: the shapes the batch rewrite found at its batch, run included
+        for name in producers:
+            if name not in infos and name in off_axis:
+                shape, elem = off_axis[name]
+                node = producers[name]
+                dims = tuple(None if axis == 0 and batch_of(name, d) else d for axis, d in enumerate(shape))
+                infos[name] = TensorInfo(name, elem, dims, node.op_type, node.name)
+    if all(name in infos for name in producers):
+        return infos, "inference", True
+    infos, follows = _from_execution(model, facts, input_shape, rows, batch_of)
+    return infos, "execution", follows
+
+
+def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None, batch_first: bool = False) -> TensorInfo | None:
+    tensor_type = value.type.tensor_type
+    if not value.type.HasField("tensor_type") or not tensor_type.HasField("shape") or tensor_type.elem_type == 0:
+        return None
+    shape = []
+    for axis, d in enumerate(tensor_type.shape.dim):
+        if d.HasField("dim_value") and d.dim_value >= 0:
+            batched = axis == 0 and batch_of is not None and batch_of(value.name, d.dim_value)
+            shape.append(None if batched else d.dim_value)
+        elif axis == 0 and (d.dim_param == BATCH_DIM or batch_first) and batch_of is None:
+            shape.append(None)
+        else:
+            return None  # a symbolic dim we cannot pin down: let execution decide
+    node = producers.get(value.name)
+    return TensorInfo(value.name, tensor_type.elem_type, tuple(shape), node.op_type if node else "Input", node.name if node else "")
+
+
+def _from_execution(model, facts, input_shape, rows=None, batch_of=None) -> tuple[dict[str, TensorInfo], bool]:
+    """Run once at batch 1 and once at batch 2 with every tensor exposed: an axis 0 that follows the
+    batch size is the batch axis. A graph that fails at batch 2 (or runs `rows` rows only) is
+    read at one batch: there an axis 0 of that size that depends on the input is the batch axis."""
+    from onnxprobe.runtime.session import create_session  # graph may import runtime (it sits below)
+
+    producers = facts.producers
+    exposed = expose_tensors(model, producers.keys(), keep_outputs=True, known=facts.value_infos)
+    session = create_session(exposed, device="cpu", one_off=True)
+    name = image_input(model).name
+    rng = np.random.default_rng(0)
+    dtype = session.input_dtype(name)
+    runs = {}
+    for batch in (1, 2) if rows is None else (rows,):
+        x = rng.standard_normal((batch, *input_shape[1:])).astype(dtype)
+        try:
+            values = session.run({name: x})
+        except Exception:
+            if batch != 2:
+                raise
+            break
+        runs[batch] = values
+    first = min(runs)
+    if batch_of is None:
+        if 2 in runs:
+            batch_of = lambda tensor, dim: dim == 1 and np.shape(runs[2][tensor])[:1] == (2,)  # noqa: E731
+        else:  # one batch only: what depends on the input and has a first dim of 1 carries it
+            reach = facts.reachable_from(name)
+            batch_of = lambda tensor, dim: tensor in reach and dim == 1  # noqa: E731
+    infos = {}
+    for tensor, value in runs[first].items():
+        value = np.asarray(value)
+        batched = value.ndim >= 1 and batch_of(tensor, value.shape[0])
+        shape = tuple([None] + list(value.shape[1:])) if batched else tuple(value.shape)
+        node = producers.get(tensor)
+        infos[tensor] = TensorInfo(tensor, _elem_type(value.dtype), shape, node.op_type if node else "Input", node.name if node else "")
+    return infos, rows is not None or 2 in runs
+
+
+def _elem_type(dtype) -> int:
+    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
-from onnxprobe.errors import UsageError
 from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.geometry import ReceptiveField, TensorGeometry, analyze_geometry
+from onnxprobe.graph.names import module_names
 
 
 @dataclass(frozen=True)
@@ -22,6 +21,22 @@ class LayerInfo:
     # True when the unit also depends on statistics of the whole image (squeeze-excitation gates,
     # instance norm): the receptive field is then the local support only.
     global_context: bool = False
+    # the PyTorch module whose output this is, where the file records scopes (graph/names.py):
+    # `module_path` the innermost, `module_aliases` the outer modules it is also the output of,
+    # `module_scope` the innermost module its node ran in (shown, never resolved)
+    module_path: str | None = None
+    module_aliases: tuple[str, ...] = ()
+    module_scope: str | None = None
+
+    @property
+    def module_paths(self) -> tuple[str, ...]:
+        """Every module path that names this layer, innermost first."""
+        return ((self.module_path,) if self.module_path else ()) + self.module_aliases
+
+    @property
+    def label(self) -> str:
+        """The name to show a person: the module path where there is one, else the ONNX name."""
+        return self.module_path or self.name
 
     @property
     def units(self) -> int:
@@ -38,6 +53,9 @@ class LayerInfo:
     def to_json(self) -> dict:
         return {
             "name": self.name,
+            "module_path": self.module_path,
+            "module_aliases": list(self.module_aliases),
+            "module_scope": self.module_scope,
             "op": self.op,
             "shape": list(self.shape),
             "units": self.units,
@@ -56,35 +74,28 @@ def probeable_layers(facts: GraphFacts, input_name: str, layout: str,
     # the approximate pass only matters where the strict one left a spatial tensor without a field
     gaps = any(g.spatial_axes and g.receptive_field is None for g in strict.values())
     local = analyze_geometry(model, input_name, layout=layout, facts=facts, approximate=True) if gaps else {}
+    names = [name for node in model.graph.node for name in node.output
+             if name and (info := infos.get(name)) is not None and info.is_float and info.has_batch_axis
+             and len(info.shape) >= 2]
+    names = list(dict.fromkeys(names))
+    modules = module_names(model, names)
     layers = []
-    seen = set()
-    for node in model.graph.node:
-        for name in node.output:
-            info = infos.get(name)
-            if not name or name in seen or info is None or not info.is_float or not info.has_batch_axis or len(info.shape) < 2:
-                continue
-            seen.add(name)
-            geo = strict.get(name) or TensorGeometry(None, (), None)
-            approx = local.get(name)
-            global_context = geo.receptive_field is None and approx is not None and approx.receptive_field is not None
-            if global_context:
-                geo = approx
-            channel_axis = geo.channel_axis if geo.channel_axis is not None else 1
-            spatial = tuple(a for a in geo.spatial_axes if a != channel_axis and a < len(info.shape))
-            layers.append(LayerInfo(
-                name=name, op=info.op, shape=info.shape, channel_axis=channel_axis, spatial_axes=spatial,
-                receptive_field=geo.receptive_field if spatial else None,
-                differentiable=None if differentiable is None else name in differentiable,
-                global_context=global_context and bool(spatial),
-            ))
+    for name in names:
+        info = infos[name]
+        geo = strict.get(name) or TensorGeometry(None, (), None)
+        approx = local.get(name)
+        global_context = geo.receptive_field is None and approx is not None and approx.receptive_field is not None
+        if global_context:
+            geo = approx
+        channel_axis = geo.channel_axis if geo.channel_axis is not None else 1
+        spatial = tuple(a for a in geo.spatial_axes if a != channel_axis and a < len(info.shape))
+        layers.append(LayerInfo(
+            name=name, op=info.op, shape=info.shape, channel_axis=channel_axis, spatial_axes=spatial,
+            receptive_field=geo.receptive_field if spatial else None,
+            differentiable=None if differentiable is None else name in differentiable,
+            global_context=global_context and bool(spatial),
+            module_path=modules.path.get(name), module_aliases=modules.aliases.get(name, ()),
+            module_scope=modules.scope.get(name),
+        ))
     return layers
 
-
-def find_layer(layers: list[LayerInfo], name: str) -> LayerInfo:
-    for layer in layers:
-        if layer.name == name:
-            return layer
-    names = [layer.name for layer in layers]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f"; run 'onnxprobe layers' to list the {len(names)} layers"
-    raise UsageError(f"no layer named '{name}'{hint}")

@@ -44,7 +44,7 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
     `exclude` (default: `out_dir`) are not data, even inside a dataset folder. `units`: draw the
     montages of these units of each layer only (default all; the records hold every unit)."""
     from onnxprobe.distributed import threads_for_workers
-    from onnxprobe.fsutil import checkpoint, make_output_folder
+    from onnxprobe.fsutil import checkpoint, make_output_folder, output_lock
     from onnxprobe.maxact.datasets import open_dataset
     from onnxprobe.maxact.job import StateStore, check_settings, dataset_items_file, make_spec, run_shards_locally
     from onnxprobe.maxact.records import drawn_units, write_records
@@ -62,35 +62,36 @@ def run_maxact(model, dataset, layers, top: int = 9, by: str = "max", out_dir="m
     spec = make_spec(model, layers, top, by, batch_size, shard_size,
                      threads_for_workers(threads) if scheduler else threads)
     out_dir = make_output_folder(out_dir)
-    shards = data.shards(shard_size)
-    store = StateStore(out_dir, spec.key(data.fingerprint()), spec, len(shards), fresh=fresh,
-                       stamps=data.stamps(shard_size))
-    dataset_items_file(out_dir, data)
-    todo = [s for s in shards if not store.done(s.id)]
-    bar = progress(len(data), "scan ") if progress else None
-    if bar is not None:
-        bar.update(sum(len(s.items) for s in shards if store.done(s.id)))
-    try:
-        if scheduler:
-            from onnxprobe.maxact.cluster import run_shards_on_cluster
+    with output_lock(out_dir):
+        shards = data.shards(shard_size)
+        store = StateStore(out_dir, spec.key(data.fingerprint()), spec, len(shards), fresh=fresh,
+                           stamps=data.stamps(shard_size))
+        dataset_items_file(out_dir, data)
+        todo = [s for s in shards if not store.done(s.id)]
+        bar = progress(len(data), "scan ") if progress else None
+        if bar is not None:
+            bar.update(sum(len(s.items) for s in shards if store.done(s.id)))
+        try:
+            if scheduler:
+                from onnxprobe.maxact.cluster import run_shards_on_cluster
 
-            run_shards_on_cluster(scheduler, spec, todo, store, bar, on_shard, ship_model, ship_data)
-        else:
-            run_shards_locally(spec, todo, store, bar, on_shard)
-    finally:
-        store.checkpoint()
+                run_shards_on_cluster(scheduler, spec, todo, store, bar, on_shard, ship_model, ship_data)
+            else:
+                run_shards_locally(spec, todo, store, bar, on_shard)
+        finally:
+            store.checkpoint()
+            if bar is not None:
+                bar.close()
+        if store.states is None:  # every file was unreadable: empty states, but still a record
+            from onnxprobe.maxact.topk import LayerState
+
+            store.states = {n: LayerState.empty(model.layer(n).units, top, len(model.layer(n).spatial_axes), by) for n in spec.layers}
+        summary = {"model": str(model.path), "dataset": str(dataset), "top": top, "by": by,
+                   "scheduler": scheduler, "seconds_scan": round(time.monotonic() - started, 3), "notes": store.notes}
+        drawn = sum(len(drawn_units(s.units, units)) for s in store.states.values())
+        bar = progress(drawn, "crops ") if progress and crops else None
+        write_records(out_dir, model, data, store.states, store.skipped, crops, deconv, summary, bar, units)
+        checkpoint()  # the finished job's records are a result of their own (the atlas reads them next)
         if bar is not None:
             bar.close()
-    if store.states is None:  # every file was unreadable: empty states, but still a record
-        from onnxprobe.maxact.topk import LayerState
-
-        store.states = {n: LayerState.empty(model.layer(n).units, top, len(model.layer(n).spatial_axes), by) for n in spec.layers}
-    summary = {"model": str(model.path), "dataset": str(dataset), "top": top, "by": by,
-               "scheduler": scheduler, "seconds_scan": round(time.monotonic() - started, 3), "notes": store.notes}
-    drawn = sum(len(drawn_units(s.units, units)) for s in store.states.values())
-    bar = progress(drawn, "crops ") if progress and crops else None
-    write_records(out_dir, model, data, store.states, store.skipped, crops, deconv, summary, bar, units)
-    checkpoint()  # the finished job's records are a result of their own (the atlas reads them next)
-    if bar is not None:
-        bar.close()
-    return MaxactResult(out_dir)
+        return MaxactResult(out_dir)

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from onnxprobe.errors import InputError, ParameterError, UsageError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from onnxprobe.preprocess import open_video
+from onnxprobe.resources import IMAGE_SUFFIXES
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 
@@ -147,7 +147,7 @@ def _list_dataset(path: Path) -> Dataset:
 
 
 def _video_dataset(path: Path, every: int) -> Dataset:
-    capture = cv2.VideoCapture(str(path))
+    capture = open_video(path)
     try:
         if not capture.isOpened():
             raise InputError(f"cannot open video {path}")
@@ -217,7 +217,7 @@ def load_images(shard: Shard) -> Iterator[tuple[Item, np.ndarray | None, str | N
 
 
 def _video_frames(shard: Shard):
-    capture = cv2.VideoCapture(shard.video)
+    capture = open_video(shard.video)
     try:
         position = 0
         if shard.items and shard.items[0].frame:
@@ -225,7 +225,7 @@ def _video_frames(shard: Shard):
             position = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
             if position != shard.items[0].frame:  # some backends cannot seek: read from the start
                 capture.release()
-                capture = cv2.VideoCapture(shard.video)
+                capture = open_video(shard.video)
                 position = 0
         for item in shard.items:
             while position < item.frame and capture.grab():

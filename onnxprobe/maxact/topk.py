@@ -133,7 +133,3 @@ class LayerState:
         get = lambda key: arrays[f"{prefix}{key}"]  # noqa: E731
         return cls(str(get("by")), get("score"), get("index"), get("location"), int(get("count")),
                    get("sum_mean"), get("sum_max"), get("max"), get("fires"))
-
-    def equals(self, other: "LayerState") -> bool:
-        """Exact equality, bit for bit."""
-        return all(np.array_equal(a, b) for a, b in zip(self.to_arrays("").values(), other.to_arrays("").values()))

@@ -4,23 +4,23 @@ al. 2015) and the modern parameterization (Lucid, Olah et al. 2017), for any ONN
 Library API (stable; the atlas builds on it)::
 
     from onnxprobe.model import ProbeModel
-    from onnxprobe.optimize import render_units, Optimizer, objectives
+    from onnxprobe.optimize import RenderSettings, render_units, Optimizer, get_preset, objectives
 
     pm = ProbeModel.load("models/digits/digits-cnn.onnx")
-    results = render_units(pm, "relu2", units=range(8), preset="lucid", restarts=2, steps=None,
-                           seed=0, batch=8, param=None, objective="neuron", position=None)
+    settings = RenderSettings.resolve(preset="lucid", steps=None, param=None, restarts=2, seed=0, batch=8)
+    results = render_units(pm, "relu2", units=range(8), settings=settings, objective="neuron", position=None)
     results[0].images[0]            # restart 0's best image, HxWx3 uint8 RGB (display space)
     results[0].inputs[0]            # the optimized model input itself (the image's source)
     results[0].best_activation[0]   # and its numbers: initial_/best_/final_activation, seconds
     results[0].to_json()            # the record the command writes
 
-    opt = Optimizer(pm, objectives.neuron(pm, "relu2", 3, pre_activation=True), preset="set3", seed=0).start()
+    opt = Optimizer(pm, objectives.neuron(pm, "relu2", 3, pre_activation=True), get_preset("set3"), seed=0).start()
     opt.step(10); opt.image(0); opt.activation; opt.best_image(0); opt.best_activation; opt.history
 
 - `render_units(model, layer, units, settings=None, *, objective="neuron", position=None,
-  engine="auto", on_step=None, **loose) -> list[UnitResult]`: `settings` is a `RenderSettings`
-  (a final Preset, restarts, seed, batch; `RenderSettings.resolve(preset="lucid", steps=None,
-  param=None, restarts=1, seed=0, batch=8)` checks them once), or give those loose keywords.
+  engine="auto", on_step=None) -> list[UnitResult]`: `settings` is a `RenderSettings` (a final
+  Preset, restarts, seed, batch; `RenderSettings.resolve(preset="lucid", steps=None, param=None,
+  restarts=1, seed=0, batch=8)` checks loose values once; None: those defaults).
   N (unit, restart) rows run as one batch of the gradient graph. Row (unit, restart) draws all its
   randomness from `row_seed(seed, layer, unit, restart)`, so its images do not depend on which
   other rows share its batch, their order, or the process that ran it. `objective` and
@@ -35,7 +35,7 @@ Library API (stable; the atlas builds on it)::
   the seed's sets are pixel-only, `lucid` takes either (default fft). `presets.get_preset(name,
   steps, param)` resolves a preset once into a typed `Preset` (the command line does this at its
   boundary, inside `RenderSettings.resolve`); `render_units` and `Optimizer` take it as it is.
-- Objectives (`objectives`, the one objective module `onnxprobe.autodiff.objectives`): `neuron`
+- Objectives (`objectives`, the one objective module `onnxprobe.objectives`): `neuron`
   (channel at a position, the spatial centre by default), `channel` (mean), `logit` (pre-softmax),
   `direction` (weighted channels), `diversity` (across the batch, non-linear), combined with `+`,
   `-`, scalar `*`, and `stack` (one objective per row). `render_units` optimises a ReLU layer's
@@ -74,7 +74,7 @@ import importlib
 
 # what the package exports, by the module that holds it: imported on first use, so that the command
 # line's parser can read the presets without importing the optimizer (and its scipy and onnx)
-_HOMES = {"objectives": "onnxprobe.autodiff.objectives", "Objective": "onnxprobe.autodiff.objectives",
+_HOMES = {"objectives": "onnxprobe.objectives", "Objective": "onnxprobe.objectives",
           "ENGINES": "onnxprobe.optimize.optimizer", "Optimizer": "onnxprobe.optimize.optimizer",
           "optimize": "onnxprobe.optimize.optimizer", "DEFAULT_PRESET": "onnxprobe.optimize.presets",
           "PARAMS": "onnxprobe.optimize.presets", "PRESETS": "onnxprobe.optimize.presets",

@@ -11,7 +11,7 @@ import numpy as np
 
 from onnxprobe.errors import UsageError
 from onnxprobe.optimize import lucid as lucid_mod
-from onnxprobe.autodiff.objectives import Objective, differentiable_layer
+from onnxprobe.objectives import Objective, differentiable_layer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
 from onnxprobe.optimize.priors import BLUR_TRUNCATE, PixelSpace, seed_update
 from onnxprobe.runtime.session import to_numpy
@@ -37,17 +37,17 @@ class Optimizer:
     `best_activation` the best so far, `history` one array per step; `initial_activation` and
     `final_activation` measure the start and final images as `best_activation` does. Images of the paper's presets are shown contrast-stretched around the mean pixel (as the
     toolbox showed them); `raw_image(i)` / `current_input()` are the optimized input itself.
-    `preset` is a Preset (resolved once by `presets.get_preset`, as the command line does) or a
-    name; `param` and `steps`, when given, override the preset's.
+    `preset` is a Preset, resolved once by its caller (`presets.get_preset(name, steps, param)`,
+    as the command line does; None: the default preset as it is).
     """
 
-    def __init__(self, model, objective: Objective, preset: str | Preset = DEFAULT_PRESET, seed=0, batch: int = 1,
-                 param: str | None = None, steps: int | None = None, engine: str = "auto"):
+    def __init__(self, model, objective: Objective, preset: Preset | None = None, seed=0, batch: int = 1,
+                 engine: str = "auto"):
         self.model = model
         self.objective = objective
-        # a Preset (the command line's, resolved once) is used as it is; a name is resolved here
-        given = isinstance(preset, Preset) and steps is None and param is None
-        self.preset = preset if given else get_preset(preset, steps, param)
+        self.preset = get_preset(DEFAULT_PRESET) if preset is None else preset
+        if not isinstance(self.preset, Preset):
+            raise TypeError(f"Optimizer takes a Preset (presets.get_preset resolves a name once), got {preset!r}")
         self.param = self.preset.param
         if engine not in ENGINES:
             raise UsageError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
@@ -383,10 +383,10 @@ class _LucidEngine:
         return self._to_model(self.best_images if best else self.current)
 
 
-def optimize(model, objective: Objective, preset: str | Preset = DEFAULT_PRESET, seed=0, batch: int = 1,
-             param: str | None = None, steps: int | None = None, engine: str = "auto") -> Optimizer:
+def optimize(model, objective: Objective, preset: Preset | None = None, seed=0, batch: int = 1,
+             engine: str = "auto") -> Optimizer:
     """Run an `Optimizer` to the end and return it."""
-    return Optimizer(model, objective, preset, seed, batch, param, steps, engine).run()
+    return Optimizer(model, objective, preset, seed, batch, engine).run()
 
 
 __all__ = ["ENGINES", "Optimizer", "optimize"]

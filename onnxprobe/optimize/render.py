@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprobe.autodiff.objectives import by_kind, objective_layer, stack
+from onnxprobe.objectives import by_kind, objective_layer, stack
 from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.optimizer import Optimizer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
@@ -61,8 +61,8 @@ class UnitResult:
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """How units are rendered, resolved once (the command line at its boundary, `render_units`
-    for a caller that gives loose values): a final Preset (steps and parameterization included),
+    """How units are rendered, resolved once by the caller (the command line at its boundary,
+    `RenderSettings.resolve` for loose values): a final Preset (steps and parameterization included),
     restarts per unit, the random seed and the batch of (unit, restart) rows run together. The
     one place restarts and batch are checked."""
 
@@ -105,19 +105,16 @@ def _count(value, minimum: int = 1) -> bool:
 
 def render_units(model, layer: str | None, units: Sequence[int], settings: RenderSettings | None = None, *,
                  objective: str = "neuron", position: Position = None, engine: str = "auto",
-                 on_step: Callable[[int], None] | None = None, **loose) -> list[UnitResult]:
+                 on_step: Callable[[int], None] | None = None) -> list[UnitResult]:
     """Visualize `units` of `layer` (see the package docstring); one UnitResult per unit, in order.
-    `settings` as resolved by the caller, or the loose values of `RenderSettings.resolve`
-    (preset, steps, param, restarts, seed, batch) as keywords. `objective` and `position` as
+    `settings` as resolved by the caller (`RenderSettings.resolve(preset, steps, param, restarts,
+    seed, batch)`; None: the defaults). `objective` and `position` as
     `objectives.by_kind` reads them (a neuron at a position of onnxprobe.position: Y,X, "centre"
     (None: the same), "mean" (the channel); "max" needs an image, which a synthesized one has not).
 
     `on_step(rows)` is called after every optimisation step with the number of rows stepped
     (for progress bars: total work is len(units) * restarts * steps)."""
-    if settings is None:
-        settings = RenderSettings.resolve(**loose)
-    elif loose:
-        raise TypeError(f"render_units takes settings or {', '.join(sorted(loose))}, not both")
+    settings = RenderSettings.resolve() if settings is None else settings
     chosen, restarts, seed, batch = settings.preset, settings.restarts, settings.seed, settings.batch
     param = chosen.param
     layer = objective_layer(model, objective, layer).name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from onnxprobe.render.images import clip_unit
+from onnxprobe.render.images import unit_to_uint8
 
 FILTERS = ("raw", "gray", "norm", "normblur")
 NORMBLUR_SIGMA = 4.0
@@ -59,11 +59,11 @@ def render_backmap(grad_hwc: np.ndarray, name: str = "raw", rgb_order: bool = Tr
         data = 0.5 + 0.5 * data / scale
     else:
         data = data / scale
-    data = clip_unit(data)
+    data = unit_to_uint8(data, in_place=True)
     if data.ndim == 2:
         data = data[:, :, None]
     if data.shape[2] == 1:
         data = np.repeat(data, 3, axis=2)
     elif not rgb_order:
         data = data[:, :, ::-1]
-    return (data * 255).astype(np.uint8)
+    return np.ascontiguousarray(data)

@@ -117,9 +117,8 @@ def layer_grid(tiles: np.ndarray, boost_indiv: float = 0.0, boost_gamma: float =
     elif neg_pos_colors is not None:
         rgb = unit_to_uint8(normalize_tiles(tiles, boost_indiv, boost_gamma, neg_pos_colors))
     else:
-        gray = _normalize_gray(tiles, boost_indiv, boost_gamma)
-        gray *= 255
-        out, layout = _tile(gray.astype(np.uint8), min_tile, pad)
+        gray = unit_to_uint8(_normalize_gray(tiles, boost_indiv, boost_gamma), in_place=True)
+        out, layout = _tile(gray, min_tile, pad)
         return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB), layout
     return _tile(rgb, min_tile, pad)
 
@@ -172,7 +171,7 @@ def labelled_grid(tiles: np.ndarray, title: str, unit_labels=None, boost_indiv: 
     (`normalize_tiles`). Returns HxWx3 uint8 RGB."""
     import cv2
 
-    rgb = (normalize_tiles(tiles, boost_indiv, boost_gamma) * 255).astype(np.uint8)
+    rgb = unit_to_uint8(normalize_tiles(tiles, boost_indiv, boost_gamma), in_place=True)
     count, h, w = rgb.shape[:3]
     scale = max(1, int(np.ceil(min_tile / max(1, min(h, w)))))
     rgb = np.repeat(np.repeat(rgb, scale, axis=1), scale, axis=2)

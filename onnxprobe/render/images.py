@@ -41,6 +41,9 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     return atomic_write_bytes(path, encode_png(image))
 
 
+MAP_MIN_SIDE = 224  # maps and class pictures are shown at least this large (a 28x28 map is upscaled 8x)
+
+
 def upscale(image: np.ndarray, min_side: int) -> np.ndarray:
     """Nearest-neighbour upscaling by an integer factor so the shorter side is at least `min_side`."""
     h, w = image.shape[:2]
@@ -74,10 +77,12 @@ def clip_unit(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.fmin(np.fmax(values, 0.0, out=out), 1.0, out=out)
 
 
-def unit_to_uint8(values: np.ndarray) -> np.ndarray:
+def unit_to_uint8(values: np.ndarray, in_place: bool = False) -> np.ndarray:
     """Display values in 0..1 -> uint8 0..255 (truncating, as the displays always did), through
-    `clip_unit`."""
-    return (clip_unit(values) * 255).astype(np.uint8)
+    `clip_unit`; `in_place`: `values` (a float array of the caller's own) is used as scratch."""
+    scaled = clip_unit(values, out=values if in_place else None)
+    scaled *= 255
+    return scaled.astype(np.uint8)
 
 
 def heatmap(values: np.ndarray, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:

@@ -21,11 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from onnxprobe.errors import InputError
+from onnxprobe.atlas.site import MANIFEST, OPTIMIZED, VIEWER_KINDS
+from onnxprobe.errors import InputError, OutputError
 from onnxprobe.fsutil import inside
-
-KINDS = ("optimized", "top9", "top9_deconv")
-MANIFEST = "manifest.json"
 
 
 class AtlasError(InputError):
@@ -67,7 +65,7 @@ class AtlasSource:
         stats = self.unit_entry(layer, unit).get("stats")
         return stats if isinstance(stats, dict) else {}
 
-    def image(self, layer: str, unit: int, kind: str = "optimized") -> np.ndarray | None:
+    def image(self, layer: str, unit: int, kind: str = OPTIMIZED) -> np.ndarray | None:
         """The unit's image of this kind as HxWx3 uint8 RGB, or None when the atlas has none."""
         key = (layer, int(unit), kind)
         with self._lock:
@@ -82,7 +80,7 @@ class AtlasSource:
         return image
 
     def unit_images(self, layer: str, unit: int) -> dict[str, np.ndarray | None]:
-        return {kind: self.image(layer, unit, kind) for kind in KINDS}
+        return {kind: self.image(layer, unit, kind) for kind in VIEWER_KINDS}
 
     def pattern_tiles(self, layer: str, count: int, size: tuple[int, int]) -> tuple[np.ndarray, int]:
         """Every unit's optimized image resized to `size` (H, W): (count, H, W, 3) uint8, and how many
@@ -91,7 +89,7 @@ class AtlasSource:
         tiles = np.full((count, h, w, 3), 24, np.uint8)
         found = 0
         for unit in range(count):
-            image = self.image(layer, unit, "optimized")
+            image = self.image(layer, unit, OPTIMIZED)
             if image is not None:
                 tiles[unit] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
                 found += 1
@@ -103,7 +101,7 @@ class AtlasSource:
         try:
             path = inside(self.root, relative)
             data = np.fromfile(str(path), dtype=np.uint8)
-        except (ValueError, OSError):
+        except (OutputError, ValueError, OSError):  # a name leading outside the atlas: no image
             return None
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         return None if image is None else np.ascontiguousarray(image[:, :, ::-1])

@@ -34,7 +34,7 @@ class Viewer:
         self.save_dir = Path(save_dir)
         self.camera_index = camera_index
         self._open_capture = open_capture
-        entries = [LayerEntry(l.name, l.units, l.is_spatial, l.channel_axis, l.spatial_axes) for l in model.layers]
+        entries = [LayerEntry(l.name, l.units, l.is_spatial, l.channel_axis, l.spatial_axes, l.label) for l in model.layers]
         spatial = [i for i, e in enumerate(entries) if e.spatial]
         self.state = ViewerState(entries, default_layer=spatial[0] if spatial else 0, has_atlas=atlas is not None,
                                  model_name=model.path.name, words=words)

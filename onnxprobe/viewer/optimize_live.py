@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxprobe.autodiff.objectives import neuron
+from onnxprobe.objectives import neuron
 from onnxprobe.optimize.optimizer import Optimizer
-from onnxprobe.optimize.presets import DEFAULT_PRESET
+from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset
 
 STEPS_PER_UPDATE = 4
 PRESET = DEFAULT_PRESET  # lucid: legible on any model within a few dozen steps; set3 depends on the gradient scale
@@ -21,10 +21,11 @@ class LiveOptimization:
     """The toolbox's objective: the unit at the spatial centre of the selected channel (on the
     ReLU's input for a ReLU layer, as render_units optimises it)."""
 
-    def __init__(self, model, layer: str, unit: int, preset: str = PRESET):
+    def __init__(self, model, layer: str, unit: int, preset: Preset | None = None):
         self.model = model
         self.layer = layer
         self.unit = unit
+        preset = get_preset(PRESET) if preset is None else preset
         self._optimizer = Optimizer(model, neuron(model, layer, unit, pre_activation=True), preset=preset)
         self._image: np.ndarray | None = None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +10,8 @@ import cv2
 import numpy as np
 
 from onnxprobe.errors import InputError
-from onnxprobe.preprocess import read_image
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+from onnxprobe.preprocess import open_video, read_image
+from onnxprobe.resources import IMAGE_SUFFIXES
 
 
 class SourceError(Exception):
@@ -48,7 +45,7 @@ class CameraSource(FrameSource):
     def __init__(self, index: int, open_capture: Callable[[int], object] | None = None):
         self.index = index
         self.label = f"camera {index}"
-        self._open_capture = open_capture or cv2.VideoCapture
+        self._open_capture = open_capture or open_video
         self._capture = None
 
     def open(self) -> None:
@@ -87,7 +84,7 @@ class VideoSource(FrameSource):
         self._next_at = 0.0
 
     def open(self) -> None:
-        capture = cv2.VideoCapture(str(self.path))
+        capture = open_video(self.path)
         if not capture.isOpened():
             raise SourceError(f"cannot open video {self.path}")
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -159,33 +156,16 @@ class ImageFilesSource(FrameSource):
         self.position = (self.position + delta) % len(self.paths)
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def check_video(path: str | Path) -> VideoSource:
     """A VideoSource for a file that exists and opens; one-line InputError otherwise."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video not found: {path}")
-    with _quiet_stderr():  # FFmpeg prints its own complaint about a bad file; ours is the one line
-        capture = cv2.VideoCapture(str(path))
-        try:
-            ok, _ = capture.read() if capture.isOpened() else (False, None)
-        finally:
-            capture.release()
+    capture = open_video(path)  # FFmpeg's own complaint about a bad file stays silent: ours is the one line
+    try:
+        ok, _ = capture.read() if capture.isOpened() else (False, None)
+    finally:
+        capture.release()
     if not ok:
         raise InputError(f"cannot read video (unsupported or corrupt file): {path}")
     return VideoSource(path)

@@ -76,6 +76,10 @@ class LayerEntry:
     spatial: bool
     channel_axis: int
     spatial_axes: tuple[int, ...]
+    label: str = ""  # what a person reads: the module path where there is one, else the name
+
+    def __post_init__(self):
+        self.label = self.label or self.name
 
 
 @dataclass
@@ -89,7 +93,7 @@ class Panes:
     diff_grid: np.ndarray | None = None
     diff_layout: GridLayout | None = None
     unit: np.ndarray | None = None
-    predictions: list[tuple[str, float]] = field(default_factory=list)
+    predictions: list = field(default_factory=list)  # model.Prediction (class, label, score), most probable first
     predictions_image: np.ndarray | None = None
     back: np.ndarray | None = None
     back_settings: Settings | None = None  # what the shown back map was computed for
@@ -157,7 +161,7 @@ class ViewerState:
         back = "back off" if self.back_mode == "off" else f"back {self.back_mode} {self.back_filter}"
         if self.origin_frozen:
             back += f" (origin frozen at {self.origin_frozen[0]}:{self.origin_frozen[1]})"
-        parts = [mode, f"{self.layer.name}:{self.unit}", back,
+        parts = [mode, f"{self.layer.label}:{self.unit}", back,
                  f"boost T={PER_CHANNEL_BOOSTS[self.boost_indiv_index]:g} t={GAMMA_BOOSTS[self.boost_gamma_index]:g}",
                  f"{self.fps:.1f} fps"]
         if self.frame_frozen:
@@ -260,7 +264,7 @@ class ViewerState:
         return f"onnxprobe view: {self.model_name}"
 
     def layer_labels(self) -> list[str]:
-        return [f"{e.name}  ({e.units})" for e in self.layers]
+        return [f"{e.label}  ({e.units})" for e in self.layers]
 
     @property
     def back_on(self) -> bool:
@@ -285,7 +289,7 @@ class ViewerState:
         optimized = p.optimized is not None
         return {
             "input": PaneView("input", p.input),
-            "unit": PaneView(f"unit {self.layer.name}:{self.unit} | over the input", p.unit),
+            "unit": PaneView(f"unit {self.layer.label}:{self.unit} | over the input", p.unit),
             "back": PaneView(f"back: {self.back_mode} {self.back_filter}" if self.back_on else "back: off",
                              p.back if self.back_on else None, stale=self.back_stale, placeholder="back mode off (n)"),
             "predictions": PaneView("predictions", p.predictions_image),
@@ -297,14 +301,14 @@ class ViewerState:
     def _grid_view(self) -> PaneView:
         p = self.panes
         if self.zoom == "unit":
-            return PaneView(f"zoom: {self.layer.name}:{self.unit}", p.unit)
+            return PaneView(f"zoom: {self.layer.label}:{self.unit}", p.unit)
         if self.zoom == "back":
             return PaneView("zoom: back map", p.back if self.back_on else None, stale=self.back_stale)
         image, layout, kind = self.grid_shown()
         selection = None
         if layout is not None and p.grid_layer == self.layer.name and self.unit < layout.count:
             selection = layout.tile_rect(self.unit)
-        return PaneView(f"{self.layer.name}: {kind} ({self.layer.units} units)", image, selection=selection,
+        return PaneView(f"{self.layer.label}: {kind} ({self.layer.units} units)", image, selection=selection,
                         stale=p.grid_layer is not None and p.grid_layer != self.layer.name)
 
     def click_grid(self, y: float, x: float) -> int | None:

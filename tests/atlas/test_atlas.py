@@ -20,6 +20,7 @@ from onnxprobe.atlas import build_atlas
 from onnxprobe.cli import main
 from onnxprobe.fsutil import inside
 from onnxprobe.model import ProbeModel
+from onnxprobe.optimize import RenderSettings
 from onnxprobe.viewer.atlas_source import AtlasSource
 from tests.atlas.browser import Chromium, find_chromium
 from tests.atlas.conftest import (SAFE_FILE, TEMP_MARK, assert_all_files_whole, assert_same_atlas, files_of,
@@ -28,6 +29,7 @@ from tests.conftest import ROOT, make_conv_model
 
 DIGIT_LAYERS = ("conv2", "logits")
 TINY_ARGS = dict(steps=40, restarts=2, batch=2, seed=5)  # batch 2 / 2 restarts: one unit per task
+TINY = RenderSettings.resolve(**TINY_ARGS)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -47,7 +49,7 @@ def digits_atlas(digits_model_path, atlas_digits_dir, tmp_path_factory) -> Path:
 def reference_tiny_atlas(gray_model_path, atlas_digits_dir, tmp_path_factory) -> Path:
     """The tiny model's atlas built in one uninterrupted run in this process."""
     out = tmp_path_factory.mktemp("reference") / "atlas"
-    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), **TINY_ARGS)
+    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), settings=TINY)
     return out
 
 
@@ -144,7 +146,7 @@ def test_stale_temporaries_are_removed_and_a_rerun_renders_nothing(reference_tin
     shutil.copytree(reference_tiny_atlas, out)
     stale = out / "units" / "relu1" / (TEMP_MARK + "abc")
     stale.write_bytes(b"half a png")
-    result = build_atlas(str(gray_model_path), ["relu1"], out, **TINY_ARGS)
+    result = build_atlas(str(gray_model_path), ["relu1"], out, settings=TINY)
     assert result.units_rendered == 0 and not stale.exists()
     assert_same_atlas(out, reference_tiny_atlas)  # relu2 stays in the atlas
 
@@ -152,17 +154,17 @@ def test_stale_temporaries_are_removed_and_a_rerun_renders_nothing(reference_tin
 def test_position_reaches_the_units_and_the_key(gray_model_path, tmp_path):
     """`position` is read by the objective module for every unit ("mean": the channel), and an atlas
     made at another position is other settings."""
-    from onnxprobe.autodiff import objectives
+    from onnxprobe import objectives
     from onnxprobe.errors import UsageError
 
     model = ProbeModel.load(gray_model_path, device="cpu")
     out = tmp_path / "mean"
-    build_atlas(model, ["relu1"], out, units=[1], position="mean", steps=2, seed=5)
+    build_atlas(model, ["relu1"], out, settings=RenderSettings.resolve(steps=2, seed=5), units=[1], position="mean")
     record = json.loads(next((out / "units").glob("*/unit_00001.json")).read_text())
     assert record["optimization"]["objective"] == objectives.channel(model, "relu1", 1, pre_activation=True).description
     assert json.loads((out / "manifest.json").read_text())["settings"]["objective"] == "channel (mean over positions)"
     with pytest.raises(UsageError, match="other settings"):
-        build_atlas(model, ["relu1"], out, units=[1], steps=2, seed=5)
+        build_atlas(model, ["relu1"], out, settings=RenderSettings.resolve(steps=2, seed=5), units=[1])
 
 
 def _montages(root: Path, units) -> dict[str, bytes]:
@@ -178,12 +180,12 @@ def test_units_draw_only_their_montages_and_a_later_run_adds_its_own(gray_model_
     88 s for 4 units of a 256-unit layer), the same bytes a full atlas draws; a later run for another
     unit draws that one and keeps the earlier ones."""
     out = tmp_path / "atlas"
-    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), units=[1, 2], **TINY_ARGS)
+    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), units=[1, 2], settings=TINY)
     every = _montages(out, range(6))
     expected = _montages(reference_tiny_atlas, [1, 2])
     assert len(expected) == 2 * 2 * 3  # two layers, two units, three montages: the reference drew them all
     assert every == expected
-    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), units=[0], **TINY_ARGS)
+    build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir), units=[0], settings=TINY)
     assert _montages(out, range(6)) == _montages(reference_tiny_atlas, [0, 1, 2])
     manifest = json.loads((out / "manifest.json").read_text())
     for layer in ("relu1", "relu2"):
@@ -200,12 +202,43 @@ def test_local_dask_cluster_makes_the_same_atlas(gray_model_path, atlas_digits_d
     out = tmp_path / "atlas"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         result = build_atlas(str(gray_model_path), ["relu1", "relu2"], out, str(atlas_digits_dir),
-                             scheduler=cluster.scheduler_address, **TINY_ARGS)
+                             scheduler=cluster.scheduler_address, settings=TINY)
         with Client(cluster) as client:
             loaded = client.run(lambda: len(__import__("onnxprobe.atlas.job", fromlist=["_MODELS"])._MODELS))
     assert result.units_rendered == 10
     assert sum(loaded.values()) >= 1  # the units were rendered by the workers
     assert_same_atlas(out, reference_tiny_atlas)
+
+
+def test_a_worker_killed_mid_atlas_gives_the_local_atlas_byte_for_byte(digits_model_path, tmp_path):
+    """The digits CNN's atlas (conv2 units 0-9, one unit per task) on a local cluster of 3 worker
+    processes; one worker that is rendering a unit is SIGKILLed after 3 units arrived. The job
+    completes, and every file (images, records, pages, manifest) equals a clean local run's."""
+    from distributed import Client, LocalCluster
+
+    from tests.maxact.test_cluster import BusyWorkerKiller
+
+    args = dict(units=list(range(10)), settings=TINY)
+    build_atlas(str(digits_model_path), ["conv2"], tmp_path / "local", **args)
+
+    class Progress:  # build_atlas's progress bar: the killer sees each arriving unit
+        def __init__(self, killer):
+            self.update = killer
+
+        def close(self):
+            pass
+
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        client.wait_for_workers(3, timeout=60)
+        killer = BusyWorkerKiller(client, after=3)
+        result = build_atlas(str(digits_model_path), ["conv2"], tmp_path / "cluster", scheduler=cluster.scheduler_address,
+                             progress=lambda total, label: Progress(killer), **args)
+        assert killer.killed is not None and any(str(k).startswith("atlas-") for k in killer.victim_tasks)
+        assert killer.killed not in client.run(os.getpid).values()
+    assert result.units_rendered == 10 and killer.seen == 10  # each unit arrived once
+    assert_same_atlas(tmp_path / "cluster", tmp_path / "local")
+    assert len(list((tmp_path / "local" / "units" / "conv2").glob("unit_*_optimized.png"))) == 10
 
 
 # ---- hostile names ----------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_each_method_writes_png_and_npy(files, method, objective, capsys):
     assert values.shape == ((16, 16) if method in ("gradcam", "occlusion") else (3, 16, 16))
     assert np.isfinite(values).all()
     image = cv2.imread(str(out))
-    assert image.shape == (16, 16, 3)
+    assert image.shape == (224, 224, 3)  # the 16 px map shown at MAP_MIN_SIDE (the raw one: --npy)
 
 
 def test_input_npy_equals_the_library_call(files):
@@ -107,13 +107,15 @@ BAD = [
     ("{d}/image.png --method saliency --layer relu2 --unit 0 --position 9,9", "position 9,9 is outside"),
     ("{d}/image.png --method saliency --layer logits --unit 0 --position 0,0", "is not spatial"),
     ("{d}/image.png --method saliency --steps 5", "--steps do(es) not apply to --method saliency"),
-    ("{d}/image.png --method integrated_gradients --steps 0", "steps must be a positive integer"),
+    ("{d}/image.png --method integrated_gradients --steps 0", "--steps must be a positive integer, got 0"),
+    ("{d}/image.png --method smoothgrad --samples 0", "--samples must be a positive integer, got 0"),
+    ("{d}/image.png --method occlusion --batch-size -2", "--batch-size must be a positive integer, got -2"),
     ("{d}/image.png --method integrated_gradients --steps 1 --rule riemann_left", "needs at least 2 steps"),
     ("{d}/image.png --method integrated_gradients --baseline grey", "unknown baseline 'grey'"),
     ("{d}/image.png --method occlusion --window 20", "window 20x20 is larger than the input 16x16"),
     ("{d}/image.png --method occlusion --window 2,x", "--window takes one or two integers"),
     ("{d}/image.png --method gradcam --cam-layer logits", "Grad-CAM needs a spatial layer"),
-    ("{d}/image.png --method smoothgrad --noise-level -1", "noise level must be >= 0"),
+    ("{d}/image.png --method smoothgrad --noise-level -1", "--noise-level must be >= 0"),
     ("{d}/image.png --method saliency --npy {d}/map.txt", "--npy needs a .npy file name"),
 ]
 

@@ -177,7 +177,7 @@ def test_optimization_step_graph_has_cuda_kernels():
     from onnxprobe.model import ProbeModel
     from onnxprobe.optimize.stepgraph import build_step_model
 
-    from onnxprobe.autodiff.objectives import neuron
+    from onnxprobe.objectives import neuron
 
     model = ProbeModel.load(ROOT / "models" / "digits" / "digits-cnn.onnx", device="cpu")
     target = model.output_names[0]

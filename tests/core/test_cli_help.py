@@ -76,3 +76,37 @@ def test_view_help_lists_every_key(capsys):
         if what:
             shown = {"Escape": "esc"}.get(keys[0], keys[0])  # the only key help spells differently
             assert re.search(rf"^\s+{re.escape(shown)}\b.*{re.escape(what)}$", text, re.M), (keys, what)
+
+
+def _options(command: str):
+    """The command's parser and its options (not -h)."""
+    import argparse
+
+    from onnxprobe.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser = commands.choices[command]
+    return parser, [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_says_what_it_does_and_states_its_default(command):
+    """Every option has help, and one that has a default (not a switch, not required) states it in
+    that help (best as argparse's %(default)s, which cannot drift from the code)."""
+    parser, options = _options(command)
+    formatter = parser._get_formatter()
+    for action in options:
+        flag = action.option_strings[-1]
+        text = formatter._expand_help(action) if action.help else ""
+        assert text.strip(), f"{command} {flag} has no help"
+        if action.nargs == 0 or action.required or action.default in (None, "", False):
+            continue
+        assert "default" in text, f"{command} {flag}: the help does not state its default ({action.default!r}): {text}"
+
+
+@pytest.mark.parametrize("command", ["optimize", "atlas"])
+def test_a_command_without_an_image_does_not_explain_max(command):
+    """optimize and atlas synthesize their images: their --position refuses max, so it is not offered."""
+    _, options = _options(command)
+    (position,) = [a for a in options if "--position" in a.option_strings]
+    assert "max" not in position.help and "max" not in position.metavar, position.help

@@ -46,3 +46,49 @@ def test_every_command_is_in_the_independence_contract():
 
     (contract,) = [c for c in _contracts() if c["type"] == "independence"]
     assert sorted(contract["modules"]) == sorted(f"onnxprobe.cli.{name}" for name in COMMANDS)
+
+
+def _import_cycles(imports: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or through others (Tarjan's strongly
+    connected components of more than one module, or a module that imports itself)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(imports.get(module, ())):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(group) > 1 or module in imports.get(module, ()):
+                cycles.append(sorted(group))
+
+    for module in sorted(imports):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    """No module of onnxprobe imports itself through others: imports inside functions and under
+    TYPE_CHECKING included, so a module's place in its package is never decided by what runs first
+    (a rule's context lives beside its registry, not in the driver that imports the rules)."""
+    import grimp
+
+    graph = grimp.build_graph("onnxprobe", cache_dir=None)
+    imports = {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
+    cycles = _import_cycles(imports)
+    assert cycles == [], "modules that import each other: " + "; ".join(" <-> ".join(c) for c in cycles)

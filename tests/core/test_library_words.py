@@ -110,18 +110,16 @@ def test_parameter_error_words():
     assert type(again) is ParameterError and again.in_words(FLAGS) == exc.in_words(FLAGS)
 
 
-def test_a_library_caller_is_told_the_parameter(digits_model_path):
-    from onnxprobe.model import ProbeModel
-    from onnxprobe.optimize import render_units
+def test_a_library_caller_is_told_the_parameter():
+    from onnxprobe.optimize import RenderSettings
 
-    model = ProbeModel.load(digits_model_path, device="cpu")
     for kwargs, words in (({"batch": 0}, "batch must be at least 1, got 0"),
                           ({"restarts": 0}, "restarts must be at least 1, got 0"),
                           ({"steps": 0}, "steps must be at least 1, got 0"),
                           ({"seed": -1}, "seed must be a whole number of at least 0, got -1"),
                           ({"seed": 0.5}, "seed must be a whole number of at least 0, got 0.5")):
         with pytest.raises(ParameterError) as info:
-            render_units(model, "conv2", [0], **kwargs)
+            RenderSettings.resolve(**kwargs)
         assert str(info.value) == words and "--" not in str(info.value)
 
 

@@ -136,3 +136,46 @@ def test_grid_tiles_are_the_normalised_units_upscaled(boost_indiv, boost_gamma, 
         np.testing.assert_array_equal(image[y:y + h, x:x + w], up)
         mask[y:y + h, x:x + w] = True
     assert not image[~mask].any()  # padding and empty cells are black
+
+
+def test_display_bytes_are_defined_for_nan():
+    """NaN (a model that yields NaN) reads as 0 on every path to display bytes; finite values give
+    the truncating cast the displays always used."""
+    from onnxprobe.attribution import diverging
+    from onnxprobe.render.images import unit_to_uint8
+    from onnxprobe.viewer.panes import unit_pane
+
+    values = np.array([np.nan, -0.5, 0.0, 0.25, 0.999, 1.0, 3.0], np.float32)
+    assert unit_to_uint8(values).tolist() == [0, 0, 0, 63, 254, 255, 255]
+    scratch = values.copy()
+    assert unit_to_uint8(scratch, in_place=True).tolist() == [0, 0, 0, 63, 254, 255, 255]
+    assert not np.isnan(scratch).any()  # in place: the caller's scratch was used
+
+    signed = np.array([[np.nan, -1.0, 0.0, 1.0]], np.float32)
+    rgb = diverging(signed)
+    assert rgb[0, 0].tolist() == [0, 0, 0]
+    assert rgb[0, 1:].tolist() == [[0, 50, 204], [255, 255, 255], [204, 0, 0]]  # truncated, as before
+    grad = np.full((4, 4, 3), np.nan, np.float32)
+    grad[0, 0] = 1.0
+    for name in FILTERS:
+        assert render_backmap(grad, name).dtype == np.uint8
+    tiles = np.array([[[np.nan, 1.0]], [[0.5, 2.0]]], np.float32)
+    grid, _ = layer_grid(tiles)
+    assert grid.dtype == np.uint8
+    pane = unit_pane(np.array([[np.nan, 1.0], [0.0, 2.0]], np.float32), np.zeros((8, 8, 3), np.uint8), True)
+    assert pane.dtype == np.uint8
+
+
+def test_unit_values_become_bytes_one_way():
+    """Values in 0..1 become display bytes only through render.images.unit_to_uint8 (clip_unit: NaN
+    to 0): a bare `* 255).astype(np.uint8)` elsewhere casts NaN to an undefined byte."""
+    import re
+    from pathlib import Path
+
+    import onnxprobe
+
+    root = Path(onnxprobe.__file__).parent
+    bare = re.compile(r"\*\s*255(\.0)?\)\.astype\((np\.)?uint8\)")
+    found = [f"{p.relative_to(root)}:{n}" for p in sorted(root.rglob("*.py"))
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if bare.search(line)]
+    assert found == [], "casts to display bytes outside render.images.unit_to_uint8: " + ", ".join(found)

@@ -45,9 +45,9 @@ def test_help_imports_no_library():
     top = _top(_imported("--help"))
     assert not top & {*HEAVY, "numpy", "cv2"}, sorted(top & {*HEAVY, "numpy", "cv2"})
     modules = _imported("--help")
-    # no command's library either: only the command line's own modules and the errors
+    # no command's library either: only the command line's own modules, the errors and where the bundled data is
     ours = {m for m in modules if m.startswith("onnxprobe.")}
-    assert ours <= {"onnxprobe.cli", "onnxprobe.errors", "onnxprobe.fsutil", "onnxprobe.__main__"} | \
+    assert ours <= {"onnxprobe.cli", "onnxprobe.errors", "onnxprobe.fsutil", "onnxprobe.resources", "onnxprobe.__main__"} | \
         {f"onnxprobe.cli.{name}" for name in (*COMMANDS, "common", "flags")}, sorted(ours)
 
 

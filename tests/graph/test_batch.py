@@ -202,8 +202,9 @@ def test_graph_that_merges_the_batch_into_an_axis(tmp_path, batch, follow):
 def test_optimizer_batch_on_a_fixed_graph_equals_its_twin(tmp_path):
     """The optimizer's graph engine (its own step graph around the gradient graph) loops rows too:
     a batch of 3 on the fixed graph gives what its batch-dynamic twin gives."""
-    from onnxprobe.autodiff.objectives import channel
+    from onnxprobe.objectives import channel
     from onnxprobe.optimize.optimizer import Optimizer
+    from onnxprobe.optimize.presets import get_preset
 
     merged_batch(tmp_path / "merged.onnx", 1)
     model = ProbeModel.load(tmp_path / "merged.onnx", device="cpu")
@@ -212,7 +213,7 @@ def test_optimizer_batch_on_a_fixed_graph_equals_its_twin(tmp_path):
     # whether or not the layer's spatial axes are known (the folded Reshape hides the fixed graph's)
     objectives = [channel(m, "conv", 2) for m in (model, twin)]
     assert np.array_equal(*(o.seeds(None, 3)["conv"] for o in objectives))
-    runs = [Optimizer(m, o, "set3", seed=7, batch=3, steps=4, engine="graph").run() for m, o in zip((model, twin), objectives)]
+    runs = [Optimizer(m, o, get_preset("set3", steps=4), seed=7, batch=3, engine="graph").run() for m, o in zip((model, twin), objectives)]
     for i in range(3):
         a, b = runs[0].best_image(i).astype(int), runs[1].best_image(i).astype(int)
         assert np.abs(a - b).max() <= 1  # uint8 display images: float32 rounding may flip one level

@@ -58,6 +58,14 @@ def _nan_weights(model):
             return
 
 
+def _unzip_unsafe_names(model):
+    """conv1 -> '../evil', relu1 -> '/abs', pool1 -> 'nu<NUL>l': names an archive must not use as they are."""
+    renames = {"conv1": "../evil", "relu1": "/abs", "pool1": "nu\x00l"}
+    for node in model.graph.node:
+        node.output[:] = [renames.get(o, o) for o in node.output]
+        node.input[:] = [renames.get(i, i) for i in node.input]
+
+
 def _input_dims(*dims):
     def edit(model):
         shape = model.graph.input[0].type.tensor_type.shape.dim
@@ -107,6 +115,7 @@ def inputs(tmp_path_factory) -> Path:
     _digits_copy(d, "huge.onnx", _input_dims((2, 100000), (3, 100000)))
     _digits_copy(d, "ctrl.onnx", _control_names)
     _digits_copy(d, "dynamic.onnx", _dynamic_hw)
+    _digits_copy(d, "unsafe.onnx", _unzip_unsafe_names)
     shutil.copy(DIGITS / "samples" / "digit-3.png", d / "img.png")
     shutil.copy(DIGITS / "samples" / "digit-7.png", d / "img2.png")
     (d / "empty.png").write_bytes(b"")
@@ -118,6 +127,8 @@ def inputs(tmp_path_factory) -> Path:
     x = np.zeros((1, 1, 28, 28), np.float32)
     np.save(d / "x.npy", x)
     np.save(d / "complex.npy", x.astype(np.complex64))
+    np.save(d / "bool.npy", x.astype(bool))
+    np.save(d / "int.npy", x.astype(np.int32))
     np.savez(d / "x.npz", x=x)
     (d / "empty.npy").write_bytes(b"")
     (d / "huge.npy").write_bytes(_npy_header_only((10 ** 15,)))
@@ -194,6 +205,10 @@ CASES = [
     (f"attribute {M} --input-npy {{i}}/empty.npy --method saliency --out {{o}}/m.png", "the file is empty"),
     (f"attribute {M} --input-npy {{i}}/x.npz --method saliency --out {{o}}/m.png", ".npz archive"),
     (f"attribute {M} --input-npy {{i}}/complex.npy --method saliency --out {{o}}/m.png", "complex"),
+    (f"backprop {M} --input-npy {{i}}/bool.npy --layer conv2 --unit 0 --out {{o}}/b.png", "holds booleans"),
+    (f"attribute {M} --input-npy {{i}}/int.npy --method saliency --out {{o}}/m.png", "holds int32 values"),
+    (f"attribute {M} --input-npy {{i}}/x.npy --method integrated_gradients --baseline {{i}}/bool.npy "
+     "--out {o}/m.png", "holds booleans"),
     (f"attribute {M} --input-npy {{i}}/huge.npy --method saliency --out {{o}}/m.png", "MAX_ARRAY_ELEMENTS"),
     (f"attribute {M} --input-npy {{i}}/text.npy --method saliency --out {{o}}/m.png", "not a .npy file"),
     (f"attribute {M} --input-npy {{i}}/nan.npy --method saliency --out {{o}}/m.png", "NaN or infinite"),
@@ -218,7 +233,12 @@ CASES = [
     (f"maxact {M} {{i}}/list.txt --layer conv1 --out {{o}}", "ok"),  # a listed pipe is skipped
     (f"maxact {{i}}/nan.onnx {{i}}/data --layer conv2 --crops --out {{o}}", "warn"),
     (f"atlas {M} --layer conv1 --units 0-1 --steps 2 --data {{i}}/missing --out {{o}}", "dataset not found"),
-    ("atlas {i}/nan.onnx --layer conv2 --units 0-1 --steps 2 --quiet --data {i}/data --out {o}", "ok"),
+    ("atlas {i}/nan.onnx --layer conv2 --units 0-1 --steps 2 --quiet --data {i}/data --out {o}", "warn"),
+    ("atlas {i}/nan.onnx --layer conv2 --units 0 --steps 2 --quiet --out {o}", "warn"),
+    ("backprop {i}/nan.onnx {i}/img.png --layer conv2 --unit 0 --out {o}/b.png", "warn"),
+    ("backprop {i}/nan.onnx {i}/img.png --layer logits --unit 3 --mode guided --out {o}/b.png", "warn"),
+    ("attribute {i}/nan.onnx {i}/img.png --method integrated_gradients --steps 4 --out {o}/m.png", "warn"),
+    ("attribute {i}/nan.onnx {i}/img.png --method gradcam --out {o}/m.png", "warn"),
     ("optimize {i}/nan.onnx --layer conv2 --unit 0 --steps 2 --quiet --out {o}", "warn"),
     # demo
     ("demo --model {i}/model.onnx --images {i}/img.png {i}/empty.png --out {o}", "the file is empty"),
@@ -366,10 +386,11 @@ def test_maxact_resume_notices_images_changed_in_place(inputs, tmp_path, capsys)
 
 
 def test_nan_predictions_render_in_the_viewer_panes():
-    from onnxprobe.viewer.panes import predictions_image, top_predictions
+    from onnxprobe.model import top_predictions
+    from onnxprobe.render.compose import predictions_image
 
     predictions = top_predictions(np.array([np.nan, 1.0, np.inf, -np.inf]), None)
-    assert all(np.isfinite(p) for _, p in predictions)
+    assert all(np.isfinite(p.score) for p in predictions)
     assert predictions_image(predictions).dtype == np.uint8
 
 
@@ -384,7 +405,7 @@ def test_json_is_strict_without_nan():
 
 def _cli(args: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "onnxprobe", *args], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True, errors="backslashreplace", **kwargs)
 
 
 def _one_line(err: str, start: str = "onnxprobe:") -> str:
@@ -543,6 +564,171 @@ def test_the_viewer_runs_a_model_that_yields_nan(inputs):
         poll_until(viewer, lambda: viewer.last_back is not None)
         viewer.poll()
         assert not any("Error" in text for _, text in viewer.state.messages), viewer.state.status_line()
-        assert all(np.isfinite(p) for _, p in viewer.last_forward.values["predictions"])
+        assert all(np.isfinite(p.score) for p in viewer.last_forward.values["predictions"])
     finally:
         viewer.stop()
+
+
+# ---- issue 24's residuals --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["optimize", "{i}/model.onnx", "--layer", "relu2", "--unit", "0", "--steps", "2", "--quiet", "--out", "{o}"],
+    ["atlas", "{i}/model.onnx", "--layer", "conv2", "--units", "0", "--steps", "2", "--quiet", "--out", "{o}"],
+], ids=["optimize", "atlas"])
+def test_a_symlink_in_the_output_folder_that_leads_elsewhere_is_refused(inputs, tmp_path, capsys, argv):
+    """--out DIR where DIR/<a folder the command writes> is a link to a folder elsewhere: exit 2,
+    one line in the library's words (it was `internal error: ValueError`), nothing written there."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "units").mkdir(parents=True)
+    (out / "relu2").symlink_to(elsewhere)  # optimize's folder for relu2 (conv2 optimized, relu2's folder)
+    (out / "units" / "conv2").symlink_to(elsewhere)  # the atlas's folder for conv2's units
+    assert main([a.replace("{i}", str(inputs)).replace("{o}", str(out)) for a in argv]) == 2
+    line = _one_line(capsys.readouterr().err, "onnxprobe: error: refusing to use")
+    assert "leads outside the folder" in line and "internal error" not in line
+    assert not list(elsewhere.iterdir())
+
+
+def _corrupt_videos(folder: Path) -> list[Path]:
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    (folder / "cut.avi").write_bytes(b"RIFF\x00\x10\x00\x00AVI LIST")  # a header cut short
+    return [folder / "empty.mp4", folder / "noise.mp4", folder / "cut.avi"]
+
+
+def test_a_corrupt_video_is_one_line_without_ffmpegs_own(inputs, tmp_path):
+    """FFmpeg prints `moov atom not found` on fd 2 (C code: only a subprocess shows it); with its
+    log off (preprocess.open_video) the only line is ours, for maxact's dataset and the viewer."""
+    procs = []
+    for video in _corrupt_videos(tmp_path):
+        procs.append(_cli(["maxact", str(inputs / "model.onnx"), str(video), "--layer", "conv1", "--out",
+                           str(tmp_path / f"out-{video.stem}")]))
+        procs.append(_cli(["view", str(inputs / "model.onnx"), "--video", str(video), "--quit-after", "1"]))
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, err
+        assert "video" in _one_line(err, "onnxprobe: error:") and "moov" not in err and "@ 0x" not in err
+
+
+def test_ffmpeg_would_speak_without_the_setting(tmp_path):
+    """The test above can fail: without OPENCV_FFMPEG_LOGLEVEL, FFmpeg does print its line here."""
+    video = _corrupt_videos(tmp_path)[1]
+    env = {k: v for k, v in ENV.items() if k not in ("OPENCV_FFMPEG_LOGLEVEL", "OPENCV_LOG_LEVEL")}
+    code = f"import cv2; cv2.VideoCapture({str(video)!r})"
+    loud = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    quiet = subprocess.run([sys.executable, "-c", f"from onnxprobe.preprocess import open_video; open_video({str(video)!r})"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert "moov atom not found" in loud.stderr
+    assert quiet.stderr == ""
+
+
+def test_layer_names_become_safe_reversible_archive_members(inputs, tmp_path, capsys):
+    """'../evil', '/abs' and 'nu<NUL>l' are no member names (a naive unzip writes outside, NUL cuts
+    the name short): safe members, the mapping in the archive, every layer read back by its name."""
+    import zipfile
+
+    from onnxprobe.fsutil import NPZ_NAMES, load_npz
+    from onnxprobe.model import ProbeModel
+
+    out = tmp_path / "a.npz"
+    assert main(["activations", str(inputs / "unsafe.onnx"), str(inputs / "img.png"), "--out", str(out)]) == 0
+    members = zipfile.ZipFile(out).namelist()
+    for member in members:
+        assert not member.startswith("/") and ".." not in member.split("/") and "\x00" not in member, member
+    assert NPZ_NAMES in members and "relu2.npy" in members  # a harmless name stays as it is
+    model = ProbeModel.load(inputs / "unsafe.onnx", device="cpu")
+    from onnxprobe.preprocess import read_image
+
+    expected = model.activations(model.preprocess(read_image(inputs / "img.png")), with_outputs=False)
+    saved = load_npz(out)
+    assert {"../evil", "/abs", "nu\x00l"} <= set(saved)
+    assert set(saved) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(saved[name], value[0])
+    with zipfile.ZipFile(out) as archive:  # unzipped, nothing lands outside the folder
+        archive.extractall(tmp_path / "unzipped")
+    assert {p.name for p in tmp_path.iterdir()} == {"a.npz", "unzipped"}
+
+
+# ---- two writers on one output folder ------------------------------------------------------------
+
+def test_the_output_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path):
+    """fsutil.output_lock: held by a child process, refused here in one line naming it; the child
+    killed (SIGKILL: no cleanup), the lock is free at once, though its file is still there."""
+    from onnxprobe.errors import OutputError
+    from onnxprobe.fsutil import LOCK_NAME, output_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom onnxprobe.fsutil import output_lock\n"
+                               f"with output_lock({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(120)"],
+                              env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=f"in use by another onnxprobe run \\(process {holder.pid}\\)"):
+            with output_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait(30)
+    assert (tmp_path / LOCK_NAME).exists()  # left by the killed holder: a file, not a lock
+    with output_lock(tmp_path) as path:
+        assert path.read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+WRITERS = {
+    "optimize": (["optimize", "{m}", "--layer", "conv2", "--unit", "0-15", "--batch", "1", "--steps", "80", "--quiet",
+                  "--out", "{o}"], "conv2/unit_00000.json"),
+    "atlas": (["atlas", "{m}", "--layer", "conv2", "--units", "0-31", "--batch", "1", "--steps", "100", "--quiet",
+               "--out", "{o}"], "units/conv2/unit_00000.json"),
+    "maxact": (["maxact", "{m}", "{data}", "--layer", "conv2", "--top", "3", "--shard-size", "8", "--batch-size", "2",
+                "--out", "{o}"], ".maxact/job.json"),
+}
+
+
+def _files(root: Path) -> dict[str, object]:
+    """Every file's bytes; JSON without the fields that name the folder or a time."""
+    def content(path: Path):
+        if path.suffix != ".json":
+            return path.read_bytes()
+        data = json.loads(path.read_text())
+        return {k: v for k, v in data.items() if k not in ("seconds", "seconds_scan", "out_dir", "root")} \
+            if isinstance(data, dict) else data
+
+    return {p.relative_to(root).as_posix(): content(p) for p in sorted(root.rglob("*")) if p.is_file()
+            and p.name not in ("items.json", "maxact.json", "job.json") and not p.name.startswith(".onnxprobe-tmp-")}
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_a_second_run_on_the_same_output_is_refused_and_a_killed_one_leaves_no_lock(inputs, big_data, tmp_path, capsys,
+                                                                                      command):
+    """Two runs on one --out: the second says so in one line (exit 2) while the first runs and
+    writes nothing; the first killed with SIGKILL (no cleanup at all), a third run takes the folder
+    (no stale lock), resumes, and ends with what one clean run writes."""
+    from onnxprobe.fsutil import LOCK_NAME
+
+    template, progress = WRITERS[command]
+    argv = lambda out: [a.replace("{m}", str(inputs / "model.onnx")).replace("{data}", str(big_data))  # noqa: E731
+                        .replace("{o}", str(out)) for a in template]
+    out = tmp_path / "out"
+    first = _cli(argv(out))
+    try:
+        _wait_for(out / progress, first)
+        assert (out / LOCK_NAME).read_text().strip() == str(first.pid)
+        before = _files(out)
+        capsys.readouterr()
+        assert main(argv(out)) == 2  # in this process: it reaches the lock in a moment, while the first still runs
+        line = _one_line(capsys.readouterr().err, "onnxprobe: error:")
+        assert f"is in use by another onnxprobe run (process {first.pid})" in line
+        assert first.poll() is None  # the first run was still going: the refusal was no accident of timing
+        assert set(before) <= set(_files(out))  # the second removed nothing the first had finished
+    finally:
+        first.kill()
+        first.wait(60)
+    third = subprocess.run([sys.executable, "-m", "onnxprobe", *argv(out)], env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0, third.stderr
+    fresh = subprocess.run([sys.executable, "-m", "onnxprobe", *argv(tmp_path / "fresh")], env=ENV, capture_output=True,
+                           text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert not (out / LOCK_NAME).exists() and not _temporaries(out)
+    assert _files(out) == _files(tmp_path / "fresh")

@@ -76,3 +76,57 @@ def test_killed_worker_loses_nothing(cluster, gray_model_path, digits_dir, local
     with distributed.Client(cluster.scheduler_address) as client:
         client.wait_for_workers(2, timeout=60)  # the nanny replaced the killed worker
         assert killed[0] not in client.run(os.getpid).values()
+
+
+# ---- a worker killed in the middle of a job on the bundled digits model ----------------------------
+
+DIGIT_LAYERS = ["relu2", "logits"]
+
+
+class BusyWorkerKiller:
+    """Kills (SIGKILL) one worker process that is running a task of the job, once `after` results
+    have arrived: a worker lost in the middle, with work in flight. `victim_tasks` records what the
+    scheduler said it was processing."""
+
+    def __init__(self, client, after: int):
+        self.client = client
+        self.after = after
+        self.seen = 0
+        self.killed: int | None = None
+        self.victim_tasks: list = []
+
+    def __call__(self, *_):
+        self.seen += 1
+        if self.killed is not None or self.seen < self.after:
+            return
+        pids = self.client.run(os.getpid)
+        for _ in range(200):  # the scheduler's view: a worker with a task of ours
+            busy = {addr: keys for addr, keys in self.client.processing().items() if keys}
+            if busy:
+                break
+        addr, keys = sorted(busy.items())[0]
+        self.victim_tasks = list(keys)
+        self.killed = pids[addr]
+        os.kill(self.killed, signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_job_gives_the_local_top_k_exactly(cluster, digits_model_path, digits_dir, tmp_path):
+    """The digits CNN over 60 images in 12 shards: one busy worker SIGKILLed after 4 shards; the job
+    completes, every shard arrives once, and the records (every unit's top-k: images, scores,
+    positions, and the statistics) equal a clean single-process run exactly."""
+    settings = dict(SETTINGS, crops=False)
+    run_maxact(digits_model_path, digits_dir, DIGIT_LAYERS, out_dir=tmp_path / "local", **settings)
+    arrived = []
+    with distributed.Client(cluster.scheduler_address) as client:
+        client.wait_for_workers(2, timeout=60)
+        killer = BusyWorkerKiller(client, after=4)
+        run_maxact(digits_model_path, digits_dir, DIGIT_LAYERS, out_dir=tmp_path / "cluster",
+                   scheduler=cluster.scheduler_address,
+                   on_shard=lambda r: (arrived.append(r.shard_id), killer(r)), **settings)
+        assert killer.killed is not None and any(str(k).startswith("maxact-") for k in killer.victim_tasks)
+        client.wait_for_workers(2, timeout=60)  # the nanny replaced it
+        assert killer.killed not in client.run(os.getpid).values()
+    assert sorted(arrived) == list(range(12))
+    local, clustered = _records(tmp_path / "local"), _records(tmp_path / "cluster")
+    assert clustered == local
+    assert all(unit["hits"] for layer in local.values() for unit in layer["unit_records"])  # a real top-k

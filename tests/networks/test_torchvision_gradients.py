@@ -339,7 +339,7 @@ def softmax_net():
 
 
 def test_objective_on_pre_softmax_logits(softmax_net, error_table):
-    from onnxprobe.autodiff.objectives import pre_softmax_tensor
+    from onnxprobe.objectives import pre_softmax_tensor
     from onnxprobe.graph.facts import GraphFacts
 
     net, x, model = softmax_net

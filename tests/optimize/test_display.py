@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from onnxprobe.optimize import Optimizer, get_preset, objectives
-from onnxprobe.autodiff.objectives import stack
+from onnxprobe.objectives import stack
 from onnxprobe.optimize.presets import REFERENCE_GRADIENT_RMS
 from onnxprobe.optimize.priors import PixelSpace
 from onnxprobe.preprocess import PreprocessSpec

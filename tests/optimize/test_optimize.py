@@ -14,7 +14,7 @@ from onnx import helper
 from onnxprobe.cli import main
 from onnxprobe.model import ProbeModel
 from onnxprobe.errors import ParameterError
-from onnxprobe.optimize import Optimizer, get_preset, objectives, render_units, row_seed
+from onnxprobe.optimize import Optimizer, RenderSettings, get_preset, objectives, render_units, row_seed
 from tests.conftest import ROOT, make_conv_model
 
 
@@ -95,7 +95,7 @@ RISE_FLOOR, RISE_SHARE = 3.7, 7 / 8
 ])
 def test_activation_rises(request, which, preset, layer, units, steps):
     model = request.getfixturevalue(which)
-    results = render_units(model, layer, units, preset=preset, steps=steps, seed=1, batch=2 * len(units), restarts=2)
+    results = render_units(model, layer, units, RenderSettings.resolve(preset, steps, seed=1, batch=2 * len(units), restarts=2))
     gains = rises(model, layer, results)
     report = ", ".join(f"{r.unit}: " + "/".join(f"{i:.3g}->{b:.3g}" for i, b in zip(r.initial_activation, r.best_activation))
                        for r in results) + f"; best in noise standard deviations above the noise mean {np.round(gains, 1).tolist()}"
@@ -127,13 +127,13 @@ def test_priors_lower_high_frequencies(tiny):
 
 def test_same_seed_same_images_regardless_of_batching(tiny):
     kwargs = dict(preset="set1", steps=40, seed=7, restarts=2)
-    together = render_units(tiny, "conv2", [0, 2, 5], batch=6, **kwargs)
-    again = render_units(tiny, "conv2", [0, 2, 5], batch=6, **kwargs)
-    alone = render_units(tiny, "conv2", [5], batch=1, **kwargs)
+    together = render_units(tiny, "conv2", [0, 2, 5], RenderSettings.resolve(batch=6, **kwargs))
+    again = render_units(tiny, "conv2", [0, 2, 5], RenderSettings.resolve(batch=6, **kwargs))
+    alone = render_units(tiny, "conv2", [5], RenderSettings.resolve(batch=1, **kwargs))
     for a, b in zip(together, again):
         assert all(np.array_equal(x, y) for x, y in zip(a.images, b.images))
     assert all(np.array_equal(x, y) for x, y in zip(together[2].images, alone[0].images))
-    other = render_units(tiny, "conv2", [5], batch=1, **{**kwargs, "seed": 8})
+    other = render_units(tiny, "conv2", [5], RenderSettings.resolve(batch=1, **{**kwargs, "seed": 8}))
     assert not np.array_equal(other[0].images[0], alone[0].images[0])
 
 
@@ -147,15 +147,15 @@ def test_render_units_reads_positions_as_the_objective_module(tiny, position, sa
     """`position` is the typed position of onnxprobe.position, read by the objective module (no
     re-interpretation on the way): the images are those of the objective it names."""
     kwargs = dict(preset="set1", steps=6, seed=3)
-    [result] = render_units(tiny, "conv2", [4], position=position, **kwargs)
-    direct = Optimizer(tiny, same_as(tiny), "set1", seed=[row_seed(3, "conv2", 4, 0)], steps=6).run()
+    [result] = render_units(tiny, "conv2", [4], RenderSettings.resolve(**kwargs), position=position)
+    direct = Optimizer(tiny, same_as(tiny), get_preset("set1", steps=6), seed=[row_seed(3, "conv2", 4, 0)]).run()
     assert result.objective == same_as(tiny).description
     assert np.array_equal(result.images[0], direct.best_image(0))
 
 
 def test_render_units_refuses_max_without_an_image(tiny):
     with pytest.raises(ParameterError, match="^position max needs an image") as caught:
-        render_units(tiny, "conv2", [0], preset="set1", steps=2, position="max")
+        render_units(tiny, "conv2", [0], RenderSettings.resolve("set1", steps=2), position="max")
     assert caught.value.params == ("position",)
 
 
@@ -172,14 +172,14 @@ def _linear_unit_maximum(model: ProbeModel, conv: str, unit: int) -> float:
 # 56-63 % of the exact maximum the image range permits, the pixel one 29-32 %.
 @pytest.mark.parametrize("preset, param, share", [("lucid", "fft", 0.4), ("lucid", "pixel", 0.2)])
 def test_lucid_parameterization_rises(tiny, preset, param, share):
-    result = render_units(tiny, "conv1", [1, 3], preset=preset, param=param, steps=80, seed=0, batch=2)
+    result = render_units(tiny, "conv1", [1, 3], RenderSettings.resolve(preset, 80, param, seed=0, batch=2))
     for r in result:
         assert r.best_activation[0] >= share * _linear_unit_maximum(tiny, "conv1", r.unit), r.to_json()
         assert r.images[0].shape == (24, 24, 3) and r.images[0].dtype == np.uint8
 
 
 def test_step_at_a_time(tiny):
-    opt = Optimizer(tiny, objectives.neuron(tiny, "conv2", 1), "set3", seed=0, steps=12).start()
+    opt = Optimizer(tiny, objectives.neuron(tiny, "conv2", 1), get_preset("set3", steps=12), seed=0).start()
     first = opt.image(0)
     opt.step(5)
     assert len(opt.history) == 5 and not opt.done
@@ -246,7 +246,7 @@ def test_relu6_unit_off_at_the_start_is_optimized_through_its_input(tmp_path):
     model = ProbeModel.load(_relu6_model(tmp_path / "relu6.onnx"), device="cpu")
     assert objectives.pre_relu(model, "relu6").name == "conv"
     assert objectives.neuron(model, "relu6", 0, pre_activation=True).targets == ("conv",)
-    result = render_units(model, "relu6", [0], preset="lucid", steps=40, seed=0, batch=1)[0]  # as optimize / atlas
+    result = render_units(model, "relu6", [0], RenderSettings.resolve("lucid", 40, seed=0, batch=1))[0]  # as optimize / atlas
     after = model.activations(result.inputs[0][None], ["relu6"], with_outputs=False)["relu6"][0, 0, 6, 6]
     assert result.initial_activation[0] < 0  # the pre-activation at the start: the ReLU6 is off, its gradient 0
     assert after > 1.0, after  # of the 1.5 a white patch gives (it reached 1.39 in 40 steps)
@@ -317,3 +317,10 @@ def test_layer_without_gradient_is_one_line_exit_2(tmp_path, capsys):
     code = main(["optimize", str(path), "--layer", "conv2", "--unit", "0", "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and err.startswith("onnxprobe: error:"), err
+
+
+def test_the_optimizer_takes_a_resolved_preset(tiny):
+    """Typed values past the boundary: a preset name is resolved once by the caller (get_preset)."""
+    with pytest.raises(TypeError, match="get_preset"):
+        Optimizer(tiny, objectives.neuron(tiny, "conv2", 0), "set3")
+    assert Optimizer(tiny, objectives.neuron(tiny, "conv2", 0)).preset == get_preset("lucid")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from onnxprobe.model import ProbeModel
-from onnxprobe.optimize import Optimizer, objectives
+from onnxprobe.optimize import Optimizer, get_preset, objectives
 from onnxprobe.optimize import lucid
 from tests.conftest import make_conv_model
 
@@ -31,7 +31,7 @@ def tiny_gray_nhwc(tmp_path_factory):
 def test_graph_step_matches_numpy_step(request, preset, which):
     model = request.getfixturevalue(which)
     obj = objectives.stack([objectives.neuron(model, "conv2", u) for u in range(4)])
-    runs = {engine: Optimizer(model, obj, preset, seed=3, batch=4, steps=25, engine=engine).run()
+    runs = {engine: Optimizer(model, obj, get_preset(preset, steps=25), seed=3, batch=4, engine=engine).run()
             for engine in ("graph", "numpy")}
     graph, ref = runs["graph"], runs["numpy"]
     scale = np.abs(ref.current_input()).max()
@@ -143,8 +143,8 @@ def test_step_graph_names_do_not_clash_with_the_model(tmp_path, tiny):
     proto.graph.initializer[0].name = "best_q"
     onnx.save(proto, str(tmp_path / "clash.onnx"))
     clash = ProbeModel.load(tmp_path / "clash.onnx", device="cpu")
-    runs = [Optimizer(m, objectives.stack([objectives.neuron(m, layer, u) for u in range(2)]), "set3", seed=1,
-                      batch=2, steps=12, engine="graph").run()
+    runs = [Optimizer(m, objectives.stack([objectives.neuron(m, layer, u) for u in range(2)]),
+                      get_preset("set3", steps=12), seed=1, batch=2, engine="graph").run()
             for m, layer in ((tiny, "conv2"), (clash, "value"))]
     np.testing.assert_array_equal(runs[1].current_input(), runs[0].current_input())
     np.testing.assert_array_equal(np.array(runs[1].history), np.array(runs[0].history))

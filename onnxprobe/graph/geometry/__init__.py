@@ -8,9 +8,10 @@ axis holds channels/units, which axes map onto the image's spatial axes, and, wh
 proven, the receptive field (RF) of its units. Laid out like the backward rules (onnxprobe/autodiff):
 
     field.py      ReceptiveField (the box of unit i per spatial axis), TensorGeometry, the rules' state
-    registry.py   ONE table of rules keyed by (domain, op_type), the register decorator
+    registry.py   ONE table of rules keyed by (domain, op_type), the register decorator, and Ctx, the
+                  context a rule reads (as autodiff's registry holds its rules' context)
     rules/*.py    one small rule per op or kind of op (each file says what its rules do)
-    driver.py     the topological walk, the context a rule reads, the shape pass, analyze_geometry
+    driver.py     the topological walk, the shape pass, analyze_geometry
 
 The op semantics the backward rules need too (Conv/pool windows with SAME padding, Resize coordinate
 maps and nearest modes) have one home, onnxprobe/graph/opsem.py, used by both.

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
 
 from ...opsem import Window, kernel_shape, transposed_window, window
 from ..field import Geo, GiveUp, is_spatial
-from ..registry import attr, register
-
-if TYPE_CHECKING:
-    from ..driver import Ctx
+from ..registry import Ctx, attr, register
 
 
 def _window(ctx: Ctx, node, kernel, transposed: bool = False) -> Window:
