@@ -79,10 +79,10 @@ class ProbeModel:
         metadata = {p.key: p.value for p in proto.metadata_props}
         declared = input_dims(image_input(proto))[0]
         hints = None if input_shape else declared_preprocessing(path, metadata, preprocess)
-        proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints)
+        proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints, copy=False)
         spec = resolve_spec(path, fixed, metadata, preprocess)
         proto, batch = resolve_batch(proto, image_input(proto).name, fixed, declared)
-        facts = GraphFacts.of_loaded(proto, fixed, rows=batch.rows)
+        facts = GraphFacts.of_loaded(proto, fixed, rows=batch.rows, off_axis=batch.off_axis, on_axis=batch.on_axis)
         if not facts.follows:  # a declared dynamic batch that the graph does not honour: shapes at batch 1
             batch = BatchAxis("fixed", batch.declared, rows=1, why="the graph fails at batch 2")
             facts = GraphFacts.of_loaded(proto, fixed, rows=1)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
 from onnxprobe.errors import ParameterError, UsageError
-from onnxprobe.objectives import Objective
+from onnxprobe.limits import MAX_GAUSS_LEGENDRE_POINTS, MAX_NOISE_SAMPLES, MAX_QUADRATURE_POINTS
+
+if TYPE_CHECKING:
+    from onnxprobe.objectives import Objective
 
 IG_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 IG_BASELINES = ("zero", "black", "white")
@@ -144,6 +148,10 @@ def guided_gradcam(model, x, objective, cam_layer: str | None = None, interpolat
 def _ig_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(alphas, weights) of the quadrature; the same points and weights as Captum's methods."""
     n = steps
+    limit = MAX_GAUSS_LEGENDRE_POINTS if rule == "gausslegendre" else MAX_QUADRATURE_POINTS
+    if n > limit:
+        raise ParameterError(f"{{steps}} {n:,} is more than the {rule} rule's limit of {limit:,} points "
+                             f"(onnxprobe.limits)", "steps")
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (1 + nodes), 0.5 * weights
@@ -204,10 +212,19 @@ def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15
     samples, batch_size = int(samples), _batch_size(batch_size or default_gradient_batch(model))
     if not noise_level >= 0:
         raise ParameterError(f"{{noise_level}} must be >= 0, got {noise_level}", "noise_level")
+    if samples > MAX_NOISE_SAMPLES:
+        raise ParameterError(f"{{samples}} {samples:,} is more than the limit of {MAX_NOISE_SAMPLES:,} (onnxprobe.limits)",
+                             "samples")
     sigma = float(noise_level) * float(x.max() - x.min())
-    noise = np.random.default_rng(seed).normal(0.0, sigma, (samples, *x.shape[1:])).astype(np.float32)
-    grads = model.gradient(x + noise, objective, batch_size=batch_size).input
-    return grads.mean(axis=0, dtype=np.float64).astype(np.float32)
+    # streamed: the generator draws each batch's noise in turn (the same numbers as one draw of all
+    # samples), so memory holds one batch whatever the sample count
+    rng = np.random.default_rng(seed)
+    total = np.zeros(x.shape[1:], np.float64)
+    for start in range(0, samples, batch_size):
+        rows = min(batch_size, samples - start)
+        chunk = x + rng.normal(0.0, sigma, (rows, *x.shape[1:])).astype(np.float32)
+        total += model.gradient(chunk, objective, batch_size=batch_size).input.sum(axis=0, dtype=np.float64)
+    return (total / samples).astype(np.float32)
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:

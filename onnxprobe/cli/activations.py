@@ -6,6 +6,7 @@ from onnxprobe.cli.common import add_model_args, load_model_from_args, warn_nonf
 from onnxprobe.errors import UsageError
 
 
+SUMMARY = "save the activations of layers for one image"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The activations of one image at the chosen layers (default: all) saved to .npz, keyed by
 layer name (a name that would be unsafe to unzip, with '..', a leading '/' or a control character,
 is stored under a safe name, mapped back in the member .onnxprobe-names.json; onnxprobe.fsutil.load_npz
@@ -18,7 +19,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("activations", help="save the activations of layers for one image")
+    parser = sub.add_parser("activations", help=SUMMARY)
     add_model_args(parser)
     parser.add_argument("image", help="image file (any size and channel count)")
     parser.add_argument("--layer", action="append", default=None, help="layer to save (repeatable; default: all)")

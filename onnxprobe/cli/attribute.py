@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, write_map
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 # flags that carry a method option of the same name; their default None means "not given"
 METHOD_FLAGS = ("cam_layer", "interpolation", "steps", "rule", "baseline", "batch_size", "samples", "noise_level",
                 "seed", "window", "stride")
 
 
+SUMMARY = "attribution map (saliency, Grad-CAM, integrated gradients, ...)"  # the line in 'onnxprobe --help'
 DESCRIPTION = """Which input pixels explain a class score (default: the predicted class) or a unit: saliency,
 gradient x input, guided backprop, deconvnet, (guided) Grad-CAM, integrated gradients,
 SmoothGrad or occlusion, written as a heat map."""
@@ -22,9 +22,10 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.position import HELP as POSITION_HELP
     from onnxprobe.attribution import IG_RULES, METHODS
 
-    parser = sub.add_parser("attribute", help="attribution map (saliency, Grad-CAM, integrated gradients, ...)")
+    parser = sub.add_parser("attribute", help=SUMMARY)
     add_model_args(parser)
     add_input_args(parser)
     parser.add_argument("--method", required=True, choices=tuple(METHODS), help="attribution method")
@@ -92,6 +93,7 @@ def method_options(args, model, method: str) -> dict:
 
 def run(args) -> int:
     from onnxprobe.api.model import Model
+    from onnxprobe.position import parse_position
 
     model, x = model_and_input(args)
     options = method_options(args, model, args.method)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, write_map
-from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 
+SUMMARY = "gradient / deconv / guided backprop of one unit back to the input"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The gradient, deconvnet or guided-backprop map of one unit (a channel at a position, or a
 class) back to the input image, through one of the toolbox's back filters."""
 EXAMPLES = """examples:
@@ -17,10 +17,11 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.position import HELP as POSITION_HELP
     from onnxprobe.autodiff import BackMode
     from onnxprobe.render.backmaps import FILTERS
 
-    parser = sub.add_parser("backprop", help="gradient / deconv / guided backprop of one unit back to the input")
+    parser = sub.add_parser("backprop", help=SUMMARY)
     add_model_args(parser)
     add_input_args(parser)
     parser.add_argument("--layer", required=True, help="layer of the unit")
@@ -38,6 +39,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.api.model import Model
+    from onnxprobe.position import parse_position
 
     model, x = model_and_input(args)
     result = Model(model).backprop(x, args.layer, args.unit, position=parse_position(args.position), mode=args.mode,

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onnxprobe.graph.loading import parse_shape
-
 if TYPE_CHECKING:
     import numpy as np
 
@@ -71,6 +69,7 @@ def preprocess_overrides(args) -> dict:
 
 
 def load_model_from_args(args, device: str | None = None, threads: int | None = None):
+    from onnxprobe.graph.loading import parse_shape
     from onnxprobe.model import ProbeModel
 
     return ProbeModel.load(

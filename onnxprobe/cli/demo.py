@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from onnxprobe.cli.common import DEVICE_HELP
 from onnxprobe.errors import UsageError
-from onnxprobe.model import top_predictions
-from onnxprobe.render.images import write_png
 from onnxprobe.resources import default_model, sample_images
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
 # lucid steps per class visualization: 4 ImageNet classes in ~30 s of CPU (models/README.md). More steps
@@ -27,6 +27,7 @@ DEFAULT_CLASSES = 4
 # grids drawn with the toolbox's boosts (keys T and t): each unit scaled to its own peak, gamma 0.5,
 # so that weak units show their pattern too (a layer-wide scale leaves most tiles black)
 GRID_BOOST_INDIV, GRID_BOOST_GAMMA = 1.0, 0.5
+SUMMARY = "the main job on the bundled ImageNet network (or MODEL), headless, as pictures"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The main job, headless. For each image: top-5 predictions, activation grids, Grad-CAM and
 guided backprop; then feature visualizations of the predicted classes (lucid preset). Writes
 PNGs, index.html and summary.png to --out and prints their paths."""
@@ -38,7 +39,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("demo", help="the main job on the bundled ImageNet network (or MODEL), headless, as pictures")
+    parser = sub.add_parser("demo", help=SUMMARY)
     parser.add_argument("--model", default=str(default_model()),
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
     parser.add_argument("--images", nargs="*", help="images to probe (default: the model's samples/ folder)")
@@ -77,7 +78,8 @@ NONLINEAR_OPS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid",
 def run(args) -> int:
     from onnxprobe.cli.common import warn_nonfinite
     from onnxprobe.fsutil import atomic_write_json, atomic_write_text, checkpoint, file_word, make_output_folder
-    from onnxprobe.model import ProbeModel
+    from onnxprobe.model import ProbeModel, top_predictions
+    from onnxprobe.render.images import write_png
     from onnxprobe.preprocess import read_image
     from onnxprobe.render.compose import column, predictions_image, row
 
@@ -170,6 +172,7 @@ class _Files:
     def write(self, record: dict, key: str, relative: str, image: np.ndarray, title: str) -> np.ndarray:
         from onnxprobe.fsutil import inside
         from onnxprobe.render.compose import caption
+        from onnxprobe.render.images import write_png
 
         write_png(inside(self.root, *relative.split("/")), image)
         record[key] = relative
@@ -242,6 +245,8 @@ def _classes_to_show(summary: list[dict], count: int) -> list[tuple[int, str]]:
 def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, files: _Files) -> list[dict]:
     """What each class looks like to the network: the CLASS_PRESET on its pre-softmax score. A class
     whose score never moves (no gradient reaches the picture) is drawn as no signal."""
+    import numpy as np
+
     from onnxprobe.fsutil import file_word
     from onnxprobe.objectives import logit, silence
     from onnxprobe.optimize import RenderSettings, render_units

@@ -6,14 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, \
     parse_units, render_settings, warn, warn_nonfinite
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE, parse_position
 
 
+SUMMARY = "synthesize images that maximise units (regularized gradient ascent)"  # the line in 'onnxprobe --help'
 DESCRIPTION = """Feature visualization: images that maximise a unit, a channel or a class score, by the paper's
 regularized gradient ascent (presets set1..set4) or the lucid parameterization. Reruns resume."""
 EXAMPLES = """examples:
@@ -25,7 +23,8 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
+    from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE
+    parser = sub.add_parser("optimize", help=SUMMARY)
     add_model_args(parser)
     parser.add_argument("--layer", help="layer (ONNX tensor name or module path); not needed for --objective logit")
     parser.add_argument("--unit", action="append", required=True,
@@ -44,6 +43,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from onnxprobe.distributed import file_hash
+    from onnxprobe.position import parse_position
     from onnxprobe.fsutil import make_output_folder, output_lock
     from onnxprobe.objectives import by_kind, objective_layer
     from onnxprobe.optimize.store import UnitStore, job_key, optimize_job
@@ -70,6 +71,8 @@ def run(args) -> int:
 
 
 def _render(args, store, model, layer, units, render, settings, position) -> int:
+    import numpy as np
+
     from onnxprobe.optimize import DEFAULT_PRESET
     from onnxprobe.optimize.store import render_into
 
@@ -109,5 +112,7 @@ def _render(args, store, model, layer, units, render, settings, position) -> int
 
 def _barely_moved(results) -> bool:
     """Every unit rose by less than half the typical starting magnitude of the units."""
+    import numpy as np
+
     scale = max(float(np.median([abs(max(r.initial_activation)) for r in results])), 1e-3)
     return all(max(r.best_activation) - max(r.initial_activation) < 0.5 * scale for r in results)
