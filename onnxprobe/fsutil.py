@@ -40,6 +40,14 @@ def safe_name(name: str, max_length: int = 80) -> str:
     return f"{cleaned[:max_length - 9]}-{digest}"
 
 
+def file_word(text: str, max_length: int = 60) -> str:
+    """A readable file-name part: lowercase letters and digits, the words joined by '-' ('Egyptian
+    cat' -> 'egyptian-cat', 'features.3/conv/Relu' -> 'features-3-conv-relu'); 'x' when nothing is
+    left. Two texts can give the same word: callers number what could collide (a class index, a
+    layer's place), where `safe_name` hashes instead."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_length].strip("-") or "x"
+
+
 def inside(root: str | Path, *parts: str) -> Path:
     """root/parts, refusing (a one-line OutputError) anything that resolves outside root: a name
     with '..', or a symbolic link in the folder that leads elsewhere."""

@@ -11,6 +11,13 @@ MAX_INPUT_ELEMENTS = 2 ** 27
 MAX_IMAGE_PIXELS = 2 ** 27
 # A .npy array given as an input tensor or a baseline: 2**28 values.
 MAX_ARRAY_ELEMENTS = 2 ** 28
+# Integrated gradients' quadrature points: the Riemann rules stream their points through the
+# gradient batch, so the limit is one of time (2**20 forward and backward passes); Gauss-Legendre's
+# nodes cost n**3 to compute and gain nothing past a few hundred points.
+MAX_QUADRATURE_POINTS = 2 ** 20
+MAX_GAUSS_LEGENDRE_POINTS = 2 ** 10
+# SmoothGrad's noisy copies, streamed through the gradient batch likewise: a limit of time.
+MAX_NOISE_SAMPLES = 2 ** 20
 
 
 def _count(shape) -> int:

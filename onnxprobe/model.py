@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import onnx
 
 from onnxprobe.autodiff import BackMode, differentiable_tensors
-from onnxprobe.errors import InputError, UsageError
+from onnxprobe.errors import InputError, ParameterError, UsageError
 from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
 from onnxprobe.graph.layers import LayerInfo, probeable_layers
@@ -20,6 +21,36 @@ from onnxprobe.graph.loading import fix_input_shape, image_input, input_dims, lo
 from onnxprobe.graph.facts import GraphFacts, TensorInfo
 from onnxprobe.preprocess import PreprocessSpec, declared_preprocessing, resolve_spec
 from onnxprobe.runtime.session import Session, SessionCache, resolve_device, to_numpy
+
+if TYPE_CHECKING:
+    from onnxprobe.objectives import Objective
+
+
+class Prediction(NamedTuple):
+    cls: int
+    label: str
+    score: float  # a probability (the scores' softmax where they are not one already)
+
+
+def softmax_if_needed(scores: np.ndarray) -> np.ndarray:
+    """Scores -> probabilities: kept when they already are (0..1, summing to 1), softmax otherwise.
+    A model that yields NaN or infinities gets 0 for those classes (empty bars, not a crash)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if scores.size and scores.min() >= 0 and scores.max() <= 1 and abs(scores.sum() - 1) < 1e-3:
+        return scores
+    with np.errstate(all="ignore"):
+        exp = np.exp(scores - np.max(scores, initial=0, where=np.isfinite(scores)))
+        probs = exp / exp[np.isfinite(exp)].sum()
+    return np.where(np.isfinite(probs), probs, 0.0)
+
+
+def top_predictions(scores: np.ndarray, labels: Sequence[str] | None, k: int = 5) -> list[Prediction]:
+    """The `k` most probable classes of one row of class scores, most probable first (ties in class
+    order), labelled from `labels` ("class N" past their end): the one top-k of the viewer and the demo."""
+    probs = softmax_if_needed(scores)
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [Prediction(int(i), labels[i] if labels and i < len(labels) else f"class {int(i)}", float(probs[i]))
+            for i in order]
 
 
 class ProbeModel:
@@ -48,10 +79,10 @@ class ProbeModel:
         metadata = {p.key: p.value for p in proto.metadata_props}
         declared = input_dims(image_input(proto))[0]
         hints = None if input_shape else declared_preprocessing(path, metadata, preprocess)
-        proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints)
+        proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints, copy=False)
         spec = resolve_spec(path, fixed, metadata, preprocess)
         proto, batch = resolve_batch(proto, image_input(proto).name, fixed, declared)
-        facts = GraphFacts.of_loaded(proto, fixed, rows=batch.rows)
+        facts = GraphFacts.of_loaded(proto, fixed, rows=batch.rows, off_axis=batch.off_axis, on_axis=batch.on_axis)
         if not facts.follows:  # a declared dynamic batch that the graph does not honour: shapes at batch 1
             batch = BatchAxis("fixed", batch.declared, rows=1, why="the graph fails at batch 2")
             facts = GraphFacts.of_loaded(proto, fixed, rows=1)
@@ -149,10 +180,56 @@ class ProbeModel:
     def forward_session(self) -> Session:
         return self.session(("forward-plain",), lambda: self.proto)
 
+    def gradient(self, x: np.ndarray, objective: "Objective", mode: str = BackMode.GRADIENT,
+                 wrt: Sequence[str] | None = None, extra_outputs: Sequence[str] = (),
+                 activations: dict[str, np.ndarray] | None = None, batch_size: int | None = None) -> "Gradient":
+        """The one way to the gradient of `objective` (onnxprobe.objectives) for the batch `x`, under
+        the back `mode` (BackMode: gradient, deconv, guided): w.r.t. the input, or w.r.t. the tensors
+        `wrt` when given (the input among them only when named; an intermediate one for Grad-CAM).
+
+        Its seeds: a linear objective's need no activations; an objective with an in-graph seed
+        (`own_activation`'s `self_seed`) runs the self-seeded graph, which forms the seed in the same
+        run (no forward first); any other reads its targets in a forward run first, unless
+        `activations` (its targets', for this `x`) are given. `extra_outputs`: tensors the same run
+        also returns (in `Gradient.activations`). `batch_size`: rows per run (None: all at once;
+        a non-linear objective's seeds are then those of each run's rows)."""
+        x = self.check_input(x)
+        wrt = tuple(wrt) if wrt else (self.input_name,)
+        in_graph = objective.self_seed if activations is None and not objective.linear else None
+        if in_graph is not None:
+            session = self.gradient_session([in_graph.target], wrt, mode, extra_outputs, self_seeded=True,
+                                            peak_axes=in_graph.peak_axes)
+        else:
+            session = self.gradient_session(objective.targets, wrt, mode, extra_outputs)
+        n = len(x)
+        if in_graph is not None:
+            whole = {in_graph.target: in_graph.mask}
+        elif objective.linear:
+            whole = objective.seeds(None, n)
+        elif activations is not None:
+            whole = objective.seeds({t: activations[t] for t in objective.targets}, n)
+        else:
+            whole = None  # each run's rows read their targets first
+        if batch_size is not None and not (int(batch_size) == batch_size and batch_size >= 1):
+            raise ParameterError(f"{{batch_size}} must be a positive integer, got {batch_size!r}", "batch_size")
+        step = n if batch_size is None else int(batch_size)
+        parts = []
+        for start in range(0, n, step):
+            rows = x[start:start + step]
+            seeds = objective.seeds_for(self, rows) if whole is None else \
+                {t: s[start:start + step] if len(s) == n else s for t, s in whole.items()}
+            parts.append(session.run(rows, seeds, extra_outputs=extra_outputs))
+        out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        grads = {w: out["grad" if w == self.input_name else f"grad:{w}"] for w in wrt}
+        acts = {k: v for k, v in out.items() if not (k == "grad" or k.startswith("grad:"))}
+        return Gradient(objective, grads, acts, self.input_name)
+
     def gradient_session(self, targets: Sequence[str], wrt: Sequence[str] | None = None, mode: str = BackMode.GRADIENT,
                          extra_outputs: Sequence[str] = (), self_seeded: bool = False,
                          peak_axes: tuple[int, ...] = ()) -> "GradientSession":
-        """extra_outputs: tensors the same run also returns (GradientSession.run's extra_outputs).
+        """The compiled gradient graph behind `gradient` (cached per targets, wrt, mode, extra outputs
+        and self-seeding), for callers that run the same graph many times with seeds of their own.
+        extra_outputs: tensors the same run also returns (GradientSession.run's extra_outputs).
         self_seeded: the single target's seed is its own activation times a 0/1 mask given at run
         time (objectives.self_seeded), so no forward pass is needed to build the seed;
         peak_axes: and only where it is largest over these (spatial) axes."""
@@ -172,13 +249,34 @@ class ProbeModel:
             if self_seeded:
                 from onnxprobe.objectives import self_seeded as square
 
-                proto, square_name = square(proto, targets[0], tuple(peak_axes))
+                proto, square_name = square(proto, targets[0], tuple(peak_axes), facts=self.facts)
                 names = [square_name]
             return build_gradient_model(proto, names, wrt=list(wrt), mode=mode, extra_outputs=list(extra),
                                         facts=self.facts)
 
         session = self.session(key, build)
         return GradientSession(self, session, targets, wrt, self_seeded=self_seeded)
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """What `ProbeModel.gradient` gives: `grads` (tensor name -> the objective's gradient w.r.t. it,
+    batch first), `activations` (the objective's targets and the extra outputs asked for, from the
+    same run)."""
+
+    objective: "Objective"
+    grads: dict[str, np.ndarray]
+    activations: dict[str, np.ndarray]
+    input_name: str
+
+    @property
+    def input(self) -> np.ndarray:
+        """The gradient w.r.t. the model's input (N, *input shape)."""
+        return self.grads[self.input_name]
+
+    def values(self) -> np.ndarray:
+        """The objective of each row, (N,) float64, from the run's activations."""
+        return self.objective.value({t: self.activations[t] for t in self.objective.targets})
 
 
 class GradientSession:

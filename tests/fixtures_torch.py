@@ -5,10 +5,12 @@ Everything here works offline: models are built at random init (``weights=None``
 name, input shape, export options and a fingerprint of the module's parameters and buffers, so a
 second test run skips the (slow) exporter but a changed module never reuses a stale file.
 
-Exports use the TorchScript-based exporter (``dynamo=False``): in torch 2.14 the default dynamo
-exporter needs ``onnxscript``, which the project does not install, and the legacy one is faster
-and names tensors after module scopes ("/layer1/layer1.0/relu/Relu_output_0"), which the tests
-use to find intermediate layers. It is deprecated upstream; switch when onnxscript is a dependency.
+Exports use the TorchScript-based exporter (``dynamo=False``) unless ``exporter="dynamo"``: the
+legacy one is faster and names tensors after module scopes ("/layer1/layer1.0/relu/Relu_output_0"),
+which the tests use to find intermediate layers. PyTorch's default exporter (``dynamo=True``, with
+``onnxscript``, a test dependency) writes what users get from ``torch.onnx.export(model, (x,), f)``:
+opset 20, the batch fixed at the example's, weights in ``f.data``; the tests that compare with
+PyTorch export with both (tests/networks/test_torchvision_gradients.py).
 
 Import this module only from tests that need torch, so that the rest of the suite runs without it.
 """
@@ -160,6 +162,7 @@ def export_module(
     name: str | None = None,
     keep_batchnorm: bool = False,
     cache: bool = True,
+    exporter: str = "legacy",
 ) -> Path:
     """Export ``module`` (in eval mode) to ONNX and return the file path.
 
@@ -170,17 +173,25 @@ def export_module(
     - ``keep_batchnorm``: keep BatchNormalization nodes (inference mode) instead of letting the
       exporter fold them into the preceding Conv, like MXNet-era exports do.
     - The written model has ``ir_version <= 10`` so ONNX Runtime 1.31 can read it.
+    - ``exporter="dynamo"``: PyTorch's default exporter as a user calls it, ``torch.onnx.export(
+      module, (example_input,), path)``: the batch is fixed at the example's (``dynamic_batch``,
+      ``opset``, ``keep_batchnorm`` and the names do not apply), the weights go to ``path.data``.
     """
     module = module.eval()
     input_names, output_names = list(input_names), list(output_names)
     shape = "x".join(str(d) for d in example_input.shape)
     options = f"{EXPORT_FORMAT}|{torch.__version__}|{opset}|{dynamic_batch}|{keep_batchnorm}|{input_names}|{output_names}"
+    if exporter != "legacy":
+        options = f"{EXPORT_FORMAT}|{torch.__version__}|{exporter}"
     key = hashlib.blake2b(f"{fingerprint(module)}|{shape}|{options}".encode(), digest_size=6).hexdigest()
     if path is None:
         label = name or type(module).__name__.lower()
-        path = CACHE_DIR / f"{label}-{shape}-{key}.onnx"
+        path = CACHE_DIR / f"{label}-{shape}-{key}{'' if exporter == 'legacy' else '-' + exporter}.onnx"
     path = Path(path)
     if cache and path.exists():
+        return path
+    if exporter == "dynamo":
+        _export_default(module, example_input, path)
         return path
 
     dynamic_axes = None
@@ -211,6 +222,24 @@ def export_module(
     onnx.checker.check_model(model)
     _atomic_save(model, path)
     return path
+
+
+def _export_default(module: nn.Module, example_input: torch.Tensor, path: Path) -> None:
+    """torch.onnx.export(module, (x,), path) as a user writes it (the dynamo exporter), into a
+    folder of its own first, then moved into place: the weights file, then the model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings(), torch.no_grad(), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        staged = Path(tmp) / path.name
+        torch.onnx.export(module, (example_input,), str(staged))
+        model = onnx.load(str(staged), load_external_data=False)
+        assert all(i.data_location == onnx.TensorProto.EXTERNAL or len(i.raw_data) < 1 << 20
+                   for i in model.graph.initializer), "the default exporter kept large weights inline"
+        data = staged.with_name(staged.name + ".data")
+        if data.exists():
+            os.replace(data, path.with_name(path.name + ".data"))
+        os.replace(staged, path)
 
 
 def torch_input_gradient(
@@ -286,8 +315,9 @@ def onnx_tensor_for_module(
         handle.remove()
     want = captured["y"].numpy()
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    from onnxprobe.runtime.weights import with_values
+
+    m = with_values(model)  # a loaded model's weights stay in its file (onnxprobe.runtime.weights)
     names = list(candidates) if candidates is not None else [o for n in m.graph.node for o in n.output if o]
     known = {o.name for o in m.graph.output}
     for n in names:
@@ -447,8 +477,9 @@ def ort_decisions(model: onnx.ModelProto, x: np.ndarray) -> dict[str, list[np.nd
     from the run under test (another session may round a near-tie the other way)."""
     import onnxruntime as ort
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    from onnxprobe.runtime.weights import with_values
+
+    m = with_values(model)  # a loaded model's weights stay in its file (onnxprobe.runtime.weights)
     known = {o.name for o in m.graph.output}
     for _, name in decision_tensors(m):
         if name not in known:

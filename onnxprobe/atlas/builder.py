@@ -121,7 +121,7 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
                            seconds, pages, notes, _nonfinite(entries))
 
 
-def _nonfinite(entries: list[LayerEntry]) -> list[str]:
+def _nonfinite(entries: list[AtlasLayer]) -> list[str]:
     """The units whose optimized activations are NaN or infinite (a model that yields NaN; the
     manifest holds null for them). The dataset's statistics are left out: without a usable image
     they are null by rights."""

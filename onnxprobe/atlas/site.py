@@ -1,4 +1,4 @@
-"""The atlas's manifest and static site: plain HTML with inline CSS, no script, no network.
+"""The atlas's manifest and static site (written by render/site.py, as the demo's page is).
 
     index.html                         layers: op, shape, units, receptive field
     layers/<safe layer>.html           every unit's image on one page
@@ -10,14 +10,12 @@ Every name shown is HTML-escaped; every link and file name is derived with fsuti
 
 from __future__ import annotations
 
-import html
-import posixpath
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from onnxprobe.autodiff import BackMode
 from onnxprobe.fsutil import atomic_write_json, atomic_write_text, inside, safe_name
 from onnxprobe.maxact.records import GRADIENT_MODES
+from onnxprobe.render.site import escape as _e, figure, href as _href, page as _page
 
 # the atlas's vocabulary, one home: the builder writes it, the site and the viewer read it
 MANIFEST = "manifest.json"
@@ -29,20 +27,6 @@ DATA_KINDS = (("top9", "patches", "top-9 patches"),
               *((f"top9_{word}", word, f"{word} of the top 9") for word, _ in GRADIENT_MODES))
 # what the viewer shows of a unit: the optimized image, the top-9 patches and their deconv
 VIEWER_KINDS = (OPTIMIZED, "top9", f"top9_{BackMode.DECONV.file_word}")
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;background:#16181c;color:#ddd}
-a{color:#8cf}h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
-table{border-collapse:collapse}td,th{padding:.25em .7em;border-bottom:1px solid #333;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.grid{display:flex;flex-wrap:wrap;gap:8px}
-.card{background:#202329;padding:4px;text-align:center;font-size:.8em}
-.card img{display:block;width:96px;height:96px;object-fit:contain;image-rendering:pixelated;margin-bottom:2px}
-.views figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
-.views img{image-rendering:pixelated;max-width:420px;min-width:160px;background:#000}
-figcaption{font-size:.85em;color:#aaa}.nav{margin-bottom:1em}.muted{color:#888}
-"""
-
 
 @dataclass
 class AtlasLayer:
@@ -97,22 +81,6 @@ def write_manifest(root, model: dict, settings: dict, layers: list[AtlasLayer], 
 
 
 # ---- HTML ----------------------------------------------------------------------------------------
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _href(from_page: str, target: str) -> str:
-    """A relative, percent-encoded link from one file of DIR to another."""
-    rel = posixpath.relpath(target, posixpath.dirname(from_page) or ".")
-    return _e(quote(rel, safe="/"))
-
-
-def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
-
 
 def _num(value) -> str:
     if value is None:
@@ -189,16 +157,13 @@ def _unit_page(model_name: str, layer: AtlasLayer, unit: int, neighbours) -> str
     prev_next = " ".join(f'<a href="{_href(page, layer.unit_page(u))}">{label} (unit {u})</a>'
                          for u, label in zip(neighbours, ("previous", "next")) if u is not None)
 
-    def figure(path, caption):
-        return f'<figure><img src="{_href(page, path)}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
-
-    views = [figure(entry[OPTIMIZED], f"optimized (best of {len(entry['restarts'])} restart(s))")]
+    views = [figure(page, entry[OPTIMIZED], f"optimized (best of {len(entry['restarts'])} restart(s))")]
     if len(entry["restarts"]) > 1 and entry.get("optimized_montage"):
-        views.append(figure(entry["optimized_montage"], "all restarts"))
+        views.append(figure(page, entry["optimized_montage"], "all restarts"))
     activations = stats.get("restart_best_activations", [])
-    views += [figure(path, f"restart {r}: activation {activations[r]:.4g}" if r < len(activations) else f"restart {r}")
+    views += [figure(page, path, f"restart {r}: activation {activations[r]:.4g}" if r < len(activations) else f"restart {r}")
               for r, path in enumerate(entry["restarts"])] if len(entry["restarts"]) > 1 else []
-    data_views = [figure(entry[key], caption) for key, _, caption in DATA_KINDS if entry.get(key)]
+    data_views = [figure(page, entry[key], caption) for key, _, caption in DATA_KINDS if entry.get(key)]
     numbers = [("best activation (optimized)", stats.get("best_activation")),
                ("initial activation (noise)", stats.get("initial_activation"))]
     labels = {"mean": "mean activation over the dataset", "max": "max activation over the dataset",

@@ -38,12 +38,15 @@ Methods and their options (defaults in brackets):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from onnxprobe.attribution.methods import IG_BASELINES, IG_RULES, METHODS, resize_map
-from onnxprobe import objectives
-from onnxprobe.objectives import Objective
 from onnxprobe.errors import UsageError
+
+if TYPE_CHECKING:
+    from onnxprobe.objectives import Objective
 
 __all__ = ["attribute", "make_objective", "render_attribution", "map_to_2d", "METHODS", "IG_RULES",
            "IG_BASELINES", "Objective", "resize_map"]
@@ -52,6 +55,8 @@ __all__ = ["attribute", "make_objective", "render_attribution", "map_to_2d", "ME
 def make_objective(model, x: np.ndarray, target: int | None = None, layer: str | None = None,
                    unit: int | None = None, position=None) -> Objective:
     """What an attribution of `x` explains (see the module docstring)."""
+    from onnxprobe import objectives
+
     if layer is not None or unit is not None:
         if target is not None:
             raise UsageError("give either a class target or a layer and unit, not both")
@@ -128,3 +133,11 @@ def render_attribution(model, x: np.ndarray, method: str, values: np.ndarray, ov
     if overlay:
         image = blend(model.spec.to_display(model.check_input(x)[0]), image, alpha)
     return image
+
+
+def __getattr__(name: str):  # Objective, re-exported on first use (the objectives import the graph library)
+    if name == "Objective":
+        from onnxprobe.objectives import Objective
+
+        return Objective
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
 from onnxprobe.errors import ParameterError, UsageError
-from onnxprobe.objectives import Objective
+from onnxprobe.limits import MAX_GAUSS_LEGENDRE_POINTS, MAX_NOISE_SAMPLES, MAX_QUADRATURE_POINTS
+
+if TYPE_CHECKING:
+    from onnxprobe.objectives import Objective
 
 IG_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 IG_BASELINES = ("zero", "black", "white")
@@ -20,24 +24,13 @@ IG_BASELINES = ("zero", "black", "white")
 # ---- helpers ------------------------------------------------------------------------------------
 
 def _gradient(model, x: np.ndarray, objective: Objective, mode: str = BackMode.GRADIENT) -> np.ndarray:
-    session = model.gradient_session(objective.targets, mode=mode)
-    return session.run(x, objective.seeds_for(model, x))["grad"]
+    return model.gradient(x, objective, mode=mode).input
 
 
 def default_gradient_batch(model) -> int:
     """Gradient rows per run: small batches stay in the CPU's caches (IG, 50 steps, ResNet-18:
     batch 2 ran at 0.64-0.70 of Captum's time, batch 10 at about 1.0); a GPU wants larger ones."""
     return 32 if model.device == "cuda" else 2
-
-
-def _batched_gradient(model, inputs: np.ndarray, objective: Objective, batch_size: int) -> np.ndarray:
-    """Input gradients of the objective for each row of `inputs`, `batch_size` rows at a time."""
-    session = model.gradient_session(objective.targets)
-    out = np.empty(inputs.shape, np.float32)
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start:start + batch_size]
-        out[start:start + len(chunk)] = session.run(chunk, objective.seeds_for(model, chunk))["grad"]
-    return out
 
 
 def _positive_int(value) -> int | None:
@@ -127,8 +120,7 @@ def gradcam_layer_map(model, x, objective, cam_layer: str | None = None, relu: b
     if not layer.is_spatial:
         raise UsageError(f"Grad-CAM needs a spatial layer; '{layer.name}' has shape "
                          f"{'x'.join('N' if d is None else str(d) for d in layer.shape)}")
-    session = model.gradient_session(objective.targets, wrt=[layer.name])
-    grad = session.run(x, objective.seeds_for(model, x))[f"grad:{layer.name}"][0]
+    grad = model.gradient(x, objective, wrt=[layer.name]).grads[layer.name][0]
     activation = model.activations(x, [layer.name], with_outputs=False)[layer.name][0]
     spatial = tuple(a - 1 for a in layer.spatial_axes)
     channel = layer.channel_axis - 1
@@ -156,6 +148,10 @@ def guided_gradcam(model, x, objective, cam_layer: str | None = None, interpolat
 def _ig_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(alphas, weights) of the quadrature; the same points and weights as Captum's methods."""
     n = steps
+    limit = MAX_GAUSS_LEGENDRE_POINTS if rule == "gausslegendre" else MAX_QUADRATURE_POINTS
+    if n > limit:
+        raise ParameterError(f"{{steps}} {n:,} is more than the {rule} rule's limit of {limit:,} points "
+                             f"(onnxprobe.limits)", "steps")
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (1 + nodes), 0.5 * weights
@@ -198,12 +194,10 @@ def integrated_gradients(model, x, objective, steps: int = 50, rule: str = "gaus
     alphas, weights = _ig_rule(rule, steps)
     base = ig_baseline(model, x, baseline)
     delta = x - base
-    session = model.gradient_session(objective.targets)
     total = np.zeros(x.shape[1:], np.float64)
     for start in range(0, steps, batch_size):
         a = alphas[start:start + batch_size].astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))
-        points = base + a * delta
-        grads = session.run(points, objective.seeds_for(model, points))["grad"]
+        grads = _gradient(model, base + a * delta, objective)
         total += np.tensordot(weights[start:start + batch_size], grads.astype(np.float64), axes=1)
     return (total * delta[0]).astype(np.float32)
 
@@ -218,10 +212,19 @@ def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15
     samples, batch_size = int(samples), _batch_size(batch_size or default_gradient_batch(model))
     if not noise_level >= 0:
         raise ParameterError(f"{{noise_level}} must be >= 0, got {noise_level}", "noise_level")
+    if samples > MAX_NOISE_SAMPLES:
+        raise ParameterError(f"{{samples}} {samples:,} is more than the limit of {MAX_NOISE_SAMPLES:,} (onnxprobe.limits)",
+                             "samples")
     sigma = float(noise_level) * float(x.max() - x.min())
-    noise = np.random.default_rng(seed).normal(0.0, sigma, (samples, *x.shape[1:])).astype(np.float32)
-    grads = _batched_gradient(model, x + noise, objective, batch_size)
-    return grads.mean(axis=0, dtype=np.float64).astype(np.float32)
+    # streamed: the generator draws each batch's noise in turn (the same numbers as one draw of all
+    # samples), so memory holds one batch whatever the sample count
+    rng = np.random.default_rng(seed)
+    total = np.zeros(x.shape[1:], np.float64)
+    for start in range(0, samples, batch_size):
+        rows = min(batch_size, samples - start)
+        chunk = x + rng.normal(0.0, sigma, (rows, *x.shape[1:])).astype(np.float32)
+        total += model.gradient(chunk, objective, batch_size=batch_size).input.sum(axis=0, dtype=np.float64)
+    return (total / samples).astype(np.float32)
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -270,15 +273,18 @@ class Method:
     run: Callable
     signed: bool  # is the sign of the map meaningful (diverging colours) or a magnitude?
     options: tuple[str, ...] = ()
+    empty: str | None = None  # why the method's map can be all zero where gradients are not (objectives.silence's cause)
 
 
+CAM_EMPTY = ("Grad-CAM keeps positive evidence only, and its layer's channels, weighted by their mean gradients, "
+             "sum to 0 or less everywhere on this input")
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("saliency", saliency, signed=False),
     Method("gradient_x_input", gradient_x_input, signed=True),
     Method("guided_backprop", guided_backprop, signed=True),
     Method("deconvnet", deconvnet, signed=True),
-    Method("gradcam", gradcam, signed=False, options=("cam_layer", "relu", "interpolation")),
-    Method("guided_gradcam", guided_gradcam, signed=True, options=("cam_layer", "interpolation")),
+    Method("gradcam", gradcam, signed=False, options=("cam_layer", "relu", "interpolation"), empty=CAM_EMPTY),
+    Method("guided_gradcam", guided_gradcam, signed=True, options=("cam_layer", "interpolation"), empty=CAM_EMPTY),
     Method("integrated_gradients", integrated_gradients, signed=True, options=("steps", "rule", "baseline", "batch_size")),
     Method("smoothgrad", smoothgrad, signed=False, options=("samples", "noise_level", "seed", "batch_size")),
     Method("occlusion", occlusion, signed=True, options=("window", "stride", "baseline", "batch_size")),

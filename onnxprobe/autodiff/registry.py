@@ -23,7 +23,6 @@ Kinds (see JAX deflinear/defjvp, tinygrad gradient.py):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Callable
 
 import onnx
@@ -31,29 +30,11 @@ from onnx import helper
 
 from ..graph.facts import attr
 from ..graph.optable import OpTable
+from .modes import MODES, BackMode  # noqa: F401  (re-exported: the rules read them here)
 from .tape import Tape
 
 
 
-class BackMode(StrEnum):
-    """How the backward pass treats the ReLU family: the modes' names, spelled once (each is the
-    word the library and the command line take; a StrEnum, so it equals that word)."""
-
-    GRADIENT = "gradient"  # the exact gradient
-    DECONV = "deconv"  # Zeiler-Fergus deconvnet: relu(G)
-    GUIDED = "guided"  # guided backprop: relu(G) * (X > 0)
-
-    @property
-    def description(self) -> str:
-        return {"gradient": "exact", "deconv": "Zeiler-Fergus", "guided": "guided backprop"}[self.value]
-
-    @property
-    def file_word(self) -> str:
-        """The word in file names and manifests (the toolbox called the gradient's map "backprop")."""
-        return "backprop" if self is BackMode.GRADIENT else self.value
-
-
-MODES = tuple(mode.value for mode in BackMode)
 ALL = "all"  # every input
 
 

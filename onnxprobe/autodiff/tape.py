@@ -60,6 +60,12 @@ class Tape:
         name = name or self.fresh(op_type.lower())
         self.nodes.append(helper.make_node(op_type, ins, list(outputs), name=name, **attrs))
 
+    def take(self) -> list[onnx.NodeProto]:
+        """The nodes emitted so far, handed over: the tape goes on with none (its names stay taken),
+        for a caller that places these before other nodes (the step graph's input prefix)."""
+        nodes, self.nodes = self.nodes, []
+        return nodes
+
     def const(self, value, dtype=None, hint: str = "c") -> str:
         arr = np.asarray(value, dtype=dtype)
         key = (arr.dtype.str, arr.shape, arr.tobytes())

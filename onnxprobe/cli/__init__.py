@@ -1,4 +1,10 @@
-"""The `onnxprobe` command: one module per subcommand; bad input -> one line on stderr, exit 2."""
+"""The `onnxprobe` command: one module per subcommand; bad input -> one line on stderr, exit 2.
+
+Start-up is cheap: the command modules import only what their parsers need (the library is
+imported when a command runs), `onnxprobe --help` imports no command's library and `onnxprobe
+COMMAND ...` builds only that command's parser (tests/core/test_startup.py holds the modules each
+may import). Ctrl-C from the package's first import on ends with one line and status 130
+(`onnxprobe._interrupted_at_start` until the command starts working, then `_signals`)."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 
-from onnxprobe import __version__
+from onnxprobe import __version__, _install_startup_interrupt, _launched_as_command
 from onnxprobe.errors import OutputError, ProbeError, Terminated, UsageError, printable
 
 COMMANDS = ("demo", "layers", "activations", "backprop", "optimize", "maxact", "atlas", "attribute", "view")
@@ -22,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"onnxprobe: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The parser, with the options of `command` only ("*": every command's, None: none); the
+    others are listed with their one-line SUMMARY, which is all `onnxprobe --help` shows."""
     parser = _Parser(prog="onnxprobe", description="See what any CNN exported to ONNX has learned.",
                      epilog="start with 'onnxprobe demo' (the bundled ImageNet network); "
                             "'onnxprobe COMMAND --help' shows each command's options and examples")
@@ -31,16 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         module = importlib.import_module(f"onnxprobe.cli.{name}")
-        module.register(sub)
-        _document(sub.choices[name], module)
+        if command in ("*", name):
+            module.register(sub)
+            _document(sub.choices[name], module)
+        else:
+            sub.add_parser(name, help=module.SUMMARY)
     return parser
 
 
+def _chosen_command(argv: list[str]) -> str | None:
+    """The command argv names: the first word that is not an option (the top-level parser has
+    only --help and --version, which take no value)."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def _document(parser: argparse.ArgumentParser, module) -> None:
-    """A command's --help: its module's DESCRIPTION (what it does) and EXAMPLES (the epilog),
-    printed as written."""
+    """A command's --help: its module's DESCRIPTION (what it does) and EXAMPLES (the epilog, or
+    `examples()` where the epilog is built from the library), printed as written."""
     parser.description = module.DESCRIPTION
-    parser.epilog = module.EXAMPLES
+    parser.epilog = module.examples() if hasattr(module, "examples") else module.EXAMPLES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
@@ -51,8 +73,10 @@ OUTPUT_ARGS = ("out", "grid", "npy", "screenshot", "save_dir")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None and _launched_as_command():
+        _install_startup_interrupt()  # (again: a caller may have changed it since the import)
     argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_chosen_command(argv))
     if not argv:  # no command: the usage and the list of commands, as argparse does for a missing argument
         parser.print_help(sys.stderr)
         return 2

@@ -6,6 +6,7 @@ from onnxprobe.cli.common import add_model_args, load_model_from_args, warn_nonf
 from onnxprobe.errors import UsageError
 
 
+SUMMARY = "save the activations of layers for one image"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The activations of one image at the chosen layers (default: all) saved to .npz, keyed by
 layer name (a name that would be unsafe to unzip, with '..', a leading '/' or a control character,
 is stored under a safe name, mapped back in the member .onnxprobe-names.json; onnxprobe.fsutil.load_npz
@@ -18,7 +19,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("activations", help="save the activations of layers for one image")
+    parser = sub.add_parser("activations", help=SUMMARY)
     add_model_args(parser)
     parser.add_argument("image", help="image file (any size and channel count)")
     parser.add_argument("--layer", action="append", default=None, help="layer to save (repeatable; default: all)")
@@ -30,26 +31,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.fsutil import atomic_save_npz
-    from onnxprobe.preprocess import read_image
+    from onnxprobe.api.model import Model
 
     if not 0 <= args.boost_indiv <= 1:
         raise UsageError("--boost-indiv must be between 0 and 1")
     if args.boost_gamma <= 0:
         raise UsageError("--boost-gamma must be positive")
-    model = load_model_from_args(args)
-    image = read_image(args.image)
-    names = [model.layer(name).name for name in args.layer] if args.layer else None
-    x = model.preprocess(image)
-    acts = model.activations(x, names, with_outputs=False)
-    warn_nonfinite(acts, "the activations")
-    atomic_save_npz(args.out, {name: value[0] for name, value in acts.items()})
-    print(f"wrote {len(acts)} activations to {args.out}")
+    model = Model(load_model_from_args(args))  # the notebook API's Model: the same activations and grid
+    acts = model.activations(args.image, args.layer)
+    warn_nonfinite(acts.values, "the activations")
+    acts.save_npz(args.out)
+    print(f"wrote {len(acts.values)} activations to {args.out}")
     if args.grid:
-        layer = model.layer(names[0]) if names else _default_grid_layer(model)
-        path = write_layer_grid(model, layer, acts.get(layer.name, None) if layer.name in acts else
-                                model.activations(x, [layer.name])[layer.name], args.grid,
-                                args.boost_indiv, args.boost_gamma)
+        layer = model.layer(args.layer[0]) if args.layer else _default_grid_layer(model.probe)
+        path = write_layer_grid(model.probe, layer, acts[layer.name], args.grid, args.boost_indiv, args.boost_gamma)
         named = f"'{layer.module_path}' ('{layer.name}')" if layer.module_path else f"'{layer.name}'"
         print(f"wrote the grid of {named} ({layer.units} units) to {path}")
     return 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
     parse_units, render_settings, warn_nonfinite_names
-from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE, parse_position
 
 
+SUMMARY = "render every unit of layers offline into a static site and a manifest"  # the line in 'onnxprobe --help'
 DESCRIPTION = """Render units offline into a static, browsable site (index.html): optimized images, top-k
 patches and back maps per unit, plus a manifest the viewer reads (view --atlas)."""
 EXAMPLES = """examples:
@@ -17,7 +17,9 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("atlas", help="render every unit of layers offline into a static site and a manifest")
+    from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE
+
+    parser = sub.add_parser("atlas", help=SUMMARY)
     add_model_args(parser)
     parser.add_argument("--layer", action="append", help="layer (ONNX tensor name or module path); repeatable")
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
@@ -39,6 +41,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from onnxprobe.position import parse_position
     from onnxprobe.atlas import build_atlas, choose_layers
     from onnxprobe.errors import UsageError
 

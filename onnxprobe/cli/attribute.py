@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, \
-    warn_nonfinite, write_map
+from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, write_map
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP as POSITION_HELP, parse_position
 
 # flags that carry a method option of the same name; their default None means "not given"
 METHOD_FLAGS = ("cam_layer", "interpolation", "steps", "rule", "baseline", "batch_size", "samples", "noise_level",
                 "seed", "window", "stride")
 
 
+SUMMARY = "attribution map (saliency, Grad-CAM, integrated gradients, ...)"  # the line in 'onnxprobe --help'
 DESCRIPTION = """Which input pixels explain a class score (default: the predicted class) or a unit: saliency,
 gradient x input, guided backprop, deconvnet, (guided) Grad-CAM, integrated gradients,
 SmoothGrad or occlusion, written as a heat map."""
@@ -23,9 +22,10 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.position import HELP as POSITION_HELP
     from onnxprobe.attribution import IG_RULES, METHODS
 
-    parser = sub.add_parser("attribute", help="attribution map (saliency, Grad-CAM, integrated gradients, ...)")
+    parser = sub.add_parser("attribute", help=SUMMARY)
     add_model_args(parser)
     add_input_args(parser)
     parser.add_argument("--method", required=True, choices=tuple(METHODS), help="attribution method")
@@ -92,22 +92,15 @@ def method_options(args, model, method: str) -> dict:
 
 
 def run(args) -> int:
-    from onnxprobe.attribution import attribute, make_objective, render_attribution
+    from onnxprobe.api.model import Model
+    from onnxprobe.position import parse_position
 
     model, x = model_and_input(args)
     options = method_options(args, model, args.method)
-    position = parse_position(args.position)
-    if args.layer is not None and args.unit is not None and args.target is None:
-        from onnxprobe.position import resolve
-
-        layer = model.layer(args.layer)
-        position, how = resolve(model, layer, args.unit, position, x)
-        if layer.is_spatial and position is not None:
-            print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-        position = "mean" if position is None else position
-    objective = make_objective(model, x, args.target, args.layer, args.unit, position)
-    values = attribute(model, x, args.method, objective=objective, **options)
-    warn_nonfinite({args.method: values}, "the attribution map")
-    image = render_attribution(model, x, args.method, values, overlay=args.overlay)
-    write_map(args, image, values, f"{args.method} of the {objective.description}", "map")
+    result = Model(model).attribute(x, args.method, target=args.target, layer=args.layer, unit=args.unit,
+                                    position=parse_position(args.position), overlay=args.overlay,
+                                    **options)  # the notebook API's map: one path for both
+    for note in result.notes:
+        print(note)
+    write_map(args, result.image, result.values, result.title, "map", result.silent)
     return 0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, warn_nonfinite, write_map
-from onnxprobe.position import HELP as POSITION_HELP, parse_position
+from onnxprobe.cli.common import add_input_args, add_model_args, model_and_input, write_map
 
 
+SUMMARY = "gradient / deconv / guided backprop of one unit back to the input"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The gradient, deconvnet or guided-backprop map of one unit (a channel at a position, or a
 class) back to the input image, through one of the toolbox's back filters."""
 EXAMPLES = """examples:
@@ -17,10 +17,11 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.position import HELP as POSITION_HELP
     from onnxprobe.autodiff import BackMode
     from onnxprobe.render.backmaps import FILTERS
 
-    parser = sub.add_parser("backprop", help="gradient / deconv / guided backprop of one unit back to the input")
+    parser = sub.add_parser("backprop", help=SUMMARY)
     add_model_args(parser)
     add_input_args(parser)
     parser.add_argument("--layer", required=True, help="layer of the unit")
@@ -37,27 +38,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    import numpy as np
-
-    from onnxprobe.objectives import unit_objective
-    from onnxprobe.position import resolve
-    from onnxprobe.render.backmaps import gradient_hwc, render_backmap
+    from onnxprobe.api.model import Model
+    from onnxprobe.position import parse_position
 
     model, x = model_and_input(args)
-    layer = model.layer(args.layer)
-    position, how = resolve(model, layer, args.unit, parse_position(args.position), x)
-    objective = unit_objective(model, layer, args.unit, "mean" if position is None else position)
-    if layer.is_spatial and position is not None:
-        print(f"position {','.join(map(str, position))} of '{layer.name}': {how}")
-    session = model.gradient_session(objective.targets, mode=args.mode)
-    grad = session.run(x, objective.seeds(None, 1))["grad"]
-    warn_nonfinite({"gradient": grad}, "the gradient")
-    image = render_backmap(gradient_hwc(grad[0], model.spec.layout), args.filter,
-                           rgb_order=model.spec.channel_order == "RGB")
-    write_map(args, image, grad, f"{args.mode} of the {objective.description} ({args.filter} filter)", "gradient")
-    if not np.any(grad):
-        print(f"note: the map is all zero (the PNG is flat): no {args.mode} reaches the input from "
-              f"{objective.description} on this image (a unit that does not fire passes no gradient)", file=sys.stderr)
+    result = Model(model).backprop(x, args.layer, args.unit, position=parse_position(args.position), mode=args.mode,
+                                   filter=args.filter)  # the notebook API's map: one path for both
+    for note in result.notes:
+        print(note)
+    write_map(args, result.image, result.values[None], result.title, "gradient", result.silent)
     return 0

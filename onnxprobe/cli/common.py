@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onnxprobe.graph.loading import parse_shape
-
 if TYPE_CHECKING:
     import numpy as np
 
@@ -71,6 +69,7 @@ def preprocess_overrides(args) -> dict:
 
 
 def load_model_from_args(args, device: str | None = None, threads: int | None = None):
+    from onnxprobe.graph.loading import parse_shape
     from onnxprobe.model import ProbeModel
 
     return ProbeModel.load(
@@ -118,11 +117,18 @@ def model_and_input(args):
     return model, load_input(model, args)
 
 
-def write_map(args, image, raw, what: str, raw_name: str) -> None:
-    """The PNG at --out, and the raw array at --npy when asked."""
+def write_map(args, image, raw, what: str, raw_name: str, silent: str | None = None) -> None:
+    """The map's picture at --out, upscaled to at least MAP_MIN_SIDE pixels (the raw array keeps
+    the model's size at --npy, when asked); with `silent` (objectives.silence's line) the one
+    no-signal picture instead, and the line as a warning."""
     from onnxprobe.fsutil import atomic_save_npy
-    from onnxprobe.render.images import write_png
+    from onnxprobe.render.compose import no_signal
+    from onnxprobe.render.images import MAP_MIN_SIDE, upscale, write_png
 
+    image = upscale(image, MAP_MIN_SIDE)
+    if silent is not None:
+        warn(silent)
+        image = no_signal(*image.shape[:2])
     path = write_png(args.out, image)
     print(f"{what}: wrote {path}")
     if args.npy:
@@ -133,20 +139,20 @@ def write_map(args, image, raw, what: str, raw_name: str) -> None:
 # ---- a layer's grid as a file: demo, view, activations ----------------------------------------------
 
 def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
-    """The layer pane as a PNG a person can read: upscaled tiles, unit captions (class names on a
-    layer with one unit per class), the layer's name and shape on top (render.grid.labelled_grid)."""
-    from onnxprobe.render.grid import labelled_grid, units_first
+    """The layer pane as a PNG a person can read (`onnxprobe.api.results.layer_grid_image`, the
+    picture a notebook shows for `Model.activations`)."""
+    from onnxprobe.api.results import layer_grid_image
     from onnxprobe.render.images import write_png
 
-    tiles = units_first(activation[0], layer.channel_axis, layer.spatial_axes)
-    labels = model.spec.labels
-    unit_labels = None
-    if labels and len(labels) == layer.units and not layer.is_spatial:
-        unit_labels = [name if name == str(u) else f"{u} {name}" for u, name in enumerate(labels)]
-    shape = "x".join("N" if d is None else str(d) for d in layer.shape)
-    title = f"{layer.label}  {shape}  {layer.units} units"
-    image = labelled_grid(tiles, title, unit_labels, boost_indiv, boost_gamma, min_tile=48 if layer.is_spatial else 24)
-    return write_png(path, image)
+    return write_png(path, layer_grid_image(model, layer, activation, boost_indiv, boost_gamma))
+
+
+def layer_grid_image(model, layer, activation: np.ndarray, boost_indiv=0.0, boost_gamma=1.0) -> np.ndarray:
+    """The layer pane as a picture: `onnxprobe.api.results.layer_grid_image` (its one home, what a
+    notebook shows for `Model.activations`)."""
+    from onnxprobe.api.results import layer_grid_image as picture
+
+    return picture(model, layer, activation, boost_indiv, boost_gamma)
 
 
 def parse_units(texts: list[str], layer) -> list[int]:
@@ -225,46 +231,20 @@ def warn_nonfinite_names(bad: list[str], what: str) -> bool:
     if not bad:
         return False
     listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-    print(f"onnxprobe: warning: NaN or infinite values in {what} ({listed}); check the model's weights and "
-          "the preprocessing", file=sys.stderr)
+    warn(f"NaN or infinite values in {what} ({listed}); check the model's weights and the preprocessing")
     return True
 
 
-class Progress:
-    """A plain-text progress bar on stderr: done/total, rate and ETA (no extra dependency)."""
+def warn(line: str) -> None:
+    """The one warning line on stderr: the output is written, but says less than it seems to."""
+    from onnxprobe.errors import printable
 
-    def __init__(self, total: int, unit: str = "it", enabled: bool | None = None, label: str = ""):
-        self.total = total
-        self.unit = unit
-        from onnxprobe.errors import printable
+    print(f"onnxprobe: warning: {printable(line)}", file=sys.stderr)
 
-        self.label = printable(label)
-        self.done = 0
-        self.start = time.monotonic()
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._last = 0.0
 
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.enabled and (now - self._last > 0.2 or self.done >= self.total):
-            self._last = now
-            sys.stderr.write("\r" + self.text() + " " * 4)
-            sys.stderr.flush()
+def Progress(total: int, unit: str = "it", enabled: bool | None = None, label: str = ""):
+    """The commands' text progress bar on stderr: `onnxprobe.progress.Progress` (the one home of
+    the bars the commands and the notebook API draw), imported when a command starts working."""
+    from onnxprobe.progress import Progress as TextBar
 
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def text(self) -> str:
-        rate = self.rate()
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        width = 24
-        filled = int(width * self.done / self.total) if self.total else width
-        eta_text = f"{eta:5.0f}s" if eta != float("inf") else "    ?"
-        return f"{self.label}[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {rate:.2f} {self.unit}/s ETA {eta_text}"
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+    return TextBar(total, unit=unit, enabled=enabled, label=label)

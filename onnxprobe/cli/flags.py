@@ -17,6 +17,7 @@ FLAGS = {
     "preset": "--preset",
     "param": "--param",
     "steps": "--steps",
+    "samples": "--samples",
     "seed": "--seed",
     "restarts": "--restarts",
     "batch": "--batch",

@@ -7,6 +7,7 @@ from onnxprobe.errors import printable
 from onnxprobe.fsutil import json_text
 
 
+SUMMARY = "list the probeable layers of a model"  # the line in 'onnxprobe --help'
 DESCRIPTION = """Every probeable tensor of MODEL: op, shape, units, receptive field (size / stride / offset) and
 whether it can be differentiated back to the input. Where the file records PyTorch module scopes
 (torch.onnx.export, either exporter), each layer that is a module's output also shows its module
@@ -20,7 +21,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("layers", help="list the probeable layers of a model")
+    parser = sub.add_parser("layers", help=SUMMARY)
     add_model_args(parser, device=False)
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.set_defaults(func=run)

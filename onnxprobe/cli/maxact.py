@@ -5,6 +5,7 @@ from __future__ import annotations
 from onnxprobe.cli.common import count_arg, warn_nonfinite_names, Progress, add_model_args, load_model_from_args
 
 
+SUMMARY = "find the top-k dataset images and patches of every unit of layers"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The top-k images of a dataset for every unit of the chosen layers (and, with --crops, the
 patches under each unit's receptive field), locally or on a Dask cluster; reruns resume."""
 EXAMPLES = """examples:
@@ -15,7 +16,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("maxact", help="find the top-k dataset images and patches of every unit of layers")
+    parser = sub.add_parser("maxact", help=SUMMARY)
     add_model_args(parser)
     parser.add_argument("data", help="image folder (recursive), text file listing images, or video file")
     parser.add_argument("--layer", action="append", required=True, help="layer to scan (repeatable)")

@@ -6,14 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from onnxprobe.cli.common import Progress, add_model_args, add_render_args, load_model_from_args, \
-    parse_units, render_settings, warn_nonfinite
+    parse_units, render_settings, warn, warn_nonfinite
 from onnxprobe.errors import UsageError
-from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE, parse_position
 
 
+SUMMARY = "synthesize images that maximise units (regularized gradient ascent)"  # the line in 'onnxprobe --help'
 DESCRIPTION = """Feature visualization: images that maximise a unit, a channel or a class score, by the paper's
 regularized gradient ascent (presets set1..set4) or the lucid parameterization. Reruns resume."""
 EXAMPLES = """examples:
@@ -28,7 +26,8 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("optimize", help="synthesize images that maximise units (regularized gradient ascent)")
+    from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE
+    parser = sub.add_parser("optimize", help=SUMMARY)
     add_model_args(parser)
     parser.add_argument("--layer", help="layer (ONNX tensor name or module path); not needed for --objective logit")
     parser.add_argument("--unit", action="append",
@@ -56,15 +55,16 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from onnxprobe.distributed import file_hash
+    from onnxprobe.position import parse_position
     from onnxprobe.fsutil import make_output_folder, output_lock
     from onnxprobe.objectives import by_kind, objective_layer
-    from onnxprobe.optimize.store import UnitStore, job_key
+    from onnxprobe.optimize.store import UnitStore, job_key, optimize_job
 
-    # the one resolution of the render flags: render_units takes them as they are
     if args.photo is not None:
         return _from_photo(args)
     if not args.unit:
         raise UsageError("optimize needs --unit (or --from IMAGE for a picture from a photo)")
+    # the one resolution of the render flags: render_units takes them as they are
     render = render_settings(args)
     position = parse_position(args.position)  # read by the objective module: no image here, so no max
     out = Path(args.out)
@@ -78,9 +78,7 @@ def run(args) -> int:
     if args.objective != "logit" and optimized != layer.name:
         print(f"note: optimizing '{optimized}', the pre-activation input of '{layer.name}' (its {layer.op} passes "
               "no gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
-    settings = {"model_sha256": file_hash(model.path), "objective": args.objective,
-                "position": list(position) if isinstance(position, tuple) else position,
-                "layer": layer.name, **render.identity(), "preprocess": model.spec.to_json()}
+    settings = optimize_job(model, layer.name, args.objective, position, render)  # its key: what resumes
     store = UnitStore(out, job_key(settings))
     make_output_folder(out)
     with output_lock(out):  # a second run on the same folder is refused while this one runs
@@ -88,6 +86,8 @@ def run(args) -> int:
 
 
 def _render(args, store, model, layer, units, render, settings, position) -> int:
+    import numpy as np
+
     from onnxprobe.optimize import DEFAULT_PRESET
     from onnxprobe.optimize.store import render_into
 
@@ -108,6 +108,13 @@ def _render(args, store, model, layer, units, render, settings, position) -> int
         progress.close()
     warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},
                    "the optimized activations")
+    still = [r.unit for r in results if list(r.best_activation) == list(r.initial_activation)]
+    if still:  # no step moved the objective: no gradient reached the image
+        from onnxprobe.objectives import by_kind, silence
+
+        objective = by_kind(model, args.objective, layer, still[0], position, pre_activation=True)
+        warn(silence(model, objective, np.zeros(1), "the image gradient")
+             + (f" (units {', '.join(map(str, still))})" if len(still) > 1 else ""))
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
@@ -120,6 +127,8 @@ def _render(args, store, model, layer, units, render, settings, position) -> int
 
 def _barely_moved(results) -> bool:
     """Every unit rose by less than half the typical starting magnitude of the units."""
+    import numpy as np
+
     scale = max(float(np.median([abs(max(r.initial_activation)) for r in results])), 1e-3)
     return all(max(r.best_activation) - max(r.initial_activation) < 0.5 * scale for r in results)
 
@@ -128,6 +137,7 @@ def _from_photo(args) -> int:
     """optimize --from IMAGE: one picture from a photo (onnxprobe.optimize.photo)."""
     from onnxprobe.fsutil import atomic_write_json, make_output_folder, output_lock, safe_name
     from onnxprobe.optimize.photo import PHOTO_PRESET, picture_from_photo
+    from onnxprobe.position import parse_position
     from onnxprobe.preprocess import read_image
     from onnxprobe.render.images import write_png
 

@@ -8,22 +8,29 @@ from onnxprobe.cli.common import add_model_args, load_model_from_args
 from onnxprobe.cli.flags import VIEWER_WORDS
 from onnxprobe.errors import ProbeError, UsageError
 from onnxprobe.resources import default_model, sample_images
-from onnxprobe.viewer.keys import help_lines
 
+SUMMARY = "live viewer: activations, back maps and unit visuals on a camera, video or images"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The Deep Visualization Toolbox's live window for MODEL (default: the bundled ImageNet
 MobileNetV2, on its sample photos unless a source is given): every unit of a layer reacting to
 the input, back maps, unit visuals and live optimization."""
-EXAMPLES = "keys (h in the window shows them too):\n" + "\n".join("  " + line for line in help_lines(arrows=False, words=VIEWER_WORDS)) + """
-
-examples:
+EXAMPLES = """examples:
   onnxprobe view                                                # the bundled ImageNet network on its sample photos
   onnxprobe view models/imagenet/mobilenet_v2.onnx --camera 0   # live, on a webcam
   onnxprobe view model.onnx --images photos/ --atlas atlas/     # with unit visuals from 'onnxprobe atlas'
 """
 
 
+def examples() -> str:
+    """The epilog of view's --help: the viewer's keys (read from its key table only when the help is
+    asked for: the table imports the viewer) and EXAMPLES."""
+    from onnxprobe.viewer.keys import help_lines
+
+    keys = "\n".join("  " + line for line in help_lines(arrows=False, words=VIEWER_WORDS))
+    return f"keys (h in the window shows them too):\n{keys}\n\n{EXAMPLES}"
+
+
 def register(sub) -> None:
-    parser = sub.add_parser("view", help="live viewer: activations, back maps and unit visuals on a camera, video or images")
+    parser = sub.add_parser("view", help=SUMMARY)
     add_model_args(parser)
     _make_model_optional(parser)
     source = parser.add_mutually_exclusive_group()

@@ -1,20 +1,24 @@
 """The batch axis: making a fixed-batch graph batch-dynamic, and proving it on the model.
 
-Most published ONNX files fix the batch at 1 (`torch.onnx.export` without `dynamic_axes`), and
-exporters fold the batch size into constants: Reshape targets such as `[1, -1]` or
-`[1, 2, 24, 8, 8]`, the shapes of Expand and ConstantOfShape, Tile repeats, constants
-concatenated onto batched tensors. `make_batch_dynamic` rewrites those constants so that the batch
-follows the input; `prove_batch_dynamic` then runs the model: a batch of two different inputs must
-give, row by row, what two single runs give (and what the original graph gives), for every
-batch-carrying tensor. A graph that cannot be rewritten, or whose proof fails, stays as it was and
-is run a fixed number of rows at a time (`BatchAxis.rows`) by `ProbeModel`.
+Most published ONNX files fix the batch at 1 (`torch.onnx.export` without `dynamic_axes`, and
+PyTorch's default exporter always), and exporters fold the batch size into constants: Reshape
+targets such as `[1, -1]` or `[1, 2, 24, 8, 8]` (the default exporter's views with `allowzero`),
+the shapes of Expand and ConstantOfShape, Tile repeats, constants concatenated onto batched
+tensors, `as_strided` as a flat Gather. `make_batch_dynamic` rewrites those constants so that the
+batch follows the input; where views move the batch off axis 0 (nn.MultiheadAttention's
+(L, N, E) layout), `batch_placements` follows it through every op and says which axis of each
+view it joins. `prove_batch_dynamic` then runs the rewritten graph: a batch of two different
+inputs must give, row by row, what two single runs give, for the tensors where rows could meet
+(`rows_meet`). The rewrite is made in place on the loaded model (`Undo` puts it back), so no
+weight is copied. A graph that cannot be rewritten, or whose proof fails, stays as it was and is
+run a fixed number of rows at a time (`BatchAxis.rows`) by `ProbeModel`.
 """
 
 from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -42,6 +46,11 @@ class BatchAxis:
     rewritten: tuple[str, ...] = ()  # nodes whose batch-size constants now follow the input
     why: str = ""  # for "fixed": why the graph was not made dynamic
     max_error: float | None = None  # the proof's largest |batch - single| over its tolerance
+    # "made dynamic": tensors whose batch the rewrite folds into another axis (batch_placements),
+    # with their shapes at batch 1: they have no batch axis of their own (not layers); "fixed":
+    # every tensor's (shape, element type) at the file's batch, found before the proof; not in to_json
+    off_axis: dict = field(default_factory=dict, compare=False, repr=False)
+    on_axis: frozenset = field(default=frozenset(), compare=False, repr=False)  # batch exactly axis 0
 
     @property
     def fixed(self) -> bool:
@@ -85,35 +94,48 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
     missing = [o for n in model.graph.node for o in n.output if o and None in out.get(o, (None,))]
     if missing:  # shapes computed at run time (Split sizes from Shape ops ...): run once at that batch
         from onnxprobe.graph.expose import expose_tensors
-        from onnxprobe.runtime.session import create_session
+        from onnxprobe.runtime.session import create_session, trim_memory
+
+        def run() -> dict[str, tuple]:
+            session = create_session(expose_tensors(model, missing, keep_outputs=False, known=facts.value_infos),
+                                     device="cpu", one_off=True)
+            x = np.zeros(shape, session.input_dtype(input_name))
+            return {k: (tuple(np.shape(v)), helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype))
+                    for k, v in session.run({input_name: x}, missing).items()}
 
         try:
-            session = create_session(expose_tensors(model, missing, keep_outputs=False, known=facts.value_infos), device="cpu")
-            x = np.zeros(shape, session.input_dtype(input_name))
-            for k, v in session.run({input_name: x}, missing).items():
-                out[k] = tuple(np.shape(v))
-                elems[k] = helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype)
+            for k, (dims, elem) in run().items():
+                out[k], elems[k] = dims, elem
         except Exception:
             pass  # the rewrite then leaves those tensors alone; the proof decides
+        finally:
+            trim_memory()  # the session is gone: its memory goes back
     return out, elems
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     facts = GraphFacts(model, infer_shapes=False)
     names = list(facts.initializers) + [n.output[0] for n in model.graph.node if n.op_type == "Constant" and n.output]
-    return {name: value for name in names if (value := facts.const(name)) is not None}
+    # shapes, repeats and indices: small (weights are never batch-size constants)
+    return {name: value for name in names if (value := facts.const(name, max_size=1 << 16)) is not None}
 
 
 def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
-                       batch: int, shapes: dict[str, tuple] | None = None) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+                       batch: int, shapes: dict[str, tuple] | None = None, *,
+                       in_place: bool = False, placements: dict | None = None) -> tuple[onnx.ModelProto, tuple[str, ...]]:
     """A copy of `model` (input batch already symbolic) whose batch-size constants follow the
     input's batch, and the names of the nodes rewritten. `batch` is the file's fixed batch and
-    `input_shape` the input shape at that batch."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    `input_shape` the input shape at that batch. `in_place`: rewrite `model` itself (no copy of its
+    weights; `undo` restores it): only nodes and the initializers after the file's change."""
+    if not in_place:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
     if shapes is None:
         shapes = static_shapes(model, input_name, (batch, *input_shape[1:]))[0]
     reach = reachable_from(model, input_name)
     consts = _constants(model)
+    if placements is None:
+        found = batch_placements(model, input_name, shapes, consts, batch)
+        placements = found[0] if found else {}
     rewritten: list[str] = []
     head: list[onnx.NodeProto] = []  # nodes that read only the input: first in the graph
     new_nodes: list[onnx.NodeProto] = []  # nodes the current node needs: just before it
@@ -145,19 +167,51 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
     def _rewrite_node(node: onnx.NodeProto) -> None:
         op = node.op_type
         index = SHAPE_INPUTS.get(op)
+        spot = placements.get(node.name or node.output[0]) if op == "Reshape" else None
+        if spot is not None and node.input[1] in consts:
+            # the batch is a factor of target axis k (batch_placements): that dim times the batch
+            k = spot[0]
+            target = resolved_target(node, shapes.get(node.input[0]) or (), consts[node.input[1]])
+            if k == 0 and target[0] == batch and leading(node.input[0]) == batch and 0 not in target:
+                for a in node.attribute:  # no 0 in the target: allowzero means nothing, 0 may copy
+                    if a.name == "allowzero":
+                        a.i = 0
+                head = fresh("reshape")  # the common case: [0, ...] copies the batch
+                model.graph.initializer.append(numpy_helper.from_array(np.array([0, *target[1:]], np.int64), head))
+                node.input[1] = head
+            else:
+                size = fresh("size")
+                model.graph.initializer.append(numpy_helper.from_array(np.array([target[k] // batch], np.int64), size))
+                scaled = fresh("scaled")
+                new_nodes.append(helper.make_node("Mul", [batch_dim(), size], [scaled], name=scaled))
+                parts = []
+                for part in (target[:k], None, target[k + 1:]):
+                    if part is None:
+                        parts.append(scaled)
+                    elif part:
+                        name = fresh("dims")
+                        model.graph.initializer.append(numpy_helper.from_array(np.array(part, np.int64), name))
+                        parts.append(name)
+                shape = fresh("shape")
+                new_nodes.append(helper.make_node("Concat", parts, [shape], name=shape, axis=0))
+                node.input[1] = shape
+            rewritten.append(node.name or node.output[0])
+            return
         if index is not None and len(node.input) > index and node.input[index] in consts:
             const = np.asarray(consts[node.input[index]]).reshape(-1)
             if const.size < 2 or int(const[0]) != batch:
                 return
             if op == "Reshape":
                 data = node.input[0]
-                allowzero = bool(attr(node, "allowzero", 0))
-                if data not in reach or leading(data) != batch or allowzero:
+                if data not in reach or leading(data) != batch:
                     return
-                target = fresh("reshape")
-                model.graph.initializer.append(numpy_helper.from_array(
-                    np.concatenate([[0], const[1:]]).astype(np.int64), target))
-                node.input[1] = target
+                if not attr(node, "allowzero", 0):  # 0 copies the input's dim: the batch
+                    target = fresh("reshape")
+                    model.graph.initializer.append(numpy_helper.from_array(
+                        np.concatenate([[0], const[1:]]).astype(np.int64), target))
+                    node.input[1] = target
+                else:  # (the default exporter's views) a 0 is a 0: the batch joins the target at run time
+                    node.input[1] = dynamic_shape(const[1:])
             elif op == "Tile":
                 # repeats[0] == batch tiles a one-row tensor into the batch; a batched one is left alone
                 if node.input[0] in reach or leading(node.input[0]) != 1:
@@ -186,6 +240,7 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
                     changed = True
             if changed:
                 rewritten.append(node.name or node.output[0])
+    rewritten += _flat_gathers(model, reach, consts, leading, batch, fresh)
     follows = {input_name}  # tensors that follow the batch once the rewrites so far are made
     ordered: list[onnx.NodeProto] = []
     for node in model.graph.node:
@@ -201,6 +256,281 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
         del model.graph.node[:]
         model.graph.node.extend(ordered)
     return finalize_model(model), tuple(rewritten)
+
+
+class Undo:
+    """What `make_batch_dynamic(..., in_place=True)` changes in a model, to put it back: the
+    nodes (copied: small) and the number of initializers (the rewrite only appends)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.nodes = onnx.GraphProto()
+        self.nodes.node.extend(model.graph.node)
+        self.initializers = len(model.graph.initializer)
+        self.ir_version = model.ir_version
+
+    def __call__(self) -> onnx.ModelProto:
+        graph = self.model.graph
+        del graph.node[:]
+        graph.node.extend(self.nodes.node)
+        del graph.initializer[self.initializers:]
+        self.model.ir_version = self.ir_version
+        return self.model
+
+
+def batch_placements(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple], consts: dict,
+                     batch: int, budget: int = 200_000) -> tuple[dict, dict] | None:
+    """Where the batch goes in each Reshape that reads it, for graphs that move the batch off axis 0
+    (nn.MultiheadAttention's (L, N, E) layout as PyTorch's default exporter writes it: views that
+    merge the batch with the heads, then with the sequence): Reshape node name -> (target axis,
+    stride), the batch being a factor of that axis with `stride` elements of the axis inside it;
+    and the same for every tensor that carries the batch.
+
+    A batch-1 shape cannot tell `view(L, N*H, d)` from `view(L*N, H, d)`, so each Reshape has its
+    candidate placements (`_reshape_candidates`, the likeliest first) and the walk below follows
+    the batch through every op, backtracking when a placement leads to a contradiction: the batch
+    in a contracted, normalised or reduced axis, in two axes of one tensor, or anywhere but axis 0
+    of an output. Only files with a batch of 1. None when the walk meets an op it does not know on
+    the batch's path or finds no consistent placement (the proof then decides the plain rewrite)."""
+    if batch != 1:
+        return None
+    nodes = list(model.graph.node)
+    outputs = {o.name for o in model.graph.output}
+    rank = {name: len(shape) for name, shape in shapes.items() if shape is not None}
+    place: dict[str, tuple[int, int]] = {input_name: (0, 1)}
+    chosen: dict[str, tuple[int, int]] = {}
+    stack: list[tuple[int, list, dict, dict]] = []  # choice points: node index, candidates left, state before
+    i, steps = 0, 0
+    while i < len(nodes):
+        steps += 1
+        if steps > budget:
+            return None
+        node = nodes[i]
+        result = _propagate(node, place, shapes, consts, rank)
+        if result == "unknown":
+            return None
+        if isinstance(result, list) and result:  # a Reshape of the batch: try its likeliest placement
+            stack.append((i, result[1:], dict(place), dict(chosen)))
+            result = {node.output[0]: result[0]}
+            chosen[node.name or node.output[0]] = result[node.output[0]]
+        elif isinstance(result, list):
+            result = "conflict"
+        if isinstance(result, dict) and any(o in outputs and (spot[0] != 0 or shapes[o][0] != spot[1])
+                                            for o, spot in result.items()):
+            result = "conflict"  # an output carries the batch as its whole first axis
+        if result == "conflict":  # back to the last Reshape with a placement left
+            while stack and not stack[-1][1]:
+                stack.pop()
+            if not stack:
+                return None
+            index, left, saved_place, saved_chosen = stack.pop()
+            stack.append((index, left[1:], saved_place, saved_chosen))
+            place, chosen = dict(saved_place), dict(saved_chosen)
+            reshape = nodes[index]
+            chosen[reshape.name or reshape.output[0]] = place[reshape.output[0]] = left[0]
+            i = index + 1
+            continue
+        place.update(result)
+        i += 1
+    return chosen, place
+
+
+def resolved_target(node: onnx.NodeProto, dims, target) -> list[int]:
+    """A Reshape's target at the file's batch with its 0s (copies of the input's dims, unless
+    allowzero) and its -1 (the rest) written out."""
+    target = [int(t) for t in np.asarray(target).reshape(-1)]
+    if not attr(node, "allowzero", 0):
+        target = [dims[j] if t == 0 and j < len(dims) else t for j, t in enumerate(target)]
+    if target.count(-1) == 1 and None not in dims:
+        rest = int(np.prod([t for t in target if t != -1], dtype=np.int64))
+        target = [int(np.prod(dims, dtype=np.int64)) // max(rest, 1) if t == -1 else t for t in target]
+    return target
+
+
+def _reshape_candidates(in_shape, axis: int, stride: int, target) -> list[tuple[int, int]]:
+    """Where the batch can sit in a Reshape's target (batch 1 shapes): (axis, stride) with the
+    batch's elements after it (`stride` times the input's dims after its axis) matching the
+    target's; the likeliest first: an axis that is the batch alone, then the batch as an axis's
+    outermost factor, then the rest."""
+    inner = stride * int(np.prod(in_shape[axis + 1:], dtype=np.int64))
+    target = [int(t) for t in target]
+    if any(t <= 0 for t in target):  # -1 or 0 in the target: the plain rewrite handles those
+        return []
+    found = []
+    for k in range(len(target)):
+        after = int(np.prod(target[k + 1:], dtype=np.int64))
+        if inner % after:
+            continue
+        s = inner // after
+        if s == 0 or target[k] % s:
+            continue
+        found.append((k, s))
+    order = {c: (0 if target[c[0]] == 1 else 1 if target[c[0]] == c[1] else 2, c[0]) for c in found}
+    return sorted(found, key=order.get)
+
+
+def _propagate(node, place, shapes, consts, rank):
+    """The batch's place in the outputs of `node` ({} when none of its inputs carries it), a list of
+    candidates for a Reshape of the batch, "conflict" or "unknown"."""
+    op = node.op_type
+    carried = [(k, name) for k, name in enumerate(node.input) if name and name in place]
+    if not carried:
+        index = SHAPE_INPUTS.get(op)
+        if op != "Reshape" and index is not None and len(node.input) > index and node.input[index] in consts:
+            const = np.asarray(consts[node.input[index]]).reshape(-1)
+            if const.size >= 2 and int(const[0]) == 1:  # made to follow the batch by the rewrite
+                return {node.output[0]: (0, 1)}
+        return {}
+    out = node.output[0]
+    out_rank = rank.get(out)
+    if out_rank is None:
+        return "unknown"
+
+    def one(axis, stride):
+        return {out: (axis, stride)}
+
+    (k0, first), = carried[:1]
+    a, s = place[first]
+    if op in ELEMENTWISE or op in ("Expand",):
+        if op == "Expand":
+            if k0 != 0:
+                return "conflict"
+        spots = {(pa + out_rank - rank.get(name, out_rank), ps) for _, name in carried for pa, ps in [place[name]]}
+        if len(spots) != 1:
+            return "conflict"
+        (axis, stride), = spots
+        for name in node.input:
+            if name and name not in place and op != "Expand":
+                shape = shapes.get(name)
+                if shape is None:
+                    return "unknown"
+                j = axis - (out_rank - len(shape))
+                if 0 <= j < len(shape) and shape[j] != 1:
+                    return "conflict"  # a constant that varies along the batch's axis
+        return one(axis, stride)
+    if op in PER_ROW:
+        return one(0, s) if k0 == 0 and a == 0 and len(carried) == 1 else "conflict"
+    if op in ("Softmax", "LogSoftmax", "Hardmax"):
+        axis = attr(node, "axis", -1) % out_rank
+        return "conflict" if axis == a else one(a, s)
+    if op == "LayerNormalization":
+        axis = attr(node, "axis", -1) % out_rank
+        return "conflict" if a >= axis or k0 != 0 else one(a, s)
+    if op == "Transpose":
+        perm = attr(node, "perm") or list(range(out_rank))[::-1]
+        return one(list(perm).index(a), s)
+    if op == "Reshape":
+        if k0 != 0 or len(node.input) < 2 or node.input[1] not in consts:
+            return "unknown" if k0 == 0 else "conflict"
+        return _reshape_candidates(shapes[first], a, s, resolved_target(node, shapes[first], consts[node.input[1]]))
+    if op == "Flatten":
+        f = attr(node, "axis", 1) % max(rank.get(first, 1), 1)
+        dims = shapes[first]
+        if a < f:
+            return one(0, s * int(np.prod(dims[a + 1:f], dtype=np.int64)))
+        return one(1, s * int(np.prod(dims[a + 1:], dtype=np.int64)))
+    if op == "Gather":
+        g = attr(node, "axis", 0) % rank[first]
+        if k0 != 0 or g == a:
+            return "conflict"
+        indices = shapes.get(node.input[1]) or ()
+        return one(a + len(indices) - 1 if g < a else a, s)
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] else attr(node, "axes")
+        if axes is None:
+            return "unknown"
+        axes = [int(x) for x in np.asarray(axes).reshape(-1)]
+        if op == "Squeeze":
+            axes = [x % rank[first] for x in axes]
+            return "conflict" if a in axes else one(a - sum(x < a for x in axes), s)
+        axes = sorted(x % out_rank for x in axes)
+        positions = [j for j in range(out_rank) if j not in axes]
+        return one(positions[a], s)
+    if op in ("Slice", "Split", "Concat"):
+        if op == "Concat":
+            spots = {place[name] for _, name in carried}
+            if len(spots) != 1 or attr(node, "axis", 0) % out_rank == a:
+                return "conflict"
+            for name in node.input:  # a one-row constant on axis 0 is broadcast by the rewrite
+                if name and name not in place and not (a == 0 and (shapes.get(name) or (0,))[0] == 1):
+                    return "conflict"
+            return {out: (a, s)}
+        if op == "Split":
+            return "conflict" if attr(node, "axis", 0) % out_rank == a else {o: (a, s) for o in node.output if o}
+        axes = consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        axes = list(range(out_rank)) if axes is None else [int(x) % out_rank for x in np.asarray(axes).reshape(-1)]
+        return "conflict" if a in axes and shapes[first][a] != shapes[out][a] else one(a, s)
+    if op == "MatMul":
+        ra, rb = rank.get(node.input[0]), rank.get(node.input[1])
+        spots = set()
+        for k, name in carried:
+            pa, ps = place[name]
+            r = ra if k == 0 else rb
+            if (k == 0 and pa == r - 1) or (k == 1 and pa == r - 2) or (k == 1 and r == 1):
+                return "conflict"  # the batch in the contracted axis
+            spots.add((pa + out_rank - r, ps))
+        return one(*spots.pop()) if len(spots) == 1 else "conflict"
+    if op == "Gemm":
+        if [k for k, _ in carried] != [0] or attr(node, "transA", 0):
+            return "conflict" if carried else {}
+        return one(a, s) if a == 0 else "conflict"
+    if op in REDUCE:
+        axes = [attr(node, "axis", 0)] if op in ("ArgMax", "ArgMin") else (
+            consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] else attr(node, "axes"))
+        if axes is None or k0 != 0:
+            return "conflict"
+        axes = [int(x) % rank[first] for x in np.asarray(axes).reshape(-1)]
+        if a in axes:
+            return "conflict"
+        keep = attr(node, "keepdims", 1)
+        return one(a if keep else a - sum(x < a for x in axes), s)
+    if op in ("Shape", "Size"):
+        return {}
+    return "unknown"
+
+
+def _flat_gathers(model, reach, consts, leading, batch, fresh) -> list[str]:
+    """`as_strided` as PyTorch's default exporter writes it: the whole batch-1 tensor flattened
+    (Reshape to [-1]) and read back by Gathers (axis 0) with constant indices shaped (1, ...).
+    Flattened row by row instead (Reshape to [0, -1]), each Gather reads its indices in every row
+    (axis 1, the indices without their batch axis): rows stay rows. Only when every reader of the
+    flat tensor is such a Gather, and every index lies in the one row there is at batch 1."""
+    if batch != 1:
+        return []
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    done = []
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        target = np.asarray(consts[node.input[1]]).reshape(-1)
+        data, flat = node.input[0], node.output[0]
+        if target.tolist() != [-1] or data not in reach or leading(data) != 1:
+            continue
+        gathers = readers.get(flat, [])
+        fits = [g for g in gathers if g.op_type == "Gather" and g.input[0] == flat and attr(g, "axis", 0) == 0
+                and g.input[1] in consts and np.ndim(consts[g.input[1]]) >= 1 and np.shape(consts[g.input[1]])[0] == 1
+                and np.issubdtype(np.asarray(consts[g.input[1]]).dtype, np.integer)
+                and np.asarray(consts[g.input[1]]).min(initial=0) >= 0]
+        if not gathers or len(fits) != len(gathers) or any(flat == o.name for o in model.graph.output):
+            continue
+        rows = fresh("rows")
+        model.graph.initializer.append(numpy_helper.from_array(np.array([0, -1], np.int64), rows))
+        node.input[1] = rows
+        for gather in fits:
+            indices = fresh("indices")
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(consts[gather.input[1]])[0], indices))
+            gather.input[1] = indices
+            for a in gather.attribute:
+                if a.name == "axis":
+                    a.i = 1
+            if not any(a.name == "axis" for a in gather.attribute):
+                gather.attribute.append(helper.make_attribute("axis", 1))
+            done.append(gather.name or gather.output[0])
+        done.append(node.name or flat)
+    return done
 
 
 def _reduction_lengths(model: onnx.ModelProto, shapes: dict[str, tuple]) -> dict[str, int]:
@@ -231,24 +561,149 @@ def _reduction_lengths(model: onnx.ModelProto, shapes: dict[str, tuple]) -> dict
 
 
 def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, input_name: str,
-                        input_shape: tuple[int, ...], batch: int, known=None) -> tuple[bool, str, float]:
-    """Run both graphs: the rewritten one at batch 2 must equal, row by row, its single runs, and
-    its single runs must equal the original's rows, for every float tensor that carries the
-    batch. Returns (proved, why not, the largest error as a fraction of its tolerance)."""
+                        input_shape: tuple[int, ...], batch: int, known=None, *, compared: list[str] | None = None,
+                        depth: dict[str, int] | None = None) -> tuple[bool, str, float]:
+    """Run the rewritten graph on two different rows, once as a batch of 2 and once each alone:
+    row by row the batch must equal the single runs for every float tensor that carries the batch
+    where rows could meet (`rows_meet`; the rest follow from those). The rewrite gives, at the
+    file's own batch, the constants the file has (a Reshape to [0, ...] or Concat(batch, ...) is
+    [1, ...] at batch 1), so the rewritten graph computes the original's function there; the runs
+    prove that its rows are independent. Returns (proved, why not, the largest error as a fraction
+    of its tolerance). `compared` and `depth`: `rows_meet` and the reduction lengths of the
+    original, when it was rewritten in place since."""
     shapes, elem = known or static_shapes(original, input_name, (batch, *input_shape[1:]))
-    reach = reachable_from(original, input_name)
-    float_types = FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}  # compared in numpy, which has no bfloat16
-    outputs = [o.name for o in original.graph.output]
-    produced = [o for n in original.graph.node for o in n.output if o]
-    names = [t for t in dict.fromkeys(produced + outputs)
-             if t in reach and elem.get(t) in float_types and (shapes.get(t) or (None,))[0] == batch
-             and len(shapes[t]) >= 1]
+    names = compared if compared is not None else rows_meet(original, input_name, shapes, elem, batch)
+    depth = depth if depth is not None else _reduction_lengths(original, shapes)
     if not names:
         return False, "no tensor of the graph carries the batch axis", float("inf")
     rng = np.random.default_rng(20240611)
     rows = rng.standard_normal((2, *input_shape[1:])).astype(np.float32)
-    with _quiet_runtime():
-        return _compare(original, rewritten, input_name, names, shapes, rows, batch)
+    from onnxprobe.runtime.session import trim_memory
+
+    try:
+        with _quiet_runtime():
+            return _compare(rewritten, input_name, names, depth, rows)
+    finally:
+        trim_memory()  # the proof's session and runs are gone: their memory goes back
+
+
+# ops whose output row i depends on input row i only, when the batch is axis 0 of every input the
+# input reaches (conditions on their axes in _row_local); any other op's output is compared
+ELEMENTWISE = {"Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Clip",
+               "LeakyRelu", "HardSigmoid", "HardSwish", "Gelu", "Softplus", "Softsign", "Elu", "Selu", "Celu",
+               "Mish", "ThresholdedRelu", "Cast", "Identity", "Dropout", "Sign", "Floor", "Ceil", "Round", "Sin",
+               "Cos", "PRelu", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Not",
+               "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "IsNaN", "IsInf", "Mod"}
+PER_ROW = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool",
+           "GlobalLpPool", "BatchNormalization", "InstanceNormalization", "LRN", "DepthToSpace", "SpaceToDepth"}
+AXIS_OPS = {"Softmax", "LogSoftmax", "Hardmax", "LayerNormalization", "Flatten", "Concat", "Split", "Gather"}
+REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+          "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ArgMax", "ArgMin"}
+
+
+def rows_meet(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple], elem: dict[str, int],
+              batch: int, place: dict[str, tuple[int, int]] | None = None) -> list[str]:
+    """The float tensors the proof compares: the graph's outputs and every output, carrying the
+    batch on axis 0, of a node where rows could meet (not `_row_local`). By induction every other
+    batch-carrying tensor is then row by row right: a row-local node maps right rows to right rows.
+    `place`: where `batch_placements` found the batch (a tensor whose first dim is 1 but whose batch
+    is elsewhere, such as an unsqueezed axis, is not compared as rows)."""
+    float_types = FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}  # compared in numpy, which has no bfloat16
+    reach = reachable_from(model, input_name)
+    consts = _constants(model)
+
+    def rows_first(name):  # carries the batch on axis 0 (`place`: batch_placements' walk; else the shapes say)
+        shape = shapes.get(name)
+        if place is not None:
+            return place.get(name) == (0, 1) and bool(shape) and shape[0] == batch
+        return bool(shape) and shape[0] == batch
+
+    right = {input_name}
+    compare = []
+    for node in model.graph.node:
+        outputs = [o for o in node.output if o and o in reach]
+        if not outputs:
+            continue
+        if _row_local(node, reach, right, shapes, consts, rows_first):
+            right.update(o for o in outputs if rows_first(o))
+            continue
+        for o in outputs:
+            if rows_first(o) and elem.get(o) in float_types:
+                compare.append(o)
+                right.add(o)
+    outputs = [o.name for o in model.graph.output
+               if o.name in reach and rows_first(o.name) and elem.get(o.name) in float_types]
+    return list(dict.fromkeys(compare + outputs))
+
+
+def _row_local(node, reach, right, shapes, consts, rows_first) -> bool:
+    op = node.op_type
+    if node.domain not in ("", "ai.onnx") or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                                  for a in node.attribute):
+        return False
+    inputs = [i for i in node.input if i]
+    reached = [i for i in inputs if i in reach]
+    if not reached or any(i not in right for i in reached):
+        return False
+    out = node.output[0]
+    rank = len(shapes.get(out) or ())
+    if rank == 0 or not rows_first(out):
+        return False
+
+    def const_axes(index, name):
+        value = consts.get(node.input[index]) if len(node.input) > index and node.input[index] else None
+        if value is None:
+            value = attr(node, name)
+        return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+    def free_of_axis0(axes, r):
+        return axes is not None and len(axes) > 0 and all(a % r != 0 for a in axes)
+
+    if op in ELEMENTWISE:
+        # every reached input has the output's rank (its axis 0 is the batch); constants broadcast
+        # from fewer dims or a leading 1
+        if any(len(shapes.get(i) or ()) != rank for i in reached):
+            return False
+        for i in inputs:
+            if i not in reach:
+                shape = shapes.get(i)
+                if shape is None or (len(shape) == rank and shape[0] != 1):
+                    return False
+        return True
+    if op in PER_ROW:
+        return reached == [node.input[0]]
+    if op == "Gemm":
+        return reached == [node.input[0]] and not attr(node, "transA", 0)
+    if op == "MatMul":
+        a, b = node.input[0], node.input[1]
+        if b not in reach:
+            return a in reach and len(shapes.get(b) or ()) in (1, 2) and len(shapes.get(a) or ()) >= 2
+        return a in reach and len(shapes.get(a) or ()) == len(shapes.get(b) or ()) == rank >= 3
+    if op == "Transpose":
+        perm = attr(node, "perm")
+        return perm is not None and int(perm[0]) == 0
+    if op in AXIS_OPS:
+        in_rank = len(shapes.get(node.input[0]) or ())
+        axis = attr(node, "axis", 1 if op == "Flatten" else -1 if op in ("Softmax", "LogSoftmax", "Hardmax",
+                                                                           "LayerNormalization") else 0)
+        if in_rank == 0 or axis % in_rank == 0:
+            return False
+        if op == "Concat":
+            return len(reached) == len(inputs) and all(len(shapes.get(i) or ()) == rank for i in inputs)
+        return reached == [node.input[0]]
+    if op in REDUCE:
+        in_rank = len(shapes.get(node.input[0]) or ())
+        axes = const_axes(1, "axes") if op not in ("ArgMax", "ArgMin") else [attr(node, "axis", 0)]
+        return reached == [node.input[0]] and in_rank > 0 and free_of_axis0(axes, in_rank)
+    if op == "Unsqueeze":
+        return reached == [node.input[0]] and free_of_axis0(const_axes(1, "axes"), rank)
+    if op == "Squeeze":
+        in_rank = len(shapes.get(node.input[0]) or ())
+        return reached == [node.input[0]] and in_rank > 0 and free_of_axis0(const_axes(1, "axes"), in_rank)
+    if op == "Slice":
+        in_rank = len(shapes.get(node.input[0]) or ())
+        return reached == [node.input[0]] and in_rank > 0 and free_of_axis0(const_axes(3, "axes"), in_rank)
+    return False
 
 
 @contextmanager
@@ -263,42 +718,35 @@ def _quiet_runtime():
         ort.set_default_logger_severity(3)  # the level onnxprobe.runtime.session sets
 
 
-def _compare(original, rewritten, input_name, names, shapes, rows, batch) -> tuple[bool, str, float]:
+def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, float]:
     from onnxprobe.graph.expose import expose_tensors
     from onnxprobe.runtime.session import create_session
 
     try:
-        after = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu")
-        single = [after.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
-        if rewritten is original and batch == 1:  # nothing rewritten: the single runs are the original's
-            reference = single
-        else:
-            before = create_session(expose_tensors(original, names, keep_outputs=False), device="cpu")
-            reference = [before.run({input_name: np.repeat(rows[i:i + 1], batch, axis=0)}, names) for i in range(2)]
-        both = after.run({input_name: rows}, names)
+        session = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu", one_off=True)
+        single = [session.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
+        both = session.run({input_name: rows}, names)
     except Exception as exc:  # ONNX Runtime refuses the rewritten graph at batch 1 or 2
         text = " ".join(str(exc).split())
         node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
         where = f"{node.group(1)} node '{node.group(2)}' fails" if node else text[:160]
         return False, f"the graph does not run at batch 2 even with its batch-size constants rewritten: {where}", float("inf")
-    depth = _reduction_lengths(original, shapes)
     worst = 0.0
     for t in names:
-        b = np.asarray(both[t], np.float64)
+        b = np.asarray(both[t])
         if b.shape[:1] != (2,):
             return False, f"tensor '{t}' does not follow the batch (shape {b.shape} at batch 2)", float("inf")
         for i in range(2):
-            ref = np.asarray(reference[i][t], np.float64)[:1]
-            one = np.asarray(single[i][t], np.float64)
-            if one.shape != ref.shape or b[i:i + 1].shape != one.shape:
+            one = np.asarray(single[i][t])
+            if b[i:i + 1].shape != one.shape:
                 return False, f"tensor '{t}' changes shape when the batch does", float("inf")
             # Each run computes t in float32 through dot products and reductions of summed length
             # K (its longest path): the standard bound puts each run's rounding error within
             # K*u*scale, scale the largest magnitude on the path (at least max|t|), so two runs
             # differ by at most 2*K*u*scale. A rewrite that mixes rows or drops one differs by O(scale).
-            scale = max(np.abs(ref).max(initial=0.0), np.abs(one).max(initial=0.0), 1e-30)
+            scale = max(float(np.abs(one).max(initial=0.0)), float(np.abs(b[i]).max(initial=0.0)), 1e-30)
             tol = 2.0 * depth.get(t, 1) * UNIT_ROUNDOFF * scale
-            err = max(np.abs(one - ref).max(initial=0.0), np.abs(b[i:i + 1] - one).max(initial=0.0))
+            err = float(np.abs(b[i:i + 1].astype(np.float64) - one).max(initial=0.0))
             if not np.isfinite(err) or err > tol:
                 return False, (f"tensor '{t}' differs between a batch of 2 and single runs "
                                f"by {err:.3g} (float32 rounding allows {tol:.3g})"), float(err / tol)
@@ -315,13 +763,28 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
         return model, BatchAxis("dynamic", declared if declared not in (None, "") else "?")
     with _quiet_runtime():
         known = static_shapes(model, input_name, (batch, *input_shape[1:]))
+    # the facts the proof needs about the file's own graph, before the rewrite changes it in place
+    found = batch_placements(model, input_name, known[0], _constants(model), batch)
+    chosen, place = found if found else ({}, None)
+    compared = rows_meet(model, input_name, known[0], known[1], batch, place)
+    depth = _reduction_lengths(model, known[0])
+    undo = Undo(model)
     try:
-        rewritten, nodes = make_batch_dynamic(model, input_name, input_shape, batch, known[0])
+        rewritten, nodes = make_batch_dynamic(model, input_name, input_shape, batch, known[0], in_place=True,
+                                              placements=chosen)
     except Exception as exc:  # a graph our rewrite cannot read: keep the original, rows at a time
-        return model, BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
-    if not nodes:
-        rewritten = model  # the same graph: its batch axis only had to be declared
-    proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known)
+        return undo(), BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
+    proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known,
+                                             compared=compared, depth=depth)
     if proved:
-        return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst)
-    return model, BatchAxis("fixed", batch, rows=batch, why=why, max_error=None if not np.isfinite(worst) else worst)
+        off_axis = {t: known[0][t] for t, spot in (place or {}).items()
+                    if spot != (0, 1) or not known[0].get(t) or known[0][t][0] != batch}
+        off_axis = {t: shape for t, shape in off_axis.items() if shape is not None and None not in shape}
+        on_axis = frozenset(t for t, spot in (place or {}).items() if t not in off_axis and spot == (0, 1))
+        return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst, off_axis=off_axis,
+                                    on_axis=on_axis)
+    # the shapes found at the file's batch are the fixed graph's: its facts need no run of their own
+    known_shapes = {t: (shape, known[1].get(t)) for t, shape in known[0].items()
+                    if shape is not None and None not in shape and known[1].get(t)}
+    return undo(), BatchAxis("fixed", batch, rows=batch, why=why, max_error=None if not np.isfinite(worst) else worst,
+                             off_axis=known_shapes)

@@ -29,6 +29,7 @@ from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.loading import BATCH_DIM, WORKING_OPSET, default_opset, image_input
 from onnxprobe.graph.optable import DEFAULT_DOMAINS
 from onnxprobe.graph.shapes import FLOAT_TYPES, TensorInfo
+from onnxprobe.runtime import weights
 
 LARGE = 4096  # float initializers with more elements are left out of shape inference (typed inputs instead)
 
@@ -116,13 +117,17 @@ class GraphFacts:
         self._record(self.values or ())
 
     @classmethod
-    def of_loaded(cls, model: onnx.ModelProto, input_shape: tuple[int, ...], rows: int | None = None) -> "GraphFacts":
+    def of_loaded(cls, model: onnx.ModelProto, input_shape: tuple[int, ...], rows: int | None = None,
+                  off_axis: Mapping[str, Sequence[int]] | None = None, on_axis=frozenset()) -> "GraphFacts":
         """The facts of a loaded model (input dims fixed but the batch): with `rows` (a graph that
         runs a fixed batch) shapes are inferred at that batch. Adds `infos` (every tensor's
-        TensorInfo, from this inference, else by running the model) and `source`, `follows`."""
+        TensorInfo, from this inference, else by running the model) and `source`, `follows`.
+        `off_axis`: tensors whose batch is folded into an axis other than a whole axis 0 (the batch
+        rewrite's `BatchAxis.off_axis`), with their shapes at batch 1: no batch axis of their own;
+        `on_axis`: tensors whose axis 0 is the batch whatever inference calls it."""
         name = image_input(model).name
         facts = cls(model, {name: (rows, *input_shape[1:])} if rows is not None else None)
-        facts.infos, facts.source, facts.follows = tensor_infos(model, facts, input_shape, rows)
+        facts.infos, facts.source, facts.follows = tensor_infos(model, facts, input_shape, rows, off_axis, on_axis)
         for tensor, info in facts.infos.items():  # the batch axis is dynamic whatever batch inference ran at
             facts.elem[tensor] = info.elem_type
             facts.dims[tensor] = list(info.shape)
@@ -177,7 +182,8 @@ class GraphFacts:
             init = self.initializers[name]
             if max_size is not None and int(np.prod(init.dims, dtype=np.int64)) > max_size:
                 return None
-            self._consts[name] = numpy_helper.to_array(init)
+            held = weights.array(init)  # a weight kept in its file (runtime.weights): a memory map of it
+            self._consts[name] = held if held is not None else numpy_helper.to_array(init)
         value = self._consts.get(name)
         if value is not None and max_size is not None and value.size > max_size:
             return None
@@ -240,11 +246,13 @@ class GraphFacts:
         facts._add_nodes(new)
         produced = {o for n in new for o in n.output if o}
         feeds = [i for i in dict.fromkeys(i for n in new for i in n.input if i) if i not in produced]
+        added_inits = [init for init in model.graph.initializer if init.name in feeds and init.name not in self.initializers]
+        feeds = [i for i in feeds if i not in {init.name for init in added_inits}]
         if any(i not in self.elem or i not in self.dims for i in feeds):  # a new tensor we know nothing of
             facts._record(infer(model) or ())
             return facts
         graph = helper.make_graph(new, "added", [helper.make_tensor_value_info(i, self.elem[i], self.dims[i]) for i in feeds],
-                                  [helper.make_empty_tensor_value_info(o) for o in produced])
+                                  [helper.make_empty_tensor_value_info(o) for o in produced], added_inits)
         added = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
         facts._record(infer(added) or ())
         return facts
@@ -253,15 +261,20 @@ class GraphFacts:
 # ---- the probeable view: TensorInfo of every tensor, from the inference or by running the model ----
 
 def tensor_infos(model: onnx.ModelProto, facts: GraphFacts, input_shape: tuple[int, ...],
-                 rows: int | None = None) -> tuple[dict[str, TensorInfo], str, bool]:
+                 rows: int | None = None, off_axis=None, on_axis=frozenset()) -> tuple[dict[str, TensorInfo], str, bool]:
     """Every node output's TensorInfo from the facts' one shape inference (`facts.values`), else by
     running the model; second value says how: "inference" or "execution"; third whether the graph
     follows the batch (False when a run at batch 2 failed).
 
     `rows`: the graph runs a fixed batch of that many rows (its input still declared symbolic; the
     facts inferred it at that batch): a tensor carries the batch axis when it depends on the input
-    and its first dim is `rows`."""
+    and its first dim is `rows`. `off_axis`: made dynamic, the tensors whose batch sits inside
+    another axis, with their shapes at batch 1 (inference cannot write N*4): their TensorInfo has no
+    batch axis; fixed, every tensor's (shape, element type) at the file's batch, found by the batch
+    rewrite (run included). `on_axis`: tensors whose axis 0 is the batch, whatever symbol
+    inference gives it."""
     producers = facts.producers
+    off_axis = off_axis or {}
     batch_of = None
     if rows is not None:
         reach = facts.reachable_from(image_input(model).name)
@@ -270,16 +283,27 @@ def tensor_infos(model: onnx.ModelProto, facts: GraphFacts, input_shape: tuple[i
     for value in facts.values or ():
         if value.name in facts.initializers:  # weights inferred as typed inputs
             continue
-        info = _info_from_value(value, producers, batch_of)
+        info = _info_from_value(value, producers, batch_of, value.name in on_axis)
+        if info is None and value.name in off_axis and value.type.HasField("tensor_type") and rows is None:
+            node = producers.get(value.name)
+            info = TensorInfo(value.name, value.type.tensor_type.elem_type, tuple(off_axis[value.name]),
+                              node.op_type if node else "Input", node.name if node else "")
         if info is not None:
             infos[value.name] = info
+    if rows is not None:  # a fixed graph: the shapes the batch rewrite found at its batch, run included
+        for name in producers:
+            if name not in infos and name in off_axis:
+                shape, elem = off_axis[name]
+                node = producers[name]
+                dims = tuple(None if axis == 0 and batch_of(name, d) else d for axis, d in enumerate(shape))
+                infos[name] = TensorInfo(name, elem, dims, node.op_type, node.name)
     if all(name in infos for name in producers):
         return infos, "inference", True
     infos, follows = _from_execution(model, facts, input_shape, rows, batch_of)
     return infos, "execution", follows
 
 
-def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None) -> TensorInfo | None:
+def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None, batch_first: bool = False) -> TensorInfo | None:
     tensor_type = value.type.tensor_type
     if not value.type.HasField("tensor_type") or not tensor_type.HasField("shape") or tensor_type.elem_type == 0:
         return None
@@ -288,7 +312,7 @@ def _info_from_value(value: onnx.ValueInfoProto, producers, batch_of=None) -> Te
         if d.HasField("dim_value") and d.dim_value >= 0:
             batched = axis == 0 and batch_of is not None and batch_of(value.name, d.dim_value)
             shape.append(None if batched else d.dim_value)
-        elif axis == 0 and d.dim_param == BATCH_DIM and batch_of is None:
+        elif axis == 0 and (d.dim_param == BATCH_DIM or batch_first) and batch_of is None:
             shape.append(None)
         else:
             return None  # a symbolic dim we cannot pin down: let execution decide
@@ -304,7 +328,7 @@ def _from_execution(model, facts, input_shape, rows=None, batch_of=None) -> tupl
 
     producers = facts.producers
     exposed = expose_tensors(model, producers.keys(), keep_outputs=True, known=facts.value_infos)
-    session = create_session(exposed, device="cpu")
+    session = create_session(exposed, device="cpu", one_off=True)
     name = image_input(model).name
     rng = np.random.default_rng(0)
     dtype = session.input_dtype(name)

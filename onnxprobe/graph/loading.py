@@ -29,13 +29,186 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     except InputError as exc:
         raise ModelError(str(exc)) from None
     try:
-        model = onnx.load(str(path), load_external_data=True)
-    except Exception as exc:  # protobuf raises DecodeError, external data raises OSError/ValueError
+        model = read_light(path)
+    except Exception as exc:  # protobuf raises DecodeError
         raise ModelError(f"not a readable ONNX model: {path} ({_short(exc)})") from None
     if not model.graph.node and not model.graph.input:
         raise ModelError(f"not an ONNX model (empty graph): {path}")
+    map_external_data(model, path)
     check_model(model, str(path))
     return normalize_opset(model)
+
+
+def read_light(path: Path) -> onnx.ModelProto:
+    """The model in `path` without reading its large weights into the proto. Weights stored inline
+    (raw_data of the graph's initializers) become external-data references to the file itself, at
+    the offsets where the file holds them (found by reading protobuf's wire format, which is
+    stable): the protobuf parses only the graph, and ONNX Runtime reads the weights from the file
+    as for any external data. A file this reader does not follow is read whole (onnx.load)."""
+    import mmap
+
+    from onnxprobe.runtime.weights import INLINE_LIMIT
+
+    with open(path, "rb") as f:
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            return onnx.load_model_from_string(b"")
+    try:
+        try:
+            light, moved = _strip_weights(buf, INLINE_LIMIT)
+        except (ValueError, IndexError):
+            return onnx.load(str(path), load_external_data=False)
+        model = onnx.ModelProto.FromString(light)
+    finally:
+        buf.close()
+    if moved:
+        by_name = {t.name: t for t in model.graph.initializer}
+        for name, offset, length in moved:
+            tensor = by_name[name]
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", path.name), ("offset", str(offset)), ("length", str(length))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+    return model
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _strip_weights(buf, limit: int) -> tuple[bytes, list[tuple[str, int, int]]]:
+    """ModelProto bytes without the raw_data of the graph's initializers of `limit` bytes or more,
+    and (name, offset, length) of each left out. ModelProto.graph = 7, GraphProto.initializer = 5,
+    TensorProto.name = 8, raw_data = 9, data_location = 14 (onnx.proto, stable)."""
+    moved: list[tuple[str, int, int]] = []
+    out = bytearray()
+    for number, wire, first, start, end in _walk(buf, 0, len(buf)):
+        if number == 7 and wire == 2:
+            graph = bytearray()
+            for g_number, g_wire, g_first, g_start, g_end in _walk(buf, start, end):
+                if g_number == 5 and g_wire == 2:
+                    graph += _strip_tensor(buf, g_first, g_start, g_end, limit, moved)
+                else:
+                    graph += buf[g_first:g_end]
+            out += buf[first:_varint(buf, first)[1]] + _encode_varint(len(graph)) + graph
+        else:
+            out += buf[first:end]
+    return bytes(out), moved
+
+
+def _strip_tensor(buf, first: int, start: int, end: int, limit: int, moved: list) -> bytes:
+    name, raw, external = None, None, False
+    kept = bytearray()
+    for number, wire, f_first, f_start, f_end in _walk(buf, start, end):
+        if number == 8 and wire == 2:
+            name = bytes(buf[f_start:f_end]).decode("utf-8")
+        elif number == 14 and wire == 0:
+            external = _varint(buf, f_start)[0] == 1
+        if number == 9 and wire == 2 and f_end - f_start >= limit:
+            raw = (f_start, f_end - f_start)
+            continue
+        kept += buf[f_first:f_end]
+    if raw is None or name is None or external:
+        return bytes(buf[first:end])
+    moved.append((name, *raw))
+    key = buf[first:_varint(buf, first)[1]]
+    return bytes(key) + _encode_varint(len(kept)) + bytes(kept)
+
+
+def _walk(buf, start: int, end: int):
+    """The fields of the message in buf[start:end]: (number, wire type, field start, value start, end)."""
+    pos = start
+    while pos < end:
+        first = pos
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, after = pos, _varint(buf, pos)[1]
+        elif wire == 1:
+            value, after = pos, pos + 8
+        elif wire == 2:
+            size, value = _varint(buf, pos)
+            after = value + size
+        elif wire == 5:
+            value, after = pos, pos + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if after > end:
+            raise ValueError("truncated message")
+        yield number, wire, first, value, after
+        pos = after
+
+
+def map_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Resolve the external data of `model` (read from `path`) in place: small tensors (shape
+    constants) are read into the proto, large ones stay references to their file, anchored at the
+    filesystem's root (`runtime.weights`: never read into a proto). A location outside the model's
+    folder, a missing file or one too short is a ModelError."""
+    import numpy as np
+
+    from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, dtype_of
+
+    external = [t for t in _initializers(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    folder = path.resolve().parent
+    for tensor in external:
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        file = (folder / location).resolve()
+        if not location or os.path.isabs(location) or folder not in file.parents:
+            raise ModelError(f"{path}: initializer '{tensor.name}' names external data outside the model's folder: "
+                             f"'{location}'")
+        try:
+            dtype = dtype_of(tensor)
+            count = int(np.prod(tensor.dims, dtype=np.int64))
+            offset = int(info.get("offset", 0) or 0)
+            size = os.stat(file).st_size
+            length = int(info.get("length", count * dtype.itemsize) or 0)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelError(f"{path}: cannot read the external data of '{tensor.name}' ({_short(exc)})") from None
+        if length != count * dtype.itemsize or offset < 0 or offset + length > size:
+            raise ModelError(f"{path}: the external data of '{tensor.name}' does not fit its shape "
+                             f"({location}: {length} bytes at {offset} of {size}, the tensor needs {count * dtype.itemsize})")
+        if length < INLINE_LIMIT:
+            with open(file, "rb") as f:
+                f.seek(offset)
+                raw = f.read(length)
+            tensor.ClearField("external_data")
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            tensor.raw_data = raw
+        else:
+            anchored(tensor, str(file))
+
+
+def _initializers(graph: onnx.GraphProto):
+    """The initializers of a graph and of its subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _initializers(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _initializers(g)
 
 
 def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
@@ -46,9 +219,35 @@ def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
         raise ModelError(f"{origin} uses ops from custom domains that ONNX Runtime cannot run: {listed}{more}")
     try:
         # full_check would run strict shape inference, which many real exports fail; we infer later.
-        onnx.checker.check_model(model, full_check=False)
+        # The graph is checked without its large weights (typed inputs instead): the checker copies
+        # what it checks, and the weights' sizes were checked when they were read or mapped.
+        onnx.checker.check_model(without_weights(model), full_check=False)
     except Exception as exc:
         raise ModelError(f"{origin} is not a valid ONNX model: {_short(exc)}") from None
+
+
+def without_weights(model: onnx.ModelProto, limit: int = 1024) -> onnx.ModelProto:
+    """A copy of `model` whose initializers of more than `limit` elements, or held outside the
+    proto, are typed graph inputs instead (the graph, its types and shapes, without the values)."""
+    import numpy as np
+
+    graph = model.graph
+    light = onnx.GraphProto(name=graph.name, doc_string=graph.doc_string)
+    light.node.extend(graph.node)
+    light.input.extend(graph.input)
+    light.output.extend(graph.output)
+    light.value_info.extend(graph.value_info)
+    inputs = {v.name for v in graph.input}
+    for init in graph.initializer:
+        if init.data_location != onnx.TensorProto.EXTERNAL and int(np.prod(init.dims, dtype=np.int64)) <= limit:
+            light.initializer.append(init)
+        elif init.name not in inputs:
+            light.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    out = onnx.ModelProto(ir_version=model.ir_version, graph=light, producer_name=model.producer_name)
+    out.opset_import.extend(model.opset_import)
+    out.functions.extend(model.functions)
+    out.metadata_props.extend(model.metadata_props)
+    return out
 
 
 def default_opset(model: onnx.ModelProto, missing: int | None = None) -> int:
@@ -125,12 +324,13 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
-                    hints: dict | None = None) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+                    hints: dict | None = None, *, copy: bool = True) -> tuple[onnx.ModelProto, tuple[int, ...]]:
     """Fix every input dim but the batch axis (made symbolic, named BATCH_DIM, whatever the file
     declares); returns the model and the shape used (with batch 1). Dynamic dims come from `shape`,
     else from `hints` (the preprocessing's "input_size", "layout", "channels", e.g. a sidecar's);
     without either they are an error naming them. The shapes the file records for other tensors
-    are dropped (`strip_shapes`): they were written for the file's batch."""
+    are dropped (`strip_shapes`): they were written for the file's batch. `copy=False` changes
+    `model` itself (the loader's own proto: no copy of weights stored inline)."""
     value = image_input(model)
     # -1 (paddle2onnx) is dynamic anywhere, 0 only on the batch axis; a 0 elsewhere is a zero-size
     # dimension, refused with the other impossible shapes (limits.input_shape_problem)
@@ -167,7 +367,8 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
                     "1,3,224,224 (or input_size in the preprocessing sidecar)", "input_shape")
             dims = filled
         fixed = [1] + [int(d) for d in dims[1:]]
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    if copy:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
     strip_shapes(model)
     new_value = image_input(model)
     for axis, d in enumerate(new_value.type.tensor_type.shape.dim):

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
-from onnxprobe.errors import InputError
+from onnxprobe.errors import InputError, ProbeError
 from onnxprobe.fsutil import atomic_write_json, inside, make_dirs, safe_name
-from onnxprobe.objectives import neuron, stack
+from onnxprobe.objectives import is_silent, neuron, silence, stack
 from onnxprobe.maxact.crops import backmap_patch, crop_box, crop_padded, unit_montage
 from onnxprobe.maxact.datasets import Dataset, read_item
 from onnxprobe.maxact.topk import LayerState
+from onnxprobe.render.compose import no_signal
 from onnxprobe.render.images import write_png
 
 SUMMARY = "maxact.json"
@@ -62,7 +63,7 @@ def write_layer_images(model, layer, hits: list[list[dict]], k: int, dataset: Da
     file names (empty for the units not drawn)."""
     _, image_dir = layer_paths(out_dir, layer.name)
     make_dirs(image_dir)
-    sessions = _gradient_sessions(model, layer, notes) if deconv else {}
+    modes = _gradient_modes(layer, notes) if deconv else {}
     files: list[dict] = [{} for _ in hits]
     drawn = drawn_units(len(hits), units)
     for start in range(0, len(drawn), UNITS_PER_CHUNK):
@@ -75,7 +76,13 @@ def write_layer_images(model, layer, hits: list[list[dict]], k: int, dataset: Da
                 tensors[index] = model.preprocess(image)[0]
                 displays[index] = model.spec.to_display(tensors[index])
         rows = [(u, hit) for u in chunk for hit in hits[u] if hit["index"] in tensors]
-        maps = {name: _gradient_maps(model, layer, session, rows, tensors) for name, session in sessions.items()}
+        maps = {}
+        for name, mode in list(modes.items()):
+            try:
+                maps[name] = _gradient_maps(model, layer, mode, rows, tensors)
+            except (ImportError, ProbeError, NotImplementedError) as exc:
+                notes.append(f"{layer.name}: {name} maps skipped ({' '.join(str(exc).split())[:200]})")
+                del modes[name]
         by_unit: dict[int, list[int]] = {}
         for row, (unit, _) in enumerate(rows):
             by_unit.setdefault(unit, []).append(row)
@@ -85,6 +92,10 @@ def write_layer_images(model, layer, hits: list[list[dict]], k: int, dataset: Da
             files[unit]["patches"] = _write(image_dir, unit, "patches", unit_montage(patches, k))
             for name, grads in maps.items():
                 tiles = [backmap_patch(grads[r], model.spec.layout, tuple(rows[r][1]["box"])) for r in row_ids]
+                silent = _silent_maps(model, layer, unit, [rows[r][1] for r in row_ids], [grads[r] for r in row_ids], name)
+                if silent is not None:  # drawn and recorded as every command does
+                    tiles = [no_signal(*tile.shape[:2]) for tile in tiles]
+                    files[unit].setdefault("no_signal", {})[name] = silent
                 files[unit][name] = _write(image_dir, unit, name, unit_montage(tiles, k))
         if progress is not None:
             progress.update(len(chunk))
@@ -97,20 +108,15 @@ def _write(image_dir: Path, unit: int, kind: str, image: np.ndarray) -> str:
     return f"{image_dir.name}/{path.name}"
 
 
-def _gradient_sessions(model, layer, notes: list[str]) -> dict:
-    from onnxprobe.errors import ProbeError
-
+def _gradient_modes(layer, notes: list[str]) -> dict[str, str]:
+    """{file word: back mode} of the maps drawn for `layer` (none without a gradient path)."""
     if layer.differentiable is False:
         notes.append(f"{layer.name}: no gradient path to the input, deconv/backprop maps skipped")
         return {}
-    try:
-        return {name: model.gradient_session([layer.name], mode=mode) for name, mode in GRADIENT_MODES}
-    except (ImportError, ProbeError, NotImplementedError) as exc:
-        notes.append(f"{layer.name}: deconv/backprop maps skipped ({' '.join(str(exc).split())[:200]})")
-        return {}
+    return dict(GRADIENT_MODES)
 
 
-def _gradient_maps(model, layer, session, rows, tensors, batch_size: int = 16) -> list[np.ndarray]:
+def _gradient_maps(model, layer, mode: str, rows, tensors, batch_size: int = 16) -> list[np.ndarray]:
     """Input gradient of each row's unit at its location, seeded with the unit's activation.
 
     The gradient is linear in the seed, so one run with the row's neuron as its objective gives
@@ -121,11 +127,18 @@ def _gradient_maps(model, layer, session, rows, tensors, batch_size: int = 16) -
         chunk = rows[start:start + batch_size]
         x = np.stack([tensors[hit["index"]] for _, hit in chunk])
         objective = stack([neuron(model, layer, unit, hit["location"]) for unit, hit in chunk])
-        result = session.run(x, objective.seeds(None, len(chunk)))
-        values = objective.value({layer.name: result[layer.name]}).astype(np.float32)
-        grads = result["grad"] * values.reshape((-1,) + (1,) * (result["grad"].ndim - 1))
+        result = model.gradient(x, objective, mode=mode)
+        values = result.values().astype(np.float32)
+        grads = result.input * values.reshape((-1,) + (1,) * (result.input.ndim - 1))
         out.extend(grads)
     return out
+
+
+def _silent_maps(model, layer, unit: int, hits: list[dict], grads: list[np.ndarray], name: str) -> str | None:
+    """objectives.silence's line when every one of a unit's maps holds no signal, else None."""
+    if not grads or any(is_silent(g) is None for g in grads):
+        return None
+    return silence(model, neuron(model, layer, unit, hits[0]["location"]), np.stack(grads), f"the {name} maps of its top hits")
 
 
 def write_records(out_dir: Path, model, dataset: Dataset, states: dict[str, LayerState], skipped: list,

@@ -83,13 +83,27 @@ For linear objectives the whole step runs as one ONNX graph (`stepgraph.py`), on
 state kept on the GPU; `engine="numpy"` runs the same step with numpy priors (`priors.py`).
 """
 
-from onnxprobe import objectives
-from onnxprobe.objectives import Objective
-from onnxprobe.optimize.optimizer import ENGINES, Optimizer, optimize
-from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS, Preset, get_preset
-from onnxprobe.optimize.render import RenderSettings, UnitResult, render_units, row_seed
+import importlib
+
+# what the package exports, by the module that holds it: imported on first use, so that the command
+# line's parser can read the presets without importing the optimizer (and its scipy and onnx)
+_HOMES = {"objectives": "onnxprobe.objectives", "Objective": "onnxprobe.objectives",
+          "ENGINES": "onnxprobe.optimize.optimizer", "Optimizer": "onnxprobe.optimize.optimizer",
+          "optimize": "onnxprobe.optimize.optimizer", "DEFAULT_PRESET": "onnxprobe.optimize.presets",
+          "PARAMS": "onnxprobe.optimize.presets", "PRESETS": "onnxprobe.optimize.presets",
+          "Preset": "onnxprobe.optimize.presets", "get_preset": "onnxprobe.optimize.presets",
+          "RenderSettings": "onnxprobe.optimize.render", "UnitResult": "onnxprobe.optimize.render",
+          "render_units": "onnxprobe.optimize.render", "row_seed": "onnxprobe.optimize.render"}
 
 __all__ = [
     "DEFAULT_PRESET", "ENGINES", "PARAMS", "PRESETS", "Objective", "Optimizer", "Preset", "RenderSettings", "UnitResult",
     "get_preset", "objectives", "optimize", "render_units", "row_seed",
 ]
+
+
+def __getattr__(name: str):
+    if name == "objectives":
+        return importlib.import_module(_HOMES[name])
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

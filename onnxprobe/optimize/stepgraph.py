@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from onnxprobe.objectives import Objective, value_nodes
+from onnxprobe.objectives import Objective, write_value
 from onnxprobe.autodiff.tape import Tape
 from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.loading import finalize_model
@@ -93,13 +93,10 @@ def build_step_model(gradient_model: onnx.ModelProto, input_name: str, grad_outp
     if nhwc:
         x = b.op("Transpose", x, perm=[0, 2, 3, 1])
     b.emit("Identity", [x], [input_name])
-    prefix_nodes, b.nodes = b.nodes, []
+    prefix_nodes = b.take()  # they compute the gradient graph's input: before its nodes
 
     # the objective of each row, as the objective computes it (its in-graph form)
-    value = b.fresh("value")
-    nodes, inits = value_nodes(objective, seeds, value)
-    b.nodes.extend(nodes)
-    b.initializers.extend(inits)
+    value = write_value(b, objective, seeds)
 
     g = grad_output
     if nhwc:

@@ -87,6 +87,17 @@ class UnitStore:
         return full
 
 
+def optimize_job(model, layer: str, objective: str, position, settings) -> dict:
+    """What decides `optimize`'s files of a unit (its job key is `job_key` of this): the model
+    file's hash, the objective and position, the layer, the render settings' identity
+    (`RenderSettings.identity`: not the batch) and the preprocessing."""
+    from onnxprobe.distributed import file_hash
+
+    return {"model_sha256": file_hash(model.path), "objective": objective,
+            "position": list(position) if isinstance(position, tuple) else position,
+            "layer": layer, **settings.identity(), "preprocess": model.spec.to_json()}
+
+
 def render_into(store: UnitStore, model, layer: str, units: list[int], settings, job: dict, *,
                 objective: str = "neuron", position=None, on_step=None) -> list:
     """`optimize`'s rendering into the store: `units` (the pending ones: `store.pending`) in
@@ -125,3 +136,21 @@ def write_result(store: UnitStore, result, settings: dict) -> dict:
                     "no batch axis; the PNG's source)",
              "montage": f"{stem}_montage.png: the PNGs side by side"}
     return store.write(result.layer, result.unit, files, {**result.to_json(), "files": about, "settings": settings})
+
+
+def read_result(store: UnitStore, layer: str, unit: int):
+    """The UnitResult `write_result` stored for a finished unit (its images and optimized inputs
+    read back), or None when the unit is not finished in `store`."""
+    from onnxprobe.optimize.render import UnitResult
+    from onnxprobe.preprocess import read_array, read_image
+
+    record = store.record(layer, unit)
+    if record is None:
+        return None
+    fields = ("objective", "preset", "param", "hyperparameters", "seed", "steps", "display", "initial_activation",
+              "best_activation", "final_activation", "seconds")
+    result = UnitResult(layer=layer, unit=unit, **{k: record[k] for k in fields if k in record})
+    for r in range(int(record["restarts"])):
+        result.images.append(read_image(store.path(layer, unit, f"restart{r:02d}.png"))[:, :, ::-1].copy())
+        result.inputs.append(read_array(store.path(layer, unit, f"restart{r:02d}.npy")))
+    return result

@@ -41,6 +41,9 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     return atomic_write_bytes(path, encode_png(image))
 
 
+MAP_MIN_SIDE = 224  # maps and class pictures are shown at least this large (a 28x28 map is upscaled 8x)
+
+
 def upscale(image: np.ndarray, min_side: int) -> np.ndarray:
     """Nearest-neighbour upscaling by an integer factor so the shorter side is at least `min_side`."""
     h, w = image.shape[:2]
@@ -94,3 +97,4 @@ def heatmap(values: np.ndarray, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
 def overlay(base_rgb: np.ndarray, heat_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     heat = cv2.resize(heat_rgb, (base_rgb.shape[1], base_rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
     return (base_rgb.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha).astype(np.uint8)
+

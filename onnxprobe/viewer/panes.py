@@ -5,51 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from onnxprobe.render.compose import BACKGROUND, FONT, text_image
 from onnxprobe.render.images import clip_unit, heatmap, unit_to_uint8, upscale
-
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-BACKGROUND = 16
-
-
-def text_image(lines: list[str], width: int = 320, line_height: int = 18, scale: float = 0.45,
-               colors: list[tuple[int, int, int]] | None = None) -> np.ndarray:
-    image = np.full((max(1, len(lines)) * line_height + 6, width, 3), BACKGROUND, np.uint8)
-    for i, line in enumerate(lines):
-        color = colors[i] if colors else (230, 230, 230)
-        cv2.putText(image, line, (4, (i + 1) * line_height - 4), FONT, scale, color, 1, cv2.LINE_AA)
-    return image
-
-
-def softmax_if_needed(scores: np.ndarray) -> np.ndarray:
-    """Scores -> probabilities: kept when they already are (0..1, summing to 1), softmax otherwise.
-    A model that yields NaN or infinities gets 0 for those classes (empty bars, not a crash)."""
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    if scores.size and scores.min() >= 0 and scores.max() <= 1 and abs(scores.sum() - 1) < 1e-3:
-        return scores
-    with np.errstate(all="ignore"):
-        exp = np.exp(scores - np.max(scores, initial=0, where=np.isfinite(scores)))
-        probs = exp / exp[np.isfinite(exp)].sum()
-    return np.where(np.isfinite(probs), probs, 0.0)
-
-
-def top_predictions(scores: np.ndarray, labels: tuple[str, ...] | None, k: int = 5) -> list[tuple[str, float]]:
-    probs = softmax_if_needed(scores)
-    order = np.argsort(-probs, kind="stable")[:k]
-    name = (lambda i: labels[i] if labels and i < len(labels) else f"class {i}")
-    return [(name(int(i)), float(probs[i])) for i in order]
-
-
-def predictions_image(predictions: list[tuple[str, float]], width: int = 220) -> np.ndarray:
-    """Top-k lines, each with a bar; brighter and greener with higher probability, as the toolbox did."""
-    if not predictions:
-        return text_image(["no class output"], width)
-    lines = [f"{p * 100:5.1f}%  {label}" for label, p in predictions]
-    colors = [(int(255 * (1 - p) * 0.6 + 90), int(120 + 135 * p), 90) for _, p in predictions]
-    image = text_image(lines, width, line_height=22, scale=0.5, colors=colors)
-    for i, (_, p) in enumerate(predictions):
-        y = (i + 1) * 22
-        cv2.rectangle(image, (4, y - 3), (4 + int((width - 8) * p), y - 1), colors[i], -1)
-    return image
 
 
 def input_pane(display_rgb: np.ndarray, label: str | None = None, min_side: int = 224) -> np.ndarray:

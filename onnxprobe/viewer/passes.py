@@ -16,10 +16,12 @@ from time import thread_time
 
 import numpy as np
 
-from onnxprobe.objectives import own_activation
+from onnxprobe.model import top_predictions
+from onnxprobe.objectives import own_activation, silence
 from onnxprobe.position import strongest
 from onnxprobe.preprocess import with_overrides
 from onnxprobe.render.backmaps import gradient_hwc, render_backmap
+from onnxprobe.render.compose import no_signal, predictions_image
 from onnxprobe.render.grid import NEG_POS_COLORS, layer_grid, units_first
 from onnxprobe.viewer import panes
 from onnxprobe.viewer.state import Settings
@@ -79,6 +81,18 @@ def back_objective(model, origin, unit: int):
     (objectives.own_activation; a unit past the layer's last is the last). Its in-graph
     form (`self_seed`) gives the map in one run; its seeds from a forward run otherwise."""
     return own_activation(model, origin, min(unit, origin.units - 1))
+
+
+def _back_out(run, origin, unit: int, grid: str | None) -> dict:
+    """What the back pane draws from a gradient run of `back_objective`: the input gradient
+    ("grad"), the grid layer's ("grad:<grid>", when the diffs show another layer's), the seed (the
+    diffs of the origin layer) and where the unit fires most."""
+    act = run.activations[origin.name]
+    out = {"grad": run.input, origin.name: act, "seed": run.objective.seeds({origin.name: act}, len(act))[origin.name],
+           "where": _peak(origin, act, unit)}
+    if grid is not None:
+        out[f"grad:{grid}"] = run.grads[grid]
+    return out
 
 
 def _peak(origin, activation: np.ndarray, unit: int) -> tuple[int, ...]:
@@ -170,10 +184,10 @@ class Passes:
                 tiles, settings.boost_indiv, settings.boost_gamma, min_tile=GRID_MIN_TILE if layer.is_spatial else 12)
         predictions = []
         if self.model.class_output:
-            predictions = panes.top_predictions(acts[self.model.class_output][0], self.model.spec.labels)
+            predictions = top_predictions(acts[self.model.class_output][0], self.model.spec.labels)
         values["predictions"] = predictions
-        values["predictions_image"] = panes.predictions_image(predictions)
-        label = predictions[0][0] if settings.label_overlay and predictions else None
+        values["predictions_image"] = predictions_image(predictions)
+        label = predictions[0].label if settings.label_overlay and predictions else None
         values["input"] = panes.input_pane(frame.display, label)
         values["unit"] = panes.unit_pane(tiles[unit], frame.display, layer.is_spatial, float(tiles[unit].max()))
         if self.atlas is not None:
@@ -201,18 +215,14 @@ class Passes:
         spec = (origin.name, tuple(wrt or ()), settings.back_mode, tuple(names))
         if spec in self._no_one_run:
             return self.model.activations(frame.x, names, with_outputs=False), None
-        try:
-            objective = back_objective(self.model, origin, settings.origin[1])
-            in_graph = objective.self_seed
-            session = self.model.gradient_session([in_graph.target], wrt=wrt, mode=settings.back_mode,
-                                                  extra_outputs=names, self_seeded=True, peak_axes=in_graph.peak_axes)
-            out = session.run(frame.x, {in_graph.target: in_graph.mask}, extra_outputs=names)
+        try:  # the objective's in-graph seed: one run, no forward first
+            run = self.model.gradient(frame.x, back_objective(self.model, origin, settings.origin[1]),
+                                      settings.back_mode, wrt=wrt, extra_outputs=names)
         except Exception:  # noqa: BLE001 -- the back worker meets it again and reports it; the grid goes on
             self._no_one_run.add(spec)
             return self.model.activations(frame.x, names, with_outputs=False), None
-        out["seed"] = objective.seeds({origin.name: out[origin.name]}, len(frame.x))[origin.name]
-        out["where"] = _peak(origin, out[origin.name], settings.origin[1])
-        return {n: out[n] for n in names}, (self._back_job_key(frame, settings), out)
+        out = _back_out(run, origin, settings.origin[1], grid_layer.name if want_diffs else None)
+        return {n: run.activations[n] for n in names}, (self._back_job_key(frame, settings), out)
 
     def back(self, job) -> BackResult:
         frame, settings, acts, done = job
@@ -229,12 +239,10 @@ class Passes:
         else:
             if acts is None or origin.name not in acts:
                 acts = self.model.activations(frame.x, [origin.name], with_outputs=False)
-            objective = back_objective(self.model, origin, unit)
-            seeds = objective.seeds({origin.name: acts[origin.name]}, len(frame.x))
             wrt = [self.model.input_name, grid_layer.name] if want_diffs else None
-            session = self.model.gradient_session(objective.targets, wrt=wrt, mode=settings.back_mode)
-            out = session.run(frame.x, seeds)
-            out["seed"], out["where"] = seeds[origin.name], _peak(origin, acts[origin.name], unit)
+            run = self.model.gradient(frame.x, back_objective(self.model, origin, unit), settings.back_mode, wrt=wrt,
+                                      activations={origin.name: acts[origin.name]})
+            out = _back_out(run, origin, unit, grid_layer.name if want_diffs else None)
             self._back_cache = (key, out)
         grad = gradient_hwc(out["grad"][0], self.model.spec.layout)
         values = {"back": render_backmap(grad, settings.back_filter, rgb_order=self.model.spec.channel_order == "RGB")}
@@ -247,6 +255,9 @@ class Passes:
         message = None
         if out["where"]:
             message = f"back map of {origin.name}:{unit} at {','.join(map(str, out['where']))}, where it fires most"
-        if not np.any(out["grad"]):
-            message = f"the back map is all zero: {origin.name}:{unit} is not active on this frame"
+        silent = silence(self.model, back_objective(self.model, origin, unit), out["grad"], "the back map",
+                         {origin.name: out[origin.name]})
+        if silent is not None:  # drawn as every command draws no signal
+            values["back"] = no_signal(*values["back"].shape[:2])
+            message = silent
         return BackResult(frame, settings, grad, values, message)

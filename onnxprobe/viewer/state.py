@@ -93,7 +93,7 @@ class Panes:
     diff_grid: np.ndarray | None = None
     diff_layout: GridLayout | None = None
     unit: np.ndarray | None = None
-    predictions: list[tuple[str, float]] = field(default_factory=list)
+    predictions: list = field(default_factory=list)  # model.Prediction (class, label, score), most probable first
     predictions_image: np.ndarray | None = None
     back: np.ndarray | None = None
     back_settings: Settings | None = None  # what the shown back map was computed for

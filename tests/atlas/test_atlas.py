@@ -218,7 +218,7 @@ def test_a_worker_killed_mid_atlas_gives_the_local_atlas_byte_for_byte(digits_mo
 
     from tests.maxact.test_cluster import BusyWorkerKiller
 
-    args = dict(units=list(range(10)), **TINY_ARGS)
+    args = dict(units=list(range(10)), settings=TINY)
     build_atlas(str(digits_model_path), ["conv2"], tmp_path / "local", **args)
 
     class Progress:  # build_atlas's progress bar: the killer sees each arriving unit

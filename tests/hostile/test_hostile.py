@@ -386,10 +386,11 @@ def test_maxact_resume_notices_images_changed_in_place(inputs, tmp_path, capsys)
 
 
 def test_nan_predictions_render_in_the_viewer_panes():
-    from onnxprobe.viewer.panes import predictions_image, top_predictions
+    from onnxprobe.model import top_predictions
+    from onnxprobe.render.compose import predictions_image
 
     predictions = top_predictions(np.array([np.nan, 1.0, np.inf, -np.inf]), None)
-    assert all(np.isfinite(p) for _, p in predictions)
+    assert all(np.isfinite(p.score) for p in predictions)
     assert predictions_image(predictions).dtype == np.uint8
 
 
@@ -563,7 +564,7 @@ def test_the_viewer_runs_a_model_that_yields_nan(inputs):
         poll_until(viewer, lambda: viewer.last_back is not None)
         viewer.poll()
         assert not any("Error" in text for _, text in viewer.state.messages), viewer.state.status_line()
-        assert all(np.isfinite(p) for _, p in viewer.last_forward.values["predictions"])
+        assert all(np.isfinite(p.score) for p in viewer.last_forward.values["predictions"])
     finally:
         viewer.stop()
 

@@ -32,6 +32,7 @@ from torch import nn  # noqa: E402
 from torchvision import models as tvm  # noqa: E402
 
 from onnxprobe.autodiff import build_gradient_model, grad_name, seed_name  # noqa: E402
+from onnxprobe.runtime.weights import session_options  # noqa: E402
 from tests.fixtures_torch import (  # noqa: E402
     Comparison,
     GradientReference,
@@ -151,6 +152,7 @@ def ours(model: onnx.ModelProto, x: np.ndarray, seeds: dict[str, np.ndarray], mo
     options = ort.SessionOptions()
     options.graph_optimization_level = level
     options.intra_op_num_threads = threads
+    session_options(gm, options)  # a loaded model's weights stay in its file (onnxprobe.runtime.weights)
     sess = ort.InferenceSession(gm.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feeds = {input_name(model): np.ascontiguousarray(x, dtype=np.float32)}
     feeds.update({seed_name(t): np.ascontiguousarray(s, dtype=np.float32) for t, s in seeds.items()})
@@ -206,6 +208,29 @@ def test_logit_gradient_matches_pytorch(arch: Arch, error_table):
     module, x = build(arch)
     path = export_module(module, x, name=f"grad-{arch.name}", keep_batchnorm=arch.keep_batchnorm)
     check_logit_gradient(module, x, path, error_table)
+
+
+# PyTorch's default exporter (torch.onnx.export(model, (x,), f): opset 20, the batch fixed at 1,
+# weights in f.data), one network of each family: onnxprobe makes the batch dynamic and proves it
+# at load, and the gradient of a batch of 2 is PyTorch's
+DEFAULT_EXPORTER_FAMILIES = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "regnet_y_400mf", "convnext_tiny",
+                             "vit_tiny_patch16"]
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCHS if a.name in DEFAULT_EXPORTER_FAMILIES], ids=str)
+def test_default_exporter_batch_and_gradient_match_pytorch(arch: Arch, error_table):
+    from onnxprobe.model import ProbeModel
+
+    module, x = build(arch)
+    path = export_module(module, x[:1], name=f"grad-{arch.name}", exporter="dynamo")
+    model = ProbeModel.load(path, device="cpu")
+    assert model.batch.kind == "made dynamic", model.batch.describe()
+    (output,) = model.output_names
+    with torch.no_grad():
+        n_classes = module(x[:1]).shape[-1]
+    seed = logit_seed(n_classes)
+    reference = GradientReference(module, x, torch.from_numpy(seed))
+    compare_in_all_configs("input gradient", model.proto, x, {output: seed}, reference, error_table, forward=output)
 
 
 # ---- Caffe-era and converter-style models ------------------------------------------------------

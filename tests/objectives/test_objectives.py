@@ -25,6 +25,7 @@ from onnx import helper
 
 from onnxprobe import objectives as O
 from onnxprobe.errors import UsageError
+from onnxprobe.autodiff.tape import Tape
 from onnxprobe.graph.facts import GraphFacts
 from onnxprobe.graph.layers import LayerInfo
 from onnxprobe.model import ProbeModel
@@ -188,7 +189,7 @@ LINEAR = [c for c in CASES if c[1].linear]
 
 @pytest.mark.parametrize("objective", [c[1] for c in LINEAR], ids=[c[0] for c in LINEAR])
 def test_in_graph_value_is_the_objective_value(objective):
-    """`value_nodes` (the step graph's value, optimize/stepgraph.py) run by ONNX Runtime on the
+    """`write_value` (the step graph's value, optimize/stepgraph.py) run by ONNX Runtime on the
     targets' activations and the objective's own seeds gives `objective.value` of the same
     activations."""
     import onnx
@@ -197,7 +198,9 @@ def test_in_graph_value_is_the_objective_value(objective):
     rng = np.random.default_rng(1)
     acts = _acts(objective, rng)
     seed_inputs = {t: f"seed:{t}" for t in objective.targets}
-    nodes, inits = O.value_nodes(objective, seed_inputs, "value")
+    tape = Tape(GraphFacts(helper.make_model(helper.make_graph([], "empty", [], [])), infer_shapes=False))
+    tape.emit("Identity", [O.write_value(tape, objective, seed_inputs)], ["value"])
+    nodes, inits = tape.nodes, tape.initializers
     inputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, ["N", *objective.shapes[t][1:]])
               for t in objective.targets for n in (t, seed_inputs[t])]
     graph = helper.make_graph(nodes, "value", inputs, [helper.make_tensor_value_info("value", onnx.TensorProto.FLOAT, ["N"])],
@@ -218,7 +221,8 @@ def test_in_graph_value_is_the_objective_value(objective):
 
 def test_the_non_linear_have_no_in_graph_value():
     with pytest.raises(ValueError, match="not linear"):
-        O.value_nodes(O.own_activation(MODEL, "conv", 0), {"conv": "seed"}, "value")
+        O.write_value(Tape(GraphFacts(helper.make_model(helper.make_graph([], "empty", [], [])), infer_shapes=False)),
+                      O.own_activation(MODEL, "conv", 0), {"conv": "seed"})
 
 
 def test_linear_seeds_need_no_activations_and_non_linear_ones_do():
@@ -308,3 +312,37 @@ def test_the_in_graph_form_gives_the_gradient_of_the_seeds_from_a_forward(tiny, 
     two_runs = model.gradient_session(objective.targets).run(x, objective.seeds_for(model, x))
     assert np.abs(two_runs["grad"]).max() > 0  # a live unit: not two zero maps
     np.testing.assert_array_equal(one_run["grad"], two_runs["grad"])
+
+
+@pytest.mark.parametrize("build", [
+    lambda m: O.own_activation(m, "relu2", 3),  # an in-graph seed: the self-seeded graph, one run
+    lambda m: O.stack([O.neuron(m, "relu2", u, (1, 2)) for u in range(5)]),  # linear, one seed per row
+    lambda m: O.channel(m, "conv2", 1) - 1e-2 * O.diversity(m, "relu1"),  # non-linear: a forward first
+], ids=["self-seeded", "linear-stack", "forward-first"])
+def test_the_one_gradient_call_is_the_session_with_the_objectives_seeds(tiny, build):
+    """ProbeModel.gradient equals the gradient graph run with the objective's own seeds (read from
+    a forward), whichever form it picks; in chunks of `batch_size` rows a linear or self-seeded
+    objective gives the same rows bit for bit."""
+    model = tiny
+    objective = build(model)
+    x = np.random.default_rng(7).standard_normal((5, 3, 16, 16)).astype(np.float32)
+    run = model.gradient(x, objective)
+    reference = model.gradient_session(objective.targets).run(x, objective.seeds_for(model, x))
+    assert np.abs(reference["grad"]).max() > 0
+    np.testing.assert_array_equal(run.input, reference["grad"])
+    np.testing.assert_array_equal(run.values(), objective.value({t: reference[t] for t in objective.targets}))
+    if objective.linear or objective.self_seed is not None:
+        np.testing.assert_array_equal(model.gradient(x, objective, batch_size=2).input, run.input)
+    given = model.gradient(x, objective, activations={t: reference[t] for t in objective.targets})
+    np.testing.assert_array_equal(given.input, reference["grad"])
+
+
+def test_the_one_gradient_call_takes_other_tensors(tiny):
+    x = np.random.default_rng(8).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    objective = O.logit(tiny, 1)
+    run = tiny.gradient(x, objective, mode="guided", wrt=[tiny.input_name, "relu1"], extra_outputs=["conv2"])
+    session = tiny.gradient_session(objective.targets, wrt=[tiny.input_name, "relu1"], mode="guided")
+    reference = session.run(x, objective.seeds(None, 2))
+    np.testing.assert_array_equal(run.input, reference["grad"])
+    np.testing.assert_array_equal(run.grads["relu1"], reference["grad:relu1"])
+    assert run.activations["conv2"].shape[0] == 2 and set(run.grads) == {tiny.input_name, "relu1"}

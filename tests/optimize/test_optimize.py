@@ -163,8 +163,7 @@ def _linear_unit_maximum(model: ProbeModel, conv: str, unit: int) -> float:
     """The exact maximum over the valid input range of a first-layer conv unit away from the border:
     bias + sum of max(w * low, w * high), from the ONNX weights."""
     node = next(n for n in model.proto.graph.node if n.output[0] == conv)
-    weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.proto.graph.initializer}
-    w, bias = weights[node.input[1]][unit], weights[node.input[2]][unit]
+    w, bias = model.facts.const(node.input[1])[unit], model.facts.const(node.input[2])[unit]
     low, high = (np.asarray(v, np.float64).reshape(-1, 1, 1) for v in model.spec.valid_range())
     return float(bias + np.maximum(w * low, w * high).sum())
 

@@ -78,7 +78,7 @@ def test_card_records_the_sha256_and_the_top5():
     """The card's sha256 is the bundled file's, and its top-5 table is what ONNX Runtime gives."""
     from onnxprobe.model import ProbeModel
     from onnxprobe.preprocess import read_image
-    from onnxprobe.viewer.panes import softmax_if_needed
+    from onnxprobe.model import softmax_if_needed
 
     card = CARD.read_text()
     assert _sha(BUNDLED / "mobilenet_v2.onnx") in card

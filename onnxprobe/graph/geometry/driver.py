@@ -30,16 +30,15 @@ def _topological(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     while pending:
         progress = []
         rest = []
-        for node in pending:
+        for node in pending:  # one sweep releases a whole file-ordered graph (ready grows as it goes)
             if all(not n or n not in produced or n in ready for n in node.input):
                 progress.append(node)
+                ready.update(o for o in node.output if o)
             else:
                 rest.append(node)
         if not progress:  # a cycle (invalid graph): keep the file order for the rest
             order += rest
             break
-        for node in progress:
-            ready.update(o for o in node.output if o)
         order += progress
         pending = rest
     return order

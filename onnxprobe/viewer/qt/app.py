@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
@@ -14,6 +15,9 @@ from onnxprobe.render.images import write_png
 from onnxprobe.viewer.controller import Viewer
 from onnxprobe.viewer.qt.widgets import from_qimage
 from onnxprobe.viewer.qt.window import ViewerWindow, grab_window
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def run_window(viewer: Viewer, quit_after: float | None = None, screenshot: str | Path | None = None,

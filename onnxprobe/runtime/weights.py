@@ -1,0 +1,113 @@
+"""Weights kept outside the protobuf: a model's external data, never read into a proto.
+
+A model whose file keeps its weights as external data (PyTorch's default exporter writes
+`m.onnx.data`) is loaded without reading them (`graph.loading.map_external_data`): every external
+initializer of `INLINE_LIMIT` bytes or more stays an external-data reference, its location made
+relative to the filesystem's root (`anchor`), so that the reference means the same file in every
+graph derived from the proto, wherever that graph goes. Those graphs (the batch rewrite, exposed
+tensors, gradient graphs) serialize without their weights; a `Session` of one lets ONNX Runtime read
+them from the file as it does for a file it opens itself (`session_options`), and the values a rule
+needs (a Conv's kernel for its adjoint) are a read-only memory map of the file (`array`). So no
+weight is copied through protobuf, and a model whose weights exceed protobuf's 2 GB limit loads
+and runs. Small external tensors (shape constants) are read into the proto at load.
+
+    weights.anchored(tensor, file)       # the loader: a reference to `file` (an absolute path)
+    weights.array(tensor)                # its values (None for a tensor stored in the proto)
+    weights.session_options(model, opts) # what a session of a graph with references needs
+    weights.with_values(model)           # a copy with the values inline (a file, a tool; < 2 GB)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import onnx
+from onnx import helper
+
+INLINE_LIMIT = 1024  # bytes: smaller external tensors (shape constants, scalars) are read into the proto
+ANCHOR = os.path.abspath(os.sep)  # the root the locations are relative to ("/")
+FOLDER_KEY = "session.model_external_initializers_file_folder_path"  # ONNX Runtime's, for a model given as bytes
+_MAPS: dict[tuple, np.ndarray] = {}
+_LOCK = threading.Lock()
+
+
+def dtype_of(tensor: onnx.TensorProto) -> np.dtype:
+    return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+
+
+def _info(tensor: onnx.TensorProto) -> dict[str, str] | None:
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return None
+    return {e.key: e.value for e in tensor.external_data}
+
+
+def anchored(tensor: onnx.TensorProto, file: str) -> None:
+    """Point `tensor`'s external data at `file` (absolute), relative to ANCHOR (in place)."""
+    for entry in tensor.external_data:
+        if entry.key == "location":
+            entry.value = os.path.relpath(file, ANCHOR)
+
+
+def file_of(tensor: onnx.TensorProto) -> str | None:
+    info = _info(tensor)
+    return None if info is None or "location" not in info else os.path.join(ANCHOR, info["location"])
+
+
+def array(tensor: onnx.TensorProto) -> np.ndarray | None:
+    """The values of an external initializer, a read-only memory map of its file (made once per
+    tensor and kept: it holds no memory of its own); None for a tensor stored in the proto."""
+    info = _info(tensor)
+    if info is None:
+        return None
+    file = os.path.join(ANCHOR, info.get("location", ""))
+    dtype, shape = dtype_of(tensor), tuple(int(d) for d in tensor.dims)
+    key = (file, int(info.get("offset", 0) or 0), dtype.str, shape)
+    with _LOCK:
+        value = _MAPS.get(key)
+    if value is None:
+        if int(np.prod(shape, dtype=np.int64)) == 0:
+            value = np.zeros(shape, dtype)
+        else:
+            value = np.memmap(file, dtype=dtype, mode="r", offset=key[1], shape=shape)
+        with _LOCK:
+            value = _MAPS.setdefault(key, value)
+    return value
+
+
+def external(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """The initializers of `model` (subgraphs included) whose values are in a file."""
+    out = []
+
+    def walk(graph):
+        out.extend(t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+        for node in graph.node:
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for g in a.graphs:
+                        walk(g)
+
+    walk(model.graph)
+    return out
+
+
+def session_options(model: onnx.ModelProto, options) -> None:
+    """Let a session of `model` (given to ONNX Runtime as bytes) read its external weights: their
+    locations are relative to ANCHOR."""
+    if external(model):
+        options.add_session_config_entry(FOLDER_KEY, ANCHOR)
+
+
+def with_values(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` with its external weights read back inline (for a file or a tool that
+    needs them there; under protobuf's 2 GB limit only)."""
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for tensor in external(out):
+        tensor.CopyFrom(numpy_helper.from_array(np.array(array(tensor)), tensor.name))
+    return out
