@@ -45,7 +45,7 @@ average 7-18: reduced scale, and the seconds are that load's).
   Issue 26's premise holds: lucid's pictures on the other two networks are named by another
   family for 0-1 of 5 (top-1). maco in the rows above showed its whole canvas (view 1, as
   xplique returns it): objects recognizable to the eye but small and faint, a quarter of the size
-  the network saw them at. Showing the canvas's centred half (view 0.5, the preset now), same
+  the network saw them at (docs/gallery/classes-*-maco-64.png now show view 0.5, from the run below). Showing the canvas's centred half (view 0.5, the preset now), same
   command, later, at load 5-7 (so its seconds are not comparable with the rows above):
   | network | preset | judge | top-1 | top-5 | rank | s / unit | bound |
   |---|---|---|---|---|---|---|---|
