@@ -18,18 +18,19 @@ if TYPE_CHECKING:
     import numpy as np
 
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
-# lucid steps per class visualization: 4 ImageNet classes in ~30 s of CPU (models/README.md). More steps
-# do not make the demo's classes plainer: an independent judge ranks them alike at 128, 192 and 256
-# steps (bench/bench_demo_classes.py), and 256 would take the demo past its minute.
-DEFAULT_STEPS = 128
-CLASS_PRESET = "lucid"
+# the class pictures: MACO at 64 steps (each step 4 crops), 4 ImageNet classes in ~70 s of CPU, the
+# demo within a minute on two cores. Judged by a classifier of another family (SqueezeNet 1.1), the
+# demo's classes rank 2, 2, 2, 10 (top-5 75 %) where lucid at 128 steps ranked them 544, 11, 135, 67
+# (top-5 0 %), and more lucid steps did not help (bench/bench_demo_classes.py).
+DEFAULT_STEPS = 64
+CLASS_PRESET = "maco"
 DEFAULT_CLASSES = 4
 # grids drawn with the toolbox's boosts (keys T and t): each unit scaled to its own peak, gamma 0.5,
 # so that weak units show their pattern too (a layer-wide scale leaves most tiles black)
 GRID_BOOST_INDIV, GRID_BOOST_GAMMA = 1.0, 0.5
 SUMMARY = "the main job on the bundled ImageNet network (or MODEL), headless, as pictures"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The main job, headless. For each image: top-5 predictions, activation grids, Grad-CAM and
-guided backprop; then feature visualizations of the predicted classes (lucid preset). Writes
+guided backprop; then feature visualizations of the predicted classes (maco preset). Writes
 PNGs, index.html and summary.png to --out and prints their paths."""
 EXAMPLES = """examples:
   onnxprobe demo                                         # the bundled ImageNet MobileNetV2 on its sample photos

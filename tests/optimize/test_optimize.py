@@ -19,18 +19,6 @@ from tests.conftest import ROOT, make_conv_model
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("opt") / "tiny.onnx"
-    make_conv_model(path, size=(24, 24), seed=5)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_path):
-    return ProbeModel.load(tiny_path, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def digits(digits_model_path):
     return ProbeModel.load(digits_model_path, device="cpu")
 

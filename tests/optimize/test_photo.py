@@ -12,23 +12,9 @@ import pytest
 from onnxprobe import objectives
 from onnxprobe.cli import main
 from onnxprobe.errors import ParameterError
-from onnxprobe.model import ProbeModel
 from onnxprobe.optimize.lucid import LucidImage
 from onnxprobe.optimize.photo import invert_photos, photo_display, picture_from_photo
 from onnxprobe.render.images import write_png
-from tests.conftest import make_conv_model
-
-
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("photo") / "tiny.onnx"
-    make_conv_model(path, size=(24, 24), seed=5)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_path):
-    return ProbeModel.load(tiny_path, device="cpu")
 
 
 @pytest.fixture(scope="module")
