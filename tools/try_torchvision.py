@@ -85,7 +85,8 @@ def try_model(path: Path, work: Path) -> dict:
                      "--steps", "16", "--out", "vis"],
         "maxact": ["maxact", model, str(SAMPLES), "--layer", mid, "--top", "2", "--crops", "--out", "top"],
         "atlas": ["atlas", model, "--layer", mid, "--units", "0-1", "--steps", "8", "--data", str(SAMPLES), "--out", "atlas"],
-        "demo": ["demo", "--model", model, "--steps", "0", "--out", "demo"],
+        "demo": ["demo", "--model", model, "--images", *map(str, sorted(SAMPLES.glob("*.jpg"))), "--steps", "0",
+                 "--out", "demo"],
     }
     row = {"batch": batch.strip(), "module paths": f"{len(named)} / {len(layers)}", "layer": mid}
     for name, command in commands.items():
