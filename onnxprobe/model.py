@@ -82,7 +82,8 @@ class ProbeModel:
         proto, fixed = fix_input_shape(proto, tuple(input_shape) if input_shape else None, hints, copy=False)
         spec = resolve_spec(path, fixed, metadata, preprocess)
         proto, batch = resolve_batch(proto, image_input(proto).name, fixed, declared)
-        facts = GraphFacts.of_loaded(proto, fixed, rows=batch.rows, off_axis=batch.off_axis, on_axis=batch.on_axis)
+        facts = GraphFacts.of_loaded(proto, fixed, rows=batch.rows, off_axis=batch.off_axis, on_axis=batch.on_axis,
+                                     batch_axes=batch.batch_axes)
         if not facts.follows:  # a declared dynamic batch that the graph does not honour: shapes at batch 1
             batch = BatchAxis("fixed", batch.declared, rows=1, why="the graph fails at batch 2")
             facts = GraphFacts.of_loaded(proto, fixed, rows=1)

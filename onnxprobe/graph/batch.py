@@ -51,6 +51,7 @@ class BatchAxis:
     # every tensor's (shape, element type) at the file's batch, found before the proof; not in to_json
     off_axis: dict = field(default_factory=dict, compare=False, repr=False)
     on_axis: frozenset = field(default=frozenset(), compare=False, repr=False)  # batch exactly axis 0
+    batch_axes: dict = field(default_factory=dict, compare=False, repr=False)  # off_axis tensor -> the axis holding the batch
 
     @property
     def fixed(self) -> bool:
@@ -781,8 +782,9 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
                     if spot != (0, 1) or not known[0].get(t) or known[0][t][0] != batch}
         off_axis = {t: shape for t, shape in off_axis.items() if shape is not None and None not in shape}
         on_axis = frozenset(t for t, spot in (place or {}).items() if t not in off_axis and spot == (0, 1))
+        batch_axes = {t: (place or {})[t][0] for t in off_axis if t in (place or {})}
         return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst, off_axis=off_axis,
-                                    on_axis=on_axis)
+                                    on_axis=on_axis, batch_axes=batch_axes)
     # the shapes found at the file's batch are the fixed graph's: its facts need no run of their own
     known_shapes = {t: (shape, known[1].get(t)) for t, shape in known[0].items()
                     if shape is not None and None not in shape and known[1].get(t)}

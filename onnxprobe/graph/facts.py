@@ -118,19 +118,28 @@ class GraphFacts:
 
     @classmethod
     def of_loaded(cls, model: onnx.ModelProto, input_shape: tuple[int, ...], rows: int | None = None,
-                  off_axis: Mapping[str, Sequence[int]] | None = None, on_axis=frozenset()) -> "GraphFacts":
+                  off_axis: Mapping[str, Sequence[int]] | None = None, on_axis=frozenset(),
+                  batch_axes: Mapping[str, int] | None = None) -> "GraphFacts":
         """The facts of a loaded model (input dims fixed but the batch): with `rows` (a graph that
         runs a fixed batch) shapes are inferred at that batch. Adds `infos` (every tensor's
         TensorInfo, from this inference, else by running the model) and `source`, `follows`.
         `off_axis`: tensors whose batch is folded into an axis other than a whole axis 0 (the batch
         rewrite's `BatchAxis.off_axis`), with their shapes at batch 1: no batch axis of their own;
-        `on_axis`: tensors whose axis 0 is the batch whatever inference calls it."""
+        `on_axis`: tensors whose axis 0 is the batch whatever inference calls it; `batch_axes`: the
+        axis that carries the batch in each tensor of `off_axis` (its dim is left unknown)."""
         name = image_input(model).name
         facts = cls(model, {name: (rows, *input_shape[1:])} if rows is not None else None)
         facts.infos, facts.source, facts.follows = tensor_infos(model, facts, input_shape, rows, off_axis, on_axis)
         for tensor, info in facts.infos.items():  # the batch axis is dynamic whatever batch inference ran at
             facts.elem[tensor] = info.elem_type
             facts.dims[tensor] = list(info.shape)
+        for tensor, axis in (batch_axes or {}).items():
+            # its shape was read at batch 1 and the batch sits in this axis (ViT's [tokens, N, C],
+            # [tokens, N * heads, d]): that dim is not static at other batches, so the backward rules
+            # read it at run time (a static 1 there would sum the batch away in unbroadcast)
+            dims = facts.dims.get(tensor)
+            if dims is not None and 0 <= axis < len(dims):
+                dims[axis] = None
         return facts
 
     def _add_nodes(self, nodes: Iterable[onnx.NodeProto]) -> None:

@@ -36,10 +36,12 @@ from onnxprobe.runtime.weights import session_options  # noqa: E402
 from tests.fixtures_torch import (  # noqa: E402
     Comparison,
     GradientReference,
+    capture_decisions,
     calibrate_batchnorm,
     collect_decisions,
     decision_tensors,
     export_module,
+    merge_runs,
     onnx_tensor_for_module,
     randomize_norm_affine,
     relative_error,
@@ -231,6 +233,15 @@ def test_default_exporter_batch_and_gradient_match_pytorch(arch: Arch, error_tab
     seed = logit_seed(n_classes)
     reference = GradientReference(module, x, torch.from_numpy(seed))
     compare_in_all_configs("input gradient", model.proto, x, {output: seed}, reference, error_table, forward=output)
+    # the model's own gradient graph, built on its load-time facts as every command builds it, at the
+    # same batch of 2: a tensor whose batch the rewrite moved off axis 0 (ViT's [tokens, N, C]) must not
+    # keep its batch-1 dim as a static 1 there (unbroadcast summed the batch away: IG and the atlas failed)
+    with capture_decisions(model) as runs:
+        own = model.gradient_session([output]).run(x.numpy(), {output: seed})
+    c = reference.compare("input gradient, the model's own graph", own["grad"],
+                          merge_runs(model.proto, runs, along_batch=False))
+    error_table(c)
+    c.check()
 
 
 # ---- Caffe-era and converter-style models ------------------------------------------------------
