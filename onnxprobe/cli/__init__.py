@@ -73,7 +73,8 @@ OUTPUT_ARGS = ("out", "grid", "npy", "screenshot", "save_dir")
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and _launched_as_command():
+    as_command = argv is None and _launched_as_command()
+    if as_command:
         _install_startup_interrupt()  # (again: a caller may have changed it since the import)
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_chosen_command(argv))
@@ -104,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         _say("onnxprobe: terminated (nothing half-written; run the command again to resume or redo it)")
         return 143
     except KeyboardInterrupt:
-        _say("onnxprobe: interrupted (nothing half-written; run the command again to resume or redo it)")
-        return 130
+        return _interrupted(as_command)
     except BrokenPipeError:
         _silence_stdout(sys.__stdout__)
         return 0
     except Exception as exc:  # a bug on our side: still one line unless asked for the traceback
+        if _INTERRUPT.is_set():  # Ctrl-C inside a C extension's import surfaces as its ImportError
+            return _interrupted(as_command)
         if os.environ.get("ONNXPROBE_DEBUG"):
             raise
         _say(f"onnxprobe: internal error: {type(exc).__name__}: {printable(' '.join(str(exc).split()))[:400]} "
@@ -141,6 +143,25 @@ def _check_paths(args) -> list[tuple[str, str]]:
     return inputs
 
 
+_INTERRUPT = threading.Event()  # set by Ctrl-C while a command runs, whatever exception it turned into
+
+
+def _interrupted(as_command: bool) -> int:
+    """Ctrl-C: one line and status 130 (the staged output is already undone). The command itself
+    leaves at once: a KeyboardInterrupt still pending in the interpreter's shutdown would end it by
+    SIGINT (status -2) after the line."""
+    _say("onnxprobe: interrupted (nothing half-written; run the command again to resume or redo it)")
+    if as_command:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+    return 130
+
+
 @contextmanager
 def _signals():
     """SIGTERM raises Terminated and SIGINT KeyboardInterrupt (even when started with Ctrl-C
@@ -152,9 +173,14 @@ def _signals():
     def terminate(signum, frame):
         raise Terminated()
 
+    def interrupt(signum, frame):
+        _INTERRUPT.set()
+        raise KeyboardInterrupt
+
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _INTERRUPT.clear()
+    signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:
