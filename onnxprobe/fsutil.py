@@ -210,7 +210,8 @@ def output_lock(folder: str | Path):
     it too. An flock on `folder/.onnxprobe-lock`, which the kernel releases when the holder dies
     (a killed run leaves no stale lock: the next run takes it); the file holds the holder's pid
     and goes at the end. What the block wrote in the current stage is committed when it ends
-    without an error (a run started next must find it in place: it removes the temporaries it finds).
+    without an error (a run started next must find it in place: once it holds the lock it removes the
+    temporaries it finds, which only a killed run can have left).
     Where the file system has no locks, the block runs unlocked."""
     try:
         import fcntl
@@ -248,6 +249,7 @@ def output_lock(folder: str | Path):
             os.write(fd, f"{os.getpid()}\n".encode())
         except OSError:  # (a full disk) the pid is only for the message
             pass
+        remove_temp_files(folder)  # what a killed holder was writing: nobody else writes here now
         yield path
         checkpoint()  # the block's writes are in place before another run may take the folder
     finally:
@@ -433,12 +435,11 @@ def make_output_folder(path: str | Path) -> Path:
 
 def remove_temp_files(root: str | Path) -> int:
     """Delete temporaries a killed job left behind (they are never renamed into place), except the
-    ones the current stage is still holding."""
-    stage = current_stage()
-    keep = {tmp for tmp, _ in stage.pending} if stage is not None else set()
+    ones a stage of this process is still holding."""
+    keep = {os.path.abspath(tmp) for stage in _STAGES for tmp, _ in stage.pending}
     count = 0
     for path in Path(root).rglob(TEMP_PREFIX + "*"):
-        if str(path) not in keep:
+        if os.path.abspath(path) not in keep:
             path.unlink(missing_ok=True)
             count += 1
     return count

@@ -15,7 +15,7 @@ from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chu
 from onnxprobe.atlas.site import DATA_KINDS, MANIFEST, STAT_KEYS, AtlasLayer, unit_entry, write_manifest, write_site
 from onnxprobe.objectives import by_kind, differentiable_layer
 from onnxprobe.errors import ParameterError, UsageError
-from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, output_lock, remove_temp_files
+from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, output_lock
 from onnxprobe.optimize.render import RenderSettings
 
 MAXACT_DIR = "maxact"
@@ -154,7 +154,6 @@ def _prepare(root: Path, fresh: bool) -> None:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-    remove_temp_files(root)  # what a killed run was writing
 
 
 def _state_path(root: Path) -> Path:

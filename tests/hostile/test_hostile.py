@@ -704,7 +704,7 @@ def test_a_second_run_on_the_same_output_is_refused_and_a_killed_one_leaves_no_l
     """Two runs on one --out: the second says so in one line (exit 2) while the first runs and
     writes nothing; the first killed with SIGKILL (no cleanup at all), a third run takes the folder
     (no stale lock), resumes, and ends with what one clean run writes."""
-    from onnxprobe.fsutil import LOCK_NAME
+    from onnxprobe.fsutil import LOCK_NAME, TEMP_PREFIX
 
     template, progress = WRITERS[command]
     argv = lambda out: [a.replace("{m}", str(inputs / "model.onnx")).replace("{data}", str(big_data))  # noqa: E731
@@ -724,6 +724,8 @@ def test_a_second_run_on_the_same_output_is_refused_and_a_killed_one_leaves_no_l
     finally:
         first.kill()
         first.wait(60)
+    # what a kill in the middle of a write leaves (whether this kill landed in one is up to timing)
+    (out / f"{TEMP_PREFIX}killed-mid-write").write_bytes(b"partial")
     third = subprocess.run([sys.executable, "-m", "onnxprobe", *argv(out)], env=ENV, capture_output=True, text=True,
                            timeout=300)
     assert third.returncode == 0, third.stderr
