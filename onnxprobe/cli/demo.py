@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from onnxprobe.cli.common import DEVICE_HELP
 from onnxprobe.errors import UsageError
-from onnxprobe.resources import default_model, sample_images
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,6 +39,8 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.api.params import default_model
+
     parser = sub.add_parser("demo", help=SUMMARY)
     parser.add_argument("--model", default=str(default_model()),
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
@@ -77,12 +78,12 @@ NONLINEAR_OPS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid",
 
 
 def run(args) -> int:
+    from onnxprobe.api.model import load
+    from onnxprobe.api.params import read_image, sample_images
     from onnxprobe.cli.common import warn_nonfinite
     from onnxprobe.fsutil import atomic_write_json, atomic_write_text, checkpoint, file_word, make_output_folder
-    from onnxprobe.model import ProbeModel, top_predictions
-    from onnxprobe.render.images import write_png
-    from onnxprobe.preprocess import read_image
     from onnxprobe.render.compose import column, predictions_image, row
+    from onnxprobe.render.images import write_png
 
     if args.steps < 0:
         raise UsageError("--steps must be 0 or more")
@@ -94,8 +95,9 @@ def run(args) -> int:
     images = [Path(p) for p in args.images] if args.images else sample_images(Path(args.model))
     if not images:
         raise UsageError(f"no images given and no samples/ folder next to {args.model}; pass --images FILE ...")
-    model = ProbeModel.load(args.model, device=args.device)
-    decoded = [(path, read_image(path)) for path in images]  # every image read before anything is written
+    model = load(args.model, device=args.device)
+    for path in images:  # every image read before anything is written
+        read_image(path)
     out = make_output_folder(args.out)  # removed again if the demo fails (staged by the CLI)
     root = out.resolve()
     print(f"model {model.path}: {len(model.layers)} layers, device {model.device}")
@@ -105,10 +107,10 @@ def run(args) -> int:
     summary, rows = [], []
     folders: set[str] = set()
     warned = False
-    for image_path, image in decoded:
-        x = model.preprocess(image)
+    for image_path in images:
+        x = model.tensor(image_path)
         acts = model.activations(x, [layer.name for layer in shown])
-        if not warned and warn_nonfinite(acts, f"the activations for {image_path.name}"):
+        if not warned and warn_nonfinite(acts.values, f"the activations for {image_path.name}"):
             warned = True
             files.warned.add("non-finite")  # the maps' NaN follows from it: recorded, not said again
         name = base = file_word(image_path.stem)
@@ -118,16 +120,17 @@ def run(args) -> int:
             name = f"{base}-{suffix}"
         folders.add(name)
         entry = {"image": str(image_path), "grids": {}}
-        tiles = [files.write(entry, "input", f"{name}/input.png", model.spec.to_display(x[0]), image_path.name)]
+        tiles = [files.write(entry, "input", f"{name}/input.png", model.display(x), image_path.name)]
         if model.class_output:
-            predictions = top_predictions(acts[model.class_output][0], model.spec.labels)
+            (predictions,) = model.predict(x).top
             entry["top5"] = [{"class": p.cls, "label": p.label, "score": p.score} for p in predictions]
             print(f"{image_path.name}: " + ", ".join(f"{p.label} {p.score:.3f}" for p in predictions))
             tiles.append(predictions_image(predictions, width=SIDE + 40))
         tiles += _write_maps(model, x, name, entry, files)
         for n, layer in enumerate(shown):
             tile = files.write(entry["grids"], layer.name, f"{name}/grid-{place[layer.name]:03d}-{file_word(layer.name)}.png",
-                               _grid(model, layer, acts[layer.name]), f"grid {layer.label}")
+                               acts.grid(layer.name, boost_indiv=GRID_BOOST_INDIV, boost_gamma=GRID_BOOST_GAMMA),
+                               f"grid {layer.label}")
             if n == 0:  # the first (most legible) grid in the summary; index.html shows every one
                 tiles.append(tile)
         summary.append(entry)
@@ -142,7 +145,7 @@ def run(args) -> int:
     write_png(out / "summary.png", column(rows))
     atomic_write_text(out / "index.html", _index_html(model, summary, visuals))
     print(f"wrote predictions, activation grids of {len(shown)} layer(s), Grad-CAM and guided backprop maps for "
-          f"{len(decoded)} image(s)" + (f" and {len(visuals)} class visualization(s)" if visuals else "")
+          f"{len(images)} image(s)" + (f" and {len(visuals)} class visualization(s)" if visuals else "")
           + f" in {time.perf_counter() - started:.0f} s:")
     print(f"  {root / 'index.html'}   (open in a browser)")
     print(f"  {root / 'summary.png'}")
@@ -195,42 +198,27 @@ class _Files:
         return no_signal(*image.shape[:2])
 
 
-def _grid(model, layer, activation: np.ndarray) -> np.ndarray:
-    from onnxprobe.cli.common import layer_grid_image
-
-    return layer_grid_image(model, layer, activation, GRID_BOOST_INDIV, GRID_BOOST_GAMMA)
-
-
 # the attribution maps of the predicted class: (demo.json key, method, file, caption)
 MAPS = (("gradcam", "gradcam", "gradcam.png", "Grad-CAM"),
         ("backprop", "guided_backprop", "guided-backprop.png", "guided backprop"))
 
 
 def _write_maps(model, x, name: str, entry: dict, files: _Files) -> list[np.ndarray]:
-    """Grad-CAM (over the input) and guided backprop of the predicted class, from onnxprobe.attribution
+    """Grad-CAM (over the input) and guided backprop of the predicted class, from `Model.attribute`
     (none for a model without a class output, a class score no gradient reaches, or, for Grad-CAM,
     without a spatial layer on the class's path)."""
     if not model.class_output:
         return []
-    from onnxprobe.attribution import METHODS, attribute, make_objective, render_attribution
     from onnxprobe.errors import ProbeError
-    from onnxprobe.objectives import silence
-    from onnxprobe.render.images import MAP_MIN_SIDE, upscale
 
-    try:
-        objective = make_objective(model, x)
-    except ProbeError:
-        return []
     tiles = []
     for key, method, file, title in MAPS:
         try:
-            values = attribute(model, x, method, objective=objective)
+            found = model.attribute(x, method, overlay=method == "gradcam")
         except ProbeError:
             entry[key] = None
             continue
-        image = upscale(render_attribution(model, x, method, values, overlay=method == "gradcam"), MAP_MIN_SIDE)
-        line = silence(model, objective, values, f"the {method} map", cause=METHODS[method].empty)
-        image = files.no_signal(entry, key, line, image)
+        image = files.no_signal(entry, key, found.silent, found.image)
         tiles.append(files.write(entry, key, f"{name}/{file}", image, title))
     return tiles
 
@@ -246,24 +234,20 @@ def _classes_to_show(summary: list[dict], count: int) -> list[tuple[int, str]]:
 def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, files: _Files) -> list[dict]:
     """What each class looks like to the network: the CLASS_PRESET on its pre-softmax score. A class
     whose score never moves (no gradient reaches the picture) is drawn as no signal."""
-    import numpy as np
-
     from onnxprobe.fsutil import file_word
-    from onnxprobe.objectives import logit, silence
-    from onnxprobe.optimize import RenderSettings, render_units
     from onnxprobe.render.images import MAP_MIN_SIDE, upscale
 
     units = [c for c, _ in classes]
     print(f"visualizing {len(units)} class(es) ({', '.join(label for _, label in classes)}): {CLASS_PRESET} preset, "
           f"{steps} steps ...", flush=True)
-    settings = RenderSettings.resolve(CLASS_PRESET, steps=steps, batch=len(units))
-    results = render_units(model, None, units, settings, objective="logit")
+    plan = model.render_plan(None, units, objective="logit", preset=CLASS_PRESET, steps=steps, batch=len(units))
+    results = plan.run(progress=False)
     written = []
     for (cls, label), result in zip(classes, results):
         record = {"class": cls, "label": label, "steps": steps, "initial_logit": result.initial_activation[0],
                   "best_logit": result.best_activation[0]}
         still = result.best_activation[0] == result.initial_activation[0]
-        line = silence(model, logit(model, cls), np.zeros(1) if still else np.ones(1), "the class picture's gradient")
+        line = plan.why_unmoved(cls, "the class picture's gradient") if still else None
         image = files.no_signal(record, "image", line, upscale(result.images[0], MAP_MIN_SIDE))
         files.write(record, "image", f"classes/class-{cls}-{file_word(label)}.png", image, label)
         written.append(record)
