@@ -38,6 +38,7 @@ from onnxprobe.errors import InputError, ParameterError, UsageError
 if TYPE_CHECKING:
     import onnx
 
+    from onnxprobe.api.demo import DemoReport
     from onnxprobe.graph.layers import LayerInfo
     from onnxprobe.model import ProbeModel
 
@@ -577,6 +578,31 @@ class Model:
                                  ship_model=ship_model, fresh=fresh, position=position, progress=_bars(progress))
         return Atlas(result)
 
+    # ---- the demo report --------------------------------------------------------------------------------------
+    def demo(self, images: Sequence[str | os.PathLike] | None = None, out: str | os.PathLike = "onnxprobe-out", *,
+             steps: int | None = None, classes: int | None = None, say=None, warn=None) -> "DemoReport":
+        """The toolbox's main job, headless, written as pictures into the folder `out` (what
+        `onnxprobe demo` writes): for each of `images` (files; default: the model's sample images)
+        its top-5 predictions, activation grids (every layer of a small model, one per stage of a
+        larger one), Grad-CAM and guided backprop of the predicted class; then what the first
+        `classes` (None: 4) distinct predicted classes look like to the network (`steps` steps of
+        the maco preset, None: 64; 0: none). Writes index.html, summary.png and demo.json (`DemoReport`).
+        `say(line)` hears the progress lines and `warn(line)` the warnings (a map without signal,
+        NaN activations); both silent by default.
+
+        >>> model = load("models/digits/digits-cnn.onnx", device="cpu")
+        >>> import tempfile
+        >>> report = model.demo(model.samples[:2], tempfile.mkdtemp(), steps=0)
+        >>> [r["top5"][0]["label"] for r in report.results], report.index.name
+        (['0', '1'], 'index.html')
+        """
+        from onnxprobe.api.demo import DEFAULT_CLASSES, DEFAULT_STEPS, demo_report
+
+        with _stage():
+            return demo_report(self, self.samples if images is None else images, out,
+                               steps=DEFAULT_STEPS if steps is None else steps,
+                               classes=DEFAULT_CLASSES if classes is None else classes, say=say, warn=warn)
+
     # ---- the live viewer ------------------------------------------------------------------------------------
     def view(self, images: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *,
              image: str | os.PathLike | None = None, camera: int | None = None, video: str | os.PathLike | None = None,
@@ -592,6 +618,8 @@ class Model:
         ("atlas", "files"; default: these parameter names)."""
         if images is None and image is None and camera is None and video is None and self.samples:
             images = self.samples
+        if isinstance(images, (str, os.PathLike)) and Path(images).is_file():  # one file given as images
+            images, image = None, images
         source, found = _viewer_inputs(images, image, camera, video, atlas, quit_after, screenshot, keys)
         return _open_viewer(self.probe, source, found, camera, save_dir, quit_after, screenshot, keys, words)
 

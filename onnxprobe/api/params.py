@@ -51,6 +51,8 @@ _HOMES = {
     "read_image": ("onnxprobe.preprocess", "read_image"),
     "viewer_key_help": ("onnxprobe.viewer.keys", "help_lines"),
     "default_model": ("onnxprobe.resources", "default_model"),
+    "DEMO_STEPS": ("onnxprobe.api.demo", "DEFAULT_STEPS"),
+    "DEMO_CLASSES": ("onnxprobe.api.demo", "DEFAULT_CLASSES"),
     "sample_images": ("onnxprobe.resources", "sample_images"),
 }
 

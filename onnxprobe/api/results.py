@@ -58,6 +58,24 @@ class Result:
         return save_picture(path, self.picture())
 
 
+def nonfinite_names(arrays: dict) -> list[str]:
+    """The names of the float arrays in `arrays` that hold NaN or infinities."""
+    return [name for name, value in arrays.items()
+            if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
+
+
+def nonfinite_line(bad: list[str], what: str) -> str | None:
+    """The one warning line for arrays (`bad`: their names) of `what` that hold NaN or infinities;
+    None when there is none. The outputs are still written: files say null where JSON cannot hold
+    the value."""
+    from onnxprobe.errors import printable
+
+    if not bad:
+        return None
+    listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+    return f"NaN or infinite values in {what} ({listed}); check the model's weights and the preprocessing"
+
+
 def _png_tag(image: np.ndarray) -> str:
     from onnxprobe.render.images import encode_png
 

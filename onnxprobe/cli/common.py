@@ -156,22 +156,20 @@ def warn_nonfinite(arrays: dict, what: str) -> bool:
     """One warning line on stderr when any of the named arrays holds NaN or infinities (a model
     that overflows, NaN weights); True when it warned. The outputs are still written: the files
     say null where JSON cannot hold the value."""
-    import numpy as np
+    from onnxprobe.api.results import nonfinite_names
 
-    bad = [name for name, value in arrays.items()
-           if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
-    return warn_nonfinite_names(bad, what)
+    return warn_nonfinite_names(nonfinite_names(arrays), what)
 
 
 def warn_nonfinite_names(bad: list[str], what: str) -> bool:
-    """The warning line of `warn_nonfinite` for names already found to hold NaN or infinities."""
-    from onnxprobe.errors import printable
+    """The warning line of `warn_nonfinite` (`api.results.nonfinite_line`) for names already found
+    to hold NaN or infinities."""
+    from onnxprobe.api.results import nonfinite_line
 
-    if not bad:
-        return False
-    listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-    warn(f"NaN or infinite values in {what} ({listed}); check the model's weights and the preprocessing")
-    return True
+    line = nonfinite_line(bad, what)
+    if line is not None:
+        warn(line)
+    return line is not None
 
 
 def warn(line: str) -> None:

@@ -46,6 +46,8 @@ FLAGS = {
     "screenshot": "--screenshot",
     "keys": "--keys",
     "quit_after": "--quit-after",
+    # the demo
+    "classes": "--classes",
     # the layer pane's boosts (activations)
     "boost_indiv": "--boost-indiv",
     "boost_gamma": "--boost-gamma",
