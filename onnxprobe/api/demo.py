@@ -9,14 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onnxprobe.api.results import Result
-
-if TYPE_CHECKING:
-    from onnxprobe.api.model import Model
 
 ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
 # the class pictures: MACO at 64 steps (each step 4 crops), 4 ImageNet classes in ~70 s of CPU, the
@@ -71,10 +67,10 @@ def _quiet(line: str) -> None:
     pass
 
 
-def demo_report(model: "Model", images: Sequence[str | Path], out: str | Path, *, steps: int = DEFAULT_STEPS,
+def demo_report(model, images: Sequence[str | Path], out: str | Path, *, steps: int = DEFAULT_STEPS,
                 classes: int = DEFAULT_CLASSES, say: Callable[[str], None] | None = None,
                 warn: Callable[[str], None] | None = None) -> DemoReport:
-    """`Model.demo`'s work (see there)."""
+    """`Model.demo`'s work (see there); `model` is the API's `Model`."""
     from onnxprobe.errors import ParameterError
     from onnxprobe.fsutil import atomic_write_json, atomic_write_text, file_word, make_output_folder
     from onnxprobe.preprocess import read_image

@@ -25,8 +25,9 @@ import tempfile
 import weakref
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -76,28 +77,33 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *,
     if unknown:
         raise UsageError(f"unknown preprocessing key(s) {', '.join(unknown)} (the sidecar's keys: {', '.join(KEYS)})")
 
+    if isinstance(input_shape, str):
+        from onnxprobe.graph.loading import parse_shape
+
+        input_shape = parse_shape(input_shape)
     keep = None
     if model is None:
         from onnxprobe.resources import default_model
 
         model = default_model()
-    if isinstance(model, (bytes, bytearray)) or type(model).__name__ == "ModelProto":
-        keep = tempfile.mkdtemp(prefix="onnxprobe-model-")  # the library reads files: one of its own
-        path = Path(keep) / "model.onnx"
-        if isinstance(model, (bytes, bytearray)):
-            path.write_bytes(bytes(model))
-        else:  # weights over protobuf's 2 GB limit go to a file beside it, as the exporters write them
-            import onnx
-
-            onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > 2_000_000_000)
-        model = path
-    elif not isinstance(model, (str, os.PathLike)):
+    if not isinstance(model, (str, os.PathLike, bytes, bytearray)) and type(model).__name__ != "ModelProto":
         raise InputError(f"a model is a file path, bytes or an onnx.ModelProto, got {type(model).__name__}")
-    if isinstance(input_shape, str):
-        from onnxprobe.graph.loading import parse_shape
+    try:
+        if not isinstance(model, (str, os.PathLike)):  # the library reads files: a copy of its own
+            keep = tempfile.mkdtemp(prefix="onnxprobe-model-")
+            path = Path(keep) / "model.onnx"
+            if isinstance(model, (bytes, bytearray)):
+                path.write_bytes(bytes(model))
+            else:  # weights over protobuf's 2 GB limit go to a file beside it, as the exporters write them
+                import onnx
 
-        input_shape = parse_shape(input_shape)
-    probe = ProbeModel.load(model, input_shape=input_shape, device=device, preprocess=preprocess, threads=threads)
+                onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > 2_000_000_000)
+            model = path
+        probe = ProbeModel.load(model, input_shape=input_shape, device=device, preprocess=preprocess, threads=threads)
+    except BaseException:
+        if keep is not None:  # no Model owns the copy: it goes now
+            shutil.rmtree(keep, ignore_errors=True)
+        raise
     return Model(probe, temporary=keep, device=device)
 
 
@@ -143,7 +149,8 @@ def _bars(show: bool):
 
 class Model:
     """A loaded model (see `load`). `probe` is the library's `ProbeModel` underneath, for what the
-    API does not cover."""
+    API does not cover; `asked_device` the device `load` was asked for ("auto" too: what the workers
+    of a cluster job resolve for themselves)."""
 
     def __init__(self, probe: "ProbeModel", temporary: str | None = None, device: str | None = None):
         self.probe = probe
@@ -154,6 +161,7 @@ class Model:
     # ---- what the model is --------------------------------------------------------------------
     @property
     def path(self) -> Path:
+        """The model's file (a temporary copy for a model given as bytes or a ModelProto)."""
         return Path(self.probe.path)
 
     @property
@@ -624,12 +632,18 @@ class Model:
         return _open_viewer(self.probe, source, found, camera, save_dir, quit_after, screenshot, keys, words)
 
 
-class Rendered(NamedTuple):
-    """What `Model.render_into` returns."""
+@dataclass
+class Rendered:
+    """What `Model.render_into` returns (it unpacks as `results, folder, kept`): `results` the
+    library's UnitResults rendered now, in unit order; `folder` the layer's folder in the output
+    folder; `kept` how many of the units were finished there already (not rendered again)."""
 
-    results: list  # the library's UnitResults rendered now, in unit order
-    folder: Path  # the layer's folder in the output folder
-    kept: int  # how many of the units were finished there already (read back, not rendered)
+    results: list
+    folder: Path
+    kept: int
+
+    def __iter__(self):
+        return iter((self.results, self.folder, self.kept))
 
 
 class RenderPlan:

@@ -56,7 +56,9 @@ _HOMES = {
     "sample_images": ("onnxprobe.resources", "sample_images"),
 }
 
-__all__ = [*_HOMES, "check_top_k", "parse_units", "render_settings"]
+# (the re-exported names are listed in the docstring, not in __all__: a reference tool would import
+# them all, and a parser must not pay for the ones it does not read)
+__all__ = ["check_top_k", "parse_units", "render_settings"]
 
 
 def __getattr__(name: str):
