@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.distributed import ModelCache, model_fields
+from onnxprobe.distributed import ModelCache, ShippedModel, model_fields
 from onnxprobe.errors import InputError, ParameterError
 from onnxprobe.fsutil import atomic_save_npz, atomic_write_json, checkpoint, make_dirs, remove_temp_files
 from onnxprobe.maxact.datasets import Dataset, Shard, load_images
@@ -127,10 +127,10 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
         yield value
 
 
-def process_shard(spec: JobSpec, shard: Shard, model_bytes: bytes | None = None,
+def process_shard(spec: JobSpec, shard: Shard, shipped: ShippedModel | None = None,
                   on_batch: Callable[[int], None] | None = None) -> ShardResult:
     """Run one shard: batched inference, streaming top-k and statistics per chosen layer."""
-    model = _MODELS.get(spec, model_bytes)
+    model = _MODELS.get(spec, shipped)
     layers = [model.layer(name) for name in spec.layers]
     states = {layer.name: LayerState.empty(layer.units, spec.top, len(layer.spatial_axes), spec.by) for layer in layers}
     skipped: list = []
