@@ -69,7 +69,7 @@ class ProbeModel:
         self.device = resolve_device(device)
         self.threads = threads
         self.output_names = [o.name for o in proto.graph.output]
-        self._sessions = SessionCache(capacity=8)
+        self._sessions = SessionCache()  # by memory: runtime.session.default_session_budget
 
     @classmethod
     def load(cls, path: str | Path, input_shape: Sequence[int] | None = None, device: str = "auto",
@@ -348,6 +348,7 @@ class RowSession:
         self.device = session.device
         self.input_names = session.input_names
         self.output_names = session.output_names
+        self.nbytes = session.nbytes
 
     @property
     def providers(self) -> list[str]:
