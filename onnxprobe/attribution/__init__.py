@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from onnxprobe.attribution.methods import IG_BASELINES, IG_RULES, METHODS, resize_map
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
 
 if TYPE_CHECKING:
     from onnxprobe.objectives import Objective
@@ -59,12 +59,12 @@ def make_objective(model, x: np.ndarray, target: int | None = None, layer: str |
 
     if layer is not None or unit is not None:
         if target is not None:
-            raise UsageError("give either a class target or a layer and unit, not both")
+            raise ParameterError("give either a class {target} or a {layer} and {unit}, not both", "target", "layer", "unit")
         if layer is None or unit is None:
-            raise UsageError("a unit objective needs both a layer and a unit")
+            raise ParameterError("a unit objective needs both a {layer} and a {unit}", "layer", "unit")
         return objectives.unit_objective(model, layer, unit, position, model.check_input(x))
     if position is not None:
-        raise UsageError("a position needs a layer and unit")
+        raise ParameterError("a {position} needs a {layer} and {unit}", "position", "layer", "unit")
     if target is not None:
         return objectives.logit(model, target)
     logits = objectives.logit_layer(model).name

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
-from onnxprobe.errors import ParameterError, UsageError
+from onnxprobe.errors import ParameterError
 from onnxprobe.limits import MAX_GAUSS_LEGENDRE_POINTS, MAX_NOISE_SAMPLES, MAX_QUADRATURE_POINTS
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def resize_map(values: np.ndarray, size: tuple[int, int], interpolation: str = "
             values = np.take(values, np.minimum(np.floor(dst * scale).astype(int), in_size - 1), axis=axis)
             continue
         if interpolation != "bilinear":
-            raise UsageError(f"unknown interpolation '{interpolation}' (use bilinear or nearest)")
+            raise ParameterError(f"unknown {{interpolation}} '{interpolation}' (use bilinear or nearest)", "interpolation")
         src = np.maximum((dst + 0.5) * scale - 0.5, 0)
         lo = np.minimum(np.floor(src).astype(int), in_size - 1)
         hi = np.minimum(lo + 1, in_size - 1)
@@ -108,8 +108,8 @@ def _default_cam_layer(model, objective: Objective) -> str:
     candidates = [layer for layer in model.layers if layer.is_spatial and np.prod(layer.spatial_shape) > 1
                   and layer.name in upstream and layer.differentiable is not False]
     if not candidates:
-        raise UsageError(f"no spatial layer lies before '{', '.join(objective.targets)}': Grad-CAM needs one "
-                         "(choose it with cam_layer)")
+        raise ParameterError(f"no spatial layer lies before '{', '.join(objective.targets)}': Grad-CAM needs one "
+                             "(choose it with {cam_layer})", "cam_layer")
     return candidates[-1].name
 
 
@@ -118,8 +118,8 @@ def gradcam_layer_map(model, x, objective, cam_layer: str | None = None, relu: b
     weighted by their spatially averaged gradients, summed, then (by default) rectified."""
     layer = model.layer(cam_layer) if cam_layer else model.layer(_default_cam_layer(model, objective))
     if not layer.is_spatial:
-        raise UsageError(f"Grad-CAM needs a spatial layer; '{layer.name}' has shape "
-                         f"{'x'.join('N' if d is None else str(d) for d in layer.shape)}")
+        raise ParameterError(f"Grad-CAM needs a spatial layer as {{cam_layer}}; '{layer.name}' has shape "
+                             f"{'x'.join('N' if d is None else str(d) for d in layer.shape)}", "cam_layer")
     grad = model.gradient(x, objective, wrt=[layer.name]).grads[layer.name][0]
     activation = model.activations(x, [layer.name], with_outputs=False)[layer.name][0]
     spatial = tuple(a - 1 for a in layer.spatial_axes)
@@ -156,7 +156,7 @@ def _ig_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (1 + nodes), 0.5 * weights
     if n < 2:
-        raise UsageError(f"the {rule} rule needs at least 2 steps")
+        raise ParameterError(f"{{steps}} must be at least 2 for {{rule}} {rule}, got {n}", "steps", "rule")
     weights = np.full(n, 1.0 / n)
     if rule == "riemann_trapezoid":
         weights[[0, -1]] /= 2  # Captum keeps 1/n (not 1/(n-1)) as the interior step
@@ -167,7 +167,7 @@ def _ig_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         return np.linspace(1 / n, 1, n), weights
     if rule == "riemann_middle":
         return np.linspace(1 / (2 * n), 1 - 1 / (2 * n), n), weights
-    raise UsageError(f"unknown integration rule '{rule}' (choose from {', '.join(IG_RULES)})")
+    raise ParameterError(f"unknown integration {{rule}} '{rule}' (choose from {', '.join(IG_RULES)})", "rule")
 
 
 def ig_baseline(model, x: np.ndarray, baseline) -> np.ndarray:
@@ -180,7 +180,8 @@ def ig_baseline(model, x: np.ndarray, baseline) -> np.ndarray:
             h, w = model.spec.input_size
             pixels = np.full((h, w, model.spec.channels), value, np.float32)
             return np.broadcast_to(model.spec.pixels_to_tensor(pixels)[None], x.shape).copy()
-        raise UsageError(f"unknown baseline '{baseline}' (choose from {', '.join(IG_BASELINES)}, or give an array)")
+        raise ParameterError(f"unknown {{baseline}} '{baseline}' (choose from {', '.join(IG_BASELINES)}, or give an array)",
+                             "baseline")
     return model.check_input(baseline)
 
 
@@ -241,10 +242,12 @@ def occlusion(model, x, objective, window=(8, 8), stride=(4, 4), baseline: float
     (h, w), (ay, ax) = _spatial(model)
     window = tuple(int(v) for v in (window if np.ndim(window) else (window, window)))
     stride = tuple(int(v) for v in (stride if np.ndim(stride) else (stride, stride)))
-    if len(window) != 2 or len(stride) != 2 or min(window + stride) < 1:
-        raise UsageError("occlusion window and stride take one or two positive integers")
+    if len(window) != 2 or min(window) < 1:
+        raise ParameterError(f"occlusion's {{window}} takes one or two positive integers, got {window}", "window")
+    if len(stride) != 2 or min(stride) < 1:
+        raise ParameterError(f"occlusion's {{stride}} takes one or two positive integers, got {stride}", "stride")
     if window[0] > h or window[1] > w:
-        raise UsageError(f"occlusion window {window[0]}x{window[1]} is larger than the input {h}x{w}")
+        raise ParameterError(f"occlusion {{window}} {window[0]}x{window[1]} is larger than the input {h}x{w}", "window")
     batch_size = _batch_size(batch_size)
     boxes = [(y, x0) for y in window_starts(h, window[0], stride[0]) for x0 in window_starts(w, window[1], stride[1])]
     reference = objective.value(model.activations(x, objective.targets, with_outputs=False))[0]

@@ -30,6 +30,14 @@ FLAGS = {
     "batch_size": "--batch-size",
     "samples": "--samples",
     "noise_level": "--noise-level",
+    # attribution (attribute)
+    "target": "--target",
+    "interpolation": "--interpolation",
+    "rule": "--rule",
+    "baseline": "--baseline",
+    "window": "--window",
+    "stride": "--stride",
+    "cam_layer": "--cam-layer",
     "shard_size": "--shard-size",
     # pictures from a photo (optimize --from)
     "photo": "--from",
