@@ -195,7 +195,7 @@ def cluster_client(address: str) -> Iterator:
         if not client.scheduler_info().get("workers"):
             try:
                 client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError):
                 raise ProbeError(f"the Dask scheduler at {address} has no worker after {WORKERS_TIMEOUT} s") from None
         yield client
     except BaseException:

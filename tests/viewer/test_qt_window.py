@@ -101,7 +101,6 @@ def test_camera_failure_keeps_the_window_running(qtbot, window):
 
 
 def test_help_zoom_and_save(qtbot, window, tmp_path):
-    viewer = window.viewer
     qtbot.keyClick(window, "h")
     assert window.help.isVisible() and "pattern mode" in window.help.text()
     qtbot.keyClick(window, "h")
