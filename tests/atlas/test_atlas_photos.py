@@ -132,3 +132,14 @@ def test_the_model_sample_photos_by_default(gray_model_path, photos, tmp_path, c
     manifest = json.loads((tmp_path / "atlas" / "manifest.json").read_text())
     assert [e["photo"] for e in manifest["layers"][LAYER]["units"]["1"]["photo_pictures"]] == ["seven"]
     assert "drew the pictures from photos of 2 layer(s) and unit(s)" in capsys.readouterr().out
+
+
+def test_the_library_call_takes_them_too(gray_model_path, photos, tmp_path):
+    import onnxprobe
+
+    atlas = onnxprobe.load(gray_model_path).atlas(LAYER, tmp_path / "atlas", units=[3], steps=2, progress=False,
+                                                  photo_pictures=[photos[0]])
+    manifest = json.loads((tmp_path / "atlas" / "manifest.json").read_text())
+    entry = manifest["layers"][LAYER]["units"]["3"]["photo_pictures"][0]
+    assert entry["photo"] == photos[0].stem and (tmp_path / "atlas" / entry["accentuate"]["file"]).is_file()
+    assert atlas is not None
