@@ -143,3 +143,41 @@ def test_the_library_call_takes_them_too(gray_model_path, photos, tmp_path):
     entry = manifest["layers"][LAYER]["units"]["3"]["photo_pictures"][0]
     assert entry["photo"] == photos[0].stem and (tmp_path / "atlas" / entry["accentuate"]["file"]).is_file()
     assert atlas is not None
+
+
+def test_a_job_killed_among_its_pictures_resumes_to_the_same_atlas(gray_model_path, photos, tmp_path):
+    """SIGKILL while the pictures are drawn: the rerun keeps the finished ones (not redone) and ends
+    with the atlas one uninterrupted run makes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.atlas.conftest import TEMP_MARK, assert_all_files_whole, assert_same_atlas
+    from tests.conftest import ROOT
+
+    def argv(out):
+        return [sys.executable, "-m", "onnxprobe", "atlas", str(gray_model_path), "--layer", "relu2", "--steps", "40",
+                "--seed", "1", "--quiet", "--out", str(out), "--photo-pictures", *map(str, photos)]
+
+    reference = tmp_path / "reference"
+    assert subprocess.run(argv(reference), cwd=ROOT, capture_output=True, timeout=600).returncode == 0
+    out = tmp_path / "atlas"
+    job = subprocess.Popen(argv(out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    records = lambda: list((out / "photos").rglob("*.json")) if (out / "photos").exists() else []  # noqa: E731
+    deadline = time.monotonic() + 300
+    while len(records()) < 2 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.send_signal(signal.SIGKILL)
+    job.communicate()
+    done_before = len(records())
+    assert job.returncode == -signal.SIGKILL and 2 <= done_before < 7, "the job must be killed among its pictures"
+    assert not (out / "manifest.json").exists()
+    assert_all_files_whole(out)
+    stamps = {p: p.stat().st_mtime_ns for p in records()}
+    resumed = subprocess.run(argv(out), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"drew the pictures from photos of {7 - done_before} layer(s) and unit(s)" in resumed.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert not [p for p in out.rglob("*") if p.name.startswith(TEMP_MARK)]
+    assert_same_atlas(out, reference)
