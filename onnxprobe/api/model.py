@@ -446,12 +446,16 @@ class Model:
     def atlas(self, layers: str | Sequence[str] | None, out: str | os.PathLike, *, data: str | os.PathLike | None = None,
               units: Units | None = None, position=None, preset: str = "lucid", steps: int | None = None,
               restarts: int = 1, seed: int = 0, batch: int = 8, param: str | None = None, top: int = 9,
-              scheduler: str | None = None, fresh: bool = False, progress: bool = True) -> Atlas:
+              scheduler: str | None = None, fresh: bool = False, progress: bool = True,
+              photo_pictures: bool | Sequence[str | os.PathLike] = False) -> Atlas:
         """Render units of `layers` (None: every layer with a gradient path) into a static,
         browsable site in `out` (`Atlas.index`) and a manifest the viewer reads: each unit's
         optimized image (settings as `render_units`; `position` where each unit is optimized),
-        and with `data` its top-`top` dataset patches and statistics. Resumable: finished units
-        are kept in `out`, also after an interrupt; another call adds layers or units to it."""
+        and with `data` its top-`top` dataset patches and statistics. `photo_pictures`: True (the
+        model's sample photos) or photo paths: each unit accentuated on each photo, each layer's
+        caricature and inversion of it (as `picture_from_photo` draws them; costly, see
+        docs/atlas.md). Resumable: finished units are kept in `out`, also after an interrupt;
+        another call adds layers or units to it."""
         from onnxprobe.atlas import build_atlas
         from onnxprobe.fsutil import staged
         from onnxprobe.optimize import RenderSettings
@@ -466,7 +470,7 @@ class Model:
         with staged():
             result = build_atlas(self.probe, names, out, data, all_layers=names is None, settings=settings,
                                  units=chosen, top=top, scheduler=scheduler, fresh=fresh, position=position,
-                                 progress=_bars(progress))
+                                 progress=_bars(progress), photo_pictures=photo_pictures)
         return Atlas(result)
 
     # ---- the live viewer ------------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ def register(sub) -> None:
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
     parser.add_argument("--position", metavar="Y,X|centre|mean",
                         help=f"where each unit is optimized: {POSITION_HELP_WITHOUT_IMAGE} (default centre)")
+    parser.add_argument("--photo-pictures", nargs="*", metavar="IMAGE",
+                        help="pictures from photos (the model's sample photos, or these images): each unit accentuated "
+                             "on each photo, each layer's caricature and inversion of it, as optimize --from draws them "
+                             "(one lucid run per unit and photo: costly)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default %(default)s)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (default: $ONNXPROBE_THREADS, else one per core; on a cluster 1 per task)")
@@ -55,11 +59,14 @@ def run(args) -> int:
         units = parse_units(args.units, max((model.layer(name) for name in layers), key=lambda layer: layer.units))
     result = build_atlas(model, layers, args.out, args.data, settings=render, units=units, top=args.top, scheduler=args.scheduler, device=args.device, threads=args.threads,
                          fresh=args.fresh, position=parse_position(args.position),
+                         photo_pictures=args.photo_pictures or args.photo_pictures is not None,
                          progress=None if args.quiet else lambda total, label: Progress(
                              total, unit="img" if label.startswith("scan") else "unit", label=label))
     rate = f" ({result.units_per_second:.2f} units/s)" if result.units_rendered else ""
     print(f"rendered {result.units_rendered} unit(s) in {result.seconds_render:.1f} s{rate}; the atlas holds "
           f"{result.units_total} unit(s) of {len(result.layers)} layer(s): {result.out_dir / 'index.html'}")
+    if result.photo_pictures_drawn:
+        print(f"drew the pictures from photos of {result.photo_pictures_drawn} layer(s) and unit(s)")
     for note in result.notes:
         print(f"note: {note}")
     warn_nonfinite_names(result.nonfinite, "the optimized activations")

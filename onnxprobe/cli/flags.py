@@ -45,6 +45,7 @@ FLAGS = {
     "unit": "--unit",
     "photo_activation": "--from",
     "weight": "--closeness",
+    "photo_pictures": "--photo-pictures",
     # the viewer's inputs (view)
     "atlas": "--atlas",
     "images": "--images",
