@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -100,10 +101,16 @@ class BusyWorkerKiller:
         if self.killed is not None or self.seen < self.after:
             return
         pids = self.client.run(os.getpid)
-        for _ in range(200):  # the scheduler's view: a worker with a task of ours
+        # The scheduler's view: a worker with a task of ours. Polled for a time, not a count of
+        # tries: on a loaded machine a worker can sit between tasks for many quick polls (200 polls
+        # found none in 2 of 4 runs at load 11).
+        deadline = time.monotonic() + 30
+        busy = {}
+        while not busy and time.monotonic() < deadline:
             busy = {addr: keys for addr, keys in self.client.processing().items() if keys}
-            if busy:
-                break
+            if not busy:
+                time.sleep(0.01)
+        assert busy, "no worker ran a task of the job for 30 s (had the job already finished?)"
         addr, keys = sorted(busy.items())[0]
         self.victim_tasks = list(keys)
         self.killed = pids[addr]
