@@ -31,6 +31,7 @@ FLAGS = {
     "samples": "--samples",
     "noise_level": "--noise-level",
     "shard_size": "--shard-size",
+    "memory_budget": "--memory-budget",
     # pictures from a photo (optimize --from)
     "photo": "--from",
     "picture": "--picture",
