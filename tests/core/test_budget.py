@@ -117,3 +117,34 @@ def test_cli_flag_parse_errors(command, value, capsys):
     assert done.value.code == 2
     line = _one_line(capsys)
     assert "argument --memory-budget" in line and value in line, line
+
+
+class _FakeCudart:
+    """Stands in for libcudart: cudaMemGetInfo writes through its two pointers and returns a status."""
+
+    def __init__(self, free: int, status: int = 0):
+        self.free, self.status = free, status
+
+    def cudaMemGetInfo(self, free, total):  # noqa: N802 (the C name)
+        free._obj.value, total._obj.value = self.free, 2 * self.free
+        return self.status
+
+
+def test_cuda_free_reads_cudaMemGetInfo_of_the_first_runtime_that_loads(monkeypatch):
+    import ctypes
+
+    tried = []
+
+    def fake_cdll(name, status=0):
+        tried.append(name)
+        if name != "libcudart.so.12":
+            raise OSError(name)
+        return _FakeCudart(3 * G, status)
+
+    monkeypatch.setattr(ctypes, "CDLL", fake_cdll)
+    assert budget_mod.cuda_free() == 3 * G
+    assert tried == ["libcudart.so.13", "libcudart.so.12"]
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: fake_cdll(name, status=2))  # cudaErrorMemoryAllocation etc.
+    assert budget_mod.cuda_free() is None
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
+    assert budget_mod.cuda_free() is None
