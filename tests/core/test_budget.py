@@ -148,3 +148,13 @@ def test_cuda_free_reads_cudaMemGetInfo_of_the_first_runtime_that_loads(monkeypa
     assert budget_mod.cuda_free() is None
     monkeypatch.setattr(ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
     assert budget_mod.cuda_free() is None
+
+
+def test_the_api_takes_the_budget():
+    from onnxprobe.api import load
+
+    model = load(DIGITS_MODEL, device="cpu", memory_budget="1G")
+    assert model.probe.memory_budget == MemoryBudget(G)
+    with pytest.raises(ParameterError) as err:
+        load(DIGITS_MODEL, device="cpu", memory_budget="4 lots")
+    assert err.value.params == ("memory_budget",)
