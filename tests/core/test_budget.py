@@ -151,7 +151,7 @@ def test_cuda_free_reads_cudaMemGetInfo_of_the_first_runtime_that_loads(monkeypa
 
 
 def test_the_api_takes_the_budget():
-    from onnxprobe.api import load
+    from onnxprobe.api.model import load
 
     model = load(DIGITS_MODEL, device="cpu", memory_budget="1G")
     assert model.probe.memory_budget == MemoryBudget(G)
