@@ -258,13 +258,14 @@ def occlusion(model, x, objective, window=(8, 8), stride=(4, 4), baseline: float
         raise UsageError("occlusion window and stride take one or two positive integers")
     if window[0] > h or window[1] > w:
         raise UsageError(f"occlusion window {window[0]}x{window[1]} is larger than the input {h}x{w}")
-    boxes = [(y, x0) for y in window_starts(h, window[0], stride[0]) for x0 in window_starts(w, window[1], stride[1])]
-    batch_size = _rows(model, batch_size, "forward", len(boxes))
+    ys, xs = window_starts(h, window[0], stride[0]), window_starts(w, window[1], stride[1])
+    windows = len(ys) * len(xs)  # row by row, made a batch at a time (never all listed at once)
+    batch_size = _rows(model, batch_size, "forward", windows)
     reference = objective.value(model.activations(x, objective.targets, with_outputs=False))[0]
     total = np.zeros((h, w), np.float64)
     count = np.zeros((h, w), np.int64)
-    for start in range(0, len(boxes), batch_size):
-        chunk = boxes[start:start + batch_size]
+    for start in range(0, windows, batch_size):
+        chunk = [(ys[i // len(xs)], xs[i % len(xs)]) for i in range(start, min(start + batch_size, windows))]
         batch = np.repeat(x, len(chunk), axis=0)
         for row, (y, x0) in enumerate(chunk):
             index = [row, slice(None), slice(None), slice(None)]
