@@ -36,10 +36,12 @@ FALLBACK_BYTES = 2 * 1024 ** 3
 # The estimate of a row's bytes (the sum of the graph's batched tensors) times this: ONNX Runtime's
 # working buffers (im2col, transposes, the backward rules' temporaries), its arena's growth (it
 # extends by doubling), and the caller's own copies of inputs and results. Measured peak RSS growth
-# per row (bench/bench_budget.py, CPU): a gradient run of MobileNetV2 0.14x the tensor sum times
-# GRADIENT_FACTOR, ResNet-18 0.33x, digits-cnn 0.42x; a forward run that returns every layer
-# 0.56-0.68x the tensor sum; the worst, integrated gradients on digits-cnn streamed 46 rows at a
-# time for 2,000 steps (tests/attribution/test_budget_chunks.py), 1.7x: 3 leaves room above it.
+# per row (bench/bench_budget.py, CPU, one thread), as a share of the tensor sum: a gradient run
+# 0.31 (ConvNeXt-T), 0.33 (ViT-B/16), 0.56 (MobileNetV2), 0.80 (ResNet-18), 1.7 (digits-cnn); a
+# forward run returning every layer 0.46-1.5; the worst, integrated gradients on digits-cnn streamed
+# 31 rows at a time for 2,000 steps through the command line, 3.0 (0.52 MiB a row against 0.175).
+# With GRADIENT_FACTOR's 2 a gradient row is estimated at 6 times the sum: at least twice what was
+# measured, up to 19 times on the large models (their batches are smaller than memory allows).
 SAFETY_FACTOR = 3.0
 # A gradient graph holds the forward's tensors (the backward reads them) and one gradient of each.
 GRADIENT_FACTOR = 2.0
