@@ -2,7 +2,8 @@
 of a worker process, and the driver's side of a cluster (connect, ship the model, run tasks).
 
 A job spec is any small picklable object with `model_path`, `model_hash`, `input_shape`,
-`preprocess`, `device` and `threads` (see `model_fields`). Workers reach the model by its path when
+`preprocess`, `device` and `threads` (see `model_fields`), and optionally `memory_budget` (bytes;
+`budget_for_workers`). Workers reach the model by its path when
 they see the same files (same hash: the model file and the external-data files it references);
 otherwise those files are scattered to every worker once (a `ShippedModel`) and a worker keeps them,
 laid out as beside the original, in a folder named by the hash. (Dask's package is also called `distributed`; the
@@ -59,6 +60,13 @@ def model_fields(model) -> tuple[str, str, tuple[int, ...], tuple[tuple[str, obj
     return str(Path(model.path).resolve()), model_hash(model.path), tuple(model.input_shape), preprocess
 
 
+def budget_for_workers(model) -> int | None:
+    """The memory budget a job spec carries to its workers: the bytes given to the driver's model,
+    or None when it took the default (then each worker takes its own machine's)."""
+    budget = model.memory_budget
+    return budget.bytes if budget.given else None
+
+
 def threads_for_workers(default: int | None) -> int:
     """ONNX Runtime threads in each task of a cluster: 1 unless asked (a worker's Dask threads are the parallelism)."""
     from onnxprobe.runtime.session import env_threads
@@ -84,7 +92,8 @@ class ModelCache:
 
     @staticmethod
     def key(spec) -> tuple:
-        return spec.model_hash, spec.input_shape, spec.preprocess, spec.device, spec.threads
+        return spec.model_hash, spec.input_shape, spec.preprocess, spec.device, spec.threads, \
+            getattr(spec, "memory_budget", None)
 
     def get(self, spec, shipped: ShippedModel | None = None):
         """The spec's model; `shipped` (by the driver) is used only when the model at
@@ -99,7 +108,8 @@ class ModelCache:
                 if shipped is not None and not sees_model(path, spec.model_hash):
                     path = cached_model_file(spec.model_hash, shipped)
                 model = ProbeModel.load(path, input_shape=spec.input_shape, device=spec.device,
-                                        preprocess=dict(spec.preprocess), threads=spec.threads)
+                                        preprocess=dict(spec.preprocess), threads=spec.threads,
+                                        memory_budget=getattr(spec, "memory_budget", None))
                 self._models[key] = model
         return model
 

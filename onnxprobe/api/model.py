@@ -43,7 +43,8 @@ Units = int | Iterable[int] | str
 
 
 def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, input_shape: Sequence[int] | None = None,
-         device: str = "auto", threads: int | None = None, **preprocess: Any) -> "Model":
+         device: str = "auto", threads: int | None = None, memory_budget: str | int | None = None,
+         **preprocess: Any) -> "Model":
     """Open a model: a path to an ONNX file, the file's bytes, or an `onnx.ModelProto`; None is the
     bundled ImageNet network (MobileNetV2, 1,000 classes; `onnxprobe.resources.default_model()`).
 
@@ -51,7 +52,9 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, in
     `channel_order`, `value_range`, `mean`, `std`, `labels` (a file or a list of names),
     `resize`, `invert`); they override a sidecar file next to the model and the model's metadata.
     `input_shape` fixes dynamic height and width (N,C,H,W); `device` is "auto" (CUDA when usable),
-    "cpu" or "cuda"; `threads` fixes ONNX Runtime's thread count.
+    "cpu" or "cuda"; `threads` fixes ONNX Runtime's thread count. `memory_budget`: what batched work
+    (render, attribute, top_k, atlas) may hold at once, a size such as "4G" or bytes (None: half the
+    memory there is, the GPU's free memory on CUDA; onnxprobe.budget); internal batches are cut to fit.
 
     >>> model = load("models/digits/digits-cnn.onnx", device="cpu")
     >>> model.input_size, len(model.labels)
@@ -84,7 +87,8 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *, in
         model = path
     elif not isinstance(model, (str, os.PathLike)):
         raise InputError(f"a model is a file path, bytes or an onnx.ModelProto, got {type(model).__name__}")
-    probe = ProbeModel.load(model, input_shape=input_shape, device=device, preprocess=preprocess, threads=threads)
+    probe = ProbeModel.load(model, input_shape=input_shape, device=device, preprocess=preprocess, threads=threads,
+                            memory_budget=memory_budget)
     return Model(probe, temporary=keep)
 
 

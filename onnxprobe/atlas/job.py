@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnxprobe.distributed import ModelCache, ShippedModel, cluster_client, model_fields, run_tasks, share_model
+from onnxprobe.distributed import ModelCache, ShippedModel, budget_for_workers, cluster_client, model_fields, run_tasks, \
+    share_model
 from onnxprobe.fsutil import inside
 from onnxprobe.optimize.render import RenderSettings
 from onnxprobe.optimize.store import UnitStore, job_key
@@ -36,6 +37,7 @@ class AtlasSpec:
     device: str = "auto"
     threads: int | None = None
     position: Position = None  # where a unit is read (onnxprobe.position; none: the centre)
+    memory_budget: int | None = None  # bytes (distributed.budget_for_workers); None: each worker's default
 
     def key(self) -> str:
         """What must match for a finished unit to be kept: not the batch (rows do not depend on their
@@ -52,7 +54,7 @@ class AtlasSpec:
 
 def make_spec(model, settings: RenderSettings, device: str = "auto", threads: int | None = None,
               position: Position = None) -> AtlasSpec:
-    return AtlasSpec(*model_fields(model), settings, device, threads, position)
+    return AtlasSpec(*model_fields(model), settings, device, threads, position, budget_for_workers(model))
 
 
 # workers: one model per process

@@ -29,11 +29,14 @@ Methods and their options (defaults in brackets):
 - `guided_gradcam`: guided backprop * rectified Grad-CAM upsampled ["nearest"], as Captum does.
 - `integrated_gradients`: `steps` [50], `rule` [gausslegendre, riemann_trapezoid, riemann_left,
   riemann_right, riemann_middle: the points and weights of Captum's methods], `baseline`
-  ["zero", "black", "white", or an input-shaped array], `batch_size` [16] path points per run.
+  ["zero", "black", "white", or an input-shaped array], `batch_size` [CPU 2, GPU: as many as the
+  memory budget holds] path points per run, streamed and summed.
 - `smoothgrad`: mean gradient over noisy copies: `samples` [25], `noise_level` [0.15 of the
-  input's value range], `seed` [0], `batch_size` [16].
+  input's value range], `seed` [0], `batch_size` [as integrated_gradients'].
 - `occlusion`: `window` [8] and `stride` [4] in pixels (one int or (h, w)), `baseline` [0.0]
   value of the occluded pixels, `batch_size` [32] forward passes per run.
+Every `batch_size` is at most what the model's memory budget holds (`ProbeModel.rows_per_run`,
+onnxprobe.budget): fewer rows per run, the same result.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
+from onnxprobe.cli.common import add_budget_arg, count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
     parse_units, render_settings, warn_nonfinite_names
 
 
@@ -21,6 +21,7 @@ def register(sub) -> None:
 
     parser = sub.add_parser("atlas", help=SUMMARY)
     add_model_args(parser)
+    add_budget_arg(parser)
     parser.add_argument("--layer", action="append", help="layer (ONNX tensor name or module path); repeatable")
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
     parser.add_argument("--out", required=True, metavar="DIR", help="atlas folder (resumed when it already holds one)")

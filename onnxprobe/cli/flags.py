@@ -39,6 +39,7 @@ FLAGS = {
     "stride": "--stride",
     "cam_layer": "--cam-layer",
     "shard_size": "--shard-size",
+    "memory_budget": "--memory-budget",
     # pictures from a photo (optimize --from)
     "photo": "--from",
     "picture": "--picture",
