@@ -2,9 +2,11 @@
 of a worker process, and the driver's side of a cluster (connect, ship the model, run tasks).
 
 A job spec is any small picklable object with `model_path`, `model_hash`, `input_shape`,
-`preprocess`, `device` and `threads` (see `model_fields`). Workers reach the model by its path when
-they see the same file (same hash); otherwise its bytes are scattered to every worker once and a
-worker keeps them as a file named by the hash. (Dask's package is also called `distributed`; the
+`preprocess`, `device` and `threads` (see `model_fields`), and optionally `memory_budget` (bytes;
+`budget_for_workers`). Workers reach the model by its path when
+they see the same files (same hash: the model file and the external-data files it references);
+otherwise those files are scattered to every worker once (a `ShippedModel`) and a worker keeps them,
+laid out as beside the original, in a folder named by the hash. (Dask's package is also called `distributed`; the
 imports below are absolute, so they reach it, not this module.)
 """
 
@@ -17,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from onnxprobe.errors import ParameterError, ProbeError
@@ -34,11 +37,34 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def model_hash(path: str | Path) -> str:
+    """The sha256 identity of a model: of its file alone (`file_hash`) when it holds its weights, else
+    of the file and of each external-data file it references (by name and content), so that new
+    weights beside an unchanged `.onnx` are another model."""
+    from onnxprobe.graph.loading import external_data_locations
+
+    locations = external_data_locations(path)
+    if not locations:
+        return file_hash(path)
+    h = hashlib.sha256(b"onnxprobe-model\0" + file_hash(path).encode())
+    folder = Path(path).parent
+    for location in locations:
+        h.update(b"\0" + location.encode() + b"\0" + file_hash(folder / location).encode())
+    return h.hexdigest()
+
+
 def model_fields(model) -> tuple[str, str, tuple[int, ...], tuple[tuple[str, object], ...]]:
     """A loaded ProbeModel as a spec holds it: (resolved path, sha256, input shape, the resolved
     preprocessing as hashable overrides)."""
     preprocess = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in model.spec.to_json().items())
-    return str(Path(model.path).resolve()), file_hash(model.path), tuple(model.input_shape), preprocess
+    return str(Path(model.path).resolve()), model_hash(model.path), tuple(model.input_shape), preprocess
+
+
+def budget_for_workers(model) -> int | None:
+    """The memory budget a job spec carries to its workers: the bytes given to the driver's model,
+    or None when it took the default (then each worker takes its own machine's)."""
+    budget = model.memory_budget
+    return budget.bytes if budget.given else None
 
 
 def threads_for_workers(default: int | None) -> int:
@@ -66,10 +92,11 @@ class ModelCache:
 
     @staticmethod
     def key(spec) -> tuple:
-        return spec.model_hash, spec.input_shape, spec.preprocess, spec.device, spec.threads
+        return spec.model_hash, spec.input_shape, spec.preprocess, spec.device, spec.threads, \
+            getattr(spec, "memory_budget", None)
 
-    def get(self, spec, model_bytes: bytes | None = None):
-        """The spec's model; `model_bytes` (shipped by the driver) are used only when the file at
+    def get(self, spec, shipped: ShippedModel | None = None):
+        """The spec's model; `shipped` (by the driver) is used only when the model at
         `spec.model_path` is missing here or is another model."""
         from onnxprobe.model import ProbeModel
 
@@ -78,10 +105,11 @@ class ModelCache:
             model = self._models.get(key)
             if model is None:
                 path = Path(spec.model_path)
-                if model_bytes is not None and not sees_model(path, spec.model_hash):
-                    path = cached_model_file(spec.model_hash, model_bytes)
+                if shipped is not None and not sees_model(path, spec.model_hash):
+                    path = cached_model_file(spec.model_hash, shipped)
                 model = ProbeModel.load(path, input_shape=spec.input_shape, device=spec.device,
-                                        preprocess=dict(spec.preprocess), threads=spec.threads)
+                                        preprocess=dict(spec.preprocess), threads=spec.threads,
+                                        memory_budget=getattr(spec, "memory_budget", None))
                 self._models[key] = model
         return model
 
@@ -91,20 +119,49 @@ class ModelCache:
             self._models.setdefault(self.key(spec), model)
 
 
-def cached_model_file(model_hash: str, data: bytes) -> Path:
-    """Shipped model bytes as a file named by their hash (written once per machine)."""
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model's files as the driver ships them: the model file's name and bytes, and each
+    external-data file it references as (location relative to the model's folder, bytes)."""
+
+    name: str
+    data: bytes
+    external: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def read(cls, path: str | Path) -> ShippedModel:
+        from onnxprobe.graph.loading import external_data_locations
+
+        path = Path(path)
+        external = tuple((loc, (path.parent / loc).read_bytes()) for loc in external_data_locations(path))
+        return cls(path.name, path.read_bytes(), external)
+
+
+def cached_model_file(model_hash: str, shipped: ShippedModel) -> Path:
+    """A shipped model as files, in a folder named by its hash: the model file and its external data
+    beside it, where it references them (each written once per machine, atomically, so worker
+    processes on one machine may race)."""
     from onnxprobe.fsutil import atomic_write_bytes
+    from onnxprobe.graph.loading import inside_folder
 
-    path = Path(tempfile.gettempdir()) / "onnxprobe-models" / f"{model_hash}.onnx"
-    if not path.is_file():
-        atomic_write_bytes(path, data)
-    return path
+    folder = (Path(tempfile.gettempdir()) / "onnxprobe-models" / model_hash).resolve()
+    files = [(shipped.name, shipped.data), *shipped.external]
+    for location, data in files:
+        if not inside_folder(folder, location):
+            raise ProbeError(f"a shipped model names a file outside its folder: {location!r}")
+        target = folder / location
+        if not (target.is_file() and target.stat().st_size == len(data)):
+            atomic_write_bytes(target, data)
+    return folder / shipped.name
 
 
-def sees_model(path: str | Path, model_hash: str) -> bool:
-    """Whether this process sees the model file at `path` (runs on each worker)."""
+def sees_model(path: str | Path, expected_hash: str) -> bool:
+    """Whether this process sees the model at `path`, external data included (runs on each worker)."""
     p = Path(path)
-    return p.is_file() and file_hash(p) == model_hash
+    try:
+        return p.is_file() and model_hash(p) == expected_hash
+    except Exception:  # an external-data file missing here, an unreadable or unparsable file: not the model
+        return False
 
 
 # ---- the driver's side ---------------------------------------------------------------------------
@@ -148,7 +205,7 @@ def cluster_client(address: str) -> Iterator:
         if not client.scheduler_info().get("workers"):
             try:
                 client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError):
                 raise ProbeError(f"the Dask scheduler at {address} has no worker after {WORKERS_TIMEOUT} s") from None
         yield client
     except BaseException:
@@ -171,13 +228,14 @@ def _abandon(client) -> None:
 
 
 def share_model(client, spec, ship_model: bool | None = None):
-    """What tasks pass as `model_bytes`: None, or the model's bytes scattered to every worker.
-    `ship_model=None`: ship them only if some worker cannot see the file."""
+    """What tasks pass as the shipped model: None, or the model's files (`ShippedModel`: the model
+    file and its external data) scattered to every worker. `ship_model=None`: ship them only if
+    some worker cannot see the model."""
     if ship_model is None:
         ship_model = not all(client.run(sees_model, spec.model_path, spec.model_hash).values())
     if not ship_model:
         return None
-    return client.scatter(Path(spec.model_path).read_bytes(), broadcast=True, hash=False)
+    return client.scatter(ShippedModel.read(spec.model_path), broadcast=True, hash=False)
 
 
 def run_tasks(client, function: Callable, calls: Iterable[tuple[int, tuple]], name: str,

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from onnxprobe.autodiff import BackMode, differentiable_tensors
+from onnxprobe.budget import ELEMENT_BYTES, GRADIENT_FACTOR, SAFETY_FACTOR, STEP_INPUT_COPIES, MemoryBudget
 from onnxprobe.errors import InputError, ParameterError, UsageError
 from onnxprobe.graph.expose import expose_tensors
 from onnxprobe.graph.batch import BatchAxis, resolve_batch
@@ -58,7 +59,7 @@ class ProbeModel:
 
     def __init__(self, proto: onnx.ModelProto, path: Path, input_shape: tuple[int, ...], spec: PreprocessSpec,
                  facts: GraphFacts, device: str = "auto", threads: int | None = None,
-                 batch: BatchAxis | None = None):
+                 batch: BatchAxis | None = None, memory_budget: MemoryBudget | str | int | None = None):
         self.proto = proto
         self.path = path
         self.input_name = image_input(proto).name
@@ -68,12 +69,17 @@ class ProbeModel:
         self.batch = batch or BatchAxis("dynamic", "N")
         self.device = resolve_device(device)
         self.threads = threads
+        # what batched work may hold at once (onnxprobe.budget): every job reads it here
+        self.memory_budget = MemoryBudget.of(memory_budget, self.device)
         self.output_names = [o.name for o in proto.graph.output]
-        self._sessions = SessionCache(capacity=8)
+        self._sessions = SessionCache()  # by memory: runtime.session.default_session_budget
 
     @classmethod
     def load(cls, path: str | Path, input_shape: Sequence[int] | None = None, device: str = "auto",
-             preprocess: dict[str, Any] | None = None, threads: int | None = None) -> "ProbeModel":
+             preprocess: dict[str, Any] | None = None, threads: int | None = None,
+             memory_budget: MemoryBudget | str | int | None = None) -> "ProbeModel":
+        """`memory_budget`: what batched work may hold at once (onnxprobe.budget: a size such as
+        '4G', bytes, or a MemoryBudget; None: the default share of the memory there is)."""
         path = Path(path)
         proto = load_model(path)
         metadata = {p.key: p.value for p in proto.metadata_props}
@@ -87,7 +93,8 @@ class ProbeModel:
         if not facts.follows:  # a declared dynamic batch that the graph does not honour: shapes at batch 1
             batch = BatchAxis("fixed", batch.declared, rows=1, why="the graph fails at batch 2")
             facts = GraphFacts.of_loaded(proto, fixed, rows=1)
-        return cls(proto, path, fixed, spec, facts, device=device, threads=threads, batch=batch)
+        return cls(proto, path, fixed, spec, facts, device=device, threads=threads, batch=batch,
+                   memory_budget=memory_budget)
 
     @property
     def infos(self) -> dict[str, TensorInfo]:
@@ -145,6 +152,42 @@ class ProbeModel:
         softmax = [name for name in candidates if getattr(self.facts.producers.get(name), "op_type", None) == "Softmax"]
         return (softmax or candidates or [None])[0]
 
+    # ---- the memory budget --------------------------------------------------------------------
+    @functools.cached_property
+    def tensor_row_bytes(self) -> int:
+        """Bytes of one batch row of the forward graph's tensors that depend on the input (the
+        input included), from the facts' shapes (batch axis 1, each its element type's size; a
+        tensor whose batch sits inside another axis counts at its batch-1 shape)."""
+        reach = self.facts.reachable_from(self.input_name) | {self.input_name}
+        total = 0
+        for name, info in self.infos.items():
+            if name in reach:
+                total += ELEMENT_BYTES.get(info.elem_type, 4) * int(np.prod([1 if d is None else d for d in info.shape]))
+        return max(total, 1)
+
+    def row_bytes(self, kind: str = "gradient") -> int:
+        """The estimated bytes one batch row costs in a run of `kind`: "forward" (the forward
+        graph's tensors), "gradient" (those and their gradients: GRADIENT_FACTOR times) or "step"
+        (a gradient row plus the optimizer's STEP_INPUT_COPIES input-sized buffers), times
+        SAFETY_FACTOR (onnxprobe.budget)."""
+        forward = self.tensor_row_bytes
+        if kind == "forward":
+            cost = forward
+        elif kind in ("gradient", "step"):
+            cost = forward * GRADIENT_FACTOR
+            if kind == "step":
+                cost += STEP_INPUT_COPIES * 4 * int(np.prod(self.input_shape[1:]))
+        else:
+            raise ValueError(f"unknown kind of run {kind!r}")
+        return int(cost * SAFETY_FACTOR)
+
+    def rows_per_run(self, kind: str = "gradient", limit: int | None = None) -> int:
+        """Batch rows of a `kind` run (see `row_bytes`) that fit in the memory budget, at most
+        `limit` when given; at least 1, else a one-line ParameterError naming memory_budget."""
+        words = {"forward": "the forward graph", "gradient": "the gradient graph", "step": "the optimisation step"}
+        rows = self.memory_budget.rows(self.row_bytes(kind), f"{words.get(kind, kind)} of this model")
+        return rows if limit is None else max(1, min(rows, int(limit)))
+
     # ---- running -----------------------------------------------------------------------------
     def session(self, key, build) -> Session:
         """The cached session of the graph `build()` returns. On a fixed-batch model every session
@@ -176,7 +219,10 @@ class ProbeModel:
             names = tuple(dict.fromkeys(names + tuple(self.output_names)))
         exposed = lambda: expose_tensors(self.proto, names, keep_outputs=False, known=self.facts.value_infos)  # noqa: E731
         session = self.session(("forward", names), exposed)
-        return session.run({self.input_name: self.check_input(x)}, outputs=names)
+        x = self.check_input(x)
+        step = self.rows_per_run("forward", limit=len(x))  # the memory budget's rows per run
+        parts = [session.run({self.input_name: x[start:start + step]}, outputs=names) for start in range(0, len(x), step)]
+        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def forward_session(self) -> Session:
         return self.session(("forward-plain",), lambda: self.proto)
@@ -192,8 +238,9 @@ class ProbeModel:
         (`own_activation`'s `self_seed`) runs the self-seeded graph, which forms the seed in the same
         run (no forward first); any other reads its targets in a forward run first, unless
         `activations` (its targets', for this `x`) are given. `extra_outputs`: tensors the same run
-        also returns (in `Gradient.activations`). `batch_size`: rows per run (None: all at once;
-        a non-linear objective's seeds are then those of each run's rows)."""
+        also returns (in `Gradient.activations`). `batch_size`: at most this many rows per run (None:
+        as many as the memory budget holds, `rows_per_run`; a non-linear objective's seeds are those
+        of each run's rows)."""
         x = self.check_input(x)
         wrt = tuple(wrt) if wrt else (self.input_name,)
         in_graph = objective.self_seed if activations is None and not objective.linear else None
@@ -213,7 +260,7 @@ class ProbeModel:
             whole = None  # each run's rows read their targets first
         if batch_size is not None and not (int(batch_size) == batch_size and batch_size >= 1):
             raise ParameterError(f"{{batch_size}} must be a positive integer, got {batch_size!r}", "batch_size")
-        step = n if batch_size is None else int(batch_size)
+        step = self.rows_per_run("gradient", limit=n if batch_size is None else int(batch_size))
         parts = []
         for start in range(0, n, step):
             rows = x[start:start + step]
@@ -348,6 +395,7 @@ class RowSession:
         self.device = session.device
         self.input_names = session.input_names
         self.output_names = session.output_names
+        self.nbytes = session.nbytes
 
     @property
     def providers(self) -> list[str]:

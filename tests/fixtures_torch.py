@@ -839,7 +839,7 @@ def capture_decisions(model):
         return out
 
     sessions = model._sessions  # noqa: SLF001 -- test-only: fresh sessions for the block
-    model._sessions = SessionCache(capacity=8)
+    model._sessions = SessionCache()
     autodiff.build_gradient_model, GradientSession.run = build_exposed, run_exposed
     try:
         yield runs

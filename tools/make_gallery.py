@@ -4,6 +4,7 @@ bundled ImageNet network:
 
     python tools/make_gallery.py                     # ~15 min on 2 free CPU cores; a minute on a GPU
     python tools/make_gallery.py --steps 128         # a quick, rougher version
+    python tools/make_gallery.py --only demo --only photo   # only these pictures
 
 What it runs (the commands' outputs stay in --work, a cache; only the composed PNGs are written
 to --out):
@@ -13,8 +14,9 @@ to --out):
 3. `tools/gather_photos.py` (photos from pinned wheels), `onnxprobe maxact --crops` on a hidden
    layer and `onnxprobe optimize --objective channel --preset lucid` for some of its units ->
    units.png: each unit's feature visualization beside its top-9 patches among those photos;
-4. `onnxprobe optimize --from` the cat: a caricature of features.9/Add and class 282 (tiger cat)
-   accentuated, 64 steps -> photo-pictures.png (photo, caricature, accentuation).
+4. `onnxprobe optimize --from` the cat: class 282 (tiger cat) accentuated and a caricature of
+   features.9/Add (64 steps), its inversion from features.6/Add (128 steps) -> photo-pictures.png
+   (photo, accentuation, caricature, inversion).
 
 Everything is seeded, so a rerun with the same onnxprobe, ONNX Runtime and settings gives the same
 pictures (up to the last bits of float arithmetic across machines).
@@ -44,6 +46,8 @@ TILE = 224
 
 
 PHOTO_LAYER = "features.9/Add"  # a 14 x 14 middle layer of the bundled network
+INVERSION_LAYER = "features.6/Add"  # 28 x 28: the reconstructions a judge of another family names best
+PARTS = ("demo", "classes", "units", "photo")
 
 
 def onnxprobe(*args: str) -> None:
@@ -61,7 +65,7 @@ def read_rgb(path: Path) -> np.ndarray:
     return image[:, :, ::-1]
 
 
-def captioned(image: np.ndarray, text: str, width: int = TILE) -> np.ndarray:
+def captioned(image: np.ndarray, text: str, width: int = TILE, scale: float = 0.5) -> np.ndarray:
     import cv2
 
     from onnxprobe.viewer.panes import text_image
@@ -69,7 +73,27 @@ def captioned(image: np.ndarray, text: str, width: int = TILE) -> np.ndarray:
     if image.shape[1] != width:
         height = max(1, round(image.shape[0] * width / image.shape[1]))
         image = cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
-    return np.vstack([image, text_image([text], width, line_height=20, scale=0.5)])
+    return np.vstack([image, text_image([text], width, line_height=20, scale=scale)])
+
+
+def write_small_png(path: Path, rgb: np.ndarray) -> None:
+    """A gallery picture as a 256-colour PNG (median-cut palette, Floyd-Steinberg dithering: a
+    third of the bytes of the full-colour file, which the README's readers download) where Pillow
+    is installed (it is not a dependency of onnxprobe); else the full-colour PNG."""
+    from onnxprobe.render.images import write_png
+
+    try:
+        from PIL import Image
+    except ImportError:
+        write_png(path, rgb)
+        return
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    small = image.quantize(palette=image.quantize(colors=256, method=Image.Quantize.MEDIANCUT),
+                           dither=Image.Dither.FLOYDSTEINBERG)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    small.save(temporary, format="PNG", optimize=True)
+    temporary.replace(path)
 
 
 def the_one(folder: Path, pattern: str) -> Path:
@@ -87,27 +111,51 @@ def main(argv=None) -> int:
     ap.add_argument("--photos", type=Path, default=REPO / ".cache" / "photos", help="photo folder (gathered if absent)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "gallery")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--only", action="append", choices=PARTS, help="only this picture (repeatable; default all)")
     args = ap.parse_args(argv)
-
-    from onnxprobe.fsutil import safe_name
-    from onnxprobe.render.images import montage, write_png
-    from tools.gather_photos import gather
-
+    parts = args.only or PARTS
     model, steps, work, device = str(MODEL), str(args.steps), args.work, args.device
     labels = MODEL.with_name("mobilenet_v2.labels.txt").read_text().splitlines()
 
-    # 1. the demo's summary
-    onnxprobe("demo", "--out", str(work / "demo"), "--device", device)
-    write_png(args.out / "demo.png", read_rgb(work / "demo" / "summary.png"))
+    written = []
+    if "demo" in parts:  # 1. the demo's summary
+        demo(args, work, device)
+        written.append("demo.png")
+    if "classes" in parts:
+        classes(args, model, steps, work, device, labels)
+        written.append("classes.png")
+    if "units" in parts:
+        hidden_units(args, model, steps, work, device)
+        written.append("units.png")
+    if "photo" in parts:
+        photo_pictures(args, model, work, device, labels)
+        written.append("photo-pictures.png")
+    for name in written:
+        print(f"wrote {args.out / name}")
+    return 0
 
-    # 2. classes
+
+def demo(args, work: Path, device: str) -> None:
+    onnxprobe("demo", "--out", str(work / "demo"), "--device", device)
+    write_small_png(args.out / "demo.png", read_rgb(work / "demo" / "summary.png"))
+
+
+def classes(args, model: str, steps: str, work: Path, device: str, labels: list[str]) -> None:
+    from onnxprobe.render.images import montage
+
     onnxprobe("optimize", model, "--objective", "logit", "--unit", ",".join(map(str, CLASSES)), "--preset", "lucid",
               "--steps", steps, "--batch", str(len(CLASSES)), "--device", device, "--out", str(work / "classes"),
               "--quiet")
     tiles = [captioned(read_rgb(the_one(work / "classes", f"unit_{c:05d}_restart00.png")), labels[c]) for c in CLASSES]
-    write_png(args.out / "classes.png", montage(tiles, columns=4, pad=6, background=16))
+    write_small_png(args.out / "classes.png", montage(tiles, columns=4, pad=6, background=16))
 
-    # 3. hidden units: what they want to see, and what excites them most among real photos
+
+def hidden_units(args, model: str, steps: str, work: Path, device: str) -> None:
+    """What hidden units want to see, and what excites them most among real photos."""
+    from onnxprobe.fsutil import safe_name
+    from onnxprobe.render.images import montage
+    from tools.gather_photos import gather
+
     if not (args.photos / "photos.json").exists():
         gather(args.photos)
     units = ",".join(map(str, UNITS))
@@ -123,23 +171,29 @@ def main(argv=None) -> int:
         patches = read_rgb(the_one(work / "maxact" / layer_folder, f"unit_{unit:05d}_patches.png"))
         rows.append(montage([captioned(visual, f"unit {unit}: optimized"),
                              captioned(patches, "top 9 of 100 photos")], columns=2, pad=6, background=16))
-    write_png(args.out / "units.png", montage(rows, columns=2, pad=16, background=16))
-    # 4. pictures from a photo: a caricature of what a middle layer sees in the cat, and the class
-    # "tiger cat" accentuated in it (the inversion montages: bench/bench_quality.py --sections inversion --save)
-    cat = str(REPO / "models" / "imagenet" / "samples" / "chelsea.jpg")
-    onnxprobe("optimize", model, "--from", cat, "--picture", "caricature", "--layer", PHOTO_LAYER, "--steps", "64",
-              "--device", device, "--out", str(work / "photo"))
-    onnxprobe("optimize", model, "--from", cat, "--picture", "accentuate", "--objective", "logit", "--unit", "282",
-              "--steps", "64", "--device", device, "--out", str(work / "photo"))
-    import cv2
-    import numpy as np
+    write_small_png(args.out / "units.png", montage(rows, columns=2, pad=16, background=16))
 
-    small = [cv2.resize(read_rgb(work / "photo" / name), (128, 128), interpolation=cv2.INTER_AREA)
-             for name in ("caricature-chelsea-photo.png", "caricature-chelsea.png", "accentuate-chelsea.png")]
-    write_png(args.out / "photo-pictures.png", np.hstack(small))
-    for name in ("demo.png", "classes.png", "units.png", "photo-pictures.png"):
-        print(f"wrote {args.out / name}")
-    return 0
+
+def photo_pictures(args, model: str, work: Path, device: str, labels: list[str]) -> None:
+    """The cat, the class "tiger cat" accentuated in it, a caricature of what a middle layer sees
+    in it and its inversion from an earlier one (the inversion montages of many photos:
+    bench/bench_quality.py --sections inversion --save)."""
+    import cv2
+
+    cat = str(REPO / "models" / "imagenet" / "samples" / "chelsea.jpg")
+    out = str(work / "photo")
+    onnxprobe("optimize", model, "--from", cat, "--picture", "accentuate", "--objective", "logit", "--unit", "282",
+              "--steps", "64", "--device", device, "--out", out)
+    onnxprobe("optimize", model, "--from", cat, "--picture", "caricature", "--layer", PHOTO_LAYER, "--steps", "64",
+              "--device", device, "--out", out)
+    onnxprobe("optimize", model, "--from", cat, "--picture", "invert", "--layer", INVERSION_LAYER, "--steps", "128",
+              "--device", device, "--out", out)
+    size = 160
+    shown = (("caricature-chelsea-photo.png", "the photo"), ("accentuate-chelsea.png", f"+ {labels[282]}"),
+             ("caricature-chelsea.png", f"caricature {PHOTO_LAYER}"), ("invert-chelsea.png", f"inverted {INVERSION_LAYER}"))
+    tiles = [captioned(cv2.resize(read_rgb(work / "photo" / name), (size, size), interpolation=cv2.INTER_AREA), text,
+                       size, scale=0.42) for name, text in shown]
+    write_small_png(args.out / "photo-pictures.png", np.hstack(tiles))
 
 
 if __name__ == "__main__":

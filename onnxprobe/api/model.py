@@ -50,7 +50,8 @@ Units = int | Iterable[int] | str
 
 def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *,
          input_shape: Sequence[int] | str | None = None,
-         device: str = "auto", threads: int | None = None, **preprocess: Any) -> "Model":
+         device: str = "auto", threads: int | None = None, memory_budget: str | int | None = None,
+         **preprocess: Any) -> "Model":
     """Open a model: a path to an ONNX file, the file's bytes, or an `onnx.ModelProto`; None is the
     bundled ImageNet network (MobileNetV2, 1,000 classes; `onnxprobe.resources.default_model()`).
 
@@ -61,7 +62,9 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *,
     width (N,C,H,W: a sequence, or text like "1,3,224,224"); `device` is "auto" (CUDA when usable),
     "cpu" or "cuda" (it is also the device the workers of a cluster job load the model on:
     `top_k`, `atlas`); `threads` fixes ONNX Runtime's thread count (default: $ONNXPROBE_THREADS,
-    else one per core).
+    else one per core). `memory_budget`: what batched work (render, attribute, top_k, atlas) may
+    hold at once, a size such as "4G" or bytes (None: half the memory there is, the GPU's free
+    memory on CUDA; onnxprobe.budget); internal batches are cut to fit.
 
     >>> model = load("models/digits/digits-cnn.onnx", device="cpu")
     >>> model.input_size, len(model.labels)
@@ -99,7 +102,8 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto | None = None, *,
 
                 onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > 2_000_000_000)
             model = path
-        probe = ProbeModel.load(model, input_shape=input_shape, device=device, preprocess=preprocess, threads=threads)
+        probe = ProbeModel.load(model, input_shape=input_shape, device=device, preprocess=preprocess, threads=threads,
+                                memory_budget=memory_budget)
     except BaseException:
         if keep is not None:  # no Model owns the copy: it goes now
             shutil.rmtree(keep, ignore_errors=True)
@@ -479,7 +483,8 @@ class Model:
         ((28, 28, 3), True)
         """
         from onnxprobe.objectives import logit_layer
-        from onnxprobe.optimize.photo import PHOTO_PRESET, picture_from_photo
+        from onnxprobe.optimize.photo import picture_from_photo
+        from onnxprobe.optimize.presets import PHOTO_PRESET
         from onnxprobe.position import check_unit
 
         image = as_bgr(photo)
@@ -560,7 +565,8 @@ class Model:
               all_layers: bool = False, units: Units | None = None, position=None, preset: str | None = None,
               steps: int | None = None, restarts: int = 1, seed: int = 0, batch: int = 8, param: str | None = None,
               top: int = 9, scheduler: str | None = None, worker_device: str | None = None, threads: int | None = None,
-              ship_model: bool | None = None, fresh: bool = False, progress: bool = True) -> Atlas:
+              ship_model: bool | None = None, fresh: bool = False, progress: bool = True,
+              photo_pictures: bool | Sequence[str | os.PathLike] = False) -> Atlas:
         """Render units of `layers` (or, with `all_layers` or `layers` None, every layer with a
         gradient path) into a static, browsable site in `out` (`Atlas.index`) and a manifest the
         viewer reads: each unit's optimized image (settings as `render_units`; `position` where
@@ -570,7 +576,9 @@ class Model:
         are kept in `out`, also after an interrupt (`fresh` deletes the atlas there first); another
         call adds layers or units to it. On a Dask `scheduler` the workers load the model on
         `worker_device` (default: the device `load` was asked for) with `threads` threads per task;
-        `ship_model` as `top_k`'s."""
+        `ship_model` as `top_k`'s. `photo_pictures`: True (the model's sample photos) or photo
+        paths: each unit accentuated on each photo, each layer's caricature and inversion of it (as
+        `picture_from_photo` draws them; costly, see docs/atlas.md)."""
         from onnxprobe.api.params import render_settings
         from onnxprobe.atlas import build_atlas, choose_layers
 
@@ -583,7 +591,8 @@ class Model:
         with _stage():
             result = build_atlas(self.probe, names, out, data, settings=settings, units=chosen, top=top,
                                  scheduler=scheduler, device=worker_device or self.asked_device, threads=threads,
-                                 ship_model=ship_model, fresh=fresh, position=position, progress=_bars(progress))
+                                 ship_model=ship_model, fresh=fresh, position=position, progress=_bars(progress),
+                                 photo_pictures=photo_pictures)
         return Atlas(result)
 
     # ---- the demo report --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ without loading the library, and `onnxprobe.cli` needs no module but `onnxprobe.
   photos in a `samples/` folder beside a model).
 - readers (text -> typed value; a bad text is a `ParameterError` naming the parameter):
   `parse_position` ("3,4" / "max" / "centre" / "mean"), `parse_shape` ("1,3,224,224"),
+  `parse_size` ("4G", "512M": a memory budget in bytes),
   `parse_units` ("0-15", "0,3,7", "all": `Units`), `read_array` (a .npy file, size-checked
   from its header), `read_image` (an image file as the library reads it: BGR or gray).
 - checks before the work: `render_settings` (the render keywords of `Model.render_units` and
@@ -47,6 +48,7 @@ _HOMES = {
     "POSITION_HELP_WITHOUT_IMAGE": ("onnxprobe.position", "HELP_WITHOUT_IMAGE"),
     "parse_position": ("onnxprobe.position", "parse_position"),
     "parse_shape": ("onnxprobe.graph.loading", "parse_shape"),
+    "parse_size": ("onnxprobe.budget", "parse_size"),
     "read_array": ("onnxprobe.preprocess", "read_array"),
     "read_image": ("onnxprobe.preprocess", "read_image"),
     "viewer_key_help": ("onnxprobe.viewer.keys", "help_lines"),

@@ -15,6 +15,7 @@ Layout of DIR (open DIR/index.html from the file system; no network, no script):
     manifest.json                                  what the viewer reads (viewer/atlas_source.py)
     units/<safe layer>/unit_NNNNN_optimized.png    best restart; _montage.png all restarts; _rNN.png each
     units/<safe layer>/unit_NNNNN.json             the unit's record, written last: "this unit is done"
+    photos/<safe layer>/...                        pictures from photos (photo_pictures=True: atlas/photos.py)
     maxact/<job>/                                  top-k patches and statistics (onnxprobe.maxact)
     .atlas/job.json                                settings key, layers, which maxact job holds which layer
 

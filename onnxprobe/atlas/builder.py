@@ -12,14 +12,16 @@ from pathlib import Path
 
 from onnxprobe.atlas.job import STATE_DIR, UNITS_DIR, AtlasSpec, AtlasStore, chunks, make_spec, remember_model, \
     run_locally, run_on_cluster
-from onnxprobe.atlas.site import DATA_KINDS, MANIFEST, STAT_KEYS, AtlasLayer, unit_entry, write_manifest, write_site
+from onnxprobe.atlas.photos import LAYER_UNIT, PhotoPictures, draw_pictures, photo_store
+from onnxprobe.atlas.site import DATA_KINDS, MANIFEST, PHOTO_DIR, PHOTO_PICTURES, STAT_KEYS, AtlasLayer, unit_entry, \
+    write_manifest, write_site
 from onnxprobe.objectives import by_kind, differentiable_layer
 from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.fsutil import atomic_write_json, inside, make_output_folder, output_lock
 from onnxprobe.optimize.render import RenderSettings
 
 MAXACT_DIR = "maxact"
-OWNED = (STATE_DIR, UNITS_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what `fresh` may delete
+OWNED = (STATE_DIR, UNITS_DIR, PHOTO_DIR, "layers", MAXACT_DIR, "index.html", MANIFEST)  # what `fresh` may delete
 
 
 @dataclass
@@ -33,6 +35,7 @@ class AtlasResult:
     pages: int
     notes: list[str] = field(default_factory=list)  # e.g. the top-k patches were redone for changed images
     nonfinite: list[str] = field(default_factory=list)  # "layer:unit" whose numbers hold NaN or infinities
+    photo_pictures_drawn: int = 0  # layers and units this run drew pictures from photos of
 
     @property
     def units_per_second(self) -> float:
@@ -56,11 +59,14 @@ def choose_layers(model, names: list[str] | None, all_layers: bool = False) -> l
 def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_layers: bool = False,
                 settings: RenderSettings | None = None, units: list[int] | None = None, top: int = 9, scheduler=None,
                 device: str = "auto", threads: int | None = None, fresh: bool = False, ship_model: bool | None = None,
-                progress=None, position=None) -> AtlasResult:
+                progress=None, position=None, photo_pictures=False) -> AtlasResult:
     """Build (or resume, or extend) the atlas in `out_dir`; see the package docstring. `settings`
     as resolved by the caller (`RenderSettings.resolve(preset, steps, param, restarts, seed,
     batch)`; None: the defaults). `position`: where each unit is optimized, as
-    `render_units` reads it (none: the centre; "mean": the channel)."""
+    `render_units` reads it (none: the centre; "mean": the channel). `photo_pictures`: True (the
+    model's sample photos) or photo paths: each unit accentuated on each photo, each layer's
+    caricature and inversion of it (atlas/photos.py; drawn in this process, also with a
+    scheduler); an atlas that has them keeps showing them when a later run does not ask."""
     from onnxprobe.distributed import threads_for_workers
     from onnxprobe.model import ProbeModel
 
@@ -80,6 +86,7 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
         spec = make_spec(model, settings, model.device, model.threads, position)
         remember_model(spec, model)
     wanted = {name: _units_of(model.layer(name).units, units) for name in names}
+    pictures = PhotoPictures.resolve(model.path, photo_pictures, settings) if photo_pictures else None
     if not any(wanted.values()):
         raise ParameterError(f"{{units}} selects no unit of the chosen layer(s): they have "
                              f"{', '.join(str(model.layer(n).units) for n in names)} units", "units")
@@ -93,6 +100,8 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
             state["maxact"].update({name: maxact_dir for name in names})
             state["dataset"] = str(data)
         state["layers"] = list(dict.fromkeys(state["layers"] + names))
+        if pictures is not None:
+            state[PHOTO_PICTURES] = pictures.to_json()
         _save_state(root, state)
 
         store = AtlasStore(root, spec.key())
@@ -111,14 +120,18 @@ def build_atlas(model, layers: list[str] | None, out_dir, data=None, *, all_laye
             if bar is not None:
                 bar.close()
         seconds = time.perf_counter() - started
-        entries = _collect(root, model, state, store)
+        photos = None
+        if state.get(PHOTO_PICTURES):
+            photos = photo_store(root, spec.key(), {k: v for k, v in state[PHOTO_PICTURES].items() if k != "paths"})
+        drawn = draw_pictures(model, pictures, photos, wanted, position, progress) if pictures is not None else 0
+        entries = _collect(root, model, state, store, photos)
         info = {"name": Path(model.path).name, "path": str(model.path), "sha256": spec.model_hash}
         shown = {"preset": settings.preset.name, "steps": settings.preset.steps, "restarts": settings.restarts,
                  "seed": settings.seed, "param": settings.preset.param, "objective": _objective_words(position)}
-        write_manifest(root, info, shown, entries, state.get("dataset"))
+        write_manifest(root, info, shown, entries, state.get("dataset"), state.get(PHOTO_PICTURES))
         pages = write_site(root, info["name"], entries, shown, state.get("dataset"))
         return AtlasResult(root, root / MANIFEST, [e.name for e in entries], sum(len(e.units) for e in entries), count,
-                           seconds, pages, notes, _nonfinite(entries))
+                           seconds, pages, notes, _nonfinite(entries), drawn)
 
 
 def _nonfinite(entries: list[AtlasLayer]) -> list[str]:
@@ -213,8 +226,9 @@ def _run_maxact(root: Path, model, data, wanted: dict[str, list[int]], top: int,
     return relative
 
 
-def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[AtlasLayer]:
-    """Every finished unit of every layer this atlas holds, with its dataset numbers."""
+def _collect(root: Path, model, state: dict, store: AtlasStore, photos=None) -> list[AtlasLayer]:
+    """Every finished unit of every layer this atlas holds, with its dataset numbers and its
+    pictures from photos (`photos`: their store)."""
     from onnxprobe.maxact import load_result
 
     results = {}
@@ -226,6 +240,8 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[AtlasLay
             continue
         rf = layer.receptive_field.to_json() if layer.receptive_field else None
         entry = AtlasLayer(name, layer.op, list(layer.shape), layer.units, rf, module_path=layer.module_path)
+        own = photos.record(name, LAYER_UNIT) if photos is not None else None
+        entry.photo_pictures = own[PHOTO_PICTURES] if own else []
         data = None
         relative = state["maxact"].get(name)
         if relative:
@@ -245,7 +261,7 @@ def _collect(root: Path, model, state: dict, store: AtlasStore) -> list[AtlasLay
                 paths = {key: _relative(root, getattr(rec, field)) for key, field, _ in DATA_KINDS}
                 extra = (paths, {key: getattr(rec, key) for key in STAT_KEYS})
                 entry.hits[unit] = list(rec.hits)
-            entry.units[unit] = unit_entry(record, extra)
+            entry.units[unit] = unit_entry(record, extra, photos.record(name, unit) if photos is not None else None)
         entries.append(entry)
     return entries
 

@@ -1,7 +1,7 @@
 """The atlas job: settings, pure per-chunk rendering tasks, and the per-unit files they become.
 
-A task is `render_chunk(spec, layer, units, model_bytes)`: a pure function of the model (path or
-bytes, identified by its hash), the layer, a chunk of units and the settings. It returns encoded
+A task is `render_chunk(spec, layer, units, shipped)`: a pure function of the model (path or
+shipped files, identified by its hash), the layer, a chunk of units and the settings. It returns encoded
 PNGs and the units' records; only the driver writes them (atomically), so a task that runs twice
 (a worker died, Dask resubmitted it) changes nothing. A unit is finished when its record file
 exists: it is written last, after the unit's images, and holds the settings key it was made with.
@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnxprobe.distributed import ModelCache, cluster_client, model_fields, run_tasks, share_model
+from onnxprobe.distributed import ModelCache, ShippedModel, budget_for_workers, cluster_client, model_fields, run_tasks, \
+    share_model
 from onnxprobe.fsutil import inside
 from onnxprobe.optimize.render import RenderSettings
 from onnxprobe.optimize.store import UnitStore, job_key
@@ -36,6 +37,7 @@ class AtlasSpec:
     device: str = "auto"
     threads: int | None = None
     position: Position = None  # where a unit is read (onnxprobe.position; none: the centre)
+    memory_budget: int | None = None  # bytes (distributed.budget_for_workers); None: each worker's default
 
     def key(self) -> str:
         """What must match for a finished unit to be kept: not the batch (rows do not depend on their
@@ -52,7 +54,7 @@ class AtlasSpec:
 
 def make_spec(model, settings: RenderSettings, device: str = "auto", threads: int | None = None,
               position: Position = None) -> AtlasSpec:
-    return AtlasSpec(*model_fields(model), settings, device, threads, position)
+    return AtlasSpec(*model_fields(model), settings, device, threads, position, budget_for_workers(model))
 
 
 # workers: one model per process
@@ -64,14 +66,14 @@ def remember_model(spec: AtlasSpec, model) -> None:
     _MODELS.remember(spec, model)
 
 
-def render_chunk(spec: AtlasSpec, layer: str, units: tuple[int, ...], model_bytes: bytes | None = None,
+def render_chunk(spec: AtlasSpec, layer: str, units: tuple[int, ...], shipped: ShippedModel | None = None,
                  on_step: Callable[[int], None] | None = None) -> list[dict]:
     """Render `units` of `layer`: per unit its record and encoded PNGs (best restart, each restart,
     the restarts' montage). Nothing is written here."""
     from onnxprobe.optimize import render_units
     from onnxprobe.render.images import encode_png, montage
 
-    model = _MODELS.get(spec, model_bytes)
+    model = _MODELS.get(spec, shipped)
     results = render_units(model, layer, list(units), spec.settings, position=spec.position, on_step=on_step)
     out = []
     for result in results:

@@ -29,11 +29,14 @@ Methods and their options (defaults in brackets):
 - `guided_gradcam`: guided backprop * rectified Grad-CAM upsampled ["nearest"], as Captum does.
 - `integrated_gradients`: `steps` [50], `rule` [gausslegendre, riemann_trapezoid, riemann_left,
   riemann_right, riemann_middle: the points and weights of Captum's methods], `baseline`
-  ["zero", "black", "white", or an input-shaped array], `batch_size` [16] path points per run.
+  ["zero", "black", "white", or an input-shaped array], `batch_size` [CPU 2, GPU: as many as the
+  memory budget holds] path points per run, streamed and summed.
 - `smoothgrad`: mean gradient over noisy copies: `samples` [25], `noise_level` [0.15 of the
-  input's value range], `seed` [0], `batch_size` [16].
+  input's value range], `seed` [0], `batch_size` [as integrated_gradients'].
 - `occlusion`: `window` [8] and `stride` [4] in pixels (one int or (h, w)), `baseline` [0.0]
   value of the occluded pixels, `batch_size` [32] forward passes per run.
+Every `batch_size` is at most what the model's memory budget holds (`ProbeModel.rows_per_run`,
+onnxprobe.budget): fewer rows per run, the same result.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from onnxprobe.attribution.methods import IG_BASELINES, IG_RULES, METHODS, resize_map
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
 
 if TYPE_CHECKING:
     from onnxprobe.objectives import Objective
@@ -59,12 +62,12 @@ def make_objective(model, x: np.ndarray, target: int | None = None, layer: str |
 
     if layer is not None or unit is not None:
         if target is not None:
-            raise UsageError("give either a class target or a layer and unit, not both")
+            raise ParameterError("give either a class {target} or a {layer} and {unit}, not both", "target", "layer", "unit")
         if layer is None or unit is None:
-            raise UsageError("a unit objective needs both a layer and a unit")
+            raise ParameterError("a unit objective needs both a {layer} and a {unit}", "layer", "unit")
         return objectives.unit_objective(model, layer, unit, position, model.check_input(x))
     if position is not None:
-        raise UsageError("a position needs a layer and unit")
+        raise ParameterError("a {position} needs a {layer} and {unit}", "position", "layer", "unit")
     if target is not None:
         return objectives.logit(model, target)
     logits = objectives.logit_layer(model).name

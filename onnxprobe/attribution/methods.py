@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from onnxprobe.autodiff import BackMode
-from onnxprobe.errors import ParameterError, UsageError
+from onnxprobe.errors import ParameterError
 from onnxprobe.limits import MAX_GAUSS_LEGENDRE_POINTS, MAX_NOISE_SAMPLES, MAX_QUADRATURE_POINTS
 
 if TYPE_CHECKING:
@@ -27,10 +27,19 @@ def _gradient(model, x: np.ndarray, objective: Objective, mode: str = BackMode.G
     return model.gradient(x, objective, mode=mode).input
 
 
-def default_gradient_batch(model) -> int:
-    """Gradient rows per run: small batches stay in the CPU's caches (IG, 50 steps, ResNet-18:
-    batch 2 ran at 0.64-0.70 of Captum's time, batch 10 at about 1.0); a GPU wants larger ones."""
-    return 32 if model.device == "cuda" else 2
+def default_gradient_batch(model) -> int | None:
+    """Gradient rows per run the method prefers: small batches stay in the CPU's caches (IG, 50
+    steps, ResNet-18: batch 2 ran at 0.64-0.70 of Captum's time, batch 10 at about 1.0); a GPU
+    takes as many as the memory budget holds (None)."""
+    return None if model.device == "cuda" else 2
+
+
+def _rows(model, batch_size, kind: str, work: int) -> int:
+    """Rows per run: `batch_size` (None: the method's preference) of the `work` rows, as many as the
+    model's memory budget holds (ProbeModel.rows_per_run) when that is fewer."""
+    wanted = _batch_size(batch_size) if batch_size is not None else \
+        (default_gradient_batch(model) if kind == "gradient" else None)
+    return model.rows_per_run(kind, limit=min(work, wanted) if wanted is not None else work)
 
 
 def _positive_int(value) -> int | None:
@@ -68,7 +77,7 @@ def resize_map(values: np.ndarray, size: tuple[int, int], interpolation: str = "
             values = np.take(values, np.minimum(np.floor(dst * scale).astype(int), in_size - 1), axis=axis)
             continue
         if interpolation != "bilinear":
-            raise UsageError(f"unknown interpolation '{interpolation}' (use bilinear or nearest)")
+            raise ParameterError(f"unknown {{interpolation}} '{interpolation}' (use bilinear or nearest)", "interpolation")
         src = np.maximum((dst + 0.5) * scale - 0.5, 0)
         lo = np.minimum(np.floor(src).astype(int), in_size - 1)
         hi = np.minimum(lo + 1, in_size - 1)
@@ -108,8 +117,8 @@ def _default_cam_layer(model, objective: Objective) -> str:
     candidates = [layer for layer in model.layers if layer.is_spatial and np.prod(layer.spatial_shape) > 1
                   and layer.name in upstream and layer.differentiable is not False]
     if not candidates:
-        raise UsageError(f"no spatial layer lies before '{', '.join(objective.targets)}': Grad-CAM needs one "
-                         "(choose it with cam_layer)")
+        raise ParameterError(f"no spatial layer lies before '{', '.join(objective.targets)}': Grad-CAM needs one "
+                             "(choose it with {cam_layer})", "cam_layer")
     return candidates[-1].name
 
 
@@ -118,8 +127,8 @@ def gradcam_layer_map(model, x, objective, cam_layer: str | None = None, relu: b
     weighted by their spatially averaged gradients, summed, then (by default) rectified."""
     layer = model.layer(cam_layer) if cam_layer else model.layer(_default_cam_layer(model, objective))
     if not layer.is_spatial:
-        raise UsageError(f"Grad-CAM needs a spatial layer; '{layer.name}' has shape "
-                         f"{'x'.join('N' if d is None else str(d) for d in layer.shape)}")
+        raise ParameterError(f"Grad-CAM needs a spatial layer as {{cam_layer}}; '{layer.name}' has shape "
+                             f"{'x'.join('N' if d is None else str(d) for d in layer.shape)}", "cam_layer")
     grad = model.gradient(x, objective, wrt=[layer.name]).grads[layer.name][0]
     activation = model.activations(x, [layer.name], with_outputs=False)[layer.name][0]
     spatial = tuple(a - 1 for a in layer.spatial_axes)
@@ -156,7 +165,7 @@ def _ig_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (1 + nodes), 0.5 * weights
     if n < 2:
-        raise UsageError(f"the {rule} rule needs at least 2 steps")
+        raise ParameterError(f"{{steps}} must be at least 2 for {{rule}} {rule}, got {n}", "steps", "rule")
     weights = np.full(n, 1.0 / n)
     if rule == "riemann_trapezoid":
         weights[[0, -1]] /= 2  # Captum keeps 1/n (not 1/(n-1)) as the interior step
@@ -167,7 +176,7 @@ def _ig_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         return np.linspace(1 / n, 1, n), weights
     if rule == "riemann_middle":
         return np.linspace(1 / (2 * n), 1 - 1 / (2 * n), n), weights
-    raise UsageError(f"unknown integration rule '{rule}' (choose from {', '.join(IG_RULES)})")
+    raise ParameterError(f"unknown integration {{rule}} '{rule}' (choose from {', '.join(IG_RULES)})", "rule")
 
 
 def ig_baseline(model, x: np.ndarray, baseline) -> np.ndarray:
@@ -180,18 +189,21 @@ def ig_baseline(model, x: np.ndarray, baseline) -> np.ndarray:
             h, w = model.spec.input_size
             pixels = np.full((h, w, model.spec.channels), value, np.float32)
             return np.broadcast_to(model.spec.pixels_to_tensor(pixels)[None], x.shape).copy()
-        raise UsageError(f"unknown baseline '{baseline}' (choose from {', '.join(IG_BASELINES)}, or give an array)")
+        raise ParameterError(f"unknown {{baseline}} '{baseline}' (choose from {', '.join(IG_BASELINES)}, or give an array)",
+                             "baseline")
     return model.check_input(baseline)
 
 
 def integrated_gradients(model, x, objective, steps: int = 50, rule: str = "gausslegendre", baseline="zero",
                          batch_size: int | None = None):
     """(x - baseline) * the integral of the gradient along the straight path (Sundararajan et al.
-    2017), by the quadrature `rule` with `steps` points; memory is bounded by `batch_size` points."""
+    2017), by the quadrature `rule` with `steps` points, streamed through the gradient `batch_size`
+    points at a time (at most as many as the model's memory budget holds) and summed in float64."""
     if _positive_int(steps) is None:
         raise ParameterError(f"{{steps}} must be a positive integer, got {steps!r}", "steps")
-    steps, batch_size = int(steps), _batch_size(batch_size or default_gradient_batch(model))
+    steps = int(steps)
     alphas, weights = _ig_rule(rule, steps)
+    batch_size = _rows(model, batch_size, "gradient", steps)
     base = ig_baseline(model, x, baseline)
     delta = x - base
     total = np.zeros(x.shape[1:], np.float64)
@@ -209,12 +221,13 @@ def smoothgrad(model, x, objective, samples: int = 25, noise_level: float = 0.15
     sigma = noise_level * (x.max() - x.min())."""
     if _positive_int(samples) is None:
         raise ParameterError(f"{{samples}} must be a positive integer, got {samples!r}", "samples")
-    samples, batch_size = int(samples), _batch_size(batch_size or default_gradient_batch(model))
+    samples = int(samples)
     if not noise_level >= 0:
         raise ParameterError(f"{{noise_level}} must be >= 0, got {noise_level}", "noise_level")
     if samples > MAX_NOISE_SAMPLES:
         raise ParameterError(f"{{samples}} {samples:,} is more than the limit of {MAX_NOISE_SAMPLES:,} (onnxprobe.limits)",
                              "samples")
+    batch_size = _rows(model, batch_size, "gradient", samples)
     sigma = float(noise_level) * float(x.max() - x.min())
     # streamed: the generator draws each batch's noise in turn (the same numbers as one draw of all
     # samples), so memory holds one batch whatever the sample count
@@ -237,21 +250,25 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
 
 def occlusion(model, x, objective, window=(8, 8), stride=(4, 4), baseline: float = 0.0, batch_size: int = 32):
     """How much the objective drops when a window (all channels) is replaced by `baseline`: each
-    pixel gets the mean drop over the windows that cover it (Zeiler and Fergus 2014). HxW."""
+    pixel gets the mean drop over the windows that cover it (Zeiler and Fergus 2014). HxW.
+    `batch_size` windows per run, at most as many as the model's memory budget holds."""
     (h, w), (ay, ax) = _spatial(model)
     window = tuple(int(v) for v in (window if np.ndim(window) else (window, window)))
     stride = tuple(int(v) for v in (stride if np.ndim(stride) else (stride, stride)))
-    if len(window) != 2 or len(stride) != 2 or min(window + stride) < 1:
-        raise UsageError("occlusion window and stride take one or two positive integers")
+    if len(window) != 2 or min(window) < 1:
+        raise ParameterError(f"occlusion's {{window}} takes one or two positive integers, got {window}", "window")
+    if len(stride) != 2 or min(stride) < 1:
+        raise ParameterError(f"occlusion's {{stride}} takes one or two positive integers, got {stride}", "stride")
     if window[0] > h or window[1] > w:
-        raise UsageError(f"occlusion window {window[0]}x{window[1]} is larger than the input {h}x{w}")
-    batch_size = _batch_size(batch_size)
-    boxes = [(y, x0) for y in window_starts(h, window[0], stride[0]) for x0 in window_starts(w, window[1], stride[1])]
+        raise ParameterError(f"occlusion {{window}} {window[0]}x{window[1]} is larger than the input {h}x{w}", "window")
+    ys, xs = window_starts(h, window[0], stride[0]), window_starts(w, window[1], stride[1])
+    windows = len(ys) * len(xs)  # row by row, made a batch at a time (never all listed at once)
+    batch_size = _rows(model, batch_size, "forward", windows)
     reference = objective.value(model.activations(x, objective.targets, with_outputs=False))[0]
     total = np.zeros((h, w), np.float64)
     count = np.zeros((h, w), np.int64)
-    for start in range(0, len(boxes), batch_size):
-        chunk = boxes[start:start + batch_size]
+    for start in range(0, windows, batch_size):
+        chunk = [(ys[i // len(xs)], xs[i % len(xs)]) for i in range(start, min(start + batch_size, windows))]
         batch = np.repeat(x, len(chunk), axis=0)
         for row, (y, x0) in enumerate(chunk):
             index = [row, slice(None), slice(None), slice(None)]

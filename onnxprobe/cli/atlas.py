@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, add_render_args, count_arg, load_model_from_args, render_keywords, \
-    warn_nonfinite_names
+from onnxprobe.cli.common import add_budget_arg, add_model_args, add_render_args, count_arg, load_model_from_args, \
+    render_keywords, warn_nonfinite_names
 
 
 SUMMARY = "render every unit of layers offline into a static site and a manifest"  # the line in 'onnxprobe --help'
@@ -21,6 +21,7 @@ def register(sub) -> None:
 
     parser = sub.add_parser("atlas", help=SUMMARY)
     add_model_args(parser)
+    add_budget_arg(parser)
     parser.add_argument("--layer", action="append", help="layer (ONNX tensor name or module path); repeatable")
     parser.add_argument("--all", action="store_true", help="every layer with a gradient path to the input")
     parser.add_argument("--out", required=True, metavar="DIR", help="atlas folder (resumed when it already holds one)")
@@ -32,6 +33,10 @@ def register(sub) -> None:
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
     parser.add_argument("--position", metavar="Y,X|centre|mean",
                         help=f"where each unit is optimized: {POSITION_HELP_WITHOUT_IMAGE} (default centre)")
+    parser.add_argument("--photo-pictures", nargs="*", metavar="IMAGE",
+                        help="pictures from photos (the model's sample photos, or these images): each unit accentuated "
+                             "on each photo, each layer's caricature and inversion of it, as optimize --from draws them "
+                             "(one lucid run per unit and photo: costly)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default %(default)s)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (default: $ONNXPROBE_THREADS, else one per core; on a cluster 1 per task)")
@@ -52,11 +57,14 @@ def run(args) -> int:
     model = load_model_from_args(args)
     atlas = model.atlas(args.layer or [], args.out, data=args.data, all_layers=args.all, units=units, position=position,
                         top=args.top, scheduler=args.scheduler, threads=args.threads, fresh=args.fresh,
-                        progress=not args.quiet, **render)
+                        photo_pictures=args.photo_pictures or args.photo_pictures is not None, progress=not args.quiet,
+                        **render)
     result = atlas.result
     rate = f" ({result.units_per_second:.2f} units/s)" if result.units_rendered else ""
     print(f"rendered {result.units_rendered} unit(s) in {result.seconds_render:.1f} s{rate}; the atlas holds "
           f"{result.units_total} unit(s) of {len(result.layers)} layer(s): {atlas.index}")
+    if result.photo_pictures_drawn:
+        print(f"drew the pictures from photos of {result.photo_pictures_drawn} layer(s) and unit(s)")
     for note in result.notes:
         print(f"note: {note}")
     warn_nonfinite_names(result.nonfinite, "the optimized activations")

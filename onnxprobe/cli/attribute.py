@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_input_args, add_model_args, count_arg, model_and_input, write_map
+from onnxprobe.cli.common import add_budget_arg, add_input_args, add_model_args, count_arg, model_and_input, write_map
 from onnxprobe.errors import UsageError
 
 # flags that carry a method option of the same name; their default None means "not given"
@@ -26,6 +26,7 @@ def register(sub) -> None:
 
     parser = sub.add_parser("attribute", help=SUMMARY)
     add_model_args(parser)
+    add_budget_arg(parser)
     add_input_args(parser)
     parser.add_argument("--method", required=True, choices=tuple(METHODS), help="attribution method")
     what = parser.add_argument_group("objective (default: the logit of the predicted class)")

@@ -28,6 +28,27 @@ def add_model_args(parser: argparse.ArgumentParser, device: bool = True) -> None
     group.add_argument("--invert", action="store_true", default=None, help="invert pixels (255 - p) first")
 
 
+def add_budget_arg(parser: argparse.ArgumentParser) -> None:
+    """--memory-budget SIZE: what the command's batched work may hold at once (onnxprobe.budget)."""
+    parser.add_argument("--memory-budget", metavar="SIZE", type=_size,
+                        help="memory the batched work may hold at once, e.g. 4G or 512M (default: half the available "
+                             "memory; on CUDA, half the GPU's free memory); internal batches are cut to fit")
+
+
+def _size(text: str) -> int:
+    """An argparse type: a size ('4G') in bytes; a bad one is argparse's one line, exit 2."""
+    from onnxprobe.api.params import parse_size
+    from onnxprobe.errors import ParameterError
+
+    try:
+        return parse_size(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(exc.in_words({"memory_budget": "the budget"})) from None
+
+
+_size.__name__ = "size"
+
+
 def count_arg(minimum: int):
     """An argparse type: a whole number >= minimum (argparse reports anything else in one line)."""
 
@@ -66,7 +87,7 @@ def load_model_from_args(args, device: str | None = None, threads: int | None = 
     from onnxprobe.api.model import load
 
     return load(args.model, input_shape=args.input_shape, device=device or getattr(args, "device", "auto"),
-                threads=threads, **preprocess_overrides(args))
+                threads=threads, memory_budget=getattr(args, "memory_budget", None), **preprocess_overrides(args))
 
 
 # ---- an image (or a ready tensor) in, a map out: attribute and backprop ----------------------------

@@ -30,13 +30,23 @@ FLAGS = {
     "batch_size": "--batch-size",
     "samples": "--samples",
     "noise_level": "--noise-level",
+    # attribution (attribute)
+    "target": "--target",
+    "interpolation": "--interpolation",
+    "rule": "--rule",
+    "baseline": "--baseline",
+    "window": "--window",
+    "stride": "--stride",
+    "cam_layer": "--cam-layer",
     "shard_size": "--shard-size",
+    "memory_budget": "--memory-budget",
     # pictures from a photo (optimize --from)
     "photo": "--from",
     "picture": "--picture",
     "unit": "--unit",
     "photo_activation": "--from",
     "weight": "--closeness",
+    "photo_pictures": "--photo-pictures",
     # the viewer's inputs (view)
     "atlas": "--atlas",
     "images": "--images",

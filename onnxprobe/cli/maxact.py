@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, count_arg, load_model_from_args, warn_nonfinite_names
+from onnxprobe.cli.common import add_budget_arg, add_model_args, count_arg, load_model_from_args, warn_nonfinite_names
 
 
 SUMMARY = "find the top-k dataset images and patches of every unit of layers"  # the line in 'onnxprobe --help'
@@ -18,6 +18,7 @@ EXAMPLES = """examples:
 def register(sub) -> None:
     parser = sub.add_parser("maxact", help=SUMMARY)
     add_model_args(parser)
+    add_budget_arg(parser)
     parser.add_argument("data", help="image folder (recursive), text file listing images, or video file")
     parser.add_argument("--layer", action="append", required=True, help="layer to scan (repeatable)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="images kept per unit (default %(default)s)")

@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from onnxprobe.cli.common import add_model_args, add_render_args, load_model_from_args, render_keywords, warn, \
-    warn_nonfinite
+from onnxprobe.cli.common import add_budget_arg, add_model_args, add_render_args, load_model_from_args, \
+    render_keywords, warn, warn_nonfinite
 from onnxprobe.errors import UsageError
 
 
@@ -30,6 +30,7 @@ def register(sub) -> None:
 
     parser = sub.add_parser("optimize", help=SUMMARY)
     add_model_args(parser)
+    add_budget_arg(parser)
     parser.add_argument("--layer", help="layer (ONNX tensor name or module path); not needed for --objective logit")
     parser.add_argument("--unit", action="append",
                         help="unit index, range like 0-15, or 'all' (repeatable); with --from, one unit or class")

@@ -174,7 +174,7 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         file = (folder / location).resolve()
-        if not location or os.path.isabs(location) or folder not in file.parents:
+        if not inside_folder(folder, location):
             raise ModelError(f"{path}: initializer '{tensor.name}' names external data outside the model's folder: "
                              f"'{location}'")
         try:
@@ -197,6 +197,27 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
             tensor.raw_data = raw
         else:
             anchored(tensor, str(file))
+
+
+def inside_folder(folder: Path, location: str) -> bool:
+    """Whether an external-data `location` names a file inside `folder` (a resolved model folder)."""
+    return bool(location) and not os.path.isabs(location) and folder in (folder / location).resolve().parents
+
+
+def external_data_locations(path: str | os.PathLike) -> list[str]:
+    """The external-data files the model at `path` references (its `.onnx.data` and the like), as
+    the model names them: relative to its folder, sorted, each once; only names inside the folder
+    (`load_model` refuses a model with any other). Weights stored in the file itself are not listed."""
+    path = Path(path)
+    folder = path.resolve().parent
+    model = read_light(path)
+    locations = set()
+    for tensor in _initializers(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+            if location != path.name and inside_folder(folder, location):
+                locations.add(location)
+    return sorted(locations)
 
 
 def _initializers(graph: onnx.GraphProto):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxprobe.distributed import ModelCache, model_fields
+from onnxprobe.distributed import ModelCache, ShippedModel, budget_for_workers, model_fields
 from onnxprobe.errors import InputError, ParameterError
 from onnxprobe.fsutil import atomic_save_npz, atomic_write_json, checkpoint, make_dirs, remove_temp_files
 from onnxprobe.maxact.datasets import Dataset, Shard, load_images
@@ -47,6 +47,7 @@ class JobSpec:
     shard_size: int
     device: str = "auto"
     threads: int | None = None
+    memory_budget: int | None = None  # bytes (distributed.budget_for_workers); None: each worker's default
 
     def key(self, dataset_fingerprint: str) -> str:
         """What must match for a saved state to be resumed (not device or threads)."""
@@ -127,17 +128,20 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
         yield value
 
 
-def process_shard(spec: JobSpec, shard: Shard, model_bytes: bytes | None = None,
+def process_shard(spec: JobSpec, shard: Shard, shipped: ShippedModel | None = None,
                   on_batch: Callable[[int], None] | None = None) -> ShardResult:
     """Run one shard: batched inference, streaming top-k and statistics per chosen layer."""
-    model = _MODELS.get(spec, model_bytes)
+    model = _MODELS.get(spec, shipped)
     layers = [model.layer(name) for name in spec.layers]
     states = {layer.name: LayerState.empty(layer.units, spec.top, len(layer.spatial_axes), spec.by) for layer in layers}
     skipped: list = []
     for x, indices in _prefetched(_batches(spec, model, shard, skipped)):
-        acts = model.activations(x, spec.layers, with_outputs=False)
-        for layer in layers:
-            states[layer.name].update(acts[layer.name], indices, layer.channel_axis, layer.spatial_axes)
+        step = model.rows_per_run("forward", limit=len(x))  # the memory budget's rows per run
+        for start in range(0, len(x), step):
+            acts = model.activations(x[start:start + step], spec.layers, with_outputs=False)
+            for layer in layers:
+                states[layer.name].update(acts[layer.name], indices[start:start + step], layer.channel_axis,
+                                          layer.spatial_axes)
         if on_batch is not None:
             on_batch(len(indices))
     if on_batch is not None and skipped:
@@ -285,7 +289,8 @@ def check_settings(layers, top: int, by: str, batch_size: int, shard_size: int) 
 def make_spec(model, layers, top: int, by: str, batch_size: int, shard_size: int, threads: int | None) -> JobSpec:
     check_settings(layers, top, by, batch_size, shard_size)
     names = tuple(dict.fromkeys(model.layer(name).name for name in layers))
-    return JobSpec(*model_fields(model), names, int(top), by, int(batch_size), int(shard_size), model.device, threads)
+    return JobSpec(*model_fields(model), names, int(top), by, int(batch_size), int(shard_size), model.device, threads,
+                   budget_for_workers(model))
 
 
 def state_is_current(out_dir: Path, dataset: Dataset) -> bool:

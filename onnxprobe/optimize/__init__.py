@@ -91,12 +91,12 @@ _HOMES = {"objectives": "onnxprobe.objectives", "Objective": "onnxprobe.objectiv
           "ENGINES": "onnxprobe.optimize.optimizer", "Optimizer": "onnxprobe.optimize.optimizer",
           "optimize": "onnxprobe.optimize.optimizer", "DEFAULT_PRESET": "onnxprobe.optimize.presets",
           "PARAMS": "onnxprobe.optimize.presets", "PRESETS": "onnxprobe.optimize.presets",
-          "Preset": "onnxprobe.optimize.presets", "get_preset": "onnxprobe.optimize.presets",
+          "Preset": "onnxprobe.optimize.presets", "PICTURES": "onnxprobe.optimize.presets", "get_preset": "onnxprobe.optimize.presets",
           "RenderSettings": "onnxprobe.optimize.render", "UnitResult": "onnxprobe.optimize.render",
           "render_units": "onnxprobe.optimize.render", "row_seed": "onnxprobe.optimize.render"}
 
 __all__ = [
-    "DEFAULT_PRESET", "ENGINES", "PARAMS", "PRESETS", "Objective", "Optimizer", "Preset", "RenderSettings", "UnitResult",
+    "DEFAULT_PRESET", "ENGINES", "PARAMS", "PICTURES", "PRESETS", "Objective", "Optimizer", "Preset", "RenderSettings", "UnitResult",
     "get_preset", "objectives", "optimize", "render_units", "row_seed",
 ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxprobe.errors import UsageError
+from onnxprobe.errors import ParameterError, UsageError
 from onnxprobe.optimize import lucid as lucid_mod, maco as maco_mod
 from onnxprobe.objectives import Objective, differentiable_layer
 from onnxprobe.optimize.presets import DEFAULT_PRESET, Preset, get_preset, lr_scale
@@ -57,6 +57,11 @@ class Optimizer:
         self.batch = len(self.rngs)
         if self.batch < 1:
             raise UsageError("the batch needs at least one image")
+        fits = model.rows_per_run("step")  # one step graph runs every row: they must fit in the budget together
+        if self.batch > fits:
+            raise ParameterError(f"a {{batch}} of {self.batch} rows is more than the {{memory_budget}} of "
+                                 f"{model.memory_budget.describe()} holds in one optimisation step ({fits} rows)",
+                                 "batch", "memory_budget")
         for target in objective.targets:
             differentiable_layer(model, target)
         self.space = PixelSpace.from_spec(model.spec)

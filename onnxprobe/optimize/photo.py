@@ -6,6 +6,9 @@ and `inversion`).
     pic = picture_from_photo(pm, read_image("cat.jpg"), "invert", layer="features.9/Add")
     pic.image, pic.photo, pic.value, pic.photo_value, pic.distance, pic.curve, pic.to_json()
 
+    run = start_picture(pm, None, "caricature", x=frame_x, layer=...)   # step at a time (the viewer)
+    run.step(4); run.image(); run.curve; run.done; run.result()
+
 - "accentuate" (feature accentuation, Hamblin et al. 2024): start from the photo and push a unit or
   a class (`objective` neuron / channel / logit, `unit`, `position`: a neuron may take `max`, the
   photo's own peak) while staying close to the photo (`weight` on the mean squared distance in
@@ -28,10 +31,7 @@ import numpy as np
 from onnxprobe import objectives
 from onnxprobe.errors import ParameterError
 from onnxprobe.optimize.optimizer import Optimizer
-from onnxprobe.optimize.presets import Preset, get_preset
-
-PICTURES = ("accentuate", "caricature", "invert")
-PHOTO_PRESET = "lucid"  # the engine pictures from a photo run on (maco has no photo start)
+from onnxprobe.optimize.presets import PHOTO_PRESET, PICTURES, Preset, get_preset
 
 
 @dataclass
@@ -104,12 +104,17 @@ def photo_display(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """An image as `preprocess` takes it -> (the model input (1, ...), the photo as the model sees
     it in display space: (1, C, H, W) float32 in 0..1)."""
     x = model.preprocess(image)
+    return x, input_display(model, x)
+
+
+def input_display(model, x: np.ndarray) -> np.ndarray:
+    """A model input (1, ...) as the model sees it in display space: (1, C, H, W) float32 in 0..1."""
     rgb = model.spec.to_display(x[0])
     if rgb.ndim == 2:
         rgb = rgb[:, :, None]
     channels = model.spec.channels
     planes = rgb[:, :, :1] if channels == 1 else rgb[:, :, :channels]
-    return x, (planes.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+    return planes.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
 
 
 def _value(model, objective, x: np.ndarray) -> np.ndarray:
@@ -122,12 +127,63 @@ def _rgb(display01: np.ndarray) -> np.ndarray:
     return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
 
 
-def picture_from_photo(model, image: np.ndarray, kind: str, *, layer: str | None = None, unit: int | None = None,
-                       objective: str = "neuron", position=None, preset: str | Preset = PHOTO_PRESET,
-                       steps: int | None = None, seed: int = 0, weight: float = 1.0,
-                       checkpoints: int = 8) -> PhotoPicture:
-    """See the module docstring. `image` as `model.preprocess` takes it (HxWx3 BGR uint8 as OpenCV
-    reads, or HxW)."""
+@dataclass
+class PictureRun:
+    """A picture from a photo one step at a time (what `picture_from_photo` runs to the end, and a
+    live viewer shows as it goes): `optimizer` (started), the objective it measures (`measure`:
+    without the closeness term), the photo as the model input `x` and in display space `photo`."""
+
+    kind: str
+    layer: str | None
+    unit: int | None
+    preset: Preset
+    optimizer: Optimizer
+    measure: objectives.Objective
+    x: np.ndarray
+    photo: np.ndarray
+    photo_value: float
+    weight: float | None
+    began: float
+    curve: list[tuple[int, float, float]] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.optimizer.done
+
+    def step(self, n: int) -> tuple[int, float, float]:
+        """`n` more steps; the (step, value, distance) of the current image, added to `curve`."""
+        self.optimizer.step(n)
+        current = self.optimizer.current_input(best=False)
+        point = (self.optimizer.steps_done, float(_value(self.optimizer.model, self.measure, current)[0]),
+                 self._distance(self.optimizer.display_images(best=False)))
+        self.curve.append(point)
+        return point
+
+    def image(self, best: bool = False, photo: bool = False) -> np.ndarray:
+        """The current (or best) picture, or with `photo` the photo as the model sees it: HxWx3 uint8 RGB."""
+        return _rgb(self.photo[0] if photo else self.optimizer.display_images(best=best)[0])
+
+    def _distance(self, shown: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((shown.astype(np.float64) - self.photo) ** 2)) * 255.0)
+
+    def result(self) -> PhotoPicture:
+        opt = self.optimizer
+        final = opt.current_input(best=True)
+        shown = opt.display_images(best=True)
+        return PhotoPicture(kind=self.kind, layer=self.layer, unit=self.unit, objective=self.measure.description,
+                            preset=self.preset.name, steps=self.preset.steps, image=_rgb(shown[0]),
+                            photo=_rgb(self.photo[0]), input=final[0],
+                            value=float(_value(opt.model, self.measure, final)[0]), photo_value=self.photo_value,
+                            distance=self._distance(shown), curve=list(self.curve), weight=self.weight,
+                            seconds=time.perf_counter() - self.began)
+
+
+def start_picture(model, image: np.ndarray | None, kind: str, *, x: np.ndarray | None = None,
+                  layer: str | None = None, unit: int | None = None, objective: str = "neuron", position=None,
+                  preset: str | Preset = PHOTO_PRESET, steps: int | None = None, seed: int = 0,
+                  weight: float = 1.0) -> PictureRun:
+    """A `PictureRun` started on a photo: `image` as `model.preprocess` takes it, or `x` the model
+    input already made (1, ...) (a viewer's frame). The other arguments as `picture_from_photo`."""
     if kind not in PICTURES:
         raise ParameterError(f"unknown {{picture}} '{kind}' (known: {', '.join(PICTURES)})", "picture")
     chosen = get_preset(preset, steps)
@@ -135,7 +191,10 @@ def picture_from_photo(model, image: np.ndarray, kind: str, *, layer: str | None
         raise ParameterError(f"pictures from a photo run on the lucid parameterization; {{preset}} "
                              f"{chosen.name} is not one (use {PHOTO_PRESET})", "preset")
     began = time.perf_counter()
-    x, photo = photo_display(model, image)
+    if x is None:
+        x, photo = photo_display(model, image)
+    else:
+        photo = input_display(model, x)
     start = None
     if kind == "accentuate":
         if unit is None:
@@ -156,24 +215,24 @@ def picture_from_photo(model, image: np.ndarray, kind: str, *, layer: str | None
             chosen = still(chosen)
     opt = Optimizer(model, goal, chosen, seed=[np.random.SeedSequence([int(seed), PICTURES.index(kind)])],
                     start=start).start()
-    photo_value = float(_value(model, measure, x)[0])
-    curve = []
-    marks = sorted({int(round(s)) for s in np.linspace(0, chosen.steps, max(checkpoints, 1) + 1)[1:]})
+    return PictureRun(kind, layer if kind != "accentuate" or objective != "logit" else None, unit, chosen, opt, measure,
+                      x, photo, float(_value(model, measure, x)[0]), weight if kind == "accentuate" else None, began)
+
+
+def picture_from_photo(model, image: np.ndarray, kind: str, *, layer: str | None = None, unit: int | None = None,
+                       objective: str = "neuron", position=None, preset: str | Preset = PHOTO_PRESET,
+                       steps: int | None = None, seed: int = 0, weight: float = 1.0,
+                       checkpoints: int = 8) -> PhotoPicture:
+    """See the module docstring. `image` as `model.preprocess` takes it (HxWx3 BGR uint8 as OpenCV
+    reads, or HxW). The run to the end, `checkpoints` points on its curve."""
+    run = start_picture(model, image, kind, layer=layer, unit=unit, objective=objective, position=position,
+                        preset=preset, steps=steps, seed=seed, weight=weight)
+    steps_total = run.preset.steps
+    marks = sorted({int(round(s)) for s in np.linspace(0, steps_total, max(checkpoints, 1) + 1)[1:]})
     for mark in marks:
-        opt.step(mark - opt.steps_done)
-        current = opt.current_input(best=False)
-        shown = opt.display_images(best=False)
-        distance = float(np.sqrt(np.mean((shown.astype(np.float64) - photo) ** 2)) * 255.0)
-        curve.append((opt.steps_done, float(_value(model, measure, current)[0]), distance))
-    final = opt.current_input(best=True)
-    shown = opt.display_images(best=True)
-    return PhotoPicture(kind=kind, layer=layer if kind != "accentuate" or objective != "logit" else None, unit=unit,
-                        objective=measure.description, preset=chosen.name, steps=chosen.steps,
-                        image=_rgb(shown[0]), photo=_rgb(photo[0]), input=final[0],
-                        value=float(_value(model, measure, final)[0]), photo_value=photo_value,
-                        distance=float(np.sqrt(np.mean((shown.astype(np.float64) - photo) ** 2)) * 255.0),
-                        curve=curve, weight=weight if kind == "accentuate" else None,
-                        seconds=time.perf_counter() - began)
+        run.step(mark - run.optimizer.steps_done)
+    return run.result()
 
 
-__all__ = ["PICTURES", "PhotoPicture", "invert_photos", "picture_from_photo", "photo_display", "still"]
+__all__ = ["PICTURES", "PhotoPicture", "PictureRun", "input_display", "invert_photos", "picture_from_photo",
+           "photo_display", "start_picture", "still"]

@@ -97,6 +97,10 @@ PRESETS["maco"] = Preset("maco", "maco", steps=256, lr_policy="nadam", lr=1.0, i
 # The default stays lucid, Lucid's own 512 steps: judged the same on class images, it drives hidden
 # units harder (bench_quality's hidden section) and is what earlier atlases were made with.
 DEFAULT_PRESET = "lucid"
+# Pictures from a photo (optimize/photo.py): their kinds, and the preset they run on (maco has no
+# photo start); here, where a front end reads them without importing the optimizer.
+PICTURES = ("accentuate", "caricature", "invert")
+PHOTO_PRESET = "lucid"
 # The per-pixel RMS input gradient (0..255 pixel units) the paper's constant rates are read against:
 # lr 100 moves a row by 10 pixel units RMS on its first step. Measured at the paper's start (mean +
 # N(0, 10)) on class logits, the real networks' own RMS is far smaller: 1.1e-4 (SqueezeNet 1.1,

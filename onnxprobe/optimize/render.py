@@ -116,6 +116,7 @@ def render_units(model, layer: str | None, units: Sequence[int], settings: Rende
     (for progress bars: total work is len(units) * restarts * steps)."""
     settings = RenderSettings.resolve() if settings is None else settings
     chosen, restarts, seed, batch = settings.preset, settings.restarts, settings.seed, settings.batch
+    batch = model.rows_per_run("step", limit=batch)  # no more rows than the memory budget holds
     param = chosen.param
     layer = objective_layer(model, objective, layer).name
     objectives = {u: by_kind(model, objective, layer, u, position, pre_activation=True) for u in units}

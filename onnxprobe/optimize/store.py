@@ -88,12 +88,13 @@ class UnitStore:
 
 
 def optimize_job(model, layer: str, objective: str, position, settings) -> dict:
-    """What decides `optimize`'s files of a unit (its job key is `job_key` of this): the model
-    file's hash, the objective and position, the layer, the render settings' identity
-    (`RenderSettings.identity`: not the batch) and the preprocessing."""
-    from onnxprobe.distributed import file_hash
+    """What decides `optimize`'s files of a unit (its job key is `job_key` of this): the model's
+    hash (`distributed.model_hash`: its external data included), the objective and position, the
+    layer, the render settings' identity (`RenderSettings.identity`: not the batch) and the
+    preprocessing."""
+    from onnxprobe.distributed import model_hash
 
-    return {"model_sha256": file_hash(model.path), "objective": objective,
+    return {"model_sha256": model_hash(model.path), "objective": objective,
             "position": list(position) if isinstance(position, tuple) else position,
             "layer": layer, **settings.identity(), "preprocess": model.spec.to_json()}
 

@@ -3,7 +3,7 @@
 Threads: the grabber reads frames; the forward worker runs the network on them (`Passes.compute`);
 the draw worker draws the grid, unit, input and prediction panes from its results (`Passes.draw`),
 so the next frame's forward runs while this one is drawn; the back worker runs `Passes.back` (the
-back pane); the optimize worker steps a live optimization. Each takes only the newest job
+back pane); the optimize worker steps a live optimization or a picture from the frame shown (`r`). Each takes only the newest job
 (one-slot mailboxes). Results go into `LatestSlots`; the GUI thread calls `poll()` (when `notify`
 fires) to move them into the model, which emits events to the widgets. The GUI thread never waits
 on the network.
@@ -18,7 +18,7 @@ from pathlib import Path
 from onnxprobe.errors import ProbeError
 from onnxprobe.viewer.keys import KEYMAP
 from onnxprobe.viewer.mailbox import LatestSlots
-from onnxprobe.viewer.optimize_live import LiveOptimization
+from onnxprobe.viewer.optimize_live import LiveOptimization, LivePicture
 from onnxprobe.viewer.passes import BackResult, ForwardResult, Frame, Passes, make_frame
 from onnxprobe.viewer.snapshot import save_snapshot
 from onnxprobe.viewer.sources import CameraSource, FrameSource
@@ -47,7 +47,7 @@ class Viewer:
         self._files_source = source if source is not None and not isinstance(source, CameraSource) else None
         self._initial_source = source
         self._on_camera = isinstance(source, CameraSource)
-        self._optimization: LiveOptimization | None = None
+        self._optimization: LiveOptimization | LivePicture | None = None  # what the optimize worker steps
         self._errors: list[str] = []
         self._errors_lock = threading.Lock()
         self.last_forward: ForwardResult | None = None  # the results the model shows (for tests)
@@ -133,6 +133,7 @@ class Viewer:
     def toggle_live_optimization(self) -> None:
         if self._optimization is not None:
             self._optimization = None
+            self.state.picture_off()
             self.state.message("live optimization stopped")
             return
         layer, unit = self.state.layer.name, self.state.unit
@@ -140,8 +141,30 @@ class Viewer:
         self.state.message(f"optimizing {layer}:{unit} live")
         self.optimizer.submit(self._optimization)
 
+    def _picture_changed(self) -> None:
+        """The model's picture from the current frame changed (`r`): start it on the frame shown,
+        on the optimize worker (frames keep running), or stop the one running."""
+        kind = self.state.picture
+        running = isinstance(self._optimization, LivePicture)
+        if kind == "off":
+            if running:
+                self._optimization = None
+                self.state.message("picture from the frame stopped")
+            return
+        shown = self.last_forward
+        if shown is None:
+            self.state.message("no frame yet: a picture starts from the frame shown")
+            self.state.picture_off()
+            return
+        layer = self.state.layer
+        self._optimization = LivePicture(self.model, shown.frame.x, kind, layer.name, self.state.unit, label=layer.label)
+        self.state.message(f"{kind} from the current frame ({layer.label}{':' + str(self.state.unit) if kind == 'accentuate' else ''})")
+        self.optimizer.submit(self._optimization)
+
     # ---- model events -> jobs (GUI thread) ----------------------------------------------------------
     def _on_state_event(self, name: str) -> None:
+        if name == "picture":
+            self._picture_changed()
         if name in ("selection", "modes"):
             previous, self._settings = self._settings, self.state.settings()
             self.grabber.pause(self.state.frame_frozen)
@@ -187,14 +210,13 @@ class Viewer:
     def _run_back(self, job) -> None:
         self.slots.post("back", self.passes.back(job))
 
-    def _run_optimize(self, optimization: LiveOptimization) -> None:
+    def _run_optimize(self, optimization: LiveOptimization | LivePicture) -> None:
         optimization.start()
         while self._optimization is optimization and not optimization.done:
             optimization.step()
             self.slots.post("optimize", optimization)
         if optimization.done:
-            self._report(f"optimization of {optimization.layer}:{optimization.unit} finished "
-                         f"(activation {optimization.activation:.4g})")
+            self._report(optimization.finished())
 
     # ---- results -> model (GUI thread) ----------------------------------------------------------------
     def _grid_caught_up(self, back: BackResult) -> bool:
@@ -228,8 +250,8 @@ class Viewer:
         optimization = slots.get("optimize")
         if optimization is not None:
             image = optimization.image()
-            if image is not None:
-                state.update_panes("optimize", optimized=image)
+            if image is not None and optimization is self._optimization:  # not one stopped meanwhile
+                state.update_panes("optimize", optimized=image, picture=optimization.progress)
         if "messages" in slots:
             with self._errors_lock:
                 errors, self._errors = self._errors, []

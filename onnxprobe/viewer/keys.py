@@ -52,6 +52,8 @@ BINDINGS: tuple[Binding, ...] = (
     Binding(("9",), lambda v: v.state.toggle_unit_images(), "unit visuals on / off"),
     Binding(("p",), lambda v: v.save_and_report(), "save the panes as PNG images"),
     Binding(("g",), lambda v: v.toggle_live_optimization(), "optimize the selected unit live (again: stop)"),
+    Binding(("r",), lambda v: v.state.picture_next(),
+            "picture from the current frame: accentuate the unit, caricature of the layer, inversion from it, off"),
 )
 
 KEYMAP: dict[str, Binding] = {key: binding for binding in BINDINGS for key in binding.keys}

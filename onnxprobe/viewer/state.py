@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from onnxprobe.autodiff import MODES, BackMode
+from onnxprobe.optimize.presets import PICTURES
 
 from onnxprobe.render.backmaps import FILTERS
 from onnxprobe.render.grid import GAMMA_BOOSTS, PER_CHANNEL_BOOSTS, GridLayout
@@ -24,6 +25,10 @@ BACK_MODES = ("off", *MODES)
 QUICK_BACK_LOOP = (("off", "raw"), (BackMode.GRADIENT.value, "raw"), (BackMode.GRADIENT.value, "norm"),
                    (BackMode.DECONV.value, "raw"))
 ZOOMS = ("none", "unit", "back")
+# the picture from the current frame (onnxprobe.optimize.photo), in the order a key cycles them
+PICTURE_LOOP = ("off", *PICTURES)
+PICTURE_WORDS = {"accentuate": "accentuation of {layer}:{unit}", "caricature": "caricature of {layer}",
+                 "invert": "inversion from {layer}"}
 # How the user gives the viewer its inputs, in the library's words; a front end passes its own
 # (the view command: its flags, from cli/flags.py) to Viewer / ViewerState as `words`.
 INPUT_WORDS = {"atlas": "an atlas", "files": "image files or a video"}
@@ -51,6 +56,38 @@ def back_key(settings: Settings) -> tuple:
     settings' is stale (drawn dimmed until the new one arrives)."""
     return (settings.origin, settings.back_mode, settings.back_filter, settings.diffs,
             settings.layer if settings.diffs else None)
+
+
+@dataclass(frozen=True)
+class PictureProgress:
+    """Where a picture from the current frame stands (`kind` of PICTURES): its objective on the
+    frame (`photo_value`) and on the picture (`value`, without the closeness term), the RMS
+    distance from the frame in 0..255 units, after `step` of `steps`."""
+
+    kind: str
+    layer: str  # as shown (the layer's label)
+    unit: int | None
+    step: int
+    steps: int
+    value: float
+    photo_value: float
+    distance: float
+
+    @property
+    def what(self) -> str:
+        return PICTURE_WORDS[self.kind].format(layer=self.layer, unit=self.unit) + " from the frame"
+
+    @property
+    def numbers(self) -> str:
+        if self.kind == "invert":
+            said = f"relative error {-self.value:.3g}"
+        else:
+            said = f"{self.photo_value:.3g} on the frame, {self.value:.3g} here"
+        return f"{said}, distance {self.distance:.1f}/255"
+
+    @property
+    def title(self) -> str:
+        return f"{self.what}, step {self.step}/{self.steps}: {self.numbers}"
 
 
 @dataclass(frozen=True, eq=False)  # holds an array: compared by identity
@@ -98,7 +135,8 @@ class Panes:
     back: np.ndarray | None = None
     back_settings: Settings | None = None  # what the shown back map was computed for
     visuals: np.ndarray | None = None
-    optimized: np.ndarray | None = None
+    optimized: np.ndarray | None = None  # the live optimization's image, or the picture from the frame's
+    picture: PictureProgress | None = None  # what `optimized` shows when it is a picture from the frame
     frame_seq: int = -1
 
 
@@ -137,6 +175,7 @@ class ViewerState:
         self.resize = "crop"
         self.label_overlay = False
         self.unit_images = True
+        self.picture = "off"  # the picture from the current frame being drawn (PICTURE_LOOP)
         self.columns = 1  # grid columns of the current layer (for up/down moves)
 
     # ---- reading ------------------------------------------------------------------------------
@@ -250,10 +289,22 @@ class ViewerState:
     def toggle_unit_images(self) -> None:
         self._set("modes", unit_images=not self.unit_images)
 
+    def picture_next(self) -> None:
+        """The next picture from the current frame: accentuation of the selected unit, caricature of
+        the selected layer, inversion from it, then off (the controller starts and stops them)."""
+        self._set("picture", picture=PICTURE_LOOP[(PICTURE_LOOP.index(self.picture) + 1) % len(PICTURE_LOOP)])
+
+    def picture_off(self) -> None:
+        if self.picture != "off":
+            self._set("picture", picture="off")
+
     def reset(self) -> None:
+        picture = self.picture
         self._reset_modes()
         self.events.emit("selection")
         self.events.emit("modes")
+        if picture != "off":
+            self.events.emit("picture")
 
     def quit(self) -> None:
         self._set("quit", quit_requested=True)
@@ -294,7 +345,8 @@ class ViewerState:
                              p.back if self.back_on else None, stale=self.back_stale, placeholder="back mode off (n)"),
             "predictions": PaneView("predictions", p.predictions_image),
             "grid": self._grid_view(),
-            "visuals": PaneView("live optimization" if optimized else "unit visuals", p.optimized if optimized else p.visuals,
+            "visuals": PaneView((p.picture.title if p.picture is not None else "live optimization") if optimized
+                                else "unit visuals", p.optimized if optimized else p.visuals,
                                 visible=self.unit_images and (self.has_atlas or optimized)),
         }
 

@@ -15,16 +15,7 @@ import tempfile
 import threading
 import time
 
-CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 ERROR_EVENTS = ("Runtime.exceptionThrown", "Network.loadingFailed")
-
-
-def find_chromium() -> str | None:
-    for name in CANDIDATES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 class Chromium:

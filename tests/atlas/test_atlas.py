@@ -22,7 +22,8 @@ from onnxprobe.fsutil import inside
 from onnxprobe.model import ProbeModel
 from onnxprobe.optimize import RenderSettings
 from onnxprobe.viewer.atlas_source import AtlasSource
-from tests.atlas.browser import Chromium, find_chromium
+from tests.atlas.browser import Chromium
+from tests.programs import CHROMIUM, require_program
 from tests.atlas.conftest import (SAFE_FILE, TEMP_MARK, assert_all_files_whole, assert_same_atlas, files_of,
                                   page_refs)
 from tests.conftest import ROOT, make_conv_model
@@ -315,9 +316,7 @@ def test_bad_input_is_one_line_and_loses_nothing(tmp_path, capsys, why, args, me
 # ---- in a real browser ------------------------------------------------------------------------
 
 def test_headless_chromium_browses_the_atlas(digits_atlas, artifacts_dir):
-    executable = find_chromium()
-    if executable is None:
-        pytest.fail("Chromium is needed for this test: apt-get install -y chromium (.ci/run installs it)")
+    executable = require_program(CHROMIUM, "apt-get install -y chromium")
     with Chromium(executable) as browser:
         browser.navigate((digits_atlas / "index.html").as_uri())
         assert browser.evaluate("document.title").startswith("Unit atlas")

@@ -7,6 +7,7 @@ import ast
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import onnxprobe
@@ -123,6 +124,44 @@ def test_a_library_caller_is_told_the_parameter():
         assert str(info.value) == words and "--" not in str(info.value)
 
 
+def test_attribution_errors_name_their_parameters(digits_model_path):
+    """attribute()'s own checks (objective, interpolation, integration rule and steps, baseline,
+    occlusion window and stride, Grad-CAM's layer) speak of the library's parameters."""
+    from onnxprobe.attribution import attribute, resize_map
+    from onnxprobe.model import ProbeModel
+
+    model = ProbeModel.load(digits_model_path, device="cpu")
+    x = np.zeros(model.input_shape, np.float32)
+    cases = [
+        (lambda: attribute(model, x, "saliency", unit=0), ("layer", "unit"),
+         "a unit objective needs both a layer and a unit"),
+        (lambda: attribute(model, x, "saliency", target=1, layer="conv2", unit=0), ("target", "layer", "unit"),
+         "give either a class target or a layer and unit, not both"),
+        (lambda: attribute(model, x, "saliency", position=(0, 0)), ("position", "layer", "unit"),
+         "a position needs a layer and unit"),
+        (lambda: resize_map(np.zeros((2, 2)), (4, 4), "cubic"), ("interpolation",),
+         "unknown interpolation 'cubic' (use bilinear or nearest)"),
+        (lambda: attribute(model, x, "integrated_gradients", steps=1, rule="riemann_left"), ("steps", "rule"),
+         "steps must be at least 2 for rule riemann_left, got 1"),
+        (lambda: attribute(model, x, "integrated_gradients", rule="simpson"), ("rule",),
+         "unknown integration rule 'simpson'"),
+        (lambda: attribute(model, x, "integrated_gradients", baseline="grey"), ("baseline",), "unknown baseline 'grey'"),
+        (lambda: attribute(model, x, "occlusion", window=(0, 4)), ("window",),
+         "occlusion's window takes one or two positive integers, got (0, 4)"),
+        (lambda: attribute(model, x, "occlusion", stride=(1, 2, 3)), ("stride",),
+         "occlusion's stride takes one or two positive integers, got (1, 2, 3)"),
+        (lambda: attribute(model, x, "occlusion", window=(99, 99)), ("window",),
+         "occlusion window 99x99 is larger than the input 28x28"),
+        (lambda: attribute(model, x, "gradcam", cam_layer="logits"), ("cam_layer",),
+         "Grad-CAM needs a spatial layer as cam_layer"),
+    ]
+    for call, params, words in cases:
+        with pytest.raises(ParameterError) as info:
+            call()
+        assert info.value.params == params and str(info.value).startswith(words), str(info.value)
+        assert "--" not in str(info.value) and all(FLAGS[p] in info.value.in_words(FLAGS) for p in params)
+
+
 @pytest.mark.parametrize("argv, line", [
     (["optimize", "{m}", "--layer", "conv2", "--unit", "0", "--batch", "0", "--out", "{o}"],
      "--batch must be at least 1, got 0"),
@@ -131,9 +170,14 @@ def test_a_library_caller_is_told_the_parameter():
     (["atlas", "{m}", "--layer", "conv2", "--batch", "0", "--out", "{o}"], "--batch must be at least 1, got 0"),
     (["atlas", "{m}", "--out", "{o}"], "choose at least one --layer, or --all"),
     (["maxact", "{m}", "{o}", "--layer", "conv2", "--every", "0", "--out", "{o}/x"], "--every must be at least 1"),
+    (["attribute", "{m}", "{s}", "--method", "occlusion", "--window", "0", "--out", "{o}/m.png"],
+     "occlusion's --window takes one or two positive integers, got (0, 0)"),
+    (["attribute", "{m}", "{s}", "--method", "integrated_gradients", "--baseline", "grey", "--out", "{o}/m.png"],
+     "unknown --baseline 'grey'"),
 ])
 def test_the_command_line_is_told_the_flag(argv, line, digits_model_path, tmp_path, capsys):
-    argv = [a.format(m=digits_model_path, o=tmp_path / "out") for a in argv]
+    sample = digits_model_path.parent / "samples" / "digit-0.png"
+    argv = [a.format(m=digits_model_path, o=tmp_path / "out", s=sample) for a in argv]
     (tmp_path / "out").mkdir()
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -231,7 +231,7 @@ CASES = [
     (f"maxact {M} {{i}}/data --layer conv1 --out {{i}}/data", "is the dataset folder"),
     (f"atlas {M} --layer conv1 --units 0 --steps 2 --data {{i}}/data --out {{i}}", "the outputs would become data"),
     (f"maxact {M} {{i}}/list.txt --layer conv1 --out {{o}}", "ok"),  # a listed pipe is skipped
-    (f"maxact {{i}}/nan.onnx {{i}}/data --layer conv2 --crops --out {{o}}", "warn"),
+    ("maxact {i}/nan.onnx {i}/data --layer conv2 --crops --out {o}", "warn"),
     (f"atlas {M} --layer conv1 --units 0-1 --steps 2 --data {{i}}/missing --out {{o}}", "dataset not found"),
     ("atlas {i}/nan.onnx --layer conv2 --units 0-1 --steps 2 --quiet --data {i}/data --out {o}", "warn"),
     ("atlas {i}/nan.onnx --layer conv2 --units 0 --steps 2 --quiet --out {o}", "warn"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -100,10 +101,16 @@ class BusyWorkerKiller:
         if self.killed is not None or self.seen < self.after:
             return
         pids = self.client.run(os.getpid)
-        for _ in range(200):  # the scheduler's view: a worker with a task of ours
+        # The scheduler's view: a worker with a task of ours. Polled for a time, not a count of
+        # tries: on a loaded machine a worker can sit between tasks for many quick polls (200 polls
+        # found none in 2 of 4 runs at load 11).
+        deadline = time.monotonic() + 30
+        busy = {}
+        while not busy and time.monotonic() < deadline:
             busy = {addr: keys for addr, keys in self.client.processing().items() if keys}
-            if busy:
-                break
+            if not busy:
+                time.sleep(0.01)
+        assert busy, "no worker ran a task of the job for 30 s (had the job already finished?)"
         addr, keys = sorted(busy.items())[0]
         self.victim_tasks = list(keys)
         self.killed = pids[addr]
@@ -130,3 +137,61 @@ def test_a_worker_killed_mid_job_gives_the_local_top_k_exactly(cluster, digits_m
     local, clustered = _records(tmp_path / "local"), _records(tmp_path / "cluster")
     assert clustered == local
     assert all(unit["hits"] for layer in local.values() for unit in layer["unit_records"])  # a real top-k
+
+
+# ---- a model with external data (PyTorch's default exporter writes .onnx + .onnx.data) ----------
+
+def _save_with_external_data(source: Path, folder: Path) -> Path:
+    import onnx
+
+    folder.mkdir(parents=True)
+    path = folder / "gray.onnx"
+    onnx.save_model(onnx.load(str(source)), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="gray.onnx.data", size_threshold=0)
+    assert (folder / "gray.onnx.data").stat().st_size > 0
+    return path
+
+
+def test_a_model_with_external_data_is_shipped_with_it(gray_model_path, digits_dir, local_result, tmp_path,
+                                                        monkeypatch):
+    """The worker cannot see the model's folder (it is moved away once the model is shipped) and
+    its scratch folder is fresh: what it runs is the shipped .onnx and the .onnx.data beside it."""
+    from onnxprobe.maxact import cluster as maxact_cluster
+
+    model_path = _save_with_external_data(gray_model_path, tmp_path / "model")
+    real_share = maxact_cluster.share_model
+
+    def share_then_hide(client, spec, ship_model=None):
+        shipped = real_share(client, spec, ship_model)
+        (tmp_path / "model").rename(tmp_path / "hidden")  # from here on no process sees the original files
+        return shipped
+
+    monkeypatch.setattr(maxact_cluster, "share_model", share_then_hide)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))  # the worker's own folder for shipped models
+    (tmp_path / "scratch").mkdir()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster:
+        run_maxact(model_path, digits_dir, LAYERS, out_dir=tmp_path / "out", scheduler=cluster.scheduler_address,
+                   ship_model=True, **SETTINGS)
+    assert _records(tmp_path / "out") == local_result  # the same weights as the inline model's
+    shipped = [p.name for p in (tmp_path / "scratch" / "onnxprobe-models").rglob("*") if p.is_file()]
+    assert sorted(shipped) == ["gray.onnx", "gray.onnx.data"]
+
+
+def test_new_external_weights_are_another_model(gray_model_path, tmp_path):
+    """Beside an unchanged .onnx, other weights in its .onnx.data change the model's hash, and a
+    missing .onnx.data means a worker does not see the model."""
+    from onnxprobe.distributed import file_hash, model_hash, sees_model
+
+    path = _save_with_external_data(gray_model_path, tmp_path / "model")
+    assert model_hash(gray_model_path) == file_hash(gray_model_path)  # inline weights: the file's own hash
+    before, onnx_before = model_hash(path), file_hash(path)
+    assert sees_model(path, before)
+    data = tmp_path / "model" / "gray.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[0] ^= 1
+    data.write_bytes(bytes(raw))
+    assert file_hash(path) == onnx_before and model_hash(path) != before
+    assert not sees_model(path, before)
+    data.unlink()
+    assert not sees_model(path, before)

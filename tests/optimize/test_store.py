@@ -38,3 +38,28 @@ def test_the_atlas_uses_the_same_layout(tmp_path):
                                 "montage": "units/relu2/unit_00007_montage.png"}
     plain = UnitStore(tmp_path / "units", "k")  # what optimize would read there
     assert plain.record("relu2", 7) == written and plain.pending("relu2", [6, 7]) == [6]
+
+
+def test_new_external_weights_are_another_job(gray_model_path, tmp_path):
+    """A model whose weights are in a .onnx.data beside it: new weights there, the .onnx unchanged,
+    make another job (its units are redone, not resumed)."""
+    import onnx
+
+    from onnxprobe.model import ProbeModel
+    from onnxprobe.optimize import RenderSettings
+    from onnxprobe.optimize.store import optimize_job
+
+    path = tmp_path / "gray.onnx"
+    onnx.save_model(onnx.load(str(gray_model_path)), str(path), save_as_external_data=True,
+                    location="gray.onnx.data", size_threshold=0)
+
+    def key():
+        model = ProbeModel.load(path, device="cpu")
+        return job_key(optimize_job(model, "relu2", "channel", None, RenderSettings.resolve(steps=2)))
+
+    before, onnx_bytes = key(), path.read_bytes()
+    data = tmp_path / "gray.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[-1] ^= 1
+    data.write_bytes(bytes(raw))
+    assert path.read_bytes() == onnx_bytes and key() != before

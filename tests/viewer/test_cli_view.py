@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from onnxprobe.cli import main
 from tests.conftest import ROOT
+from tests.programs import XVFB, require_program
 from tests.viewer.conftest import write_atlas
 
 
@@ -82,8 +82,7 @@ def _free_display() -> int:
 
 
 def test_real_window_under_xvfb(files, artifacts_dir):
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb; .ci/run installs it)")
+    require_program(XVFB, "apt-get install -y xvfb")
     number = _free_display()
     server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

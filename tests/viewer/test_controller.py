@@ -430,3 +430,36 @@ def test_a_back_map_waits_for_the_grid_of_its_frame(tiny):
     show_grid(3)
     viewer.poll()
     assert viewer.last_back is back[3]  # nothing left waiting: frame 2's map was never shown
+
+
+def test_pictures_from_the_frame_run_beside_the_frames(tiny, video_path):
+    """`r` starts the accentuation of the selected unit on the frame shown, on the optimize worker:
+    frames keep arriving while it runs; again: the layer's caricature, its inversion, then off."""
+    viewer = start_viewer(tiny, VideoSource(str(video_path), pace=False))
+    try:
+        poll_until(viewer, lambda: viewer.last_forward is not None)
+        viewer.handle_key("l")  # unit 1
+        viewer.handle_key("r")
+        started = viewer.last_forward.frame
+        picture = viewer._optimization
+        assert picture.x is started.x and (picture.kind, picture.unit) == ("accentuate", 1)
+        newer_while_running = []
+
+        def shown():
+            progress = viewer.state.panes.picture
+            if progress is not None and progress.step < progress.steps and viewer.last_forward.frame.seq > started.seq:
+                newer_while_running.append(progress.step)
+            return bool(newer_while_running)
+
+        poll_until(viewer, shown)
+        views = viewer.state.pane_views()
+        assert views["visuals"].visible and views["visuals"].title.startswith(f"accentuation of {viewer.state.layer.label}:1")
+        for kind, words in (("caricature", "caricature of"), ("invert", "inversion from")):
+            viewer.handle_key("r")
+            poll_until(viewer, lambda: viewer.state.panes.picture is not None and viewer.state.panes.picture.kind == kind)
+            assert viewer.state.pane_views()["visuals"].title.startswith(f"{words} {viewer.state.layer.label} from the frame")
+        viewer.handle_key("r")
+        assert viewer._optimization is None and viewer.state.picture == "off"
+        assert "picture from the frame stopped" in viewer.state.status_line()
+    finally:
+        viewer.stop()

@@ -163,3 +163,39 @@ def test_the_controller_leaves_the_shared_model_alone(tmp_path):
     model = ProbeModel.load(path, device="cpu")
     viewer = Viewer(model)
     assert model.threads is None and viewer.model is model
+
+
+def test_the_picture_key_cycles_the_pictures_and_escape_stops_them():
+    """`r` is a model change the controller follows ("picture" events): accentuation of the unit,
+    caricature of the layer, inversion from it, off; Escape turns it off (and says so)."""
+    state = shown_state()
+    events = []
+    state.events.connect(events.append)
+    seen = []
+    for _ in range(4):
+        press(state, "r")
+        seen.append(state.picture)
+    assert seen == ["accentuate", "caricature", "invert", "off"] and events == ["picture"] * 4
+    press(state, "r")
+    events.clear()
+    press(state, ["Escape"])
+    assert state.picture == "off" and "picture" in events
+    events.clear()
+    press(state, ["Escape"])
+    assert "picture" not in events  # nothing to stop
+
+
+def test_the_visuals_pane_shows_the_picture_with_its_numbers():
+    from onnxprobe.viewer.state import PictureProgress
+
+    state = shown_state()
+    progress = PictureProgress("accentuate", "conv1", 2, 40, 512, 5.25, 1.5, 12.34)
+    state.update_panes("optimize", optimized=image(7), picture=progress)
+    visuals = state.pane_views()["visuals"]
+    assert visuals.visible and visuals.image is state.panes.optimized
+    assert visuals.title == "accentuation of conv1:2 from the frame, step 40/512: 1.5 on the frame, 5.25 here, distance 12.3/255"
+    state.update_panes("optimize", picture=PictureProgress("invert", "conv1", None, 8, 512, -0.25, 0.0, 80.0))
+    assert state.pane_views()["visuals"].title.startswith("inversion from conv1 from the frame, step 8/512: relative error 0.25")
+    state.update_panes("optimize", optimized=image(8), picture=None)  # a live optimization (g) after it
+    assert state.pane_views()["visuals"].title == "live optimization"
+    assert "optimized" in state.saved_panes()

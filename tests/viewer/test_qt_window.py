@@ -91,6 +91,23 @@ def test_pattern_mode_and_unit_visuals(qtbot, window):
     assert not window.visuals_pane.isVisible()
 
 
+def test_picture_from_the_frame_in_the_visuals_pane(qtbot, window):
+    """`r`: the selected unit accentuated on the frame shown, drawn in the visuals pane as it goes,
+    while the grid keeps following the frames; `r` three more times: caricature, inversion, off."""
+    viewer = window.viewer
+    qtbot.keyClick(window, "r")
+    first = viewer.state.panes.frame_seq
+    qtbot.waitUntil(lambda: window.visuals_pane.title.startswith("accentuation of")
+                    and window.visuals_pane._image is not None, timeout=20000)
+    assert window.visuals_pane.isVisible() and "distance" in window.visuals_pane.title
+    qtbot.waitUntil(lambda: viewer.state.panes.frame_seq > first, timeout=20000)
+    qtbot.keyClick(window, "r")
+    qtbot.waitUntil(lambda: window.visuals_pane.title.startswith("caricature of"), timeout=20000)
+    qtbot.keyClick(window, "r")
+    qtbot.keyClick(window, "r")
+    assert viewer.state.picture == "off" and "stopped" in window.status.text()
+
+
 def test_camera_failure_keeps_the_window_running(qtbot, window):
     viewer = window.viewer
     qtbot.keyClick(window, "c")
@@ -101,7 +118,6 @@ def test_camera_failure_keeps_the_window_running(qtbot, window):
 
 
 def test_help_zoom_and_save(qtbot, window, tmp_path):
-    viewer = window.viewer
     qtbot.keyClick(window, "h")
     assert window.help.isVisible() and "pattern mode" in window.help.text()
     qtbot.keyClick(window, "h")

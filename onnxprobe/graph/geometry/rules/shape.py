@@ -105,11 +105,12 @@ def _slice(ctx, node):
     x = node.input[0]
     g = ctx.data(node)
     rank = g.rank
+    # where a slice starts and its step place its outputs; its ends only bound how many there are
+    # (still read: ends that are no constant give up, as before)
     if ctx.opset < 10:
-        starts, ends, axes = attr(node, "starts"), attr(node, "ends"), attr(node, "axes")
-        steps = None
+        starts, axes, steps = attr(node, "starts"), attr(node, "axes"), None
     else:
-        starts, ends = ctx.ints(node, "", 1), ctx.ints(node, "", 2)
+        starts, _ = ctx.ints(node, "", 1), ctx.ints(node, "", 2)
         axes, steps = ctx.ints(node, "", 3), ctx.ints(node, "", 4)
     if starts is None:
         raise GiveUp
