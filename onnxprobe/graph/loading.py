@@ -63,11 +63,13 @@ def read_light(path: Path) -> onnx.ModelProto:
     finally:
         buf.close()
     if moved:
+        # the file read, not a link's name: external data is found in the resolved folder (map_external_data)
+        location = Path(path).resolve().name
         by_name = {t.name: t for t in model.graph.initializer}
         for name, offset, length in moved:
             tensor = by_name[name]
             tensor.data_location = onnx.TensorProto.EXTERNAL
-            for key, value in (("location", path.name), ("offset", str(offset)), ("length", str(length))):
+            for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
                 entry = tensor.external_data.add()
                 entry.key, entry.value = key, value
     return model
