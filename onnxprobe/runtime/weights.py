@@ -29,7 +29,7 @@ from onnx import helper
 INLINE_LIMIT = 1024  # bytes: smaller external tensors (shape constants, scalars) are read into the proto
 ANCHOR = os.path.abspath(os.sep)  # the root the locations are relative to ("/")
 FOLDER_KEY = "session.model_external_initializers_file_folder_path"  # ONNX Runtime's, for a model given as bytes
-_MAPS: dict[tuple, np.ndarray] = {}
+_MAPS: dict[tuple, tuple[tuple, np.ndarray]] = {}  # (file, offset, dtype, shape) -> (file version, map)
 _LOCK = threading.Lock()
 
 
@@ -57,22 +57,27 @@ def file_of(tensor: onnx.TensorProto) -> str | None:
 
 def array(tensor: onnx.TensorProto) -> np.ndarray | None:
     """The values of an external initializer, a read-only memory map of its file (made once per
-    tensor and kept: it holds no memory of its own); None for a tensor stored in the proto."""
+    tensor and file version, and kept: it holds no memory of its own); None for a tensor stored in
+    the proto. A file written again since (a model exported anew over the same path) is mapped anew:
+    the values are the file's now, as ONNX Runtime reads them."""
     info = _info(tensor)
     if info is None:
         return None
     file = os.path.join(ANCHOR, info.get("location", ""))
     dtype, shape = dtype_of(tensor), tuple(int(d) for d in tensor.dims)
     key = (file, int(info.get("offset", 0) or 0), dtype.str, shape)
+    stat = os.stat(file)
+    version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
     with _LOCK:
-        value = _MAPS.get(key)
-    if value is None:
-        if int(np.prod(shape, dtype=np.int64)) == 0:
-            value = np.zeros(shape, dtype)
-        else:
-            value = np.memmap(file, dtype=dtype, mode="r", offset=key[1], shape=shape)
-        with _LOCK:
-            value = _MAPS.setdefault(key, value)
+        held = _MAPS.get(key)
+    if held is not None and held[0] == version:
+        return held[1]
+    if int(np.prod(shape, dtype=np.int64)) == 0:
+        value = np.zeros(shape, dtype)
+    else:
+        value = np.memmap(file, dtype=dtype, mode="r", offset=key[1], shape=shape)
+    with _LOCK:
+        _MAPS[key] = (version, value)
     return value
 
 

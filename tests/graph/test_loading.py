@@ -3,8 +3,12 @@ which file the weights come from."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from onnxprobe.model import ProbeModel
 from onnxprobe.runtime.session import Session
@@ -28,3 +32,38 @@ def test_a_linked_model_file_reads_its_weights_from_the_file_linked_to(tmp_path,
     reference = Session(make_conv_model(seed=0), device="cpu").run({"image": x})["probs"]
     model = ProbeModel.load(snapshot / "model.onnx", device="cpu")
     np.testing.assert_allclose(model.activations(x, ["probs"])["probs"], reference, rtol=1e-5, atol=1e-6)
+
+
+def _wide_conv(path, seed: int) -> None:
+    """conv(3 -> 16, 3x3, stride 1): a kernel over the inline limit (kept in the file, read as a
+    memory map by the gradient's stride-1 adjoint), then relu."""
+    w = np.random.default_rng(seed).standard_normal((16, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+         helper.make_node("Relu", ["conv"], ["relu"], name="relu")], "wide",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("relu", TensorProto.FLOAT, ["N", 16, 8, 8])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_a_model_file_replaced_in_the_same_process_gives_its_new_weights(tmp_path):
+    """A notebook exports, loads, trains, exports again over the same file (written as a new file
+    renamed over the old one, as careful writers do) and loads it again: the gradient reads the new
+    kernel, as ONNX Runtime does, not a memory map of the replaced file kept from the first load."""
+    from onnxprobe.objectives import channel
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    path = tmp_path / "m.onnx"
+    _wide_conv(path, seed=0)
+    first = ProbeModel.load(path, device="cpu")
+    first.gradient(x, channel(first, "relu", 1))
+    _wide_conv(tmp_path / "new.onnx", seed=1)
+    os.replace(tmp_path / "new.onnx", path)
+    _wide_conv(tmp_path / "elsewhere.onnx", seed=1)
+    again, fresh = ProbeModel.load(path, device="cpu"), ProbeModel.load(tmp_path / "elsewhere.onnx", device="cpu")
+    want = fresh.gradient(x, channel(fresh, "relu", 1)).input
+    assert np.abs(want).max() > 0
+    np.testing.assert_array_equal(again.gradient(x, channel(again, "relu", 1)).input, want)
