@@ -177,9 +177,9 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
                 for a in node.attribute:  # no 0 in the target: allowzero means nothing, 0 may copy
                     if a.name == "allowzero":
                         a.i = 0
-                head = fresh("reshape")  # the common case: [0, ...] copies the batch
-                model.graph.initializer.append(numpy_helper.from_array(np.array([0, *target[1:]], np.int64), head))
-                node.input[1] = head
+                copied = fresh("reshape")  # the common case: [0, ...] copies the batch
+                model.graph.initializer.append(numpy_helper.from_array(np.array([0, *target[1:]], np.int64), copied))
+                node.input[1] = copied
             else:
                 size = fresh("size")
                 model.graph.initializer.append(numpy_helper.from_array(np.array([target[k] // batch], np.int64), size))
@@ -318,7 +318,7 @@ def batch_placements(model: onnx.ModelProto, input_name: str, shapes: dict[str, 
             result = "conflict"
         if isinstance(result, dict) and any(o in outputs and (spot[0] != 0 or shapes[o][0] != spot[1])
                                             for o, spot in result.items()):
-            result = "conflict"  # an output carries the batch as its whole first axis
+            result = "conflict"  # an output carries the batch on its first axis, outermost (stride 1: the whole axis)
         if result == "conflict":  # back to the last Reshape with a placement left
             while stack and not stack[-1][1]:
                 stack.pop()
