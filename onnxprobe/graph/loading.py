@@ -168,12 +168,11 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
     folder, a missing file or one too short is a ModelError."""
     import numpy as np
 
-    from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, dtype_of
+    from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, dtype_of, external, reference
 
-    external = [t for t in _initializers(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
     folder = path.resolve().parent
-    for tensor in external:
-        info = {e.key: e.value for e in tensor.external_data}
+    for tensor in external(model):
+        info = reference(tensor)
         location = info.get("location", "")
         file = (folder / location).resolve()
         if not location or os.path.isabs(location) or folder not in file.parents:
@@ -199,18 +198,6 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
             tensor.raw_data = raw
         else:
             anchored(tensor, str(file))
-
-
-def _initializers(graph: onnx.GraphProto):
-    """The initializers of a graph and of its subgraphs."""
-    yield from graph.initializer
-    for node in graph.node:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _initializers(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _initializers(g)
 
 
 def check_model(model: onnx.ModelProto, origin: str = "model") -> None:

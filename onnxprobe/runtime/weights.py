@@ -37,7 +37,9 @@ def dtype_of(tensor: onnx.TensorProto) -> np.dtype:
     return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
 
 
-def _info(tensor: onnx.TensorProto) -> dict[str, str] | None:
+def reference(tensor: onnx.TensorProto) -> dict[str, str] | None:
+    """The external-data entries of `tensor` (location, offset, length ...); None for a tensor
+    stored in the proto."""
     if tensor.data_location != onnx.TensorProto.EXTERNAL:
         return None
     return {e.key: e.value for e in tensor.external_data}
@@ -50,17 +52,12 @@ def anchored(tensor: onnx.TensorProto, file: str) -> None:
             entry.value = os.path.relpath(file, ANCHOR)
 
 
-def file_of(tensor: onnx.TensorProto) -> str | None:
-    info = _info(tensor)
-    return None if info is None or "location" not in info else os.path.join(ANCHOR, info["location"])
-
-
 def array(tensor: onnx.TensorProto) -> np.ndarray | None:
     """The values of an external initializer, a read-only memory map of its file (made once per
     tensor and file version, and kept: it holds no memory of its own); None for a tensor stored in
     the proto. A file written again since (a model exported anew over the same path) is mapped anew:
     the values are the file's now, as ONNX Runtime reads them."""
-    info = _info(tensor)
+    info = reference(tensor)
     if info is None:
         return None
     file = os.path.join(ANCHOR, info.get("location", ""))
