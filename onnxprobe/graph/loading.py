@@ -168,23 +168,29 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
     folder, a missing file or one too short is a ModelError."""
     import numpy as np
 
+    from onnxprobe.errors import InputError
+    from onnxprobe.fsutil import check_input_file
     from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, dtype_of, external, reference
 
     folder = path.resolve().parent
     for tensor in external(model):
         info = reference(tensor)
         location = info.get("location", "")
-        file = (folder / location).resolve()
+        try:
+            file = (folder / location).resolve()
+        except (ValueError, OSError, RuntimeError) as exc:  # a NUL byte, a loop of links
+            raise ModelError(f"{path}: cannot read the external data of '{tensor.name}' ({location!r}: {_short(exc)})") from None
         if not location or os.path.isabs(location) or folder not in file.parents:
             raise ModelError(f"{path}: initializer '{tensor.name}' names external data outside the model's folder: "
                              f"'{location}'")
         try:
+            check_input_file(file, "external data")  # a regular file: a folder or a named pipe is never opened
             dtype = dtype_of(tensor)
             count = int(np.prod(tensor.dims, dtype=np.int64))
             offset = int(info.get("offset", 0) or 0)
             size = os.stat(file).st_size
             length = int(info.get("length", count * dtype.itemsize) or 0)
-        except (OSError, ValueError, TypeError) as exc:
+        except (InputError, OSError, ValueError, TypeError) as exc:
             raise ModelError(f"{path}: cannot read the external data of '{tensor.name}' ({_short(exc)})") from None
         if length != count * dtype.itemsize or offset < 0 or offset + length > size:
             raise ModelError(f"{path}: the external data of '{tensor.name}' does not fit its shape "

@@ -67,3 +67,28 @@ def test_a_model_file_replaced_in_the_same_process_gives_its_new_weights(tmp_pat
     want = fresh.gradient(x, channel(fresh, "relu", 1)).input
     assert np.abs(want).max() > 0
     np.testing.assert_array_equal(again.gradient(x, channel(again, "relu", 1)).input, want)
+
+
+@pytest.mark.parametrize("location", ["w\0.bin", "folder", "loop"])
+def test_external_data_that_is_no_readable_file_is_one_line(tmp_path, capsys, location):
+    """A location with a NUL byte, or naming a folder or a loop of links: one line and exit 2, as
+    for a missing file (before: 'internal error', exit 1)."""
+    from onnx import TensorProto
+
+    from onnxprobe.cli import main
+
+    model = make_conv_model()
+    tensor = next(t for t in model.graph.initializer if t.name == "b1")  # small: read into the proto at load
+    values = numpy_helper.to_array(tensor)
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(values.nbytes))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    assert main(["layers", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "external data" in err[0] and "b1" in err[0], err
