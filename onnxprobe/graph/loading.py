@@ -166,11 +166,9 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
     constants) are read into the proto, large ones stay references to their file, anchored at the
     filesystem's root (`runtime.weights`: never read into a proto). A location outside the model's
     folder, a missing file or one too short is a ModelError."""
-    import numpy as np
-
     from onnxprobe.errors import InputError
     from onnxprobe.fsutil import check_input_file
-    from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, dtype_of, external, reference
+    from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, external, nbytes, reference
 
     folder = path.resolve().parent
     for tensor in external(model):
@@ -185,16 +183,15 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
                              f"'{location}'")
         try:
             check_input_file(file, "external data")  # a regular file: a folder or a named pipe is never opened
-            dtype = dtype_of(tensor)
-            count = int(np.prod(tensor.dims, dtype=np.int64))
+            needed = nbytes(tensor)
             offset = int(info.get("offset", 0) or 0)
             size = os.stat(file).st_size
-            length = int(info.get("length", count * dtype.itemsize) or 0)
+            length = int(info.get("length", needed) or 0)
         except (InputError, OSError, ValueError, TypeError) as exc:
             raise ModelError(f"{path}: cannot read the external data of '{tensor.name}' ({_short(exc)})") from None
-        if length != count * dtype.itemsize or offset < 0 or offset + length > size:
+        if length != needed or offset < 0 or offset + length > size:
             raise ModelError(f"{path}: the external data of '{tensor.name}' does not fit its shape "
-                             f"({location}: {length} bytes at {offset} of {size}, the tensor needs {count * dtype.itemsize})")
+                             f"({location}: {length} bytes at {offset} of {size}, the tensor needs {needed})")
         if length < INLINE_LIMIT:
             with open(file, "rb") as f:
                 f.seek(offset)

@@ -33,8 +33,20 @@ _MAPS: dict[tuple, tuple[tuple, np.ndarray]] = {}  # (file, offset, dtype, shape
 _LOCK = threading.Lock()
 
 
+# element types stored packed, several to a byte (bits per element): their numpy dtype takes a byte each
+PACKED_BITS = {getattr(onnx.TensorProto, name): bits for name, bits in
+               (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2)) if hasattr(onnx.TensorProto, name)}
+
+
 def dtype_of(tensor: onnx.TensorProto) -> np.dtype:
     return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+
+
+def nbytes(tensor: onnx.TensorProto) -> int:
+    """The bytes `tensor`'s values take in raw data or a file (packed types: rounded up to a byte)."""
+    count = int(np.prod(tensor.dims, dtype=np.int64))
+    bits = PACKED_BITS.get(tensor.data_type)
+    return (count * bits + 7) // 8 if bits else count * dtype_of(tensor).itemsize
 
 
 def reference(tensor: onnx.TensorProto) -> dict[str, str] | None:
@@ -71,6 +83,12 @@ def array(tensor: onnx.TensorProto) -> np.ndarray | None:
         return held[1]
     if int(np.prod(shape, dtype=np.int64)) == 0:
         value = np.zeros(shape, dtype)
+    elif tensor.data_type in PACKED_BITS:  # unpacked: a copy (such tensors are small: 4 bits or less a value)
+        from onnx import numpy_helper
+
+        raw = np.memmap(file, dtype=np.uint8, mode="r", offset=key[1], shape=(nbytes(tensor),))
+        value = numpy_helper.to_array(onnx.TensorProto(data_type=tensor.data_type, dims=tensor.dims, raw_data=raw.tobytes()))
+        value.setflags(write=False)
     else:
         value = np.memmap(file, dtype=dtype, mode="r", offset=key[1], shape=shape)
     with _LOCK:

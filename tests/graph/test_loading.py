@@ -92,3 +92,28 @@ def test_external_data_that_is_no_readable_file_is_one_line(tmp_path, capsys, lo
     assert main(["layers", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "external data" in err[0] and "b1" in err[0], err
+
+
+def test_a_model_with_inline_int4_weights_loads_and_runs(tmp_path):
+    """INT4 weights (opset 21 quantization) are packed two to a byte: read_light leaves them in the
+    file as for any large inline tensor, and the load checks them at their packed size (before: 'the
+    external data does not fit its shape', on a file that has none); their values unpack right."""
+    from onnxprobe.graph.facts import GraphFacts
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(-8, 8, size=(96, 3, 3, 3)).astype(np.int8)  # 2592 values, 1296 bytes packed
+    packed = numpy_helper.from_array(values.astype(onnx.helper.tensor_dtype_to_np_dtype(TensorProto.INT4)), "wq")
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "scale"], ["w"], name="dq"),
+             helper.make_node("Conv", ["image", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["conv"], ["relu"], name="relu")]
+    graph = helper.make_graph(nodes, "int4", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("relu", TensorProto.FLOAT, ["N", 96, 8, 8])],
+                              [packed, numpy_helper.from_array(np.array(0.05, np.float32), "scale")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    onnx.save(model, str(tmp_path / "int4.onnx"))
+    loaded = ProbeModel.load(tmp_path / "int4.onnx", device="cpu")
+    np.testing.assert_array_equal(GraphFacts(loaded.proto, infer_shapes=False).const("wq").astype(np.int8), values)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    want = Session(model, device="cpu").run({"image": x})["relu"]
+    np.testing.assert_allclose(loaded.activations(x, ["relu"])["relu"], want, rtol=1e-5, atol=1e-6)
