@@ -29,7 +29,7 @@ _FOLDABLE = frozenset({
 })
 
 
-def known_value(ctx, name: str, small: int) -> np.ndarray | None:
+def _known_value(ctx, name: str, small: int) -> np.ndarray | None:
     """A tensor's value if the walk knows it: a constant, or shape values that are all ints."""
     if not name:
         return None
@@ -46,7 +46,7 @@ def fold_node(ctx, node: onnx.NodeProto, small: int) -> dict[str, np.ndarray] | 
     """The values of `node`'s outputs when all its inputs are known and small, else None."""
     if node.domain not in ("", "ai.onnx") or node.op_type not in _FOLDABLE or not node.output:
         return None
-    inputs = [known_value(ctx, name, small) if name else None for name in node.input]
+    inputs = [_known_value(ctx, name, small) if name else None for name in node.input]
     if any(value is None for name, value in zip(node.input, inputs) if name):
         return None
     try:
@@ -127,4 +127,4 @@ def _evaluator(node: onnx.NodeProto, names: list[str], inputs: list, opset: int)
     return ReferenceEvaluator(model)
 
 
-__all__ = ["fold_node", "known_value"]
+__all__ = ["fold_node"]
