@@ -362,4 +362,3 @@ def test_viewer_on_a_fixed_graph_shows_its_twins_activations(tmp_path):
         finally:
             viewer.stop()
     np.testing.assert_allclose(values["merged"], values["twin"], rtol=0, atol=_tol(values["twin"], 27))
-
