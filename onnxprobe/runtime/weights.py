@@ -75,11 +75,14 @@ def array(tensor: onnx.TensorProto) -> np.ndarray | None:
     file = os.path.join(ANCHOR, info.get("location", ""))
     dtype, shape = dtype_of(tensor), tuple(int(d) for d in tensor.dims)
     key = (file, int(info.get("offset", 0) or 0), dtype.str, shape)
-    stat = os.stat(file)
-    version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    try:
+        stat = os.stat(file)
+        version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    except OSError:  # gone since: a map made before still reads the file it mapped
+        version = None
     with _LOCK:
         held = _MAPS.get(key)
-    if held is not None and held[0] == version:
+    if held is not None and (held[0] == version or version is None):
         return held[1]
     if int(np.prod(shape, dtype=np.int64)) == 0:
         value = np.zeros(shape, dtype)
