@@ -29,6 +29,8 @@ from onnxprobe.graph.loading import finalize_model
 
 PREFIX = "onnxprobe.batch:"
 UNIT_ROUNDOFF = 2.0 ** -24  # float32's unit roundoff u
+# the unit roundoff of the narrower float types a graph may compute in (the proof's bound takes the widest)
+NARROW_ROUNDOFF = {onnx.TensorProto.FLOAT16: 2.0 ** -11, onnx.TensorProto.BFLOAT16: 2.0 ** -8}
 SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}
 
 
@@ -177,9 +179,9 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
                 for a in node.attribute:  # no 0 in the target: allowzero means nothing, 0 may copy
                     if a.name == "allowzero":
                         a.i = 0
-                head = fresh("reshape")  # the common case: [0, ...] copies the batch
-                model.graph.initializer.append(numpy_helper.from_array(np.array([0, *target[1:]], np.int64), head))
-                node.input[1] = head
+                copied = fresh("reshape")  # the common case: [0, ...] copies the batch
+                model.graph.initializer.append(numpy_helper.from_array(np.array([0, *target[1:]], np.int64), copied))
+                node.input[1] = copied
             else:
                 size = fresh("size")
                 model.graph.initializer.append(numpy_helper.from_array(np.array([target[k] // batch], np.int64), size))
@@ -318,7 +320,7 @@ def batch_placements(model: onnx.ModelProto, input_name: str, shapes: dict[str, 
             result = "conflict"
         if isinstance(result, dict) and any(o in outputs and (spot[0] != 0 or shapes[o][0] != spot[1])
                                             for o, spot in result.items()):
-            result = "conflict"  # an output carries the batch as its whole first axis
+            result = "conflict"  # an output carries the batch on its first axis, outermost (stride 1: the whole axis)
         if result == "conflict":  # back to the last Reshape with a placement left
             while stack and not stack[-1][1]:
                 stack.pop()
@@ -579,11 +581,12 @@ def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, i
         return False, "no tensor of the graph carries the batch axis", float("inf")
     rng = np.random.default_rng(20240611)
     rows = rng.standard_normal((2, *input_shape[1:])).astype(np.float32)
+    unit = max([UNIT_ROUNDOFF] + [NARROW_ROUNDOFF[t] for t in set(elem.values()) if t in NARROW_ROUNDOFF])
     from onnxprobe.runtime.session import trim_memory
 
     try:
         with _quiet_runtime():
-            return _compare(rewritten, input_name, names, depth, rows)
+            return _compare(rewritten, input_name, names, depth, rows, unit)
     finally:
         trim_memory()  # the proof's session and runs are gone: their memory goes back
 
@@ -719,12 +722,13 @@ def _quiet_runtime():
         ort.set_default_logger_severity(3)  # the level onnxprobe.runtime.session sets
 
 
-def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, float]:
+def _compare(rewritten, input_name, names, depth, rows, unit=UNIT_ROUNDOFF) -> tuple[bool, str, float]:
     from onnxprobe.graph.expose import expose_tensors
     from onnxprobe.runtime.session import create_session
 
     try:
         session = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu", one_off=True)
+        rows = rows.astype(session.input_dtype(input_name))  # a float16 or double input takes its own type
         single = [session.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
         both = session.run({input_name: rows}, names)
     except Exception as exc:  # ONNX Runtime refuses the rewritten graph at batch 1 or 2
@@ -741,12 +745,13 @@ def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, floa
             one = np.asarray(single[i][t])
             if b[i:i + 1].shape != one.shape:
                 return False, f"tensor '{t}' changes shape when the batch does", float("inf")
-            # Each run computes t in float32 through dot products and reductions of summed length
-            # K (its longest path): the standard bound puts each run's rounding error within
+            # Each run computes t in float32 (u: float16's where the graph holds float16 tensors)
+            # through dot products and reductions of summed length K (its longest path): the
+            # standard bound puts each run's rounding error within
             # K*u*scale, scale the largest magnitude on the path (at least max|t|), so two runs
             # differ by at most 2*K*u*scale. A rewrite that mixes rows or drops one differs by O(scale).
             scale = max(float(np.abs(one).max(initial=0.0)), float(np.abs(b[i]).max(initial=0.0)), 1e-30)
-            tol = 2.0 * depth.get(t, 1) * UNIT_ROUNDOFF * scale
+            tol = 2.0 * depth.get(t, 1) * unit * scale
             err = float(np.abs(b[i:i + 1].astype(np.float64) - one).max(initial=0.0))
             if not np.isfinite(err) or err > tol:
                 return False, (f"tensor '{t}' differs between a batch of 2 and single runs "

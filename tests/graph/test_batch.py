@@ -123,6 +123,39 @@ def test_fixed_batch_constants_are_made_dynamic_and_proved(tmp_path, batch, clas
         np.testing.assert_allclose(grads[i:i + 1], one, rtol=0, atol=_tol(one, 27 + acts["flat"].shape[1]))
 
 
+@pytest.mark.parametrize("half_inside", [False, True])
+def test_a_half_precision_input_is_made_dynamic(tmp_path, half_inside):
+    """A fixed-batch file whose input is float16 (cast to float32 first, or computed in float16
+    throughout) is made dynamic: the proof feeds its rows in the input's type, and measures float16
+    tensors against float16 rounding. Before, every such file stayed fixed, 'the graph does not run at
+    batch 2' (ONNX Runtime refused the proof's float32 rows)."""
+    from onnxprobe.graph.batch import make_batch_dynamic, prove_batch_dynamic
+    from onnxprobe.graph.loading import fix_input_shape, load_model
+
+    half = TensorProto.FLOAT16
+    weights = np.random.default_rng(0).standard_normal((4, 3, 3, 3)) * 0.3
+    nodes = ([] if half_inside else [helper.make_node("Cast", ["image"], ["image32"], to=TensorProto.FLOAT, name="to32")]) + [
+        helper.make_node("Conv", ["image" if half_inside else "image32", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+        helper.make_node("Reshape", ["relu", "flat_shape"], ["flat"], name="flat")]
+    inits = [_init("w", weights, np.float16 if half_inside else np.float32), _init("flat_shape", [1, -1], np.int64)]
+    graph = helper.make_graph(nodes, "half", [helper.make_tensor_value_info("image", half, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("flat", half if half_inside else TensorProto.FLOAT, [1, 256])],
+                              inits)
+    original = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    original.ir_version = 8
+    onnx.save(original, str(tmp_path / "half.onnx"))
+    # the run proof itself (the load may prove such a graph without a run)
+    proto, fixed = fix_input_shape(load_model(tmp_path / "half.onnx"), None)
+    rewritten, _ = make_batch_dynamic(proto, "image", fixed, 1)
+    proved, why, _ = prove_batch_dynamic(proto, rewritten, "image", fixed, 1)
+    assert proved, why
+    model = ProbeModel.load(tmp_path / "half.onnx", device="cpu")
+    assert model.batch.kind == "made dynamic", model.batch.describe()
+    assert model.batch.rewritten == ("flat",)
+    # (ProbeModel feeds float32 images: running a float16-input model is another matter)
+
+
 def test_symbolic_batch_under_any_name_lists_every_layer(tmp_path):
     exporter_style(tmp_path / "named.onnx", 1, class_token=False, name_batch="batch_size")
     model = ProbeModel.load(tmp_path / "named.onnx", device="cpu")
