@@ -86,14 +86,14 @@ def reachable_from(model: onnx.ModelProto, name: str) -> set[str]:
 
 def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...]) -> tuple[dict[str, tuple], dict[str, int]]:
     """Shapes and element types of every tensor with the input fixed at `shape` (ONNX shape
-    inference, else one run; dims neither pins down are None). This is the file's own graph at its
+    inference helped by folding, `_folded_facts`, else one run; dims none of them pins down are None). This is the file's own graph at its
     own fixed batch, before the rewrite that these shapes decide: an inference of its own, not the
     loaded model's (GraphFacts), which describes the rewritten graph with a dynamic batch."""
-    facts = GraphFacts(model, {input_name: shape})
+    facts = _folded_facts(model, input_name, shape)
     out = {name: tuple(dims) for name, dims in facts.dims.items()}
     elems = dict(facts.elem)
     missing = [o for n in model.graph.node for o in n.output if o and None in out.get(o, (None,))]
-    if missing:  # shapes computed at run time (Split sizes from Shape ops ...): run once at that batch
+    if missing:  # shapes computed at run time that no fold finds: run once at that batch
         from onnxprobe.graph.expose import expose_tensors
         from onnxprobe.runtime.session import create_session, trim_memory
 
@@ -112,6 +112,77 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
         finally:
             trim_memory()  # the session is gone: its memory goes back
     return out, elems
+
+
+def _folded_facts(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], rounds: int = 8) -> GraphFacts:
+    """The facts of `model` with the input fixed at `shape`, where shape inference falls short
+    helped by folding what it cannot: the small integer tensors computed from constants and from
+    the shapes already known (the legacy exporter's Expand shapes built with Where / Equal, Slice
+    bounds from Mod, attention views from Shape ops: ONNX's data propagation follows only a few
+    ops). Folded values become initializers of a weightless copy that is inferred again, until every
+    shape is known or a round folds nothing new. The folds are ONNX's reference evaluator's, on
+    values that do not depend on the input's values, so a shape found is the shape a run finds."""
+    from onnxprobe.graph.geometry.fold import fold_node
+    from onnxprobe.graph.loading import without_weights
+
+    facts = GraphFacts(model, {input_name: shape})
+    folded: dict[str, np.ndarray] = {}
+    for _ in range(rounds):
+        if all(None not in facts.dims.get(o, (None,)) for n in model.graph.node for o in n.output if o):
+            break
+        new = _fold_round(model, facts, folded, fold_node)
+        if not new:
+            break
+        folded.update(new)
+        light = without_weights(model)
+        kept = [n for n in light.graph.node if not all(o in folded for o in n.output if o)]
+        del light.graph.node[:]
+        light.graph.node.extend(kept)
+        light.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in folded.items())
+        facts = GraphFacts(light, {input_name: shape})
+    return facts
+
+
+def _fold_round(model: onnx.ModelProto, facts: GraphFacts, folded: dict, fold_node) -> dict[str, np.ndarray]:
+    """One pass in graph order: the values of the nodes not yet folded whose inputs are all known
+    (constants, values folded before, a Shape or Size of a tensor whose dims `facts` knows)."""
+    SMALL = 4096
+
+    class Known:  # what fold.fold_node reads
+        symdims: dict = {}
+        opset = facts.opset
+
+        @staticmethod
+        def const(name):
+            value = folded.get(name)
+            if value is None:
+                try:
+                    value = facts.const(name, max_size=SMALL)
+                except Exception:  # an initializer numpy cannot read: unknown
+                    value = None
+            return value
+
+    new: dict[str, np.ndarray] = {}
+    for node in model.graph.node:
+        outputs = [o for o in node.output if o]
+        if not outputs or all(o in folded for o in outputs):
+            continue
+        values = None
+        if node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx"):
+            dims = facts.dims.get(node.input[0])
+            if dims is not None and None not in dims:
+                if node.op_type == "Size":
+                    values = {outputs[0]: np.array(int(np.prod(dims, dtype=np.int64)), np.int64)}
+                else:
+                    start, end = attr(node, "start", 0), attr(node, "end", len(dims))
+                    values = {outputs[0]: np.array(list(dims)[start:end], np.int64)}
+        else:
+            values = fold_node(Known, node, SMALL)
+        if values:
+            values = {k: v for k, v in values.items() if v.size <= SMALL}
+            folded.update(values)
+            new.update(values)
+    return new
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:

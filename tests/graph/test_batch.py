@@ -329,3 +329,74 @@ def test_viewer_on_a_fixed_graph_shows_its_twins_activations(tmp_path):
         finally:
             viewer.stop()
     np.testing.assert_allclose(values["merged"], values["twin"], rtol=0, atol=_tol(values["twin"], 27))
+
+
+def legacy_shapes(path):
+    """The legacy exporter's way with shapes, on a batch-1 file: a class token expanded to a shape
+    built by Where / Equal / ConstantOfShape (`expand(n, -1, -1)`) and a view whose target is sliced
+    out of a Shape with bounds computed by Mod: ONNX's data propagation follows neither, so shape
+    inference leaves everything after them unknown."""
+    rng = np.random.default_rng(6)
+    i64 = lambda name, v: helper.make_node("Constant", [], [name], name=name,  # noqa: E731
+                                          value=numpy_helper.from_array(np.asarray(v, np.int64)))
+    inits = [_init("w", rng.standard_normal((4, 3, 2, 2)) * 0.5), _init("cls", rng.standard_normal((1, 1, 4)))]
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["conv"], strides=[2, 2], name="conv"),
+        i64("to_tokens", [1, 4, 16]),
+        helper.make_node("Reshape", ["conv", "to_tokens"], ["flat"], name="flat"),
+        helper.make_node("Transpose", ["flat"], ["tokens"], perm=[0, 2, 1], name="tokens"),
+        i64("three", [3]), i64("minus_one", -1), i64("size", [1, -1, -1]),
+        helper.make_node("ConstantOfShape", ["three"], ["ones"], name="ones",
+                         value=numpy_helper.from_array(np.array([1], np.int64))),
+        helper.make_node("Mul", ["ones", "minus_one"], ["minus_ones"], name="minus_ones"),
+        helper.make_node("Equal", ["size", "minus_ones"], ["keep"], name="keep"),
+        helper.make_node("Where", ["keep", "ones", "size"], ["cls_shape"], name="cls_shape"),
+        helper.make_node("Expand", ["cls", "cls_shape"], ["cls_row"], name="cls_row"),
+        helper.make_node("Concat", ["cls_row", "tokens"], ["seq"], axis=1, name="seq"),
+        helper.make_node("Shape", ["seq"], ["seq_shape"], name="seq_shape"),
+        i64("seven", [7]), i64("seven_again", [7]), i64("two", [2]), i64("heads", [2, 2]),
+        helper.make_node("Mod", ["seven", "seven_again"], ["zero"], name="zero"),
+        helper.make_node("Slice", ["seq_shape", "zero", "two"], ["lead"], name="lead"),
+        helper.make_node("Concat", ["lead", "heads"], ["split_shape"], axis=0, name="split_shape"),
+        helper.make_node("Reshape", ["seq", "split_shape"], ["split"], name="split"),
+        helper.make_node("Softmax", ["split"], ["attn"], axis=-1, name="attn"),
+        helper.make_node("ReduceMean", ["attn", "two"], ["pooled"], keepdims=0, name="pooled"),
+    ]
+    graph = helper.make_graph(nodes, "legacy", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, 17, 2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return model
+
+
+def test_shapes_the_legacy_exporter_computes_are_found_without_a_run(tmp_path, monkeypatch):
+    """The file's shapes at its own batch come from inference helped by folding (graph/batch.py
+    static_shapes): no session is started for them (the legacy ViT-B/16 export paid one session and
+    one run of the whole model for them), and they are the shapes ONNX Runtime computes."""
+    import onnxprobe.runtime.session as session_module
+    from onnxprobe.graph.batch import static_shapes
+    from onnxprobe.graph.expose import expose_tensors
+
+    model = legacy_shapes(tmp_path / "legacy.onnx")
+    assert onnx.shape_inference.infer_shapes(model, data_prop=True).graph.value_info  # it infers, but:
+    inferred = {v.name for v in onnx.shape_inference.infer_shapes(model, data_prop=True).graph.value_info
+                if v.type.tensor_type.HasField("shape")
+                and all(d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)}
+    assert not {"cls_row", "seq", "split", "attn"} & inferred, "the fixture no longer needs folding"
+    names = [o for n in model.graph.node for o in n.output]
+    reference = Session(expose_tensors(model, names, keep_outputs=False), device="cpu").run(
+        {"image": np.zeros((1, 3, 8, 8), np.float32)}, names)
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("static_shapes started a session")
+
+    monkeypatch.setattr(session_module, "create_session", no_session)
+    shapes, elems = static_shapes(model, "image", (1, 3, 8, 8))
+    for name in names:
+        assert shapes[name] == np.shape(reference[name]), name
+        assert elems[name] == helper.np_dtype_to_tensor_dtype(np.asarray(reference[name]).dtype), name
+    monkeypatch.undo()
+    loaded = ProbeModel.load(tmp_path / "legacy.onnx", device="cpu")
+    assert loaded.batch.kind == "made dynamic", loaded.batch.describe()
+    assert loaded.layer("attn").shape == (None, 17, 2, 2)
