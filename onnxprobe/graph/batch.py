@@ -45,7 +45,10 @@ class BatchAxis:
     rows: int | None = None  # rows per run when kind == "fixed"
     rewritten: tuple[str, ...] = ()  # nodes whose batch-size constants now follow the input
     why: str = ""  # for "fixed": why the graph was not made dynamic
-    max_error: float | None = None  # the proof's largest |batch - single| over its tolerance
+    max_error: float | None = None  # the proof's largest |batch - single| over its tolerance (a run's)
+    # "made dynamic": how it was proved: "graph" (rows_never_meet and _sizes_follow: every op keeps
+    # rows apart, no run) or "run" (prove_batch_dynamic: a batch of 2 against two single runs)
+    proof: str | None = None
     # "made dynamic": tensors whose batch the rewrite folds into another axis (batch_placements),
     # with their shapes at batch 1: they have no batch axis of their own (not layers); "fixed":
     # every tensor's (shape, element type) at the file's batch, found before the proof; not in to_json
@@ -62,13 +65,14 @@ class BatchAxis:
             return f"batch dynamic (input declares '{self.declared}')"
         if self.kind == "made dynamic":
             what = f"{len(self.rewritten)} batch-size constant(s) rewritten" if self.rewritten else "no constant needed rewriting"
-            return (f"batch made dynamic (the file fixes it at {self.declared}; {what}; "
-                    "proved on the model: a batch of 2 equals two single runs)")
+            how = ("proved from the graph: every op keeps rows apart" if self.proof == "graph" else
+                   "proved on the model: a batch of 2 equals two single runs")
+            return f"batch made dynamic (the file fixes it at {self.declared}; {what}; {how})"
         return f"batch fixed at {self.rows}: rows run {'one' if self.rows == 1 else self.rows} at a time ({self.why})"
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "declared": self.declared, "rows": self.rows, "rewritten": list(self.rewritten),
-                "why": self.why, "max_error": self.max_error}
+                "why": self.why, "max_error": self.max_error, "proof": self.proof}
 
 
 def declared_batch(dim) -> int | str | None:
@@ -778,6 +782,108 @@ def _row_local(node, reach, right, shapes, consts, rows_first) -> bool:
     return False
 
 
+# ops whose rule in _propagate is a proof: with the batch where the walk puts it in their inputs,
+# each output row is computed from the same row of the inputs only (the conditions on attributes
+# and sizes that the rules leave open are checked in `_keeps_rows_apart` and `_sizes_follow`)
+STATIC_OPS = (ELEMENTWISE | PER_ROW | REDUCE | {"Expand", "Softmax", "LogSoftmax", "Hardmax", "LayerNormalization",
+                                                "Transpose", "Reshape", "Flatten", "Gather", "Squeeze", "Unsqueeze",
+                                                "Slice", "Split", "Concat", "MatMul", "Gemm"})
+WHOLE_AXIS = 2 ** 31 - 1  # a Slice end at least this keeps an axis to its end whatever its size
+STATIC_BATCH = 3  # the batch at which the rewritten graph's sizes are inferred (any size but 1)
+
+
+def rows_never_meet(model: onnx.ModelProto, input_name: str, place: dict[str, tuple[int, int]],
+                    shapes: dict[str, tuple], consts: dict) -> str:
+    """Why the placement walk (`batch_placements`, on the file's own graph, before the rewrite) is
+    no proof that rows never meet; "" when it is one. It is one when every node that reads a tensor
+    carrying the batch is a default-domain op of STATIC_OPS whose outputs the walk placed (or
+    nobody reads), none reads the batch's size (Shape, Size: a value that changes with the batch),
+    the conditions below hold, and every output that carries the batch has it as its whole axis
+    0. Each such op computes its output at batch row b from row b of its inputs (the walk put the
+    batch in no contracted, normalised, reduced, gathered, split or concatenated axis; broadcast
+    operands have size 1 on the batch's axis), so by induction over the graph every row is the
+    file's function of its own input row, provided the rewritten graph has the sizes the walk
+    says: `_sizes_follow` checks those."""
+    outputs = {o.name for o in model.graph.output}
+    read = {i for node in model.graph.node for i in node.input if i}
+    for node in model.graph.node:
+        carried = [i for i in node.input if i and i in place]
+        if not carried:
+            continue
+        op = node.op_type
+        where = f"{op} node '{node.name or node.output[0]}'"
+        if node.domain not in ("", "ai.onnx") or op not in STATIC_OPS:
+            return f"{where} reads the batch"
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            return f"{where} has a subgraph"
+        if any(o and o not in place and (o in read or o in outputs) for o in node.output):
+            return f"{where} has an output the walk did not place"
+        a = place[node.input[0]][0] if node.input and node.input[0] in place else None
+        if op == "BatchNormalization" and attr(node, "training_mode", 0):
+            return f"{where} normalises over the batch"
+        if op in REDUCE and op not in ("ArgMax", "ArgMin"):
+            axes = consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] else attr(node, "axes")
+            if axes is None or np.size(axes) == 0:  # no axes: every axis, the batch's included
+                return f"{where} may reduce over every axis"
+        if op == "Gemm" and len(node.input) > 2 and node.input[2]:
+            c = shapes.get(node.input[2])
+            if node.input[2] in place or c is None or (len(c) == 2 and c[0] != 1):
+                return f"{where} adds a bias with rows of its own"
+        if op == "Slice" and a is not None:
+            rank = len(shapes.get(node.input[0]) or ())
+            parts = [consts.get(node.input[k]) if len(node.input) > k and node.input[k] else None for k in (1, 2, 3, 4)]
+            if parts[0] is None or parts[1] is None or rank == 0:
+                return f"{where} has bounds computed at run time"
+            axes = list(range(len(np.reshape(parts[0], -1)))) if parts[2] is None else \
+                [int(x) % rank for x in np.reshape(parts[2], -1)]
+            steps = [1] * len(axes) if parts[3] is None else [int(x) for x in np.reshape(parts[3], -1)]
+            for k, axis in enumerate(axes):
+                if axis == a and not (int(np.reshape(parts[0], -1)[k]) == 0 and steps[k] == 1
+                                      and int(np.reshape(parts[1], -1)[k]) >= WHOLE_AXIS):
+                    return f"{where} slices the batch's axis"
+    for name in outputs:
+        if name in place and (place[name] != (0, 1) or (shapes.get(name) or (None,))[0] != 1):
+            return f"output '{name}' has the batch inside its axis {place[name][0]}"
+    return ""
+
+
+def _sizes_follow(rewritten: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
+                  place: dict[str, tuple[int, int]], shapes: dict[str, tuple]) -> str:
+    """Why the rewritten graph's sizes at a batch of STATIC_BATCH are not the ones the walk says
+    (every tensor as at batch 1, the axis that carries the batch STATIC_BATCH times longer); ""
+    when they are, found by ONNX shape inference helped by folding (no run). The batch's size enters the rewritten
+    graph through one Shape of the input only, and only into the shape inputs the rewrite made
+    (Reshape targets, Expand / ConstantOfShape shapes, Tile repeats: products and concatenations
+    of the size with constants), so sizes right at one batch are right at every batch."""
+    n = STATIC_BATCH
+    shape_inputs = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}
+    sized = set()  # tensors whose value is the batch's size, or made from it
+    for node in rewritten.graph.node:
+        ours = node.name.startswith(PREFIX)
+        reads = [k for k, i in enumerate(node.input) if i in sized]
+        if ours and node.op_type == "Shape" and list(node.input) == [input_name]:
+            sized.update(node.output)
+        elif ours and node.op_type in ("Concat", "Mul") and reads:
+            sized.update(node.output)
+        elif reads and reads != [shape_inputs.get(node.op_type)]:
+            return f"{node.op_type} node '{node.name}' reads the batch's size"
+        elif ours and node.op_type not in ("Shape", "Concat", "Mul", "Expand"):
+            return f"the rewrite's {node.op_type} node '{node.name}'"
+    facts = _folded_facts(rewritten, input_name, (n, *input_shape[1:]))  # Tile reads no propagated repeats
+    for node in rewritten.graph.node:
+        for o in node.output:
+            if not o or node.name.startswith(PREFIX) or o not in shapes:
+                continue
+            want = shapes[o]
+            if want is None or None in want:
+                return f"the size of '{o}' at batch 1 is unknown"
+            if o in place:
+                want = tuple(d * n if axis == place[o][0] else d for axis, d in enumerate(want))
+            if tuple(facts.dims.get(o) or ()) != tuple(want):
+                return f"'{o}' is {facts.dims.get(o)} at batch {n}, not {list(want)}"
+    return ""
+
+
 @contextmanager
 def _quiet_runtime():
     """A rewritten graph that fails at batch 2 is an expected outcome, not an error to print."""
@@ -838,6 +944,8 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
     # the facts the proof needs about the file's own graph, before the rewrite changes it in place
     found = batch_placements(model, input_name, known[0], _constants(model), batch)
     chosen, place = found if found else ({}, None)
+    # rows provably apart from the graph alone (checked on the file's own graph, before the rewrite)?
+    static_why = rows_never_meet(model, input_name, place, known[0], _constants(model)) if place else "no placement"
     compared = rows_meet(model, input_name, known[0], known[1], batch, place)
     depth = _reduction_lengths(model, known[0])
     undo = Undo(model)
@@ -846,8 +954,14 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
                                               placements=chosen)
     except Exception as exc:  # a graph our rewrite cannot read: keep the original, rows at a time
         return undo(), BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
-    proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known,
-                                             compared=compared, depth=depth)
+    if not static_why:
+        static_why = _sizes_follow(rewritten, input_name, input_shape, place, known[0])
+    if not static_why:  # proved from the graph: no run
+        proved, why, worst, proof = True, "", None, "graph"
+    else:
+        proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known,
+                                                 compared=compared, depth=depth)
+        proof = "run"
     if proved:
         off_axis = {t: known[0][t] for t, spot in (place or {}).items()
                     if spot != (0, 1) or not known[0].get(t) or known[0][t][0] != batch}
@@ -855,7 +969,7 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
         on_axis = frozenset(t for t, spot in (place or {}).items() if t not in off_axis and spot == (0, 1))
         batch_axes = {t: (place or {})[t][0] for t in off_axis if t in (place or {})}
         return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst, off_axis=off_axis,
-                                    on_axis=on_axis, batch_axes=batch_axes)
+                                    on_axis=on_axis, batch_axes=batch_axes, proof=proof)
     # the shapes found at the file's batch are the fixed graph's: its facts need no run of their own
     known_shapes = {t: (shape, known[1].get(t)) for t, shape in known[0].items()
                     if shape is not None and None not in shape and known[1].get(t)}

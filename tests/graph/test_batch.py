@@ -400,3 +400,69 @@ def test_shapes_the_legacy_exporter_computes_are_found_without_a_run(tmp_path, m
     loaded = ProbeModel.load(tmp_path / "legacy.onnx", device="cpu")
     assert loaded.batch.kind == "made dynamic", loaded.batch.describe()
     assert loaded.layer("attn").shape == (None, 17, 2, 2)
+
+
+def rows_meet_model(path, how: str):
+    """A batch-1 file whose every constant is batch-free, so the placement walk follows the batch
+    to the output, but whose rows meet at batch 2: `size` scales by the input's element count (a
+    value that grows with the batch), `reverse` reverses the batch axis with a Slice (a no-op at
+    batch 1), `mean` subtracts the mean over every axis (ReduceMean with empty axes)."""
+    rng = np.random.default_rng(7)
+    inits = [_init("w", rng.standard_normal((4, 3, 3, 3)) * 0.4)]
+    nodes = [helper.make_node("Conv", ["image", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv")]
+    if how == "size":
+        nodes += [helper.make_node("Size", ["conv"], ["count"], name="count"),
+                  helper.make_node("Cast", ["count"], ["scale"], to=TensorProto.FLOAT, name="scale"),
+                  helper.make_node("Mul", ["conv", "scale"], ["mixed"], name="mixed")]
+    elif how == "reverse":
+        inits += [_init("start", [-1], np.int64), _init("end", [-2 ** 63], np.int64), _init("axis", [0], np.int64),
+                  _init("step", [-1], np.int64)]
+        nodes.append(helper.make_node("Slice", ["conv", "start", "end", "axis", "step"], ["mixed"], name="mixed"))
+    else:
+        inits.append(_init("every", np.zeros(0), np.int64))
+        nodes += [helper.make_node("ReduceMean", ["conv", "every"], ["mean"], keepdims=1, name="mean"),
+                  helper.make_node("Sub", ["conv", "mean"], ["mixed"], name="mixed")]
+    nodes.append(helper.make_node("Relu", ["mixed"], ["out"], name="out"))
+    graph = helper.make_graph(nodes, how, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 6, 6])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return model
+
+
+@pytest.mark.parametrize("how", ["size", "reverse", "mean"])
+def test_rows_that_meet_are_never_proved_from_the_graph(tmp_path, how):
+    """The placement walk follows the batch through these graphs to their output, yet their rows
+    meet: the proof from the graph (rows_never_meet) must refuse them, so the run decides, and
+    the run finds the rows meet: the batch stays fixed. A proof from the graph that accepted them
+    would make them dynamic without a run."""
+    from onnxprobe.graph import batch as batch_module
+    from onnxprobe.graph.loading import fix_input_shape
+
+    model, _ = fix_input_shape(rows_meet_model(tmp_path / f"{how}.onnx", how), None)
+    shapes, _ = batch_module.static_shapes(model, "image", (1, 3, 6, 6))
+    found = batch_module.batch_placements(model, "image", shapes, batch_module._constants(model), 1)
+    assert found is not None and found[1]["out"] == (0, 1), "the walk no longer follows the batch here"
+    assert batch_module.rows_never_meet(model, "image", found[1], shapes, batch_module._constants(model))
+    loaded = ProbeModel.load(tmp_path / f"{how}.onnx", device="cpu")
+    assert loaded.batch.kind == "fixed", loaded.batch.describe()
+
+
+def test_rows_apart_are_proved_from_the_graph_without_a_run(tmp_path, monkeypatch):
+    """Graphs whose every op keeps rows apart (the exporter's batch-size constants, a view that
+    merges the batch into another axis and back) are made dynamic with no run of the proof, and
+    their batches equal row-by-row runs of the file (the tests above compare their results)."""
+    from onnxprobe.graph import batch as batch_module
+
+    exporter_style(tmp_path / "exporter.onnx", 1, class_token=True)
+    merged_batch(tmp_path / "merged.onnx", 1, follow=True)
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the proof ran the model")
+
+    monkeypatch.setattr(batch_module, "prove_batch_dynamic", no_run)
+    for name in ("exporter.onnx", "merged.onnx"):
+        model = ProbeModel.load(tmp_path / name, device="cpu")
+        assert model.batch.kind == "made dynamic" and model.batch.proof == "graph", model.batch.describe()
+        assert "proved from the graph" in model.batch.describe()
