@@ -821,6 +821,8 @@ def rows_never_meet(model: onnx.ModelProto, input_name: str, place: dict[str, tu
         a = place[node.input[0]][0] if node.input and node.input[0] in place else None
         if op == "BatchNormalization" and attr(node, "training_mode", 0):
             return f"{where} normalises over the batch"
+        if op == "Dropout" and len(node.input) > 2 and node.input[2]:
+            return f"{where} may drop at random"
         if op in REDUCE and op not in ("ArgMax", "ArgMin"):
             axes = consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] else attr(node, "axes")
             if axes is None or np.size(axes) == 0:  # no axes: every axis, the batch's included
@@ -902,8 +904,8 @@ def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, floa
 
     try:
         session = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu", one_off=True)
+        both = session.run({input_name: rows}, names)  # first: a graph that fails at batch 2 fails early
         single = [session.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
-        both = session.run({input_name: rows}, names)
     except Exception as exc:  # ONNX Runtime refuses the rewritten graph at batch 1 or 2
         text = " ".join(str(exc).split())
         node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
@@ -932,6 +934,14 @@ def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, floa
     return True, "", worst
 
 
+def _static(label: str, check, *args) -> str:
+    """A check of the proof from the graph; a graph it cannot read is no proof (the run decides)."""
+    try:
+        return check(*args)
+    except Exception as exc:
+        return f"{label}: {' '.join(str(exc).split())[:120]}"
+
+
 def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
                   declared) -> tuple[onnx.ModelProto, BatchAxis]:
     """The model to run and how its batch is handled. `model` has a symbolic input batch already;
@@ -942,10 +952,12 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
     with _quiet_runtime():
         known = static_shapes(model, input_name, (batch, *input_shape[1:]))
     # the facts the proof needs about the file's own graph, before the rewrite changes it in place
-    found = batch_placements(model, input_name, known[0], _constants(model), batch)
+    consts = _constants(model)
+    found = batch_placements(model, input_name, known[0], consts, batch)
     chosen, place = found if found else ({}, None)
     # rows provably apart from the graph alone (checked on the file's own graph, before the rewrite)?
-    static_why = rows_never_meet(model, input_name, place, known[0], _constants(model)) if place else "no placement"
+    static_why = _static("rows_never_meet", rows_never_meet, model, input_name, place, known[0], consts) \
+        if place else "no placement"
     compared = rows_meet(model, input_name, known[0], known[1], batch, place)
     depth = _reduction_lengths(model, known[0])
     undo = Undo(model)
@@ -955,7 +967,7 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
     except Exception as exc:  # a graph our rewrite cannot read: keep the original, rows at a time
         return undo(), BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
     if not static_why:
-        static_why = _sizes_follow(rewritten, input_name, input_shape, place, known[0])
+        static_why = _static("_sizes_follow", _sizes_follow, rewritten, input_name, input_shape, place, known[0])
     if not static_why:  # proved from the graph: no run
         proved, why, worst, proof = True, "", None, "graph"
     else:
