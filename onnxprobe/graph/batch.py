@@ -7,9 +7,11 @@ the shapes of Expand and ConstantOfShape, Tile repeats, constants concatenated o
 tensors, `as_strided` as a flat Gather. `make_batch_dynamic` rewrites those constants so that the
 batch follows the input; where views move the batch off axis 0 (nn.MultiheadAttention's
 (L, N, E) layout), `batch_placements` follows it through every op and says which axis of each
-view it joins. `prove_batch_dynamic` then runs the rewritten graph: a batch of two different
-inputs must give, row by row, what two single runs give, for the tensors where rows could meet
-(`rows_meet`). The rewrite is made in place on the loaded model (`Undo` puts it back), so no
+view it joins. Where that walk is itself a proof (`rows_never_meet`: every op on the batch's path
+keeps rows apart, none reads the batch's size) and the rewritten graph has the sizes it says
+(`_sizes_follow`, by inference), the batch is proved from the graph, with no run. Otherwise
+`prove_batch_dynamic` runs the rewritten graph: a batch of two different inputs must give, row by
+row, what two single runs give, for the tensors where rows could meet (`rows_meet`). The rewrite is made in place on the loaded model (`Undo` puts it back), so no
 weight is copied. A graph that cannot be rewritten, or whose proof fails, stays as it was and is
 run a fixed number of rows at a time (`BatchAxis.rows`) by `ProbeModel`.
 """
