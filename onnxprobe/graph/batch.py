@@ -27,7 +27,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxprobe.graph.facts import FLOAT_TYPES, GraphFacts, attr
-from onnxprobe.graph.loading import finalize_model
+from onnxprobe.graph.loading import BATCH_DIM, finalize_model
 
 PREFIX = "onnxprobe.batch:"
 UNIT_ROUNDOFF = 2.0 ** -24  # float32's unit roundoff u
@@ -640,7 +640,7 @@ def _reduction_lengths(model: onnx.ModelProto, shapes: dict[str, tuple]) -> dict
 
 def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, input_name: str,
                         input_shape: tuple[int, ...], batch: int, known=None, *, compared: list[str] | None = None,
-                        depth: dict[str, int] | None = None) -> tuple[bool, str, float]:
+                        depth: dict[str, int] | None = None, right: set[str] | None = None) -> tuple[bool, str, float]:
     """Run the rewritten graph on two different rows, once as a batch of 2 and once each alone:
     row by row the batch must equal the single runs for every float tensor that carries the batch
     where rows could meet (`rows_meet`; the rest follow from those). The rewrite gives, at the
@@ -648,7 +648,12 @@ def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, i
     [1, ...] at batch 1), so the rewritten graph computes the original's function there; the runs
     prove that its rows are independent. Returns (proved, why not, the largest error as a fraction
     of its tolerance). `compared` and `depth`: `rows_meet` and the reduction lengths of the
-    original, when it was rewritten in place since."""
+    original, when it was rewritten in place since.
+
+    `right` (rows_meet's second value): the runs start where they must (`_region`): only the nodes
+    the compared tensors need after the last tensors right by rows_meet's induction, which are fed
+    two random rows of their own (ConvNeXt-T's default export: its pooled features, not the
+    image); where that region fails on values, the whole graph runs as above."""
     shapes, elem = known or static_shapes(original, input_name, (batch, *input_shape[1:]))
     names = compared if compared is not None else rows_meet(original, input_name, shapes, elem, batch)
     depth = depth if depth is not None else _reduction_lengths(original, shapes)
@@ -660,9 +665,70 @@ def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, i
 
     try:
         with _quiet_runtime():
-            return _compare(rewritten, input_name, names, depth, rows)
+            region = _region(rewritten, input_name, names, right, shapes, elem, input_shape) if right else None
+            if region is not None:
+                sub, cuts = region
+                feeds = {c: rng.standard_normal((2, *shapes[c][1:])).astype(helper.tensor_dtype_to_np_dtype(elem[c]))
+                         for c in cuts}
+                result = _compare(sub, feeds, names, _reduction_lengths(sub, shapes))
+                if result[0] or not result[3]:  # proved, or failed whatever the values: the whole graph would too
+                    return result[:3]
+            return _compare(rewritten, {input_name: rows}, names, depth)[:3]
     finally:
         trim_memory()  # the proof's session and runs are gone: their memory goes back
+
+
+def _region(rewritten: onnx.ModelProto, input_name: str, names: list[str], right: set[str], shapes: dict,
+            elem: dict, input_shape: tuple[int, ...]) -> tuple[onnx.ModelProto, list[str]] | None:
+    """The part of the rewritten graph that the compared tensors `names` need after the tensors
+    right by rows_meet's induction (`right`: rows first, every row a function of its own input
+    row), with those tensors as its inputs: (the graph, its inputs), or None where it is the whole
+    graph or the sizes at the cut are not the batch's (inferred at batch STATIC_BATCH). Its runs
+    are the proof's: the nodes before the cut map right rows to right rows (rows_meet), and a
+    batch of two rows at the cut equals its single rows, so the compared tensors get what the
+    whole graph gives them. The rewrite's size of the batch (Shape of the input) reads a cut tensor."""
+    producers = {o: n for n in rewritten.graph.node for o in n.output if o}
+    wanted, numeric = set(names), FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}
+
+    def cut(t):
+        shape = shapes.get(t)
+        return (t == input_name or (t in right and t not in wanted and elem.get(t) in numeric and shape
+                                    and None not in shape and shape[0] == 1))
+
+    region, cuts, seen, stack = set(), [], set(), list(names)
+    while stack:
+        t = stack.pop()
+        if t in seen or not t:
+            continue
+        seen.add(t)
+        node = producers.get(t)
+        if node is None and t != input_name:
+            continue  # an initializer
+        if cut(t):
+            cuts.append(t)
+            continue
+        region.add(id(node))
+        if node.name != PREFIX + "batch":
+            stack.extend(node.input)
+    if input_name in cuts or not cuts or any(id(producers[c]) in region for c in cuts):
+        return None
+    sized = _folded_facts(rewritten, input_name, (STATIC_BATCH, *input_shape[1:]))
+    if any(tuple(sized.dims.get(c) or ()) != (STATIC_BATCH, *shapes[c][1:]) for c in cuts):
+        return None  # the graph before the cut may not run at every batch: the whole graph runs
+    graph = onnx.GraphProto(name=rewritten.graph.name)
+    for node in rewritten.graph.node:
+        if id(node) in region:
+            added = graph.node.add()
+            added.CopyFrom(node)
+            if node.name == PREFIX + "batch":
+                added.input[0] = cuts[0]
+    graph.initializer.extend(rewritten.graph.initializer)  # weights stay references (runtime.weights)
+    graph.input.extend(helper.make_tensor_value_info(c, elem[c], [BATCH_DIM, *shapes[c][1:]]) for c in cuts)
+    graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
+    sub = onnx.ModelProto(ir_version=rewritten.ir_version, graph=graph)
+    sub.opset_import.extend(rewritten.opset_import)
+    sub.functions.extend(rewritten.functions)
+    return sub, cuts
 
 
 # ops whose output row i depends on input row i only, when the batch is axis 0 of every input the
@@ -680,12 +746,13 @@ REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "Re
 
 
 def rows_meet(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple], elem: dict[str, int],
-              batch: int, place: dict[str, tuple[int, int]] | None = None) -> list[str]:
+              batch: int, place: dict[str, tuple[int, int]] | None = None, *, with_right: bool = False):
     """The float tensors the proof compares: the graph's outputs and every output, carrying the
     batch on axis 0, of a node where rows could meet (not `_row_local`). By induction every other
     batch-carrying tensor is then row by row right: a row-local node maps right rows to right rows.
     `place`: where `batch_placements` found the batch (a tensor whose first dim is 1 but whose batch
-    is elsewhere, such as an unsqueezed axis, is not compared as rows)."""
+    is elsewhere, such as an unsqueezed axis, is not compared as rows). `with_right`: also the set
+    of tensors right by that induction (the compared ones included), as a second value."""
     float_types = FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}  # compared in numpy, which has no bfloat16
     reach = reachable_from(model, input_name)
     consts = _constants(model)
@@ -711,7 +778,8 @@ def rows_meet(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple],
                 right.add(o)
     outputs = [o.name for o in model.graph.output
                if o.name in reach and rows_first(o.name) and elem.get(o.name) in float_types]
-    return list(dict.fromkeys(compare + outputs))
+    compared = list(dict.fromkeys(compare + outputs))
+    return (compared, right) if with_right else compared
 
 
 def _row_local(node, reach, right, shapes, consts, rows_first) -> bool:
@@ -900,28 +968,34 @@ def _quiet_runtime():
         ort.set_default_logger_severity(3)  # the level onnxprobe.runtime.session sets
 
 
-def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, float]:
+def _compare(rewritten, feeds, names, depth) -> tuple[bool, str, float, bool]:
+    """The runs of the proof on `feeds` (two rows each); the fourth value: whether a failure may
+    depend on the values fed (a difference over the tolerance), not only on sizes."""
     from onnxprobe.graph.expose import expose_tensors
     from onnxprobe.runtime.session import create_session
 
     try:
         session = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu", one_off=True)
-        both = session.run({input_name: rows}, names)  # first: a graph that fails at batch 2 fails early
-        single = [session.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
+    except Exception as exc:  # a graph ONNX Runtime does not take (a region cut wrong): the values decide nothing
+        return False, f"ONNX Runtime refuses the graph: {' '.join(str(exc).split())[:160]}", float("inf"), True
+    try:
+        both = session.run(feeds, names)  # first: a graph that fails at batch 2 fails early
+        single = [session.run({k: v[i:i + 1] for k, v in feeds.items()}, names) for i in range(2)]
     except Exception as exc:  # ONNX Runtime refuses the rewritten graph at batch 1 or 2
         text = " ".join(str(exc).split())
         node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
         where = f"{node.group(1)} node '{node.group(2)}' fails" if node else text[:160]
-        return False, f"the graph does not run at batch 2 even with its batch-size constants rewritten: {where}", float("inf")
+        return (False, f"the graph does not run at batch 2 even with its batch-size constants rewritten: {where}",
+                float("inf"), False)
     worst = 0.0
     for t in names:
         b = np.asarray(both[t])
         if b.shape[:1] != (2,):
-            return False, f"tensor '{t}' does not follow the batch (shape {b.shape} at batch 2)", float("inf")
+            return False, f"tensor '{t}' does not follow the batch (shape {b.shape} at batch 2)", float("inf"), False
         for i in range(2):
             one = np.asarray(single[i][t])
             if b[i:i + 1].shape != one.shape:
-                return False, f"tensor '{t}' changes shape when the batch does", float("inf")
+                return False, f"tensor '{t}' changes shape when the batch does", float("inf"), False
             # Each run computes t in float32 through dot products and reductions of summed length
             # K (its longest path): the standard bound puts each run's rounding error within
             # K*u*scale, scale the largest magnitude on the path (at least max|t|), so two runs
@@ -931,9 +1005,9 @@ def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, floa
             err = float(np.abs(b[i:i + 1].astype(np.float64) - one).max(initial=0.0))
             if not np.isfinite(err) or err > tol:
                 return False, (f"tensor '{t}' differs between a batch of 2 and single runs "
-                               f"by {err:.3g} (float32 rounding allows {tol:.3g})"), float(err / tol)
+                               f"by {err:.3g} (float32 rounding allows {tol:.3g})"), float(err / tol), True
             worst = max(worst, float(err / tol))
-    return True, "", worst
+    return True, "", worst, False
 
 
 def _static(label: str, check, *args) -> str:
@@ -960,7 +1034,7 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
     # rows provably apart from the graph alone (checked on the file's own graph, before the rewrite)?
     static_why = _static("rows_never_meet", rows_never_meet, model, input_name, place, known[0], consts) \
         if place else "no placement"
-    compared = rows_meet(model, input_name, known[0], known[1], batch, place)
+    compared, right = rows_meet(model, input_name, known[0], known[1], batch, place, with_right=True)
     depth = _reduction_lengths(model, known[0])
     undo = Undo(model)
     try:
@@ -974,7 +1048,7 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
         proved, why, worst, proof = True, "", None, "graph"
     else:
         proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known,
-                                                 compared=compared, depth=depth)
+                                                 compared=compared, depth=depth, right=right)
         proof = "run"
     if proved:
         off_axis = {t: known[0][t] for t, spot in (place or {}).items()

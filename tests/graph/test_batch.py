@@ -466,3 +466,67 @@ def test_rows_apart_are_proved_from_the_graph_without_a_run(tmp_path, monkeypatc
         model = ProbeModel.load(tmp_path / name, device="cpu")
         assert model.batch.kind == "made dynamic" and model.batch.proof == "graph", model.batch.describe()
         assert "proved from the graph" in model.batch.describe()
+
+
+def pooled_head(path, mix: bool = False):
+    """A batch-1 file that the proof from the graph refuses but a run proves: convolution, ReLU and
+    a global mean pool (row by row), then the default exporter's `as_strided` (the pooled tensor
+    flattened whole and read back by a Gather with indices shaped (1, ...): the walk stops there)
+    and a Gemm head. `mix`: the head also subtracts the mean over the batch axis (rows meet after
+    the pool)."""
+    rng = np.random.default_rng(8)
+    inits = [_init("w", rng.standard_normal((4, 3, 3, 3)) * 0.4), _init("spatial", [2, 3], np.int64),
+             _init("flat", [-1], np.int64), _init("strided", np.arange(4).reshape(1, 4, 1, 1), np.int64),
+             _init("fc", rng.standard_normal((4, 5)) * 0.5), _init("rows", [0], np.int64)]
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+        helper.make_node("ReduceMean", ["relu", "spatial"], ["pool"], keepdims=1, name="pool"),
+        helper.make_node("Reshape", ["pool", "flat"], ["flat_pool"], name="flat_pool"),
+        helper.make_node("Gather", ["flat_pool", "strided"], ["strided_pool"], axis=0, name="strided_pool"),
+        helper.make_node("Flatten", ["strided_pool"], ["features"], name="features"),
+    ]
+    if mix:
+        nodes += [helper.make_node("ReduceMean", ["features", "rows"], ["batch_mean"], keepdims=1, name="batch_mean"),
+                  helper.make_node("Sub", ["features", "batch_mean"], ["centred"], name="centred"),
+                  helper.make_node("Gemm", ["centred", "fc"], ["logits"], name="logits")]
+    else:
+        nodes.append(helper.make_node("Gemm", ["features", "fc"], ["logits"], name="logits"))
+    graph = helper.make_graph(nodes, "pooled", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return model
+
+
+@pytest.mark.parametrize("mix", [False, True], ids=["rows apart", "rows meet"])
+def test_the_run_proof_runs_only_what_it_compares(tmp_path, monkeypatch, mix):
+    """Where the proof must run, it runs only the nodes its compared tensors need after the last
+    tensors right by rows_meet's induction, fed rows of their own (graph/batch.py _region): here
+    the head after the pool, not the convolution. It proves what the whole graph's runs prove
+    (the batches equal the file run row by row) and finds rows that meet after the cut."""
+    from onnxprobe.graph import batch as batch_module
+
+    original = pooled_head(tmp_path / "pooled.onnx", mix)
+    fed, real = [], batch_module._compare
+
+    def spy(model, feeds, names, depth):
+        out = real(model, feeds, names, depth)
+        fed.append((sorted(feeds), out[0]))
+        return out
+
+    monkeypatch.setattr(batch_module, "_compare", spy)
+    model = ProbeModel.load(tmp_path / "pooled.onnx", device="cpu")
+    # the region: fed at the pool (and after the tensors it compares), never the image
+    assert "pool" in fed[0][0] and "image" not in fed[0][0] and fed[0][1] == (not mix), fed
+    if mix:  # the region finds the rows meet (the batch's mean does not follow the batch: whatever
+        # the values, so the whole graph need not run to see it)
+        assert model.batch.kind == "fixed" and "batch_mean" in model.batch.why, (model.batch.describe(), fed)
+        return
+    assert len(fed) == 1 and model.batch.kind == "made dynamic" and model.batch.proof == "run", model.batch.describe()
+    x = np.random.default_rng(9).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    acts = model.activations(x, ["features", "logits"])
+    reference = _original_rows(original, x, ["features", "logits"], 1)
+    for name in ("features", "logits"):
+        np.testing.assert_allclose(acts[name], reference[name], rtol=0, atol=_tol(reference[name], 27 + 64 + 4))
