@@ -182,13 +182,49 @@ def _fold_round(model: onnx.ModelProto, facts: GraphFacts, folded: dict, fold_no
                 else:
                     start, end = attr(node, "start", 0), attr(node, "end", len(dims))
                     values = {outputs[0]: np.array(list(dims)[start:end], np.int64)}
-        else:
+        elif _small_result(node, Known.const, SMALL):
             values = fold_node(Known, node, SMALL)
         if values:
             values = {k: v for k, v in values.items() if v.size <= SMALL}
             folded.update(values)
             new.update(values)
     return new
+
+
+def _small_result(node: onnx.NodeProto, const, small: int) -> bool:
+    """Whether a fold of `node` stays small: the ops whose output can be far larger than their
+    inputs (a shape or a count made into a tensor) are folded only when the output has at most
+    `small` elements (a hostile ConstantOfShape of 10^10 elements is never evaluated)."""
+    op = node.op_type
+    try:
+        if op == "ConstantOfShape":
+            shape = const(node.input[0])
+            return shape is not None and int(np.prod(np.asarray(shape, np.int64))) <= small
+        if op in ("Expand", "Tile"):
+            data, other = const(node.input[0]), const(node.input[1])
+            if data is None or other is None:
+                return False
+            other = [int(v) for v in np.reshape(other, -1)]
+            if op == "Tile":
+                return len(other) == data.ndim and int(np.prod(np.array(data.shape) * np.array(other))) <= small
+            rank = max(data.ndim, len(other))
+            dims = [1] * (rank - data.ndim) + list(data.shape)
+            target = [1] * (rank - len(other)) + other
+            return int(np.prod([max(a, b) for a, b in zip(dims, target)])) <= small
+        if op == "Range":
+            start, limit, delta = (const(i) for i in node.input[:3])
+            return None not in (start, limit, delta) and float(delta) != 0 and \
+                bool(np.ceil((float(limit) - float(start)) / float(delta)) <= small)
+        if op == "Pad":
+            data, pads = const(node.input[0]), const(node.input[1])
+            if data is None or pads is None or np.size(pads) != 2 * data.ndim:
+                return False
+            pads = [int(v) for v in np.reshape(pads, -1)]
+            out = [d + pads[k] + pads[k + data.ndim] for k, d in enumerate(data.shape)]
+            return int(np.prod([max(d, 0) for d in out])) <= small
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return False
+    return True
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:

@@ -530,3 +530,21 @@ def test_the_run_proof_runs_only_what_it_compares(tmp_path, monkeypatch, mix):
     reference = _original_rows(original, x, ["features", "logits"], 1)
     for name in ("features", "logits"):
         np.testing.assert_allclose(acts[name], reference[name], rtol=0, atol=_tol(reference[name], 27 + 64 + 4))
+
+
+def test_folds_that_would_be_large_are_not_evaluated():
+    """static_shapes folds small integer tensors; an op that makes a large tensor out of a small
+    shape (ConstantOfShape, Expand, Tile, Range, Pad) is not evaluated past 4096 elements (a hostile
+    file's ConstantOfShape of 10^10 elements would allocate them)."""
+    from onnxprobe.graph.batch import _small_result
+
+    consts = {"huge": np.array([100000, 100000]), "small": np.array([2, 3]), "row": np.ones((1, 3)),
+              "start": np.array(0), "limit": np.array(10 ** 9), "step": np.array(1), "pads": np.array([0, 0, 9999, 0])}
+    const = consts.get
+    cases = [("ConstantOfShape", ["huge"], False), ("ConstantOfShape", ["small"], True),
+             ("Expand", ["row", "huge"], False), ("Expand", ["row", "small"], True),
+             ("Tile", ["row", "huge"], False), ("Tile", ["row", "small"], True),
+             ("Range", ["start", "limit", "step"], False), ("Pad", ["row", "pads"], False),
+             ("ConstantOfShape", ["unknown"], False)]
+    for op, inputs, small in cases:
+        assert _small_result(helper.make_node(op, inputs, ["out"]), const, 4096) is small, (op, inputs)
