@@ -924,6 +924,8 @@ def rows_never_meet(model: onnx.ModelProto, input_name: str, place: dict[str, tu
             return f"{where} has a subgraph"
         if any(o and o not in place and (o in read or o in outputs) for o in node.output):
             return f"{where} has an output the walk did not place"
+        if op not in ELEMENTWISE and op not in ("Concat", "MatMul") and any(i in place for i in node.input[1:]):
+            return f"{where} reads the batch in an input that is no data"  # shapes, indices, bounds, weights
         a = place[node.input[0]][0] if node.input and node.input[0] in place else None
         if op == "BatchNormalization" and attr(node, "training_mode", 0):
             return f"{where} normalises over the batch"
