@@ -213,13 +213,16 @@ def test_local_dask_cluster_makes_the_same_atlas(gray_model_path, atlas_digits_d
 
 def test_a_worker_killed_mid_atlas_gives_the_local_atlas_byte_for_byte(digits_model_path, tmp_path):
     """The digits CNN's atlas (conv2 units 0-9, one unit per task) on a local cluster of 3 worker
-    processes; one worker that is rendering a unit is SIGKILLed after 3 units arrived. The job
+    processes; one worker that is rendering a unit is SIGKILLed after 2 units arrived. The job
     completes, and every file (images, records, pages, manifest) equals a clean local run's."""
     from distributed import Client, LocalCluster
 
     from tests.maxact.test_cluster import BusyWorkerKiller
 
-    args = dict(units=list(range(10)), settings=TINY)
+    # 200 steps, not TINY's 40: a task must outlast the driver's handling of the units that
+    # arrived before it, or the job is over before the killer looks (it was at load 4 once the
+    # workers' allocator was fixed: no worker had a task 30 s after the third unit arrived)
+    args = dict(units=list(range(10)), settings=RenderSettings.resolve(**dict(TINY_ARGS, steps=200)))
     build_atlas(str(digits_model_path), ["conv2"], tmp_path / "local", **args)
 
     class Progress:  # build_atlas's progress bar: the killer sees each arriving unit
@@ -232,7 +235,7 @@ def test_a_worker_killed_mid_atlas_gives_the_local_atlas_byte_for_byte(digits_mo
     with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
         client.wait_for_workers(3, timeout=60)
-        killer = BusyWorkerKiller(client, after=3)
+        killer = BusyWorkerKiller(client, after=2)
         result = build_atlas(str(digits_model_path), ["conv2"], tmp_path / "cluster", scheduler=cluster.scheduler_address,
                              progress=lambda total, label: Progress(killer), **args)
         assert killer.killed is not None and any(str(k).startswith("atlas-") for k in killer.victim_tasks)
