@@ -14,6 +14,23 @@ with Dask's allocator settings as they were before `distributed.worker_allocator
 projection, the cost of one unit-step is measured at `--samples` layers spread through the network
 (one process, default threads) and charged to every layer up to the next sampled one.
 
+Measured (2-core machine shared with other jobs, load average 5.9-7.8 over the run; 64 of the 384
+units, fits from 4 and 16 steps, 10 min; wall per unit-step can move 2x with the load, the CPU
+figures far less), units/min at 256 steps, scaling, fixed cost of a run, CPU per unit-step:
+  one process, 1 thread           4.17   1.00x            10.9 s   0.027 s
+  one process, 2 threads          2.16   0.52x            16.6 s   0.054 s (ONNX Runtime's pool spins)
+  cluster, 1 worker x 1 thread    3.70   0.89x            10.9 s   0.037 s
+  cluster, 2 workers x 1 thread   8.23   1.97x (3.80x against 2 threads in one process)  16.2 s   0.032 s
+  cluster, 1 worker, Dask's allocator as before worker_allocator  3.25   0.78x  13.9 s   0.048 s
+The layer at 256 steps: 93 min in one process at 1 thread, 48 min on 2 workers. Every unit of the
+network (100 layers, 36960 units, 256 steps): one process at its default threads 17.2 days; 10
+machines like this one, 2 workers each: about 10.8 h. Bound by the per-step compute (the fixed
+cost, 11-16 s a run, 1.4-4 s a task, is under 5 % of a 256-step task); on the cluster each step
+costs 1.2-1.4x the CPU of one process (not traced yet: the workers' and the scheduler's event
+loops are counted in it), and a run of the
+same bench before the per-step fit read 1 worker at 2x one process at 1 thread: the order of those
+two is within the noise, 2 workers at about 2x one thread is not.
+
 usage: python bench/bench_atlas.py [--model bundled|resnet18|FILE] [--layer NAME] [--units N] [--preset NAME]
                                    [--steps 4,16] [--threads 1,2] [--workers 1,2] [--no-before] [--samples N]
                                    [--machines 10] [--device auto|cpu|cuda]
