@@ -175,7 +175,7 @@ def cached_model_file(model_hash: str, shipped: ShippedModel) -> Path:
     folder = (Path(tempfile.gettempdir()) / "onnxprobe-models" / model_hash).resolve()
     files = [(shipped.name, shipped.data), *shipped.external]
     for location, data in files:
-        if not inside_folder(folder, location):
+        if not inside_folder(location):
             raise ProbeError(f"a shipped model names a file outside its folder: {location!r}")
         target = folder / location
         if not (target.is_file() and target.stat().st_size == len(data)):

@@ -194,7 +194,10 @@ class ProbeModel:
         runs its batch `batch.rows` rows at a time (`RowSession`): the one place where rows loop."""
         def make():
             graph = build()
-            session = Session(graph, device=self.device, threads=self.threads)
+            # the graph's values at batch 1 for the cache's memory estimate, from the facts: the
+            # forward tensors, and their gradients besides in any other graph
+            values = self.tensor_row_bytes * (1 if key[0] in ("forward", "forward-plain") else GRADIENT_FACTOR)
+            session = Session(graph, device=self.device, threads=self.threads, value_bytes=values)
             return RowSession(session, self.batch.rows, batched_inputs(graph)) if self.batch.fixed else session
 
         return self._sessions.get(key, make)

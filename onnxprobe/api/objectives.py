@@ -3,8 +3,8 @@ neuron(layer2, 3)`, `stack([...])`, `- 1e2 * diversity(layer)`.
 
 Each constructor returns an `ObjectiveSpec`: a recipe that `Model.render` binds to its model
 (`spec.bind(model)`), which calls the library's own constructors (onnxprobe's one objective
-module) and composes their `Objective`s with the same operators. Nothing about seeds or values
-is computed here.
+module) and composes their `Objective`s with the same operators (one algebra for both:
+`onnxprobe.objectives.algebra.Algebra`). Nothing about seeds or values is computed here.
 
 >>> import onnxprobe
 >>> goal = onnxprobe.channel("conv2", 5) + 0.5 * onnxprobe.neuron("relu2", 3)
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from onnxprobe.objectives.algebra import Algebra, plus_text, times_text
 from onnxprobe.position import Position
 
 __all__ = ["ObjectiveSpec", "channel", "direction", "diversity", "logit", "neuron", "stack"]
@@ -37,9 +38,11 @@ def _probe(model):
     return getattr(model, "probe", model)
 
 
-class ObjectiveSpec:
+class ObjectiveSpec(Algebra):
     """A model-free objective: what to maximise, bound to a model by `bind`. Combine with `+`,
-    `-`, scalar `*` and `/`; `rows` is the batch a `stack` needs (None: any batch)."""
+    `-`, scalar `*` and `/` (the operators of `onnxprobe.objectives.algebra.Algebra`, which
+    `Objective` has too: `bind` of a combination is the same combination of the bound parts);
+    `rows` is the batch a `stack` needs (None: any batch)."""
 
     def __init__(self, build: Callable[[object], object], text: str, rows: int | None = None):
         self._build = build
@@ -51,41 +54,19 @@ class ObjectiveSpec:
         or unit that does not fit the model raises its one-line `ProbeError` here."""
         return self._build(_probe(model))
 
-    def __add__(self, other: "ObjectiveSpec") -> "ObjectiveSpec":
-        if not isinstance(other, ObjectiveSpec):
-            return NotImplemented
+    def _plus(self, other: "ObjectiveSpec") -> "ObjectiveSpec":
         a, b = self, other
-        return ObjectiveSpec(lambda m: a.bind(m) + b.bind(m), f"{a.text} + {b.text}", a.rows or b.rows)
+        return ObjectiveSpec(lambda m: a.bind(m) + b.bind(m), plus_text(a.text, b.text), a.rows or b.rows)
 
-    def __radd__(self, other):  # sum([...]) starts from 0
-        if other == 0:
-            return self
-        return NotImplemented
-
-    def __mul__(self, factor: float) -> "ObjectiveSpec":
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
-            try:
-                factor = float(factor)  # numpy scalars
-            except (TypeError, ValueError):
-                return NotImplemented
-        a, k = self, float(factor)
-        return ObjectiveSpec(lambda m: k * a.bind(m), f"{k:g} * ({a.text})", a.rows)
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, divisor: float) -> "ObjectiveSpec":
-        return self * (1.0 / divisor)
-
-    def __neg__(self) -> "ObjectiveSpec":
-        return self * -1.0
-
-    def __sub__(self, other: "ObjectiveSpec") -> "ObjectiveSpec":
-        if not isinstance(other, ObjectiveSpec):
-            return NotImplemented
-        return self + (-other)
+    def _times(self, k: float) -> "ObjectiveSpec":
+        a = self
+        return ObjectiveSpec(lambda m: k * a.bind(m), times_text(k, a.text), a.rows)
 
     def __repr__(self) -> str:
         return f"ObjectiveSpec({self.text})"
+
+
+ObjectiveSpec._family = ObjectiveSpec
 
 
 def neuron(layer: str, unit: int, position: Position = None, *, pre_activation: bool = True) -> ObjectiveSpec:

@@ -14,9 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Activations", "Atlas", "Layers", "Map", "Pictures", "Predictions", "Result", "TopK"]
+__all__ = ["Activations", "Atlas", "FromPhoto", "Layers", "Map", "Pictures", "Predictions", "Result", "TopK", "save_array",
+           "save_picture"]
 
 TILE = 160  # the width pictures are shown at in strips
+
+
+def save_picture(path: str | Path, image: np.ndarray) -> Path:
+    """`image` (HxWx3 uint8 RGB, or gray) written atomically as an image file (PNG, or what the
+    suffix names), whatever the suffix; the path written. What every result's `save` uses."""
+    from onnxprobe.render.images import write_png
+
+    return write_png(path, image)
+
+
+def save_array(path: str | Path, array) -> Path:
+    """`array` written atomically as .npy at `path`; the path written."""
+    from onnxprobe.fsutil import atomic_save_npy
+
+    return atomic_save_npy(path, np.asarray(array))
 
 
 class Result:
@@ -38,12 +54,26 @@ class Result:
         `path` ends in `.npy`. Returns the path."""
         path = Path(path)
         if path.suffix.lower() == ".npy":
-            from onnxprobe.fsutil import atomic_save_npy
+            return save_array(path, self.numpy())
+        return save_picture(path, self.picture())
 
-            return atomic_save_npy(path, np.asarray(self.numpy()))
-        from onnxprobe.render.images import write_png
 
-        return write_png(path, self.picture())
+def nonfinite_names(arrays: dict) -> list[str]:
+    """The names of the float arrays in `arrays` that hold NaN or infinities."""
+    return [name for name, value in arrays.items()
+            if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
+
+
+def nonfinite_line(bad: list[str], what: str) -> str | None:
+    """The one warning line for arrays (`bad`: their names) of `what` that hold NaN or infinities;
+    None when there is none. The outputs are still written: files say null where JSON cannot hold
+    the value."""
+    from onnxprobe.errors import printable
+
+    if not bad:
+        return None
+    listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+    return f"NaN or infinite values in {what} ({listed}); check the model's weights and the preprocessing"
 
 
 def _png_tag(image: np.ndarray) -> str:
@@ -78,6 +108,13 @@ class Layers(list):
 
     def __repr__(self) -> str:
         return f"Layers({len(self)}: {', '.join(self.names()[:6])}{', ...' if len(self) > 6 else ''})"
+
+    def json(self) -> str:
+        """The layers as a strict JSON list (non-finite numbers as null), one layer a line: what
+        `onnxprobe layers --json` prints (each `LayerInfo.to_json()`)."""
+        from onnxprobe.fsutil import json_text
+
+        return "[\n" + ",\n".join(json_text(layer.to_json(), indent=None) for layer in self) + "\n]"
 
     def numpy(self) -> np.ndarray:
         """The unit count of each layer."""
@@ -188,11 +225,12 @@ class Activations(Result):
     def grid(self, layer: str | None = None, image: int = 0, boost_indiv: float = 0.0, boost_gamma: float = 1.0):
         """The layer pane of one layer (default: the first) for image `image`, HxWx3 uint8;
         `boost_indiv` (0..1) and `boost_gamma` (> 0) are the toolbox's boosts (keys T and t)."""
-        from onnxprobe.errors import UsageError
+        from onnxprobe.errors import ParameterError
 
-        if not 0 <= boost_indiv <= 1 or boost_gamma <= 0:
-            raise UsageError(f"boost_indiv must be between 0 and 1 and boost_gamma positive, got {boost_indiv}, "
-                             f"{boost_gamma}")
+        if not 0 <= boost_indiv <= 1:
+            raise ParameterError(f"{{boost_indiv}} must be between 0 and 1, got {boost_indiv}", "boost_indiv")
+        if boost_gamma <= 0:
+            raise ParameterError(f"{{boost_gamma}} must be positive, got {boost_gamma}", "boost_gamma")
         name = self._model.layer(layer).name if layer is not None else self.layers[0]
         return layer_grid_image(self._model, self._model.layer(name), self.values[name][image:image + 1],
                                 boost_indiv, boost_gamma)
@@ -255,9 +293,7 @@ class Map(Result):
         path = Path(path)
         if path.suffix.lower() == ".npy":
             return super().save(path)
-        from onnxprobe.render.images import write_png
-
-        return write_png(path, self.image)
+        return save_picture(path, self.image)
 
     def __repr__(self) -> str:
         silent = f"; {self.silent}" if self.silent else ""
@@ -293,6 +329,45 @@ class Pictures(Result):
         return f"Pictures({len(self.images)}: " + ", ".join(self.captions[:4]) + (", ..." if len(self) > 4 else "") + ")"
 
 
+class FromPhoto(Result):
+    """A picture from a photo (`Model.picture_from_photo`): `image` and `photo` (HxWx3 uint8 RGB at
+    the model's input size), `value` / `photo_value` (the objective on each), `distance` (RMS from
+    the photo, 0..255), `curve` ((step, value, distance) rows), `objective` (its text), `seconds`;
+    `record` is the library's `optimize.photo.PhotoPicture`. Shown as the photo beside the picture."""
+
+    def __init__(self, record):
+        self.record = record
+        self.kind, self.image, self.photo = record.kind, record.image, record.photo
+        self.value, self.photo_value, self.distance = record.value, record.photo_value, record.distance
+        self.curve, self.objective, self.seconds = record.curve, record.objective, record.seconds
+
+    def numpy(self) -> np.ndarray:
+        return self.image
+
+    def picture(self) -> np.ndarray:
+        return _strip([self.photo, self.image], ["photo", f"{self.kind}: {self.objective}"], columns=2)
+
+    def to_json(self) -> dict:
+        return self.record.to_json()
+
+    def write(self, folder: str | Path, name: str) -> Path:
+        """The picture, the photo as the model saw it and the record (JSON) in `folder` (made when
+        missing; one writer at a time): `KIND-NAME.png`, `KIND-NAME-photo.png`, `KIND-NAME.json`
+        (NAME made safe for a file name). Returns the picture's path."""
+        from onnxprobe.fsutil import atomic_write_json, make_output_folder, output_lock, safe_name
+
+        stem = f"{self.kind}-{safe_name(name)}"
+        folder = make_output_folder(folder)
+        with output_lock(folder):
+            save_picture(folder / f"{stem}.png", self.image)
+            save_picture(folder / f"{stem}-photo.png", self.photo)
+            atomic_write_json(folder / f"{stem}.json", self.to_json())
+        return folder / f"{stem}.png"
+
+    def __repr__(self) -> str:
+        return f"FromPhoto({self.kind}, {self.objective}: {self.photo_value:.4g} -> {self.value:.4g})"
+
+
 # ---- top-k patches ----------------------------------------------------------------------------------------
 
 class TopK(Result):
@@ -307,6 +382,18 @@ class TopK(Result):
         self.layers = layers
         self.folder = Path(result.out_dir)
         self._shown = shown_units
+
+    @property
+    def summary(self) -> dict:
+        """The job's summary (maxact.json): `images`, `images_used`, `skipped` files, `layers`
+        (layer -> its records file), `notes`."""
+        return self.result.summary
+
+    def nonfinite(self) -> list[str]:
+        """The scanned layers with a unit whose statistics are not finite (NaN or infinite
+        activations: the records hold null there)."""
+        return [name for name in self.result.layers
+                if any(u["max"] is None for u in self.result.record(name)["unit_records"])]
 
     def unit(self, unit: int, layer: str | None = None):
         return self.result.unit(layer or self.layers[0], unit)

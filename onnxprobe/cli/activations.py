@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_model_args, load_model_from_args, warn_nonfinite, write_layer_grid
+from onnxprobe.cli.common import add_model_args, load_model_from_args, warn_nonfinite
 from onnxprobe.errors import UsageError
 
 
@@ -31,20 +31,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.api.model import Model
+    from onnxprobe.api.results import save_picture
 
     if not 0 <= args.boost_indiv <= 1:
         raise UsageError("--boost-indiv must be between 0 and 1")
     if args.boost_gamma <= 0:
         raise UsageError("--boost-gamma must be positive")
-    model = Model(load_model_from_args(args))  # the notebook API's Model: the same activations and grid
+    model = load_model_from_args(args)  # the notebook API's Model: the same activations and grid
     acts = model.activations(args.image, args.layer)
     warn_nonfinite(acts.values, "the activations")
     acts.save_npz(args.out)
     print(f"wrote {len(acts.values)} activations to {args.out}")
     if args.grid:
-        layer = model.layer(args.layer[0]) if args.layer else _default_grid_layer(model.probe)
-        path = write_layer_grid(model.probe, layer, acts[layer.name], args.grid, args.boost_indiv, args.boost_gamma)
+        layer = model.layer(args.layer[0]) if args.layer else _default_grid_layer(model)
+        path = save_picture(args.grid, acts.grid(layer.name, boost_indiv=args.boost_indiv, boost_gamma=args.boost_gamma))
         named = f"'{layer.module_path}' ('{layer.name}')" if layer.module_path else f"'{layer.name}'"
         print(f"wrote the grid of {named} ({layer.units} units) to {path}")
     return 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_budget_arg, count_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
-    parse_units, render_settings, warn_nonfinite_names
+from onnxprobe.cli.common import add_budget_arg, add_model_args, add_render_args, count_arg, load_model_from_args, \
+    render_keywords, warn_nonfinite_names
 
 
 SUMMARY = "render every unit of layers offline into a static site and a manifest"  # the line in 'onnxprobe --help'
@@ -17,7 +17,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE
+    from onnxprobe.api.params import POSITION_HELP_WITHOUT_IMAGE
 
     parser = sub.add_parser("atlas", help=SUMMARY)
     add_model_args(parser)
@@ -46,26 +46,23 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.position import parse_position
-    from onnxprobe.atlas import build_atlas, choose_layers
+    from onnxprobe.api.params import parse_position, parse_units
     from onnxprobe.errors import UsageError
 
     if args.layer and args.all:
         raise UsageError("give either --layer or --all, not both")
-    render = render_settings(args)
+    render = render_keywords(args)
+    position = parse_position(args.position)
+    units = parse_units(args.units) if args.units else None
     model = load_model_from_args(args)
-    layers = choose_layers(model, args.layer, args.all)
-    units = None
-    if args.units:
-        units = parse_units(args.units, max((model.layer(name) for name in layers), key=lambda layer: layer.units))
-    result = build_atlas(model, layers, args.out, args.data, settings=render, units=units, top=args.top, scheduler=args.scheduler, device=args.device, threads=args.threads,
-                         fresh=args.fresh, position=parse_position(args.position),
-                         photo_pictures=args.photo_pictures or args.photo_pictures is not None,
-                         progress=None if args.quiet else lambda total, label: Progress(
-                             total, unit="img" if label.startswith("scan") else "unit", label=label))
+    atlas = model.atlas(args.layer or [], args.out, data=args.data, all_layers=args.all, units=units, position=position,
+                        top=args.top, scheduler=args.scheduler, threads=args.threads, fresh=args.fresh,
+                        photo_pictures=args.photo_pictures or args.photo_pictures is not None, progress=not args.quiet,
+                        **render)
+    result = atlas.result
     rate = f" ({result.units_per_second:.2f} units/s)" if result.units_rendered else ""
     print(f"rendered {result.units_rendered} unit(s) in {result.seconds_render:.1f} s{rate}; the atlas holds "
-          f"{result.units_total} unit(s) of {len(result.layers)} layer(s): {result.out_dir / 'index.html'}")
+          f"{result.units_total} unit(s) of {len(result.layers)} layer(s): {atlas.index}")
     if result.photo_pictures_drawn:
         print(f"drew the pictures from photos of {result.photo_pictures_drawn} layer(s) and unit(s)")
     for note in result.notes:

@@ -22,8 +22,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    from onnxprobe.position import HELP as POSITION_HELP
-    from onnxprobe.attribution import IG_RULES, METHODS
+    from onnxprobe.api.params import IG_RULES, METHODS, POSITION_HELP
 
     parser = sub.add_parser("attribute", help=SUMMARY)
     add_model_args(parser)
@@ -68,7 +67,7 @@ def _ints(flag: str, text: str) -> tuple[int, ...]:
 
 def method_options(args, model, method: str) -> dict:
     """The method flags the user gave, converted; a flag the method does not take is an error."""
-    from onnxprobe.attribution import METHODS
+    from onnxprobe.api.params import METHODS
 
     given = {name: getattr(args, name) for name in METHOD_FLAGS if getattr(args, name) is not None}
     unknown = sorted(set(given) - set(METHODS[method].options))
@@ -86,22 +85,21 @@ def method_options(args, model, method: str) -> dict:
             except ValueError:
                 raise UsageError(f"--baseline for occlusion is a number, got '{text}'") from None
         elif text.endswith(".npy"):
-            from onnxprobe.preprocess import read_array
+            from onnxprobe.api.params import read_array
 
             given["baseline"] = model.check_input(read_array(text, "--baseline"))
     return given
 
 
 def run(args) -> int:
-    from onnxprobe.api.model import Model
-    from onnxprobe.position import parse_position
+    from onnxprobe.api.params import parse_position
 
     model, x = model_and_input(args)
     options = method_options(args, model, args.method)
-    result = Model(model).attribute(x, args.method, target=args.target, layer=args.layer, unit=args.unit,
-                                    position=parse_position(args.position), overlay=args.overlay,
-                                    **options)  # the notebook API's map: one path for both
+    result = model.attribute(x, args.method, target=args.target, layer=args.layer, unit=args.unit,
+                             position=parse_position(args.position), overlay=args.overlay,
+                             **options)  # the notebook API's map: one path for both
     for note in result.notes:
         print(note)
-    write_map(args, result.image, result.values, result.title, "map", result.silent)
+    write_map(args, result, result.title, "map")
     return 0

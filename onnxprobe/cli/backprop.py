@@ -17,9 +17,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    from onnxprobe.position import HELP as POSITION_HELP
-    from onnxprobe.autodiff import BackMode
-    from onnxprobe.render.backmaps import FILTERS
+    from onnxprobe.api.params import BACK_MODES, FILTERS, POSITION_HELP
 
     parser = sub.add_parser("backprop", help=SUMMARY)
     add_model_args(parser)
@@ -28,8 +26,8 @@ def register(sub) -> None:
     parser.add_argument("--unit", required=True, type=int, help="unit (channel) index")
     parser.add_argument("--position", metavar="Y,X|max|centre|mean", default="max",
                         help=f"{POSITION_HELP} (default max)")
-    parser.add_argument("--mode", choices=[m.value for m in BackMode], default=BackMode.GRADIENT.value,
-                        help=", ".join(f"{m.value} ({m.description})" for m in BackMode) + " (default %(default)s)")
+    parser.add_argument("--mode", choices=[m.value for m in BACK_MODES], default=BACK_MODES.GRADIENT.value,
+                        help=", ".join(f"{m.value} ({m.description})" for m in BACK_MODES) + " (default %(default)s)")
     parser.add_argument("--filter", choices=FILTERS, default="raw",
                         help="display filter of the toolbox's back pane (default %(default)s)")
     parser.add_argument("--out", required=True, help="output PNG")
@@ -38,13 +36,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.api.model import Model
-    from onnxprobe.position import parse_position
+    from onnxprobe.api.params import parse_position
 
     model, x = model_and_input(args)
-    result = Model(model).backprop(x, args.layer, args.unit, position=parse_position(args.position), mode=args.mode,
-                                   filter=args.filter)  # the notebook API's map: one path for both
+    result = model.backprop(x, args.layer, args.unit, position=parse_position(args.position), mode=args.mode,
+                            filter=args.filter)  # the notebook API's map: one path for both
     for note in result.notes:
         print(note)
-    write_map(args, result.image, result.values[None], result.title, "gradient", result.silent)
+    write_map(args, result, result.title, "gradient", raw=result.values[None])
     return 0

@@ -1,17 +1,10 @@
-"""Arguments shared by commands, and loading a model from them."""
+"""Arguments shared by commands, and the API's values built from them (`load_model_from_args` ->
+`onnxprobe.api.model.load`, the render keywords, an input tensor), and the warning lines."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
-
-
 
 DEVICE_HELP = "execution provider: auto = CUDA when a GPU is usable, else CPU (default %(default)s)"
 
@@ -44,7 +37,7 @@ def add_budget_arg(parser: argparse.ArgumentParser) -> None:
 
 def _size(text: str) -> int:
     """An argparse type: a size ('4G') in bytes; a bad one is argparse's one line, exit 2."""
-    from onnxprobe.budget import parse_size
+    from onnxprobe.api.params import parse_size
     from onnxprobe.errors import ParameterError
 
     try:
@@ -90,17 +83,11 @@ def preprocess_overrides(args) -> dict:
 
 
 def load_model_from_args(args, device: str | None = None, threads: int | None = None):
-    from onnxprobe.graph.loading import parse_shape
-    from onnxprobe.model import ProbeModel
+    """The API's `Model` (`onnxprobe.api.model.load`) of MODEL and the model flags."""
+    from onnxprobe.api.model import load
 
-    return ProbeModel.load(
-        args.model,
-        input_shape=parse_shape(args.input_shape) if args.input_shape is not None else None,
-        device=device or getattr(args, "device", "auto"),
-        preprocess=preprocess_overrides(args),
-        threads=threads,
-        memory_budget=getattr(args, "memory_budget", None),
-    )
+    return load(args.model, input_shape=args.input_shape, device=device or getattr(args, "device", "auto"),
+                threads=threads, memory_budget=getattr(args, "memory_budget", None), **preprocess_overrides(args))
 
 
 # ---- an image (or a ready tensor) in, a map out: attribute and backprop ----------------------------
@@ -112,16 +99,14 @@ def add_input_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_input(model, args):
-    """The input tensor from IMAGE or --input-npy (exactly one of them)."""
+    """The input tensor from IMAGE or --input-npy (exactly one of them); `model` is the API's `Model`."""
     from onnxprobe.errors import InputError, UsageError
 
     if (args.image is None) == (args.input_npy is None):
         raise UsageError("give either IMAGE or --input-npy FILE (exactly one)")
     if args.image is not None:
-        from onnxprobe.preprocess import read_image
-
-        return model.preprocess(read_image(args.image))
-    from onnxprobe.preprocess import read_array
+        return model.tensor(args.image)
+    from onnxprobe.api.params import read_array
 
     x = model.check_input(read_array(args.input_npy, "--input-npy"))
     if x.shape[0] != 1:
@@ -139,77 +124,27 @@ def model_and_input(args):
     return model, load_input(model, args)
 
 
-def write_map(args, image, raw, what: str, raw_name: str, silent: str | None = None) -> None:
-    """The map's picture at --out, upscaled to at least MAP_MIN_SIDE pixels (the raw array keeps
-    the model's size at --npy, when asked); with `silent` (objectives.silence's line) the one
-    no-signal picture instead, and the line as a warning."""
-    from onnxprobe.fsutil import atomic_save_npy
-    from onnxprobe.render.compose import no_signal
-    from onnxprobe.render.images import MAP_MIN_SIDE, upscale, write_png
+def write_map(args, result, what: str, raw_name: str, raw=None) -> None:
+    """The map's picture (`result`: the API's `Map`, drawn at least MAP_MIN_SIDE pixels, the one
+    no-signal picture when it holds none) at --out; the raw array (default `result.values`) at
+    --npy, when asked. A map without signal: its line as a warning."""
+    from onnxprobe.api.results import save_array, save_picture
 
-    image = upscale(image, MAP_MIN_SIDE)
-    if silent is not None:
-        warn(silent)
-        image = no_signal(*image.shape[:2])
-    path = write_png(args.out, image)
+    if result.silent is not None:
+        warn(result.silent)
+    path = save_picture(args.out, result.image)
     print(f"{what}: wrote {path}")
     if args.npy:
-        atomic_save_npy(args.npy, raw)
+        raw = result.values if raw is None else raw
+        save_array(args.npy, raw)
         print(f"wrote the raw {raw_name} {raw.shape} to {args.npy}")
 
 
-# ---- a layer's grid as a file: demo, view, activations ----------------------------------------------
-
-def write_layer_grid(model, layer, activation: np.ndarray, path, boost_indiv=0.0, boost_gamma=1.0) -> Path:
-    """The layer pane as a PNG a person can read (`onnxprobe.api.results.layer_grid_image`, the
-    picture a notebook shows for `Model.activations`)."""
-    from onnxprobe.api.results import layer_grid_image
-    from onnxprobe.render.images import write_png
-
-    return write_png(path, layer_grid_image(model, layer, activation, boost_indiv, boost_gamma))
-
-
-def layer_grid_image(model, layer, activation: np.ndarray, boost_indiv=0.0, boost_gamma=1.0) -> np.ndarray:
-    """The layer pane as a picture: `onnxprobe.api.results.layer_grid_image` (its one home, what a
-    notebook shows for `Model.activations`)."""
-    from onnxprobe.api.results import layer_grid_image as picture
-
-    return picture(model, layer, activation, boost_indiv, boost_gamma)
-
-
-def parse_units(texts: list[str], layer) -> list[int]:
-    """'--unit 3 --unit 0-15 --unit all' -> sorted unique unit indices, each checked against the
-    layer's units (onnxprobe.position.check_unit)."""
-    from onnxprobe.errors import UsageError
-    from onnxprobe.position import check_unit
-
-    count = layer.units
-
-    units: list[int] = []
-    for text in texts:
-        for part in str(text).split(","):
-            part = part.strip()
-            if part == "all":
-                units.extend(range(count))
-                continue
-            try:
-                if "-" in part[1:]:
-                    lo, hi = part.split("-", 1) if not part.startswith("-") else (None, None)
-                    if int(hi) < int(lo):
-                        raise UsageError(f"--unit range '{part}' is reversed: write {int(hi)}-{int(lo)}")
-                    units.extend(range(int(lo), int(hi) + 1))
-                else:
-                    units.append(int(part))
-            except (TypeError, ValueError):
-                raise UsageError(f"--unit takes indices, ranges like 0-15, or 'all'; got '{part}'") from None
-    return sorted(dict.fromkeys(check_unit(layer, u) for u in units))
-
-
 def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
-    """--preset, --param, --restarts, --steps, --seed, --batch: the settings of
-    `optimize.render_units` (`render_settings(args)` resolves them). `default_preset=None`: the
-    project default (optimize.DEFAULT_PRESET)."""
-    from onnxprobe.optimize.presets import DEFAULT_PRESET, PARAMS, PRESETS
+    """--preset, --param, --restarts, --steps, --seed, --batch: the render keywords of the API
+    (`Model.render_units`, `Model.atlas`); `render_keywords(args)` checks and gives them.
+    `default_preset=None`: the project default (DEFAULT_PRESET)."""
+    from onnxprobe.api.params import DEFAULT_PRESET, PARAMS, PRESETS
 
     parser.add_argument("--preset", default=default_preset or DEFAULT_PRESET,
                         help=f"hyperparameters: {', '.join(PRESETS)} (default {default_preset or DEFAULT_PRESET}: "
@@ -227,34 +162,35 @@ def add_render_args(parser: argparse.ArgumentParser, default_preset: str | None)
                              "(default %(default)s)")
 
 
-def render_settings(args):
-    """The one resolution of the render flags (--preset, --steps, --param, --restarts, --seed,
-    --batch) into the library's typed `RenderSettings`: bad values fail here, before any work."""
-    from onnxprobe.optimize import RenderSettings
+def render_keywords(args) -> dict:
+    """The render flags (--preset, --steps, --param, --restarts, --seed, --batch) as the API's
+    keywords, checked once here (`api.params.render_settings`): bad values fail before any work."""
+    from onnxprobe.api.params import render_settings
 
-    return RenderSettings.resolve(args.preset, args.steps, args.param, args.restarts, args.seed, args.batch)
+    given = {"preset": args.preset, "steps": args.steps, "param": args.param, "restarts": args.restarts,
+             "seed": args.seed, "batch": args.batch}
+    render_settings(**given)
+    return given
 
 
 def warn_nonfinite(arrays: dict, what: str) -> bool:
     """One warning line on stderr when any of the named arrays holds NaN or infinities (a model
     that overflows, NaN weights); True when it warned. The outputs are still written: the files
     say null where JSON cannot hold the value."""
-    import numpy as np
+    from onnxprobe.api.results import nonfinite_names
 
-    bad = [name for name, value in arrays.items()
-           if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
-    return warn_nonfinite_names(bad, what)
+    return warn_nonfinite_names(nonfinite_names(arrays), what)
 
 
 def warn_nonfinite_names(bad: list[str], what: str) -> bool:
-    """The warning line of `warn_nonfinite` for names already found to hold NaN or infinities."""
-    from onnxprobe.errors import printable
+    """The warning line of `warn_nonfinite` (`api.results.nonfinite_line`) for names already found
+    to hold NaN or infinities."""
+    from onnxprobe.api.results import nonfinite_line
 
-    if not bad:
-        return False
-    listed = ", ".join(printable(name) for name in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-    warn(f"NaN or infinite values in {what} ({listed}); check the model's weights and the preprocessing")
-    return True
+    line = nonfinite_line(bad, what)
+    if line is not None:
+        warn(line)
+    return line is not None
 
 
 def warn(line: str) -> None:
@@ -262,11 +198,3 @@ def warn(line: str) -> None:
     from onnxprobe.errors import printable
 
     print(f"onnxprobe: warning: {printable(line)}", file=sys.stderr)
-
-
-def Progress(total: int, unit: str = "it", enabled: bool | None = None, label: str = ""):
-    """The commands' text progress bar on stderr: `onnxprobe.progress.Progress` (the one home of
-    the bars the commands and the notebook API draw), imported when a command starts working."""
-    from onnxprobe.progress import Progress as TextBar
-
-    return TextBar(total, unit=unit, enabled=enabled, label=label)

@@ -8,26 +8,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from onnxprobe.cli.common import DEVICE_HELP
 from onnxprobe.errors import UsageError
-from onnxprobe.resources import default_model, sample_images
 
-if TYPE_CHECKING:
-    import numpy as np
-
-ALL_LAYERS_UP_TO = 16  # models with at most this many layers get every layer's grid; larger ones a selection
-# the class pictures: MACO at 64 steps (each step 4 crops), 4 ImageNet classes in ~70 s of CPU, the
-# demo within a minute on two cores. Judged by a classifier of another family (SqueezeNet 1.1), the
-# demo's classes rank 2, 2, 2, 10 (top-5 75 %) where lucid at 128 steps ranked them 544, 11, 135, 67
-# (top-5 0 %), and more lucid steps did not help (bench/bench_demo_classes.py).
-DEFAULT_STEPS = 64
-CLASS_PRESET = "maco"
-DEFAULT_CLASSES = 4
-# grids drawn with the toolbox's boosts (keys T and t): each unit scaled to its own peak, gamma 0.5,
-# so that weak units show their pattern too (a layer-wide scale leaves most tiles black)
-GRID_BOOST_INDIV, GRID_BOOST_GAMMA = 1.0, 0.5
 SUMMARY = "the main job on the bundled ImageNet network (or MODEL), headless, as pictures"  # the line in 'onnxprobe --help'
 DESCRIPTION = """The main job, headless. For each image: top-5 predictions, activation grids, Grad-CAM and
 guided backprop; then feature visualizations of the predicted classes (maco preset). Writes
@@ -40,49 +24,26 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from onnxprobe.api.params import DEMO_CLASSES, DEMO_STEPS, default_model
+
     parser = sub.add_parser("demo", help=SUMMARY)
     parser.add_argument("--model", default=str(default_model()),
                         help="ONNX model (default: the bundled ImageNet MobileNetV2, models/imagenet/)")
     parser.add_argument("--images", nargs="*", help="images to probe (default: the model's samples/ folder)")
     parser.add_argument("--out", default="onnxprobe-out", help="output folder (default: ./onnxprobe-out)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                        help=f"optimization steps per class visualization (default {DEFAULT_STEPS}; 0: none)")
-    parser.add_argument("--classes", type=int, default=DEFAULT_CLASSES, metavar="K",
-                        help=f"visualize the first K distinct predicted classes (default {DEFAULT_CLASSES})")
+    parser.add_argument("--steps", type=int, default=DEMO_STEPS,
+                        help=f"optimization steps per class visualization (default {DEMO_STEPS}; 0: none)")
+    parser.add_argument("--classes", type=int, default=DEMO_CLASSES, metavar="K",
+                        help=f"visualize the first K distinct predicted classes (default {DEMO_CLASSES})")
     parser.add_argument("--view", action="store_true", help="afterwards open the live viewer (needs a display)")
     parser.set_defaults(func=run)
 
 
-def grid_layers(model) -> list:
-    """Every layer of a small model; for a larger one, the last nonlinearity (else the last layer)
-    at each spatial size, in order: one legible grid per stage of the network."""
-    layers = list(model.layers)
-    if len(layers) <= ALL_LAYERS_UP_TO:
-        return layers
-    stages: dict[tuple, list] = {}
-    for layer in layers:
-        if layer.is_spatial:
-            size = tuple(int(layer.shape[a]) for a in layer.spatial_axes)
-            stages.setdefault(size, []).append(layer)
-    chosen = []
-    for group in stages.values():
-        nonlinear = [layer for layer in group if layer.op in NONLINEAR_OPS]
-        chosen.append((nonlinear or group)[-1])
-    return chosen or layers[-1:]
-
-
-NONLINEAR_OPS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
-                 "Softplus", "Gelu", "Mish", "MaxPool"}
-
-
 def run(args) -> int:
-    from onnxprobe.cli.common import warn_nonfinite
-    from onnxprobe.fsutil import atomic_write_json, atomic_write_text, checkpoint, file_word, make_output_folder
-    from onnxprobe.model import ProbeModel, top_predictions
-    from onnxprobe.render.images import write_png
-    from onnxprobe.preprocess import read_image
-    from onnxprobe.render.compose import column, predictions_image, row
+    from onnxprobe.api.model import load
+    from onnxprobe.api.params import sample_images
+    from onnxprobe.cli.common import warn
 
     if args.steps < 0:
         raise UsageError("--steps must be 0 or more")
@@ -94,204 +55,21 @@ def run(args) -> int:
     images = [Path(p) for p in args.images] if args.images else sample_images(Path(args.model))
     if not images:
         raise UsageError(f"no images given and no samples/ folder next to {args.model}; pass --images FILE ...")
-    model = ProbeModel.load(args.model, device=args.device)
-    decoded = [(path, read_image(path)) for path in images]  # every image read before anything is written
-    out = make_output_folder(args.out)  # removed again if the demo fails (staged by the CLI)
-    root = out.resolve()
-    print(f"model {model.path}: {len(model.layers)} layers, device {model.device}")
-    shown = grid_layers(model)
-    place = {layer.name: n for n, layer in enumerate(model.layers)}
-    files = _Files(root)
-    summary, rows = [], []
-    folders: set[str] = set()
-    warned = False
-    for image_path, image in decoded:
-        x = model.preprocess(image)
-        acts = model.activations(x, [layer.name for layer in shown])
-        if not warned and warn_nonfinite(acts, f"the activations for {image_path.name}"):
-            warned = True
-            files.warned.add("non-finite")  # the maps' NaN follows from it: recorded, not said again
-        name = base = file_word(image_path.stem)
-        suffix = 1
-        while name in folders:  # two cat.jpg from two folders get two output folders
-            suffix += 1
-            name = f"{base}-{suffix}"
-        folders.add(name)
-        entry = {"image": str(image_path), "grids": {}}
-        tiles = [files.write(entry, "input", f"{name}/input.png", model.spec.to_display(x[0]), image_path.name)]
-        if model.class_output:
-            predictions = top_predictions(acts[model.class_output][0], model.spec.labels)
-            entry["top5"] = [{"class": p.cls, "label": p.label, "score": p.score} for p in predictions]
-            print(f"{image_path.name}: " + ", ".join(f"{p.label} {p.score:.3f}" for p in predictions))
-            tiles.append(predictions_image(predictions, width=SIDE + 40))
-        tiles += _write_maps(model, x, name, entry, files)
-        for n, layer in enumerate(shown):
-            tile = files.write(entry["grids"], layer.name, f"{name}/grid-{place[layer.name]:03d}-{file_word(layer.name)}.png",
-                               _grid(model, layer, acts[layer.name]), f"grid {layer.label}")
-            if n == 0:  # the first (most legible) grid in the summary; index.html shows every one
-                tiles.append(tile)
-        summary.append(entry)
-        rows.append(row(tiles))
-    classes = _classes_to_show(summary, args.classes) if args.steps else []
-    visuals = _write_class_visuals(model, classes, args.steps, files) if classes else []
-    if visuals:
-        rows.append(row([files.tiles[v["image"]] for v in visuals]))
-    index = {"model": str(model.path), "results": summary, "class_visualizations": visuals,
-             "grid_layers": [layer.name for layer in shown]}
-    atomic_write_json(out / "demo.json", index)
-    write_png(out / "summary.png", column(rows))
-    atomic_write_text(out / "index.html", _index_html(model, summary, visuals))
-    print(f"wrote predictions, activation grids of {len(shown)} layer(s), Grad-CAM and guided backprop maps for "
-          f"{len(decoded)} image(s)" + (f" and {len(visuals)} class visualization(s)" if visuals else "")
+    model = load(args.model, device=args.device)
+    report = model.demo(images, args.out, steps=args.steps, classes=args.classes,
+                        say=lambda line: print(line, flush=True), warn=warn)
+    visuals = report.classes
+    print(f"wrote predictions, activation grids of {len(report.grid_layers)} layer(s), Grad-CAM and guided backprop "
+          f"maps for {len(images)} image(s)" + (f" and {len(visuals)} class visualization(s)" if visuals else "")
           + f" in {time.perf_counter() - started:.0f} s:")
-    print(f"  {root / 'index.html'}   (open in a browser)")
-    print(f"  {root / 'summary.png'}")
-    print(f"  {root / 'demo.json'}")
+    print(f"  {report.index}   (open in a browser)")
+    print(f"  {report.summary}")
+    print(f"  {report.record}")
     if args.view:
         from onnxprobe.cli import main as cli_main
+        from onnxprobe.fsutil import checkpoint
 
         checkpoint()  # the demo's files are on disk before the viewer starts
 
         return cli_main(["view", str(model.path), "--images", str(images[0].parent)])
     return 0
-
-
-SIDE = 224  # the summary's tile width; maps and class pictures are upscaled to at least this (MAP_MIN_SIDE)
-
-
-class _Files:
-    """The demo's pictures: written under the output folder (names: lowercase words joined by '-',
-    numbered where two could meet), their paths recorded relative to it, and each one's captioned
-    tile kept for the summary image. A map without signal is drawn as `no_signal` and its warning
-    printed once per kind of map, NaN once in all (every one is in demo.json under "no_signal")."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.tiles: dict[str, np.ndarray] = {}
-        self.warned: set[str] = set()
-
-    def write(self, record: dict, key: str, relative: str, image: np.ndarray, title: str) -> np.ndarray:
-        from onnxprobe.fsutil import inside
-        from onnxprobe.render.compose import caption
-        from onnxprobe.render.images import write_png
-
-        write_png(inside(self.root, *relative.split("/")), image)
-        record[key] = relative
-        self.tiles[relative] = tile = caption(image, title, SIDE)
-        return tile
-
-    def no_signal(self, record: dict, key: str, line: str | None, image: np.ndarray) -> np.ndarray:
-        """`image`, or the no-signal picture of its size when `line` (the warning) is given."""
-        from onnxprobe.cli.common import warn
-        from onnxprobe.render.compose import no_signal
-
-        if line is None:
-            return image
-        record.setdefault("no_signal", {})[key] = line
-        said = "non-finite" if line.startswith("NaN") else key  # NaN anywhere is one warning, said once
-        if said not in self.warned:
-            self.warned.add(said)
-            warn(line)
-        return no_signal(*image.shape[:2])
-
-
-def _grid(model, layer, activation: np.ndarray) -> np.ndarray:
-    from onnxprobe.cli.common import layer_grid_image
-
-    return layer_grid_image(model, layer, activation, GRID_BOOST_INDIV, GRID_BOOST_GAMMA)
-
-
-# the attribution maps of the predicted class: (demo.json key, method, file, caption)
-MAPS = (("gradcam", "gradcam", "gradcam.png", "Grad-CAM"),
-        ("backprop", "guided_backprop", "guided-backprop.png", "guided backprop"))
-
-
-def _write_maps(model, x, name: str, entry: dict, files: _Files) -> list[np.ndarray]:
-    """Grad-CAM (over the input) and guided backprop of the predicted class, from onnxprobe.attribution
-    (none for a model without a class output, a class score no gradient reaches, or, for Grad-CAM,
-    without a spatial layer on the class's path)."""
-    if not model.class_output:
-        return []
-    from onnxprobe.attribution import METHODS, attribute, make_objective, render_attribution
-    from onnxprobe.errors import ProbeError
-    from onnxprobe.objectives import silence
-    from onnxprobe.render.images import MAP_MIN_SIDE, upscale
-
-    try:
-        objective = make_objective(model, x)
-    except ProbeError:
-        return []
-    tiles = []
-    for key, method, file, title in MAPS:
-        try:
-            values = attribute(model, x, method, objective=objective)
-        except ProbeError:
-            entry[key] = None
-            continue
-        image = upscale(render_attribution(model, x, method, values, overlay=method == "gradcam"), MAP_MIN_SIDE)
-        line = silence(model, objective, values, f"the {method} map", cause=METHODS[method].empty)
-        image = files.no_signal(entry, key, line, image)
-        tiles.append(files.write(entry, key, f"{name}/{file}", image, title))
-    return tiles
-
-
-def _classes_to_show(summary: list[dict], count: int) -> list[tuple[int, str]]:
-    seen: dict[int, str] = {}
-    for entry in summary:
-        for rank in entry.get("top5", [])[:1]:
-            seen.setdefault(rank["class"], rank["label"])
-    return list(seen.items())[:count]
-
-
-def _write_class_visuals(model, classes: list[tuple[int, str]], steps: int, files: _Files) -> list[dict]:
-    """What each class looks like to the network: the CLASS_PRESET on its pre-softmax score. A class
-    whose score never moves (no gradient reaches the picture) is drawn as no signal."""
-    import numpy as np
-
-    from onnxprobe.fsutil import file_word
-    from onnxprobe.objectives import logit, silence
-    from onnxprobe.optimize import RenderSettings, render_units
-    from onnxprobe.render.images import MAP_MIN_SIDE, upscale
-
-    units = [c for c, _ in classes]
-    print(f"visualizing {len(units)} class(es) ({', '.join(label for _, label in classes)}): {CLASS_PRESET} preset, "
-          f"{steps} steps ...", flush=True)
-    settings = RenderSettings.resolve(CLASS_PRESET, steps=steps, batch=len(units))
-    results = render_units(model, None, units, settings, objective="logit")
-    written = []
-    for (cls, label), result in zip(classes, results):
-        record = {"class": cls, "label": label, "steps": steps, "initial_logit": result.initial_activation[0],
-                  "best_logit": result.best_activation[0]}
-        still = result.best_activation[0] == result.initial_activation[0]
-        line = silence(model, logit(model, cls), np.zeros(1) if still else np.ones(1), "the class picture's gradient")
-        image = files.no_signal(record, "image", line, upscale(result.images[0], MAP_MIN_SIDE))
-        files.write(record, "image", f"classes/class-{cls}-{file_word(label)}.png", image, label)
-        written.append(record)
-    return written
-
-
-def _index_html(model, summary: list[dict], visuals: list[dict]) -> str:
-    from onnxprobe.render.site import escape, figure, page
-
-    here = "index.html"
-    parts = [f"<h1>onnxprobe demo</h1><p>model <code>{escape(model.path)}</code>, {len(model.layers)} layers</p>"]
-    if visuals:
-        parts.append("<h2>What the predicted classes look like to the network</h2>"
-                     f"<p>Feature visualization ({CLASS_PRESET} preset) of each class's score before the softmax.</p>"
-                     '<div class="views">' + "".join(figure(here, v["image"], f"{v['label']} (class {v['class']}, "
-                                                           f"{v['steps']} steps)") for v in visuals) + "</div>")
-    for entry in summary:
-        views = [figure(here, entry["input"], "input")]
-        views += [figure(here, entry[key], f"{title} of the top class") for key, _, _, title in MAPS if entry.get(key)]
-        parts.append(f"<h2>{escape(Path(entry['image']).name)}</h2>")
-        if entry.get("top5"):
-            rows = "".join(f"<tr><td class=num>{p['score'] * 100:.1f}%</td><td>{escape(p['label'])}</td>"
-                           f"<td><div class=bar style='width:{max(1, round(p['score'] * 200))}px'></div></td></tr>"
-                           for p in entry["top5"])
-            views.append(f"<figure><table>{rows}</table><figcaption>top 5</figcaption></figure>")
-        parts.append('<div class="views">' + "".join(views) + "</div>")
-        parts.append(f"<h3>activation grids</h3><p>every unit of a layer as a tile, each scaled to its own peak "
-                     f"(per-unit boost {GRID_BOOST_INDIV:g}, gamma {GRID_BOOST_GAMMA:g})</p>")
-        parts.append('<div class="views">' + "".join(figure(here, rel, model.layer(name).label, link=True)
-                                                     for name, rel in entry["grids"].items()) + "</div>")
-    return page(f"onnxprobe demo: {model.path.name}", "\n".join(parts))

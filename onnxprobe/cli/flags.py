@@ -52,6 +52,15 @@ FLAGS = {
     "images": "--images",
     "image": "--image",
     "video": "--video",
+    "camera": "--camera",
+    "screenshot": "--screenshot",
+    "keys": "--keys",
+    "quit_after": "--quit-after",
+    # the demo
+    "classes": "--classes",
+    # the layer pane's boosts (activations)
+    "boost_indiv": "--boost-indiv",
+    "boost_gamma": "--boost-gamma",
 }
 # how the view command names the viewer's inputs in its hints (viewer.state.INPUT_WORDS)
 VIEWER_WORDS = {"atlas": f"{FLAGS['atlas']} DIR", "files": f"{FLAGS['images']}, {FLAGS['image']} or {FLAGS['video']}"}

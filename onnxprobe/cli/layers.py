@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from onnxprobe.cli.common import add_model_args, load_model_from_args
 from onnxprobe.errors import printable
-from onnxprobe.fsutil import json_text
 
 
 SUMMARY = "list the probeable layers of a model"  # the line in 'onnxprobe --help'
@@ -31,13 +30,11 @@ def run(args) -> int:
     model = load_model_from_args(args, device="cpu")
     layers = model.layers
     if args.json:
-        print("[\n" + ",\n".join(json_text(layer.to_json(), indent=None) for layer in layers) + "\n]")
+        print(layers.json())
         return 0
-    print(f"{printable(model.path)}: input '{printable(model.input_name)}' {list(model.input_shape)} ({model.spec.layout}, "
-          f"{model.spec.channels} channel(s)); shapes by {model.shape_source}; {len(layers)} layers")
-    print(model.batch.describe())
+    for line in model.summary():
+        print(line)
     if not layers:
-        print(f"no probeable layer: {model.why_no_layers()}")
         return 0
     named = sum(1 for layer in layers if layer.module_path)
     scoped = any(layer.module_scope for layer in layers)

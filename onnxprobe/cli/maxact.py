@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxprobe.cli.common import add_budget_arg, count_arg, warn_nonfinite_names, Progress, add_model_args, load_model_from_args
+from onnxprobe.cli.common import add_budget_arg, add_model_args, count_arg, load_model_from_args, warn_nonfinite_names
 
 
 SUMMARY = "find the top-k dataset images and patches of every unit of layers"  # the line in 'onnxprobe --help'
@@ -39,20 +39,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.maxact import run_maxact
-    from onnxprobe.maxact.job import check_settings
+    from onnxprobe.api.params import check_top_k
 
-    check_settings(args.layer, args.top, args.by, args.batch_size, args.shard_size)
+    check_top_k(args.layer, args.top, args.by, args.batch_size, args.shard_size)  # before loading anything
     model = load_model_from_args(args)
-    for name in args.layer:
-        model.layer(name)
-    result = run_maxact(model, args.data, args.layer, top=args.top, by=args.by, out_dir=args.out,
-                        scheduler=args.scheduler, crops=args.crops or args.deconv, deconv=args.deconv,
-                        batch_size=args.batch_size, shard_size=args.shard_size, every=args.every,
-                        threads=args.threads, fresh=args.fresh, ship_data=args.ship_data,
-                        progress=lambda total, label: Progress(total, unit="img" if label.startswith("scan") else "unit",
-                                                               label=label))
-    summary = result.summary
+    found = model.top_k(args.data, args.layer, top=args.top, by=args.by, out=args.out, scheduler=args.scheduler,
+                        crops=args.crops, deconv=args.deconv, batch_size=args.batch_size, shard_size=args.shard_size,
+                        every=args.every, threads=args.threads, fresh=args.fresh, ship_data=args.ship_data)
+    summary = found.summary
     print(f"scanned {summary['images_used']} of {summary['images']} images into {args.out}: "
           + ", ".join(f"{name} -> {file}" for name, file in summary["layers"].items()))
     if summary["skipped"]:
@@ -60,6 +54,5 @@ def run(args) -> int:
     for note in summary["notes"]:
         print(f"note: {note}")
     if summary["images_used"]:  # the records hold null where a unit's statistics are not finite
-        warn_nonfinite_names([name for name in result.layers
-                              if any(u["max"] is None for u in result.record(name)["unit_records"])], "the activations")
+        warn_nonfinite_names(found.nonfinite(), "the activations")
     return 0

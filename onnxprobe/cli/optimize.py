@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from onnxprobe.cli.common import add_budget_arg, Progress, add_model_args, add_render_args, load_model_from_args, \
-    parse_units, render_settings, warn, warn_nonfinite
+from onnxprobe.cli.common import add_budget_arg, add_model_args, add_render_args, load_model_from_args, \
+    render_keywords, warn, warn_nonfinite
 from onnxprobe.errors import UsageError
 
 
@@ -26,7 +26,8 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    from onnxprobe.position import HELP_WITHOUT_IMAGE as POSITION_HELP_WITHOUT_IMAGE
+    from onnxprobe.api.params import POSITION_HELP_WITHOUT_IMAGE
+
     parser = sub.add_parser("optimize", help=SUMMARY)
     add_model_args(parser)
     add_budget_arg(parser)
@@ -55,71 +56,50 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from onnxprobe.distributed import file_hash
-    from onnxprobe.position import parse_position
-    from onnxprobe.fsutil import make_output_folder, output_lock
-    from onnxprobe.objectives import by_kind, objective_layer
-    from onnxprobe.optimize.store import UnitStore, job_key, optimize_job
+    from onnxprobe.api.params import parse_position, parse_units
 
     if args.photo is not None:
         return _from_photo(args)
     if not args.unit:
         raise UsageError("optimize needs --unit (or --from IMAGE for a picture from a photo)")
-    # the one resolution of the render flags: render_units takes them as they are
-    render = render_settings(args)
+    render = render_keywords(args)  # the render flags checked once: the API takes them as they are
     position = parse_position(args.position)  # read by the objective module: no image here, so no max
+    units = parse_units(args.unit, "unit")
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):  # (os.path: no OSError on a name too long)
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
-    layer = objective_layer(model, args.objective, args.layer)
-    units = parse_units(args.unit, layer)
-    # the first unit's objective, before anything is written: a position that does not fit is refused here
-    optimized = by_kind(model, args.objective, layer, units[0], position, pre_activation=True).targets[0]
-    if args.objective != "logit" and optimized != layer.name:
-        print(f"note: optimizing '{optimized}', the pre-activation input of '{layer.name}' (its {layer.op} passes "
+    # the layer, the units and the first unit's objective checked before anything is written
+    plan = model.render_plan(args.layer, units, objective=args.objective, position=position, out=out, **render)
+    layer = plan.layer
+    if args.objective != "logit" and plan.target != layer.name:
+        print(f"note: optimizing '{plan.target}', the pre-activation input of '{layer.name}' (its {layer.op} passes "
               "no gradient where it is off; same maximiser where the unit fires); values shown are the pre-activation's")
-    settings = optimize_job(model, layer.name, args.objective, position, render)  # its key: what resumes
-    store = UnitStore(out, job_key(settings))
-    make_output_folder(out)
-    with output_lock(out):  # a second run on the same folder is refused while this one runs
-        return _render(args, store, model, layer, units, render, settings, position)
+
+    def started(kept: list[int]) -> None:  # the folder is held: what an earlier run finished is kept
+        if kept:
+            print(f"resuming: {len(kept)} unit(s) already finished with these settings are kept "
+                  "(--fresh redoes them)")
+
+    results = plan.run(fresh=args.fresh, progress=not args.quiet, on_start=started)
+    return _report(plan, results)
 
 
-def _render(args, store, model, layer, units, render, settings, position) -> int:
+def _report(plan, results) -> int:
     import numpy as np
 
-    from onnxprobe.optimize import DEFAULT_PRESET
-    from onnxprobe.optimize.store import render_into
+    from onnxprobe.api.params import DEFAULT_PRESET
 
-    preset = render.preset
-    folder = store.folder(layer.name)
-    if not args.fresh:
-        pending = store.pending(layer.name, units)
-        if len(pending) < len(units):
-            print(f"resuming: {len(units) - len(pending)} unit(s) already finished with these settings are kept "
-                  "(--fresh redoes them)")
-        units = pending
-    progress = Progress(len(units) * render.restarts * preset.steps, unit="img-steps", enabled=None if not args.quiet else False,
-                        label=f"{layer.name} ")
-    try:
-        results = render_into(store, model, layer.name, units, render, settings, objective=args.objective,
-                              position=position, on_step=progress.update)
-    finally:
-        progress.close()
+    layer, restarts, preset = plan.layer, plan.settings.restarts, plan.settings.preset
     warn_nonfinite({f"{layer.name}:{r.unit}": np.asarray(r.best_activation, np.float64) for r in results},
                    "the optimized activations")
     still = [r.unit for r in results if list(r.best_activation) == list(r.initial_activation)]
     if still:  # no step moved the objective: no gradient reached the image
-        from onnxprobe.objectives import by_kind, silence
-
-        objective = by_kind(model, args.objective, layer, still[0], position, pre_activation=True)
-        warn(silence(model, objective, np.zeros(1), "the image gradient")
-             + (f" (units {', '.join(map(str, still))})" if len(still) > 1 else ""))
+        warn(plan.why_unmoved(still[0]) + (f" (units {', '.join(map(str, still))})" if len(still) > 1 else ""))
     for result in results:
         print(f"{layer.name}:{result.unit}  initial {max(result.initial_activation):.4g}  "
               f"best {max(result.best_activation):.4g}  ({result.seconds:.2f} s)")
-    print(f"wrote {len(results)} unit(s) x {render.restarts} restart(s) to {folder}")
+    print(f"wrote {len(results)} unit(s) x {restarts} restart(s) to {plan.folder}")
     if results and preset.method == "seed" and _barely_moved(results):
         print(f"note: {preset.name} barely raised the units here (the paper's priors hold the image near the "
               f"start); try --preset {DEFAULT_PRESET} (the default)", file=sys.stderr)
@@ -135,48 +115,30 @@ def _barely_moved(results) -> bool:
 
 
 def _from_photo(args) -> int:
-    """optimize --from IMAGE: one picture from a photo (onnxprobe.optimize.photo)."""
-    from onnxprobe.fsutil import atomic_write_json, make_output_folder, output_lock, safe_name
-    from onnxprobe.optimize.photo import PHOTO_PRESET, picture_from_photo
-    from onnxprobe.position import parse_position
-    from onnxprobe.preprocess import read_image
-    from onnxprobe.render.images import write_png
+    """optimize --from IMAGE: one picture from a photo (`Model.picture_from_photo`)."""
+    from onnxprobe.api.params import DEFAULT_PRESET, parse_position, parse_units, read_image
 
-    image = read_image(args.photo, "--from image")
+    read_image(args.photo, "--from image")  # an unreadable photo fails before the model is loaded
     out = Path(args.out)
     if os.path.lexists(out) and not os.path.isdir(out):
         raise UsageError(f"--out must be a folder, got the file {out}")
     model = load_model_from_args(args)
     unit = None
     if args.unit:
-        if args.objective == "logit":
-            from onnxprobe.objectives import logit_layer
-
-            units = parse_units(args.unit, logit_layer(model))
-        else:
-            if args.layer is None:
-                raise UsageError("--unit needs --layer (or --objective logit)")
-            units = parse_units(args.unit, model.layer(args.layer))
-        if len(units) != 1:
-            raise UsageError(f"--from takes one --unit, got {len(units)}")
+        units = parse_units(args.unit, "unit")
+        if units == "all" or len(units) != 1:
+            raise UsageError(f"--from takes one --unit, got {'all' if units == 'all' else len(units)}")
         unit = units[0]
-    from onnxprobe.optimize import DEFAULT_PRESET
-
-    preset = PHOTO_PRESET if args.preset == DEFAULT_PRESET else args.preset  # not given: the photo's engine
-    pic = picture_from_photo(model, image, args.picture, layer=args.layer, unit=unit, objective=args.objective,
-                             position=parse_position(args.position), preset=preset, steps=args.steps, seed=args.seed,
-                             weight=args.closeness)
-    stem = f"{args.picture}-{safe_name(Path(args.photo).stem)}"
-    make_output_folder(out)
-    with output_lock(out):
-        write_png(out / f"{stem}.png", pic.image)
-        write_png(out / f"{stem}-photo.png", pic.photo)
-        atomic_write_json(out / f"{stem}.json", pic.to_json())
+    preset = None if args.preset == DEFAULT_PRESET else args.preset  # not given: the photo's engine
+    pic = model.picture_from_photo(args.photo, args.picture, layer=args.layer, unit=unit, objective=args.objective,
+                                   position=parse_position(args.position), preset=preset, steps=args.steps,
+                                   seed=args.seed, closeness=args.closeness)
+    path = pic.write(out, Path(args.photo).stem)
     print(f"{pic.objective}: {pic.photo_value:.4g} on the photo, {pic.value:.4g} on the picture "
           f"(RMS distance from the photo {pic.distance:.1f} of 255; {pic.seconds:.1f} s)")
     if args.picture == "accentuate":
         print("step  value  distance (the unit's rise against the distance from the photo)")
         for step, value, distance in pic.curve:
             print(f"{step:4d}  {value:.4g}  {distance:.1f}")
-    print(f"wrote {out / (stem + '.png')}")
+    print(f"wrote {path}")
     return 0

@@ -7,9 +7,11 @@ the shapes of Expand and ConstantOfShape, Tile repeats, constants concatenated o
 tensors, `as_strided` as a flat Gather. `make_batch_dynamic` rewrites those constants so that the
 batch follows the input; where views move the batch off axis 0 (nn.MultiheadAttention's
 (L, N, E) layout), `batch_placements` follows it through every op and says which axis of each
-view it joins. `prove_batch_dynamic` then runs the rewritten graph: a batch of two different
-inputs must give, row by row, what two single runs give, for the tensors where rows could meet
-(`rows_meet`). The rewrite is made in place on the loaded model (`Undo` puts it back), so no
+view it joins. Where that walk is itself a proof (`rows_never_meet`: every op on the batch's path
+keeps rows apart, none reads the batch's size) and the rewritten graph has the sizes it says
+(`_sizes_follow`, by inference), the batch is proved from the graph, with no run. Otherwise
+`prove_batch_dynamic` runs the rewritten graph: a batch of two different inputs must give, row by
+row, what two single runs give, for the tensors where rows could meet (`rows_meet`). The rewrite is made in place on the loaded model (`Undo` puts it back), so no
 weight is copied. A graph that cannot be rewritten, or whose proof fails, stays as it was and is
 run a fixed number of rows at a time (`BatchAxis.rows`) by `ProbeModel`.
 """
@@ -25,10 +27,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxprobe.graph.facts import FLOAT_TYPES, GraphFacts, attr
-from onnxprobe.graph.loading import finalize_model
+from onnxprobe.graph.loading import BATCH_DIM, finalize_model
 
 PREFIX = "onnxprobe.batch:"
 UNIT_ROUNDOFF = 2.0 ** -24  # float32's unit roundoff u
+# the unit roundoff of the narrower float types a graph may compute in (the proof's bound takes the widest)
+NARROW_ROUNDOFF = {onnx.TensorProto.FLOAT16: 2.0 ** -11, onnx.TensorProto.BFLOAT16: 2.0 ** -8}
 SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}
 
 
@@ -45,7 +49,10 @@ class BatchAxis:
     rows: int | None = None  # rows per run when kind == "fixed"
     rewritten: tuple[str, ...] = ()  # nodes whose batch-size constants now follow the input
     why: str = ""  # for "fixed": why the graph was not made dynamic
-    max_error: float | None = None  # the proof's largest |batch - single| over its tolerance
+    max_error: float | None = None  # the proof's largest |batch - single| over its tolerance (a run's)
+    # "made dynamic": how it was proved: "graph" (rows_never_meet and _sizes_follow: every op keeps
+    # rows apart, no run) or "run" (prove_batch_dynamic: a batch of 2 against two single runs)
+    proof: str | None = None
     # "made dynamic": tensors whose batch the rewrite folds into another axis (batch_placements),
     # with their shapes at batch 1: they have no batch axis of their own (not layers); "fixed":
     # every tensor's (shape, element type) at the file's batch, found before the proof; not in to_json
@@ -62,13 +69,14 @@ class BatchAxis:
             return f"batch dynamic (input declares '{self.declared}')"
         if self.kind == "made dynamic":
             what = f"{len(self.rewritten)} batch-size constant(s) rewritten" if self.rewritten else "no constant needed rewriting"
-            return (f"batch made dynamic (the file fixes it at {self.declared}; {what}; "
-                    "proved on the model: a batch of 2 equals two single runs)")
+            how = ("proved from the graph: every op keeps rows apart" if self.proof == "graph" else
+                   "proved on the model: a batch of 2 equals two single runs")
+            return f"batch made dynamic (the file fixes it at {self.declared}; {what}; {how})"
         return f"batch fixed at {self.rows}: rows run {'one' if self.rows == 1 else self.rows} at a time ({self.why})"
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "declared": self.declared, "rows": self.rows, "rewritten": list(self.rewritten),
-                "why": self.why, "max_error": self.max_error}
+                "why": self.why, "max_error": self.max_error, "proof": self.proof}
 
 
 def declared_batch(dim) -> int | str | None:
@@ -86,14 +94,14 @@ def reachable_from(model: onnx.ModelProto, name: str) -> set[str]:
 
 def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...]) -> tuple[dict[str, tuple], dict[str, int]]:
     """Shapes and element types of every tensor with the input fixed at `shape` (ONNX shape
-    inference, else one run; dims neither pins down are None). This is the file's own graph at its
+    inference helped by folding, `_folded_facts`, else one run; dims none of them pins down are None). This is the file's own graph at its
     own fixed batch, before the rewrite that these shapes decide: an inference of its own, not the
     loaded model's (GraphFacts), which describes the rewritten graph with a dynamic batch."""
-    facts = GraphFacts(model, {input_name: shape})
+    facts = _folded_facts(model, input_name, shape)
     out = {name: tuple(dims) for name, dims in facts.dims.items()}
     elems = dict(facts.elem)
     missing = [o for n in model.graph.node for o in n.output if o and None in out.get(o, (None,))]
-    if missing:  # shapes computed at run time (Split sizes from Shape ops ...): run once at that batch
+    if missing:  # shapes computed at run time that no fold finds: run once at that batch
         from onnxprobe.graph.expose import expose_tensors
         from onnxprobe.runtime.session import create_session, trim_memory
 
@@ -112,6 +120,113 @@ def static_shapes(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...
         finally:
             trim_memory()  # the session is gone: its memory goes back
     return out, elems
+
+
+def _folded_facts(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], rounds: int = 8) -> GraphFacts:
+    """The facts of `model` with the input fixed at `shape`, where shape inference falls short
+    helped by folding what it cannot: the small integer tensors computed from constants and from
+    the shapes already known (the legacy exporter's Expand shapes built with Where / Equal, Slice
+    bounds from Mod, attention views from Shape ops: ONNX's data propagation follows only a few
+    ops). Folded values become initializers of a weightless copy that is inferred again, until every
+    shape is known or a round folds nothing new. The folds are ONNX's reference evaluator's, on
+    values that do not depend on the input's values, so a shape found is the shape a run finds."""
+    from onnxprobe.graph.geometry.fold import fold_node
+    from onnxprobe.graph.loading import without_weights
+
+    facts = GraphFacts(model, {input_name: shape})
+    folded: dict[str, np.ndarray] = {}
+    for _ in range(rounds):
+        if all(None not in facts.dims.get(o, (None,)) for n in model.graph.node for o in n.output if o):
+            break
+        new = _fold_round(model, facts, folded, fold_node)
+        if not new:
+            break
+        folded.update(new)
+        light = without_weights(model)
+        kept = [n for n in light.graph.node if not all(o in folded for o in n.output if o)]
+        del light.graph.node[:]
+        light.graph.node.extend(kept)
+        light.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in folded.items())
+        facts = GraphFacts(light, {input_name: shape})
+    return facts
+
+
+def _fold_round(model: onnx.ModelProto, facts: GraphFacts, folded: dict, fold_node) -> dict[str, np.ndarray]:
+    """One pass in graph order: the values of the nodes not yet folded whose inputs are all known
+    (constants, values folded before, a Shape or Size of a tensor whose dims `facts` knows)."""
+    SMALL = 4096
+
+    class Known:  # what fold.fold_node reads
+        symdims: dict = {}
+        opset = facts.opset
+
+        @staticmethod
+        def const(name):
+            value = folded.get(name)
+            if value is None:
+                try:
+                    value = facts.const(name, max_size=SMALL)
+                except Exception:  # an initializer numpy cannot read: unknown
+                    value = None
+            return value
+
+    new: dict[str, np.ndarray] = {}
+    for node in model.graph.node:
+        outputs = [o for o in node.output if o]
+        if not outputs or all(o in folded for o in outputs):
+            continue
+        values = None
+        if node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx"):
+            dims = facts.dims.get(node.input[0])
+            if dims is not None and None not in dims:
+                if node.op_type == "Size":
+                    values = {outputs[0]: np.array(int(np.prod(dims, dtype=np.int64)), np.int64)}
+                else:
+                    start, end = attr(node, "start", 0), attr(node, "end", len(dims))
+                    values = {outputs[0]: np.array(list(dims)[start:end], np.int64)}
+        elif _small_result(node, Known.const, SMALL):
+            values = fold_node(Known, node, SMALL)
+        if values:
+            values = {k: v for k, v in values.items() if v.size <= SMALL}
+            folded.update(values)
+            new.update(values)
+    return new
+
+
+def _small_result(node: onnx.NodeProto, const, small: int) -> bool:
+    """Whether a fold of `node` stays small: the ops whose output can be far larger than their
+    inputs (a shape or a count made into a tensor) are folded only when the output has at most
+    `small` elements (a hostile ConstantOfShape of 10^10 elements is never evaluated)."""
+    op = node.op_type
+    try:
+        if op == "ConstantOfShape":
+            shape = const(node.input[0])
+            return shape is not None and int(np.prod(np.asarray(shape, np.int64))) <= small
+        if op in ("Expand", "Tile"):
+            data, other = const(node.input[0]), const(node.input[1])
+            if data is None or other is None:
+                return False
+            other = [int(v) for v in np.reshape(other, -1)]
+            if op == "Tile":
+                return len(other) == data.ndim and int(np.prod(np.array(data.shape) * np.array(other))) <= small
+            rank = max(data.ndim, len(other))
+            dims = [1] * (rank - data.ndim) + list(data.shape)
+            target = [1] * (rank - len(other)) + other
+            return int(np.prod([max(a, b) for a, b in zip(dims, target)])) <= small
+        if op == "Range":
+            start, limit, delta = (const(i) for i in node.input[:3])
+            return None not in (start, limit, delta) and float(delta) != 0 and \
+                bool(np.ceil((float(limit) - float(start)) / float(delta)) <= small)
+        if op == "Pad":
+            data, pads = const(node.input[0]), const(node.input[1])
+            if data is None or pads is None or np.size(pads) != 2 * data.ndim:
+                return False
+            pads = [int(v) for v in np.reshape(pads, -1)]
+            out = [d + pads[k] + pads[k + data.ndim] for k, d in enumerate(data.shape)]
+            return int(np.prod([max(d, 0) for d in out])) <= small
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return False
+    return True
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -177,9 +292,9 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str, input_shape: tup
                 for a in node.attribute:  # no 0 in the target: allowzero means nothing, 0 may copy
                     if a.name == "allowzero":
                         a.i = 0
-                head = fresh("reshape")  # the common case: [0, ...] copies the batch
-                model.graph.initializer.append(numpy_helper.from_array(np.array([0, *target[1:]], np.int64), head))
-                node.input[1] = head
+                copied = fresh("reshape")  # the common case: [0, ...] copies the batch
+                model.graph.initializer.append(numpy_helper.from_array(np.array([0, *target[1:]], np.int64), copied))
+                node.input[1] = copied
             else:
                 size = fresh("size")
                 model.graph.initializer.append(numpy_helper.from_array(np.array([target[k] // batch], np.int64), size))
@@ -318,7 +433,7 @@ def batch_placements(model: onnx.ModelProto, input_name: str, shapes: dict[str, 
             result = "conflict"
         if isinstance(result, dict) and any(o in outputs and (spot[0] != 0 or shapes[o][0] != spot[1])
                                             for o, spot in result.items()):
-            result = "conflict"  # an output carries the batch as its whole first axis
+            result = "conflict"  # an output carries the batch on its first axis, outermost (stride 1: the whole axis)
         if result == "conflict":  # back to the last Reshape with a placement left
             while stack and not stack[-1][1]:
                 stack.pop()
@@ -563,7 +678,7 @@ def _reduction_lengths(model: onnx.ModelProto, shapes: dict[str, tuple]) -> dict
 
 def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, input_name: str,
                         input_shape: tuple[int, ...], batch: int, known=None, *, compared: list[str] | None = None,
-                        depth: dict[str, int] | None = None) -> tuple[bool, str, float]:
+                        depth: dict[str, int] | None = None, right: set[str] | None = None) -> tuple[bool, str, float]:
     """Run the rewritten graph on two different rows, once as a batch of 2 and once each alone:
     row by row the batch must equal the single runs for every float tensor that carries the batch
     where rows could meet (`rows_meet`; the rest follow from those). The rewrite gives, at the
@@ -571,7 +686,12 @@ def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, i
     [1, ...] at batch 1), so the rewritten graph computes the original's function there; the runs
     prove that its rows are independent. Returns (proved, why not, the largest error as a fraction
     of its tolerance). `compared` and `depth`: `rows_meet` and the reduction lengths of the
-    original, when it was rewritten in place since."""
+    original, when it was rewritten in place since.
+
+    `right` (rows_meet's second value): the runs start where they must (`_region`): only the nodes
+    the compared tensors need after the last tensors right by rows_meet's induction, which are fed
+    two random rows of their own (ConvNeXt-T's default export: its pooled features, not the
+    image); where that region fails on values, the whole graph runs as above."""
     shapes, elem = known or static_shapes(original, input_name, (batch, *input_shape[1:]))
     names = compared if compared is not None else rows_meet(original, input_name, shapes, elem, batch)
     depth = depth if depth is not None else _reduction_lengths(original, shapes)
@@ -579,13 +699,75 @@ def prove_batch_dynamic(original: onnx.ModelProto, rewritten: onnx.ModelProto, i
         return False, "no tensor of the graph carries the batch axis", float("inf")
     rng = np.random.default_rng(20240611)
     rows = rng.standard_normal((2, *input_shape[1:])).astype(np.float32)
+    unit = max([UNIT_ROUNDOFF] + [NARROW_ROUNDOFF[t] for t in set(elem.values()) if t in NARROW_ROUNDOFF])
     from onnxprobe.runtime.session import trim_memory
 
     try:
         with _quiet_runtime():
-            return _compare(rewritten, input_name, names, depth, rows)
+            region = _region(rewritten, input_name, names, right, shapes, elem, input_shape) if right else None
+            if region is not None:
+                sub, cuts = region
+                feeds = {c: rng.standard_normal((2, *shapes[c][1:])).astype(helper.tensor_dtype_to_np_dtype(elem[c]))
+                         for c in cuts}
+                result = _compare(sub, feeds, names, _reduction_lengths(sub, shapes), unit)
+                if result[0] or not result[3]:  # proved, or failed whatever the values: the whole graph would too
+                    return result[:3]
+            return _compare(rewritten, {input_name: rows}, names, depth, unit)[:3]
     finally:
         trim_memory()  # the proof's session and runs are gone: their memory goes back
+
+
+def _region(rewritten: onnx.ModelProto, input_name: str, names: list[str], right: set[str], shapes: dict,
+            elem: dict, input_shape: tuple[int, ...]) -> tuple[onnx.ModelProto, list[str]] | None:
+    """The part of the rewritten graph that the compared tensors `names` need after the tensors
+    right by rows_meet's induction (`right`: rows first, every row a function of its own input
+    row), with those tensors as its inputs: (the graph, its inputs), or None where it is the whole
+    graph or the sizes at the cut are not the batch's (inferred at batch STATIC_BATCH). Its runs
+    are the proof's: the nodes before the cut map right rows to right rows (rows_meet), and a
+    batch of two rows at the cut equals its single rows, so the compared tensors get what the
+    whole graph gives them. The rewrite's size of the batch (Shape of the input) reads a cut tensor."""
+    producers = {o: n for n in rewritten.graph.node for o in n.output if o}
+    wanted, numeric = set(names), FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}
+
+    def cut(t):
+        shape = shapes.get(t)
+        return (t == input_name or (t in right and t not in wanted and elem.get(t) in numeric and shape
+                                    and None not in shape and shape[0] == 1))
+
+    region, cuts, seen, stack = set(), [], set(), list(names)
+    while stack:
+        t = stack.pop()
+        if t in seen or not t:
+            continue
+        seen.add(t)
+        node = producers.get(t)
+        if node is None and t != input_name:
+            continue  # an initializer
+        if cut(t):
+            cuts.append(t)
+            continue
+        region.add(id(node))
+        if node.name != PREFIX + "batch":
+            stack.extend(node.input)
+    if input_name in cuts or not cuts or any(id(producers[c]) in region for c in cuts):
+        return None
+    sized = _folded_facts(rewritten, input_name, (STATIC_BATCH, *input_shape[1:]))
+    if any(tuple(sized.dims.get(c) or ()) != (STATIC_BATCH, *shapes[c][1:]) for c in cuts):
+        return None  # the graph before the cut may not run at every batch: the whole graph runs
+    graph = onnx.GraphProto(name=rewritten.graph.name)
+    for node in rewritten.graph.node:
+        if id(node) in region:
+            added = graph.node.add()
+            added.CopyFrom(node)
+            if node.name == PREFIX + "batch":
+                added.input[0] = cuts[0]
+    graph.initializer.extend(rewritten.graph.initializer)  # weights stay references (runtime.weights)
+    graph.input.extend(helper.make_tensor_value_info(c, elem[c], [BATCH_DIM, *shapes[c][1:]]) for c in cuts)
+    graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
+    sub = onnx.ModelProto(ir_version=rewritten.ir_version, graph=graph)
+    sub.opset_import.extend(rewritten.opset_import)
+    sub.functions.extend(rewritten.functions)
+    return sub, cuts
 
 
 # ops whose output row i depends on input row i only, when the batch is axis 0 of every input the
@@ -603,12 +785,13 @@ REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "Re
 
 
 def rows_meet(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple], elem: dict[str, int],
-              batch: int, place: dict[str, tuple[int, int]] | None = None) -> list[str]:
+              batch: int, place: dict[str, tuple[int, int]] | None = None, *, with_right: bool = False):
     """The float tensors the proof compares: the graph's outputs and every output, carrying the
     batch on axis 0, of a node where rows could meet (not `_row_local`). By induction every other
     batch-carrying tensor is then row by row right: a row-local node maps right rows to right rows.
     `place`: where `batch_placements` found the batch (a tensor whose first dim is 1 but whose batch
-    is elsewhere, such as an unsqueezed axis, is not compared as rows)."""
+    is elsewhere, such as an unsqueezed axis, is not compared as rows). `with_right`: also the set
+    of tensors right by that induction (the compared ones included), as a second value."""
     float_types = FLOAT_TYPES - {onnx.TensorProto.BFLOAT16}  # compared in numpy, which has no bfloat16
     reach = reachable_from(model, input_name)
     consts = _constants(model)
@@ -634,7 +817,8 @@ def rows_meet(model: onnx.ModelProto, input_name: str, shapes: dict[str, tuple],
                 right.add(o)
     outputs = [o.name for o in model.graph.output
                if o.name in reach and rows_first(o.name) and elem.get(o.name) in float_types]
-    return list(dict.fromkeys(compare + outputs))
+    compared = list(dict.fromkeys(compare + outputs))
+    return (compared, right) if with_right else compared
 
 
 def _row_local(node, reach, right, shapes, consts, rows_first) -> bool:
@@ -707,6 +891,112 @@ def _row_local(node, reach, right, shapes, consts, rows_first) -> bool:
     return False
 
 
+# ops whose rule in _propagate is a proof: with the batch where the walk puts it in their inputs,
+# each output row is computed from the same row of the inputs only (the conditions on attributes
+# and sizes that the rules leave open are checked in `_keeps_rows_apart` and `_sizes_follow`)
+STATIC_OPS = (ELEMENTWISE | PER_ROW | REDUCE | {"Expand", "Softmax", "LogSoftmax", "Hardmax", "LayerNormalization",
+                                                "Transpose", "Reshape", "Flatten", "Gather", "Squeeze", "Unsqueeze",
+                                                "Slice", "Split", "Concat", "MatMul", "Gemm"})
+WHOLE_AXIS = 2 ** 31 - 1  # a Slice end at least this keeps an axis to its end whatever its size
+STATIC_BATCH = 3  # the batch at which the rewritten graph's sizes are inferred (any size but 1)
+
+
+def rows_never_meet(model: onnx.ModelProto, input_name: str, place: dict[str, tuple[int, int]],
+                    shapes: dict[str, tuple], consts: dict) -> str:
+    """Why the placement walk (`batch_placements`, on the file's own graph, before the rewrite) is
+    no proof that rows never meet; "" when it is one. It is one when every node that reads a tensor
+    carrying the batch is a default-domain op of STATIC_OPS whose outputs the walk placed (or
+    nobody reads), none reads the batch's size (Shape, Size: a value that changes with the batch),
+    the conditions below hold, and every output that carries the batch has it as its whole axis
+    0. Each such op computes its output at batch row b from row b of its inputs (the walk put the
+    batch in no contracted, normalised, reduced, gathered, split or concatenated axis; broadcast
+    operands have size 1 on the batch's axis), so by induction over the graph every row is the
+    file's function of its own input row, provided the rewritten graph has the sizes the walk
+    says: `_sizes_follow` checks those."""
+    outputs = {o.name for o in model.graph.output}
+    read = {i for node in model.graph.node for i in node.input if i}
+    for node in model.graph.node:
+        carried = [i for i in node.input if i and i in place]
+        if not carried:
+            continue
+        op = node.op_type
+        where = f"{op} node '{node.name or node.output[0]}'"
+        if node.domain not in ("", "ai.onnx") or op not in STATIC_OPS:
+            return f"{where} reads the batch"
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            return f"{where} has a subgraph"
+        if any(o and o not in place and (o in read or o in outputs) for o in node.output):
+            return f"{where} has an output the walk did not place"
+        if op not in ELEMENTWISE and op not in ("Concat", "MatMul") and any(i in place for i in node.input[1:]):
+            return f"{where} reads the batch in an input that is no data"  # shapes, indices, bounds, weights
+        a = place[node.input[0]][0] if node.input and node.input[0] in place else None
+        if op == "BatchNormalization" and attr(node, "training_mode", 0):
+            return f"{where} normalises over the batch"
+        if op == "Dropout" and len(node.input) > 2 and node.input[2]:
+            return f"{where} may drop at random"
+        if op in REDUCE and op not in ("ArgMax", "ArgMin"):
+            axes = consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] else attr(node, "axes")
+            if axes is None or np.size(axes) == 0:  # no axes: every axis, the batch's included
+                return f"{where} may reduce over every axis"
+        if op == "Gemm" and len(node.input) > 2 and node.input[2]:
+            c = shapes.get(node.input[2])
+            if node.input[2] in place or c is None or (len(c) == 2 and c[0] != 1):
+                return f"{where} adds a bias with rows of its own"
+        if op == "Slice" and a is not None:
+            rank = len(shapes.get(node.input[0]) or ())
+            parts = [consts.get(node.input[k]) if len(node.input) > k and node.input[k] else None for k in (1, 2, 3, 4)]
+            if parts[0] is None or parts[1] is None or rank == 0:
+                return f"{where} has bounds computed at run time"
+            axes = list(range(len(np.reshape(parts[0], -1)))) if parts[2] is None else \
+                [int(x) % rank for x in np.reshape(parts[2], -1)]
+            steps = [1] * len(axes) if parts[3] is None else [int(x) for x in np.reshape(parts[3], -1)]
+            for k, axis in enumerate(axes):
+                if axis == a and not (int(np.reshape(parts[0], -1)[k]) == 0 and steps[k] == 1
+                                      and int(np.reshape(parts[1], -1)[k]) >= WHOLE_AXIS):
+                    return f"{where} slices the batch's axis"
+    for name in outputs:
+        if name in place and (place[name] != (0, 1) or (shapes.get(name) or (None,))[0] != 1):
+            return f"output '{name}' has the batch inside its axis {place[name][0]}"
+    return ""
+
+
+def _sizes_follow(rewritten: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
+                  place: dict[str, tuple[int, int]], shapes: dict[str, tuple]) -> str:
+    """Why the rewritten graph's sizes at a batch of STATIC_BATCH are not the ones the walk says
+    (every tensor as at batch 1, the axis that carries the batch STATIC_BATCH times longer); ""
+    when they are, found by ONNX shape inference helped by folding (no run). The batch's size enters the rewritten
+    graph through one Shape of the input only, and only into the shape inputs the rewrite made
+    (Reshape targets, Expand / ConstantOfShape shapes, Tile repeats: products and concatenations
+    of the size with constants), so sizes right at one batch are right at every batch."""
+    n = STATIC_BATCH
+    shape_inputs = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}
+    sized = set()  # tensors whose value is the batch's size, or made from it
+    for node in rewritten.graph.node:
+        ours = node.name.startswith(PREFIX)
+        reads = [k for k, i in enumerate(node.input) if i in sized]
+        if ours and node.op_type == "Shape" and list(node.input) == [input_name]:
+            sized.update(node.output)
+        elif ours and node.op_type in ("Concat", "Mul") and reads:
+            sized.update(node.output)
+        elif reads and reads != [shape_inputs.get(node.op_type)]:
+            return f"{node.op_type} node '{node.name}' reads the batch's size"
+        elif ours and node.op_type not in ("Shape", "Concat", "Mul", "Expand"):
+            return f"the rewrite's {node.op_type} node '{node.name}'"
+    facts = _folded_facts(rewritten, input_name, (n, *input_shape[1:]))  # Tile reads no propagated repeats
+    for node in rewritten.graph.node:
+        for o in node.output:
+            if not o or node.name.startswith(PREFIX) or o not in shapes:
+                continue
+            want = shapes[o]
+            if want is None or None in want:
+                return f"the size of '{o}' at batch 1 is unknown"
+            if o in place:
+                want = tuple(d * n if axis == place[o][0] else d for axis, d in enumerate(want))
+            if tuple(facts.dims.get(o) or ()) != tuple(want):
+                return f"'{o}' is {facts.dims.get(o)} at batch {n}, not {list(want)}"
+    return ""
+
+
 @contextmanager
 def _quiet_runtime():
     """A rewritten graph that fails at batch 2 is an expected outcome, not an error to print."""
@@ -719,40 +1009,57 @@ def _quiet_runtime():
         ort.set_default_logger_severity(3)  # the level onnxprobe.runtime.session sets
 
 
-def _compare(rewritten, input_name, names, depth, rows) -> tuple[bool, str, float]:
+def _compare(rewritten, feeds, names, depth, unit=UNIT_ROUNDOFF) -> tuple[bool, str, float, bool]:
+    """The runs of the proof on `feeds` (two rows each, cast to the graph's input types: a float16
+    or double input takes its own); the fourth value: whether a failure may depend on the values
+    fed (a difference over the tolerance), not only on sizes."""
     from onnxprobe.graph.expose import expose_tensors
     from onnxprobe.runtime.session import create_session
 
     try:
         session = create_session(expose_tensors(rewritten, names, keep_outputs=False), device="cpu", one_off=True)
-        single = [session.run({input_name: rows[i:i + 1]}, names) for i in range(2)]
-        both = session.run({input_name: rows}, names)
+    except Exception as exc:  # a graph ONNX Runtime does not take (a region cut wrong): the values decide nothing
+        return False, f"ONNX Runtime refuses the graph: {' '.join(str(exc).split())[:160]}", float("inf"), True
+    try:
+        feeds = {k: v.astype(session.input_dtype(k)) for k, v in feeds.items()}
+        both = session.run(feeds, names)  # first: a graph that fails at batch 2 fails early
+        single = [session.run({k: v[i:i + 1] for k, v in feeds.items()}, names) for i in range(2)]
     except Exception as exc:  # ONNX Runtime refuses the rewritten graph at batch 1 or 2
         text = " ".join(str(exc).split())
         node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
         where = f"{node.group(1)} node '{node.group(2)}' fails" if node else text[:160]
-        return False, f"the graph does not run at batch 2 even with its batch-size constants rewritten: {where}", float("inf")
+        return (False, f"the graph does not run at batch 2 even with its batch-size constants rewritten: {where}",
+                float("inf"), False)
     worst = 0.0
     for t in names:
         b = np.asarray(both[t])
         if b.shape[:1] != (2,):
-            return False, f"tensor '{t}' does not follow the batch (shape {b.shape} at batch 2)", float("inf")
+            return False, f"tensor '{t}' does not follow the batch (shape {b.shape} at batch 2)", float("inf"), False
         for i in range(2):
             one = np.asarray(single[i][t])
             if b[i:i + 1].shape != one.shape:
-                return False, f"tensor '{t}' changes shape when the batch does", float("inf")
-            # Each run computes t in float32 through dot products and reductions of summed length
-            # K (its longest path): the standard bound puts each run's rounding error within
+                return False, f"tensor '{t}' changes shape when the batch does", float("inf"), False
+            # Each run computes t in float32 (u: float16's where the graph holds float16 tensors)
+            # through dot products and reductions of summed length K (its longest path): the
+            # standard bound puts each run's rounding error within
             # K*u*scale, scale the largest magnitude on the path (at least max|t|), so two runs
             # differ by at most 2*K*u*scale. A rewrite that mixes rows or drops one differs by O(scale).
             scale = max(float(np.abs(one).max(initial=0.0)), float(np.abs(b[i]).max(initial=0.0)), 1e-30)
-            tol = 2.0 * depth.get(t, 1) * UNIT_ROUNDOFF * scale
+            tol = 2.0 * depth.get(t, 1) * unit * scale
             err = float(np.abs(b[i:i + 1].astype(np.float64) - one).max(initial=0.0))
             if not np.isfinite(err) or err > tol:
                 return False, (f"tensor '{t}' differs between a batch of 2 and single runs "
-                               f"by {err:.3g} (float32 rounding allows {tol:.3g})"), float(err / tol)
+                               f"by {err:.3g} (float32 rounding allows {tol:.3g})"), float(err / tol), True
             worst = max(worst, float(err / tol))
-    return True, "", worst
+    return True, "", worst, False
+
+
+def _static(label: str, check, *args) -> str:
+    """A check of the proof from the graph; a graph it cannot read is no proof (the run decides)."""
+    try:
+        return check(*args)
+    except Exception as exc:
+        return f"{label}: {' '.join(str(exc).split())[:120]}"
 
 
 def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...],
@@ -765,9 +1072,13 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
     with _quiet_runtime():
         known = static_shapes(model, input_name, (batch, *input_shape[1:]))
     # the facts the proof needs about the file's own graph, before the rewrite changes it in place
-    found = batch_placements(model, input_name, known[0], _constants(model), batch)
+    consts = _constants(model)
+    found = batch_placements(model, input_name, known[0], consts, batch)
     chosen, place = found if found else ({}, None)
-    compared = rows_meet(model, input_name, known[0], known[1], batch, place)
+    # rows provably apart from the graph alone (checked on the file's own graph, before the rewrite)?
+    static_why = _static("rows_never_meet", rows_never_meet, model, input_name, place, known[0], consts) \
+        if place else "no placement"
+    compared, right = rows_meet(model, input_name, known[0], known[1], batch, place, with_right=True)
     depth = _reduction_lengths(model, known[0])
     undo = Undo(model)
     try:
@@ -775,8 +1086,14 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
                                               placements=chosen)
     except Exception as exc:  # a graph our rewrite cannot read: keep the original, rows at a time
         return undo(), BatchAxis("fixed", batch, rows=batch, why=f"cannot rewrite the graph: {' '.join(str(exc).split())[:120]}")
-    proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known,
-                                             compared=compared, depth=depth)
+    if not static_why:
+        static_why = _static("_sizes_follow", _sizes_follow, rewritten, input_name, input_shape, place, known[0])
+    if not static_why:  # proved from the graph: no run
+        proved, why, worst, proof = True, "", None, "graph"
+    else:
+        proved, why, worst = prove_batch_dynamic(model, rewritten, input_name, input_shape, batch, known,
+                                                 compared=compared, depth=depth, right=right)
+        proof = "run"
     if proved:
         off_axis = {t: known[0][t] for t, spot in (place or {}).items()
                     if spot != (0, 1) or not known[0].get(t) or known[0][t][0] != batch}
@@ -784,7 +1101,7 @@ def resolve_batch(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
         on_axis = frozenset(t for t, spot in (place or {}).items() if t not in off_axis and spot == (0, 1))
         batch_axes = {t: (place or {})[t][0] for t in off_axis if t in (place or {})}
         return rewritten, BatchAxis("made dynamic", batch, rewritten=nodes, max_error=worst, off_axis=off_axis,
-                                    on_axis=on_axis, batch_axes=batch_axes)
+                                    on_axis=on_axis, batch_axes=batch_axes, proof=proof)
     # the shapes found at the file's batch are the fixed graph's: its facts need no run of their own
     known_shapes = {t: (shape, known[1].get(t)) for t, shape in known[0].items()
                     if shape is not None and None not in shape and known[1].get(t)}

@@ -63,11 +63,13 @@ def read_light(path: Path) -> onnx.ModelProto:
     finally:
         buf.close()
     if moved:
+        # the file read, not a link's name: external data is found in the resolved folder (map_external_data)
+        location = Path(path).resolve().name
         by_name = {t.name: t for t in model.graph.initializer}
         for name, offset, length in moved:
             tensor = by_name[name]
             tensor.data_location = onnx.TensorProto.EXTERNAL
-            for key, value in (("location", path.name), ("offset", str(offset)), ("length", str(length))):
+            for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
                 entry = tensor.external_data.add()
                 entry.key, entry.value = key, value
     return model
@@ -164,30 +166,33 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
     constants) are read into the proto, large ones stay references to their file, anchored at the
     filesystem's root (`runtime.weights`: never read into a proto). A location outside the model's
     folder, a missing file or one too short is a ModelError."""
-    import numpy as np
+    from onnxprobe.errors import InputError
+    from onnxprobe.fsutil import check_input_file
+    from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, external, nbytes, reference
 
-    from onnxprobe.runtime.weights import INLINE_LIMIT, anchored, dtype_of
-
-    external = [t for t in _initializers(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
-    folder = path.resolve().parent
-    for tensor in external:
-        info = {e.key: e.value for e in tensor.external_data}
+    own = path.resolve()  # read_light's references to the file itself name the file read, not a link to it
+    folder = Path(os.path.abspath(path)).parent
+    for tensor in external(model):
+        info = reference(tensor)
         location = info.get("location", "")
-        file = (folder / location).resolve()
-        if not inside_folder(folder, location):
+        if not inside_folder(location):
             raise ModelError(f"{path}: initializer '{tensor.name}' names external data outside the model's folder: "
                              f"'{location}'")
         try:
-            dtype = dtype_of(tensor)
-            count = int(np.prod(tensor.dims, dtype=np.int64))
+            file = own if location == own.name and not (folder / location).exists() else (folder / location).resolve()
+        except (ValueError, OSError, RuntimeError) as exc:  # a NUL byte, a loop of links
+            raise ModelError(f"{path}: cannot read the external data of '{tensor.name}' ({location!r}: {_short(exc)})") from None
+        try:
+            check_input_file(file, "external data")  # a regular file: a folder or a named pipe is never opened
+            needed = nbytes(tensor)
             offset = int(info.get("offset", 0) or 0)
             size = os.stat(file).st_size
-            length = int(info.get("length", count * dtype.itemsize) or 0)
-        except (OSError, ValueError, TypeError) as exc:
+            length = int(info.get("length", needed) or 0)
+        except (InputError, OSError, ValueError, TypeError) as exc:
             raise ModelError(f"{path}: cannot read the external data of '{tensor.name}' ({_short(exc)})") from None
-        if length != count * dtype.itemsize or offset < 0 or offset + length > size:
+        if length != needed or offset < 0 or offset + length > size:
             raise ModelError(f"{path}: the external data of '{tensor.name}' does not fit its shape "
-                             f"({location}: {length} bytes at {offset} of {size}, the tensor needs {count * dtype.itemsize})")
+                             f"({location}: {length} bytes at {offset} of {size}, the tensor needs {needed})")
         if length < INLINE_LIMIT:
             with open(file, "rb") as f:
                 f.seek(offset)
@@ -199,37 +204,31 @@ def map_external_data(model: onnx.ModelProto, path: Path) -> None:
             anchored(tensor, str(file))
 
 
-def inside_folder(folder: Path, location: str) -> bool:
-    """Whether an external-data `location` names a file inside `folder` (a resolved model folder)."""
-    return bool(location) and not os.path.isabs(location) and folder in (folder / location).resolve().parents
+def inside_folder(location: str) -> bool:
+    """Whether an external-data `location` names a file in the model's folder or below, as ONNX and
+    ONNX Runtime read it: relative to the folder the model is named in, lexically (no absolute
+    path, no '..' out of it). Links inside the folder are followed, as they do: the Hugging Face
+    cache's snapshots/<rev>/ holds model.onnx and model.onnx.data as links into blobs/."""
+    if not location or os.path.isabs(location):
+        return False
+    parts = Path(os.path.normpath(location)).parts
+    return bool(parts) and parts[0] != ".."
 
 
 def external_data_locations(path: str | os.PathLike) -> list[str]:
     """The external-data files the model at `path` references (its `.onnx.data` and the like), as
     the model names them: relative to its folder, sorted, each once; only names inside the folder
     (`load_model` refuses a model with any other). Weights stored in the file itself are not listed."""
+    from onnxprobe.runtime.weights import external, reference
+
     path = Path(path)
-    folder = path.resolve().parent
-    model = read_light(path)
+    own = path.resolve().name
     locations = set()
-    for tensor in _initializers(model.graph):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = {e.key: e.value for e in tensor.external_data}.get("location", "")
-            if location != path.name and inside_folder(folder, location):
-                locations.add(location)
+    for tensor in external(read_light(path)):
+        location = reference(tensor).get("location", "")
+        if location not in (path.name, own) and inside_folder(location):
+            locations.add(location)
     return sorted(locations)
-
-
-def _initializers(graph: onnx.GraphProto):
-    """The initializers of a graph and of its subgraphs."""
-    yield from graph.initializer
-    for node in graph.node:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _initializers(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _initializers(g)
 
 
 def check_model(model: onnx.ModelProto, origin: str = "model") -> None:

@@ -14,6 +14,7 @@ need the activations (`seeds_for` runs the forward); `own_activation` also has a
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -35,7 +36,59 @@ class SelfSeed:
     peak_axes: tuple[int, ...] = ()
 
 
-class Objective:
+def plus_text(a: str, b: str) -> str:
+    return f"{a} + {b}"
+
+
+def times_text(k: float, a: str) -> str:
+    return f"{k:g} * ({a})"
+
+
+class Algebra:
+    """Lucid's operators on objectives, from two primitives a subclass defines: `_plus(other)`
+    (another of the same family) and `_times(k)` (a float). `a + b`, `a - b`, `k * a`, `a * k`,
+    `a / k`, `-a` and `sum([...])`; anything else is refused (NotImplemented: a TypeError). The one
+    home of the algebra: `Objective` (bound to a model) and the API's model-free recipes
+    (`onnxprobe.api.objectives.ObjectiveSpec`) both take it from here."""
+
+    _family: type = object  # what `+` and `-` combine with (the subclass's base)
+
+    def _plus(self, other):  # pragma: no cover - every family defines it
+        raise NotImplementedError
+
+    def _times(self, k: float):  # pragma: no cover
+        raise NotImplementedError
+
+    def __add__(self, other):
+        if not isinstance(other, self._family):
+            return NotImplemented
+        return self._plus(other)
+
+    def __radd__(self, other):  # sum([...]) starts from 0
+        return self if isinstance(other, int) and not isinstance(other, bool) and other == 0 else NotImplemented
+
+    def __mul__(self, factor):
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real):  # numpy's scalars are Real too
+            return NotImplemented
+        return self._times(float(factor))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor):
+        if isinstance(divisor, bool) or not isinstance(divisor, numbers.Real):
+            return NotImplemented
+        return self * (1.0 / divisor)
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __sub__(self, other):
+        if not isinstance(other, self._family):
+            return NotImplemented
+        return self + (-other)
+
+
+class Objective(Algebra):
     """`shapes`: target -> activation shape with a batch axis of 1; `seed_fn(acts, batch)` -> {target:
     d value / d target}, arrays with a batch axis of 1 (broadcast) or `batch`; `value_fn(acts)` ->
     (batch,) values (linear objectives: sum(seed * activation) per row, in float64)."""
@@ -114,9 +167,7 @@ class Objective:
         return Objective(self.shapes, self.seed_fn, description, self.linear, self._value_fn, self.self_seed)
 
     # ---- composition ---------------------------------------------------------------------------
-    def __add__(self, other: "Objective") -> "Objective":
-        if not isinstance(other, Objective):
-            return NotImplemented
+    def _plus(self, other: "Objective") -> "Objective":
         a, b = self, other
         shapes = {**a.shapes, **b.shapes}
 
@@ -129,29 +180,14 @@ class Objective:
         same = (a.self_seed is not None and b.self_seed is not None and a.self_seed.target == b.self_seed.target
                 and a.self_seed.peak_axes == b.self_seed.peak_axes)
         self_seed = replace(a.self_seed, mask=a.self_seed.mask + b.self_seed.mask) if same else None
-        return Objective(shapes, seed_fn, f"{a.description} + {b.description}", linear, value_fn, self_seed)
+        return Objective(shapes, seed_fn, plus_text(a.description, b.description), linear, value_fn, self_seed)
 
-    def __mul__(self, factor: float) -> "Objective":
-        if not isinstance(factor, (int, float, np.floating, np.integer)):
-            return NotImplemented
-        a, k = self, float(factor)
+    def _times(self, k: float) -> "Objective":
+        a = self
         value_fn = None if a.linear else (lambda acts: k * a.value(acts))
         self_seed = replace(a.self_seed, mask=np.float32(k) * a.self_seed.mask) if a.self_seed else None
         return Objective(a.shapes, lambda acts, batch: {t: k * s for t, s in a.seed_fn(acts, batch).items()},
-                         f"{k:g} * ({a.description})", a.linear, value_fn, self_seed)
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, divisor: float) -> "Objective":
-        return self * (1.0 / divisor)
-
-    def __neg__(self) -> "Objective":
-        return self * -1.0
-
-    def __sub__(self, other: "Objective") -> "Objective":
-        if not isinstance(other, Objective):
-            return NotImplemented
-        return self + (-other)
+                         times_text(k, a.description), a.linear, value_fn, self_seed)
 
     def __repr__(self) -> str:
         return f"Objective({self.description})"
@@ -169,6 +205,9 @@ def _add(a, b):
     if b is None:
         return a
     return np.asarray(a) + np.asarray(b)
+
+
+Objective._family = Objective
 
 
 def stack(objectives: Sequence[Objective]) -> Objective:

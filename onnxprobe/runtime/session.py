@@ -78,12 +78,14 @@ class Session:
     binding so that outputs asked to stay on the device are never copied back."""
 
     def __init__(self, model: onnx.ModelProto | bytes | str, device: str = "auto", threads: int | None = None,
-                 one_off: bool = False):
+                 one_off: bool = False, value_bytes: int | None = None):
         """`one_off`: a session run a few times and dropped (the batch proof, the shape fallback):
         no memory arena and no memory patterns, so that what its runs allocate is returned at once
         instead of staying reserved for runs that never come, and only the basic graph
         optimizations (the layout and fusion passes cost more at start than a few runs gain:
-        ViT-B/16, 2 cores: 1.9 s instead of 2.6 s to start, runs within 10 %)."""
+        ViT-B/16, 2 cores: 1.9 s instead of 2.6 s to start, runs within 10 %).
+        `value_bytes`: the caller's estimate of the graph's intermediate values at batch 1 for the
+        memory estimate (`session_bytes`; a ProbeModel knows it from its facts)."""
         self.device = resolve_device(device)
         options = ort.SessionOptions()
         if one_off:
@@ -105,7 +107,7 @@ class Session:
             self._session = ort.InferenceSession(payload, sess_options=options, providers=_PROVIDERS[self.device])
         except Exception as exc:
             raise ProbeError(f"ONNX Runtime cannot load the model: {' '.join(str(exc).split())[:300]}") from None
-        self.nbytes = 0 if one_off else session_bytes(model)  # what SessionCache counts against its budget
+        self.nbytes = 0 if one_off else session_bytes(model, value_bytes)  # what SessionCache counts against its budget
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self._input_types = {i.name: i.type for i in self._session.get_inputs()}
@@ -173,31 +175,27 @@ def create_session(model, device: str = "auto", threads: int | None = None, one_
     return Session(model, device=device, threads=threads, one_off=one_off)
 
 
-def session_bytes(model: onnx.ModelProto | bytes | str) -> int:
+def session_bytes(model: onnx.ModelProto | bytes | str, value_bytes: int | None = None) -> int:
     """An estimate of the memory a session of `model` holds: twice its initializers' bytes (ONNX
     Runtime's copy of the weights and the kernels' prepacked forms) plus a quarter of the bytes of
-    its intermediate values at batch 1 (the memory arena reuses buffers across the graph; shapes
-    from ONNX shape inference, a symbolic dim counted as 1). Against the resident memory a session
-    adds once built and run (the bundled MobileNetV2 on the CPU, 1 thread): the forward graph
-    39 MB estimated, 40 MB measured; gradient graphs of 7 layers from features.3/Add to
-    features.17.conv.0.0 19 to 57 MB estimated, 25 to 69 MB measured (15 to 25 % under); the
-    smallest, features.0.0's, 4 MB estimated, 11 MB measured. A model given as bytes (or a
-    path): twice its size."""
+    its intermediate values at batch 1 (the memory arena reuses buffers across the graph):
+    `value_bytes` where the caller knows them (a ProbeModel, from its one shape inference), else the
+    shapes the graph declares (no inference of its own: one inference per load), a symbolic dim
+    counted as 1. Measured by the session-cache change on the bundled MobileNetV2 (CPU, 1 thread),
+    resident memory a session adds once built and run: the forward graph 39 MB estimated, 40 MB
+    measured; gradient graphs 19 to 57 MB estimated, 25 to 69 MB measured. A model given as bytes
+    (or a path): twice its size."""
     if not isinstance(model, onnx.ModelProto):
         return 2 * (len(model) if isinstance(model, bytes) else os.path.getsize(model))
     weights = sum(_tensor_bytes(t.data_type, t.dims) for t in model.graph.initializer)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model).graph
-        typed = list(inferred.value_info) + list(inferred.output)
-    except Exception:  # noqa: BLE001 -- a graph shape inference cannot follow: its declared outputs alone
-        typed = list(model.graph.value_info) + list(model.graph.output)
-    values = 0
-    for info in typed:
-        tensor = info.type.tensor_type
-        if tensor.HasField("shape"):
-            values += _tensor_bytes(tensor.elem_type, [d.dim_value if d.HasField("dim_value") else 1
-                                                       for d in tensor.shape.dim])
-    return 2 * weights + values // 4
+    if value_bytes is None:
+        value_bytes = 0
+        for info in list(model.graph.value_info) + list(model.graph.output):
+            tensor = info.type.tensor_type
+            if tensor.HasField("shape"):
+                value_bytes += _tensor_bytes(tensor.elem_type, [d.dim_value if d.HasField("dim_value") else 1
+                                                                for d in tensor.shape.dim])
+    return 2 * weights + value_bytes // 4
 
 
 def _tensor_bytes(elem_type: int, dims) -> int:

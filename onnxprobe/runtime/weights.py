@@ -29,15 +29,29 @@ from onnx import helper
 INLINE_LIMIT = 1024  # bytes: smaller external tensors (shape constants, scalars) are read into the proto
 ANCHOR = os.path.abspath(os.sep)  # the root the locations are relative to ("/")
 FOLDER_KEY = "session.model_external_initializers_file_folder_path"  # ONNX Runtime's, for a model given as bytes
-_MAPS: dict[tuple, np.ndarray] = {}
+_MAPS: dict[tuple, tuple[tuple, np.ndarray]] = {}  # (file, offset, dtype, shape) -> (file version, map)
 _LOCK = threading.Lock()
+
+
+# element types stored packed, several to a byte (bits per element): their numpy dtype takes a byte each
+PACKED_BITS = {getattr(onnx.TensorProto, name): bits for name, bits in
+               (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2)) if hasattr(onnx.TensorProto, name)}
 
 
 def dtype_of(tensor: onnx.TensorProto) -> np.dtype:
     return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
 
 
-def _info(tensor: onnx.TensorProto) -> dict[str, str] | None:
+def nbytes(tensor: onnx.TensorProto) -> int:
+    """The bytes `tensor`'s values take in raw data or a file (packed types: rounded up to a byte)."""
+    count = int(np.prod(tensor.dims, dtype=np.int64))
+    bits = PACKED_BITS.get(tensor.data_type)
+    return (count * bits + 7) // 8 if bits else count * dtype_of(tensor).itemsize
+
+
+def reference(tensor: onnx.TensorProto) -> dict[str, str] | None:
+    """The external-data entries of `tensor` (location, offset, length ...); None for a tensor
+    stored in the proto."""
     if tensor.data_location != onnx.TensorProto.EXTERNAL:
         return None
     return {e.key: e.value for e in tensor.external_data}
@@ -50,29 +64,38 @@ def anchored(tensor: onnx.TensorProto, file: str) -> None:
             entry.value = os.path.relpath(file, ANCHOR)
 
 
-def file_of(tensor: onnx.TensorProto) -> str | None:
-    info = _info(tensor)
-    return None if info is None or "location" not in info else os.path.join(ANCHOR, info["location"])
-
-
 def array(tensor: onnx.TensorProto) -> np.ndarray | None:
     """The values of an external initializer, a read-only memory map of its file (made once per
-    tensor and kept: it holds no memory of its own); None for a tensor stored in the proto."""
-    info = _info(tensor)
+    tensor and file version, and kept: it holds no memory of its own); None for a tensor stored in
+    the proto. A file written again since (a model exported anew over the same path) is mapped anew:
+    the values are the file's now, as ONNX Runtime reads them."""
+    info = reference(tensor)
     if info is None:
         return None
     file = os.path.join(ANCHOR, info.get("location", ""))
     dtype, shape = dtype_of(tensor), tuple(int(d) for d in tensor.dims)
     key = (file, int(info.get("offset", 0) or 0), dtype.str, shape)
+    try:
+        stat = os.stat(file)
+        version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    except OSError:  # gone since: a map made before still reads the file it mapped
+        version = None
     with _LOCK:
-        value = _MAPS.get(key)
-    if value is None:
-        if int(np.prod(shape, dtype=np.int64)) == 0:
-            value = np.zeros(shape, dtype)
-        else:
-            value = np.memmap(file, dtype=dtype, mode="r", offset=key[1], shape=shape)
-        with _LOCK:
-            value = _MAPS.setdefault(key, value)
+        held = _MAPS.get(key)
+    if held is not None and (held[0] == version or version is None):
+        return held[1]
+    if int(np.prod(shape, dtype=np.int64)) == 0:
+        value = np.zeros(shape, dtype)
+    elif tensor.data_type in PACKED_BITS:  # unpacked: a copy (such tensors are small: 4 bits or less a value)
+        from onnx import numpy_helper
+
+        raw = np.memmap(file, dtype=np.uint8, mode="r", offset=key[1], shape=(nbytes(tensor),))
+        value = numpy_helper.to_array(onnx.TensorProto(data_type=tensor.data_type, dims=tensor.dims, raw_data=raw.tobytes()))
+        value.setflags(write=False)
+    else:
+        value = np.memmap(file, dtype=dtype, mode="r", offset=key[1], shape=shape)
+    with _LOCK:
+        _MAPS[key] = (version, value)
     return value
 
 

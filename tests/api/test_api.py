@@ -182,9 +182,7 @@ def test_render_units_is_render_units(model):
 
 
 def test_resumable_render_keeps_finished_units_after_an_interrupt(model, tmp_path):
-    from onnxprobe.optimize import RenderSettings
-
-    settings = RenderSettings.resolve("lucid", 3, None, 1, 0, 1)  # one unit per chunk
+    settings = dict(preset="lucid", steps=3, batch=1)  # one unit per chunk
     steps = []
 
     def interrupt_in_the_second_unit(rows):
@@ -193,11 +191,11 @@ def test_resumable_render_keeps_finished_units_after_an_interrupt(model, tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        model.render_into(tmp_path / "vis", "relu2", [0, 1], settings, on_step=interrupt_in_the_second_unit)
+        model.render_into(tmp_path / "vis", "relu2", [0, 1], **settings, on_step=interrupt_in_the_second_unit)
     folder = tmp_path / "vis" / "relu2"
     assert sorted(p.name for p in folder.iterdir() if p.suffix == ".json") == ["unit_00000.json"]
     assert not [p for p in folder.rglob("*") if p.name.startswith(".onnxprobe-tmp-")]
-    done, _, kept = model.render_into(tmp_path / "vis", "relu2", [0, 1], settings)
+    done, _, kept = model.render_into(tmp_path / "vis", "relu2", [0, 1], **settings)
     assert kept == 1 and [r.unit for r in done] == [1]
     pics = model.render_units("relu2", [0, 1], steps=3, batch=1, out=tmp_path / "vis", progress=False)
     assert pics.captions == ["relu2:0", "relu2:1"] and pics.folder == folder  # both read back, none rendered
@@ -290,7 +288,7 @@ def test_a_render_into_a_folder_resumes_what_the_command_wrote(model, tmp_path):
 
     assert main(["optimize", str(DIGITS / "digits-cnn.onnx"), "--layer", "relu2", "--unit", "0", "--objective",
                  "channel", "--steps", "3", "--device", "cpu", "--quiet", "--out", str(tmp_path)]) == 0
-    rendered, _, kept = model.render_into(tmp_path, "relu2", [0, 1], _settings(steps=3), objective="channel")
+    rendered, _, kept = model.render_into(tmp_path, "relu2", [0, 1], steps=3, objective="channel")
     assert kept == 1 and [r.unit for r in rendered] == [1]  # unit 0 was the command's
 
 

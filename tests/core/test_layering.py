@@ -92,3 +92,15 @@ def test_no_import_cycles():
     imports = {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
     cycles = _import_cycles(imports)
     assert cycles == [], "modules that import each other: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_command_line_may_import_only_the_api():
+    """One path (issue 22): the contract that keeps `onnxprobe.cli` a client of `onnxprobe.api`
+    forbids every other package of the library, a new one included; its exceptions are edges
+    named one by one (`ignore_imports`), never a whole package left off the list."""
+    (contract,) = [c for c in _contracts() if c.get("source_modules") == ["onnxprobe.cli"]]
+    present = {f"onnxprobe.{info.name}" for info in pkgutil.iter_modules([str(ROOT)])
+               if info.name not in ("__main__", "cli", "api", "errors")}
+    assert present - set(contract["forbidden_modules"]) == set()
+    assert contract["allow_indirect_imports"] is True  # the API itself imports the library
+    assert all(not rule.endswith("*") for rule in contract.get("ignore_imports", ()))

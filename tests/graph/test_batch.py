@@ -123,6 +123,39 @@ def test_fixed_batch_constants_are_made_dynamic_and_proved(tmp_path, batch, clas
         np.testing.assert_allclose(grads[i:i + 1], one, rtol=0, atol=_tol(one, 27 + acts["flat"].shape[1]))
 
 
+@pytest.mark.parametrize("half_inside", [False, True])
+def test_a_half_precision_input_is_made_dynamic(tmp_path, half_inside):
+    """A fixed-batch file whose input is float16 (cast to float32 first, or computed in float16
+    throughout) is made dynamic: the proof feeds its rows in the input's type, and measures float16
+    tensors against float16 rounding. Before, every such file stayed fixed, 'the graph does not run at
+    batch 2' (ONNX Runtime refused the proof's float32 rows)."""
+    from onnxprobe.graph.batch import make_batch_dynamic, prove_batch_dynamic
+    from onnxprobe.graph.loading import fix_input_shape, load_model
+
+    half = TensorProto.FLOAT16
+    weights = np.random.default_rng(0).standard_normal((4, 3, 3, 3)) * 0.3
+    nodes = ([] if half_inside else [helper.make_node("Cast", ["image"], ["image32"], to=TensorProto.FLOAT, name="to32")]) + [
+        helper.make_node("Conv", ["image" if half_inside else "image32", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+        helper.make_node("Reshape", ["relu", "flat_shape"], ["flat"], name="flat")]
+    inits = [_init("w", weights, np.float16 if half_inside else np.float32), _init("flat_shape", [1, -1], np.int64)]
+    graph = helper.make_graph(nodes, "half", [helper.make_tensor_value_info("image", half, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("flat", half if half_inside else TensorProto.FLOAT, [1, 256])],
+                              inits)
+    original = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    original.ir_version = 8
+    onnx.save(original, str(tmp_path / "half.onnx"))
+    # the run proof itself (the load may prove such a graph without a run)
+    proto, fixed = fix_input_shape(load_model(tmp_path / "half.onnx"), None)
+    rewritten, _ = make_batch_dynamic(proto, "image", fixed, 1)
+    proved, why, _ = prove_batch_dynamic(proto, rewritten, "image", fixed, 1)
+    assert proved, why
+    model = ProbeModel.load(tmp_path / "half.onnx", device="cpu")
+    assert model.batch.kind == "made dynamic", model.batch.describe()
+    assert model.batch.rewritten == ("flat",)
+    # (ProbeModel feeds float32 images: running a float16-input model is another matter)
+
+
 def test_symbolic_batch_under_any_name_lists_every_layer(tmp_path):
     exporter_style(tmp_path / "named.onnx", 1, class_token=False, name_batch="batch_size")
     model = ProbeModel.load(tmp_path / "named.onnx", device="cpu")
@@ -329,3 +362,222 @@ def test_viewer_on_a_fixed_graph_shows_its_twins_activations(tmp_path):
         finally:
             viewer.stop()
     np.testing.assert_allclose(values["merged"], values["twin"], rtol=0, atol=_tol(values["twin"], 27))
+
+
+def legacy_shapes(path):
+    """The legacy exporter's way with shapes, on a batch-1 file: a class token expanded to a shape
+    built by Where / Equal / ConstantOfShape (`expand(n, -1, -1)`) and a view whose target is sliced
+    out of a Shape with bounds computed by Mod: ONNX's data propagation follows neither, so shape
+    inference leaves everything after them unknown."""
+    rng = np.random.default_rng(6)
+    i64 = lambda name, v: helper.make_node("Constant", [], [name], name=name,  # noqa: E731
+                                          value=numpy_helper.from_array(np.asarray(v, np.int64)))
+    inits = [_init("w", rng.standard_normal((4, 3, 2, 2)) * 0.5), _init("cls", rng.standard_normal((1, 1, 4)))]
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["conv"], strides=[2, 2], name="conv"),
+        i64("to_tokens", [1, 4, 16]),
+        helper.make_node("Reshape", ["conv", "to_tokens"], ["flat"], name="flat"),
+        helper.make_node("Transpose", ["flat"], ["tokens"], perm=[0, 2, 1], name="tokens"),
+        i64("three", [3]), i64("minus_one", -1), i64("size", [1, -1, -1]),
+        helper.make_node("ConstantOfShape", ["three"], ["ones"], name="ones",
+                         value=numpy_helper.from_array(np.array([1], np.int64))),
+        helper.make_node("Mul", ["ones", "minus_one"], ["minus_ones"], name="minus_ones"),
+        helper.make_node("Equal", ["size", "minus_ones"], ["keep"], name="keep"),
+        helper.make_node("Where", ["keep", "ones", "size"], ["cls_shape"], name="cls_shape"),
+        helper.make_node("Expand", ["cls", "cls_shape"], ["cls_row"], name="cls_row"),
+        helper.make_node("Concat", ["cls_row", "tokens"], ["seq"], axis=1, name="seq"),
+        helper.make_node("Shape", ["seq"], ["seq_shape"], name="seq_shape"),
+        i64("seven", [7]), i64("seven_again", [7]), i64("two", [2]), i64("heads", [2, 2]),
+        helper.make_node("Mod", ["seven", "seven_again"], ["zero"], name="zero"),
+        helper.make_node("Slice", ["seq_shape", "zero", "two"], ["lead"], name="lead"),
+        helper.make_node("Concat", ["lead", "heads"], ["split_shape"], axis=0, name="split_shape"),
+        helper.make_node("Reshape", ["seq", "split_shape"], ["split"], name="split"),
+        helper.make_node("Softmax", ["split"], ["attn"], axis=-1, name="attn"),
+        helper.make_node("ReduceMean", ["attn", "two"], ["pooled"], keepdims=0, name="pooled"),
+    ]
+    graph = helper.make_graph(nodes, "legacy", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, 17, 2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return model
+
+
+def test_shapes_the_legacy_exporter_computes_are_found_without_a_run(tmp_path, monkeypatch):
+    """The file's shapes at its own batch come from inference helped by folding (graph/batch.py
+    static_shapes): no session is started for them (the legacy ViT-B/16 export paid one session and
+    one run of the whole model for them), and they are the shapes ONNX Runtime computes."""
+    import onnxprobe.runtime.session as session_module
+    from onnxprobe.graph.batch import static_shapes
+    from onnxprobe.graph.expose import expose_tensors
+
+    model = legacy_shapes(tmp_path / "legacy.onnx")
+    assert onnx.shape_inference.infer_shapes(model, data_prop=True).graph.value_info  # it infers, but:
+    inferred = {v.name for v in onnx.shape_inference.infer_shapes(model, data_prop=True).graph.value_info
+                if v.type.tensor_type.HasField("shape")
+                and all(d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)}
+    assert not {"cls_row", "seq", "split", "attn"} & inferred, "the fixture no longer needs folding"
+    names = [o for n in model.graph.node for o in n.output]
+    reference = Session(expose_tensors(model, names, keep_outputs=False), device="cpu").run(
+        {"image": np.zeros((1, 3, 8, 8), np.float32)}, names)
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("static_shapes started a session")
+
+    monkeypatch.setattr(session_module, "create_session", no_session)
+    shapes, elems = static_shapes(model, "image", (1, 3, 8, 8))
+    for name in names:
+        assert shapes[name] == np.shape(reference[name]), name
+        assert elems[name] == helper.np_dtype_to_tensor_dtype(np.asarray(reference[name]).dtype), name
+    monkeypatch.undo()
+    loaded = ProbeModel.load(tmp_path / "legacy.onnx", device="cpu")
+    assert loaded.batch.kind == "made dynamic", loaded.batch.describe()
+    assert loaded.layer("attn").shape == (None, 17, 2, 2)
+
+
+def rows_meet_model(path, how: str):
+    """A batch-1 file whose every constant is batch-free, so the placement walk follows the batch
+    to the output, but whose rows meet at batch 2: `size` scales by the input's element count (a
+    value that grows with the batch), `reverse` reverses the batch axis with a Slice (a no-op at
+    batch 1), `mean` subtracts the mean over every axis (ReduceMean with empty axes)."""
+    rng = np.random.default_rng(7)
+    inits = [_init("w", rng.standard_normal((4, 3, 3, 3)) * 0.4)]
+    nodes = [helper.make_node("Conv", ["image", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv")]
+    if how == "size":
+        nodes += [helper.make_node("Size", ["conv"], ["count"], name="count"),
+                  helper.make_node("Cast", ["count"], ["scale"], to=TensorProto.FLOAT, name="scale"),
+                  helper.make_node("Mul", ["conv", "scale"], ["mixed"], name="mixed")]
+    elif how == "reverse":
+        inits += [_init("start", [-1], np.int64), _init("end", [-2 ** 63], np.int64), _init("axis", [0], np.int64),
+                  _init("step", [-1], np.int64)]
+        nodes.append(helper.make_node("Slice", ["conv", "start", "end", "axis", "step"], ["mixed"], name="mixed"))
+    else:
+        inits.append(_init("every", np.zeros(0), np.int64))
+        nodes += [helper.make_node("ReduceMean", ["conv", "every"], ["mean"], keepdims=1, name="mean"),
+                  helper.make_node("Sub", ["conv", "mean"], ["mixed"], name="mixed")]
+    nodes.append(helper.make_node("Relu", ["mixed"], ["out"], name="out"))
+    graph = helper.make_graph(nodes, how, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 6, 6])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return model
+
+
+@pytest.mark.parametrize("how", ["size", "reverse", "mean"])
+def test_rows_that_meet_are_never_proved_from_the_graph(tmp_path, how):
+    """The placement walk follows the batch through these graphs to their output, yet their rows
+    meet: the proof from the graph (rows_never_meet) must refuse them, so the run decides, and
+    the run finds the rows meet: the batch stays fixed. A proof from the graph that accepted them
+    would make them dynamic without a run."""
+    from onnxprobe.graph import batch as batch_module
+    from onnxprobe.graph.loading import fix_input_shape
+
+    model, _ = fix_input_shape(rows_meet_model(tmp_path / f"{how}.onnx", how), None)
+    shapes, _ = batch_module.static_shapes(model, "image", (1, 3, 6, 6))
+    found = batch_module.batch_placements(model, "image", shapes, batch_module._constants(model), 1)
+    assert found is not None and found[1]["out"] == (0, 1), "the walk no longer follows the batch here"
+    assert batch_module.rows_never_meet(model, "image", found[1], shapes, batch_module._constants(model))
+    loaded = ProbeModel.load(tmp_path / f"{how}.onnx", device="cpu")
+    assert loaded.batch.kind == "fixed", loaded.batch.describe()
+
+
+def test_rows_apart_are_proved_from_the_graph_without_a_run(tmp_path, monkeypatch):
+    """Graphs whose every op keeps rows apart (the exporter's batch-size constants, a view that
+    merges the batch into another axis and back) are made dynamic with no run of the proof, and
+    their batches equal row-by-row runs of the file (the tests above compare their results)."""
+    from onnxprobe.graph import batch as batch_module
+
+    exporter_style(tmp_path / "exporter.onnx", 1, class_token=True)
+    merged_batch(tmp_path / "merged.onnx", 1, follow=True)
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the proof ran the model")
+
+    monkeypatch.setattr(batch_module, "prove_batch_dynamic", no_run)
+    for name in ("exporter.onnx", "merged.onnx"):
+        model = ProbeModel.load(tmp_path / name, device="cpu")
+        assert model.batch.kind == "made dynamic" and model.batch.proof == "graph", model.batch.describe()
+        assert "proved from the graph" in model.batch.describe()
+
+
+def pooled_head(path, mix: bool = False):
+    """A batch-1 file that the proof from the graph refuses but a run proves: convolution, ReLU and
+    a global mean pool (row by row), then the default exporter's `as_strided` (the pooled tensor
+    flattened whole and read back by a Gather with indices shaped (1, ...): the walk stops there)
+    and a Gemm head. `mix`: the head also subtracts the mean over the batch axis (rows meet after
+    the pool)."""
+    rng = np.random.default_rng(8)
+    inits = [_init("w", rng.standard_normal((4, 3, 3, 3)) * 0.4), _init("spatial", [2, 3], np.int64),
+             _init("flat", [-1], np.int64), _init("strided", np.arange(4).reshape(1, 4, 1, 1), np.int64),
+             _init("fc", rng.standard_normal((4, 5)) * 0.5), _init("rows", [0], np.int64)]
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+        helper.make_node("ReduceMean", ["relu", "spatial"], ["pool"], keepdims=1, name="pool"),
+        helper.make_node("Reshape", ["pool", "flat"], ["flat_pool"], name="flat_pool"),
+        helper.make_node("Gather", ["flat_pool", "strided"], ["strided_pool"], axis=0, name="strided_pool"),
+        helper.make_node("Flatten", ["strided_pool"], ["features"], name="features"),
+    ]
+    if mix:
+        nodes += [helper.make_node("ReduceMean", ["features", "rows"], ["batch_mean"], keepdims=1, name="batch_mean"),
+                  helper.make_node("Sub", ["features", "batch_mean"], ["centred"], name="centred"),
+                  helper.make_node("Gemm", ["centred", "fc"], ["logits"], name="logits")]
+    else:
+        nodes.append(helper.make_node("Gemm", ["features", "fc"], ["logits"], name="logits"))
+    graph = helper.make_graph(nodes, "pooled", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return model
+
+
+@pytest.mark.parametrize("mix", [False, True], ids=["rows apart", "rows meet"])
+def test_the_run_proof_runs_only_what_it_compares(tmp_path, monkeypatch, mix):
+    """Where the proof must run, it runs only the nodes its compared tensors need after the last
+    tensors right by rows_meet's induction, fed rows of their own (graph/batch.py _region): here
+    the head after the pool, not the convolution. It proves what the whole graph's runs prove
+    (the batches equal the file run row by row) and finds rows that meet after the cut."""
+    from onnxprobe.graph import batch as batch_module
+
+    original = pooled_head(tmp_path / "pooled.onnx", mix)
+    fed, real = [], batch_module._compare
+
+    def spy(model, feeds, names, depth, *unit):
+        out = real(model, feeds, names, depth, *unit)
+        fed.append((sorted(feeds), out[0]))
+        return out
+
+    monkeypatch.setattr(batch_module, "_compare", spy)
+    model = ProbeModel.load(tmp_path / "pooled.onnx", device="cpu")
+    # the region: fed at the pool (and after the tensors it compares), never the image
+    assert "pool" in fed[0][0] and "image" not in fed[0][0] and fed[0][1] == (not mix), fed
+    if mix:  # the region finds the rows meet (the batch's mean does not follow the batch: whatever
+        # the values, so the whole graph need not run to see it)
+        assert model.batch.kind == "fixed" and "batch_mean" in model.batch.why, (model.batch.describe(), fed)
+        return
+    assert len(fed) == 1 and model.batch.kind == "made dynamic" and model.batch.proof == "run", model.batch.describe()
+    x = np.random.default_rng(9).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    acts = model.activations(x, ["features", "logits"])
+    reference = _original_rows(original, x, ["features", "logits"], 1)
+    for name in ("features", "logits"):
+        np.testing.assert_allclose(acts[name], reference[name], rtol=0, atol=_tol(reference[name], 27 + 64 + 4))
+
+
+def test_folds_that_would_be_large_are_not_evaluated():
+    """static_shapes folds small integer tensors; an op that makes a large tensor out of a small
+    shape (ConstantOfShape, Expand, Tile, Range, Pad) is not evaluated past 4096 elements (a hostile
+    file's ConstantOfShape of 10^10 elements would allocate them)."""
+    from onnxprobe.graph.batch import _small_result
+
+    consts = {"huge": np.array([100000, 100000]), "small": np.array([2, 3]), "row": np.ones((1, 3)),
+              "start": np.array(0), "limit": np.array(10 ** 9), "step": np.array(1), "pads": np.array([0, 0, 9999, 0])}
+    const = consts.get
+    cases = [("ConstantOfShape", ["huge"], False), ("ConstantOfShape", ["small"], True),
+             ("Expand", ["row", "huge"], False), ("Expand", ["row", "small"], True),
+             ("Tile", ["row", "huge"], False), ("Tile", ["row", "small"], True),
+             ("Range", ["start", "limit", "step"], False), ("Pad", ["row", "pads"], False),
+             ("ConstantOfShape", ["unknown"], False)]
+    for op, inputs, small in cases:
+        assert _small_result(helper.make_node(op, inputs, ["out"]), const, 4096) is small, (op, inputs)

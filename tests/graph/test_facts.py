@@ -64,26 +64,32 @@ def test_a_self_seeded_target_infers_only_the_nodes_it_adds(inferences):
     assert facts.elem[square] == TensorProto.FLOAT and square not in pm.facts.dims
 
 
-def test_a_fixed_batch_file_adds_only_the_batch_proofs_inference(tmp_path, monkeypatch, inferences):
+def test_a_fixed_batch_file_adds_only_the_batch_proofs_inferences(tmp_path, monkeypatch, inferences):
     """The batch proof infers the file's own graph at its own fixed batch, before the rewrite those
-    shapes decide (graph/batch.py static_shapes): a different graph at a different batch."""
+    shapes decide (graph/batch.py static_shapes), and, proving from the graph, the rewritten graph
+    at batch STATIC_BATCH (_sizes_follow): other graphs or other batches than the loaded model's."""
     path = tmp_path / "fixed.onnx"
     make_conv_model(path, batch_param=1)
-    inside = []
-    real = batch_module.static_shapes
+    inside = {"static_shapes": [], "_sizes_follow": []}
 
-    def spy(*args, **kwargs):
-        before = len(inferences)
-        out = real(*args, **kwargs)
-        inside.append(len(inferences) - before)
-        return out
+    def spy_on(name):
+        real = getattr(batch_module, name)
 
-    monkeypatch.setattr(batch_module, "static_shapes", spy)
+        def spy(*args, **kwargs):
+            before = len(inferences)
+            out = real(*args, **kwargs)
+            inside[name].append(len(inferences) - before)
+            return out
+
+        monkeypatch.setattr(batch_module, name, spy)
+
+    spy_on("static_shapes")
+    spy_on("_sizes_follow")
     pm = ProbeModel.load(path, device="cpu")
     pm.layers
     pm.gradient_session(["relu2"])
-    assert pm.batch.kind == "made dynamic"
-    assert inside == [1] and len(inferences) == 2, (inside, inferences)
+    assert pm.batch.kind == "made dynamic" and pm.batch.proof == "graph"
+    assert inside == {"static_shapes": [1], "_sizes_follow": [1]} and len(inferences) == 3, (inside, inferences)
 
 
 def test_shapes_and_types_equal_inference_on_the_whole_model():

@@ -952,3 +952,41 @@ def test_empirical_middle_and_border_units_alexnet():
         support = np.argwhere(mask[:, :, unit[0], unit[1]])
         box = geo.receptive_field.clipped_box(unit, (H, W))
         assert tuple(zip(support.min(axis=0), support.max(axis=0) + 1)) == box
+
+
+@pytest.mark.parametrize("op, inputs, made", [
+    ("ConstantOfShape", [[64, 1024]], False), ("ConstantOfShape", [[1 << 30, 1 << 30]], False),
+    ("ConstantOfShape", [[2, 3]], True),
+    ("Expand", [np.zeros((1, 4)), [64, 64, 4]], False), ("Expand", [np.zeros((1, 4)), [3, 4]], True),
+    ("Tile", [np.zeros((2, 2)), [128, 128]], False), ("Tile", [np.zeros((2, 2)), [2, 1]], True),
+    ("Range", [0, 1 << 16, 1], False), ("Range", [0, 10, 3], True),
+    ("Pad", [np.zeros((1, 2)), [0, 0, 0, 1 << 16]], False), ("Pad", [np.zeros((1, 2)), [0, 1, 0, 1]], True),
+])
+def test_fold_builds_no_large_tensor_from_small_ones(op, inputs, made):
+    """fold.py folds small tensors only: a shape, repeat count, range or pad that makes a large
+    tensor out of small inputs (an attention mask's ConstantOfShape; a hostile file's 2**60 elements)
+    leaves it unknown without building it (before, it was built, then dropped by the walk); small
+    ones fold to their values."""
+    from types import SimpleNamespace
+
+    from onnxprobe.graph.geometry.fold import fold_node
+    from onnxprobe.graph.geometry.registry import SMALL
+
+    values = {f"in{k}": np.asarray(v, np.float32 if op == "Pad" and k == 0 else np.int64 if op != "Expand" or k
+                                   else np.float32)
+              for k, v in enumerate(inputs)}
+    if op == "Range":
+        values = {k: v.reshape(()) for k, v in values.items()}
+    ctx = SimpleNamespace(symdims={}, opset=18, const=values.get)
+    node = helper.make_node(op, list(values), ["out"])
+    folded = fold_node(ctx, node, SMALL)
+    if not made:
+        assert folded is None
+        return
+    from onnx.reference import ReferenceEvaluator
+
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype),
+                                                                           v.shape) for k, v in values.items()],
+                              [helper.make_value_info("out", onnx.TypeProto())])
+    want = ReferenceEvaluator(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])).run(None, values)[0]
+    np.testing.assert_array_equal(folded["out"], want)

@@ -29,7 +29,7 @@ _FOLDABLE = frozenset({
 })
 
 
-def known_value(ctx, name: str, small: int) -> np.ndarray | None:
+def _known_value(ctx, name: str, small: int) -> np.ndarray | None:
     """A tensor's value if the walk knows it: a constant, or shape values that are all ints."""
     if not name:
         return None
@@ -46,13 +46,44 @@ def fold_node(ctx, node: onnx.NodeProto, small: int) -> dict[str, np.ndarray] | 
     """The values of `node`'s outputs when all its inputs are known and small, else None."""
     if node.domain not in ("", "ai.onnx") or node.op_type not in _FOLDABLE or not node.output:
         return None
-    inputs = [known_value(ctx, name, small) if name else None for name in node.input]
+    inputs = [_known_value(ctx, name, small) if name else None for name in node.input]
     if any(value is None for name, value in zip(node.input, inputs) if name):
         return None
     try:
+        if _made_size(node.op_type, inputs) > small:
+            return None  # a large tensor made from small ones (an attention mask's ConstantOfShape): never built
         return _evaluate(node, inputs, ctx.opset)
     except Exception:  # the reference evaluator refused it: unknown, as before folding
         return None
+
+
+def _made_size(op: str, inputs: list) -> int:
+    """The output size of the ops whose output size is their inputs' values (shapes, repeats, a
+    range, pads), from those values, before anything is built; 0 for the other ops (their outputs
+    are no larger than their small inputs broadcast together)."""
+    def count(dims) -> int:
+        dims = [int(d) for d in np.asarray(dims).reshape(-1)]
+        return int(np.prod(dims, dtype=object)) if all(d >= 0 for d in dims) else np.iinfo(np.int64).max
+
+    if op == "ConstantOfShape":
+        return count(inputs[0])
+    if op == "Expand":
+        shape = [int(d) for d in np.asarray(inputs[1]).reshape(-1)]
+        return count(np.broadcast_shapes(np.shape(inputs[0]), tuple(max(d, 0) for d in shape)))
+    if op == "Tile":
+        return count(np.shape(inputs[0])) * count(inputs[1])
+    if op == "Range":
+        start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in inputs[:3])
+        return max(int(np.ceil((limit - start) / delta)), 0) if delta else 0
+    if op == "Pad":
+        dims = list(np.shape(inputs[0]))
+        pads = [int(p) for p in np.asarray(inputs[1]).reshape(-1)]
+        axes = range(len(dims)) if len(inputs) < 4 or inputs[3] is None else \
+            [int(a) % len(dims) for a in np.asarray(inputs[3]).reshape(-1)]
+        for k, axis in enumerate(axes):
+            dims[axis] += pads[k] + pads[k + len(axes)]
+        return count(dims)
+    return 0
 
 
 _EVALUATORS: dict[tuple, object] = {}  # one reference evaluator per (op, attributes, input types, opset)
@@ -96,4 +127,4 @@ def _evaluator(node: onnx.NodeProto, names: list[str], inputs: list, opset: int)
     return ReferenceEvaluator(model)
 
 
-__all__ = ["fold_node", "known_value"]
+__all__ = ["fold_node"]
