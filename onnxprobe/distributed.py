@@ -13,6 +13,7 @@ imports below are absolute, so they reach it, not this module.)
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 import threading
@@ -79,6 +80,32 @@ def threads_for_workers(default: int | None) -> int:
 
 # ---- workers: one model per process, keyed by its hash -----------------------------------------
 
+MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for its dynamic mmap threshold on 64-bit machines
+
+
+def worker_allocator() -> None:
+    """Let a Dask worker reuse the memory of freed arrays as a plain process does. Dask's nanny
+    starts workers with MALLOC_TRIM_THRESHOLD_=65536, which switches off glibc's dynamic thresholds:
+    every array over 128 KiB (each batch of images, gradients, activations) is then mapped afresh
+    and unmapped when freed, or the heap's top handed back and grown again, page faults each step.
+    Measured on an atlas task (MobileNetV2, 8 units a batch, 1 thread, 2-core machine): 1.45x the
+    CPU time of the same task in a plain process, and as in a plain process with glibc's dynamic
+    thresholds at their ceiling, set here (mapped: over 32 MiB; trimmed: 64 MiB free at the top).
+    Does nothing without that variable, when MALLOC_MMAP_THRESHOLD_ is set too (chosen on
+    purpose), or off glibc."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 2 * MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 class ModelCache:
     """The ProbeModels of this process, loaded once per (model hash, input shape, preprocess,
     device, threads) and kept with their sessions between tasks."""
@@ -104,6 +131,7 @@ class ModelCache:
         with self._lock:
             model = self._models.get(key)
             if model is None:
+                worker_allocator()
                 path = Path(spec.model_path)
                 if shipped is not None and not sees_model(path, spec.model_hash):
                     path = cached_model_file(spec.model_hash, shipped)
