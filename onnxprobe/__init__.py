@@ -16,6 +16,7 @@ model.render_classes([285, 450], steps=64)                # what classes look li
 model.top_k("photos/", "features.10.conv.0.2/Clip", top=9, out="topk/")
 model.atlas("features.10.conv.0.2/Clip", "atlas/", units=range(16), data="photos/")
 model.view()                                              # the live viewer window
+onnxprobe.view("model.onnx", video="clip.mp4")            # the same window from a model file
 ```
 
 Every result shows itself in Jupyter and has `.numpy()` and `.save(path)`. Errors are
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it (imported on first use: `import onnxprobe` and
 # `onnxprobe --help` load none of them)
 _EXPORTS = {
-    "load": "onnxprobe.api.model", "Model": "onnxprobe.api.model",
+    "load": "onnxprobe.api.model", "Model": "onnxprobe.api.model", "view": "onnxprobe.api.model",
     "ObjectiveSpec": "onnxprobe.api.objectives", "channel": "onnxprobe.api.objectives",
     "neuron": "onnxprobe.api.objectives", "logit": "onnxprobe.api.objectives",
     "direction": "onnxprobe.api.objectives", "diversity": "onnxprobe.api.objectives",
@@ -55,7 +56,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr__` imports on demand
-    from onnxprobe.api.model import Model, load
+    from onnxprobe.api.model import Model, load, view
     from onnxprobe.api.objectives import ObjectiveSpec, channel, direction, diversity, logit, neuron, stack
     from onnxprobe.api.results import Activations, Atlas, Layers, Map, Pictures, Predictions, TopK
     from onnxprobe.attribution import METHODS
