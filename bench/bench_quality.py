@@ -211,6 +211,7 @@ Round 1 (shared 2-core machine, load average 9-17, so subsets; 2026-11-30):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -417,39 +418,118 @@ def pass_seconds(model: ProbeModel, objective, batch: int, repeats: int = 3) -> 
     return float(np.median(times)) / batch
 
 
-def bench_cross(args, networks: dict[str, ProbeModel], presets) -> dict:
-    """Class visualizations on every network, judged by the networks of other families only."""
+def cross_cells(presets, steps: int | None):
+    """(entry, preset, passes per step) per preset entry: "maco:64" is a preset at its own steps."""
+    cells = []
+    for entry in presets:
+        name, _, own = entry.partition(":")
+        preset = get_preset(name, int(own) if own else steps)
+        cells.append((entry, preset, max(preset.crops, 1) if preset.method == "maco" else 1))
+    return cells
+
+
+def class_chunks(classes: list[int], batch: int) -> list[list[int]]:
+    """The classes in chunks of `batch`, each chunk spread over the whole range (chunk j takes every
+    n-th class from the j-th), so a run stopped after k chunks has measured k * batch spread classes
+    on every cell."""
+    n = max(1, -(-len(classes) // batch))
+    return [classes[j::n] for j in range(n)]
+
+
+def load_records(path: str | None) -> list[dict]:
+    if not path or not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def bench_cross(args, networks: dict[str, ProbeModel], presets) -> list[dict]:
+    """Class visualizations on every network, judged by the networks of other families only.
+
+    Loops seed -> chunk of classes -> network -> preset, so a stopped run has every cell measured on
+    the same classes; each finished chunk is one JSON line in `--resume` (per class: each judge's
+    top 5 and the class's rank; the chunk's seconds and its pass time) and a rerun skips it."""
     from onnxprobe.objectives import logit, stack
 
     classes = imagenet_classes(args.classes)
-    print(f"\n## across families: {len(classes)} classes {classes}, seed {args.seed}, batch {args.batch}; "
-          f"a hit only from a judge of another family; load average {os.getloadavg()[0]:.1f} at the start\n")
-    print("| network | preset | steps | passes / step | judge | top-1 | top-5 | median rank | s / unit | "
-          "bound s / unit (pass x passes x steps) |")
+    seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
+    cells = cross_cells(presets, args.steps)
+    records = load_records(args.resume)
+    done = {(r["network"], r["preset"], r["steps"], r["seed"], c) for r in records for c in r["classes"]}
+    print(f"\n## across families: {len(classes)} classes, seeds {seeds}, batch {args.batch}; presets "
+          f"{', '.join(e for e, _, _ in cells)}; {len(records)} chunk(s) resumed from {args.resume}; "
+          f"load average {os.getloadavg()[0]:.1f} at the start\n", flush=True)
+    for seed in seeds:
+        for chunk in class_chunks(classes, args.batch):
+            for net_name, model in networks.items():
+                judges = other_family(networks, net_name)
+                per_pass = {}
+                for entry, preset, passes in cells:
+                    if all((net_name, entry, preset.steps, seed, c) in done for c in chunk):
+                        continue
+                    rows = len(chunk) * passes
+                    if rows not in per_pass:  # the pass at the rows the preset runs, just before it
+                        per_pass[rows] = pass_seconds(model, stack([logit(model, c) for c in chunk] * passes), rows)
+                    began, load = time.perf_counter(), os.getloadavg()[0]
+                    results = render_units(model, None, chunk, RenderSettings(preset, seed=seed, batch=len(chunk)),
+                                           objective="logit")
+                    seconds = time.perf_counter() - began
+                    images = [r.images[0] for r in results]
+                    record = {"network": net_name, "preset": entry, "steps": preset.steps, "seed": seed,
+                              "classes": chunk, "seconds": seconds, "load": (load + os.getloadavg()[0]) / 2,
+                              "pass_s": per_pass[rows], "passes": passes, "top5": {}, "rank": {}}
+                    for judge_name, judge in judges.items():
+                        probs = judge_probs(judge, images)
+                        record["top5"][judge_name] = np.argsort(-probs, axis=1)[:, :5].tolist()
+                        record["rank"][judge_name] = [int((p > p[c]).sum()) + 1 for p, c in zip(probs, chunk)]
+                    records.append(record)
+                    if args.resume:
+                        with open(args.resume, "a") as f:
+                            f.write(json.dumps(record) + "\n")
+                    hits = {j: sum(t[0] == c for t, c in zip(record["top5"][j], chunk)) for j in judges}
+                    print(f"seed {seed} {net_name} {entry}: classes {chunk} top-1 hits {hits}, "
+                          f"{seconds / len(chunk):.1f} s / unit (load {record['load']:.1f})", flush=True)
+                    if args.save:
+                        _montage(args.save, f"classes-{safe(net_name)}-{entry.split(':')[0]}-{preset.steps}-s{seed}-"
+                                 f"{chunk[0]}.png", images)
+    cross_table(records, list(networks), cells, classes, seeds)
+    return records
+
+
+def cross_table(records: list[dict], networks: list[str], cells, classes: list[int], seeds: list[int]) -> None:
+    """The table network x preset x judge from the records of the requested classes and seeds:
+    top-1 and top-5 (mean over seeds, each seed's in brackets), median rank, s / unit, and the bound
+    (the measured pass per image at the cell's rows x passes per step x steps)."""
+    wanted = set(classes)
+    print("\n| network | preset | judge | classes x seeds | top-1 (per seed) | top-5 (per seed) | median rank | "
+          f"s / unit | bound s / unit | load |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    table = {}
-    for net_name, model in networks.items():
-        judges = other_family(networks, net_name)
-        per_pass = pass_seconds(model, stack([logit(model, c) for c in classes[:args.batch]]),
-                                min(args.batch, len(classes)))
-        for entry in presets:
-            name, _, steps = entry.partition(":")  # "maco:64": a preset at its own step count
-            preset = get_preset(name, int(steps) if steps else args.steps)
-            passes = max(preset.crops, 1) if preset.method == "maco" else 1
-            began = time.perf_counter()
-            results = render_units(model, None, classes, RenderSettings(preset, seed=args.seed, batch=args.batch),
-                                   objective="logit")
-            seconds = (time.perf_counter() - began) / len(classes)
-            images = [r.images[0] for r in results]
-            scores = judged(judges, images, classes)
-            bound = per_pass * passes * preset.steps
-            for judge, (t1, t5, rank) in scores.items():
-                print(f"| {net_name} | {name} | {preset.steps} | {passes} | {judge} | {t1:.0%} | {t5:.0%} | {rank:.0f} | "
-                      f"{seconds:.1f} | {bound:.1f} |", flush=True)
-            table[(net_name, entry)] = (scores, seconds, bound)
-            if args.save:
-                _montage(args.save, f"classes-{safe(net_name)}-{name}-{preset.steps}.png", images)
-    return table
+    for net_name in networks:
+        for entry, preset, passes in cells:
+            mine = [r for r in records if r["network"] == net_name and r["preset"] == entry
+                    and r["steps"] == preset.steps and r["seed"] in seeds]
+            if not mine:
+                continue
+            units = sum(len(r["classes"]) for r in mine)
+            per_unit = sum(r["seconds"] for r in mine) / units
+            bound = np.median([r["pass_s"] for r in mine]) * passes * preset.steps
+            load = np.mean([r["load"] for r in mine])
+            for judge in mine[0]["top5"]:
+                top1, top5, ranks, counts = {}, {}, [], {}
+                for r in mine:
+                    for c, t, rank in zip(r["classes"], r["top5"][judge], r["rank"][judge]):
+                        if c not in wanted:
+                            continue
+                        counts[r["seed"]] = counts.get(r["seed"], 0) + 1
+                        top1[r["seed"]] = top1.get(r["seed"], 0) + (t[0] == c)
+                        top5[r["seed"]] = top5.get(r["seed"], 0) + (c in t)
+                        ranks.append(rank)
+                per1 = [top1[s] / counts[s] for s in sorted(counts)]
+                per5 = [top5[s] / counts[s] for s in sorted(counts)]
+                print(f"| {net_name} | {entry} ({preset.steps}) | {judge} | "
+                      f"{'/'.join(str(counts[s]) for s in sorted(counts))} x {len(counts)} | "
+                      f"{np.mean(per1):.0%} ({', '.join(f'{v:.0%}' for v in per1)}) | "
+                      f"{np.mean(per5):.0%} ({', '.join(f'{v:.0%}' for v in per5)}) | {np.median(ranks):.0f} | "
+                      f"{per_unit:.1f} | {bound:.1f} | {load:.1f} |", flush=True)
 
 
 def bench_inversion(args, networks: dict[str, ProbeModel]) -> None:
@@ -520,6 +600,8 @@ def main() -> int:
     parser.add_argument("--restarts", type=int, default=3, help="digits restarts")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", help="cross: comma-separated seeds (default: --seed)")
+    parser.add_argument("--resume", help="cross: JSON-lines file of finished chunks; a rerun skips them")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--save", help="folder for the judged images (cross, inversion: small montages)")
     parser.add_argument("--photos", type=int, default=20, help="inversion: foolbox photos (of 20)")
