@@ -225,7 +225,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import CACHE  # noqa: E402
 from onnxprobe.model import ProbeModel  # noqa: E402
-from onnxprobe.optimize import PRESETS, RenderSettings, get_preset, render_units  # noqa: E402
+from onnxprobe.optimize import DEFAULT_PRESET, PRESETS, RenderSettings, get_preset, render_units  # noqa: E402
 
 MODEL = ROOT / "models" / "imagenet" / "mobilenet_v2.onnx"  # the bundled ImageNet network
 JUDGE = CACHE / "squeezenet.onnx"
@@ -461,6 +461,8 @@ def bench_cross(args, networks: dict[str, ProbeModel], presets) -> list[dict]:
     for seed in seeds:
         for chunk in class_chunks(classes, args.batch):
             for net_name, model in networks.items():
+                if args.networks and net_name not in args.networks.split(","):
+                    continue
                 judges = other_family(networks, net_name)
                 per_pass = {}
                 for entry, preset, passes in cells:
@@ -501,8 +503,9 @@ def cross_table(records: list[dict], networks: list[str], cells, classes: list[i
     (the measured pass per image at the cell's rows x passes per step x steps)."""
     wanted = set(classes)
     print("\n| network | preset | judge | classes x seeds | top-1 (per seed) | top-5 (per seed) | median rank | "
-          f"s / unit | bound s / unit | load |")
+          "s / unit | bound s / unit | load |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    goals = []
     for net_name in networks:
         for entry, preset, passes in cells:
             mine = [r for r in records if r["network"] == net_name and r["preset"] == entry
@@ -530,6 +533,16 @@ def cross_table(records: list[dict], networks: list[str], cells, classes: list[i
                       f"{np.mean(per1):.0%} ({', '.join(f'{v:.0%}' for v in per1)}) | "
                       f"{np.mean(per5):.0%} ({', '.join(f'{v:.0%}' for v in per5)}) | {np.median(ranks):.0f} | "
                       f"{per_unit:.1f} | {bound:.1f} | {load:.1f} |", flush=True)
+                goals.append((net_name, entry, judge, np.mean(per1), np.mean(per5), min(counts.values()), len(counts)))
+    full = len(classes) >= 50 and len(seeds) >= 3
+    for net_name, entry, judge, top1, top5, count, runs in goals:  # issue 26's goals, where measured
+        name = entry.partition(":")[0]
+        if name == DEFAULT_PRESET and ":" not in entry:
+            print(f"goal: {DEFAULT_PRESET} (default) on {net_name} by {judge}: top-1 {top1:.0%} (>= 90 %: "
+                  f"{'met' if top1 >= 0.9 else 'not met'}){'' if full and count >= 50 and runs >= 3 else ', partial scale'}")
+        if name == "set3":
+            print(f"goal: set3 on {net_name} by {judge}: top-5 {top5:.0%} (>= 50 %: {'met' if top5 >= 0.5 else 'not met'})"
+                  f"{'' if full and count >= 50 and runs >= 3 else ', partial scale'}")
 
 
 def bench_inversion(args, networks: dict[str, ProbeModel]) -> None:
@@ -601,6 +614,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", help="cross: comma-separated seeds (default: --seed)")
+    parser.add_argument("--networks", help=f"cross: visualize on these only (default: all of {', '.join(NETWORKS)})")
     parser.add_argument("--resume", help="cross: JSON-lines file of finished chunks; a rerun skips them")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--save", help="folder for the judged images (cross, inversion: small montages)")
@@ -612,6 +626,10 @@ def main() -> int:
     presets = args.presets.split(",")
     if {"cross", "inversion"} & set(sections):
         networks = load_networks(args.device)
+        if "cross" in sections and args.networks:  # visualized on these only; the others still judge
+            missing = set(args.networks.split(",")) - set(networks)
+            if missing:
+                parser.error(f"--networks: unknown {', '.join(sorted(missing))} (known: {', '.join(networks)})")
         if "cross" in sections:
             bench_cross(args, networks, presets)
         if "inversion" in sections:
