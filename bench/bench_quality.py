@@ -442,6 +442,30 @@ def load_records(path: str | None) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+class PassClock:
+    """Seconds spent in the networks' forward+gradient passes (GradientSession.run, wrapped while
+    the bench runs): what the rest of a unit's time is compared with, measured in the same run
+    under the same load."""
+
+    def __init__(self):
+        from onnxprobe.model import GradientSession
+
+        self.seconds, self.cls = 0.0, GradientSession
+        original = self.original = GradientSession.run
+
+        def run(session, *a, **k):
+            began = time.perf_counter()
+            try:
+                return original(session, *a, **k)
+            finally:
+                self.seconds += time.perf_counter() - began
+
+        GradientSession.run = run
+
+    def close(self) -> None:
+        self.cls.run = self.original
+
+
 def bench_cross(args, networks: dict[str, ProbeModel], presets) -> list[dict]:
     """Class visualizations on every network, judged by the networks of other families only.
 
@@ -471,14 +495,17 @@ def bench_cross(args, networks: dict[str, ProbeModel], presets) -> list[dict]:
                     rows = len(chunk) * passes
                     if rows not in per_pass:  # the pass at the rows the preset runs, just before it
                         per_pass[rows] = pass_seconds(model, stack([logit(model, c) for c in chunk] * passes), rows)
-                    began, load = time.perf_counter(), os.getloadavg()[0]
-                    results = render_units(model, None, chunk, RenderSettings(preset, seed=seed, batch=len(chunk)),
-                                           objective="logit")
+                    began, load, clock = time.perf_counter(), os.getloadavg()[0], PassClock()
+                    try:
+                        results = render_units(model, None, chunk, RenderSettings(preset, seed=seed, batch=len(chunk)),
+                                               objective="logit")
+                    finally:
+                        clock.close()
                     seconds = time.perf_counter() - began
                     images = [r.images[0] for r in results]
                     record = {"network": net_name, "preset": entry, "steps": preset.steps, "seed": seed,
                               "classes": chunk, "seconds": seconds, "load": (load + os.getloadavg()[0]) / 2,
-                              "pass_s": per_pass[rows], "passes": passes, "top5": {}, "rank": {}}
+                              "pass_s": per_pass[rows], "passes": passes, "network_s": clock.seconds, "top5": {}, "rank": {}}
                     for judge_name, judge in judges.items():
                         probs = judge_probs(judge, images)
                         record["top5"][judge_name] = np.argsort(-probs, axis=1)[:, :5].tolist()
@@ -489,7 +516,8 @@ def bench_cross(args, networks: dict[str, ProbeModel], presets) -> list[dict]:
                             f.write(json.dumps(record) + "\n")
                     hits = {j: sum(t[0] == c for t, c in zip(record["top5"][j], chunk)) for j in judges}
                     print(f"seed {seed} {net_name} {entry}: classes {chunk} top-1 hits {hits}, "
-                          f"{seconds / len(chunk):.1f} s / unit (load {record['load']:.1f})", flush=True)
+                          f"{seconds / len(chunk):.1f} s / unit, {clock.seconds / len(chunk):.1f} in the network's passes "
+                          f"(load {record['load']:.1f})", flush=True)
                     if args.save:
                         _montage(args.save, f"classes-{safe(net_name)}-{entry.split(':')[0]}-{preset.steps}-s{seed}-"
                                  f"{chunk[0]}.png", images)
@@ -503,8 +531,8 @@ def cross_table(records: list[dict], networks: list[str], cells, classes: list[i
     (the measured pass per image at the cell's rows x passes per step x steps)."""
     wanted = set(classes)
     print("\n| network | preset | judge | classes x seeds | top-1 (per seed) | top-5 (per seed) | median rank | "
-          "s / unit | bound s / unit | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "s / unit | bound s / unit | in passes | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     goals = []
     for net_name in networks:
         for entry, preset, passes in cells:
@@ -515,6 +543,9 @@ def cross_table(records: list[dict], networks: list[str], cells, classes: list[i
             units = sum(len(r["classes"]) for r in mine)
             per_unit = sum(r["seconds"] for r in mine) / units
             bound = np.median([r["pass_s"] for r in mine]) * passes * preset.steps
+            timed = [r for r in mine if "network_s" in r]
+            network = (f"{sum(r['network_s'] for r in timed) / sum(r['seconds'] for r in timed):.0%}"
+                       if timed else "-")
             load = np.mean([r["load"] for r in mine])
             for judge in mine[0]["top5"]:
                 top1, top5, ranks, counts = {}, {}, [], {}
@@ -532,7 +563,7 @@ def cross_table(records: list[dict], networks: list[str], cells, classes: list[i
                       f"{'/'.join(str(counts[s]) for s in sorted(counts))} x {len(counts)} | "
                       f"{np.mean(per1):.0%} ({', '.join(f'{v:.0%}' for v in per1)}) | "
                       f"{np.mean(per5):.0%} ({', '.join(f'{v:.0%}' for v in per5)}) | {np.median(ranks):.0f} | "
-                      f"{per_unit:.1f} | {bound:.1f} | {load:.1f} |", flush=True)
+                      f"{per_unit:.1f} | {bound:.1f} | {network} | {load:.1f} |", flush=True)
                 goals.append((net_name, entry, judge, np.mean(per1), np.mean(per5), min(counts.values()), len(counts)))
     full = len(classes) >= 50 and len(seeds) >= 3
     for net_name, entry, judge, top1, top5, count, runs in goals:  # issue 26's goals, where measured
