@@ -27,7 +27,10 @@
   of `--batch` classes (spread over the range, looped seed -> chunk -> network -> preset, so a run
   stopped anywhere has every cell measured on the same classes) and a rerun skips what is there;
   `--networks` restricts the networks visualized (all still judge). Issue 26's goal in one command
-  (lines `goal:` at the end; about 10-35 CPU-hours on 2 cores: round 5's s / unit x 150 units):
+  (lines `goal:` at the end). Its cost, from round 5's s / unit at load 9-18 and round 3's lucid on
+  the quiet machine (about a sixth of that): about 2100 s per class on the three networks per
+  seed at that load, maco at 256 steps over half of it, so about 90 hours there and about 15 on
+  the two cores alone; `--presets` and `--networks` take a share, and `--resume` adds to it:
 
       python bench/bench_quality.py --sections cross --presets lucid,lucid-fast,maco:64,maco,set3 \
           --classes 50 --seeds 0,1,2 --batch 5 --resume quality-cross.jsonl [--save DIR]
