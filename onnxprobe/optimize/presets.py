@@ -94,9 +94,9 @@ PRESETS["lucid-fast"] = replace(PRESETS["lucid"], name="lucid-fast", steps=256)
 # MobileNetV2 there against 4 of 5 with view 0.5 (64 steps, bench/bench_quality.py round 4).
 PRESETS["maco"] = Preset("maco", "maco", steps=256, lr_policy="nadam", lr=1.0, init_sd=1.0, param="phase",
                          canvas=2.0, crops=4, box=(0.5, 0.25), noise=0.04, view=0.5)
-# Judged by networks of another family (bench_quality's cross section, rounds 4 and 5: ten classes,
-# seed 0, 64 steps) maco's class pictures are named at top-1 for 9 of 10 on MobileNetV2, 3-4 on the
-# Keras SqueezeNet (lucid-fast 1-3), 4-9 on EfficientNet-Lite0 (lucid-fast 0-1): for class pictures
+# Judged by networks of another family (bench_quality's cross section, rounds 4 and 5: seed 0, 64
+# steps) maco's class pictures are named at top-1 for 9 of 10 classes on MobileNetV2, 8-9 of 20 on
+# the Keras SqueezeNet (lucid-fast 2-4), 9-17 of 20 on EfficientNet-Lite0 (lucid-fast 0-2): for class pictures
 # on a network of one's own, maco. The default stays lucid, Lucid's own 512 steps, until maco holds
 # at issue 26's scale (50 classes, three seeds) and at its own 256 steps, and on hidden units: lucid
 # drives every hidden unit measured harder than any photo (bench_quality's hidden section; maco is
