@@ -49,7 +49,8 @@ average 4-18, the bench at nice 5: the seconds are that load's).
   top-1). One seed, so each cell's top-1 moves by a class or more between runs: a change of
   float rounding moves a run as a new seed does, and this round's maco change (the crop sampler
   below) is one (after 12 steps 98 % of the pixels differ from the old code's); MobileNetV2's maco
-  chunk ran on the old code, the rest on the new.
+  chunk ran on the old code, the rest on the new. Its records: bench/quality-cross-round5.jsonl
+  (`--resume` it to go on, `--table-only` for the table).
   | network | preset | judge | classes x seeds | top-1 (per seed) | top-5 (per seed) | median rank | s / unit | bound s / unit | in passes | load |
   |---|---|---|---|---|---|---|---|---|---|---|
   | MobileNetV2 | maco:64 (64) | SqueezeNet | 5 x 1 | 100% (100%) | 100% (100%) | 1 | 143.9 | 44.4 | - | 10.6 |
