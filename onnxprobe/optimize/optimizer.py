@@ -461,15 +461,14 @@ class _MacoEngine(_DisplayEngine):
         box = float(self.boxes[min(index, len(self.boxes) - 1)]) if self.boxes is not None else 1.0
         matrices = np.concatenate([maco_mod.crop_matrices(rng, k, self.canvas, self.size, box) for rng in opt.rngs])
         sampler = maco_mod.crops_of(canvas, matrices, self.size)
-        crops = sampler.forward(np.repeat(canvas, k, axis=0))
+        crops = sampler.forward(canvas)
         if preset.noise:  # Gaussian and uniform noise, each row's from its own stream
             shape = (k, *crops.shape[1:])
             crops = crops + np.float32(preset.noise) * np.concatenate(
                 [rng.standard_normal(shape, dtype=np.float32) + rng.random(shape, dtype=np.float32) - 0.5
                  for rng in opt.rngs])
         grad_x, value = self._crop_pass(self._to_model(crops))
-        grad_canvas = sampler.backward(self._from_model_grad(grad_x))
-        grad_canvas = grad_canvas.reshape(opt.batch, k, *grad_canvas.shape[1:]).sum(axis=1)
+        grad_canvas = sampler.backward(self._from_model_grad(grad_x))  # summed over each row's crops
         self.params = self.nadam.ascend(self.params, self.image_fn.backward(cache, grad_canvas))
         if last:
             canvas, _ = self.image_fn.forward(self.params)

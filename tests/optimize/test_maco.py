@@ -115,6 +115,30 @@ def test_whole_canvas_crop_is_a_resize():
     assert m[0, 1] == 0 and m[1, 0] == 0
 
 
+def test_crops_read_their_own_canvas_without_copies():
+    """The crop sampler (row i*K + j reads canvas i) takes the same crops as the plain sampler on
+    the canvases repeated K times, and its backward is that one's summed over each canvas's crops
+    (within float32 rounding of the sums, bounded by the same sums of absolute values)."""
+    from onnxprobe.optimize.lucid import AffineSampler
+
+    rng = np.random.default_rng(3)
+    n, k, c, s, out = 2, 3, 3, 20, (8, 8)
+    canvas = rng.random((n, c, s, s), dtype=np.float32)
+    matrices = np.concatenate([maco.crop_matrices(rng, k, s, out, box=0.6) for _ in range(n)])
+    matrices[0, :, 2] -= 9.0  # one crop partly outside the canvas: the fill
+    sampler = maco.crops_of(canvas, matrices, out)
+    plain = AffineSampler(matrices, (s, s), out, fill=0.5)
+    crops = sampler.forward(canvas)
+    assert crops.shape == (n * k, c, *out)
+    assert np.array_equal(crops, plain.forward(np.repeat(canvas, k, axis=0)))
+    grad = rng.standard_normal(crops.shape).astype(np.float32)
+    summed = plain.backward(grad).astype(np.float64).reshape(n, k, c, s, s).sum(axis=1)
+    bound = plain.backward(np.abs(grad)).astype(np.float64).reshape(n, k, c, s, s).sum(axis=1)
+    got = sampler.backward(grad)
+    assert got.shape == (n, c, s, s)
+    assert np.all(np.abs(got - summed) <= 8 * np.finfo(np.float32).eps * bound + 1e-30)
+
+
 def test_maco_preset_runs_and_rows_are_independent(tiny):
     """The preset through render_units: the unit rises from its start, images at the model's size,
     and a row's image does not depend on the rows batched with it."""
