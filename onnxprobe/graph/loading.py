@@ -343,6 +343,33 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def _fed_as_float32(model: onnx.ModelProto, value: onnx.ValueInfoProto) -> None:
+    """Make a float16 or double image input a float32 one, with a Cast at the front of the graph
+    to the type the graph was written for: every onnxprobe path feeds and differentiates float32
+    images (the Cast's backward rule carries gradients back to them). Before, such a model loaded
+    and every run failed inside ONNX Runtime ("Unexpected input data type")."""
+    elem = value.type.tensor_type.elem_type
+    taken = {v for n in _nodes(model.graph) for v in (*n.input, *n.output, n.name)}
+    inner = f"{value.name}_as_{onnx.TensorProto.DataType.Name(elem).lower()}"
+    while inner in taken:
+        inner += "_"
+    for node in _nodes(model.graph):  # subgraphs read outer names too
+        for i, name in enumerate(node.input):
+            if name == value.name:
+                node.input[i] = inner
+    model.graph.node.insert(0, helper.make_node("Cast", [value.name], [inner], to=elem, name=inner))
+    value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+
+
+def _nodes(graph: onnx.GraphProto):
+    """The nodes of a graph and of its subgraphs."""
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                yield from _nodes(g)
+
+
 def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
                     hints: dict | None = None, *, copy: bool = True) -> tuple[onnx.ModelProto, tuple[int, ...]]:
     """Fix every input dim but the batch axis (made symbolic, named BATCH_DIM, whatever the file
@@ -364,6 +391,7 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
         )
     if len(dims) < 3:
         raise ModelError(f"input '{value.name}' has rank {len(dims)}; onnxprobe needs an image input (N,C,H,W or N,H,W,C)")
+
     if shape is not None:
         if len(shape) != len(dims):
             raise UsageError(
@@ -389,6 +417,8 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,
         fixed = [1] + [int(d) for d in dims[1:]]
     if copy:
         model = onnx.ModelProto.FromString(model.SerializeToString())
+    if elem != onnx.TensorProto.FLOAT:
+        _fed_as_float32(model, image_input(model))
     strip_shapes(model)
     new_value = image_input(model)
     for axis, d in enumerate(new_value.type.tensor_type.shape.dim):

@@ -124,9 +124,19 @@ class Session:
 
     def run(self, feeds: dict[str, np.ndarray], outputs: Iterable[str] | None = None, keep_on_device: Iterable[str] = ()) -> dict:
         names = list(outputs) if outputs is not None else self.output_names
+        feeds = {name: self._own_type(name, value) for name, value in feeds.items()}
         if self.device == "cpu":
             return self._run_cpu(feeds, names)
         return self._run_bound(feeds, names, set(keep_on_device))
+
+    def _own_type(self, name: str, value):
+        """A float array fed as the graph's own float type: onnxprobe's arrays are float32, and a
+        graph computed in float16 or double takes its seeds (and any other float feed) in its type."""
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            wanted = self.input_dtype(name)
+            if value.dtype != wanted:
+                return value.astype(wanted)
+        return value
 
     def _run_cpu(self, feeds, names) -> dict:
         # Binding reusable CPU output buffers was measured: the copy-out costs more than run()'s

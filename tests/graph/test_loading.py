@@ -145,3 +145,57 @@ def test_a_model_with_inline_int4_weights_loads_and_runs(tmp_path):
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
     want = Session(model, device="cpu").run({"image": x})["relu"]
     np.testing.assert_allclose(loaded.activations(x, ["relu"])["relu"], want, rtol=1e-5, atol=1e-6)
+
+
+def _conv_net(path, elem: int, inside: bool) -> None:
+    """image (elem) -> [Cast to float32 unless `inside`] -> Conv 3->4 (weights in elem if inside) ->
+    Flatten: a linear network, so its input gradient is the weights' and needs no activations."""
+    dtype = helper.tensor_dtype_to_np_dtype(elem)
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)) * 0.3
+    nodes = ([] if inside else [helper.make_node("Cast", ["image"], ["image32"], to=TensorProto.FLOAT, name="to32")]) + [
+        helper.make_node("Conv", ["image" if inside else "image32", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Flatten", ["conv"], ["flat"], name="flat")]
+    graph = helper.make_graph(nodes, "typed", [helper.make_tensor_value_info("image", elem, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("flat", elem if inside else TensorProto.FLOAT, ["N", 256])],
+                              [numpy_helper.from_array(w.astype(dtype if inside else np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["cast-to-float32", "float16-throughout"])
+def test_a_float16_input_model_runs_and_differentiates(tmp_path, inside):
+    """A float16 image input loaded, and every run failed ('Unexpected input data type': onnxprobe
+    feeds float32). Now the input is fed float32 through a Cast to the graph's type, and a graph
+    computed in float16 takes its seeds in float16. Reference: the float32 network with the input
+    (and weights) rounded to float16, in float64. Tolerance: a float16 graph's dot products of
+    length K = 27 round within K * 2**-11 of their scale (twice: two runs), float32's within 1e-6."""
+    from onnxprobe.objectives.units import channel
+
+    _conv_net(tmp_path / "half.onnx", TensorProto.FLOAT16, inside)
+    model = ProbeModel.load(tmp_path / "half.onnx", device="cpu")
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)) * 0.3
+    if inside:
+        w = w.astype(np.float16)
+    x16 = x.astype(np.float16).astype(np.float64)
+    w64 = np.asarray(w, np.float64)
+    padded = np.pad(x16, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    reference = np.einsum("nchwij,kcij->nkhw", np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3)), w64)
+    scale = np.abs(reference).max()
+    tol = 2 * 27 * 2.0 ** -11 * scale if inside else 1e-6 * scale
+    np.testing.assert_allclose(model.activations(x, ["conv"])["conv"], reference, rtol=0, atol=tol)
+    grad = model.gradient(x, channel(model, "conv", 1)).input  # d mean(conv[:, 1]) / d image
+    expected = np.zeros((3, 8, 8))
+    for y in range(8):
+        for x0 in range(8):
+            for dy in range(3):
+                for dx in range(3):
+                    yy, xx = y + dy - 1, x0 + dx - 1
+                    if 0 <= yy < 8 and 0 <= xx < 8:
+                        expected[:, yy, xx] += w64[1, :, dy, dx]
+    expected /= 64
+    # the gradient crosses the float16 input tensor, rounded there once (2**-11); computed in float16
+    # throughout, its sums of up to 9 terms round within 9 * 2**-11 besides
+    g_tol = ((2 * 9 if inside else 1) * 2.0 ** -11 + 1e-6) * np.abs(expected).max()
+    np.testing.assert_allclose(grad, np.broadcast_to(expected, grad.shape), rtol=0, atol=g_tol)
