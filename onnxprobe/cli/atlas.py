@@ -33,10 +33,14 @@ def register(sub) -> None:
                         help="only these units of each layer, e.g. 0-15 or 0,3,7 (repeatable; default all)")
     parser.add_argument("--position", metavar="Y,X|centre|mean",
                         help=f"where each unit is optimized: {POSITION_HELP_WITHOUT_IMAGE} (default centre)")
-    parser.add_argument("--photo-pictures", nargs="*", metavar="IMAGE",
-                        help="pictures from photos (the model's sample photos, or these images): each unit accentuated "
-                             "on each photo, each layer's caricature and inversion of it, as optimize --from draws them "
-                             "(one lucid run per unit and photo: costly)")
+    # a flag and a repeatable option, not one flag with optional values: `--photo-pictures MODEL
+    # --layer L` would have taken the model's path for a photo
+    parser.add_argument("--photo-pictures", action="store_true",
+                        help="pictures from photos (the model's sample photos, or those of --photo): each unit "
+                             "accentuated on each photo, each layer's caricature and inversion of it, as optimize --from "
+                             "draws them (one lucid run per unit and photo: costly)")
+    parser.add_argument("--photo", action="append", metavar="IMAGE",
+                        help="a photo for --photo-pictures instead of the sample photos (repeatable; implies it)")
     parser.add_argument("--top", type=int, default=9, metavar="K", help="dataset images per unit (default %(default)s)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--threads", type=count_arg(1), help="ONNX Runtime threads per session (default: $ONNXPROBE_THREADS, else one per core; on a cluster 1 per task)")
@@ -57,7 +61,7 @@ def run(args) -> int:
     model = load_model_from_args(args)
     atlas = model.atlas(args.layer or [], args.out, data=args.data, all_layers=args.all, units=units, position=position,
                         top=args.top, scheduler=args.scheduler, threads=args.threads, fresh=args.fresh,
-                        photo_pictures=args.photo_pictures or args.photo_pictures is not None, progress=not args.quiet,
+                        photo_pictures=args.photo or args.photo_pictures, progress=not args.quiet,
                         **render)
     result = atlas.result
     rate = f" ({result.units_per_second:.2f} units/s)" if result.units_rendered else ""

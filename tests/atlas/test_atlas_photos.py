@@ -132,6 +132,14 @@ def test_the_model_sample_photos_by_default(gray_model_path, photos, tmp_path, c
     manifest = json.loads((tmp_path / "atlas" / "manifest.json").read_text())
     assert [e["photo"] for e in manifest["layers"][LAYER]["units"]["1"]["photo_pictures"]] == ["seven"]
     assert "drew the pictures from photos of 2 layer(s) and unit(s)" in capsys.readouterr().out
+    # the flag takes no value, so it may stand before MODEL; --photo names photos of one's own
+    mine = tmp_path / "mine.png"
+    shutil.copy(photos[0], mine)
+    argv = ["atlas", "--photo-pictures", str(model), "--layer", LAYER, "--units", "1", "--steps", "2", "--quiet",
+            "--photo", str(mine), "--out", str(tmp_path / "own")]
+    assert main(argv) == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "own" / "manifest.json").read_text())
+    assert [e["photo"] for e in manifest["layers"][LAYER]["units"]["1"]["photo_pictures"]] == ["mine"]
 
 
 def test_the_library_call_takes_them_too(gray_model_path, photos, tmp_path):
