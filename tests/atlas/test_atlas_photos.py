@@ -166,7 +166,7 @@ def test_a_job_killed_among_its_pictures_resumes_to_the_same_atlas(gray_model_pa
 
     def argv(out):
         return [sys.executable, "-m", "onnxprobe", "atlas", str(gray_model_path), "--layer", "relu2", "--steps", "40",
-                "--seed", "1", "--quiet", "--out", str(out), "--photo-pictures", *map(str, photos)]
+                "--seed", "1", "--quiet", "--out", str(out), *(a for p in photos for a in ("--photo", str(p)))]
 
     reference = tmp_path / "reference"
     assert subprocess.run(argv(reference), cwd=ROOT, capture_output=True, timeout=600).returncode == 0
