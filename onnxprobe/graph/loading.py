@@ -363,11 +363,10 @@ def _fed_as_float32(model: onnx.ModelProto, value: onnx.ValueInfoProto) -> None:
 
 def _nodes(graph: onnx.GraphProto):
     """The nodes of a graph and of its subgraphs."""
-    for node in graph.node:
-        yield node
-        for a in node.attribute:
-            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                yield from _nodes(g)
+    from onnxprobe.runtime.weights import all_graphs
+
+    for g in all_graphs(graph):
+        yield from g.node
 
 
 def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...] | None,

@@ -110,7 +110,9 @@ class Session:
         self.nbytes = 0 if one_off else session_bytes(model, value_bytes)  # what SessionCache counts against its budget
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
-        self._input_types = {i.name: i.type for i in self._session.get_inputs()}
+        floats = {"tensor(float16)": np.float16, "tensor(double)": np.float64}
+        # each input's numpy type, read once: every run casts float feeds to it (_own_type)
+        self._input_dtypes = {i.name: floats.get(i.type, np.float32) for i in self._session.get_inputs()}
         self._lock = threading.Lock()  # InferenceSession.run is thread-safe; IO binding objects are not
 
     @property
@@ -118,9 +120,7 @@ class Session:
         return self._session.get_providers()
 
     def input_dtype(self, name: str) -> np.dtype:
-        return {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}.get(
-            self._input_types[name], np.float32
-        )
+        return self._input_dtypes[name]
 
     def run(self, feeds: dict[str, np.ndarray], outputs: Iterable[str] | None = None, keep_on_device: Iterable[str] = ()) -> dict:
         names = list(outputs) if outputs is not None else self.output_names

@@ -99,22 +99,19 @@ def array(tensor: onnx.TensorProto) -> np.ndarray | None:
     return value
 
 
+def all_graphs(graph: onnx.GraphProto):
+    """`graph` and every subgraph of its nodes (If, Loop, Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
+                        a.graphs if a.type == onnx.AttributeProto.GRAPHS else ()):
+                yield from all_graphs(sub)
+
+
 def external(model: onnx.ModelProto) -> list[onnx.TensorProto]:
     """The initializers of `model` (subgraphs included) whose values are in a file."""
-    out = []
-
-    def walk(graph):
-        out.extend(t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
-        for node in graph.node:
-            for a in node.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    walk(a.g)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    for g in a.graphs:
-                        walk(g)
-
-    walk(model.graph)
-    return out
+    return [t for g in all_graphs(model.graph) for t in g.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
 def session_options(model: onnx.ModelProto, options) -> None:
